@@ -1,0 +1,36 @@
+//! Command-line flags every step shares: where the execution client is and how to reach it.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+
+use crate::{auth::JwtSecret, engine::EngineClient, fork::ForkSchedule, startup};
+
+/// How to reach the execution client. Defaults match `scripts/devnet.sh start` run from the
+/// repository root, so a bare `cargo run -p …` works against the local devnet.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ElArgs {
+    /// Engine API (authenticated RPC) URL of the execution client.
+    #[arg(long, env = "ETH_CLIENT_URL", default_value = "http://127.0.0.1:8551")]
+    pub eth_client_url: String,
+
+    /// File holding the hex JWT secret the execution client was started with.
+    #[arg(long, env = "JWT_SECRET", default_value = ".devnet/jwt.hex")]
+    pub jwt_secret: PathBuf,
+
+    /// Genesis file of the chain: its chain id and fork times choose the API versions.
+    #[arg(long, env = "GENESIS", default_value = "genesis.json")]
+    pub genesis: PathBuf,
+}
+
+impl ElArgs {
+    /// Reads the secret and genesis, builds the client, and checks the execution client
+    /// serves what we need on the chain we expect.
+    pub async fn connect(&self) -> anyhow::Result<EngineClient> {
+        let jwt = JwtSecret::from_file(&self.jwt_secret)?;
+        let forks = ForkSchedule::from_genesis_file(&self.genesis)?;
+        let client = EngineClient::new(&self.eth_client_url, jwt, forks).context("bad --eth-client-url")?;
+        startup::check_execution_client(&client).await?;
+        Ok(client)
+    }
+}

@@ -1,0 +1,32 @@
+//! What every step of the tutorial shares: an Engine API client and its helpers.
+//!
+//! Layout:
+//! - [`auth`]: the JWT secret file and the HS256 token on every Engine API request.
+//! - [`rpc`]: JSON-RPC 2.0 over HTTP/1.1 keep-alive, with per-call timeouts.
+//! - [`engine`]: one typed method per Engine API wire method, beside its timeout.
+//! - [`fork`]: the chain's fork times (from `genesis.json`) and the getPayload version.
+//! - [`types`]: the answers: payload status, forkchoice result, built payload, block.
+//! - [`error`]: what a call can fail with, as variants a caller branches on.
+//! - [`payload`]: pure helpers: payload attributes, versioned hashes, forkchoice state.
+//! - [`startup`]: the capability and chain-id checks made before driving an EL.
+//! - [`config`]: the flags every binary shares (`--eth-client-url`, `--jwt-secret`, …).
+//! - `harness` (feature `harness`, tests only): starts a real Geth per test.
+
+pub mod auth;
+pub mod config;
+pub mod engine;
+pub mod error;
+pub mod fork;
+pub mod payload;
+pub mod rpc;
+pub mod startup;
+pub mod types;
+
+#[cfg(feature = "harness")]
+pub mod harness;
+
+pub use auth::JwtSecret;
+pub use engine::EngineClient;
+pub use error::{EngineError, RpcErrorKind};
+pub use fork::ForkSchedule;
+pub use types::{Block, BlockTag, BuiltPayload, ForkchoiceUpdated, PayloadStatus};

@@ -1,0 +1,159 @@
+//! A small JSON-RPC 2.0 client over HTTP/1.1 with keep-alive.
+//!
+//! Both Geth ports speak it: the authenticated Engine API port (a JWT on every request)
+//! and the public HTTP port (no JWT). One connection pool per client; each call has its own
+//! timeout, because a stuck `newPayload` and a stuck `getPayload` deserve different patience.
+
+use std::{
+    sync::atomic::{AtomicU64, Ordering},
+    time::Duration,
+};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{Request, StatusCode, Uri, header};
+use hyper_util::{
+    client::legacy::{Client, connect::HttpConnector},
+    rt::TokioExecutor,
+};
+use serde::{Serialize, de::DeserializeOwned};
+use serde_json::{Value, json};
+
+use crate::{
+    auth::JwtSecret,
+    error::{EngineError, RpcErrorKind},
+};
+
+/// Idle keep-alive connections are dropped after this long; Geth closes its own after 120 s.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The longest error body we copy into an error message.
+const MAX_ERROR_BODY: usize = 512;
+
+/// A JSON-RPC client for one URL.
+#[derive(Debug)]
+pub struct RpcClient {
+    url: String,
+    uri: Uri,
+    jwt: Option<JwtSecret>,
+    http: Client<HttpConnector, Full<Bytes>>,
+    next_id: AtomicU64,
+}
+
+impl RpcClient {
+    /// A client for `url` (`http://host:port`), signing each request with `jwt` if given.
+    pub fn new(url: &str, jwt: Option<JwtSecret>) -> anyhow::Result<Self> {
+        let uri: Uri = url.parse().map_err(|e| anyhow::anyhow!("bad URL {url:?}: {e}"))?;
+        anyhow::ensure!(uri.scheme_str() == Some("http"), "bad URL {url:?}: only http:// is supported");
+        anyhow::ensure!(uri.host().is_some(), "bad URL {url:?}: no host");
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        let http = Client::builder(TokioExecutor::new()).pool_idle_timeout(POOL_IDLE_TIMEOUT).build(connector);
+        Ok(Self { url: url.to_owned(), uri, jwt, http, next_id: AtomicU64::new(1) })
+    }
+
+    /// The URL this client calls.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Calls `method` with positional `params` and decodes its `result` as `R`.
+    pub async fn call<P: Serialize, R: DeserializeOwned>(
+        &self,
+        method: &'static str,
+        params: P,
+        timeout: Duration,
+    ) -> Result<R, EngineError> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+        let exchange = self.exchange(method, body);
+        let result = tokio::time::timeout(timeout, exchange)
+            .await
+            .map_err(|_| EngineError::Timeout { method, timeout })??;
+        serde_json::from_value(result).map_err(|e| EngineError::Decode { method, reason: e.to_string() })
+    }
+
+    /// One HTTP round trip; returns the `result` member.
+    async fn exchange(&self, method: &'static str, body: Value) -> Result<Value, EngineError> {
+        let mut request = Request::post(self.uri.clone()).header(header::CONTENT_TYPE, "application/json");
+        if let Some(jwt) = &self.jwt {
+            // A fresh token per request: iat is always "now", so clock drift never builds up.
+            request = request.header(header::AUTHORIZATION, format!("Bearer {}", jwt.token()));
+        }
+        let request = request
+            .body(Full::new(Bytes::from(body.to_string())))
+            .map_err(|e| EngineError::Transport { method, url: self.url.clone(), reason: e.to_string() })?;
+        let transport = |e: &dyn std::fmt::Display| EngineError::Transport { method, url: self.url.clone(), reason: e.to_string() };
+        let response = self.http.request(request).await.map_err(|e| transport(&error_chain(&e)))?;
+        let status = response.status();
+        let bytes = response.into_body().collect().await.map_err(|e| transport(&e))?.to_bytes();
+        if status != StatusCode::OK {
+            let text = String::from_utf8_lossy(&bytes[..bytes.len().min(MAX_ERROR_BODY)]).trim().to_owned();
+            return Err(match status {
+                StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                    EngineError::Unauthorized { method, status: status.as_u16(), body: text }
+                }
+                _ => EngineError::Http { method, status: status.as_u16(), body: text },
+            });
+        }
+        decode_response(method, &bytes)
+    }
+}
+
+/// Splits a JSON-RPC response into its result or its error object.
+fn decode_response(method: &'static str, bytes: &[u8]) -> Result<Value, EngineError> {
+    let mut response: Value =
+        serde_json::from_slice(bytes).map_err(|e| EngineError::Decode { method, reason: format!("not JSON: {e}") })?;
+    if let Some(error) = response.get("error").filter(|e| !e.is_null()) {
+        let code = error.get("code").and_then(Value::as_i64).unwrap_or(0);
+        let message = error.get("message").and_then(Value::as_str).unwrap_or("").to_owned();
+        return Err(EngineError::Rpc { method, code, kind: RpcErrorKind::from_code(code), message });
+    }
+    match response.get_mut("result") {
+        Some(result) => Ok(result.take()),
+        None => Err(EngineError::Decode { method, reason: "response has neither result nor error".into() }),
+    }
+}
+
+/// hyper's client error says only "client error (Connect)"; the cause says why.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_objects_become_typed_errors() {
+        let body = br#"{"jsonrpc":"2.0","id":1,"error":{"code":-38001,"message":"Unknown payload"}}"#;
+        let err = decode_response("engine_getPayloadV5", body).unwrap_err();
+        assert_eq!(err.rpc_kind(), Some(RpcErrorKind::UnknownPayload));
+    }
+
+    #[test]
+    fn a_null_result_is_a_result() {
+        let body = br#"{"jsonrpc":"2.0","id":1,"result":null}"#;
+        assert_eq!(decode_response("eth_getBlockByNumber", body).ok(), Some(Value::Null));
+    }
+
+    #[test]
+    fn garbage_is_a_decode_error() {
+        assert!(matches!(decode_response("m", b"<html>"), Err(EngineError::Decode { .. })));
+        assert!(matches!(decode_response("m", b"{}"), Err(EngineError::Decode { .. })));
+    }
+
+    #[test]
+    fn urls_are_checked_up_front() {
+        assert!(RpcClient::new("127.0.0.1:8551", None).is_err());
+        assert!(RpcClient::new("https://example.invalid", None).is_err());
+        assert!(RpcClient::new("http://127.0.0.1:8551", None).is_ok());
+    }
+}

@@ -1,0 +1,92 @@
+//! The client and the harness against a real Geth, including the errors Geth does give.
+
+use common::{
+    EngineClient, EngineError, JwtSecret, PayloadStatus, RpcErrorKind,
+    auth::unix_now,
+    harness::Geth,
+    payload::{self, finalized_at},
+    startup::check_execution_client,
+};
+
+#[tokio::test]
+async fn harness_starts_geth_and_cleans_up_on_drop() {
+    let geth = Geth::start().await.expect("geth starts");
+    let datadir = geth.datadir();
+    let engine = geth.engine();
+    check_execution_client(&engine).await.expect("real Geth serves what we need");
+    let head = engine.head().await.expect("head");
+    assert_eq!(head.number, 0, "a fresh chain starts at genesis");
+    drop(geth);
+    assert!(!datadir.exists(), "datadir removed on drop");
+    assert!(engine.chain_id().await.is_err(), "process gone on drop");
+}
+
+#[tokio::test]
+async fn geth_rejects_a_foreign_jwt() {
+    let geth = Geth::start().await.expect("geth starts");
+    let stranger = EngineClient::new(&geth.auth_url(), JwtSecret::new([9; 32]), geth.engine().forks().clone()).expect("client");
+    let err = stranger.chain_id().await.unwrap_err();
+    assert!(matches!(err, EngineError::Unauthorized { status: 401, .. }), "{err}");
+}
+
+#[tokio::test]
+async fn geth_answers_the_documented_errors() {
+    let geth = Geth::start().await.expect("geth starts");
+    let engine = geth.engine();
+    let genesis = engine.head().await.expect("head");
+
+    // A timestamp not after the parent's: -38003 from forkchoiceUpdated.
+    let stale = payload::attributes(genesis.hash, genesis.timestamp, Default::default());
+    let err = engine.forkchoice_updated_v3(finalized_at(genesis.hash), Some(stale)).await.unwrap_err();
+    assert_eq!(err.rpc_kind(), Some(RpcErrorKind::InvalidPayloadAttributes), "{err}");
+
+    // An id Geth never issued: -38001 from getPayload. Geth checks the id's first byte
+    // (the payload version, 3 for Cancun through Osaka) before looking it up, so a
+    // well-formed id is needed to reach the lookup; an all-zero id gets -38005.
+    let unknown = alloy_rpc_types_engine::PayloadId::new([3, 0, 0, 0, 0, 0, 0, 1]);
+    let err = engine.get_payload_v5(unknown).await.unwrap_err();
+    assert_eq!(err.rpc_kind(), Some(RpcErrorKind::UnknownPayload), "{err}");
+    let err = engine.get_payload_v5(Default::default()).await.unwrap_err();
+    assert_eq!(err.rpc_kind(), Some(RpcErrorKind::UnsupportedFork), "{err}");
+
+    // An Osaka payload asked for with the Prague method: -38005.
+    let attrs = payload::attributes(genesis.hash, unix_now(), Default::default());
+    let updated = engine.forkchoice_updated_v3(finalized_at(genesis.hash), Some(attrs)).await.expect("fcu");
+    let id = updated.payload_id.expect("Geth builds on genesis");
+    let err = engine.get_payload_v4(id).await.unwrap_err();
+    assert_eq!(err.rpc_kind(), Some(RpcErrorKind::UnsupportedFork), "{err}");
+
+    // The right version for the timestamp works, and the block executes.
+    let built = engine.get_payload(id, unix_now().max(genesis.timestamp + 1)).await.expect("getPayloadV5");
+    let status = engine
+        .new_payload_v4(
+            &built.execution_payload,
+            &payload::built_versioned_hashes(&built).expect("no blobs"),
+            payload::parent_beacon_block_root(&built.execution_payload),
+            &built.execution_requests,
+        )
+        .await
+        .expect("newPayload");
+    assert!(status.is_valid(), "{status}");
+
+    // The same block with a wrong timestamp is INVALID with Geth's reason, not an error.
+    let mut tampered = built.execution_payload.clone();
+    tampered.payload_inner.payload_inner.timestamp = genesis.timestamp;
+    let status = engine
+        .new_payload_v4(&tampered, &[], payload::parent_beacon_block_root(&tampered), &built.execution_requests)
+        .await
+        .expect("newPayload answers");
+    assert!(matches!(status, PayloadStatus::Invalid { .. }), "tampered payload: {status}");
+}
+
+#[tokio::test]
+async fn devnet_and_compose_pass_the_harness_flags() {
+    let root = common::harness::workspace_root();
+    for file in ["scripts/devnet.sh", "docker-compose.yml"] {
+        let text = std::fs::read_to_string(root.join(file)).expect("file exists");
+        let tokens: Vec<&str> = text.split(|c: char| c.is_whitespace() || c == '"' || c == '\'').collect();
+        for flag in common::harness::GETH_FLAGS {
+            assert!(tokens.contains(flag), "{file} does not pass {flag}");
+        }
+    }
+}

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Installs what the README commands need, skipping what is already there.
+#
+#   scripts/setup.sh            everything: geth, mdbook, redis + postgresql
+#   scripts/setup.sh geth       only the pinned Geth (what Part 1 needs)
+#
+# Geth and mdBook go into .tools/bin (project-local); Redis and PostgreSQL come from apt.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=../.env
+source "$ROOT/.env"
+TOOLS="$ROOT/.tools"
+mkdir -p "$TOOLS/bin"
+
+say() { echo "setup: $*" >&2; }
+
+install_geth() {
+    local want="${GETH_VERSION#v}-stable"
+    if [[ -x "$TOOLS/bin/geth" ]] && "$TOOLS/bin/geth" version 2>/dev/null | grep -qx "Version: $want"; then
+        say "geth $GETH_VERSION already in .tools/bin"
+        return
+    fi
+    if ! command -v go >/dev/null; then
+        say "Go is needed to install geth $GETH_VERSION (https://go.dev/dl), or use Docker (see README)"
+        exit 1
+    fi
+    say "installing geth $GETH_VERSION with go install (a few minutes the first time)"
+    GOBIN="$TOOLS/bin" GOFLAGS=-mod=mod go install "github.com/ethereum/go-ethereum/cmd/geth@$GETH_VERSION"
+    "$TOOLS/bin/geth" version | grep -qx "Version: $want"
+}
+
+install_mdbook() {
+    if [[ -x "$TOOLS/bin/mdbook" ]] && [[ "$("$TOOLS/bin/mdbook" --version)" == "mdbook v$MDBOOK_VERSION" ]]; then
+        say "mdbook $MDBOOK_VERSION already in .tools/bin"
+        return
+    fi
+    say "installing mdbook $MDBOOK_VERSION with cargo install"
+    cargo install mdbook --version "$MDBOOK_VERSION" --locked --root "$TOOLS" \
+        --no-default-features --features search --quiet
+}
+
+install_services() {
+    local missing=()
+    command -v redis-server >/dev/null || missing+=(redis-server)
+    compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null || missing+=(postgresql)
+    if [[ ${#missing[@]} -eq 0 ]]; then
+        say "redis-server and postgresql already installed"
+        return
+    fi
+    local sudo=()
+    if [[ $EUID -ne 0 ]]; then
+        command -v sudo >/dev/null || { say "need root or sudo to apt-get install ${missing[*]}"; exit 1; }
+        sudo=(sudo)
+    fi
+    say "installing ${missing[*]} with apt-get"
+    "${sudo[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+parts=("$@")
+[[ ${#parts[@]} -gt 0 ]] || parts=(geth mdbook services)
+for part in "${parts[@]}"; do
+    case "$part" in
+        geth) install_geth ;;
+        mdbook) install_mdbook ;;
+        services) install_services ;;
+        *) say "unknown part '$part' (geth, mdbook, services)"; exit 2 ;;
+    esac
+done
