@@ -6,6 +6,8 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 scripts/setup.sh
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --all-features --locked --quiet -- -D warnings
 cargo test --workspace --locked
 .tools/bin/mdbook build docs
 echo "book built in docs/book"

@@ -21,7 +21,9 @@ pub const IAT_WINDOW_SECS: u64 = 60;
 #[derive(Debug, thiserror::Error)]
 pub enum JwtSecretError {
     /// The file does not exist or cannot be read.
-    #[error("cannot read JWT secret file {path}: {source} (create one with `openssl rand -hex 32 > {path}` or run scripts/devnet.sh start)")]
+    #[error(
+        "cannot read JWT secret file {path}: {source} (create one with `openssl rand -hex 32 > {path}` or run scripts/devnet.sh start)"
+    )]
     Unreadable {
         /// The file we tried to read.
         path: PathBuf,
@@ -88,10 +90,8 @@ impl JwtSecret {
     /// Reads a secret file: 64 hex characters, `0x` prefix optional, surrounding whitespace
     /// (such as the trailing newline `openssl rand -hex 32` writes) ignored.
     pub fn from_file(path: &Path) -> Result<Self, JwtSecretError> {
-        let text = std::fs::read_to_string(path).map_err(|source| JwtSecretError::Unreadable {
-            path: path.to_owned(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| JwtSecretError::Unreadable { path: path.to_owned(), source })?;
         Self::from_hex(&text).map_err(|err| match err {
             HexError::NotHex(reason) => JwtSecretError::NotHex { path: path.to_owned(), reason },
             HexError::WrongLength(len) => JwtSecretError::WrongLength { path: path.to_owned(), len },

@@ -73,7 +73,9 @@ pub enum EngineError {
         timeout: Duration,
     },
     /// HTTP 401/403: the execution client refused our token.
-    #[error("{method}: the execution client rejected our JWT (HTTP {status}): {body}; check that --jwt-secret is the file the EL was started with")]
+    #[error(
+        "{method}: the execution client rejected our JWT (HTTP {status}): {body}; check that --jwt-secret is the file the EL was started with"
+    )]
     Unauthorized {
         /// The JSON-RPC method we were calling.
         method: &'static str,
@@ -164,7 +166,8 @@ mod tests {
     fn only_passing_faults_are_retryable() {
         let transport = EngineError::Transport { method: "m", url: "u".into(), reason: "refused".into() };
         let timeout = EngineError::Timeout { method: "m", timeout: Duration::from_secs(1) };
-        let unknown = EngineError::Rpc { method: "m", code: -38001, kind: RpcErrorKind::UnknownPayload, message: String::new() };
+        let unknown =
+            EngineError::Rpc { method: "m", code: -38001, kind: RpcErrorKind::UnknownPayload, message: String::new() };
         let auth = EngineError::Unauthorized { method: "m", status: 401, body: String::new() };
         assert!(transport.is_retryable() && timeout.is_retryable());
         assert!(!unknown.is_retryable() && !auth.is_retryable());

@@ -49,8 +49,8 @@ struct ChainConfig {
 impl ForkSchedule {
     /// Reads the schedule from a genesis file in Geth's format.
     pub fn from_genesis_file(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read genesis file {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("cannot read genesis file {}", path.display()))?;
         Self::from_genesis_json(&text).with_context(|| format!("bad genesis file {}", path.display()))
     }
 
@@ -58,7 +58,12 @@ impl ForkSchedule {
     pub fn from_genesis_json(text: &str) -> anyhow::Result<Self> {
         let genesis: GenesisFile = serde_json::from_str(text).context("not a Geth genesis document")?;
         let c = genesis.config;
-        Ok(Self { chain_id: c.chain_id, prague_time: c.prague_time, osaka_time: c.osaka_time, amsterdam_time: c.amsterdam_time })
+        Ok(Self {
+            chain_id: c.chain_id,
+            prague_time: c.prague_time,
+            osaka_time: c.osaka_time,
+            amsterdam_time: c.amsterdam_time,
+        })
     }
 
     /// The getPayload version for a payload with this timestamp. Fails for timestamps before

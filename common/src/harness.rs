@@ -31,7 +31,8 @@ use crate::{auth::JwtSecret, engine::EngineClient, fork::ForkSchedule, rpc::RpcC
 
 /// The Geth flags every run of this project uses, besides datadir, addresses and ports.
 /// `scripts/devnet.sh` and `docker-compose.yml` pass the same ones (a test checks they do).
-pub const GETH_FLAGS: &[&str] = &["--syncmode=full", "--nodiscover", "--maxpeers=0", "--http", "--http.api=eth,net,web3,txpool"];
+pub const GETH_FLAGS: &[&str] =
+    &["--syncmode=full", "--nodiscover", "--maxpeers=0", "--http", "--http.api=eth,net,web3,txpool"];
 
 /// Natively both ports listen on loopback only. (In Docker they listen on the container's
 /// interface, and the compose file publishes them on the host's loopback instead.)
@@ -60,11 +61,13 @@ pub fn genesis_path() -> PathBuf {
 /// The Geth binary: `$GETH_BIN`, else the one `scripts/setup.sh` installs in `.tools/bin`.
 /// A missing binary is a set-up failure, never a reason to skip a test.
 pub fn geth_binary() -> anyhow::Result<PathBuf> {
-    let path = std::env::var_os("GETH_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join(".tools/bin/geth"));
+    let path =
+        std::env::var_os("GETH_BIN").map(PathBuf::from).unwrap_or_else(|| workspace_root().join(".tools/bin/geth"));
     if !path.is_file() {
-        bail!("Geth not found at {}: run `scripts/setup.sh` (installs the pinned Geth), or set GETH_BIN", path.display());
+        bail!(
+            "Geth not found at {}: run `scripts/setup.sh` (installs the pinned Geth), or set GETH_BIN",
+            path.display()
+        );
     }
     Ok(path)
 }

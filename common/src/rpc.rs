@@ -67,9 +67,8 @@ impl RpcClient {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
         let exchange = self.exchange(method, body);
-        let result = tokio::time::timeout(timeout, exchange)
-            .await
-            .map_err(|_| EngineError::Timeout { method, timeout })??;
+        let result =
+            tokio::time::timeout(timeout, exchange).await.map_err(|_| EngineError::Timeout { method, timeout })??;
         serde_json::from_value(result).map_err(|e| EngineError::Decode { method, reason: e.to_string() })
     }
 
@@ -80,10 +79,13 @@ impl RpcClient {
             // A fresh token per request: iat is always "now", so clock drift never builds up.
             request = request.header(header::AUTHORIZATION, format!("Bearer {}", jwt.token()));
         }
-        let request = request
-            .body(Full::new(Bytes::from(body.to_string())))
-            .map_err(|e| EngineError::Transport { method, url: self.url.clone(), reason: e.to_string() })?;
-        let transport = |e: &dyn std::fmt::Display| EngineError::Transport { method, url: self.url.clone(), reason: e.to_string() };
+        let request = request.body(Full::new(Bytes::from(body.to_string()))).map_err(|e| EngineError::Transport {
+            method,
+            url: self.url.clone(),
+            reason: e.to_string(),
+        })?;
+        let transport =
+            |e: &dyn std::fmt::Display| EngineError::Transport { method, url: self.url.clone(), reason: e.to_string() };
         let response = self.http.request(request).await.map_err(|e| transport(&error_chain(&e)))?;
         let status = response.status();
         let bytes = response.into_body().collect().await.map_err(|e| transport(&e))?.to_bytes();

@@ -44,9 +44,8 @@ mod tests {
 
     #[test]
     fn reports_exactly_the_missing_methods() {
-        let served: Vec<String> = ["engine_forkchoiceUpdatedV3", "engine_getPayloadV4", "engine_newPayloadV4"]
-            .map(String::from)
-            .to_vec();
+        let served: Vec<String> =
+            ["engine_forkchoiceUpdatedV3", "engine_getPayloadV4", "engine_newPayloadV4"].map(String::from).to_vec();
         assert_eq!(missing_capabilities(&served), vec!["engine_getPayloadV5"]);
         let all: Vec<String> = REQUIRED_CAPABILITIES.map(String::from).to_vec();
         assert!(missing_capabilities(&all).is_empty());

@@ -222,13 +222,21 @@ mod tests {
     #[test]
     fn statuses_decode_from_the_wire() {
         let hash = B256::repeat_byte(0x11);
-        let valid: PayloadStatus = serde_json::from_value(json!({"status": "VALID", "latestValidHash": hash, "validationError": null})).expect("valid");
+        let valid: PayloadStatus =
+            serde_json::from_value(json!({"status": "VALID", "latestValidHash": hash, "validationError": null}))
+                .expect("valid");
         assert_eq!(valid, PayloadStatus::Valid { latest_valid_hash: Some(hash) });
-        let invalid: PayloadStatus = serde_json::from_value(json!({"status": "INVALID", "latestValidHash": hash, "validationError": "invalid timestamp"})).expect("invalid");
+        let invalid: PayloadStatus = serde_json::from_value(
+            json!({"status": "INVALID", "latestValidHash": hash, "validationError": "invalid timestamp"}),
+        )
+        .expect("invalid");
         assert_eq!(invalid.to_string(), "INVALID: invalid timestamp");
-        let syncing: PayloadStatus = serde_json::from_value(json!({"status": "SYNCING", "latestValidHash": null})).expect("syncing");
+        let syncing: PayloadStatus =
+            serde_json::from_value(json!({"status": "SYNCING", "latestValidHash": null})).expect("syncing");
         assert!(syncing.is_pending());
-        let bad_hash: PayloadStatus = serde_json::from_value(json!({"status": "INVALID_BLOCK_HASH", "validationError": "mismatch"})).expect("ibh");
+        let bad_hash: PayloadStatus =
+            serde_json::from_value(json!({"status": "INVALID_BLOCK_HASH", "validationError": "mismatch"}))
+                .expect("ibh");
         assert!(matches!(bad_hash, PayloadStatus::InvalidBlockHash { .. }));
         assert!(serde_json::from_value::<PayloadStatus>(json!({"status": "MAYBE"})).is_err());
     }

@@ -24,7 +24,8 @@ async fn harness_starts_geth_and_cleans_up_on_drop() {
 #[tokio::test]
 async fn geth_rejects_a_foreign_jwt() {
     let geth = Geth::start().await.expect("geth starts");
-    let stranger = EngineClient::new(&geth.auth_url(), JwtSecret::new([9; 32]), geth.engine().forks().clone()).expect("client");
+    let stranger =
+        EngineClient::new(&geth.auth_url(), JwtSecret::new([9; 32]), geth.engine().forks().clone()).expect("client");
     let err = stranger.chain_id().await.unwrap_err();
     assert!(matches!(err, EngineError::Unauthorized { status: 401, .. }), "{err}");
 }

@@ -11,8 +11,7 @@ use std::{
 
 use bytes::Bytes;
 use common::{
-    EngineClient, EngineError, ForkSchedule, JwtSecret, PayloadStatus, RpcErrorKind,
-    auth::unix_now,
+    EngineClient, EngineError, ForkSchedule, JwtSecret, PayloadStatus, RpcErrorKind, auth::unix_now,
     startup::check_execution_client,
 };
 use http_body_util::{BodyExt, Full};
@@ -85,18 +84,26 @@ async fn handle(
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::to_owned);
     let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-    let respond = |status: StatusCode, body: String| Ok(Response::builder().status(status).body(Full::new(Bytes::from(body))).expect("response"));
-    if let Err(e) = token.ok_or_else(|| "missing token".to_owned()).and_then(|t| secret.validate(&t, unix_now()).map_err(|e| e.to_string())) {
+    let respond = |status: StatusCode, body: String| {
+        Ok(Response::builder().status(status).body(Full::new(Bytes::from(body))).expect("response"))
+    };
+    if let Err(e) = token
+        .ok_or_else(|| "missing token".to_owned())
+        .and_then(|t| secret.validate(&t, unix_now()).map_err(|e| e.to_string()))
+    {
         return respond(StatusCode::UNAUTHORIZED, e);
     }
     let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     seen.lock().expect("lock").push(request.clone());
     let id = request["id"].clone();
     match reply_for(request["method"].as_str().unwrap_or("")) {
-        Reply::Result(result) => respond(StatusCode::OK, json!({"jsonrpc": "2.0", "id": id, "result": result}).to_string()),
-        Reply::Error(code, message) => {
-            respond(StatusCode::OK, json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}}).to_string())
+        Reply::Result(result) => {
+            respond(StatusCode::OK, json!({"jsonrpc": "2.0", "id": id, "result": result}).to_string())
         }
+        Reply::Error(code, message) => respond(
+            StatusCode::OK,
+            json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}}).to_string(),
+        ),
         Reply::Hang => {
             tokio::time::sleep(Duration::from_secs(3600)).await;
             respond(StatusCode::OK, String::new())
@@ -117,7 +124,9 @@ fn payload_json() -> Value {
 
 #[tokio::test]
 async fn new_payload_sends_the_exact_params_with_a_valid_jwt() {
-    let mock = Mock::start(|_| Reply::Result(json!({"status": "VALID", "latestValidHash": format!("0x{}", "44".repeat(32))}))).await;
+    let mock =
+        Mock::start(|_| Reply::Result(json!({"status": "VALID", "latestValidHash": format!("0x{}", "44".repeat(32))})))
+            .await;
     let payload = serde_json::from_value(payload_json()).expect("payload");
     let hashes = [alloy_primitives::B256::repeat_byte(0x01)];
     let requests = [alloy_primitives::Bytes::from_static(&[0x00, 0xaa])];
@@ -135,13 +144,25 @@ async fn new_payload_sends_the_exact_params_with_a_valid_jwt() {
 
 #[tokio::test]
 async fn statuses_geth_cannot_be_made_to_send_are_typed() {
-    let mock = Mock::start(|_| Reply::Result(json!({"status": "INVALID_BLOCK_HASH", "latestValidHash": null, "validationError": "block hash mismatch"}))).await;
+    let mock = Mock::start(|_| {
+        Reply::Result(
+            json!({"status": "INVALID_BLOCK_HASH", "latestValidHash": null, "validationError": "block hash mismatch"}),
+        )
+    })
+    .await;
     let payload = serde_json::from_value(payload_json()).expect("payload");
     let status = mock.client().new_payload_v4(&payload, &[], Default::default(), &[]).await.expect("call");
     assert_eq!(status, PayloadStatus::InvalidBlockHash { validation_error: "block hash mismatch".into() });
 
-    let mock = Mock::start(|_| Reply::Result(json!({"payloadStatus": {"status": "SYNCING", "latestValidHash": null}, "payloadId": null}))).await;
-    let updated = mock.client().forkchoice_updated_v3(common::payload::finalized_at(Default::default()), None).await.expect("call");
+    let mock = Mock::start(|_| {
+        Reply::Result(json!({"payloadStatus": {"status": "SYNCING", "latestValidHash": null}, "payloadId": null}))
+    })
+    .await;
+    let updated = mock
+        .client()
+        .forkchoice_updated_v3(common::payload::finalized_at(Default::default()), None)
+        .await
+        .expect("call");
     assert!(updated.payload_status.is_pending() && updated.payload_id.is_none());
 }
 
@@ -176,7 +197,10 @@ async fn a_wrong_secret_is_reported_as_unauthorized() {
 async fn a_hanging_el_times_out_per_method() {
     let mock = Mock::start(|_| Reply::Hang).await;
     let err = mock.client().get_payload_v5(Default::default()).await.unwrap_err();
-    assert!(matches!(err, EngineError::Timeout { method: "engine_getPayloadV5", timeout } if timeout == Duration::from_secs(1)), "{err}");
+    assert!(
+        matches!(err, EngineError::Timeout { method: "engine_getPayloadV5", timeout } if timeout == Duration::from_secs(1)),
+        "{err}"
+    );
     assert!(err.is_retryable());
 }
 
@@ -184,7 +208,8 @@ async fn a_hanging_el_times_out_per_method() {
 async fn nobody_listening_is_a_retryable_transport_error() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
     let forks = ForkSchedule { chain_id: 1, prague_time: Some(0), osaka_time: Some(0), amsterdam_time: None };
-    let client = EngineClient::new(&format!("http://127.0.0.1:{port}"), JwtSecret::new([1; 32]), forks).expect("client");
+    let client =
+        EngineClient::new(&format!("http://127.0.0.1:{port}"), JwtSecret::new([1; 32]), forks).expect("client");
     let err = client.chain_id().await.unwrap_err();
     assert!(matches!(err, EngineError::Transport { .. }) && err.is_retryable(), "{err}");
     assert!(err.to_string().contains("refused"), "{err}");
