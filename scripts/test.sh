@@ -9,5 +9,4 @@ scripts/setup.sh
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --all-features --locked --quiet -- -D warnings
 cargo test --workspace --locked
-.tools/bin/mdbook build docs
-echo "book built in docs/book"
+scripts/build-docs.sh

@@ -18,6 +18,7 @@ use crate::{
     types::{Block, BlockTag, BuiltPayload, ForkchoiceUpdated, PayloadStatus},
 };
 
+// ANCHOR: methods
 /// Cancun+ forkchoice update (used through Osaka); attributes must carry withdrawals and
 /// the parent beacon block root.
 pub const FORKCHOICE_UPDATED_V3: &str = "engine_forkchoiceUpdatedV3";
@@ -47,6 +48,7 @@ pub const ETH_CHAIN_ID: &str = "eth_chainId";
 pub const ETH_GET_BLOCK_BY_NUMBER: &str = "eth_getBlockByNumber";
 /// Timeout for plain `eth_` reads.
 pub const ETH_READ_TIMEOUT: Duration = Duration::from_secs(5);
+// ANCHOR_END: methods
 
 /// The Engine API methods this project calls; checked against the EL at start.
 pub const REQUIRED_CAPABILITIES: [&str; 4] = [FORKCHOICE_UPDATED_V3, GET_PAYLOAD_V4, GET_PAYLOAD_V5, NEW_PAYLOAD_V4];
@@ -94,6 +96,7 @@ impl EngineClient {
         self.rpc.call(GET_PAYLOAD_V5, json!([id]), GET_PAYLOAD_TIMEOUT).await
     }
 
+    // ANCHOR: get_payload
     /// getPayload in the version that serves a payload built for `timestamp`.
     pub async fn get_payload(&self, id: PayloadId, timestamp: u64) -> anyhow::Result<BuiltPayload> {
         Ok(match self.forks.get_payload_version(timestamp)? {
@@ -101,6 +104,7 @@ impl EngineClient {
             GetPayloadVersion::V5 => self.get_payload_v5(id).await?,
         })
     }
+    // ANCHOR_END: get_payload
 
     /// `engine_newPayloadV4`: asks the EL to execute and validate `payload`.
     ///

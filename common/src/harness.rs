@@ -29,6 +29,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::{auth::JwtSecret, engine::EngineClient, fork::ForkSchedule, rpc::RpcClient};
 
+// ANCHOR: flags
 /// The Geth flags every run of this project uses, besides datadir, addresses and ports.
 /// `scripts/devnet.sh` and `docker-compose.yml` pass the same ones (a test checks they do).
 pub const GETH_FLAGS: &[&str] =
@@ -37,6 +38,7 @@ pub const GETH_FLAGS: &[&str] =
 /// Natively both ports listen on loopback only. (In Docker they listen on the container's
 /// interface, and the compose file publishes them on the host's loopback instead.)
 pub const GETH_LOOPBACK_FLAGS: &[&str] = &["--authrpc.addr=127.0.0.1", "--http.addr=127.0.0.1"];
+// ANCHOR_END: flags
 
 /// How long Geth may take to open its Engine API port. Generous: CI machines are busy.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(90);
@@ -120,6 +122,7 @@ pub struct Geth {
 }
 
 impl Geth {
+    // ANCHOR: start
     /// Starts a fresh Geth on the project's genesis and waits for its Engine API.
     pub async fn start() -> anyhow::Result<Self> {
         let slot = SLOTS.clone().acquire_owned().await.context("Geth slot semaphore closed")?;
@@ -134,6 +137,7 @@ impl Geth {
         geth.wait_ready().await?;
         Ok(geth)
     }
+    // ANCHOR_END: start
 
     /// The datadir (kept across [`Geth::restart`]).
     pub fn datadir(&self) -> PathBuf {

@@ -7,6 +7,7 @@ use alloy_rpc_types_engine::{ExecutionPayloadV3, ForkchoiceState, PayloadAttribu
 
 use crate::types::BuiltPayload;
 
+// ANCHOR: attributes
 /// The payload attributes for a block on top of `parent_hash` at `timestamp`.
 ///
 /// Our policy, the same in every part: there is no beacon chain, so
@@ -28,6 +29,7 @@ pub fn attributes(parent_hash: B256, timestamp: u64, fee_recipient: Address) -> 
         target_gas_limit: None,
     }
 }
+// ANCHOR_END: attributes
 
 /// The parent beacon block root to pass to newPayload for a payload built with
 /// [`attributes`]: the payload's parent hash.
@@ -67,6 +69,7 @@ pub enum PayloadDecodeError {
     },
 }
 
+// ANCHOR: versioned_hashes
 /// The blob versioned hashes of every blob transaction in the payload, in order, as
 /// newPayloadV3+ requires. An empty list is only right for a payload without blobs.
 pub fn versioned_hashes(payload: &ExecutionPayloadV3) -> Result<Vec<B256>, PayloadDecodeError> {
@@ -80,6 +83,7 @@ pub fn versioned_hashes(payload: &ExecutionPayloadV3) -> Result<Vec<B256>, Paylo
     }
     Ok(hashes)
 }
+// ANCHOR_END: versioned_hashes
 
 /// [`versioned_hashes`] for a freshly built payload, checked against its blobs bundle.
 pub fn built_versioned_hashes(built: &BuiltPayload) -> Result<Vec<B256>, PayloadDecodeError> {

@@ -75,10 +75,12 @@ impl RpcClient {
     /// One HTTP round trip; returns the `result` member.
     async fn exchange(&self, method: &'static str, body: Value) -> Result<Value, EngineError> {
         let mut request = Request::post(self.uri.clone()).header(header::CONTENT_TYPE, "application/json");
+        // ANCHOR: jwt_header
         if let Some(jwt) = &self.jwt {
             // A fresh token per request: iat is always "now", so clock drift never builds up.
             request = request.header(header::AUTHORIZATION, format!("Bearer {}", jwt.token()));
         }
+        // ANCHOR_END: jwt_header
         let request = request.body(Full::new(Bytes::from(body.to_string()))).map_err(|e| EngineError::Transport {
             method,
             url: self.url.clone(),
