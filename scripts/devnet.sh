@@ -17,7 +17,14 @@ GETH="${GETH_BIN:-$ROOT/.tools/bin/geth}"
 
 say() { echo "devnet: $*" >&2; }
 
-running() { [[ -f "$DEVNET/geth.pid" ]] && kill -0 "$(cat "$DEVNET/geth.pid")" 2>/dev/null; }
+# Alive and not a zombie: a killed Geth whose parent is gone may linger unreaped, and
+# `kill -0` still succeeds on it.
+running() {
+    [[ -f "$DEVNET/geth.pid" ]] || return 1
+    local state
+    state="$(ps -o stat= -p "$(cat "$DEVNET/geth.pid")" 2>/dev/null)" || return 1
+    [[ -n "$state" && "$state" != Z* ]]
+}
 
 rpc() {
     curl -sf --max-time 2 -H 'Content-Type: application/json' \
@@ -58,8 +65,8 @@ stop() {
     if ! running; then say "not running"; rm -f "$DEVNET/geth.pid"; return; fi
     local pid; pid="$(cat "$DEVNET/geth.pid")"
     kill -TERM "$pid"
-    for _ in $(seq 1 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -0 "$pid" 2>/dev/null && { say "geth ignored SIGTERM for 30 s; killing it"; kill -KILL "$pid"; }
+    for _ in $(seq 1 300); do running || break; sleep 0.1; done
+    running && { say "geth ignored SIGTERM for 30 s; killing it"; kill -KILL "$pid"; }
     rm -f "$DEVNET/geth.pid"
     say "stopped"
 }
