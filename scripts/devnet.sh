@@ -40,11 +40,11 @@ start() {
         say "wrote a new JWT secret to .devnet/jwt.hex"
     fi
     if [[ ! -d "$DEVNET/data/geth/chaindata" ]]; then
-        "$GETH" init --datadir "$DEVNET/data" "$ROOT/genesis.json" >> "$DEVNET/geth.log" 2>&1
+        "$GETH" init --datadir "$DEVNET/data" --state.scheme=hash "$ROOT/genesis.json" >> "$DEVNET/geth.log" 2>&1
         say "initialised .devnet/data from genesis.json"
     fi
     nohup "$GETH" --datadir "$DEVNET/data" \
-        --syncmode=full --nodiscover --maxpeers=0 \
+        --syncmode=full --state.scheme=hash --gcmode=archive --nodiscover --maxpeers=0 \
         --authrpc.addr=127.0.0.1 --authrpc.port="$AUTH_PORT" --authrpc.jwtsecret="$DEVNET/jwt.hex" \
         --http --http.addr=127.0.0.1 --http.port="$HTTP_PORT" --http.api=eth,net,web3,txpool \
         >> "$DEVNET/geth.log" 2>&1 < /dev/null &

@@ -24,12 +24,17 @@ pub struct ElArgs {
 }
 
 impl ElArgs {
-    /// Reads the secret and genesis, builds the client, and checks the execution client
-    /// serves what we need on the chain we expect.
-    pub async fn connect(&self) -> anyhow::Result<EngineClient> {
+    /// Reads the secret and genesis and builds the client, without calling the EL yet.
+    pub fn client(&self) -> anyhow::Result<EngineClient> {
         let jwt = JwtSecret::from_file(&self.jwt_secret)?;
         let forks = ForkSchedule::from_genesis_file(&self.genesis)?;
-        let client = EngineClient::new(&self.eth_client_url, jwt, forks).context("bad --eth-client-url")?;
+        EngineClient::new(&self.eth_client_url, jwt, forks).context("bad --eth-client-url")
+    }
+
+    /// [`ElArgs::client`], then checks the execution client serves what we need on the
+    /// chain we expect.
+    pub async fn connect(&self) -> anyhow::Result<EngineClient> {
+        let client = self.client()?;
         startup::check_execution_client(&client).await?;
         Ok(client)
     }

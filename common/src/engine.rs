@@ -14,6 +14,7 @@ use crate::{
     auth::JwtSecret,
     error::EngineError,
     fork::{ForkSchedule, GetPayloadVersion},
+    payload::{ExecutableBlock, parent_beacon_block_root},
     rpc::RpcClient,
     types::{Block, BlockTag, BuiltPayload, ForkchoiceUpdated, PayloadStatus},
 };
@@ -64,6 +65,12 @@ impl EngineClient {
     /// A client for the auth RPC at `url` of a chain with the given fork schedule.
     pub fn new(url: &str, jwt: JwtSecret, forks: ForkSchedule) -> anyhow::Result<Self> {
         Ok(Self { rpc: RpcClient::new(url, Some(jwt))?, forks })
+    }
+
+    /// Reports every Engine API call (method, duration, error) to `observer`.
+    pub fn with_observer(mut self, observer: crate::rpc::CallObserver) -> Self {
+        self.rpc.set_observer(observer);
+        self
     }
 
     /// The auth RPC URL.
@@ -120,6 +127,14 @@ impl EngineClient {
     ) -> Result<PayloadStatus, EngineError> {
         let params = json!([payload, versioned_hashes, parent_beacon_block_root, execution_requests]);
         self.rpc.call(NEW_PAYLOAD_V4, params, NEW_PAYLOAD_TIMEOUT).await
+    }
+
+    /// newPayloadV4 for a block built with [`crate::payload::attributes`]: the versioned
+    /// hashes and the beacon root are derived from the block itself.
+    pub async fn import(&self, block: &ExecutableBlock) -> anyhow::Result<PayloadStatus> {
+        let hashes = block.versioned_hashes()?;
+        let payload = &block.execution_payload;
+        Ok(self.new_payload_v4(payload, &hashes, parent_beacon_block_root(payload), &block.execution_requests).await?)
     }
 
     /// `engine_exchangeCapabilities`: tells the EL what we call, returns what it serves.

@@ -32,8 +32,20 @@ use crate::{auth::JwtSecret, engine::EngineClient, fork::ForkSchedule, rpc::RpcC
 // ANCHOR: flags
 /// The Geth flags every run of this project uses, besides datadir, addresses and ports.
 /// `scripts/devnet.sh` and `docker-compose.yml` pass the same ones (a test checks they do).
-pub const GETH_FLAGS: &[&str] =
-    &["--syncmode=full", "--nodiscover", "--maxpeers=0", "--http", "--http.api=eth,net,web3,txpool"];
+///
+/// `--state.scheme=hash --gcmode=archive` makes Geth write every block's state to its
+/// database as it imports the block. In the default path scheme up to 128 blocks of state
+/// live only in memory: after a SIGKILL Geth rewinds, deletes the blocks above, and can
+/// switch itself to snap sync, which never finishes on a chain without peers.
+pub const GETH_FLAGS: &[&str] = &[
+    "--syncmode=full",
+    "--state.scheme=hash",
+    "--gcmode=archive",
+    "--nodiscover",
+    "--maxpeers=0",
+    "--http",
+    "--http.api=eth,net,web3,txpool",
+];
 
 /// Natively both ports listen on loopback only. (In Docker they listen on the container's
 /// interface, and the compose file publishes them on the host's loopback instead.)
@@ -96,6 +108,37 @@ pub fn signed_transfer(signer: &PrivateKeySigner, chain_id: u64, nonce: u64, to:
     };
     let signature = signer.sign_hash_sync(&tx.signature_hash()).expect("local signing does not fail");
     TxEnvelope::from(tx.into_signed(signature)).encoded_2718().into()
+}
+
+/// A blob transaction carrying `data` in as many blobs as it needs, with an EIP-7594
+/// (cell proof) sidecar as Osaka requires, signed and encoded in network form for
+/// `eth_sendRawTransaction`. Returns the encoding and the blobs' versioned hashes.
+pub fn signed_blob_transaction(
+    signer: &PrivateKeySigner,
+    chain_id: u64,
+    nonce: u64,
+    data: &[u8],
+) -> anyhow::Result<(Bytes, Vec<B256>)> {
+    use alloy_consensus::{EthereumTxEnvelope, TxEip4844, TxEip4844Variant, TxEip4844WithSidecar};
+    use alloy_eips::eip4844::builder::{SidecarBuilder, SimpleCoder};
+
+    let sidecar = SidecarBuilder::<SimpleCoder>::from_slice(data).build_7594().context("cannot build blob sidecar")?;
+    let hashes: Vec<B256> = sidecar.versioned_hashes().collect();
+    let tx = TxEip4844 {
+        chain_id,
+        nonce,
+        gas_limit: 21_000,
+        max_fee_per_gas: 20_000_000_000,
+        max_priority_fee_per_gas: 1_000_000_000,
+        max_fee_per_blob_gas: 1_000_000_000,
+        to: Address::repeat_byte(0xb1),
+        blob_versioned_hashes: hashes.clone(),
+        ..Default::default()
+    };
+    let tx = TxEip4844Variant::TxEip4844WithSidecar(TxEip4844WithSidecar::from_tx_and_sidecar(tx, sidecar));
+    let signature = signer.sign_hash_sync(&tx.signature_hash()).context("signing")?;
+    let envelope = EthereumTxEnvelope::Eip4844(tx.into_signed(signature));
+    Ok((envelope.encoded_2718().into(), hashes))
 }
 
 /// The fields of a receipt the tests look at.
@@ -271,9 +314,91 @@ impl Drop for Geth {
     }
 }
 
+/// Polls `check` every 200 ms until it returns `Some`, and returns that value. Panics with
+/// `what` if `timeout` passes first. Tests wait for conditions, never for fixed times.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A process under test (a sequencer, a leader, a member): its output goes to a log file,
+/// and it is killed on drop. On a panicking test the end of its log is printed.
+#[derive(Debug)]
+pub struct Service {
+    name: String,
+    child: Child,
+    log: PathBuf,
+}
+
+impl Service {
+    /// Starts `command` with its stdout and stderr appended to `log`.
+    pub fn spawn(name: &str, mut command: Command, log: &Path) -> anyhow::Result<Self> {
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
+        command.stdin(Stdio::null()).stdout(file.try_clone()?).stderr(file);
+        die_with_parent(&mut command);
+        let child = command.spawn().with_context(|| format!("cannot start {name}"))?;
+        Ok(Self { name: name.to_owned(), child, log: log.to_owned() })
+    }
+
+    /// Sends a signal (`libc::SIGTERM`, `SIGSTOP`, `SIGCONT`, …).
+    pub fn signal(&self, signal: i32) {
+        let pid = libc::pid_t::try_from(self.child.id()).expect("pid fits");
+        #[allow(unsafe_code)]
+        // SAFETY: kill(2) on our own child's pid has no memory effects.
+        unsafe {
+            libc::kill(pid, signal);
+        }
+    }
+
+    /// SIGKILL, as a crash would, and reaps the process.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Waits up to `timeout` for the process to exit by itself; its exit code.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status.code().unwrap_or(-1));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        None
+    }
+
+    /// Everything the process has written so far.
+    pub fn output(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            let output = self.output();
+            let tail: String = output.chars().rev().take(4000).collect::<Vec<_>>().into_iter().rev().collect();
+            eprintln!("--- end of {} output ({}) ---\n{tail}", self.name, self.log.display());
+        }
+    }
+}
+
 fn run_init(binary: &Path, dir: &Path) -> anyhow::Result<()> {
     let output = Command::new(binary)
         .arg("init")
+        .arg("--state.scheme=hash")
         .arg("--datadir")
         .arg(dir.join("data"))
         .arg(genesis_path())

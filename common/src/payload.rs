@@ -5,7 +5,65 @@ use alloy_eips::eip2718::Decodable2718;
 use alloy_primitives::{Address, B256};
 use alloy_rpc_types_engine::{ExecutionPayloadV3, ForkchoiceState, PayloadAttributes};
 
-use crate::types::BuiltPayload;
+use alloy_primitives::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::types::{Block, BuiltPayload};
+
+/// A block as a consensus layer keeps it: everything needed to give it to an execution
+/// client again with newPayload (the versioned hashes and the beacon root are derived from
+/// it). Serialised as JSON in the Engine API's own field names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExecutableBlock {
+    /// The block.
+    pub execution_payload: ExecutionPayloadV3,
+    /// Its EIP-7685 requests, as getPayload returned them.
+    pub execution_requests: Vec<Bytes>,
+}
+
+impl From<BuiltPayload> for ExecutableBlock {
+    fn from(built: BuiltPayload) -> Self {
+        Self { execution_payload: built.execution_payload, execution_requests: built.execution_requests }
+    }
+}
+
+impl ExecutableBlock {
+    /// Height.
+    pub const fn number(&self) -> u64 {
+        self.execution_payload.payload_inner.payload_inner.block_number
+    }
+
+    /// Block hash.
+    pub const fn hash(&self) -> B256 {
+        self.execution_payload.payload_inner.payload_inner.block_hash
+    }
+
+    /// Parent's hash.
+    pub const fn parent_hash(&self) -> B256 {
+        self.execution_payload.payload_inner.payload_inner.parent_hash
+    }
+
+    /// Timestamp, seconds.
+    pub const fn timestamp(&self) -> u64 {
+        self.execution_payload.payload_inner.payload_inner.timestamp
+    }
+
+    /// Number of transactions.
+    pub const fn transaction_count(&self) -> usize {
+        self.execution_payload.payload_inner.payload_inner.transactions.len()
+    }
+
+    /// The header fields as [`Block`].
+    pub fn header(&self) -> Block {
+        Block::from(&self.execution_payload)
+    }
+
+    /// The blob versioned hashes newPayload needs.
+    pub fn versioned_hashes(&self) -> Result<Vec<B256>, PayloadDecodeError> {
+        versioned_hashes(&self.execution_payload)
+    }
+}
 
 // ANCHOR: attributes
 /// The payload attributes for a block on top of `parent_hash` at `timestamp`.

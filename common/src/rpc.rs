@@ -5,8 +5,11 @@
 //! timeout, because a stuck `newPayload` and a stuck `getPayload` deserve different patience.
 
 use std::{
-    sync::atomic::{AtomicU64, Ordering},
-    time::Duration,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
 };
 
 use bytes::Bytes;
@@ -30,14 +33,24 @@ const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// The longest error body we copy into an error message.
 const MAX_ERROR_BODY: usize = 512;
 
+/// Told about every finished call: the method, how long it took, and its error if any.
+/// Services use it for latency histograms and error counters.
+pub type CallObserver = Arc<dyn Fn(&'static str, Duration, Option<&EngineError>) + Send + Sync>;
+
 /// A JSON-RPC client for one URL.
-#[derive(Debug)]
 pub struct RpcClient {
     url: String,
     uri: Uri,
     jwt: Option<JwtSecret>,
     http: Client<HttpConnector, Full<Bytes>>,
     next_id: AtomicU64,
+    observer: Option<CallObserver>,
+}
+
+impl std::fmt::Debug for RpcClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RpcClient").field("url", &self.url).field("jwt", &self.jwt.is_some()).finish_non_exhaustive()
+    }
 }
 
 impl RpcClient {
@@ -49,7 +62,12 @@ impl RpcClient {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         let http = Client::builder(TokioExecutor::new()).pool_idle_timeout(POOL_IDLE_TIMEOUT).build(connector);
-        Ok(Self { url: url.to_owned(), uri, jwt, http, next_id: AtomicU64::new(1) })
+        Ok(Self { url: url.to_owned(), uri, jwt, http, next_id: AtomicU64::new(1), observer: None })
+    }
+
+    /// Reports every finished call to `observer`.
+    pub fn set_observer(&mut self, observer: CallObserver) {
+        self.observer = Some(observer);
     }
 
     /// The URL this client calls.
@@ -66,10 +84,18 @@ impl RpcClient {
     ) -> Result<R, EngineError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
-        let exchange = self.exchange(method, body);
-        let result =
-            tokio::time::timeout(timeout, exchange).await.map_err(|_| EngineError::Timeout { method, timeout })??;
-        serde_json::from_value(result).map_err(|e| EngineError::Decode { method, reason: e.to_string() })
+        let started = Instant::now();
+        let result = match tokio::time::timeout(timeout, self.exchange(method, body)).await {
+            Ok(Ok(value)) => {
+                serde_json::from_value(value).map_err(|e| EngineError::Decode { method, reason: e.to_string() })
+            }
+            Ok(Err(error)) => Err(error),
+            Err(_) => Err(EngineError::Timeout { method, timeout }),
+        };
+        if let Some(observer) = &self.observer {
+            observer(method, started.elapsed(), result.as_ref().err());
+        }
+        result
     }
 
     /// One HTTP round trip; returns the `result` member.
