@@ -28,7 +28,6 @@ use anyhow::{Context, bail};
 use clap::Parser;
 use common::{EngineClient, PayloadStatus, config::ElArgs, payload};
 use tracing::info;
-use tracing_subscriber::EnvFilter;
 
 /// Produce a few blocks on Geth through the Engine API, then exit.
 #[derive(Debug, Parser)]
@@ -53,9 +52,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .init();
+    common::logging::init();
     let args = Args::parse();
 
     // Read the JWT secret and genesis, then check Geth serves the methods we call and is

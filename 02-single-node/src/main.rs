@@ -6,13 +6,10 @@
 
 use clap::Parser;
 use single_node::config::Config;
-use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .init();
+    common::logging::init();
     single_node::run(Config::parse(), shutdown_signal()).await
 }
 

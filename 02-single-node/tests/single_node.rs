@@ -338,3 +338,122 @@ async fn bad_input_gets_a_clear_error_and_leaves_the_store_intact() {
     let stopped_at = engine.head().await.expect("head").number;
     head_at_least(&engine, stopped_at + 2).await;
 }
+
+#[tokio::test]
+async fn geth_that_lost_its_whole_chain_gets_it_replayed_from_the_store() {
+    let Running { sequencer, engine, mut geth, dir: _dir } = running(&[]).await;
+    let before = head_at_least(&engine, 5).await;
+    let produced = linked_chain(&engine, before.number).await;
+
+    geth.wipe_and_restart().await.expect("geth starts again from genesis");
+    keeps_and_extends(&engine, &produced, 2).await;
+    let (_, metrics) = get(&sequencer, "/metrics").await.expect("metrics");
+    let replayed: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("sequencer_replayed_blocks_total "))
+        .and_then(|v| v.parse().ok())
+        .expect("replay counter");
+    assert!(replayed >= before.number, "every block Geth lost was replayed ({replayed} of {})", before.number);
+}
+
+/// Makes one block on Geth without the sequencer, as another driver would.
+async fn produce_directly(engine: &EngineClient) -> common::Block {
+    let head = engine.head().await.expect("head");
+    let timestamp = (head.timestamp + 1).max(unix_now());
+    let attributes = common::payload::attributes(head.hash, timestamp, Address::ZERO);
+    let state = common::payload::finalized_at(head.hash);
+    let id = engine.forkchoice_updated_v3(state, Some(attributes)).await.expect("fcu").payload_id.expect("id");
+    let block = common::payload::ExecutableBlock::from(engine.get_payload(id, timestamp).await.expect("payload"));
+    assert!(engine.import(&block).await.expect("newPayload").is_valid());
+    engine.forkchoice_updated_v3(common::payload::finalized_at(block.hash()), None).await.expect("fcu");
+    block.header()
+}
+
+#[tokio::test]
+async fn geth_ahead_on_our_chain_is_followed() {
+    let geth = Geth::start().await.expect("geth");
+    let dir = tempfile::tempdir().expect("dir");
+    let state = dir.path().join("state");
+    let engine = geth.engine();
+    let mut first = start(&geth, &state, &[]);
+    head_at_least(&engine, 3).await;
+    first.service.signal(libc::SIGTERM);
+    assert_eq!(first.service.wait_exit(EXIT_TIMEOUT).await, Some(0));
+
+    let mut produced = linked_chain(&engine, engine.head().await.expect("head").number).await;
+    for _ in 0..2 {
+        produced.push(produce_directly(&engine).await);
+    }
+    let second = start(&geth, &state, &[]);
+    keeps_and_extends(&engine, &produced, 2).await;
+    assert!(second.service.output().contains("Geth is ahead of our store on our chain"), "{}", second.service.output());
+}
+
+/// A JSON-RPC proxy in front of Geth that answers the first `engine_newPayloadV4` with
+/// INVALID (after Geth has seen it), and passes everything else through untouched.
+async fn invalidating_proxy(target: String) -> String {
+    use http_body_util::{BodyExt, Full};
+    use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let client: Client<_, Full<bytes::Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let tampered = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let (client, target, tampered) = (client.clone(), target.clone(), tampered.clone());
+            let service = hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+                let (client, target, tampered) = (client.clone(), target.clone(), tampered.clone());
+                async move {
+                    let (parts, body) = request.into_parts();
+                    let body = body.collect().await?.to_bytes();
+                    let mut forward = hyper::Request::post(target.as_str());
+                    for name in [hyper::header::AUTHORIZATION, hyper::header::CONTENT_TYPE] {
+                        if let Some(value) = parts.headers.get(&name) {
+                            forward = forward.header(name, value);
+                        }
+                    }
+                    let response = client
+                        .request(forward.body(Full::new(body.clone())).expect("request"))
+                        .await
+                        .expect("geth answers");
+                    let (mut parts, answer) = response.into_parts();
+                    parts.headers.remove(hyper::header::CONTENT_LENGTH);
+                    let mut answer = answer.collect().await?.to_bytes();
+                    let request: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+                    if request["method"] == "engine_newPayloadV4"
+                        && !tampered.swap(true, std::sync::atomic::Ordering::SeqCst)
+                    {
+                        let invalid = serde_json::json!({"jsonrpc": "2.0", "id": request["id"], "result": {
+                            "status": "INVALID", "latestValidHash": null, "validationError": "proxy says: invalid for the test"}});
+                        answer = invalid.to_string().into();
+                    }
+                    Ok::<_, hyper::Error>(hyper::Response::from_parts(parts, Full::new(answer)))
+                }
+            });
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service),
+            );
+        }
+    });
+    url
+}
+
+#[tokio::test]
+async fn an_invalid_payload_is_dropped_and_rebuilt() {
+    let geth = Geth::start().await.expect("geth");
+    let dir = tempfile::tempdir().expect("dir");
+    let proxy = invalidating_proxy(geth.auth_url()).await;
+    let sequencer = start_with(proxy, geth.jwt_path(), genesis_path(), &dir.path().join("state"), &[]);
+    let engine = geth.engine();
+    let head = head_at_least(&engine, 4).await;
+    linked_chain(&engine, head.number).await;
+    let output = sequencer.service.output();
+    assert!(
+        output.contains("Geth rejected the block it built") && output.contains("proxy says: invalid for the test"),
+        "{output}"
+    );
+    let (_, metrics) = get(&sequencer, "/metrics").await.expect("metrics");
+    assert!(metrics.contains("sequencer_errors_total{kind=\"invalid_payload\"} 1"), "{metrics}");
+}

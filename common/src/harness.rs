@@ -253,6 +253,16 @@ impl Geth {
         self.wait_ready().await
     }
 
+    /// Kills Geth, deletes its chain (as a lost disk would), initialises it again from
+    /// genesis, and starts it on the same ports and JWT.
+    pub async fn wipe_and_restart(&mut self) -> anyhow::Result<()> {
+        self.kill();
+        std::fs::remove_dir_all(self.datadir()).context("cannot delete the datadir")?;
+        run_init(&geth_binary()?, self.dir.path())?;
+        self.spawn()?;
+        self.wait_ready().await
+    }
+
     /// The last `bytes` of Geth's log.
     pub fn log_tail(&self, bytes: u64) -> String {
         let mut text = String::new();

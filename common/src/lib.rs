@@ -10,6 +10,7 @@
 //! - [`payload`]: pure helpers: payload attributes, versioned hashes, forkchoice state.
 //! - [`startup`]: the capability and chain-id checks made before driving an EL.
 //! - [`config`]: the flags every binary shares (`--eth-client-url`, `--jwt-secret`, …).
+//! - [`logging`]: `tracing` to stderr, filtered by `RUST_LOG`.
 //! - `harness` (feature `harness`, tests only): starts a real Geth per test.
 
 pub mod auth;
@@ -17,6 +18,7 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod fork;
+pub mod logging;
 pub mod payload;
 pub mod rpc;
 pub mod startup;
