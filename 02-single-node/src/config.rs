@@ -2,9 +2,8 @@
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
-use alloy_primitives::Address;
 use anyhow::ensure;
-use common::config::ElArgs;
+use common::config::{BlockArgs, ElArgs};
 
 /// A single-node sequencer: keeps a Geth chain going, one block per slot.
 #[derive(Debug, Clone, clap::Parser)]
@@ -13,19 +12,8 @@ pub struct Config {
     #[command(flatten)]
     pub el: ElArgs,
 
-    /// Seconds between blocks (whole seconds: block timestamps are seconds).
-    #[arg(long, env = "BLOCK_TIME", default_value_t = 1)]
-    pub block_time: u64,
-
-    /// How long Geth may fill a block with pending transactions before we take it (ms);
-    /// must leave room in the slot for newPayload and forkchoiceUpdated.
-    #[arg(long, env = "BUILD_TIME_MS", default_value_t = 500)]
-    pub build_time_ms: u64,
-
-    /// Produce blocks back to back, without waiting for the wall clock (benchmarks only):
-    /// timestamps still rise by one second per block, so chain time runs ahead of the clock.
-    #[arg(long, env = "BACK_TO_BACK")]
-    pub back_to_back: bool,
+    #[command(flatten)]
+    pub block: BlockArgs,
 
     /// Skip empty blocks: produce only when Geth's block has transactions, or when
     /// `--max-idle` has passed since the last block.
@@ -35,10 +23,6 @@ pub struct Config {
     /// With `--skip-empty`: the longest time without a block, in seconds.
     #[arg(long, env = "MAX_IDLE", default_value_t = 60)]
     pub max_idle: u64,
-
-    /// Address that receives the priority fees.
-    #[arg(long, env = "FEE_RECIPIENT", default_value_t = Address::ZERO)]
-    pub fee_recipient: Address,
 
     /// Directory of the sequencer's own store (every block it produced, and its head).
     #[arg(long, env = "STATE_DIR", default_value = ".devnet/single-node")]
@@ -57,25 +41,14 @@ pub struct Config {
 impl Config {
     /// Rejects values that parse but make no sense together.
     pub fn validate(&self) -> anyhow::Result<()> {
-        ensure!(self.block_time >= 1, "--block-time must be at least 1 second (timestamps are whole seconds)");
-        ensure!(
-            self.build_time() < self.slot(),
-            "--build-time-ms ({} ms) must be shorter than --block-time ({} s): the block has to be imported in the same slot",
-            self.build_time_ms,
-            self.block_time
-        );
-        ensure!(!self.skip_empty || self.max_idle >= self.block_time, "--max-idle must be at least --block-time");
+        self.block.validate()?;
+        ensure!(!self.skip_empty || self.max_idle >= self.block.block_time, "--max-idle must be at least --block-time");
         Ok(())
     }
 
-    /// The slot length.
-    pub const fn slot(&self) -> Duration {
-        Duration::from_secs(self.block_time)
-    }
-
-    /// The build deadline within a slot.
-    pub const fn build_time(&self) -> Duration {
-        Duration::from_millis(self.build_time_ms)
+    /// The longest time without a block under `--skip-empty`.
+    pub const fn max_idle(&self) -> Duration {
+        Duration::from_secs(self.max_idle)
     }
 
     /// The path of the embedded store.

@@ -13,10 +13,10 @@
 //! Layout:
 //! - `main.rs`: parses the flags and runs [`run`] until Ctrl-C or SIGTERM.
 //! - `config.rs`: flags and their checks.
-//! - `slot.rs`: when the next block is due (pure functions).
-//! - `sequencer.rs`: the production loop and recovery.
+//! - `sequencer.rs`: the production loop and recovery (the Engine API round itself, and
+//!   the slot timing, are in `common::round` and `common::slot`).
 //! - `store.rs`: the embedded block store (redb).
-//! - `server.rs`, `metrics.rs`: the HTTP endpoints.
+//! - `server.rs`, `metrics.rs`: what `/ready` and `/metrics` report.
 //!
 //! Run it against the local devnet (`scripts/devnet.sh start`):
 //!
@@ -28,22 +28,16 @@ pub mod config;
 pub mod metrics;
 pub mod sequencer;
 pub mod server;
-pub mod slot;
 pub mod store;
 
 use std::{sync::Arc, time::Duration};
 
 use anyhow::{Context, bail};
-use common::{BlockTag, EngineClient, EngineError, startup};
+use common::{BlockTag, EngineClient, Head, startup};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::{
-    config::Config,
-    sequencer::Sequencer,
-    server::Status,
-    store::{Head, Store},
-};
+use crate::{config::Config, sequencer::Sequencer, server::Status, store::Store};
 
 /// Runs the sequencer until `shutdown` completes.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
@@ -52,11 +46,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     config.validate()?;
     let status = Arc::new(Status::default());
     let observer = status.clone();
-    let engine = config.el.client()?.with_observer(Arc::new(move |m, t, e| observer.metrics.observe_call(m, t, e)));
-    let listener = tokio::net::TcpListener::bind(config.health_addr)
-        .await
-        .with_context(|| format!("cannot listen on --health-addr {}", config.health_addr))?;
-    if config.back_to_back {
+    let engine =
+        config.el.client()?.with_observer(Arc::new(move |m, t, e| observer.metrics.engine.observe_call(m, t, e)));
+    let listener = common::server::bind(config.health_addr).await?;
+    if config.block.back_to_back {
         warn!(
             "--back-to-back: blocks are produced without waiting for the clock; chain time will run ahead of the wall clock"
         );
@@ -69,10 +62,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
         info!("shutdown requested; finishing the current block");
         on_signal.cancel();
     });
-    let server = tokio::spawn(server::serve(listener, status.clone(), cancel.clone()));
+    let server = tokio::spawn(common::server::serve(listener, status.clone(), cancel.clone()));
     info!(addr = %config.health_addr, "serving /health, /ready and /metrics");
 
-    wait_for_execution_client(&engine, Duration::from_secs(config.el_wait), &cancel).await?;
+    startup::wait_for_execution_client(&engine, Duration::from_secs(config.el_wait), &cancel).await?;
     if cancel.is_cancelled() {
         return Ok(());
     }
@@ -85,39 +78,6 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     cancel.cancel();
     let _ = server.await;
     result
-}
-
-/// Waits until Geth answers and passes the start-up checks. An unreachable Geth is
-/// waited for up to `limit`, with a message every few seconds; a Geth that answers but
-/// refuses our JWT or is on another chain fails at once.
-async fn wait_for_execution_client(
-    engine: &EngineClient,
-    limit: Duration,
-    cancel: &CancellationToken,
-) -> anyhow::Result<()> {
-    let started = tokio::time::Instant::now();
-    let mut last_message = None::<tokio::time::Instant>;
-    loop {
-        let error = match startup::check_execution_client(engine).await {
-            Ok(()) => return Ok(()),
-            Err(error) => error,
-        };
-        let passing = error.downcast_ref::<EngineError>().is_some_and(EngineError::is_retryable);
-        if !passing {
-            return Err(error);
-        }
-        if started.elapsed() >= limit {
-            bail!("Geth at {} did not answer within --el-wait {}s: {error:#}", engine.url(), limit.as_secs());
-        }
-        if last_message.is_none_or(|t| t.elapsed() >= Duration::from_secs(5)) {
-            info!(url = engine.url(), waited_secs = started.elapsed().as_secs(), "waiting for the execution client");
-            last_message = Some(tokio::time::Instant::now());
-        }
-        tokio::select! {
-            () = tokio::time::sleep(Duration::from_millis(500)) => {}
-            () = cancel.cancelled() => return Ok(()),
-        }
-    }
 }
 
 /// The head to continue from: the store's, after checking it belongs to Geth's chain; on

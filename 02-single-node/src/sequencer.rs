@@ -5,49 +5,19 @@
 //! it is the head. So Geth is never ahead of the store because of us, and whatever Geth
 //! loses can be replayed from it.
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use anyhow::anyhow;
 use common::{
-    BlockTag, EngineClient, EngineError, PayloadStatus, RpcErrorKind,
-    payload::{self, ExecutableBlock, finalized_at},
+    BlockTag, EngineClient, Fault, Head, PayloadStatus,
+    clock::{Backoff, sleep_or_cancel, unix_time},
+    payload::ExecutableBlock,
+    round, slot,
 };
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::{
-    config::Config,
-    server::Status,
-    slot::{self, Schedule},
-    store::{Head, Store},
-};
-
-/// Backoff between recovery attempts: doubles from the first value up to the cap.
-const BACKOFF_FIRST: Duration = Duration::from_millis(100);
-const BACKOFF_CAP: Duration = Duration::from_secs(5);
-
-/// How often newPayload is retried on SYNCING/ACCEPTED before going through recovery.
-const IMPORT_ATTEMPTS: u32 = 3;
-
-/// Why a step stopped. The loop branches on it: a passing fault is retried through
-/// recovery, a fatal one ends the process with its message.
-#[derive(Debug)]
-pub enum Fault {
-    /// Geth unreachable, restarting, or on a head we did not expect: recover and go on.
-    Passing(anyhow::Error),
-    /// A fault no retry can fix (our JWT refused, a forked chain, a broken store).
-    Fatal(anyhow::Error),
-}
-
-impl From<EngineError> for Fault {
-    fn from(error: EngineError) -> Self {
-        // -38003 (timestamp not after the parent) and -38001 (payload gone) mean Geth's
-        // head or builder is not where we left it, typically after a restart.
-        let stale =
-            matches!(error.rpc_kind(), Some(RpcErrorKind::InvalidPayloadAttributes | RpcErrorKind::UnknownPayload));
-        if error.is_retryable() || stale { Self::Passing(error.into()) } else { Self::Fatal(error.into()) }
-    }
-}
+use crate::{config::Config, server::Status, store::Store};
 
 /// What one production step did.
 #[derive(Debug)]
@@ -96,9 +66,9 @@ impl<'a> Sequencer<'a> {
                 }
                 Ok(Outcome::Skipped) => {}
                 Ok(Outcome::Invalid(reason)) => {
-                    self.status.metrics.count("invalid_payload");
+                    self.status.metrics.engine.count("invalid_payload");
                     warn!(%reason, "Geth rejected the block it built; dropped it, building again");
-                    sleep_or_cancel(self.config.slot(), cancel).await;
+                    sleep_or_cancel(self.config.block.slot(), cancel).await;
                 }
                 Ok(Outcome::Cancelled) => break,
                 Err(Fault::Passing(error)) => {
@@ -112,52 +82,35 @@ impl<'a> Sequencer<'a> {
         Ok(())
     }
 
+    // ANCHOR: produce
     /// One block: plan, build, import, store, finalize.
     async fn produce(&mut self, cancel: &CancellationToken) -> Result<Outcome, Fault> {
-        let schedule = Schedule {
-            block_time: self.config.block_time,
-            build_time: self.config.build_time(),
-            back_to_back: self.config.back_to_back,
-        };
-        let slot = slot::next_slot(self.head.timestamp, self.earliest, unix_time(), &schedule);
+        let block_args = &self.config.block;
+        let slot = slot::next_slot(self.head.timestamp, self.earliest, unix_time(), &block_args.schedule());
         if !sleep_or_cancel(slot.build_at.saturating_sub(unix_time()), cancel).await {
             return Ok(Outcome::Cancelled);
         }
 
         // Build: forkchoiceUpdated with attributes on our head, then give Geth the deadline.
-        let attributes = payload::attributes(self.head.hash, slot.timestamp, self.config.fee_recipient);
-        let updated = self.engine.forkchoice_updated_v3(finalized_at(self.head.hash), Some(attributes)).await?;
-        let payload_id = match (&updated.payload_status, updated.payload_id) {
-            (PayloadStatus::Valid { .. }, Some(id)) => id,
-            (PayloadStatus::Invalid { .. }, _) => {
-                return Err(Fault::Fatal(anyhow!(
-                    "Geth calls our head {} invalid: {}",
-                    self.head.hash,
-                    updated.payload_status
-                )));
-            }
-            (status, _) => return Err(Fault::Passing(anyhow!("Geth did not start a build on our head ({status})"))),
-        };
-        if !sleep_or_cancel(self.config.build_time(), cancel).await {
-            return Ok(Outcome::Cancelled);
-        }
-        let built = self.engine.get_payload(payload_id, slot.timestamp).await.map_err(anyhow_fault)?;
-        payload::built_versioned_hashes(&built).map_err(|e| Fault::Fatal(e.into()))?;
-        let block = ExecutableBlock::from(built);
+        let built = round::build(
+            self.engine,
+            &self.head,
+            slot.timestamp,
+            block_args.fee_recipient,
+            block_args.build_time(),
+            cancel,
+        )
+        .await?;
+        let Some(block) = built else { return Ok(Outcome::Cancelled) };
         let idle = self.last_block_at.elapsed();
-        if !slot::keep_block(
-            block.transaction_count(),
-            idle,
-            self.config.skip_empty,
-            Duration::from_secs(self.config.max_idle),
-        ) {
+        if !slot::keep_block(block.transaction_count(), idle, self.config.skip_empty, self.config.max_idle()) {
             self.earliest = slot.timestamp + 1;
             return Ok(Outcome::Skipped);
         }
 
         // Import: Geth executes the block. From here on we finish the block even if asked
         // to stop, so the store and Geth agree when we exit.
-        match self.import(&block).await? {
+        match round::import(self.engine, &block).await? {
             PayloadStatus::Valid { .. } => {}
             PayloadStatus::Invalid { validation_error, .. } | PayloadStatus::InvalidBlockHash { validation_error } => {
                 return Ok(Outcome::Invalid(validation_error));
@@ -167,43 +120,18 @@ impl<'a> Sequencer<'a> {
 
         // Store, then finalize: the write-ahead rule.
         self.store.append(&block).map_err(Fault::Fatal)?;
-        self.head = Head { number: block.number(), hash: block.hash(), timestamp: block.timestamp() };
+        self.head = block.head();
         self.earliest = 0;
         self.last_block_at = Instant::now();
-        self.set_forkchoice().await?;
+        round::finalize(self.engine, self.head.hash).await?;
         Ok(Outcome::Produced(Box::new(block)))
     }
-
-    /// newPayload, retried a few times while Geth says SYNCING or ACCEPTED.
-    async fn import(&self, block: &ExecutableBlock) -> Result<PayloadStatus, Fault> {
-        let mut delay = BACKOFF_FIRST;
-        for attempt in 1..=IMPORT_ATTEMPTS {
-            let status = self.engine.import(block).await.map_err(anyhow_fault)?;
-            if !status.is_pending() || attempt == IMPORT_ATTEMPTS {
-                return Ok(status);
-            }
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(BACKOFF_CAP);
-        }
-        unreachable!("the last attempt returns")
-    }
-
-    /// forkchoiceUpdated to our head as head, safe and finalized.
-    async fn set_forkchoice(&self) -> Result<(), Fault> {
-        let updated = self.engine.forkchoice_updated_v3(finalized_at(self.head.hash), None).await?;
-        match updated.payload_status {
-            PayloadStatus::Valid { .. } => Ok(()),
-            PayloadStatus::Invalid { .. } | PayloadStatus::InvalidBlockHash { .. } => {
-                Err(Fault::Fatal(anyhow!("Geth refuses our head {}: {}", self.head.hash, updated.payload_status)))
-            }
-            status => Err(Fault::Passing(anyhow!("Geth cannot make {} head yet: {status}", self.head.hash))),
-        }
-    }
+    // ANCHOR_END: produce
 
     /// Retries [`Sequencer::reconcile`] with capped backoff until it succeeds, a fatal
     /// fault occurs, or shutdown is asked for. `/ready` reports 503 meanwhile.
     async fn recover(&mut self, cancel: &CancellationToken) -> anyhow::Result<()> {
-        let mut delay = BACKOFF_FIRST;
+        let mut backoff = Backoff::DEFAULT;
         let mut attempts = 0_u32;
         loop {
             match self.reconcile().await {
@@ -220,10 +148,9 @@ impl<'a> Sequencer<'a> {
                     }
                 }
             }
-            if !sleep_or_cancel(delay, cancel).await {
+            if !sleep_or_cancel(backoff.next_delay(), cancel).await {
                 return Ok(());
             }
-            delay = (delay * 2).min(BACKOFF_CAP);
         }
     }
 
@@ -252,9 +179,9 @@ impl<'a> Sequencer<'a> {
             );
             self.head = Head::from(&geth);
             self.store.adopt(self.head).map_err(Fault::Fatal)?;
-            self.status.metrics.count("geth_ahead");
+            self.status.metrics.engine.count("geth_ahead");
         }
-        self.set_forkchoice().await
+        round::finalize(self.engine, self.head.hash).await
     }
 
     /// Feeds Geth the stored blocks it lacks, from its head up to ours.
@@ -268,40 +195,10 @@ impl<'a> Sequencer<'a> {
                     geth.number
                 ))
             })?;
-            if block.parent_hash() != parent {
-                return Err(Fault::Fatal(anyhow!(
-                    "Geth's block {} is {parent}, not the parent of our block {number}: Geth is on another chain",
-                    number - 1
-                )));
-            }
-            match self.import(&block).await? {
-                PayloadStatus::Valid { .. } => {}
-                status => return Err(Fault::Fatal(anyhow!("Geth will not re-import our block {number}: {status}"))),
-            }
+            round::replay(self.engine, &block, parent).await.map_err(round::ReplayError::into_fault)?;
             self.status.metrics.replayed_blocks.inc();
             parent = block.hash();
         }
         Ok(())
-    }
-}
-
-/// Classifies an error that may wrap an [`EngineError`].
-fn anyhow_fault(error: anyhow::Error) -> Fault {
-    match error.downcast::<EngineError>() {
-        Ok(engine) => Fault::from(engine),
-        Err(other) => Fault::Fatal(other),
-    }
-}
-
-/// Time since the Unix epoch.
-fn unix_time() -> Duration {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default()
-}
-
-/// Sleeps for `duration`; false if `cancel` fired first.
-async fn sleep_or_cancel(duration: Duration, cancel: &CancellationToken) -> bool {
-    tokio::select! {
-        () = tokio::time::sleep(duration) => true,
-        () = cancel.cancelled() => false,
     }
 }

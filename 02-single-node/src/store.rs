@@ -11,31 +11,13 @@ use std::path::Path;
 
 use alloy_primitives::B256;
 use anyhow::{Context, bail, ensure};
-use common::payload::ExecutableBlock;
+use common::{Head, payload::ExecutableBlock};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
-use serde::{Deserialize, Serialize};
 
 /// Blocks by height, as JSON [`ExecutableBlock`]s.
 const BLOCKS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("blocks");
 /// `genesis` (hash of block 0 of the chain this store belongs to) and `head`.
 const META: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("meta");
-
-/// The last block the sequencer finalized.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Head {
-    /// Height.
-    pub number: u64,
-    /// Hash.
-    pub hash: B256,
-    /// Timestamp, seconds.
-    pub timestamp: u64,
-}
-
-impl From<&common::Block> for Head {
-    fn from(block: &common::Block) -> Self {
-        Self { number: block.number, hash: block.hash, timestamp: block.timestamp }
-    }
-}
 
 /// The embedded store.
 #[derive(Debug)]
@@ -89,7 +71,7 @@ impl Store {
 
     /// Stores `block` as the new head, in one transaction, if it extends the current head.
     pub fn append(&self, block: &ExecutableBlock) -> anyhow::Result<()> {
-        let head = Head { number: block.number(), hash: block.hash(), timestamp: block.timestamp() };
+        let head = block.head();
         let txn = self.db.begin_write()?;
         {
             let mut meta = txn.open_table(META)?;

@@ -1,10 +1,12 @@
-//! Command-line flags every step shares: where the execution client is and how to reach it.
+//! Command-line flags the steps share: where the execution client is and how to reach it,
+//! and how a long-running producer times its blocks.
 
-use std::path::PathBuf;
+use std::{path::PathBuf, time::Duration};
 
-use anyhow::Context;
+use alloy_primitives::Address;
+use anyhow::{Context, ensure};
 
-use crate::{auth::JwtSecret, engine::EngineClient, fork::ForkSchedule, startup};
+use crate::{auth::JwtSecret, engine::EngineClient, fork::ForkSchedule, slot::Schedule, startup};
 
 /// How to reach the execution client. Defaults match `scripts/devnet.sh start` run from the
 /// repository root, so a bare `cargo run -p …` works against the local devnet.
@@ -37,5 +39,56 @@ impl ElArgs {
         let client = self.client()?;
         startup::check_execution_client(&client).await?;
         Ok(client)
+    }
+}
+
+/// How a long-running producer makes blocks: when, how long Geth may build, who is paid.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BlockArgs {
+    /// Seconds between blocks (whole seconds: block timestamps are seconds).
+    #[arg(long, env = "BLOCK_TIME", default_value_t = 1)]
+    pub block_time: u64,
+
+    /// How long Geth may fill a block with pending transactions before we take it (ms);
+    /// must leave room in the slot for newPayload and forkchoiceUpdated.
+    #[arg(long, env = "BUILD_TIME_MS", default_value_t = 500)]
+    pub build_time_ms: u64,
+
+    /// Produce blocks back to back, without waiting for the wall clock (benchmarks only):
+    /// timestamps still rise by one second per block, so chain time runs ahead of the clock.
+    #[arg(long, env = "BACK_TO_BACK")]
+    pub back_to_back: bool,
+
+    /// Address that receives the priority fees.
+    #[arg(long, env = "FEE_RECIPIENT", default_value_t = Address::ZERO)]
+    pub fee_recipient: Address,
+}
+
+impl BlockArgs {
+    /// Rejects values that parse but make no sense together.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        ensure!(self.block_time >= 1, "--block-time must be at least 1 second (timestamps are whole seconds)");
+        ensure!(
+            self.build_time() < self.slot(),
+            "--build-time-ms ({} ms) must be shorter than --block-time ({} s): the block has to be imported in the same slot",
+            self.build_time_ms,
+            self.block_time
+        );
+        Ok(())
+    }
+
+    /// The slot length.
+    pub const fn slot(&self) -> Duration {
+        Duration::from_secs(self.block_time)
+    }
+
+    /// The build deadline within a slot.
+    pub const fn build_time(&self) -> Duration {
+        Duration::from_millis(self.build_time_ms)
+    }
+
+    /// The timing policy for [`crate::slot::next_slot`].
+    pub const fn schedule(&self) -> Schedule {
+        Schedule { block_time: self.block_time, build_time: self.build_time(), back_to_back: self.back_to_back }
     }
 }

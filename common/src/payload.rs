@@ -8,7 +8,7 @@ use alloy_rpc_types_engine::{ExecutionPayloadV3, ForkchoiceState, PayloadAttribu
 use alloy_primitives::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::types::{Block, BuiltPayload};
+use crate::types::{Block, BuiltPayload, Head};
 
 /// A block as a consensus layer keeps it: everything needed to give it to an execution
 /// client again with newPayload (the versioned hashes and the beacon root are derived from
@@ -59,10 +59,40 @@ impl ExecutableBlock {
         Block::from(&self.execution_payload)
     }
 
+    /// The head this block makes when it is finalized.
+    pub const fn head(&self) -> Head {
+        Head { number: self.number(), hash: self.hash(), timestamp: self.timestamp() }
+    }
+
     /// The blob versioned hashes newPayload needs.
     pub fn versioned_hashes(&self) -> Result<Vec<B256>, PayloadDecodeError> {
         versioned_hashes(&self.execution_payload)
     }
+
+    // ANCHOR: check_hash
+    /// Recomputes the block hash from the payload's contents and the side data newPayload
+    /// gets with it (the beacon root of [`attributes`], the execution requests), and checks
+    /// it is the hash the payload claims. A block that passes cannot have been altered
+    /// after it was built without the change showing: the hash covers every field.
+    pub fn check_hash(&self) -> Result<(), PayloadDecodeError> {
+        use alloy_eips::eip7685::Requests;
+        use alloy_rpc_types_engine::{
+            CancunPayloadFields, ExecutionPayload, ExecutionPayloadSidecar, PraguePayloadFields,
+        };
+        let sidecar = ExecutionPayloadSidecar::v4(
+            CancunPayloadFields::new(parent_beacon_block_root(&self.execution_payload), self.versioned_hashes()?),
+            PraguePayloadFields::new(Requests::new(self.execution_requests.clone())),
+        );
+        let block = ExecutionPayload::V3(self.execution_payload.clone())
+            .into_block_with_sidecar_raw(&sidecar)
+            .map_err(|e| PayloadDecodeError::Malformed(e.to_string()))?;
+        let computed = block.header.hash_slow();
+        if computed != self.hash() {
+            return Err(PayloadDecodeError::HashMismatch { claimed: self.hash(), computed });
+        }
+        Ok(())
+    }
+    // ANCHOR_END: check_hash
 }
 
 // ANCHOR: attributes
@@ -116,6 +146,17 @@ pub enum PayloadDecodeError {
         index: usize,
         /// The decoder's message.
         reason: String,
+    },
+    /// A field is out of range for a block header (for example oversized extra data).
+    #[error("the payload is not a well-formed block: {0}")]
+    Malformed(String),
+    /// The contents hash to another block hash than the one the payload claims.
+    #[error("the payload claims block hash {claimed} but its contents hash to {computed}")]
+    HashMismatch {
+        /// The `blockHash` field.
+        claimed: B256,
+        /// The hash of the header rebuilt from the payload.
+        computed: B256,
     },
     /// The bundle and the transactions disagree on the number of blobs.
     #[error("payload carries {commitments} blob commitments but its transactions reference {hashes} blobs")]

@@ -6,7 +6,7 @@
 
 use alloy_primitives::{B256, Bytes, U64, U256};
 use alloy_rpc_types_engine::{ExecutionPayloadV3, PayloadId};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// The verdict of `newPayload` or `forkchoiceUpdated` on a block.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -186,6 +186,24 @@ impl From<&ExecutionPayloadV3> for Block {
             gas_used: block.gas_used,
             transactions: block.transactions.iter().map(alloy_primitives::keccak256).collect(),
         }
+    }
+}
+
+/// The block a producer builds on, and what every later step remembers of its chain's tip:
+/// the height, the hash, and the timestamp the child's must exceed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Head {
+    /// Height.
+    pub number: u64,
+    /// Hash.
+    pub hash: B256,
+    /// Timestamp, seconds.
+    pub timestamp: u64,
+}
+
+impl From<&Block> for Head {
+    fn from(block: &Block) -> Self {
+        Self { number: block.number, hash: block.hash, timestamp: block.timestamp }
     }
 }
 

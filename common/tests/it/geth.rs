@@ -91,3 +91,34 @@ async fn devnet_and_compose_pass_the_harness_flags() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_built_block_hashes_to_the_hash_geth_gave_it_and_a_changed_one_does_not() {
+    use alloy_primitives::{Address, U256};
+    use common::{
+        harness::{dev_signer, signed_transfer},
+        payload::{ExecutableBlock, PayloadDecodeError},
+    };
+
+    let geth = Geth::start().await.expect("geth starts");
+    let engine = geth.engine();
+    let genesis = engine.head().await.expect("head");
+    let raw = signed_transfer(&dev_signer(), 1337, 0, Address::repeat_byte(0x42), U256::from(5));
+    geth.send_raw_transaction(&raw).await.expect("Geth accepts the transfer");
+
+    let timestamp = unix_now().max(genesis.timestamp + 1);
+    let attrs = payload::attributes(genesis.hash, timestamp, Default::default());
+    let id = engine.forkchoice_updated_v3(finalized_at(genesis.hash), Some(attrs)).await.expect("fcu").payload_id;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let block = ExecutableBlock::from(engine.get_payload(id.expect("id"), timestamp).await.expect("payload"));
+    assert_eq!(block.transaction_count(), 1, "the transfer is in the block");
+    block.check_hash().expect("the hash we compute is the one Geth computed");
+
+    let mut changed = block.clone();
+    changed.execution_payload.payload_inner.payload_inner.gas_used += 1;
+    let err = changed.check_hash().unwrap_err();
+    assert!(matches!(err, PayloadDecodeError::HashMismatch { .. }), "{err}");
+    let mut with_request = block;
+    with_request.execution_requests.push(alloy_primitives::Bytes::from_static(&[0x00, 0x01]));
+    assert!(with_request.check_hash().is_err(), "the requests are covered by the hash too");
+}

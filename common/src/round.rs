@@ -1,0 +1,138 @@
+//! The Engine API round as a long-running producer runs it: the same four calls Part 1
+//! spells out, with the checks, the build deadline and the retries that every later step
+//! needs. Each function returns a [`Fault`] the caller can branch on.
+
+use std::time::Duration;
+
+use alloy_primitives::{Address, B256};
+use anyhow::anyhow;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    clock::{Backoff, sleep_or_cancel},
+    engine::EngineClient,
+    fault::Fault,
+    payload::{self, ExecutableBlock, finalized_at},
+    types::{Head, PayloadStatus},
+};
+
+/// How often newPayload is sent while Geth answers SYNCING or ACCEPTED, before giving up
+/// and letting the caller recover.
+pub const IMPORT_ATTEMPTS: u32 = 3;
+
+// ANCHOR: build
+/// Asks Geth to build a child of `parent` with this `timestamp`, gives it `build_time` to
+/// fill the block with pending transactions, and takes the block. `None` if `cancel` fired
+/// while Geth was building: nothing was changed.
+pub async fn build(
+    engine: &EngineClient,
+    parent: &Head,
+    timestamp: u64,
+    fee_recipient: Address,
+    build_time: Duration,
+    cancel: &CancellationToken,
+) -> Result<Option<ExecutableBlock>, Fault> {
+    let attributes = payload::attributes(parent.hash, timestamp, fee_recipient);
+    let updated = engine.forkchoice_updated_v3(finalized_at(parent.hash), Some(attributes)).await?;
+    let payload_id = match (&updated.payload_status, updated.payload_id) {
+        (PayloadStatus::Valid { .. }, Some(id)) => id,
+        (PayloadStatus::Invalid { .. }, _) => {
+            return Err(Fault::Fatal(anyhow!(
+                "Geth calls our head {} invalid: {}",
+                parent.hash,
+                updated.payload_status
+            )));
+        }
+        // VALID without an id: Geth's head is past `parent` ("ignoring beacon update to
+        // old head"). SYNCING: it lacks `parent`. Either way, recovery finds out where it is.
+        (status, _) => return Err(Fault::Passing(anyhow!("Geth did not start a build on {} ({status})", parent.hash))),
+    };
+    if !sleep_or_cancel(build_time, cancel).await {
+        return Ok(None);
+    }
+    let built = engine.get_payload(payload_id, timestamp).await.map_err(Fault::from_anyhow)?;
+    payload::built_versioned_hashes(&built).map_err(|e| Fault::Fatal(e.into()))?;
+    Ok(Some(ExecutableBlock::from(built)))
+}
+// ANCHOR_END: build
+
+/// newPayload, sent again with a capped backoff while Geth answers SYNCING or ACCEPTED.
+/// Returns Geth's last verdict: VALID, INVALID, or still pending after [`IMPORT_ATTEMPTS`].
+pub async fn import(engine: &EngineClient, block: &ExecutableBlock) -> Result<PayloadStatus, Fault> {
+    let mut backoff = Backoff::DEFAULT;
+    let mut attempt = 1;
+    loop {
+        let status = engine.import(block).await.map_err(Fault::from_anyhow)?;
+        if !status.is_pending() || attempt == IMPORT_ATTEMPTS {
+            return Ok(status);
+        }
+        tokio::time::sleep(backoff.next_delay()).await;
+        attempt += 1;
+    }
+}
+
+/// forkchoiceUpdated making `hash` head, safe and finalized at once.
+pub async fn finalize(engine: &EngineClient, hash: B256) -> Result<(), Fault> {
+    let updated = engine.forkchoice_updated_v3(finalized_at(hash), None).await?;
+    match updated.payload_status {
+        PayloadStatus::Valid { .. } => Ok(()),
+        PayloadStatus::Invalid { .. } | PayloadStatus::InvalidBlockHash { .. } => {
+            Err(Fault::Fatal(anyhow!("Geth refuses {hash} as head: {}", updated.payload_status)))
+        }
+        status => Err(Fault::Passing(anyhow!("Geth cannot make {hash} head yet: {status}"))),
+    }
+}
+
+/// Why a stored block could not be given to Geth again.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    /// The block does not extend the block Geth has at the height below it.
+    #[error("block {number} has parent {parent}, but Geth's block {} is {expected}", number - 1)]
+    NotChild {
+        /// The block's height.
+        number: u64,
+        /// Its parent hash.
+        parent: B256,
+        /// Geth's hash at `number - 1`.
+        expected: B256,
+    },
+    /// Geth executed the block and rejected it, or still would not after retries.
+    #[error("Geth will not import block {number}: {status}")]
+    Rejected {
+        /// The block's height.
+        number: u64,
+        /// Geth's verdict.
+        status: PayloadStatus,
+    },
+    /// The call itself failed; the fault says whether a retry can help.
+    #[error(transparent)]
+    Call(#[from] Fault),
+}
+
+impl ReplayError {
+    /// The fault to hand to a loop that treats a stored block Geth will not take as fatal.
+    pub fn into_fault(self) -> Fault {
+        match self {
+            Self::Call(fault) => fault,
+            other => Fault::Fatal(other.into()),
+        }
+    }
+}
+
+// ANCHOR: replay
+/// Gives Geth a block it does not have, from a store: the block must extend `parent`
+/// (Geth's block at the height below) and Geth must find it VALID. The caller finalizes
+/// when it has given all it wanted to give.
+pub async fn replay(engine: &EngineClient, block: &ExecutableBlock, parent: B256) -> Result<(), ReplayError> {
+    if block.parent_hash() != parent {
+        return Err(ReplayError::NotChild { number: block.number(), parent: block.parent_hash(), expected: parent });
+    }
+    match import(engine, block).await? {
+        PayloadStatus::Valid { .. } => Ok(()),
+        status if status.is_pending() => {
+            Err(Fault::Passing(anyhow!("Geth did not execute block {}: {status}", block.number())).into())
+        }
+        status => Err(ReplayError::Rejected { number: block.number(), status }),
+    }
+}
+// ANCHOR_END: replay
