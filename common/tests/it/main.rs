@@ -3,3 +3,4 @@
 
 mod geth;
 mod mock_el;
+mod services;

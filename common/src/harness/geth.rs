@@ -1,4 +1,4 @@
-//! Test harness: a fresh, real Geth per test (feature `harness`).
+//! A fresh, real Geth per test.
 //!
 //! [`Geth::start`] makes a temp datadir, runs `geth init` with the project's
 //! `genesis.json`, writes a random JWT secret, starts Geth on free loopback ports with the
@@ -7,26 +7,27 @@
 //! prints the end of Geth's log, which is usually the explanation).
 //!
 //! The machine is small and shared: at most [`max_concurrent`] Geths run at once per test
-//! binary; further `start` calls wait for a slot.
+//! binary; further `start` calls wait for a slot. A test that needs several nodes asks for
+//! them together with [`Geth::start_group`].
 
 use std::{
-    io::{Read, Seek, SeekFrom},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     sync::{Arc, LazyLock},
     time::{Duration, Instant},
 };
 
-use alloy_consensus::{SignableTransaction, TxEip1559, TxEnvelope};
-use alloy_eips::eip2718::Encodable2718;
-use alloy_primitives::{Address, B256, Bytes, U64, U256};
-use alloy_signer::SignerSync;
-use alloy_signer_local::PrivateKeySigner;
+use alloy_primitives::{Address, B256, Bytes, U256};
 use anyhow::{Context, bail};
-use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use super::{
+    genesis_path,
+    process::{die_with_parent, free_port, log_tail},
+    tx::Receipt,
+    workspace_root,
+};
 use crate::{auth::JwtSecret, engine::EngineClient, fork::ForkSchedule, rpc::RpcClient};
 
 // ANCHOR: flags
@@ -62,14 +63,14 @@ pub fn max_concurrent() -> usize {
 
 static SLOTS: LazyLock<Arc<Semaphore>> = LazyLock::new(|| Arc::new(Semaphore::new(max_concurrent())));
 
-/// The repository root (where `genesis.json` and `.tools/` are).
-pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("common/ sits in the workspace root").to_owned()
-}
+/// Slots held by a group of nodes, released when the last of them is dropped.
+pub type Slots = Arc<OwnedSemaphorePermit>;
 
-/// The project's `genesis.json`.
-pub fn genesis_path() -> PathBuf {
-    workspace_root().join("genesis.json")
+/// Waits for `n` node slots at once. A group larger than the cap takes every slot, so it
+/// runs alone: the cap bounds how many groups share the machine, not how large one is.
+pub async fn take_slots(n: usize) -> anyhow::Result<Slots> {
+    let wanted = u32::try_from(n.clamp(1, max_concurrent())).unwrap_or(1);
+    Ok(Arc::new(SLOTS.clone().acquire_many_owned(wanted).await.context("node slot semaphore closed")?))
 }
 
 /// The Geth binary: `$GETH_BIN`, else the one `scripts/setup.sh` installs in `.tools/bin`.
@@ -86,73 +87,6 @@ pub fn geth_binary() -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
-/// The funded developer key of `genesis.json` (Foundry/Anvil/Hardhat account 0; public).
-pub const DEV_PRIVATE_KEY: &str = "ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
-
-/// A signer for [`DEV_PRIVATE_KEY`], address 0xf39F…2266.
-pub fn dev_signer() -> PrivateKeySigner {
-    DEV_PRIVATE_KEY.parse().expect("the developer key is a valid secp256k1 key")
-}
-
-/// An EIP-1559 transfer of `value` wei to `to`, signed and encoded for `eth_sendRawTransaction`.
-pub fn signed_transfer(signer: &PrivateKeySigner, chain_id: u64, nonce: u64, to: Address, value: U256) -> Bytes {
-    let tx = TxEip1559 {
-        chain_id,
-        nonce,
-        gas_limit: 21_000,
-        max_fee_per_gas: 20_000_000_000,
-        max_priority_fee_per_gas: 1_000_000_000,
-        to: to.into(),
-        value,
-        ..Default::default()
-    };
-    let signature = signer.sign_hash_sync(&tx.signature_hash()).expect("local signing does not fail");
-    TxEnvelope::from(tx.into_signed(signature)).encoded_2718().into()
-}
-
-/// A blob transaction carrying `data` in as many blobs as it needs, with an EIP-7594
-/// (cell proof) sidecar as Osaka requires, signed and encoded in network form for
-/// `eth_sendRawTransaction`. Returns the encoding and the blobs' versioned hashes.
-pub fn signed_blob_transaction(
-    signer: &PrivateKeySigner,
-    chain_id: u64,
-    nonce: u64,
-    data: &[u8],
-) -> anyhow::Result<(Bytes, Vec<B256>)> {
-    use alloy_consensus::{EthereumTxEnvelope, TxEip4844, TxEip4844Variant, TxEip4844WithSidecar};
-    use alloy_eips::eip4844::builder::{SidecarBuilder, SimpleCoder};
-
-    let sidecar = SidecarBuilder::<SimpleCoder>::from_slice(data).build_7594().context("cannot build blob sidecar")?;
-    let hashes: Vec<B256> = sidecar.versioned_hashes().collect();
-    let tx = TxEip4844 {
-        chain_id,
-        nonce,
-        gas_limit: 21_000,
-        max_fee_per_gas: 20_000_000_000,
-        max_priority_fee_per_gas: 1_000_000_000,
-        max_fee_per_blob_gas: 1_000_000_000,
-        to: Address::repeat_byte(0xb1),
-        blob_versioned_hashes: hashes.clone(),
-        ..Default::default()
-    };
-    let tx = TxEip4844Variant::TxEip4844WithSidecar(TxEip4844WithSidecar::from_tx_and_sidecar(tx, sidecar));
-    let signature = signer.sign_hash_sync(&tx.signature_hash()).context("signing")?;
-    let envelope = EthereumTxEnvelope::Eip4844(tx.into_signed(signature));
-    Ok((envelope.encoded_2718().into(), hashes))
-}
-
-/// The fields of a receipt the tests look at.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Receipt {
-    /// 1 for success, 0 for a revert.
-    pub status: U64,
-    /// The block that included the transaction.
-    pub block_number: U64,
-    /// Its hash.
-    pub block_hash: B256,
-}
-
 /// A running Geth with its own datadir, ports and JWT secret.
 #[derive(Debug)]
 pub struct Geth {
@@ -161,21 +95,35 @@ pub struct Geth {
     auth_port: u16,
     http_port: u16,
     jwt: JwtSecret,
-    _slot: OwnedSemaphorePermit,
+    _slots: Slots,
 }
 
 impl Geth {
-    // ANCHOR: start
     /// Starts a fresh Geth on the project's genesis and waits for its Engine API.
     pub async fn start() -> anyhow::Result<Self> {
-        let slot = SLOTS.clone().acquire_owned().await.context("Geth slot semaphore closed")?;
+        Self::start_in(take_slots(1).await?).await
+    }
+
+    /// `n` fresh Geths (one per node of a cluster), started once `n` slots are free.
+    pub async fn start_group(n: usize) -> anyhow::Result<Vec<Self>> {
+        let slots = take_slots(n).await?;
+        let mut nodes = Vec::with_capacity(n);
+        for _ in 0..n {
+            nodes.push(Self::start_in(slots.clone()).await?);
+        }
+        Ok(nodes)
+    }
+
+    // ANCHOR: start
+    /// Starts a Geth that holds a share of `slots`.
+    pub async fn start_in(slots: Slots) -> anyhow::Result<Self> {
         let binary = geth_binary()?;
         let dir = tempfile::Builder::new().prefix("geth-test-").tempdir().context("cannot make a temp datadir")?;
         run_init(&binary, dir.path())?;
         let jwt = JwtSecret::new(rand_bytes());
         std::fs::write(dir.path().join("jwt.hex"), jwt.to_hex()).context("cannot write the JWT secret")?;
         let (auth_port, http_port) = (free_port()?, free_port()?);
-        let mut geth = Self { child: None, dir, auth_port, http_port, jwt, _slot: slot };
+        let mut geth = Self { child: None, dir, auth_port, http_port, jwt, _slots: slots };
         geth.spawn()?;
         geth.wait_ready().await?;
         Ok(geth)
@@ -265,13 +213,7 @@ impl Geth {
 
     /// The last `bytes` of Geth's log.
     pub fn log_tail(&self, bytes: u64) -> String {
-        let mut text = String::new();
-        if let Ok(mut file) = std::fs::File::open(self.log_path()) {
-            let len = file.metadata().map(|m| m.len()).unwrap_or(0);
-            let _ = file.seek(SeekFrom::Start(len.saturating_sub(bytes)));
-            let _ = file.read_to_string(&mut text);
-        }
-        text
+        log_tail(&self.log_path(), bytes)
     }
 
     fn spawn(&mut self) -> anyhow::Result<()> {
@@ -324,87 +266,6 @@ impl Drop for Geth {
     }
 }
 
-/// Polls `check` every 200 ms until it returns `Some`, and returns that value. Panics with
-/// `what` if `timeout` passes first. Tests wait for conditions, never for fixed times.
-pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-/// A process under test (a sequencer, a leader, a member): its output goes to a log file,
-/// and it is killed on drop. On a panicking test the end of its log is printed.
-#[derive(Debug)]
-pub struct Service {
-    name: String,
-    child: Child,
-    log: PathBuf,
-}
-
-impl Service {
-    /// Starts `command` with its stdout and stderr appended to `log`.
-    pub fn spawn(name: &str, mut command: Command, log: &Path) -> anyhow::Result<Self> {
-        let file = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
-        command.stdin(Stdio::null()).stdout(file.try_clone()?).stderr(file);
-        die_with_parent(&mut command);
-        let child = command.spawn().with_context(|| format!("cannot start {name}"))?;
-        Ok(Self { name: name.to_owned(), child, log: log.to_owned() })
-    }
-
-    /// Sends a signal (`libc::SIGTERM`, `SIGSTOP`, `SIGCONT`, …).
-    pub fn signal(&self, signal: i32) {
-        let pid = libc::pid_t::try_from(self.child.id()).expect("pid fits");
-        #[allow(unsafe_code)]
-        // SAFETY: kill(2) on our own child's pid has no memory effects.
-        unsafe {
-            libc::kill(pid, signal);
-        }
-    }
-
-    /// SIGKILL, as a crash would, and reaps the process.
-    pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    /// Waits up to `timeout` for the process to exit by itself; its exit code.
-    pub async fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Some(status.code().unwrap_or(-1));
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        None
-    }
-
-    /// Everything the process has written so far.
-    pub fn output(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        self.kill();
-        if std::thread::panicking() {
-            let output = self.output();
-            let tail: String = output.chars().rev().take(4000).collect::<Vec<_>>().into_iter().rev().collect();
-            eprintln!("--- end of {} output ({}) ---\n{tail}", self.name, self.log.display());
-        }
-    }
-}
-
 fn run_init(binary: &Path, dir: &Path) -> anyhow::Result<()> {
     let output = Command::new(binary)
         .arg("init")
@@ -420,28 +281,6 @@ fn run_init(binary: &Path, dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A port that was free a moment ago. Another process could take it before Geth binds it;
-/// on this loopback-only machine that is rare, and start-up then fails loudly.
-fn free_port() -> anyhow::Result<u16> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("cannot find a free port")?;
-    Ok(listener.local_addr()?.port())
-}
-
 fn rand_bytes() -> [u8; 32] {
     B256::random().0
-}
-
-/// Asks Linux to SIGKILL the child when the test process dies, so a test killed by a
-/// timeout never leaves a Geth behind. Linux ties this to the spawning *thread*: spawn from
-/// the test's own thread or a runtime worker, not from a short-lived blocking-pool thread.
-fn die_with_parent(command: &mut Command) {
-    use std::os::unix::process::CommandExt;
-    #[allow(unsafe_code)]
-    // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
-    unsafe {
-        command.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            Ok(())
-        });
-    }
 }

@@ -1,0 +1,34 @@
+//! Test harness (feature `harness`): the real components, one fresh instance per test.
+//!
+//! - [`Geth`]: the pinned Geth on the project's genesis, with its own datadir, ports and JWT.
+//! - [`Redis`], [`Postgres`]: a server of each on a free loopback port, in a temp dir.
+//! - [`Service`]: a process of ours (a sequencer, a leader, a member), killed on drop.
+//! - [`eventually`]: waits for a condition with a generous bound, never for a fixed time.
+//! - [`tx`]: transactions signed with the development key `genesis.json` funds.
+//!
+//! A missing binary is a set-up failure with a message naming `scripts/setup.sh`, never a
+//! reason to skip a test. Every process is told to die with the test process.
+
+mod geth;
+mod postgres;
+mod process;
+mod redis;
+pub mod tx;
+
+use std::path::{Path, PathBuf};
+
+pub use geth::{GETH_FLAGS, GETH_LOOPBACK_FLAGS, Geth, Slots, geth_binary, max_concurrent, take_slots};
+pub use postgres::{Postgres, postgres_bin_dir};
+pub use process::{Service, eventually, free_port};
+pub use redis::{Redis, redis_binary};
+pub use tx::{DEV_PRIVATE_KEY, Receipt, dev_signer, signed_blob_transaction, signed_transfer};
+
+/// The repository root (where `genesis.json` and `.tools/` are).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("common/ sits in the workspace root").to_owned()
+}
+
+/// The project's `genesis.json`.
+pub fn genesis_path() -> PathBuf {
+    workspace_root().join("genesis.json")
+}
