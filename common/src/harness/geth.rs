@@ -12,9 +12,9 @@
 
 use std::{
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::Command,
     sync::{Arc, LazyLock},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use alloy_primitives::{Address, B256, Bytes, U256};
@@ -24,7 +24,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::{
     genesis_path,
-    process::{die_with_parent, free_port, log_tail},
+    process::{Service, free_port},
     tx::Receipt,
     workspace_root,
 };
@@ -90,7 +90,8 @@ pub fn geth_binary() -> anyhow::Result<PathBuf> {
 /// A running Geth with its own datadir, ports and JWT secret.
 #[derive(Debug)]
 pub struct Geth {
-    child: Option<Child>,
+    // Declared first so it is dropped (killed) before its datadir is deleted.
+    process: Service,
     dir: tempfile::TempDir,
     auth_port: u16,
     http_port: u16,
@@ -123,9 +124,9 @@ impl Geth {
         let jwt = JwtSecret::new(rand_bytes());
         std::fs::write(dir.path().join("jwt.hex"), jwt.to_hex()).context("cannot write the JWT secret")?;
         let (auth_port, http_port) = (free_port()?, free_port()?);
-        let mut geth = Self { child: None, dir, auth_port, http_port, jwt, _slots: slots };
-        geth.spawn()?;
-        geth.wait_ready().await?;
+        let process = Service::stopped("geth", &dir.path().join("geth.log"));
+        let mut geth = Self { process, dir, auth_port, http_port, jwt, _slots: slots };
+        geth.spawn_and_wait().await?;
         Ok(geth)
     }
     // ANCHOR_END: start
@@ -188,17 +189,12 @@ impl Geth {
 
     /// Kills Geth with SIGKILL, as a crash would. The datadir stays.
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.process.kill();
     }
 
     /// Starts Geth again on the same datadir and ports, and waits for its Engine API.
     pub async fn restart(&mut self) -> anyhow::Result<()> {
-        self.kill();
-        self.spawn()?;
-        self.wait_ready().await
+        self.spawn_and_wait().await
     }
 
     /// Kills Geth, deletes its chain (as a lost disk would), initialises it again from
@@ -207,17 +203,16 @@ impl Geth {
         self.kill();
         std::fs::remove_dir_all(self.datadir()).context("cannot delete the datadir")?;
         run_init(&geth_binary()?, self.dir.path())?;
-        self.spawn()?;
-        self.wait_ready().await
+        self.spawn_and_wait().await
     }
 
     /// The last `bytes` of Geth's log.
     pub fn log_tail(&self, bytes: u64) -> String {
-        log_tail(&self.log_path(), bytes)
+        self.process.log_tail(bytes)
     }
 
-    fn spawn(&mut self) -> anyhow::Result<()> {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path())?;
+    /// (Re)starts the process and waits until the Engine API answers.
+    async fn spawn_and_wait(&mut self) -> anyhow::Result<()> {
         let mut command = Command::new(geth_binary()?);
         command
             .arg("--datadir")
@@ -228,41 +223,10 @@ impl Geth {
             .arg(format!("--authrpc.jwtsecret={}", self.jwt_path().display()))
             .arg(format!("--http.port={}", self.http_port))
             // Tests run several nodes: no fixed P2P port, no IPC socket in a shared place.
-            .args(["--port=0", "--ipcdisable", "--verbosity=3"])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log);
-        die_with_parent(&mut command);
-        self.child = Some(command.spawn().context("cannot start geth")?);
-        Ok(())
-    }
-
-    async fn wait_ready(&mut self) -> anyhow::Result<()> {
+            .args(["--port=0", "--ipcdisable", "--verbosity=3"]);
+        self.process.start(command)?;
         let engine = self.engine();
-        let deadline = Instant::now() + STARTUP_TIMEOUT;
-        loop {
-            if let Some(child) = self.child.as_mut()
-                && let Some(status) = child.try_wait()?
-            {
-                bail!("geth exited during start-up ({status}); its log ends with:\n{}", self.log_tail(4000));
-            }
-            if engine.chain_id().await.is_ok() {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                bail!("geth's Engine API did not answer within {STARTUP_TIMEOUT:?}; log:\n{}", self.log_tail(4000));
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-}
-
-impl Drop for Geth {
-    fn drop(&mut self) {
-        self.kill();
-        if std::thread::panicking() {
-            eprintln!("--- end of geth log ({}) ---\n{}", self.log_path().display(), self.log_tail(3000));
-        }
+        self.process.wait_ready(STARTUP_TIMEOUT, || async { engine.chain_id().await.is_ok() }).await
     }
 }
 

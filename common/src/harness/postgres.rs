@@ -6,13 +6,13 @@
 
 use std::{
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
-    time::{Duration, Instant},
+    process::Command,
+    time::Duration,
 };
 
 use anyhow::{Context, bail};
 
-use super::process::{die_with_parent, find_program, free_port, log_tail};
+use super::process::{Service, find_program, free_port};
 
 /// How long PostgreSQL may take to accept connections (WAL recovery after a crash included).
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
@@ -42,7 +42,7 @@ pub fn postgres_bin_dir() -> anyhow::Result<PathBuf> {
 /// A running PostgreSQL server.
 #[derive(Debug)]
 pub struct Postgres {
-    child: Option<Child>,
+    process: Service,
     dir: tempfile::TempDir,
     port: u16,
     bin: PathBuf,
@@ -70,9 +70,9 @@ impl Postgres {
         if !output.status.success() {
             bail!("initdb failed: {}", String::from_utf8_lossy(&output.stderr));
         }
-        let mut postgres = Self { child: None, dir, port: free_port()?, bin };
-        postgres.spawn()?;
-        postgres.wait_ready().await?;
+        let process = Service::stopped("postgres", &dir.path().join("postgres.log"));
+        let mut postgres = Self { process, dir, port: free_port()?, bin };
+        postgres.spawn_and_wait().await?;
         Ok(postgres)
     }
 
@@ -83,75 +83,36 @@ impl Postgres {
 
     /// Kills the server with SIGKILL, as a crash would. Its sessions end with it.
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.process.kill();
     }
 
     /// Starts the server again on the same data and port, after [`Postgres::kill`] or
     /// while running (then it is killed first); it replays its WAL like after a crash.
     pub async fn restart(&mut self) -> anyhow::Result<()> {
-        self.kill();
-        self.spawn()?;
-        self.wait_ready().await
+        self.spawn_and_wait().await
     }
 
-    fn log_path(&self) -> PathBuf {
-        self.dir.path().join("postgres.log")
-    }
-
-    fn spawn(&mut self) -> anyhow::Result<()> {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path())?;
+    async fn spawn_and_wait(&mut self) -> anyhow::Result<()> {
+        let port = self.port.to_string();
         let mut command = as_server_user(Command::new(self.bin.join("postgres")));
         command
             .arg("-D")
             .arg(self.dir.path().join("data"))
-            .args(["-p", &self.port.to_string(), "-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories="])
+            .args(["-p", &port, "-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories="])
             // Tests need no durability against power loss; a killed server still keeps
             // every committed transaction (the OS has the writes).
-            .args(["-c", "fsync=off"])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log);
-        die_with_parent(&mut command);
-        self.child = Some(command.spawn().context("cannot start postgres")?);
-        Ok(())
-    }
-
-    async fn wait_ready(&mut self) -> anyhow::Result<()> {
-        let deadline = Instant::now() + STARTUP_TIMEOUT;
-        loop {
-            if let Some(child) = self.child.as_mut()
-                && let Some(status) = child.try_wait()?
-            {
-                bail!("postgres exited during start-up ({status}):\n{}", log_tail(&self.log_path(), 3000));
-            }
-            let ready = tokio::process::Command::new(self.bin.join("pg_isready"))
-                .args(["-q", "-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "postgres"])
-                .status()
-                .await
-                .is_ok_and(|s| s.success());
-            if ready {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "postgres did not accept connections within {STARTUP_TIMEOUT:?}:\n{}",
-                    log_tail(&self.log_path(), 3000)
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-}
-
-impl Drop for Postgres {
-    fn drop(&mut self) {
-        self.kill();
-        if std::thread::panicking() {
-            eprintln!("--- end of postgres log ---\n{}", log_tail(&self.log_path(), 3000));
-        }
+            .args(["-c", "fsync=off"]);
+        self.process.start(command)?;
+        let pg_isready = self.bin.join("pg_isready");
+        self.process
+            .wait_ready(STARTUP_TIMEOUT, || async {
+                tokio::process::Command::new(&pg_isready)
+                    .args(["-q", "-h", "127.0.0.1", "-p", &port, "-U", "postgres"])
+                    .status()
+                    .await
+                    .is_ok_and(|s| s.success())
+            })
+            .await
     }
 }
 

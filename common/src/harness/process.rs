@@ -26,28 +26,72 @@ where
     }
 }
 
-/// A process under test (a sequencer, a leader, a member): its output goes to a log file,
-/// and it is killed on drop. On a panicking test the end of its log is printed.
+/// A process under test, ours (a sequencer, a leader, a member) or a server (Geth,
+/// Redis, PostgreSQL): its output is appended to a log file, it can be killed and started
+/// again, and it is killed on drop. On a panicking test the end of its log is printed.
 #[derive(Debug)]
 pub struct Service {
     name: String,
-    child: Child,
+    child: Option<Child>,
     log: PathBuf,
 }
 
 impl Service {
     /// Starts `command` with its stdout and stderr appended to `log`.
-    pub fn spawn(name: &str, mut command: Command, log: &Path) -> anyhow::Result<Self> {
-        let file = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
+    pub fn spawn(name: &str, command: Command, log: &Path) -> anyhow::Result<Self> {
+        let mut service = Self::stopped(name, log);
+        service.start(command)?;
+        Ok(service)
+    }
+
+    /// A service that is not running yet; [`Service::start`] runs it.
+    pub fn stopped(name: &str, log: &Path) -> Self {
+        Self { name: name.to_owned(), child: None, log: log.to_owned() }
+    }
+
+    /// Runs `command` (killing the current process first, if any), appending to the log.
+    pub fn start(&mut self, mut command: Command) -> anyhow::Result<()> {
+        self.kill();
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(&self.log)?;
         command.stdin(Stdio::null()).stdout(file.try_clone()?).stderr(file);
         die_with_parent(&mut command);
-        let child = command.spawn().with_context(|| format!("cannot start {name}"))?;
-        Ok(Self { name: name.to_owned(), child, log: log.to_owned() })
+        self.child = Some(command.spawn().with_context(|| format!("cannot start {}", self.name))?);
+        Ok(())
+    }
+
+    /// Polls `ready` until it is true. Fails, with the end of the log, if the process
+    /// exits first or `timeout` passes.
+    pub async fn wait_ready<F, Fut>(&mut self, timeout: Duration, mut ready: F) -> anyhow::Result<()>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                anyhow::bail!(
+                    "{} exited during start-up ({status}); its log ends with:\n{}",
+                    self.name,
+                    self.log_tail(4000)
+                );
+            }
+            if ready().await {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                anyhow::bail!(
+                    "{} was not ready within {timeout:?}; its log ends with:\n{}",
+                    self.name,
+                    self.log_tail(4000)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Sends a signal (`libc::SIGTERM`, `SIGSTOP`, `SIGCONT`, …).
     pub fn signal(&self, signal: i32) {
-        let pid = libc::pid_t::try_from(self.child.id()).expect("pid fits");
+        let Some(pid) = self.child.as_ref().and_then(|c| libc::pid_t::try_from(c.id()).ok()) else { return };
         #[allow(unsafe_code)]
         // SAFETY: kill(2) on our own child's pid has no memory effects.
         unsafe {
@@ -57,15 +101,17 @@ impl Service {
 
     /// SIGKILL, as a crash would, and reaps the process.
     pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 
     /// Waits up to `timeout` for the process to exit by itself; its exit code.
     pub async fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
                 return Some(status.code().unwrap_or(-1));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -77,13 +123,18 @@ impl Service {
     pub fn output(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+
+    /// The last `bytes` of the log.
+    pub fn log_tail(&self, bytes: u64) -> String {
+        log_tail(&self.log, bytes)
+    }
 }
 
 impl Drop for Service {
     fn drop(&mut self) {
         self.kill();
         if std::thread::panicking() {
-            eprintln!("--- end of {} output ({}) ---\n{}", self.name, self.log.display(), log_tail(&self.log, 4000));
+            eprintln!("--- end of {} output ({}) ---\n{}", self.name, self.log.display(), self.log_tail(4000));
         }
     }
 }
@@ -98,7 +149,7 @@ pub(crate) fn find_program(var: &str, name: &str) -> Option<PathBuf> {
 }
 
 /// The last `bytes` of a log file (empty if there is none yet).
-pub(crate) fn log_tail(path: &Path, bytes: u64) -> String {
+fn log_tail(path: &Path, bytes: u64) -> String {
     let mut text = Vec::new();
     if let Ok(mut file) = std::fs::File::open(path) {
         let len = file.metadata().map(|m| m.len()).unwrap_or(0);

@@ -1,16 +1,12 @@
 //! A real Redis server per test, on a free loopback port, in a temp dir, without
 //! persistence: a restart loses every key, as a cache-only Redis does after a crash.
 
-use std::{
-    path::PathBuf,
-    process::{Child, Command, Stdio},
-    time::{Duration, Instant},
-};
+use std::{path::PathBuf, process::Command, time::Duration};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::process::{die_with_parent, find_program, free_port, log_tail};
+use super::process::{Service, find_program, free_port};
 
 /// How long Redis may take to answer PING.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -25,7 +21,7 @@ pub fn redis_binary() -> anyhow::Result<PathBuf> {
 /// A running Redis.
 #[derive(Debug)]
 pub struct Redis {
-    child: Option<Child>,
+    process: Service,
     dir: tempfile::TempDir,
     port: u16,
 }
@@ -34,9 +30,9 @@ impl Redis {
     /// Starts a fresh Redis and waits until it answers PING.
     pub async fn start() -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new().prefix("redis-test-").tempdir().context("cannot make a temp dir")?;
-        let mut redis = Self { child: None, dir, port: free_port()? };
-        redis.spawn()?;
-        redis.wait_ready().await?;
+        let process = Service::stopped("redis", &dir.path().join("redis.log"));
+        let mut redis = Self { process, dir, port: free_port()? };
+        redis.spawn_and_wait().await?;
         Ok(redis)
     }
 
@@ -47,54 +43,23 @@ impl Redis {
 
     /// Kills Redis with SIGKILL, as a crash would; every key is gone.
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.process.kill();
     }
 
     /// Starts Redis again, empty, on the same port.
     pub async fn restart(&mut self) -> anyhow::Result<()> {
-        self.kill();
-        self.spawn()?;
-        self.wait_ready().await
+        self.spawn_and_wait().await
     }
 
-    fn log_path(&self) -> PathBuf {
-        self.dir.path().join("redis.log")
-    }
-
-    fn spawn(&mut self) -> anyhow::Result<()> {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path())?;
+    async fn spawn_and_wait(&mut self) -> anyhow::Result<()> {
         let mut command = Command::new(redis_binary()?);
         command
             .args(["--bind", "127.0.0.1", "--port", &self.port.to_string(), "--save", "", "--appendonly", "no"])
             .arg("--dir")
-            .arg(self.dir.path())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log);
-        die_with_parent(&mut command);
-        self.child = Some(command.spawn().context("cannot start redis-server")?);
-        Ok(())
-    }
-
-    async fn wait_ready(&mut self) -> anyhow::Result<()> {
-        let deadline = Instant::now() + STARTUP_TIMEOUT;
-        loop {
-            if let Some(child) = self.child.as_mut()
-                && let Some(status) = child.try_wait()?
-            {
-                bail!("redis-server exited during start-up ({status}):\n{}", log_tail(&self.log_path(), 2000));
-            }
-            if ping(self.port).await {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                bail!("redis-server did not answer within {STARTUP_TIMEOUT:?}:\n{}", log_tail(&self.log_path(), 2000));
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+            .arg(self.dir.path());
+        self.process.start(command)?;
+        let port = self.port;
+        self.process.wait_ready(STARTUP_TIMEOUT, || ping(port)).await
     }
 }
 
@@ -107,13 +72,4 @@ async fn ping(port: u16) -> bool {
     let mut answer = [0_u8; 7];
     matches!(tokio::time::timeout(Duration::from_secs(1), stream.read_exact(&mut answer)).await, Ok(Ok(_)))
         && &answer == b"+PONG\r\n"
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        self.kill();
-        if std::thread::panicking() {
-            eprintln!("--- end of redis log ---\n{}", log_tail(&self.log_path(), 2000));
-        }
-    }
 }
