@@ -1,9 +1,9 @@
 //! Flags, each with an environment variable, and the checks made before anything starts.
 
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use std::{path::PathBuf, time::Duration};
 
 use anyhow::ensure;
-use common::config::{BlockArgs, ElArgs};
+use common::config::{BlockArgs, ElArgs, ServiceArgs};
 
 /// A single-node sequencer: keeps a Geth chain going, one block per slot.
 #[derive(Debug, Clone, clap::Parser)]
@@ -28,14 +28,8 @@ pub struct Config {
     #[arg(long, env = "STATE_DIR", default_value = ".devnet/single-node")]
     pub state_dir: PathBuf,
 
-    /// Address of the /health, /ready and /metrics server.
-    #[arg(long, env = "HEALTH_ADDR", default_value = "127.0.0.1:9100")]
-    pub health_addr: SocketAddr,
-
-    /// How long to wait at start for an unreachable Geth before giving up (seconds).
-    /// A Geth that answers but refuses our JWT, or is on another chain, fails at once.
-    #[arg(long, env = "EL_WAIT", default_value_t = 60)]
-    pub el_wait: u64,
+    #[command(flatten)]
+    pub service: ServiceArgs,
 }
 
 impl Config {

@@ -30,12 +30,11 @@ pub mod sequencer;
 pub mod server;
 pub mod store;
 
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use common::{BlockTag, EngineClient, Head, startup};
-use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::info;
 
 use crate::{config::Config, sequencer::Sequencer, server::Status, store::Store};
 
@@ -48,24 +47,14 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     let observer = status.clone();
     let engine =
         config.el.client()?.with_observer(Arc::new(move |m, t, e| observer.metrics.engine.observe_call(m, t, e)));
-    let listener = common::server::bind(config.health_addr).await?;
-    if config.block.back_to_back {
-        warn!(
-            "--back-to-back: blocks are produced without waiting for the clock; chain time will run ahead of the wall clock"
-        );
-    }
+    let listener = common::server::bind(config.service.health_addr).await?;
+    config.block.warn_if_back_to_back();
 
-    let cancel = CancellationToken::new();
-    let on_signal = cancel.clone();
-    tokio::spawn(async move {
-        shutdown.await;
-        info!("shutdown requested; finishing the current block");
-        on_signal.cancel();
-    });
+    let cancel = common::shutdown::cancel_on(shutdown);
     let server = tokio::spawn(common::server::serve(listener, status.clone(), cancel.clone()));
-    info!(addr = %config.health_addr, "serving /health, /ready and /metrics");
+    info!(addr = %config.service.health_addr, "serving /health, /ready and /metrics");
 
-    startup::wait_for_execution_client(&engine, Duration::from_secs(config.el_wait), &cancel).await?;
+    startup::wait_for_execution_client(&engine, config.service.el_wait(), &cancel).await?;
     if cancel.is_cancelled() {
         return Ok(());
     }

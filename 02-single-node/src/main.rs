@@ -10,21 +10,5 @@ use single_node::config::Config;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     common::logging::init();
-    single_node::run(Config::parse(), shutdown_signal()).await
-}
-
-/// Completes on Ctrl-C (SIGINT) or SIGTERM (what `docker stop` and systemd send).
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(term) => term,
-        Err(_) => {
-            let _ = ctrl_c.await;
-            return;
-        }
-    };
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term.recv() => {}
-    }
+    single_node::run(Config::parse(), common::shutdown::signal()).await
 }

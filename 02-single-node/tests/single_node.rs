@@ -11,7 +11,9 @@ use alloy_primitives::{Address, B256, U256};
 use common::{
     BlockTag, EngineClient,
     auth::unix_now,
-    harness::{Geth, Service, dev_signer, eventually, genesis_path, signed_blob_transaction, signed_transfer},
+    harness::{
+        Geth, Service, dev_signer, eventually, genesis_path, http_get, signed_blob_transaction, signed_transfer,
+    },
 };
 
 /// Generous bounds: the CI machine is small and shared.
@@ -71,14 +73,7 @@ fn unix_now_nanos() -> u128 {
 
 /// GETs `path` on the sequencer's health server: status and body.
 async fn get(sequencer: &Sequencer, path: &str) -> Option<(u16, String)> {
-    let output = tokio::process::Command::new("curl")
-        .args(["-s", "-o", "-", "-w", "\n%{http_code}", &format!("{}{path}", sequencer.health)])
-        .output()
-        .await
-        .ok()?;
-    let text = String::from_utf8_lossy(&output.stdout).to_string();
-    let (body, code) = text.rsplit_once('\n')?;
-    Some((code.trim().parse().ok()?, body.to_owned()))
+    http_get(&format!("{}{path}", sequencer.health)).await
 }
 
 async fn head_at_least(engine: &EngineClient, number: u64) -> common::Block {

@@ -1,7 +1,7 @@
 //! Command-line flags the steps share: where the execution client is and how to reach it,
 //! and how a long-running producer times its blocks.
 
-use std::{path::PathBuf, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use alloy_primitives::Address;
 use anyhow::{Context, ensure};
@@ -90,5 +90,34 @@ impl BlockArgs {
     /// The timing policy for [`crate::slot::next_slot`].
     pub const fn schedule(&self) -> Schedule {
         Schedule { block_time: self.block_time, build_time: self.build_time(), back_to_back: self.back_to_back }
+    }
+
+    /// Says in the log, once, that `--back-to-back` lets chain time run ahead of the clock.
+    pub fn warn_if_back_to_back(&self) {
+        if self.back_to_back {
+            tracing::warn!(
+                "--back-to-back: blocks are produced without waiting for the clock; chain time will run ahead of the wall clock"
+            );
+        }
+    }
+}
+
+/// What every long-running service has: its endpoints, and its patience with Geth.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServiceArgs {
+    /// Address of the /health, /ready and /metrics server (and /status, where there is one).
+    #[arg(long, env = "HEALTH_ADDR", default_value = "127.0.0.1:9100")]
+    pub health_addr: SocketAddr,
+
+    /// How long to wait at start for an unreachable Geth before giving up (seconds).
+    /// A Geth that answers but refuses our JWT, or is on another chain, fails at once.
+    #[arg(long, env = "EL_WAIT", default_value_t = 60)]
+    pub el_wait: u64,
+}
+
+impl ServiceArgs {
+    /// `--el-wait` as a duration.
+    pub const fn el_wait(&self) -> Duration {
+        Duration::from_secs(self.el_wait)
     }
 }

@@ -22,6 +22,7 @@
 //! - [`fault`]: passing or fatal: what a failed step means for the loop.
 //! - [`clock`]: the wall clock, cancellable sleeps, backoff.
 //! - [`server`], [`metrics`]: `/health`, `/ready`, `/metrics`, and the Engine API metrics.
+//! - [`shutdown`]: Ctrl-C or SIGTERM.
 //! - `harness` (feature `harness`, tests only): starts a real Geth (and Redis, PostgreSQL)
 //!   per test.
 
@@ -38,6 +39,7 @@ pub mod payload;
 pub mod round;
 pub mod rpc;
 pub mod server;
+pub mod shutdown;
 pub mod slot;
 pub mod startup;
 pub mod types;

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 pub use geth::{GETH_FLAGS, GETH_LOOPBACK_FLAGS, Geth, Slots, geth_binary, max_concurrent, take_slots};
 pub use postgres::{Postgres, postgres_bin_dir};
-pub use process::{Service, eventually, free_port};
+pub use process::{Service, eventually, free_port, http_get};
 pub use redis::{Redis, redis_binary};
 pub use tx::{DEV_PRIVATE_KEY, Receipt, dev_signer, signed_blob_transaction, signed_transfer};
 

@@ -180,3 +180,19 @@ pub(crate) fn die_with_parent(command: &mut Command) {
         });
     }
 }
+
+/// GETs `url` (`http://host:port/path`): the status code and body, or `None` if nothing
+/// answered within five seconds.
+pub async fn http_get(url: &str) -> Option<(u16, String)> {
+    use http_body_util::{BodyExt, Empty};
+    use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+
+    let client: Client<_, Empty<bytes::Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let fetch = async {
+        let response = client.get(url.parse().ok()?).await.ok()?;
+        let code = response.status().as_u16();
+        let body = response.into_body().collect().await.ok()?.to_bytes();
+        Some((code, String::from_utf8_lossy(&body).into_owned()))
+    };
+    tokio::time::timeout(Duration::from_secs(5), fetch).await.ok().flatten()
+}

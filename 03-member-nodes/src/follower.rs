@@ -1,0 +1,219 @@
+//! Following the store: every node replays the block log into its own Geth.
+//!
+//! Members do only this. A leader candidate does it until it is promoted, and once more
+//! on promotion, to bring its Geth to the stored head before it builds on it.
+//!
+//! Each stored block is checked before Geth sees it: its payload must decode, match its
+//! row, hash to its own block hash (`StoredRow::block`), and extend this node's head.
+//! A block that fails, or that Geth finds INVALID, halts the follower there: it applies
+//! neither that block nor anything after it, and says why on `/ready`.
+
+use std::time::{Duration, Instant};
+
+use alloy_primitives::B256;
+use anyhow::anyhow;
+use common::{BlockTag, EngineClient, Fault, Head, round};
+use tracing::info;
+
+use crate::{
+    server::Status,
+    store::{Chain, Store, StoredRow},
+};
+
+/// Stored blocks fetched per query while catching up.
+const BATCH: u32 = 64;
+
+/// Why a catch-up stopped early.
+#[derive(Debug, thiserror::Error)]
+pub enum FollowError {
+    /// A stored block cannot be applied; nothing after it will be.
+    #[error("{0}")]
+    Halted(String),
+    /// PostgreSQL failed or did not answer: retry later.
+    #[error("block store: {0:#}")]
+    Store(anyhow::Error),
+    /// Geth failed: the fault says whether a retry can help.
+    #[error("execution client: {0}")]
+    Engine(Fault),
+}
+
+/// A node's Geth, following the stored chain.
+#[derive(Debug)]
+pub struct Follower<'a> {
+    engine: &'a EngineClient,
+    store: &'a Store,
+    status: &'a Status,
+    /// Where the store begins.
+    anchor: u64,
+    head: Head,
+    /// Geth failed since we last read its head: read it again before going on.
+    stale: bool,
+}
+
+impl<'a> Follower<'a> {
+    /// Checks that this node's Geth is on the stored chain, and follows from its head.
+    /// A Geth on another chain, or with blocks the store does not have, is a fatal fault:
+    /// only a person can say which chain is right.
+    pub async fn attach(
+        engine: &'a EngineClient,
+        store: &'a Store,
+        status: &'a Status,
+        chain: &Chain,
+    ) -> Result<Self, FollowError> {
+        let genesis = engine.block(BlockTag::Number(0)).await.map_err(engine_fault)?;
+        if genesis.map(|b| b.hash) != Some(chain.genesis) {
+            return Err(fatal(anyhow!(
+                "this node's Geth is on another chain: its genesis is not {}, the store's",
+                chain.genesis
+            )));
+        }
+        let mut follower = Self { engine, store, status, anchor: chain.anchor.number, head: chain.anchor, stale: true };
+        follower.resync().await?;
+        Ok(follower)
+    }
+
+    // ANCHOR: resync
+    /// Reads Geth's head, checks it is a stored block, and sends the forkchoice state
+    /// again. Done at start and after every Geth failure: a Geth that was killed can come
+    /// back behind where we left it (we saw one lose the block we had just made head),
+    /// and after a restart it takes payloads only on top of a head it was told about.
+    async fn resync(&mut self) -> Result<(), FollowError> {
+        let geth = self.engine.head().await.map_err(engine_fault)?;
+        if geth.number < self.anchor {
+            return Err(fatal(anyhow!(
+                "this node's Geth is at block {}, below block {} where the store begins; start it from a copy of a datadir that has block {}",
+                geth.number,
+                self.anchor,
+                self.anchor
+            )));
+        }
+        match self.store.hash_at(geth.number).await.map_err(FollowError::Store)? {
+            Some(hash) if hash == geth.hash => {}
+            Some(hash) => {
+                return Err(fatal(anyhow!(
+                    "this node's Geth has block {} {}, the store has {hash}: it is on another fork; wipe its datadir and let it replay",
+                    geth.number,
+                    geth.hash
+                )));
+            }
+            None => {
+                return Err(fatal(anyhow!(
+                    "this node's Geth has block {} {}, which the store does not: it has blocks no leader stored",
+                    geth.number,
+                    geth.hash
+                )));
+            }
+        }
+        round::finalize(self.engine, geth.hash).await.map_err(FollowError::Engine)?;
+        if geth.number < self.head.number {
+            info!(geth = geth.number, ours = self.head.number, "Geth came back behind where we left it; replaying");
+        }
+        self.head = Head::from(&geth);
+        self.stale = false;
+        self.status.set_head(self.head);
+        Ok(())
+    }
+    // ANCHOR_END: resync
+
+    /// Makes the next catch-up read Geth's head again first (after a Geth failure seen
+    /// by someone else, such as the leader's production loop).
+    pub const fn mark_stale(&mut self) {
+        self.stale = true;
+    }
+
+    /// This node's Geth head, as far as we made it.
+    pub const fn head(&self) -> Head {
+        self.head
+    }
+
+    /// Records that the leader made `head` this node's Geth head.
+    pub fn advance(&mut self, head: Head) {
+        self.head = head;
+        self.status.set_head(head);
+    }
+
+    // ANCHOR: catch_up
+    /// Applies every stored block above our head, in batches, each batch finalized on
+    /// Geth at its last block. Returns when a query finds nothing new.
+    pub async fn catch_up(&mut self) -> Result<(), FollowError> {
+        let mut result = if self.stale { self.resync().await } else { Ok(()) };
+        if result.is_ok() {
+            result = self.apply_all().await;
+        }
+        if let Err(FollowError::Engine(_)) = result {
+            self.stale = true;
+        }
+        self.refresh_lag().await?;
+        result
+    }
+
+    async fn apply_all(&mut self) -> Result<(), FollowError> {
+        loop {
+            let rows = self.store.blocks_after(self.head.number, BATCH).await.map_err(FollowError::Store)?;
+            if rows.is_empty() {
+                return Ok(());
+            }
+            let fetched = Instant::now();
+            let mut applied: Vec<(Head, Duration)> = Vec::with_capacity(rows.len());
+            let mut stopped = Ok(());
+            for row in &rows {
+                let parent = applied.last().map_or(self.head, |(head, _)| *head);
+                match self.apply(row, parent.hash).await {
+                    Ok(head) => applied.push((head, row.age)),
+                    Err(error) => {
+                        stopped = Err(error);
+                        break;
+                    }
+                }
+            }
+            // What was applied before a failure stays applied: finalize it first.
+            self.finalize(&applied, fetched).await?;
+            stopped?;
+        }
+    }
+
+    /// Checks one stored block and gives it to Geth on top of `parent`.
+    async fn apply(&self, row: &StoredRow, parent: B256) -> Result<Head, FollowError> {
+        let block = row.block().map_err(|e| FollowError::Halted(e.to_string()))?;
+        round::replay(self.engine, &block, parent).await.map_err(|e| match e {
+            round::ReplayError::Call(fault) => FollowError::Engine(fault),
+            refused => FollowError::Halted(refused.to_string()),
+        })?;
+        Ok(block.head())
+    }
+    // ANCHOR_END: catch_up
+
+    /// Makes the last applied block head (and final), and accounts for the batch.
+    async fn finalize(&mut self, applied: &[(Head, Duration)], fetched: Instant) -> Result<(), FollowError> {
+        let Some((last, _)) = applied.last() else { return Ok(()) };
+        round::finalize(self.engine, last.hash).await.map_err(FollowError::Engine)?;
+        let since_fetch = fetched.elapsed();
+        for (_, age) in applied {
+            self.status.metrics.apply_delay_seconds.observe((*age + since_fetch).as_secs_f64());
+        }
+        self.status.metrics.blocks_applied.inc_by(applied.len() as u64);
+        if applied.len() > 1 {
+            info!(from = applied[0].0.number, to = last.number, "applied stored blocks");
+        } else {
+            info!(number = last.number, hash = %last.hash, "applied stored block");
+        }
+        self.advance(*last);
+        Ok(())
+    }
+
+    /// Reads how far behind the store we are, for `/ready` and `/metrics`.
+    pub async fn refresh_lag(&self) -> Result<(), FollowError> {
+        let (store_head, oldest_age) = self.store.lag(self.head.number).await.map_err(FollowError::Store)?;
+        let lag_blocks = store_head.saturating_sub(self.head.number);
+        self.status.set_lag(store_head, lag_blocks, oldest_age.map_or(0.0, |a| a.as_secs_f64()));
+        Ok(())
+    }
+}
+
+fn engine_fault(error: common::EngineError) -> FollowError {
+    FollowError::Engine(Fault::from(error))
+}
+
+fn fatal(error: anyhow::Error) -> FollowError {
+    FollowError::Engine(Fault::Fatal(error))
+}

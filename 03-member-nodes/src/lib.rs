@@ -1,0 +1,96 @@
+//! Part 3: a highly available cluster. One leader produces, every node replays.
+//!
+//! Part 2 was one process with its own store: if it stops, the chain stops. This step
+//! runs several nodes, each with its own Geth, on two well-known engines:
+//!
+//! - **Redis** holds the *leader lease*. Leader candidates (`--mode leader`) take it in
+//!   turn; each lease comes with a *term* that only grows.
+//! - **PostgreSQL** holds the *block log*. The leader stores each block there before any
+//!   Geth makes it head (Part 2's write-ahead rule), in a transaction that checks its term
+//!   against the store's *fence*. A leader whose lease ran out cannot store anything.
+//! - **Members** (`--mode member`) replay the log into their own Geth: notified by
+//!   `LISTEN`/`NOTIFY`, each block checked before Geth sees it. Candidates do the same
+//!   until they lead, so a new leader starts from the stored head: no fork, no gap.
+//!
+//! Layout:
+//! - `main.rs`: parses the flags and runs [`run`] until Ctrl-C or SIGTERM.
+//! - `config.rs`: flags and their checks.
+//! - `node.rs`: a node's life: follow, and (candidates) take the lease and lead.
+//! - `election.rs`: the Redis lease and its terms.
+//! - `store.rs`: the PostgreSQL block log, its fence, and `LISTEN`.
+//! - `follower.rs`: replaying the log into this node's Geth.
+//! - `sequencer.rs`: the leader's production loop (Part 2's, with the lease and fence).
+//! - `server.rs`, `metrics.rs`: what `/ready`, `/metrics` and `/status` report.
+//!
+//! Run a node against the local cluster (`scripts/cluster.sh start`):
+//!
+//! ```text
+//! cargo run -p member-nodes -- --mode leader --instance-id node1
+//! ```
+
+pub mod config;
+pub mod election;
+pub mod follower;
+pub mod metrics;
+pub mod node;
+pub mod sequencer;
+pub mod server;
+pub mod store;
+
+use std::sync::Arc;
+
+use common::startup;
+use tokio::sync::Notify;
+use tracing::info;
+
+use crate::{
+    config::{Config, Mode},
+    election::{Election, LeaseTiming},
+    node::Node,
+    server::Status,
+    store::Store,
+};
+
+/// Runs the node until `shutdown` completes.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    // Everything that can be checked without a server first; then the servers that must
+    // be there (PostgreSQL, Redis) fail at once, naming their flag; Geth is waited for.
+    config.validate()?;
+    let status = Arc::new(Status::new(&config.instance_id, config.mode, config.ready_max_lag));
+    let observer = status.clone();
+    let engine =
+        config.el.client()?.with_observer(Arc::new(move |m, t, e| observer.metrics.engine.observe_call(m, t, e)));
+    let listener = common::server::bind(config.service.health_addr).await?;
+    let store = Store::connect(&config.postgres_url, config.lease()).await?;
+    let election = match config.mode {
+        Mode::Leader => Some(
+            Election::connect(&config.redis_url(), &config.instance_id, LeaseTiming { lease: config.lease() }).await?,
+        ),
+        Mode::Member => None,
+    };
+    config.block.warn_if_back_to_back();
+
+    let cancel = common::shutdown::cancel_on(shutdown);
+    let server = tokio::spawn(common::server::serve(listener, status.clone(), cancel.clone()));
+    info!(addr = %config.service.health_addr, mode = ?config.mode, instance = %config.instance_id, "serving /health, /ready, /metrics and /status");
+
+    startup::wait_for_execution_client(&engine, config.service.el_wait(), &cancel).await?;
+    let wake = Arc::new(Notify::new());
+    let listening = tokio::spawn(store::listen(store.config().clone(), wake.clone(), cancel.clone()));
+
+    let node = Node {
+        engine: &engine,
+        store: &store,
+        election: election.as_ref(),
+        config: &config,
+        status: &status,
+        wake: &wake,
+    };
+    let result = node.run(&cancel).await;
+    cancel.cancel();
+    let _ = tokio::join!(server, listening);
+    if result.is_ok() {
+        info!("stopped");
+    }
+    result
+}

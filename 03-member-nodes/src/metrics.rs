@@ -1,0 +1,114 @@
+//! Prometheus metrics, served at `/metrics` in the OpenMetrics text format.
+
+use std::sync::atomic::AtomicU64;
+
+use common::metrics::{EngineMetrics, latency_histogram};
+use prometheus_client::{
+    metrics::{
+        counter::Counter,
+        gauge::Gauge,
+        histogram::{Histogram, exponential_buckets},
+    },
+    registry::Registry,
+};
+
+/// Every metric a node exports.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// 1 while this node holds the lease and produces, else 0.
+    pub is_leader: Gauge,
+    /// The term of this node's lease while it leads; the last one it held otherwise.
+    pub term: Gauge,
+    /// Height of this node's Geth head, as the node last set it.
+    pub head_number: Gauge,
+    /// Height of the newest stored block, as last read.
+    pub store_head_number: Gauge,
+    /// Stored blocks this node's Geth does not have yet.
+    pub lag_blocks: Gauge,
+    /// How long the oldest stored block this node has not applied has been stored.
+    pub lag_seconds: Gauge<f64, AtomicU64>,
+    /// Blocks this node produced and stored as leader.
+    pub blocks_produced: Counter,
+    /// Stored blocks this node applied to its Geth as a follower.
+    pub blocks_applied: Counter,
+    /// Transactions per produced block.
+    pub block_transactions: Histogram,
+    /// From a block's commit in the store to its finalization on this node's Geth.
+    pub apply_delay_seconds: Histogram,
+    /// How long a leader's fenced write to the store takes.
+    pub store_append_seconds: Histogram,
+    /// Times this node became leader.
+    pub promotions: Counter,
+    /// Times this node stopped leading.
+    pub step_downs: Counter,
+    /// Engine API latency per method, and errors by kind.
+    pub engine: EngineMetrics,
+}
+
+impl Metrics {
+    /// A fresh registry with every metric registered.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("cluster");
+        let engine = EngineMetrics::register(&mut registry);
+        let mut gauge = |name: &str, help: &str| {
+            let gauge = Gauge::default();
+            registry.register(name, help, gauge.clone());
+            gauge
+        };
+        let is_leader = gauge("is_leader", "1 while this node leads");
+        let term = gauge("term", "Term of this node's current or last lease");
+        let head_number = gauge("head_number", "Height of this node's Geth head");
+        let store_head_number = gauge("store_head_number", "Height of the newest stored block");
+        let lag_blocks = gauge("lag_blocks", "Stored blocks this node has not applied");
+        let lag_seconds = Gauge::<f64, AtomicU64>::default();
+        registry.register("lag_seconds", "Age of the oldest stored block not applied here", lag_seconds.clone());
+        let mut counter = |name: &str, help: &str| {
+            let counter = Counter::default();
+            registry.register(name, help, counter.clone());
+            counter
+        };
+        let blocks_produced = counter("blocks_produced", "Blocks produced and stored as leader");
+        let blocks_applied = counter("blocks_applied", "Stored blocks applied to this node's Geth");
+        let promotions = counter("promotions", "Times this node became leader");
+        let step_downs = counter("step_downs", "Times this node stopped leading");
+        let block_transactions = Histogram::new(exponential_buckets(1.0, 2.0, 14));
+        registry.register("block_transactions", "Transactions per produced block", block_transactions.clone());
+        let apply_delay_seconds = latency_histogram();
+        registry.register(
+            "apply_delay_seconds",
+            "From a block's commit in the store to its finalization here",
+            apply_delay_seconds.clone(),
+        );
+        let store_append_seconds = latency_histogram();
+        registry.register("store_append_seconds", "Fenced store write latency", store_append_seconds.clone());
+        Self {
+            registry,
+            is_leader,
+            term,
+            head_number,
+            store_head_number,
+            lag_blocks,
+            lag_seconds,
+            blocks_produced,
+            blocks_applied,
+            block_transactions,
+            apply_delay_seconds,
+            store_append_seconds,
+            promotions,
+            step_downs,
+            engine,
+        }
+    }
+
+    /// The OpenMetrics text.
+    pub fn encode(&self) -> String {
+        common::metrics::encode(&self.registry)
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

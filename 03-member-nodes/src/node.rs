@@ -1,0 +1,240 @@
+//! A node's life: find the stored chain, follow it, and (leader candidates) take the lease
+//! and lead until it ends, then follow again.
+//!
+//! Members and candidates run the same loop. A candidate also tries to take the lease
+//! every quarter-lease while it is in step with the store; on promotion it claims the
+//! store for its term and hands over to the production loop (`sequencer.rs`).
+
+use std::time::Duration;
+
+use common::{BlockTag, EngineClient, Fault, Head, clock::Backoff, clock::sleep_or_cancel};
+use tokio::{sync::Notify, sync::watch, time::Instant};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::{
+    config::Config,
+    election::{Election, Lease, LeaseView},
+    follower::{FollowError, Follower},
+    sequencer::Sequencer,
+    server::{Role, Status},
+    store::{Chain, Store},
+};
+
+/// How often a follower reads the store when no notification arrives.
+const POLL: Duration = Duration::from_secs(2);
+
+/// How long a halted follower waits before it reads the bad block again.
+const HALTED_RETRY: Duration = Duration::from_secs(5);
+
+/// At most one warning per this long about a dependency that stays down.
+const WARN_EVERY: Duration = Duration::from_secs(10);
+
+/// Where a follower stands after a catch-up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Following {
+    /// At the stored head.
+    InStep,
+    /// Stopped before a stored block it cannot apply.
+    Halted,
+    /// Geth or PostgreSQL failed; try again after a backoff.
+    Retry,
+}
+
+/// Everything a node uses, borrowed for the length of [`Node::run`].
+#[derive(Debug)]
+pub struct Node<'a> {
+    /// This node's Geth.
+    pub engine: &'a EngineClient,
+    /// The block log.
+    pub store: &'a Store,
+    /// The lease, for leader candidates; `None` for members.
+    pub election: Option<&'a Election>,
+    /// The flags.
+    pub config: &'a Config,
+    /// What the endpoints report.
+    pub status: &'a Status,
+    /// Woken by `NOTIFY blocks`.
+    pub wake: &'a Notify,
+}
+
+impl<'a> Node<'a> {
+    /// Runs until `cancel` fires; `Err` only for faults no retry can fix.
+    pub async fn run(&self, cancel: &CancellationToken) -> anyhow::Result<()> {
+        let Some(chain) = self.chain(cancel).await else { return Ok(()) };
+        let Some(mut follower) = self.attach(&chain, cancel).await? else { return Ok(()) };
+        info!(number = follower.head().number, "following the store");
+        let mut backoff = Backoff::DEFAULT;
+        let mut next_try = Instant::now();
+        let mut last_warning = None::<Instant>;
+        loop {
+            let state = self.follow(&mut follower).await?;
+            if state == Following::InStep
+                && let Some(election) = self.election
+                && Instant::now() >= next_try
+            {
+                next_try = Instant::now() + election.timing().renew_every();
+                if let Err(error) = self.try_lead(election, &mut follower, cancel).await?
+                    && last_warning.is_none_or(|t| t.elapsed() >= WARN_EVERY)
+                {
+                    warn!(error = %format!("{error:#}"), "cannot try for the lease");
+                    last_warning = Some(Instant::now());
+                }
+            }
+            let wait = match state {
+                Following::InStep => {
+                    backoff.reset();
+                    self.election.map_or(POLL, |e| e.timing().renew_every())
+                }
+                Following::Halted => HALTED_RETRY,
+                Following::Retry => backoff.next_delay(),
+            };
+            tokio::select! {
+                () = self.wake.notified() => {}
+                () = tokio::time::sleep(wait) => {}
+                () = cancel.cancelled() => return Ok(()),
+            }
+        }
+    }
+
+    /// The stored chain. A candidate that finds the store empty initialises it from its
+    /// own Geth (genesis, and its head as where the log begins); a member waits for one.
+    async fn chain(&self, cancel: &CancellationToken) -> Option<Chain> {
+        let mut backoff = Backoff::DEFAULT;
+        let mut said = false;
+        loop {
+            let found = match self.store.chain().await {
+                Ok(None) if self.election.is_some() => self.init_chain().await.map(Some),
+                other => other,
+            };
+            match found {
+                Ok(Some(chain)) => return Some(chain),
+                Ok(None) if !said => {
+                    info!("the store is empty; waiting for a leader to initialise it");
+                    said = true;
+                }
+                Ok(None) => {}
+                Err(error) => warn!(error = %format!("{error:#}"), "cannot read the store yet"),
+            }
+            if !sleep_or_cancel(backoff.next_delay(), cancel).await {
+                return None;
+            }
+        }
+    }
+
+    async fn init_chain(&self) -> anyhow::Result<Chain> {
+        let genesis = self.engine.block(BlockTag::Number(0)).await?.ok_or_else(|| anyhow::anyhow!("no genesis"))?;
+        let head = Head::from(&self.engine.head().await?);
+        let chain = self.store.init(genesis.hash, head).await?;
+        info!(anchor = chain.anchor.number, genesis = %chain.genesis, "the store holds this chain");
+        Ok(chain)
+    }
+
+    /// A follower on this node's Geth, retried while Geth or PostgreSQL fail.
+    async fn attach(&self, chain: &Chain, cancel: &CancellationToken) -> anyhow::Result<Option<Follower<'a>>> {
+        let mut backoff = Backoff::DEFAULT;
+        loop {
+            match Follower::attach(self.engine, self.store, self.status, chain).await {
+                Ok(follower) => return Ok(Some(follower)),
+                Err(FollowError::Engine(Fault::Fatal(error))) => return Err(error),
+                Err(error) => warn!(%error, "cannot attach to the store yet"),
+            }
+            if !sleep_or_cancel(backoff.next_delay(), cancel).await {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// One catch-up, and what it means for `/ready`.
+    async fn follow(&self, follower: &mut Follower<'a>) -> anyhow::Result<Following> {
+        match follower.catch_up().await {
+            Ok(()) => {
+                if self.status.set_halted(None) {
+                    info!("the stored chain can be applied again");
+                }
+                Ok(Following::InStep)
+            }
+            Err(FollowError::Halted(reason)) => {
+                if self.status.set_halted(Some(reason.clone())) {
+                    error!(%reason, "cannot apply the next stored block; applying neither it nor anything after it");
+                }
+                Ok(Following::Halted)
+            }
+            Err(FollowError::Store(error)) => {
+                self.status.set_store_down(true);
+                warn!(error = %format!("{error:#}"), "cannot read the store");
+                Ok(Following::Retry)
+            }
+            Err(FollowError::Engine(Fault::Passing(error))) => {
+                self.status.set_el_down(true);
+                warn!(error = %format!("{error:#}"), "cannot reach Geth");
+                Ok(Following::Retry)
+            }
+            Err(FollowError::Engine(Fault::Fatal(error))) => Err(error),
+        }
+    }
+
+    // ANCHOR: try_lead
+    /// Takes the lease if it is free, claims the store for its term, leads until that
+    /// ends, and gives the lease back. The inner `Err` is a failed attempt (Redis or
+    /// PostgreSQL down); the outer one a fault no retry can fix.
+    async fn try_lead(
+        &self,
+        election: &Election,
+        follower: &mut Follower<'a>,
+        cancel: &CancellationToken,
+    ) -> anyhow::Result<anyhow::Result<()>> {
+        // The term must be newer than any that ever held the store, even if Redis lost
+        // its counter: the store's fence is the floor.
+        let floor = match self.store.fence_term().await {
+            Ok(floor) => floor,
+            Err(error) => return Ok(Err(error)),
+        };
+        let (lease, view) = match election.try_acquire(floor).await {
+            Ok(Some(acquired)) => acquired,
+            Ok(None) => return Ok(Ok(())),
+            Err(error) => return Ok(Err(error)),
+        };
+        match self.store.claim(lease.term, &self.config.instance_id).await {
+            Ok(true) => {}
+            refused => {
+                warn!(term = lease.term, ?refused, "took the lease but cannot claim the store; giving the lease back");
+                let _ = election.release(&lease).await;
+                return Ok(Ok(()));
+            }
+        }
+        info!(term = lease.term, "promoted: the lease is ours and the store is fenced to our term");
+        self.status.metrics.promotions.inc();
+        self.status.set_role(Role::Leading, lease.term);
+        let result = self.lead(election, &lease, view, follower, cancel).await;
+        self.status.metrics.step_downs.inc();
+        self.status.set_role(Role::Following, lease.term);
+        let released = election.release(&lease).await.unwrap_or(false);
+        let reason = result?;
+        info!(term = lease.term, %reason, released, "stepped down");
+        Ok(Ok(()))
+    }
+
+    /// Runs the production loop beside the lease renewal until either ends it.
+    async fn lead(
+        &self,
+        election: &Election,
+        lease: &Lease,
+        view: LeaseView,
+        follower: &mut Follower<'a>,
+        cancel: &CancellationToken,
+    ) -> anyhow::Result<crate::sequencer::StepDown> {
+        let (publish, watch) = watch::channel(view);
+        let stop_renewing = CancellationToken::new();
+        let renewing = election.keep_renewed(lease, &publish, &stop_renewing);
+        let leading = async {
+            let mut sequencer = Sequencer::new(self, follower, watch, lease.term);
+            let result = sequencer.run(cancel).await;
+            stop_renewing.cancel();
+            result
+        };
+        let ((), result) = tokio::join!(renewing, leading);
+        result
+    }
+    // ANCHOR_END: try_lead
+}

@@ -1,0 +1,156 @@
+//! What `/ready`, `/metrics` and `/status` report for a node (the server is
+//! `common::server`).
+//!
+//! `/ready` is 200 while the node's Geth follows the store within `--ready-max-lag` blocks
+//! (a leader is always at the store's head); 503 with the reason otherwise: Geth or
+//! PostgreSQL unreachable, a stored block that cannot be applied, or too far behind.
+
+use std::sync::Mutex;
+
+use common::{Head, server::Endpoints};
+use serde_json::json;
+
+use crate::{config::Mode, metrics::Metrics};
+
+/// What the node is doing right now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Following the store (members always; candidates without the lease).
+    Following,
+    /// Holding the lease and producing.
+    Leading,
+}
+
+/// The node's state as the endpoints see it.
+#[derive(Debug, Default)]
+struct State {
+    leading: bool,
+    term: u64,
+    head: Option<Head>,
+    store_head: Option<u64>,
+    lag_blocks: u64,
+    lag_seconds: f64,
+    el_down: bool,
+    store_down: bool,
+    halted: Option<String>,
+}
+
+/// What the endpoints report, shared with the node's loops.
+#[derive(Debug)]
+pub struct Status {
+    /// The metrics.
+    pub metrics: Metrics,
+    instance_id: String,
+    mode: Mode,
+    ready_max_lag: u64,
+    state: Mutex<State>,
+}
+
+impl Status {
+    /// A node that has not attached to the store yet.
+    pub fn new(instance_id: &str, mode: Mode, ready_max_lag: u64) -> Self {
+        Self {
+            metrics: Metrics::new(),
+            instance_id: instance_id.to_owned(),
+            mode,
+            ready_max_lag,
+            state: Mutex::default(),
+        }
+    }
+
+    fn update(&self, change: impl FnOnce(&mut State)) {
+        let mut state = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        change(&mut state);
+    }
+
+    /// This node's Geth head moved.
+    pub fn set_head(&self, head: Head) {
+        self.metrics.head_number.set(gauge(head.number));
+        self.update(|s| {
+            s.head = Some(head);
+            s.el_down = false;
+        });
+    }
+
+    /// The store's head and how far behind it we are.
+    pub fn set_lag(&self, store_head: u64, lag_blocks: u64, lag_seconds: f64) {
+        self.metrics.store_head_number.set(gauge(store_head));
+        self.metrics.lag_blocks.set(gauge(lag_blocks));
+        self.metrics.lag_seconds.set(lag_seconds);
+        self.update(|s| {
+            (s.store_head, s.lag_blocks, s.lag_seconds) = (Some(store_head), lag_blocks, lag_seconds);
+            s.store_down = false;
+        });
+    }
+
+    /// Leading with `term`, or following.
+    pub fn set_role(&self, role: Role, term: u64) {
+        self.metrics.is_leader.set(i64::from(role == Role::Leading));
+        self.metrics.term.set(gauge(term));
+        self.update(|s| (s.leading, s.term) = (role == Role::Leading, term));
+    }
+
+    /// Geth stopped or started answering.
+    pub fn set_el_down(&self, down: bool) {
+        self.update(|s| s.el_down = down);
+    }
+
+    /// PostgreSQL stopped or started answering.
+    pub fn set_store_down(&self, down: bool) {
+        self.update(|s| s.store_down = down);
+    }
+
+    /// A stored block cannot be applied (`Some(why)`), or the node moved past it (`None`).
+    /// Returns true if the reason is new, so it is logged once.
+    pub fn set_halted(&self, reason: Option<String>) -> bool {
+        let mut changed = false;
+        self.update(|s| {
+            changed = s.halted != reason;
+            s.halted = reason;
+        });
+        changed
+    }
+}
+
+impl Endpoints for Status {
+    fn not_ready_reason(&self) -> Option<String> {
+        let s = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(reason) = &s.halted {
+            Some(format!("halted: {reason}"))
+        } else if s.el_down {
+            Some("execution client unreachable".into())
+        } else if s.store_down {
+            Some("block store unreachable".into())
+        } else if s.head.is_none() || s.store_head.is_none() {
+            Some("not following the store yet".into())
+        } else if s.lag_blocks > self.ready_max_lag {
+            Some(format!("{} blocks behind the store", s.lag_blocks))
+        } else {
+            None
+        }
+    }
+
+    fn metrics(&self) -> String {
+        self.metrics.encode()
+    }
+
+    fn status(&self) -> Option<serde_json::Value> {
+        let s = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        Some(json!({
+            "instance_id": self.instance_id,
+            "mode": match self.mode { Mode::Leader => "leader", Mode::Member => "member" },
+            "role": if s.leading { "leading" } else { "following" },
+            "term": s.term,
+            "head": s.head.map(|h| json!({"number": h.number, "hash": h.hash})),
+            "store_head": s.store_head,
+            "lag_blocks": s.lag_blocks,
+            "lag_seconds": s.lag_seconds,
+            "halted": s.halted,
+        }))
+    }
+}
+
+/// A height as a gauge value.
+pub fn gauge(number: u64) -> i64 {
+    i64::try_from(number).unwrap_or(i64::MAX)
+}

@@ -1,0 +1,492 @@
+//! The cluster's block log in PostgreSQL: the one source of truth every node replays.
+//!
+//! The schema (`migrations/`) keeps the log a single chain: one row per height, each row's
+//! parent is the row below it. On top of that, every write by a leader runs in a
+//! transaction that first checks the leader's term against the fence, under a row lock
+//! that a newer leader's claim has to wait for. A leader whose lease ran out is refused,
+//! whatever it believes, and nothing it wrote before the claim is lost.
+//!
+//! New rows are announced with `NOTIFY blocks`; [`listen`] keeps a connection of its own
+//! for that, because a pooled connection would drop notifications between queries.
+
+use std::{sync::Arc, time::Duration};
+
+use alloy_primitives::B256;
+use anyhow::{Context, anyhow, bail};
+use common::{Head, clock::Backoff, payload::ExecutableBlock};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio::sync::Notify;
+use tokio_postgres::{AsyncMessage, NoTls, error::SqlState};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+/// Schema migrations, applied in order at start; the list only ever grows.
+const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_chain_and_blocks.sql")];
+
+/// Held while migrating, so nodes starting together migrate once.
+const MIGRATION_LOCK: i64 = 0x6d65_6d62_6572; // "member"
+
+/// The channel `NOTIFY` announces new blocks on.
+pub const CHANNEL: &str = "blocks";
+
+/// No single database call may take longer than this; a hung server is a failed call.
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What the store says about the chain it holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chain {
+    /// Hash of block 0: every node's Geth must have the same.
+    pub genesis: B256,
+    /// Where the store begins: a block every node's Geth already has.
+    pub anchor: Head,
+    /// The newest leader's term.
+    pub fence_term: u64,
+}
+
+/// A row of the log, as read. [`StoredRow::block`] checks it before anyone uses it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredRow {
+    /// Height.
+    pub number: u64,
+    /// Block hash, as its column says.
+    pub hash: B256,
+    /// Parent hash, as its column says.
+    pub parent_hash: B256,
+    /// The term of the leader that stored it.
+    pub term: u64,
+    /// The payload, as JSON.
+    pub payload: serde_json::Value,
+    /// How long ago it was stored, by the database's clock.
+    pub age: Duration,
+}
+
+/// Why a stored row cannot be applied. Nothing after it is applied either.
+#[derive(Debug, thiserror::Error)]
+pub enum RowError {
+    /// The payload is not an Engine API block.
+    #[error("stored block {number} does not decode: {reason}")]
+    Undecodable {
+        /// Height.
+        number: u64,
+        /// The decoder's message.
+        reason: String,
+    },
+    /// The payload disagrees with the row's own columns.
+    #[error("stored block {number}: the payload is block {payload_number} {payload_hash}, the row says {row_hash}")]
+    Mismatch {
+        /// Height.
+        number: u64,
+        /// The payload's height.
+        payload_number: u64,
+        /// The payload's hash.
+        payload_hash: B256,
+        /// The row's hash column.
+        row_hash: B256,
+    },
+    /// The payload's contents do not hash to its block hash: it was altered.
+    #[error("stored block {number} is corrupt: {reason}")]
+    Corrupt {
+        /// Height.
+        number: u64,
+        /// What the check found.
+        reason: String,
+    },
+}
+
+impl StoredRow {
+    // ANCHOR: check_row
+    /// The block, after checking that the payload decodes, matches the row's columns, and
+    /// hashes to its own block hash. A row that fails is never given to Geth.
+    pub fn block(&self) -> Result<ExecutableBlock, RowError> {
+        let number = self.number;
+        let block: ExecutableBlock = serde_json::from_value(self.payload.clone())
+            .map_err(|e| RowError::Undecodable { number, reason: e.to_string() })?;
+        if block.number() != number || block.hash() != self.hash || block.parent_hash() != self.parent_hash {
+            return Err(RowError::Mismatch {
+                number,
+                payload_number: block.number(),
+                payload_hash: block.hash(),
+                row_hash: self.hash,
+            });
+        }
+        block.check_hash().map_err(|e| RowError::Corrupt { number, reason: e.to_string() })?;
+        Ok(block)
+    }
+    // ANCHOR_END: check_row
+}
+
+/// Why a leader's write was not stored.
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    /// A newer leader has claimed the store.
+    #[error("fenced off: the store belongs to term {current}, ours is {ours}")]
+    Fenced {
+        /// Our term.
+        ours: u64,
+        /// The fence's term.
+        current: u64,
+    },
+    /// The height is taken, or the block does not extend the stored chain: someone else
+    /// stored blocks we have not seen.
+    #[error("block {number} does not extend the stored chain: {reason}")]
+    Conflict {
+        /// Height.
+        number: u64,
+        /// The constraint that refused it.
+        reason: String,
+    },
+    /// The database did not answer or the connection failed: the write may or may not
+    /// have committed. Read the height back before acting on it.
+    #[error("the store did not confirm block {number}: {source:#}")]
+    Unconfirmed {
+        /// Height.
+        number: u64,
+        /// What failed.
+        source: anyhow::Error,
+    },
+}
+
+/// A pool of connections to the log.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: Pool,
+    config: tokio_postgres::Config,
+}
+
+impl Store {
+    /// Connects, checks the server answers, and migrates the schema. An unreachable
+    /// server or a bad URL fails here, naming the flag.
+    ///
+    /// Our transactions take milliseconds. One still open after `lease` belongs to a
+    /// leader that was paused mid-write and has lost its lease: PostgreSQL ends that
+    /// session, so its row lock cannot hold up the next leader's claim.
+    pub async fn connect(url: &str, lease: Duration) -> anyhow::Result<Self> {
+        let mut config: tokio_postgres::Config = url.parse().context("bad --postgres-url")?;
+        config
+            .connect_timeout(Duration::from_secs(3))
+            .application_name("member-nodes")
+            .options(format!("-c idle_in_transaction_session_timeout={}", lease.as_millis()));
+        let manager =
+            Manager::from_config(config.clone(), NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let pool = Pool::builder(manager)
+            .max_size(4)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(CALL_TIMEOUT))
+            .create_timeout(Some(CALL_TIMEOUT))
+            .recycle_timeout(Some(CALL_TIMEOUT))
+            .build()
+            .context("cannot build the PostgreSQL pool")?;
+        let store = Self { pool, config };
+        store.migrate().await.with_context(|| format!("cannot use PostgreSQL at {} (--postgres-url)", redact(url)))?;
+        Ok(store)
+    }
+
+    /// Applies the migrations this database lacks, once, whoever starts first.
+    async fn migrate(&self) -> anyhow::Result<()> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await?;
+        tx.batch_execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (
+                 version INTEGER PRIMARY KEY,
+                 applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+        )
+        .await?;
+        let applied: i32 = tx.query_one("SELECT coalesce(max(version), 0) FROM schema_migrations", &[]).await?.get(0);
+        let known = i32::try_from(MIGRATIONS.len())?;
+        if applied > known {
+            bail!("the database schema is at version {applied}, newer than this binary knows ({known})");
+        }
+        for (version, sql) in (1..).zip(MIGRATIONS).skip(usize::try_from(applied)?) {
+            tx.batch_execute(sql).await.with_context(|| format!("migration {version}"))?;
+            tx.execute("INSERT INTO schema_migrations (version) VALUES ($1)", &[&version]).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn client(&self) -> anyhow::Result<deadpool_postgres::Object> {
+        self.pool.get().await.map_err(|e| anyhow!("cannot get a PostgreSQL connection: {e}"))
+    }
+
+    /// The chain this store holds, or `None` before the first leader initialised it.
+    pub async fn chain(&self) -> anyhow::Result<Option<Chain>> {
+        timed(async {
+            let client = self.client().await?;
+            let Some(chain) = client.query_opt("SELECT genesis_hash, fence_term FROM chain", &[]).await? else {
+                return Ok(None);
+            };
+            let anchor = client
+                .query_one("SELECT number, hash, timestamp FROM blocks WHERE parent_hash IS NULL", &[])
+                .await
+                .context("the store has a chain but no anchor block")?;
+            Ok(Some(Chain {
+                genesis: b256(chain.get(0))?,
+                fence_term: u64::try_from(chain.get::<_, i64>(1))?,
+                anchor: head_from(&anchor)?,
+            }))
+        })
+        .await
+    }
+
+    /// Records the chain and where the log begins, unless another node did first; returns
+    /// what the store holds either way.
+    pub async fn init(&self, genesis: B256, anchor: Head) -> anyhow::Result<Chain> {
+        timed(async {
+            let mut client = self.client().await?;
+            let tx = client.transaction().await?;
+            tx.execute("INSERT INTO chain (genesis_hash) VALUES ($1) ON CONFLICT DO NOTHING", &[&genesis.as_slice()])
+                .await?;
+            tx.execute(
+                "INSERT INTO blocks (number, hash, term, leader, timestamp, tx_count)
+                 VALUES ($1, $2, 0, 'anchor', $3, 0) ON CONFLICT DO NOTHING",
+                &[&i64::try_from(anchor.number)?, &anchor.hash.as_slice(), &i64::try_from(anchor.timestamp)?],
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(())
+        })
+        .await?;
+        self.chain().await?.context("the store lost its chain row right after writing it")
+    }
+
+    // ANCHOR: claim
+    /// Makes `term` the fence, if it is newer than the current one. From the moment this
+    /// commits, the store refuses every older leader's writes. False if a leader with a
+    /// term as new or newer has claimed it already.
+    pub async fn claim(&self, term: u64, holder: &str) -> anyhow::Result<bool> {
+        timed(async {
+            let client = self.client().await?;
+            let term = i64::try_from(term)?;
+            let updated = client
+                .execute("UPDATE chain SET fence_term = $1, fence_holder = $2 WHERE fence_term < $1", &[&term, &holder])
+                .await?;
+            Ok(updated == 1)
+        })
+        .await
+    }
+    // ANCHOR_END: claim
+
+    /// The fence's term (0 before any leader claimed the store).
+    pub async fn fence_term(&self) -> anyhow::Result<u64> {
+        Ok(self.chain().await?.map_or(0, |c| c.fence_term))
+    }
+
+    // ANCHOR: append
+    /// Stores `block` as the next block of the chain, if `term` still holds the fence.
+    /// Announces it with `NOTIFY` on commit.
+    pub async fn append(&self, block: &ExecutableBlock, term: u64, leader: &str) -> Result<(), AppendError> {
+        let number = block.number();
+        let unconfirmed = |source: anyhow::Error| AppendError::Unconfirmed { number, source };
+        let payload = serde_json::to_value(block).map_err(|e| unconfirmed(e.into()))?;
+        let result = timed(async {
+            let mut client = self.client().await?;
+            let tx = client.transaction().await?;
+            // FOR SHARE: appends do not wait for each other, but a claim (an UPDATE of this
+            // row) waits for this transaction, and this one waits for a claim in progress.
+            let fence: i64 = tx.query_one("SELECT fence_term FROM chain FOR SHARE", &[]).await?.get(0);
+            if u64::try_from(fence)? != term {
+                return Ok(Err(AppendError::Fenced { ours: term, current: u64::try_from(fence)? }));
+            }
+            let inserted = tx
+                .execute(
+                    "INSERT INTO blocks (number, hash, parent_hash, term, leader, timestamp, tx_count, payload)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                    &[
+                        &i64::try_from(number)?,
+                        &block.hash().as_slice(),
+                        &block.parent_hash().as_slice(),
+                        &i64::try_from(term)?,
+                        &leader,
+                        &i64::try_from(block.timestamp())?,
+                        &i32::try_from(block.transaction_count())?,
+                        &payload,
+                    ],
+                )
+                .await;
+            if let Err(error) = inserted {
+                return match error.code() {
+                    Some(code) if *code == SqlState::UNIQUE_VIOLATION || *code == SqlState::FOREIGN_KEY_VIOLATION => {
+                        Ok(Err(AppendError::Conflict { number, reason: error.to_string() }))
+                    }
+                    _ => Err(error.into()),
+                };
+            }
+            tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &number.to_string()]).await?;
+            tx.commit().await?;
+            Ok(Ok(()))
+        })
+        .await;
+        result.map_err(unconfirmed)?
+    }
+    // ANCHOR_END: append
+
+    /// The highest stored block, if any.
+    pub async fn head(&self) -> anyhow::Result<Option<Head>> {
+        timed(async {
+            let client = self.client().await?;
+            let row = client
+                .query_opt("SELECT number, hash, timestamp FROM blocks ORDER BY number DESC LIMIT 1", &[])
+                .await?;
+            row.as_ref().map(head_from).transpose()
+        })
+        .await
+    }
+
+    /// The stored hash at `number`, if that height is stored.
+    pub async fn hash_at(&self, number: u64) -> anyhow::Result<Option<B256>> {
+        timed(async {
+            let client = self.client().await?;
+            let row = client.query_opt("SELECT hash FROM blocks WHERE number = $1", &[&i64::try_from(number)?]).await?;
+            row.map(|r| b256(r.get(0))).transpose()
+        })
+        .await
+    }
+
+    /// Up to `limit` stored blocks above `number`, in order.
+    pub async fn blocks_after(&self, number: u64, limit: u32) -> anyhow::Result<Vec<StoredRow>> {
+        timed(async {
+            let client = self.client().await?;
+            let rows = client
+                .query(
+                    "SELECT number, hash, parent_hash, term, payload,
+                            EXTRACT(EPOCH FROM clock_timestamp() - stored_at)::float8
+                     FROM blocks WHERE number > $1 AND payload IS NOT NULL ORDER BY number LIMIT $2",
+                    &[&i64::try_from(number)?, &i64::from(limit)],
+                )
+                .await?;
+            rows.iter()
+                .map(|row| {
+                    Ok(StoredRow {
+                        number: u64::try_from(row.get::<_, i64>(0))?,
+                        hash: b256(row.get(1))?,
+                        parent_hash: b256(row.get(2))?,
+                        term: u64::try_from(row.get::<_, i64>(3))?,
+                        payload: row.get(4),
+                        age: Duration::from_secs_f64(row.get::<_, f64>(5).max(0.0)),
+                    })
+                })
+                .collect()
+        })
+        .await
+    }
+
+    /// The newest stored height, and how long ago the block above `applied` was stored
+    /// (`None` if there is none yet): how far behind a node at `applied` is.
+    pub async fn lag(&self, applied: u64) -> anyhow::Result<(u64, Option<Duration>)> {
+        timed(async {
+            let client = self.client().await?;
+            let row = client
+                .query_one(
+                    "SELECT (SELECT max(number) FROM blocks),
+                            (SELECT EXTRACT(EPOCH FROM clock_timestamp() - stored_at)::float8
+                             FROM blocks WHERE number = $1::bigint + 1)",
+                    &[&i64::try_from(applied)?],
+                )
+                .await?;
+            let head = row.get::<_, Option<i64>>(0).map(u64::try_from).transpose()?.unwrap_or(0);
+            let age = row.get::<_, Option<f64>>(1).map(|secs| Duration::from_secs_f64(secs.max(0.0)));
+            Ok((head, age))
+        })
+        .await
+    }
+
+    /// The connection settings, for [`listen`]'s own connection.
+    pub fn config(&self) -> &tokio_postgres::Config {
+        &self.config
+    }
+}
+
+// ANCHOR: listen
+/// Keeps a `LISTEN blocks` connection open until `cancel` fires and wakes `wake` for
+/// every announced block, and after every (re)connect, so the follower looks for what it
+/// missed while the connection was down.
+pub async fn listen(config: tokio_postgres::Config, wake: Arc<Notify>, cancel: CancellationToken) {
+    let mut backoff = Backoff::DEFAULT;
+    while !cancel.is_cancelled() {
+        match config.connect(NoTls).await {
+            Ok((client, mut connection)) => {
+                backoff.reset();
+                let listening = async {
+                    client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
+                    wake.notify_one();
+                    std::future::pending::<Result<(), tokio_postgres::Error>>().await
+                };
+                let polling = async {
+                    while let Some(message) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+                        if let AsyncMessage::Notification(_) = message? {
+                            wake.notify_one();
+                        }
+                    }
+                    Ok::<(), tokio_postgres::Error>(())
+                };
+                tokio::select! {
+                    result = listening => if let Err(error) = result { warn!(%error, "LISTEN failed"); },
+                    result = polling => match result {
+                        Ok(()) => debug!("LISTEN connection closed"),
+                        Err(error) => warn!(%error, "LISTEN connection lost; reconnecting"),
+                    },
+                    () = cancel.cancelled() => return,
+                }
+            }
+            Err(error) => debug!(%error, "cannot open the LISTEN connection yet"),
+        }
+        let _ = common::clock::sleep_or_cancel(backoff.next_delay(), &cancel).await;
+    }
+}
+// ANCHOR_END: listen
+
+/// Runs a database call under [`CALL_TIMEOUT`].
+async fn timed<T>(call: impl Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+    tokio::time::timeout(CALL_TIMEOUT, call)
+        .await
+        .map_err(|_| anyhow!("PostgreSQL did not answer within {CALL_TIMEOUT:?}"))?
+}
+
+fn b256(bytes: &[u8]) -> anyhow::Result<B256> {
+    B256::try_from(bytes).map_err(|_| anyhow!("a stored hash has {} bytes, not 32", bytes.len()))
+}
+
+fn head_from(row: &tokio_postgres::Row) -> anyhow::Result<Head> {
+    Ok(Head {
+        number: u64::try_from(row.get::<_, i64>(0))?,
+        hash: b256(row.get(1))?,
+        timestamp: u64::try_from(row.get::<_, i64>(2))?,
+    })
+}
+
+/// The URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            let user = credentials.split(':').next().unwrap_or_default();
+            format!("{}{user}@{}", &url[..scheme + 3], &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_stay_out_of_messages() {
+        assert_eq!(redact("postgres://tutorial:secret@127.0.0.1:5432/db"), "postgres://tutorial@127.0.0.1:5432/db");
+        assert_eq!(redact("postgres://127.0.0.1/db"), "postgres://127.0.0.1/db");
+    }
+
+    #[test]
+    fn a_row_that_is_not_a_block_is_refused() {
+        let row = StoredRow {
+            number: 3,
+            hash: B256::repeat_byte(3),
+            parent_hash: B256::repeat_byte(2),
+            term: 1,
+            payload: serde_json::json!({"garbage": true}),
+            age: Duration::ZERO,
+        };
+        assert!(matches!(row.block(), Err(RowError::Undecodable { number: 3, .. })));
+    }
+}

@@ -1,0 +1,309 @@
+//! Whole clusters of real processes: leaders, standbys and members, each with its own
+//! Geth, sharing Redis and PostgreSQL; killed, paused and restarted.
+
+use std::time::Duration;
+
+use common::harness::eventually;
+
+use crate::support::{Cluster, Load, TIMEOUT, receipts};
+
+#[tokio::test]
+async fn a_leader_produces_and_every_node_follows_the_store() {
+    let cluster = Cluster::start(&["leader", "leader", "member"], &[]).await;
+    let (leader, term) = cluster.leader(&[0, 1]).await;
+    assert!(term >= 1);
+    for i in 0..3 {
+        cluster.head_at_least(i, 5).await;
+    }
+    let height = cluster.assert_one_chain().await;
+    assert!(height >= 5);
+    let rows = cluster.rows().await;
+    assert!(rows[1..].iter().all(|r| r.4 == cluster.nodes[leader].id && r.3 == term), "one leader, one term");
+    for i in 0..3 {
+        let (code, body) = cluster.ready(i).await.expect("ready answers");
+        assert_eq!(code, 200, "{}: {body}", cluster.nodes[i].id);
+    }
+}
+
+/// Lets `cluster`'s store grow by `more` blocks past where it is now; returns its height.
+async fn stored_grows(cluster: &Cluster, more: u64) -> u64 {
+    let now = cluster.rows().await.len() as u64 - 1;
+    eventually(&format!("{more} more stored blocks"), TIMEOUT, || async {
+        let height = cluster.rows().await.len() as u64 - 1;
+        (height >= now + more).then_some(height)
+    })
+    .await
+}
+
+#[tokio::test]
+async fn killed_leaders_are_replaced_under_load_with_no_fork_gap_or_lost_transaction() {
+    let mut cluster = Cluster::start(&["leader", "leader", "member"], &[]).await;
+    let (first, term1) = cluster.leader(&[0, 1]).await;
+    let second = 1 - first;
+    let load = Load::start(&cluster, &[0, 1]);
+    eventually("20 included transfers", TIMEOUT, || async {
+        (receipts(&cluster.nodes[2].geth, &load.sent()).await.len() >= 20).then_some(())
+    })
+    .await;
+
+    // SIGKILL the leader: the standby takes over with a newer term.
+    let seen = receipts(&cluster.nodes[2].geth, &load.sent()).await;
+    cluster.process(first).kill();
+    let (leader, term2) = cluster.leader(&[second]).await;
+    assert_eq!(leader, second);
+    assert!(term2 > term1, "a new term: {term1} then {term2}");
+    stored_grows(&cluster, 3).await;
+
+    // The killed node comes back as a standby, follows, and takes over again when the
+    // second leader is killed: a node promoted a second time starts from the stored head.
+    cluster.start_node(first);
+    let seen_later = receipts(&cluster.nodes[2].geth, &load.sent()).await;
+    let height = cluster.rows().await.len() as u64 - 1;
+    cluster.head_at_least(first, height).await;
+    cluster.process(second).kill();
+    let (leader, term3) = cluster.leader(&[first]).await;
+    assert_eq!(leader, first);
+    assert!(term3 > term2);
+    stored_grows(&cluster, 3).await;
+    load.stop().await;
+
+    // Every Geth holds the stored block at every height it reached; the store is one
+    // chain without gaps; every transfer whose receipt was seen is still where it was.
+    let height = cluster.rows().await.len() as u64 - 1;
+    for i in 0..3 {
+        if i != second {
+            cluster.head_at_least(i, height).await;
+        }
+    }
+    cluster.assert_one_chain().await;
+    for (hash, block) in seen.iter().chain(&seen_later) {
+        for node in [first, 2] {
+            let receipt = cluster.nodes[node].geth.receipt(*hash).await.expect("call").expect("still included");
+            assert_eq!(
+                receipt.block_hash, *block,
+                "transfer {hash} is in the same block on {}",
+                cluster.nodes[node].id
+            );
+        }
+    }
+    let terms: std::collections::BTreeSet<u64> = cluster.rows().await[1..].iter().map(|r| r.3).collect();
+    assert!(terms.is_superset(&[term1, term2, term3].into()), "all three leaders stored blocks: {terms:?}");
+}
+
+#[tokio::test]
+async fn a_paused_leader_stores_and_finalizes_nothing_after_its_lease_and_steps_down() {
+    let mut cluster = Cluster::start(&["leader", "leader", "member"], &[]).await;
+    let (first, term1) = cluster.leader(&[0, 1]).await;
+    let second = 1 - first;
+    cluster.head_at_least(2, 3).await;
+
+    cluster.process(first).signal(libc::SIGSTOP);
+    let (leader, term2) = cluster.leader(&[second]).await;
+    assert_eq!(leader, second);
+    assert!(term2 > term1);
+    stored_grows(&cluster, 3).await;
+    let by_first = cluster.rows().await.iter().filter(|r| r.3 == term1).count();
+
+    // Woken up, it believes nothing of its old lease: it steps down and follows.
+    cluster.process(first).signal(libc::SIGCONT);
+    eventually("the paused leader to step down", TIMEOUT, || async {
+        let status = cluster.status(first).await?;
+        (status["role"] == "following" && cluster.nodes[first].process.as_ref()?.output().contains("stepped down"))
+            .then_some(())
+    })
+    .await;
+    let height = stored_grows(&cluster, 3).await;
+    cluster.head_at_least(first, height).await;
+    let rows = cluster.rows().await;
+    assert_eq!(rows.iter().filter(|r| r.3 == term1).count(), by_first, "nothing stored under the old term");
+    assert!(rows.iter().skip_while(|r| r.3 != term2).all(|r| r.3 == term2), "only the new leader stored since");
+    cluster.assert_one_chain().await;
+}
+
+#[tokio::test]
+async fn a_member_stopped_for_fifty_blocks_catches_up_and_follows_failovers() {
+    // Back to back, with a short build time: fifty blocks in seconds, not minutes.
+    let mut cluster =
+        Cluster::start(&["leader", "leader", "member"], &["--back-to-back", "--build-time-ms", "50"]).await;
+    let (first, _) = cluster.leader(&[0, 1]).await;
+    cluster.head_at_least(2, 3).await;
+
+    cluster.process(2).kill();
+    let stopped_at = cluster.nodes[2].geth.engine().head().await.expect("head").number;
+    let height = eventually("fifty blocks while the member is down", TIMEOUT, || async {
+        let height = cluster.rows().await.len() as u64 - 1;
+        (height >= stopped_at + 50).then_some(height)
+    })
+    .await;
+    cluster.start_node(2);
+    cluster.head_at_least(2, height).await;
+
+    // Its Geth dies and comes back: the member resumes where it left off.
+    cluster.nodes[2].geth.kill();
+    eventually("/ready to report Geth down", TIMEOUT, || async {
+        cluster.ready(2).await.filter(|(code, body)| *code == 503 && body.contains("execution client unreachable"))
+    })
+    .await;
+    cluster.nodes[2].geth.restart().await.expect("geth restarts");
+    let height = stored_grows(&cluster, 5).await;
+    cluster.head_at_least(2, height).await;
+
+    // The leader is killed: the member follows the new one with no change of config.
+    cluster.process(first).kill();
+    cluster.leader(&[1 - first]).await;
+    let height = stored_grows(&cluster, 5).await;
+    cluster.head_at_least(2, height).await;
+    eventually("/ready again", TIMEOUT, || async { cluster.ready(2).await.filter(|(code, _)| *code == 200) }).await;
+    cluster.assert_one_chain().await;
+}
+
+#[tokio::test]
+async fn redis_down_stops_production_and_its_restart_resumes_it_with_a_newer_term() {
+    let mut cluster = Cluster::start(&["leader", "leader", "member"], &[]).await;
+    let (_, term1) = cluster.leader(&[0, 1]).await;
+    cluster.head_at_least(2, 3).await;
+
+    cluster.redis.kill();
+    eventually("the leader to step down", TIMEOUT, || async {
+        for i in 0..2 {
+            if cluster.status(i).await?["role"] != "following" {
+                return None;
+            }
+        }
+        Some(())
+    })
+    .await;
+    // An observation window, not a timing assumption: nobody produces without Redis.
+    let height = cluster.rows().await.len();
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(cluster.rows().await.len(), height, "no block is produced while Redis is down");
+    }
+
+    // Redis comes back empty (its term counter gone); the next term is still newer.
+    cluster.redis.restart().await.expect("redis restarts");
+    let (_, term2) = cluster.leader(&[0, 1]).await;
+    assert!(term2 > term1, "terms only grow, even across a Redis that lost its data: {term1} then {term2}");
+    let height = stored_grows(&cluster, 3).await;
+    cluster.head_at_least(2, height).await;
+    cluster.assert_one_chain().await;
+}
+
+#[tokio::test]
+async fn postgres_down_finalizes_nothing_unstored_and_its_restart_resumes_production() {
+    let mut cluster = Cluster::start(&["leader", "leader", "member"], &[]).await;
+    let (leader, _) = cluster.leader(&[0, 1]).await;
+    cluster.head_at_least(2, 3).await;
+
+    cluster.postgres.kill();
+    eventually("the leader's /ready to report the store down", TIMEOUT, || async {
+        cluster.ready(leader).await.filter(|(code, body)| *code == 503 && body.contains("block store unreachable"))
+    })
+    .await;
+    let heads: Vec<u64> = geth_heads(&cluster).await;
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(geth_heads(&cluster).await, heads, "no Geth moves while nothing can be stored");
+    }
+
+    cluster.postgres.restart().await.expect("postgres restarts");
+    let height = stored_grows(&cluster, 3).await;
+    cluster.head_at_least(2, height).await;
+    cluster.assert_one_chain().await;
+}
+
+/// Every node's Geth head height.
+async fn geth_heads(cluster: &Cluster) -> Vec<u64> {
+    let mut heads = Vec::new();
+    for node in &cluster.nodes {
+        heads.push(node.geth.engine().head().await.expect("head").number);
+    }
+    heads
+}
+
+#[tokio::test]
+async fn a_corrupted_row_halts_a_member_before_it_until_the_row_is_repaired() {
+    let mut cluster = Cluster::start(&["leader", "member"], &[]).await;
+    cluster.head_at_least(1, 3).await;
+    cluster.process(1).kill();
+    let stopped_at = cluster.nodes[1].geth.engine().head().await.expect("head").number;
+    stored_grows(&cluster, 4).await;
+
+    // Change one field of a stored block the member has not applied yet: the payload
+    // still decodes and still matches its row, but no longer hashes to its block hash.
+    let bad = stopped_at + 2;
+    let sql = cluster.sql().await;
+    let original: serde_json::Value = sql
+        .query_one("SELECT payload FROM blocks WHERE number = $1", &[&i64::try_from(bad).expect("fits")])
+        .await
+        .expect("row")
+        .get(0);
+    sql.execute(
+        "UPDATE blocks SET payload = jsonb_set(payload, '{executionPayload,gasUsed}', '\"0x1\"') WHERE number = $1",
+        &[&i64::try_from(bad).expect("fits")],
+    )
+    .await
+    .expect("corrupt the row");
+
+    cluster.start_node(1);
+    let (_, body) = eventually("/ready to report the halt", TIMEOUT, || async {
+        cluster.ready(1).await.filter(|(code, body)| *code == 503 && body.contains("halted"))
+    })
+    .await;
+    assert!(body.contains(&format!("stored block {bad} is corrupt")), "{body}");
+    cluster.head_at_least(1, bad - 1).await;
+    // An observation window: the store grows, the member applies neither the bad block
+    // nor anything after it, and its Geth never sees them.
+    stored_grows(&cluster, 3).await;
+    let engine = cluster.nodes[1].geth.engine();
+    assert_eq!(engine.head().await.expect("head").number, bad - 1, "stopped right before the bad block");
+    assert!(engine.block(common::BlockTag::Number(bad)).await.expect("call").is_none());
+    assert!(cluster.process(1).output().contains("cannot apply the next stored block"));
+
+    // Repaired (restored from the leader's copy, say), the member goes on by itself.
+    sql.execute("UPDATE blocks SET payload = $1 WHERE number = $2", &[&original, &i64::try_from(bad).expect("fits")])
+        .await
+        .expect("repair the row");
+    let height = stored_grows(&cluster, 2).await;
+    cluster.head_at_least(1, height).await;
+    eventually("/ready again", TIMEOUT, || async { cluster.ready(1).await.filter(|(code, _)| *code == 200) }).await;
+    cluster.assert_one_chain().await;
+}
+
+/// Runs the binary with `env` and `args`; it must exit non-zero saying `message`.
+async fn refused(env: &[(&str, &str)], args: &[&str], message: &str) {
+    let dir = tempfile::tempdir().expect("dir");
+    let jwt = dir.path().join("jwt.hex");
+    std::fs::write(&jwt, "11".repeat(32)).expect("write");
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_member-nodes"));
+    command.args(args).env("JWT_SECRET", &jwt).env("GENESIS", common::harness::genesis_path());
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let mut process = common::harness::Service::spawn("member-nodes", command, &dir.path().join("log")).expect("spawn");
+    let code = process.wait_exit(Duration::from_secs(60)).await;
+    let output = process.output();
+    assert!(code.is_some_and(|c| c != 0), "exit code {code:?}, output:\n{output}");
+    assert!(output.contains(message), "expected {message:?} in:\n{output}");
+}
+
+#[tokio::test]
+async fn bad_input_at_start_gets_a_clear_error() {
+    let nowhere = format!("127.0.0.1:{}", common::harness::free_port().expect("port"));
+    let postgres = common::harness::Postgres::start().await.expect("postgres");
+    let (url, unreachable_pg) = (postgres.url(), format!("postgres://tutorial:secret@{nowhere}/db"));
+    let leader = [("INSTANCE_ID", "n1"), ("MODE", "leader")];
+
+    refused(
+        &[leader[0], leader[1], ("POSTGRES_URL", &unreachable_pg)],
+        &[],
+        "cannot use PostgreSQL at postgres://tutorial@127.0.0.1",
+    )
+    .await;
+    let message = format!("cannot reach Redis at redis://{nowhere} (--redis-addr)");
+    refused(&[leader[0], leader[1], ("POSTGRES_URL", &url), ("REDIS_ADDR", &nowhere)], &[], &message).await;
+    refused(&[leader[0], leader[1], ("POSTGRES_URL", "not a url")], &[], "bad --postgres-url").await;
+    refused(&leader, &["--lease-ms", "400"], "--lease-ms (400 ms) must be longer than --build-time-ms").await;
+    refused(&[("INSTANCE_ID", "n1")], &[], "--mode <MODE>").await;
+    refused(&[("INSTANCE_ID", "n1"), ("MODE", "boss")], &[], "invalid value 'boss'").await;
+}

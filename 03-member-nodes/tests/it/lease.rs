@@ -1,0 +1,82 @@
+//! The lease against a real Redis: exclusive, fenced by growing terms, holder-checked.
+
+use std::time::Duration;
+
+use common::harness::{Redis, eventually};
+use member_nodes::election::{Election, LeaseTiming};
+
+const TIMING: LeaseTiming = LeaseTiming { lease: Duration::from_millis(600) };
+
+async fn candidate(redis: &Redis, id: &str) -> Election {
+    Election::connect(&format!("redis://{}", redis.addr()), id, TIMING).await.expect("connects")
+}
+
+#[tokio::test]
+async fn one_holder_at_a_time_and_every_term_is_new() {
+    let redis = Redis::start().await.expect("redis");
+    let (a, b) = (candidate(&redis, "a").await, candidate(&redis, "b").await);
+
+    let (lease, _) = a.try_acquire(0).await.expect("call").expect("a takes the free lease");
+    assert!(b.try_acquire(0).await.expect("call").is_none(), "b cannot take a held lease");
+    assert!(a.renew(&lease).await.expect("call"), "the holder renews");
+
+    // Released: b takes it at once, with a newer term.
+    assert!(a.release(&lease).await.expect("call"));
+    let (second, _) = b.try_acquire(0).await.expect("call").expect("b takes the released lease");
+    assert!(second.term > lease.term, "terms only grow: {} then {}", lease.term, second.term);
+    assert!(!a.release(&lease).await.expect("call"), "an old lease cannot release a newer one");
+    assert!(!a.renew(&lease).await.expect("call"), "nor renew it");
+
+    // Not renewed: it expires, and a takes it back with a newer term still.
+    let (third, _) =
+        eventually("the lease to expire", Duration::from_secs(10), || async { a.try_acquire(0).await.ok().flatten() })
+            .await;
+    assert!(third.term > second.term);
+}
+
+#[tokio::test]
+async fn terms_stay_above_the_floor_after_redis_loses_its_data() {
+    let mut redis = Redis::start().await.expect("redis");
+    let a = candidate(&redis, "a").await;
+    let (lease, _) = a.try_acquire(0).await.expect("call").expect("lease");
+    assert_eq!(lease.term, 1);
+
+    // A restart without persistence loses the counter; the store's fence (the floor)
+    // keeps the next term above every term ever used.
+    redis.restart().await.expect("redis restarts empty");
+    let after = eventually("the client to reconnect", Duration::from_secs(10), || async {
+        a.try_acquire(41).await.ok().flatten()
+    })
+    .await;
+    assert_eq!(after.0.term, 42, "the term counter resumes above the floor");
+}
+
+#[tokio::test]
+async fn a_renewal_keeps_the_view_valid_and_a_refused_one_marks_it_lost() {
+    let redis = Redis::start().await.expect("redis");
+    let (a, b) = (candidate(&redis, "a").await, candidate(&redis, "b").await);
+    let (lease, view) = a.try_acquire(0).await.expect("call").expect("lease");
+    let (publish, watch) = tokio::sync::watch::channel(view);
+    let stop = tokio_util::sync::CancellationToken::new();
+    let renewing = a.keep_renewed(&lease, &publish, &stop);
+    let check = async {
+        // Several lease lengths pass: renewals keep the view valid all along.
+        for _ in 0..6 {
+            tokio::time::sleep(TIMING.lease / 2).await;
+            assert!(watch.borrow().is_valid(tokio::time::Instant::now()), "renewed in time");
+        }
+        // Someone deletes the lease and b takes it: the next renewal is refused.
+        a.release(&lease).await.expect("release");
+        b.try_acquire(0).await.expect("call").expect("b takes it");
+        eventually("the view to be lost", Duration::from_secs(5), || async { watch.borrow().lost.then_some(()) }).await;
+        stop.cancel();
+    };
+    tokio::join!(renewing, check);
+}
+
+#[tokio::test]
+async fn an_unreachable_redis_is_a_clear_error() {
+    let port = common::harness::free_port().expect("port");
+    let err = Election::connect(&format!("redis://127.0.0.1:{port}"), "a", TIMING).await.unwrap_err();
+    assert!(format!("{err:#}").contains("cannot reach Redis at redis://127.0.0.1"), "{err:#}");
+}

@@ -1,0 +1,8 @@
+//! Part 3 against the real engines: Redis for the lease, PostgreSQL for the block log, a
+//! Geth per node. `lease` and `store` call the library directly; `cluster` runs the
+//! `member-nodes` binary as a user would and kills, pauses and restarts things.
+
+mod cluster;
+mod lease;
+mod store;
+mod support;

@@ -1,0 +1,147 @@
+//! The block log against a real PostgreSQL: the schema keeps one chain, the fence refuses
+//! a stale leader even mid-claim, and LISTEN announces each block.
+
+use std::{sync::Arc, time::Duration};
+
+use alloy_primitives::B256;
+use common::{Head, harness::Postgres};
+use member_nodes::store::{AppendError, RowError, Store};
+
+use crate::support::fake_block;
+
+fn hash(n: u8) -> B256 {
+    B256::repeat_byte(n)
+}
+
+const LEASE: Duration = Duration::from_secs(1);
+
+const ANCHOR: Head = Head { number: 0, hash: B256::repeat_byte(1), timestamp: 0 };
+
+async fn initialised(postgres: &Postgres) -> Store {
+    let store = Store::connect(&postgres.url(), LEASE).await.expect("connects and migrates");
+    store.init(hash(0xee), ANCHOR).await.expect("init");
+    store
+}
+
+#[tokio::test]
+async fn migrations_run_once_and_init_keeps_the_first_chain() {
+    let postgres = Postgres::start().await.expect("postgres");
+    let url = postgres.url();
+    let (a, b) = tokio::join!(Store::connect(&url, LEASE), Store::connect(&url, LEASE));
+    let (a, b) = (a.expect("a migrates"), b.expect("b finds it migrated"));
+    assert!(a.chain().await.expect("read").is_none(), "empty before the first leader");
+    let first = a.init(hash(0xee), ANCHOR).await.expect("init");
+    let second = b.init(hash(0xdd), Head { number: 7, ..ANCHOR }).await.expect("init again");
+    assert_eq!(first, second, "the first initialisation stands");
+    assert_eq!((first.genesis, first.anchor, first.fence_term), (hash(0xee), ANCHOR, 0));
+}
+
+#[tokio::test]
+async fn the_fence_refuses_old_terms_and_the_schema_refuses_forks_and_gaps() {
+    let postgres = Postgres::start().await.expect("postgres");
+    let store = initialised(&postgres).await;
+
+    assert!(store.claim(2, "b").await.expect("claim"));
+    assert!(!store.claim(1, "a").await.expect("claim"), "an older term cannot claim");
+    assert!(!store.claim(2, "a").await.expect("claim"), "nor the same term twice");
+
+    let one = fake_block(1, hash(1), hash(0x11));
+    let err = store.append(&one, 1, "a").await.unwrap_err();
+    assert!(matches!(err, AppendError::Fenced { ours: 1, current: 2 }), "{err}");
+    store.append(&one, 2, "b").await.expect("the fence holder stores");
+
+    let fork = fake_block(1, hash(1), hash(0x12));
+    assert!(matches!(store.append(&fork, 2, "b").await, Err(AppendError::Conflict { number: 1, .. })));
+    let orphan = fake_block(2, hash(0x99), hash(0x22));
+    assert!(matches!(store.append(&orphan, 2, "b").await, Err(AppendError::Conflict { number: 2, .. })));
+    let gap = fake_block(3, hash(0x11), hash(0x33));
+    assert!(matches!(store.append(&gap, 2, "b").await, Err(AppendError::Conflict { number: 3, .. })));
+
+    assert_eq!(store.head().await.expect("head").map(|h| h.number), Some(1));
+    assert_eq!(store.hash_at(1).await.expect("read"), Some(hash(0x11)));
+}
+
+#[tokio::test]
+async fn a_write_racing_a_claim_waits_for_it_and_is_refused() {
+    let postgres = Postgres::start().await.expect("postgres");
+    let store = initialised(&postgres).await;
+    assert!(store.claim(1, "a").await.expect("claim"));
+
+    // A newer leader's claim, in progress: its row lock is held until it commits.
+    let (client, connection) = tokio_postgres::connect(&postgres.url(), tokio_postgres::NoTls).await.expect("connect");
+    tokio::spawn(connection);
+    client.batch_execute("BEGIN; UPDATE chain SET fence_term = 2, fence_holder = 'b'").await.expect("claim begins");
+
+    let append = tokio::spawn({
+        let store = store.clone();
+        async move { store.append(&fake_block(1, hash(1), hash(0x11)), 1, "a").await }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!append.is_finished(), "the old leader's write waits for the claim");
+    client.batch_execute("COMMIT").await.expect("claim commits");
+    let result = append.await.expect("join");
+    assert!(matches!(result, Err(AppendError::Fenced { ours: 1, current: 2 })), "{result:?}");
+    assert_eq!(store.head().await.expect("head").map(|h| h.number), Some(0), "nothing stored");
+}
+
+#[tokio::test]
+async fn rows_are_checked_before_use_and_listen_announces_them() {
+    let postgres = Postgres::start().await.expect("postgres");
+    let store = initialised(&postgres).await;
+    assert!(store.claim(1, "a").await.expect("claim"));
+
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let listening = tokio::spawn(member_nodes::store::listen(store.config().clone(), wake.clone(), cancel.clone()));
+    tokio::time::timeout(Duration::from_secs(10), wake.notified()).await.expect("woken once listening");
+
+    store.append(&fake_block(1, hash(1), hash(0x11)), 1, "a").await.expect("stored");
+    tokio::time::timeout(Duration::from_secs(10), wake.notified()).await.expect("woken by NOTIFY");
+
+    let rows = store.blocks_after(0, 10).await.expect("read");
+    assert_eq!(rows.len(), 1, "the anchor has no payload and is not returned");
+    // A fabricated block does not hash to its claimed hash: refused as corrupt.
+    assert!(matches!(rows[0].block(), Err(RowError::Corrupt { number: 1, .. })), "{:?}", rows[0].block());
+    let mut mismatched = rows[0].clone();
+    mismatched.hash = hash(0x42);
+    assert!(matches!(mismatched.block(), Err(RowError::Mismatch { number: 1, .. })));
+    let (head, age) = store.lag(0).await.expect("lag");
+    assert_eq!(head, 1);
+    assert!(age.is_some_and(|a| a < Duration::from_secs(60)), "{age:?}");
+    cancel.cancel();
+    listening.await.expect("listener stops");
+}
+
+#[tokio::test]
+async fn an_unreachable_postgres_is_a_clear_error() {
+    let port = common::harness::free_port().expect("port");
+    let err = Store::connect(&format!("postgres://tutorial:secret@127.0.0.1:{port}/db"), LEASE).await.unwrap_err();
+    let message = format!("{err:#}");
+    assert!(message.contains("cannot use PostgreSQL at postgres://tutorial@127.0.0.1"), "{message}");
+    assert!(!message.contains("secret"), "no password in messages: {message}");
+}
+
+#[tokio::test]
+async fn a_leader_paused_inside_a_write_cannot_hold_up_the_next_claim() {
+    let postgres = Postgres::start().await.expect("postgres");
+    let store = initialised(&postgres).await;
+    assert!(store.claim(1, "a").await.expect("claim"));
+
+    // A leader's session, paused between two statements of its write: it holds the
+    // fence row's share lock and sends nothing more.
+    let (paused, connection) = store.config().connect(tokio_postgres::NoTls).await.expect("connect");
+    tokio::spawn(connection);
+    paused.batch_execute("BEGIN; SELECT fence_term FROM chain FOR SHARE").await.expect("lock taken");
+
+    // PostgreSQL ends the idle transaction after a lease, and the claim goes through.
+    let claimed = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            if let Ok(true) = store.claim(2, "b").await {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(claimed.is_ok(), "the claim went through");
+    assert!(paused.batch_execute("COMMIT").await.is_err(), "the paused session was ended");
+}

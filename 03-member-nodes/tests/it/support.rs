@@ -1,0 +1,281 @@
+//! A cluster of real processes for the tests: Redis, PostgreSQL, and per node a Geth and a
+//! `member-nodes` process, started the way a user starts them (environment variables).
+
+use std::{process::Command, time::Duration};
+
+use alloy_primitives::{Address, B256, Bytes, U256};
+use alloy_rpc_types_engine::{ExecutionPayloadV1, ExecutionPayloadV2, ExecutionPayloadV3};
+use common::{
+    BlockTag,
+    harness::{Geth, Postgres, Redis, Service, eventually, genesis_path, http_get},
+    payload::ExecutableBlock,
+};
+use serde_json::Value;
+
+/// Generous bounds: the CI machine is small and shared.
+pub(crate) const TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The lease the tests run with: short, so failovers are quick.
+pub(crate) const LEASE_MS: &str = "1000";
+
+/// A block with the given height, parent and hash, and nothing in it. Its hash is made up,
+/// so it is for the store only: `check_hash` refuses it and Geth would too.
+pub(crate) fn fake_block(number: u64, parent: B256, hash: B256) -> ExecutableBlock {
+    ExecutableBlock {
+        execution_payload: ExecutionPayloadV3 {
+            payload_inner: ExecutionPayloadV2 {
+                payload_inner: ExecutionPayloadV1 {
+                    parent_hash: parent,
+                    fee_recipient: Address::ZERO,
+                    state_root: B256::ZERO,
+                    receipts_root: B256::ZERO,
+                    logs_bloom: Default::default(),
+                    prev_randao: parent,
+                    block_number: number,
+                    gas_limit: 30_000_000,
+                    gas_used: 0,
+                    timestamp: number,
+                    extra_data: Bytes::new(),
+                    base_fee_per_gas: U256::from(7),
+                    block_hash: hash,
+                    transactions: Vec::new(),
+                },
+                withdrawals: Vec::new(),
+            },
+            blob_gas_used: 0,
+            excess_blob_gas: 0,
+        },
+        execution_requests: Vec::new(),
+    }
+}
+
+/// A node: its Geth and, while it runs, its `member-nodes` process.
+#[derive(Debug)]
+pub(crate) struct Node {
+    /// `node1`, `node2`, …
+    pub(crate) id: String,
+    /// `leader` or `member`.
+    pub(crate) mode: &'static str,
+    /// The process, if started.
+    pub(crate) process: Option<Service>,
+    /// Its endpoints' address.
+    pub(crate) health: String,
+    /// Its Geth (dropped after the process).
+    pub(crate) geth: Geth,
+}
+
+/// Redis, PostgreSQL and the nodes. Fields drop in order: processes before their servers.
+#[derive(Debug)]
+pub(crate) struct Cluster {
+    /// The nodes.
+    pub(crate) nodes: Vec<Node>,
+    /// The lease.
+    pub(crate) redis: Redis,
+    /// The block log.
+    pub(crate) postgres: Postgres,
+    /// Extra flags every node gets.
+    args: Vec<String>,
+    dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// Starts Redis, PostgreSQL and one Geth per mode, and a node on each.
+    pub(crate) async fn start(modes: &[&'static str], args: &[&str]) -> Self {
+        let geths = Geth::start_group(modes.len()).await.expect("geths");
+        let (redis, postgres) = (Redis::start().await.expect("redis"), Postgres::start().await.expect("postgres"));
+        let nodes = geths
+            .into_iter()
+            .zip(modes)
+            .enumerate()
+            .map(|(i, (geth, mode))| Node {
+                id: format!("node{}", i + 1),
+                mode,
+                process: None,
+                health: common::harness::free_port().map(|p| format!("127.0.0.1:{p}")).expect("port"),
+                geth,
+            })
+            .collect();
+        let dir = tempfile::tempdir().expect("dir");
+        let mut cluster = Self { nodes, redis, postgres, args: args.iter().map(|s| s.to_string()).collect(), dir };
+        for i in 0..modes.len() {
+            cluster.start_node(i);
+        }
+        cluster
+    }
+
+    /// Starts (or restarts) node `i`'s process.
+    pub(crate) fn start_node(&mut self, i: usize) {
+        let node = &self.nodes[i];
+        let mut command = Command::new(env!("CARGO_BIN_EXE_member-nodes"));
+        command
+            .args(&self.args)
+            .env("INSTANCE_ID", &node.id)
+            .env("MODE", node.mode)
+            .env("ETH_CLIENT_URL", node.geth.auth_url())
+            .env("JWT_SECRET", node.geth.jwt_path())
+            .env("GENESIS", genesis_path())
+            .env("REDIS_ADDR", self.redis.addr())
+            .env("POSTGRES_URL", self.postgres.url())
+            .env("HEALTH_ADDR", &node.health)
+            .env("LEASE_MS", LEASE_MS)
+            .env("RUST_LOG", "info");
+        let log = self.dir.path().join(format!("{}.log", node.id));
+        let service = Service::spawn(&node.id, command, &log).expect("member-nodes starts");
+        self.nodes[i].process = Some(service);
+    }
+
+    /// Node `i`'s process.
+    pub(crate) fn process(&mut self, i: usize) -> &mut Service {
+        self.nodes[i].process.as_mut().expect("node is running")
+    }
+
+    /// Node `i`'s `/status`, if it answers.
+    pub(crate) async fn status(&self, i: usize) -> Option<Value> {
+        let (code, body) = http_get(&format!("http://{}/status", self.nodes[i].health)).await?;
+        (code == 200).then(|| serde_json::from_str(&body).ok()).flatten()
+    }
+
+    /// Node `i`'s `/ready`: status code and body.
+    pub(crate) async fn ready(&self, i: usize) -> Option<(u16, String)> {
+        http_get(&format!("http://{}/ready", self.nodes[i].health)).await
+    }
+
+    /// The node that reports it leads, among those in `among`, once one does; and its term.
+    pub(crate) async fn leader(&self, among: &[usize]) -> (usize, u64) {
+        eventually("a leader", TIMEOUT, || async {
+            for &i in among {
+                if let Some(status) = self.status(i).await
+                    && status["role"] == "leading"
+                {
+                    return Some((i, status["term"].as_u64()?));
+                }
+            }
+            None
+        })
+        .await
+    }
+
+    /// Waits until node `i`'s Geth is at height `number` or above.
+    pub(crate) async fn head_at_least(&self, i: usize, number: u64) -> common::Block {
+        let engine = self.nodes[i].geth.engine();
+        eventually(&format!("{} at block {number}", self.nodes[i].id), TIMEOUT, || async {
+            engine.head().await.ok().filter(|h| h.number >= number)
+        })
+        .await
+    }
+
+    /// A connection to the block log.
+    pub(crate) async fn sql(&self) -> tokio_postgres::Client {
+        let (client, connection) =
+            tokio_postgres::connect(&self.postgres.url(), tokio_postgres::NoTls).await.expect("connect");
+        tokio::spawn(connection);
+        client
+    }
+
+    /// Every stored row: height, hash, parent hash, term, leader.
+    pub(crate) async fn rows(&self) -> Vec<(u64, B256, Option<B256>, u64, String)> {
+        let rows = self
+            .sql()
+            .await
+            .query("SELECT number, hash, parent_hash, term, leader FROM blocks ORDER BY number", &[])
+            .await
+            .expect("query");
+        rows.iter()
+            .map(|r| {
+                let parent: Option<Vec<u8>> = r.get(2);
+                (
+                    u64::try_from(r.get::<_, i64>(0)).expect("height"),
+                    B256::from_slice(r.get(1)),
+                    parent.map(|p| B256::from_slice(&p)),
+                    u64::try_from(r.get::<_, i64>(3)).expect("term"),
+                    r.get(4),
+                )
+            })
+            .collect()
+    }
+
+    /// The store holds one chain from block 0 with no gap, and every node's Geth has the
+    /// stored block at every height it has reached. Returns the store's height.
+    pub(crate) async fn assert_one_chain(&self) -> u64 {
+        // Heads first: the store can only be ahead of them, never behind, while the
+        // leader goes on producing.
+        let mut heads = Vec::new();
+        for node in &self.nodes {
+            heads.push(node.geth.engine().head().await.expect("head").number);
+        }
+        let rows = self.rows().await;
+        for (i, (number, _, parent, _, _)) in rows.iter().enumerate() {
+            assert_eq!(*number, i as u64, "one row per height from 0, no gap");
+            if i > 0 {
+                assert_eq!(*parent, Some(rows[i - 1].1), "row {number} extends row {}", number - 1);
+            }
+        }
+        for (node, head) in self.nodes.iter().zip(heads) {
+            assert!(head < rows.len() as u64, "{} has block {head} beyond the store", node.id);
+            let engine = node.geth.engine();
+            for (number, hash, ..) in &rows[..=usize::try_from(head).expect("fits")] {
+                let block = engine.block(BlockTag::Number(*number)).await.expect("call").expect("block");
+                assert_eq!(block.hash, *hash, "{} has the stored block at height {number}", node.id);
+            }
+        }
+        rows.len() as u64 - 1
+    }
+}
+
+/// A steady stream of signed transfers from the funded account, each sent to every Geth
+/// in `to` (where a leader may be), one every 100 ms, until stopped.
+#[derive(Debug)]
+pub(crate) struct Load {
+    stop: tokio_util::sync::CancellationToken,
+    sent: std::sync::Arc<std::sync::Mutex<Vec<B256>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Load {
+    pub(crate) fn start(cluster: &Cluster, to: &[usize]) -> Self {
+        let clients: Vec<_> = to.iter().map(|&i| cluster.nodes[i].geth.http()).collect();
+        let stop = tokio_util::sync::CancellationToken::new();
+        let sent = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (token, log) = (stop.clone(), sent.clone());
+        let task = tokio::spawn(async move {
+            let signer = common::harness::dev_signer();
+            for nonce in 0.. {
+                let to = Address::repeat_byte(0x42);
+                let raw = common::harness::signed_transfer(&signer, 1337, nonce, to, U256::from(1));
+                log.lock().expect("lock").push(alloy_primitives::keccak256(&raw));
+                for client in &clients {
+                    let params = serde_json::json!([raw]);
+                    let _: Result<B256, _> =
+                        client.call("eth_sendRawTransaction", params, Duration::from_secs(5)).await;
+                }
+                if !common::clock::sleep_or_cancel(Duration::from_millis(100), &token).await {
+                    break;
+                }
+            }
+        });
+        Self { stop, sent, task }
+    }
+
+    /// The hashes of everything sent so far.
+    pub(crate) fn sent(&self) -> Vec<B256> {
+        self.sent.lock().expect("lock").clone()
+    }
+
+    /// Stops sending.
+    pub(crate) async fn stop(self) {
+        self.stop.cancel();
+        self.task.await.expect("load task");
+    }
+}
+
+/// The transactions among `hashes` that have a receipt on `geth`: hash, block hash.
+pub(crate) async fn receipts(geth: &Geth, hashes: &[B256]) -> Vec<(B256, B256)> {
+    let mut found = Vec::new();
+    for hash in hashes {
+        if let Ok(Some(receipt)) = geth.receipt(*hash).await {
+            assert_eq!(receipt.status.to::<u64>(), 1, "transfer {hash} succeeded");
+            found.push((*hash, receipt.block_hash));
+        }
+    }
+    found
+}
