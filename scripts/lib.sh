@@ -1,0 +1,72 @@
+# Shell functions shared by devnet.sh and cluster.sh. Source it; it defines, runs nothing.
+# Expects ROOT (the repository root) to be set.
+
+# shellcheck disable=SC2034
+GETH="${GETH_BIN:-$ROOT/.tools/bin/geth}"
+
+say() { echo "$(basename "$0" .sh): $*" >&2; }
+
+# Is the process in pid file $1 alive (and not a zombie: a killed process whose parent is
+# gone may linger unreaped, and `kill -0` still succeeds on it)?
+alive() {
+    [[ -f "$1" ]] || return 1
+    local state
+    state="$(ps -o stat= -p "$(cat "$1")" 2>/dev/null)" || return 1
+    [[ -n "$state" && "$state" != Z* ]]
+}
+
+# Stops the process in pid file $1 (named $2) with SIGTERM, SIGKILL after 30 s.
+stop_pid() {
+    if ! alive "$1"; then rm -f "$1"; say "$2 not running"; return; fi
+    local pid; pid="$(cat "$1")"
+    kill -TERM "$pid"
+    for _ in $(seq 1 300); do alive "$1" || break; sleep 0.1; done
+    if alive "$1"; then say "$2 ignored SIGTERM for 30 s; killing it"; kill -KILL "$pid"; fi
+    rm -f "$1"
+    say "stopped $2"
+}
+
+# A JSON-RPC call without parameters to http://127.0.0.1:$1.
+rpc() {
+    curl -sf --max-time 2 -H 'Content-Type: application/json' \
+        -d "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"$2\",\"params\":[]}" "http://127.0.0.1:$1"
+}
+
+# Writes a random 32-byte hex JWT secret to $1 unless it has one.
+ensure_jwt() {
+    [[ -s "$1" ]] && return
+    mkdir -p "$(dirname "$1")"
+    head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$1"
+    say "wrote a new JWT secret to ${1#"$ROOT"/}"
+}
+
+# Starts Geth on datadir $1 (initialised from genesis.json the first time) with Engine API
+# port $2, JSON-RPC port $3, JWT secret $4, log $5, pid file $6, and waits until it
+# answers. The flags are the test harness's (common/src/harness/geth.rs, GETH_FLAGS).
+start_geth() {
+    local data="$1" auth="$2" http="$3" jwt="$4" log="$5" pidfile="$6"
+    if alive "$pidfile"; then say "geth already running (pid $(cat "$pidfile"))"; return; fi
+    [[ -n "${GETH_BIN:-}" ]] || "$ROOT/scripts/setup.sh" geth
+    mkdir -p "$(dirname "$log")"
+    if [[ ! -d "$data/geth/chaindata" ]]; then
+        "$GETH" init --datadir "$data" --state.scheme=hash "$ROOT/genesis.json" >> "$log" 2>&1
+        say "initialised ${data#"$ROOT"/} from genesis.json"
+    fi
+    nohup "$GETH" --datadir "$data" \
+        --syncmode=full --state.scheme=hash --gcmode=archive --nodiscover --maxpeers=0 \
+        --authrpc.addr=127.0.0.1 --authrpc.port="$auth" --authrpc.jwtsecret="$jwt" \
+        --http --http.addr=127.0.0.1 --http.port="$http" --http.api=eth,net,web3,txpool \
+        --port=0 --ipcdisable \
+        >> "$log" 2>&1 < /dev/null &
+    echo $! > "$pidfile"
+    for _ in $(seq 1 600); do
+        if rpc "$http" eth_chainId >/dev/null; then
+            say "geth running (pid $(cat "$pidfile")): Engine API http://127.0.0.1:$auth, JSON-RPC http://127.0.0.1:$http, log ${log#"$ROOT"/}"
+            return
+        fi
+        alive "$pidfile" || { say "geth exited; the end of ${log#"$ROOT"/}:"; tail -n 20 "$log" >&2; exit 1; }
+        sleep 0.1
+    done
+    say "geth did not answer within 60 s; see ${log#"$ROOT"/}"
+    exit 1
+}
