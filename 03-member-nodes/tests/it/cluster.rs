@@ -23,6 +23,19 @@ async fn a_leader_produces_and_every_node_follows_the_store() {
         let (code, body) = cluster.ready(i).await.expect("ready answers");
         assert_eq!(code, 200, "{}: {body}", cluster.nodes[i].id);
     }
+
+    // SIGTERM: the leader finishes its block, gives the lease back and exits 0, and the
+    // standby takes over with a newer term.
+    let mut cluster = cluster;
+    cluster.process(leader).signal(libc::SIGTERM);
+    assert_eq!(cluster.process(leader).wait_exit(TIMEOUT).await, Some(0));
+    let output = cluster.process(leader).output();
+    assert!(output.contains("stepped down") && output.contains("released=true"), "{output}");
+    let (next, next_term) = cluster.leader(&[1 - leader]).await;
+    assert!(next == 1 - leader && next_term > term);
+    let height = stored_grows(&cluster, 2).await;
+    cluster.head_at_least(2, height).await;
+    cluster.assert_one_chain().await;
 }
 
 /// Lets `cluster`'s store grow by `more` blocks past where it is now; returns its height.
