@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs what the README commands need, skipping what is already there.
 #
-#   scripts/setup.sh            everything: geth, mdbook, redis + postgresql
+#   scripts/setup.sh            everything: geth, cometbft, mdbook, redis + postgresql
 #   scripts/setup.sh geth       only the pinned Geth (what Part 1 needs)
 #
-# Geth and mdBook go into .tools/bin (project-local); Redis and PostgreSQL come from apt.
+# Geth, CometBFT and mdBook go into .tools/bin (project-local); Redis and PostgreSQL come
+# from apt.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck source=../.env
@@ -27,6 +28,18 @@ install_geth() {
     say "installing geth $GETH_VERSION with go install (a few minutes the first time)"
     GOBIN="$TOOLS/bin" GOFLAGS=-mod=mod go install "github.com/ethereum/go-ethereum/cmd/geth@$GETH_VERSION"
     "$TOOLS/bin/geth" version | grep -qx "Version: $want"
+}
+
+install_cometbft() {
+    local want="${COMETBFT_VERSION#v}"
+    if [[ -x "$TOOLS/bin/cometbft" ]] && [[ "$("$TOOLS/bin/cometbft" version)" == "$want" ]]; then
+        say "cometbft $COMETBFT_VERSION already in .tools/bin"
+        return
+    fi
+    command -v go >/dev/null || { say "Go is needed to install cometbft $COMETBFT_VERSION (https://go.dev/dl)"; exit 1; }
+    say "installing cometbft $COMETBFT_VERSION with go install (a minute or two the first time)"
+    GOBIN="$TOOLS/bin" GOFLAGS=-mod=mod go install "github.com/cometbft/cometbft/cmd/cometbft@$COMETBFT_VERSION"
+    [[ "$("$TOOLS/bin/cometbft" version)" == "$want" ]]
 }
 
 install_mdbook() {
@@ -58,12 +71,13 @@ install_services() {
 }
 
 parts=("$@")
-[[ ${#parts[@]} -gt 0 ]] || parts=(geth mdbook services)
+[[ ${#parts[@]} -gt 0 ]] || parts=(geth cometbft mdbook services)
 for part in "${parts[@]}"; do
     case "$part" in
         geth) install_geth ;;
+        cometbft) install_cometbft ;;
         mdbook) install_mdbook ;;
         services) install_services ;;
-        *) say "unknown part '$part' (geth, mdbook, services)"; exit 2 ;;
+        *) say "unknown part '$part' (geth, cometbft, mdbook, services)"; exit 2 ;;
     esac
 done

@@ -14,7 +14,7 @@ use std::{
     path::{Path, PathBuf},
     process::Command,
     sync::{Arc, LazyLock},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use alloy_primitives::{Address, B256, Bytes, U256};
@@ -32,21 +32,24 @@ use crate::{auth::JwtSecret, engine::EngineClient, fork::ForkSchedule, rpc::RpcC
 
 // ANCHOR: flags
 /// The Geth flags every run of this project uses, besides datadir, addresses and ports.
-/// `scripts/devnet.sh` and `docker-compose.yml` pass the same ones (a test checks they do).
+/// `scripts/lib.sh` and `docker-compose.yml` pass the same ones (a test checks they do).
 ///
 /// `--state.scheme=hash --gcmode=archive` makes Geth write every block's state to its
 /// database as it imports the block. In the default path scheme up to 128 blocks of state
 /// live only in memory: after a SIGKILL Geth rewinds, deletes the blocks above, and can
 /// switch itself to snap sync, which never finishes on a chain without peers.
-pub const GETH_FLAGS: &[&str] = &[
-    "--syncmode=full",
-    "--state.scheme=hash",
-    "--gcmode=archive",
-    "--nodiscover",
-    "--maxpeers=0",
-    "--http",
-    "--http.api=eth,net,web3,txpool",
-];
+pub const GETH_FLAGS: &[&str] =
+    &["--syncmode=full", "--state.scheme=hash", "--gcmode=archive", "--nodiscover", "--http"];
+
+/// A Geth on its own (Parts 1 to 3): its consensus layer is its only source of blocks,
+/// and it has nobody to gossip transactions with.
+pub const GETH_ALONE_FLAGS: &[&str] = &["--maxpeers=0", "--http.api=eth,net,web3,txpool"];
+
+/// A validator's Geth in Part 4: peered with the other validators' Geths (the links are
+/// made with `admin_addPeer`), so a transaction sent to any of them reaches the proposer.
+/// After the Merge, Geth takes blocks only from its consensus layer, so peers carry
+/// transactions, not blocks.
+pub const GETH_PEERED_FLAGS: &[&str] = &["--maxpeers=16", "--http.api=eth,net,web3,txpool,admin"];
 
 /// Natively both ports listen on loopback only. (In Docker they listen on the container's
 /// interface, and the compose file publishes them on the host's loopback instead.)
@@ -95,6 +98,8 @@ pub struct Geth {
     dir: tempfile::TempDir,
     auth_port: u16,
     http_port: u16,
+    /// Set for peered nodes: the devp2p port.
+    p2p_port: Option<u16>,
     jwt: JwtSecret,
     _slots: Slots,
 }
@@ -115,9 +120,46 @@ impl Geth {
         Ok(nodes)
     }
 
-    // ANCHOR: start
-    /// Starts a Geth that holds a share of `slots`.
+    /// `n` fresh Geths peered with each other (Part 4's validators): every node adds every
+    /// other as a peer, so a restarted node is dialled again by the rest. Returns once
+    /// each has all the others as peers.
+    pub async fn start_peered_group(n: usize) -> anyhow::Result<Vec<Self>> {
+        let slots = take_slots(n).await?;
+        let mut nodes = Vec::with_capacity(n);
+        for _ in 0..n {
+            nodes.push(Self::launch(slots.clone(), Some(free_port()?)).await?);
+        }
+        let mut enodes = Vec::with_capacity(n);
+        for node in &nodes {
+            enodes.push(node.enode().await?);
+        }
+        for (i, node) in nodes.iter().enumerate() {
+            for (j, enode) in enodes.iter().enumerate() {
+                if i != j {
+                    node.add_peer(enode).await?;
+                }
+            }
+        }
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        for node in &nodes {
+            while node.peer_count().await? < n - 1 {
+                if Instant::now() > deadline {
+                    bail!("the Geths did not all peer within {STARTUP_TIMEOUT:?}");
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        Ok(nodes)
+    }
+
+    /// Starts a Geth without peers that holds a share of `slots`.
     pub async fn start_in(slots: Slots) -> anyhow::Result<Self> {
+        Self::launch(slots, None).await
+    }
+
+    // ANCHOR: start
+    /// Starts a Geth that holds a share of `slots`, peerable on `p2p_port` if given.
+    async fn launch(slots: Slots, p2p_port: Option<u16>) -> anyhow::Result<Self> {
         let binary = geth_binary()?;
         let dir = tempfile::Builder::new().prefix("geth-test-").tempdir().context("cannot make a temp datadir")?;
         run_init(&binary, dir.path())?;
@@ -125,7 +167,7 @@ impl Geth {
         std::fs::write(dir.path().join("jwt.hex"), jwt.to_hex()).context("cannot write the JWT secret")?;
         let (auth_port, http_port) = (free_port()?, free_port()?);
         let process = Service::stopped("geth", &dir.path().join("geth.log"));
-        let mut geth = Self { process, dir, auth_port, http_port, jwt, _slots: slots };
+        let mut geth = Self { process, dir, auth_port, http_port, p2p_port, jwt, _slots: slots };
         geth.spawn_and_wait().await?;
         Ok(geth)
     }
@@ -187,6 +229,29 @@ impl Geth {
         Ok(self.http().call("eth_getBalance", json!([address, "latest"]), Duration::from_secs(10)).await?)
     }
 
+    /// This node's `enode://` URL on loopback (peered nodes only).
+    pub async fn enode(&self) -> anyhow::Result<String> {
+        let port = self.p2p_port.context("this Geth was started without peering")?;
+        let info: serde_json::Value = self.http().call("admin_nodeInfo", json!([]), Duration::from_secs(10)).await?;
+        let enode = info["enode"].as_str().context("admin_nodeInfo has no enode")?;
+        let key = enode.trim_start_matches("enode://").split('@').next().unwrap_or_default();
+        Ok(format!("enode://{key}@127.0.0.1:{port}"))
+    }
+
+    /// Adds `enode` as a static peer (redialled if the link drops).
+    pub async fn add_peer(&self, enode: &str) -> anyhow::Result<()> {
+        let added: bool = self.http().call("admin_addPeer", json!([enode]), Duration::from_secs(10)).await?;
+        anyhow::ensure!(added, "admin_addPeer {enode} refused");
+        Ok(())
+    }
+
+    /// How many peers Geth has.
+    pub async fn peer_count(&self) -> anyhow::Result<usize> {
+        let count: alloy_primitives::U64 =
+            self.http().call("net_peerCount", json!([]), Duration::from_secs(10)).await?;
+        Ok(count.to())
+    }
+
     /// Kills Geth with SIGKILL, as a crash would. The datadir stays.
     pub fn kill(&mut self) {
         self.process.kill();
@@ -218,12 +283,18 @@ impl Geth {
             .arg("--datadir")
             .arg(self.datadir())
             .args(GETH_FLAGS)
+            .args(if self.p2p_port.is_some() { GETH_PEERED_FLAGS } else { GETH_ALONE_FLAGS })
             .args(GETH_LOOPBACK_FLAGS)
             .arg(format!("--authrpc.port={}", self.auth_port))
             .arg(format!("--authrpc.jwtsecret={}", self.jwt_path().display()))
             .arg(format!("--http.port={}", self.http_port))
             // Tests run several nodes: no fixed P2P port, no IPC socket in a shared place.
-            .args(["--port=0", "--ipcdisable", "--verbosity=3"]);
+            .arg(format!("--port={}", self.p2p_port.unwrap_or(0)))
+            .args(["--ipcdisable", "--verbosity=3"]);
+        if self.p2p_port.is_some() {
+            // Peers on this machine only.
+            command.args(["--nat=none", "--netrestrict=127.0.0.0/8"]);
+        }
         self.process.start(command)?;
         let engine = self.engine();
         self.process.wait_ready(STARTUP_TIMEOUT, || async { engine.chain_id().await.is_ok() }).await

@@ -17,7 +17,10 @@ pub mod tx;
 
 use std::path::{Path, PathBuf};
 
-pub use geth::{GETH_FLAGS, GETH_LOOPBACK_FLAGS, Geth, Slots, geth_binary, max_concurrent, take_slots};
+pub use geth::{
+    GETH_ALONE_FLAGS, GETH_FLAGS, GETH_LOOPBACK_FLAGS, GETH_PEERED_FLAGS, Geth, Slots, geth_binary, max_concurrent,
+    take_slots,
+};
 pub use postgres::{Postgres, postgres_bin_dir};
 pub use process::{Service, eventually, free_port, http_get};
 pub use redis::{Redis, redis_binary};

@@ -82,19 +82,31 @@ async fn geth_answers_the_documented_errors() {
 
 #[tokio::test]
 async fn devnet_and_compose_pass_the_harness_flags() {
+    use common::harness::{GETH_ALONE_FLAGS, GETH_FLAGS, GETH_PEERED_FLAGS};
     let root = common::harness::workspace_root();
-    // The native scripts start every Geth through one function; the compose file has the
-    // devnet's Geth and the cluster's (one definition for its three nodes).
-    for (file, geths) in [("scripts/lib.sh", 1), ("docker-compose.yml", 2)] {
+    // The native scripts start every Geth through one function, alone or peered; the
+    // compose file has the devnet's Geth and the cluster's (one definition for its three
+    // nodes), both alone.
+    let expected: [(&str, &[&str], usize); 4] = [
+        ("scripts/lib.sh", GETH_FLAGS, 1),
+        ("scripts/lib.sh", GETH_ALONE_FLAGS, 1),
+        ("docker-compose.yml", GETH_FLAGS, 2),
+        ("docker-compose.yml", GETH_ALONE_FLAGS, 2),
+    ];
+    for (file, flags, geths) in expected {
         let text = std::fs::read_to_string(root.join(file)).expect("file exists");
-        let tokens: Vec<&str> = text.split(|c: char| c.is_whitespace() || c == '"' || c == '\'').collect();
-        for flag in common::harness::GETH_FLAGS {
+        let tokens: Vec<&str> = text.split(|c: char| c.is_whitespace() || c == '"' || c == '\'' || c == '(').collect();
+        for flag in flags {
             let passed = tokens.iter().filter(|t| *t == flag).count();
             assert!(
                 passed >= geths,
                 "{file} passes {flag} {passed} times, not to each of its {geths} Geth definitions"
             );
         }
+    }
+    let lib = std::fs::read_to_string(root.join("scripts/lib.sh")).expect("lib.sh");
+    for flag in GETH_PEERED_FLAGS {
+        assert!(lib.contains(flag), "scripts/lib.sh passes {flag} to peered Geths");
     }
 }
 
@@ -127,4 +139,35 @@ async fn a_built_block_hashes_to_the_hash_geth_gave_it_and_a_changed_one_does_no
     let mut with_request = block;
     with_request.execution_requests.push(alloy_primitives::Bytes::from_static(&[0x00, 0x01]));
     assert!(with_request.check_hash().is_err(), "the requests are covered by the hash too");
+}
+
+#[tokio::test]
+async fn peered_geths_gossip_transactions() {
+    use alloy_primitives::{Address, U256};
+    use common::harness::{dev_signer, eventually, signed_transfer};
+
+    let nodes = Geth::start_peered_group(3).await.expect("three peered geths");
+    for node in &nodes {
+        assert_eq!(node.peer_count().await.expect("peers"), 2);
+        // Geth takes transactions from peers only once it counts itself synced, which a
+        // forkchoice update to a block it has makes it (`SetSynced` in eth/catalyst).
+        let engine = node.engine();
+        let head = engine.head().await.expect("head");
+        engine.forkchoice_updated_v3(finalized_at(head.hash), None).await.expect("fcu");
+    }
+    let raw = signed_transfer(&dev_signer(), 1337, 0, Address::repeat_byte(0x42), U256::from(1));
+    let hash = nodes[0].send_raw_transaction(&raw).await.expect("accepted");
+    // Sent to one node, it reaches the others' pools.
+    for node in &nodes[1..] {
+        eventually("the transaction in every pool", std::time::Duration::from_secs(60), || async {
+            let tx: Option<serde_json::Value> = node
+                .http()
+                .call("eth_getTransactionByHash", serde_json::json!([hash]), std::time::Duration::from_secs(5))
+                .await
+                .ok()
+                .flatten();
+            tx.map(|_| ())
+        })
+        .await;
+    }
 }
