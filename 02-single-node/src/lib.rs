@@ -15,7 +15,6 @@
 //! - `config.rs`: flags and their checks.
 //! - `sequencer.rs`: the production loop and recovery (the Engine API round itself, and
 //!   the slot timing, are in `common::round` and `common::slot`).
-//! - `store.rs`: the embedded block store (redb).
 //! - `server.rs`, `metrics.rs`: what `/ready` and `/metrics` report.
 //!
 //! Run it against the local devnet (`scripts/devnet.sh start`):
@@ -28,15 +27,14 @@ pub mod config;
 pub mod metrics;
 pub mod sequencer;
 pub mod server;
-pub mod store;
 
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use common::{BlockTag, EngineClient, Head, startup};
+use common::{BlockTag, EngineClient, Head, startup, store::Store};
 use tracing::info;
 
-use crate::{config::Config, sequencer::Sequencer, server::Status, store::Store};
+use crate::{config::Config, sequencer::Sequencer, server::Status};
 
 /// Runs the sequencer until `shutdown` completes.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
@@ -73,22 +71,15 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
 /// first start, Geth's current head, recorded as the store's starting point.
 async fn starting_head(engine: &EngineClient, store: &Store) -> anyhow::Result<Head> {
     let genesis = engine.block(BlockTag::Number(0)).await?.context("Geth has no genesis block")?;
+    store.check_genesis(genesis.hash)?;
     match (store.genesis()?, store.head()?) {
-        (Some(stored), Some(head)) => {
-            if stored != genesis.hash {
-                bail!(
-                    "the sequencer store belongs to a chain with genesis {stored}, but Geth's genesis is {}; use another --state-dir, or delete it to start over",
-                    genesis.hash
-                );
-            }
-            Ok(head)
-        }
+        (Some(_), Some(head)) => Ok(head),
         (None, None) => {
             let head = Head::from(&engine.head().await?);
             store.init(genesis.hash, head)?;
             info!(number = head.number, "new store: continuing Geth's chain from its current head");
             Ok(head)
         }
-        _ => bail!("the sequencer store is incomplete (genesis or head missing); delete its directory to start over"),
+        _ => bail!("the block store is incomplete (genesis or head missing); delete its directory to start over"),
     }
 }

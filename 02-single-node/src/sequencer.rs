@@ -17,7 +17,9 @@ use common::{
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::{config::Config, server::Status, store::Store};
+use common::store::{self, Store};
+
+use crate::{config::Config, server::Status};
 
 /// What one production step did.
 #[derive(Debug)]
@@ -187,18 +189,8 @@ impl<'a> Sequencer<'a> {
     /// Feeds Geth the stored blocks it lacks, from its head up to ours.
     async fn replay(&self, geth: &common::Block) -> Result<(), Fault> {
         info!(geth = geth.number, ours = self.head.number, "Geth is behind our store; replaying");
-        let mut parent = geth.hash;
-        for number in geth.number + 1..=self.head.number {
-            let block = self.store.block(number).map_err(Fault::Fatal)?.ok_or_else(|| {
-                Fault::Fatal(anyhow!(
-                    "Geth is at height {} but our store has no block {number} to replay (it was produced before this store began); restore Geth's datadir",
-                    geth.number
-                ))
-            })?;
-            round::replay(self.engine, &block, parent).await.map_err(round::ReplayError::into_fault)?;
-            self.status.metrics.replayed_blocks.inc();
-            parent = block.hash();
-        }
+        let replayed = store::replay_into(self.engine, self.store, geth, self.head.number).await?;
+        self.status.metrics.replayed_blocks.inc_by(replayed);
         Ok(())
     }
 }

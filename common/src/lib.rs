@@ -23,6 +23,7 @@
 //! - [`clock`]: the wall clock, cancellable sleeps, backoff.
 //! - [`server`], [`metrics`]: `/health`, `/ready`, `/metrics`, and the Engine API metrics.
 //! - [`shutdown`]: Ctrl-C or SIGTERM.
+//! - [`store`]: an embedded block store (redb), and replaying it into a Geth that lost blocks.
 //! - `harness` (feature `harness`, tests only): starts a real Geth (and Redis, PostgreSQL)
 //!   per test.
 
@@ -42,6 +43,7 @@ pub mod server;
 pub mod shutdown;
 pub mod slot;
 pub mod startup;
+pub mod store;
 pub mod types;
 
 #[cfg(feature = "harness")]

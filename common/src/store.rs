@@ -1,17 +1,18 @@
-//! The sequencer's own record of its chain, in an embedded database (redb: one file, no
-//! server, crash-safe commits).
+//! A consensus layer's own record of its chain, in an embedded database (redb: one file,
+//! no server, crash-safe commits). Part 2's sequencer and Part 4's ABCI app keep one.
 //!
 //! Why keep every block, when Geth has them? Because Geth may lose them. Killed with
 //! SIGKILL, Geth v1.17 restarts from the last state it flushed to disk and deletes the
-//! blocks above it: on a quiet devnet that can be genesis. The sequencer is the chain's
-//! source of truth, so it writes each block here *before* making it Geth's head, and
-//! replays what Geth lacks when it comes back.
+//! blocks above it: with the default path scheme that can be genesis, and even with the
+//! hash scheme it can be dozens of blocks back. So each block is written here *before*
+//! Geth is told it is the head, and [`replay_into`] gives Geth what it lacks when it
+//! comes back.
 
 use std::path::Path;
 
+use crate::{EngineClient, Fault, Head, payload::ExecutableBlock, round};
 use alloy_primitives::B256;
-use anyhow::{Context, bail, ensure};
-use common::{Head, payload::ExecutableBlock};
+use anyhow::{Context, anyhow, bail, ensure};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 /// Blocks by height, as JSON [`ExecutableBlock`]s.
@@ -33,9 +34,9 @@ impl Store {
         }
         let db = Database::create(path).map_err(|e| match e {
             redb::DatabaseError::DatabaseAlreadyOpen => {
-                anyhow::anyhow!("{} is in use by another sequencer process", path.display())
+                anyhow!("{} is in use by another process", path.display())
             }
-            other => anyhow::anyhow!("cannot open the sequencer store {}: {other}", path.display()),
+            other => anyhow!("cannot open the block store {}: {other}", path.display()),
         })?;
         let txn = db.begin_write()?;
         txn.open_table(BLOCKS)?;
@@ -52,7 +53,7 @@ impl Store {
     /// The head, if any.
     pub fn head(&self) -> anyhow::Result<Option<Head>> {
         self.meta("head")?
-            .map(|bytes| serde_json::from_slice(&bytes).context("corrupt head entry in the sequencer store"))
+            .map(|bytes| serde_json::from_slice(&bytes).context("corrupt head entry in the block store"))
             .transpose()
     }
 
@@ -61,7 +62,7 @@ impl Store {
         let txn = self.db.begin_write()?;
         {
             let mut meta = txn.open_table(META)?;
-            ensure!(meta.get("genesis")?.is_none(), "the sequencer store is already initialised");
+            ensure!(meta.get("genesis")?.is_none(), "the block store is already initialised");
             meta.insert("genesis", genesis.as_slice())?;
             meta.insert("head", serde_json::to_vec(&head)?.as_slice())?;
         }
@@ -77,7 +78,7 @@ impl Store {
             let mut meta = txn.open_table(META)?;
             let current: Head = match meta.get("head")? {
                 Some(bytes) => serde_json::from_slice(bytes.value()).context("corrupt head entry")?,
-                None => bail!("the sequencer store has no head"),
+                None => bail!("the block store has no head"),
             };
             ensure!(
                 block.number() == current.number + 1 && block.parent_hash() == current.hash,
@@ -90,7 +91,7 @@ impl Store {
             txn.open_table(BLOCKS)?.insert(block.number(), serde_json::to_vec(block)?.as_slice())?;
             meta.insert("head", serde_json::to_vec(&head)?.as_slice())?;
         }
-        txn.commit().context("cannot commit the block to the sequencer store")?;
+        txn.commit().context("cannot commit the block to the block store")?;
         Ok(())
     }
 
@@ -102,7 +103,18 @@ impl Store {
         Ok(())
     }
 
-    /// The stored block at `number`, if this sequencer produced it.
+    /// Checks that this store belongs to the chain whose block 0 is `genesis`; a fresh
+    /// store passes.
+    pub fn check_genesis(&self, genesis: B256) -> anyhow::Result<()> {
+        match self.genesis()? {
+            Some(stored) if stored != genesis => bail!(
+                "the block store belongs to a chain with genesis {stored}, but Geth's genesis is {genesis}; use another --state-dir, or delete it to start over"
+            ),
+            _ => Ok(()),
+        }
+    }
+
+    /// The stored block at `number`, if this store has it.
     pub fn block(&self, number: u64) -> anyhow::Result<Option<ExecutableBlock>> {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(BLOCKS)?;
@@ -118,3 +130,22 @@ impl Store {
         Ok(txn.open_table(META)?.get(key)?.map(|v| v.value().to_vec()))
     }
 }
+
+// ANCHOR: replay_into
+/// Gives Geth the stored blocks above its head `geth`, up to height `to`, each checked to
+/// extend the one before; the caller finalizes. Returns how many it gave.
+pub async fn replay_into(engine: &EngineClient, store: &Store, geth: &crate::Block, to: u64) -> Result<u64, Fault> {
+    let mut parent = geth.hash;
+    for number in geth.number + 1..=to {
+        let block = store.block(number).map_err(Fault::Fatal)?.ok_or_else(|| {
+            Fault::Fatal(anyhow!(
+                "Geth is at height {} but the block store has no block {number} to give it (it began later); restore Geth's datadir",
+                geth.number
+            ))
+        })?;
+        round::replay(engine, &block, parent).await.map_err(round::ReplayError::into_fault)?;
+        parent = block.hash();
+    }
+    Ok(to.saturating_sub(geth.number))
+}
+// ANCHOR_END: replay_into
