@@ -2,7 +2,7 @@
 
 use std::sync::atomic::AtomicU64;
 
-use common::metrics::{EngineMetrics, latency_histogram};
+use common::metrics::{EngineMetrics, counter, gauge, latency_histogram};
 use prometheus_client::{
     metrics::{
         counter::Counter,
@@ -46,32 +46,24 @@ pub struct Metrics {
     pub engine: EngineMetrics,
 }
 
-impl Metrics {
+impl Default for Metrics {
     /// A fresh registry with every metric registered.
-    pub fn new() -> Self {
+    fn default() -> Self {
         let mut registry = Registry::with_prefix("cluster");
         let engine = EngineMetrics::register(&mut registry);
-        let mut gauge = |name: &str, help: &str| {
-            let gauge = Gauge::default();
-            registry.register(name, help, gauge.clone());
-            gauge
-        };
-        let is_leader = gauge("is_leader", "1 while this node leads");
-        let term = gauge("term", "Term of this node's current or last lease");
-        let head_number = gauge("head_number", "Height of this node's Geth head");
-        let store_head_number = gauge("store_head_number", "Height of the newest stored block");
-        let lag_blocks = gauge("lag_blocks", "Stored blocks this node has not applied");
+        let r = &mut registry;
+        let is_leader = gauge(r, "is_leader", "1 while this node leads");
+        let term = gauge(r, "term", "Term of this node's current or last lease");
+        let head_number = gauge(r, "head_number", "Height of this node's Geth head");
+        let store_head_number = gauge(r, "store_head_number", "Height of the newest stored block");
+        let lag_blocks = gauge(r, "lag_blocks", "Stored blocks this node has not applied");
         let lag_seconds = Gauge::<f64, AtomicU64>::default();
         registry.register("lag_seconds", "Age of the oldest stored block not applied here", lag_seconds.clone());
-        let mut counter = |name: &str, help: &str| {
-            let counter = Counter::default();
-            registry.register(name, help, counter.clone());
-            counter
-        };
-        let blocks_produced = counter("blocks_produced", "Blocks produced and stored as leader");
-        let blocks_applied = counter("blocks_applied", "Stored blocks applied to this node's Geth");
-        let promotions = counter("promotions", "Times this node became leader");
-        let step_downs = counter("step_downs", "Times this node stopped leading");
+        let r = &mut registry;
+        let blocks_produced = counter(r, "blocks_produced", "Blocks produced and stored as leader");
+        let blocks_applied = counter(r, "blocks_applied", "Stored blocks applied to this node's Geth");
+        let promotions = counter(r, "promotions", "Times this node became leader");
+        let step_downs = counter(r, "step_downs", "Times this node stopped leading");
         let block_transactions = Histogram::new(exponential_buckets(1.0, 2.0, 14));
         registry.register("block_transactions", "Transactions per produced block", block_transactions.clone());
         let apply_delay_seconds = latency_histogram();
@@ -100,15 +92,11 @@ impl Metrics {
             engine,
         }
     }
+}
 
+impl Metrics {
     /// The OpenMetrics text.
     pub fn encode(&self) -> String {
         common::metrics::encode(&self.registry)
-    }
-}
-
-impl Default for Metrics {
-    fn default() -> Self {
-        Self::new()
     }
 }

@@ -50,7 +50,7 @@ impl Status {
     /// A node that has not attached to the store yet.
     pub fn new(instance_id: &str, mode: Mode, ready_max_lag: u64) -> Self {
         Self {
-            metrics: Metrics::new(),
+            metrics: Metrics::default(),
             instance_id: instance_id.to_owned(),
             mode,
             ready_max_lag,

@@ -7,6 +7,7 @@ use prometheus_client::{
     metrics::{
         counter::Counter,
         family::Family,
+        gauge::Gauge,
         histogram::{Histogram, exponential_buckets},
     },
     registry::Registry,
@@ -66,6 +67,20 @@ impl EngineMetrics {
     pub fn count(&self, kind: &str) {
         self.errors.get_or_create(&KindLabel { kind: kind.to_owned() }).inc();
     }
+}
+
+/// A new counter, registered in `registry` as `name` (`_total` is appended).
+pub fn counter(registry: &mut Registry, name: &str, help: &str) -> Counter {
+    let counter = Counter::default();
+    registry.register(name, help, counter.clone());
+    counter
+}
+
+/// A new integer gauge, registered in `registry` as `name`.
+pub fn gauge(registry: &mut Registry, name: &str, help: &str) -> Gauge {
+    let gauge = Gauge::default();
+    registry.register(name, help, gauge.clone());
+    gauge
 }
 
 /// The OpenMetrics text of `registry`.

@@ -75,6 +75,15 @@ impl ExecutableBlock {
     /// it is the hash the payload claims. A block that passes cannot have been altered
     /// after it was built without the change showing: the hash covers every field.
     pub fn check_hash(&self) -> Result<(), PayloadDecodeError> {
+        let computed = self.computed_hash()?;
+        if computed != self.hash() {
+            return Err(PayloadDecodeError::HashMismatch { claimed: self.hash(), computed });
+        }
+        Ok(())
+    }
+
+    /// The hash of the header rebuilt from the payload and its side data.
+    pub fn computed_hash(&self) -> Result<B256, PayloadDecodeError> {
         use alloy_eips::eip7685::Requests;
         use alloy_rpc_types_engine::{
             CancunPayloadFields, ExecutionPayload, ExecutionPayloadSidecar, PraguePayloadFields,
@@ -86,11 +95,7 @@ impl ExecutableBlock {
         let block = ExecutionPayload::V3(self.execution_payload.clone())
             .into_block_with_sidecar_raw(&sidecar)
             .map_err(|e| PayloadDecodeError::Malformed(e.to_string()))?;
-        let computed = block.header.hash_slow();
-        if computed != self.hash() {
-            return Err(PayloadDecodeError::HashMismatch { claimed: self.hash(), computed });
-        }
-        Ok(())
+        Ok(block.header.hash_slow())
     }
     // ANCHOR_END: check_hash
 }

@@ -2,6 +2,7 @@
 //!
 //! - [`Geth`]: the pinned Geth on the project's genesis, with its own datadir, ports and JWT.
 //! - [`Redis`], [`Postgres`]: a server of each on a free loopback port, in a temp dir.
+//! - [`CometNet`]: a CometBFT validator network from `cometbft testnet`, on free ports.
 //! - [`Service`]: a process of ours (a sequencer, a leader, a member), killed on drop.
 //! - [`eventually`]: waits for a condition with a generous bound, never for a fixed time.
 //! - [`tx`]: transactions signed with the development key `genesis.json` funds.
@@ -9,6 +10,7 @@
 //! A missing binary is a set-up failure with a message naming `scripts/setup.sh`, never a
 //! reason to skip a test. Every process is told to die with the test process.
 
+mod cometbft;
 mod geth;
 mod postgres;
 mod process;
@@ -17,6 +19,7 @@ pub mod tx;
 
 use std::path::{Path, PathBuf};
 
+pub use cometbft::{CometNet, CometNode, cometbft_binary};
 pub use geth::{
     GETH_ALONE_FLAGS, GETH_FLAGS, GETH_LOOPBACK_FLAGS, GETH_PEERED_FLAGS, Geth, Slots, geth_binary, max_concurrent,
     take_slots,

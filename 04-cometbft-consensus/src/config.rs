@@ -1,0 +1,72 @@
+//! Flags, each with an environment variable, and the checks made before anything starts.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use alloy_primitives::Address;
+use anyhow::ensure;
+use common::config::{ElArgs, ServiceArgs};
+
+/// A validator's ABCI application: CometBFT orders the blocks, this app runs them on Geth.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(version)]
+pub struct Config {
+    #[command(flatten)]
+    pub el: ElArgs,
+
+    /// Where CometBFT connects to this app: its `proxy_app`, without `tcp://`.
+    #[arg(long, env = "ABCI_ADDR", default_value = "127.0.0.1:26658")]
+    pub abci_addr: SocketAddr,
+
+    /// Address that receives the priority fees of the blocks this validator proposes.
+    #[arg(long, env = "FEE_RECIPIENT", default_value_t = Address::ZERO)]
+    pub fee_recipient: Address,
+
+    /// How long the proposer's Geth may fill a block with pending transactions before it
+    /// is proposed (ms); it must fit well within CometBFT's `timeout_propose` (3 s).
+    #[arg(long, env = "BUILD_TIME_MS", default_value_t = 200)]
+    pub build_time_ms: u64,
+
+    /// The largest payload a validator accepts in a proposal, in bytes.
+    #[arg(long, env = "MAX_PAYLOAD_BYTES", default_value_t = 16 << 20)]
+    pub max_payload_bytes: usize,
+
+    /// Directory of the app's own store (every committed block, and the head).
+    #[arg(long, env = "STATE_DIR", default_value = ".devnet/bft/node0/app")]
+    pub state_dir: PathBuf,
+
+    /// `/ready` answers 503 when no block was committed for this long (seconds).
+    #[arg(long, env = "READY_MAX_AGE", default_value_t = 10)]
+    pub ready_max_age: u64,
+
+    #[command(flatten)]
+    pub service: ServiceArgs,
+
+    /// Test only: propose blocks with a wrong state root and a hash to match, so that
+    /// only executing them shows they are invalid.
+    #[arg(long, env = "TEST_CORRUPT_PROPOSALS", hide = true)]
+    pub test_corrupt_proposals: bool,
+}
+
+impl Config {
+    /// Rejects values that parse but make no sense together.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        ensure!(
+            self.build_time_ms <= 2_000,
+            "--build-time-ms ({}) must leave the proposal time to reach the others within CometBFT's 3 s timeout_propose",
+            self.build_time_ms
+        );
+        ensure!(self.max_payload_bytes >= 1 << 10, "--max-payload-bytes is too small for any block");
+        ensure!(self.ready_max_age >= 1, "--ready-max-age must be at least 1 second");
+        Ok(())
+    }
+
+    /// The proposer's build deadline.
+    pub const fn build_time(&self) -> Duration {
+        Duration::from_millis(self.build_time_ms)
+    }
+
+    /// The path of the embedded store.
+    pub fn store_path(&self) -> PathBuf {
+        self.state_dir.join("app.redb")
+    }
+}

@@ -1,0 +1,100 @@
+//! Part 4: BFT consensus. CometBFT orders the blocks; every validator's Geth runs them.
+//!
+//! Part 3 had one leader at a time and trusted it: a leader that stores a bad block
+//! stores it for everyone. Here a set of validators, each with its own Geth, agree on
+//! every block with CometBFT, a BFT consensus engine: a block is final once validators
+//! with more than two thirds of the voting power voted for it, and it can be final only
+//! if they each executed it on their own Geth first. Up to a third of them can be faulty
+//! (down, or lying) and the chain goes on, with immediate finality.
+//!
+//! This binary is the *ABCI application* each validator runs beside its CometBFT node:
+//! - **PrepareProposal**: the proposer asks its Geth for a block and proposes it;
+//! - **ProcessProposal**: every validator checks the proposal and executes it on its own
+//!   Geth before it votes: VALID accepts, anything else rejects;
+//! - **FinalizeBlock** / **Commit**: the decided block is executed, stored, and made head,
+//!   safe and finalized on every Geth.
+//!
+//! Layout:
+//! - `main.rs`: parses the flags and runs [`run`] until Ctrl-C or SIGTERM.
+//! - `config.rs`: flags and their checks.
+//! - `abci.rs`: the ABCI socket server (CometBFT v0.38's wire format).
+//! - `app.rs`: the application: each ABCI call and what it does on Geth.
+//! - `proposal.rs`: what a proposal is and the rules it must follow (pure functions).
+//! - `server.rs`, `metrics.rs`: what `/ready`, `/metrics` and `/status` report.
+//! - The block store and the Engine API round are `common::store` and `common::round`.
+//!
+//! Run a validator's app against the local network (`scripts/bft.sh start` runs all four;
+//! `scripts/bft.sh env node0` prints one's settings):
+//!
+//! ```text
+//! cargo run -p cometbft-consensus
+//! ```
+
+pub mod abci;
+pub mod app;
+pub mod config;
+pub mod metrics;
+pub mod proposal;
+pub mod server;
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use common::{BlockTag, Fault, clock::Backoff, clock::sleep_or_cancel, startup, store::Store};
+use tracing::{info, warn};
+
+use crate::{app::App, config::Config, server::Status};
+
+/// Runs the app until `shutdown` completes.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    config.validate()?;
+    let status = Arc::new(Status::new(std::time::Duration::from_secs(config.ready_max_age)));
+    let observer = status.clone();
+    let engine =
+        config.el.client()?.with_observer(Arc::new(move |m, t, e| observer.metrics.engine.observe_call(m, t, e)));
+    let health = common::server::bind(config.service.health_addr).await?;
+    // Listen for CometBFT at once: it connects as it starts, and waits for our answers
+    // while Geth is brought to the stored head.
+    let abci = tokio::net::TcpListener::bind(config.abci_addr)
+        .await
+        .with_context(|| format!("cannot listen on --abci-addr {}", config.abci_addr))?;
+
+    let cancel = common::shutdown::cancel_on(shutdown);
+    let server = tokio::spawn(common::server::serve(health, status.clone(), cancel.clone()));
+    info!(addr = %config.service.health_addr, "serving /health, /ready, /metrics and /status");
+
+    startup::wait_for_execution_client(&engine, config.service.el_wait(), &cancel).await?;
+    if cancel.is_cancelled() {
+        return Ok(());
+    }
+    let store = Store::open(&config.store_path())?;
+    let genesis = engine.block(BlockTag::Number(0)).await?.context("Geth has no block 0")?;
+    store.check_genesis(genesis.hash)?;
+    let app = Arc::new(App::new(engine, store, config.clone(), status, cancel.clone())?);
+    if !reconcile(&app, &cancel).await? {
+        return Ok(());
+    }
+
+    info!(addr = %config.abci_addr, "serving ABCI to CometBFT");
+    abci::serve(abci, app, cancel.clone()).await;
+    let _ = server.await;
+    info!("stopped");
+    Ok(())
+}
+
+/// Brings Geth to the stored head, waiting for it while it fails; false on shutdown.
+async fn reconcile(app: &App, cancel: &tokio_util::sync::CancellationToken) -> anyhow::Result<bool> {
+    let mut backoff = Backoff::DEFAULT;
+    loop {
+        match app.reconcile().await {
+            Ok(()) => return Ok(true),
+            Err(Fault::Fatal(error)) => return Err(error),
+            Err(Fault::Passing(error)) => {
+                warn!(error = %format!("{error:#}"), "cannot bring Geth to the stored head yet")
+            }
+        }
+        if !sleep_or_cancel(backoff.next_delay(), cancel).await {
+            return Ok(false);
+        }
+    }
+}

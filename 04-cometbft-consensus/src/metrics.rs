@@ -1,0 +1,74 @@
+//! Prometheus metrics, served at `/metrics` in the OpenMetrics text format.
+
+use common::metrics::{EngineMetrics, counter, gauge, latency_histogram};
+use prometheus_client::{
+    metrics::{
+        counter::Counter,
+        gauge::Gauge,
+        histogram::{Histogram, exponential_buckets},
+    },
+    registry::Registry,
+};
+
+/// Every metric the app exports.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// The last committed height (CometBFT's, which is also the EL block number).
+    pub height: Gauge,
+    /// Transactions per committed block.
+    pub block_transactions: Histogram,
+    /// Time between two commits, by this node's clock.
+    pub block_interval_seconds: Histogram,
+    /// Proposals this validator built.
+    pub proposals_built: Counter,
+    /// Proposals this validator accepted in ProcessProposal.
+    pub proposals_accepted: Counter,
+    /// Proposals this validator rejected in ProcessProposal.
+    pub proposals_rejected: Counter,
+    /// Rounds beyond the first, summed over committed blocks (a round change means a
+    /// proposal failed or timed out).
+    pub round_changes: Counter,
+    /// Stored blocks given to Geth again after it lost them.
+    pub replayed_blocks: Counter,
+    /// Engine API latency per method, and errors by kind.
+    pub engine: EngineMetrics,
+}
+
+impl Default for Metrics {
+    /// A fresh registry with every metric registered.
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("bft");
+        let engine = EngineMetrics::register(&mut registry);
+        let height = gauge(&mut registry, "height", "Last committed height (= EL block number)");
+        let block_transactions = Histogram::new(exponential_buckets(1.0, 2.0, 14));
+        registry.register("block_transactions", "Transactions per committed block", block_transactions.clone());
+        let block_interval_seconds = latency_histogram();
+        registry.register("block_interval_seconds", "Time between two commits", block_interval_seconds.clone());
+        let r = &mut registry;
+        let proposals_built = counter(r, "proposals_built", "Proposals this validator built");
+        let proposals_accepted = counter(r, "proposals_accepted", "Proposals accepted in ProcessProposal");
+        let proposals_rejected = counter(r, "proposals_rejected", "Proposals rejected in ProcessProposal");
+        let round_changes = counter(r, "round_changes", "Rounds beyond the first, over committed blocks");
+        let replayed_blocks = counter(r, "replayed_blocks", "Stored blocks replayed into Geth after it lost them");
+        Self {
+            registry,
+            height,
+            block_transactions,
+            block_interval_seconds,
+            proposals_built,
+            proposals_accepted,
+            proposals_rejected,
+            round_changes,
+            replayed_blocks,
+            engine,
+        }
+    }
+}
+
+impl Metrics {
+    /// The OpenMetrics text.
+    pub fn encode(&self) -> String {
+        common::metrics::encode(&self.registry)
+    }
+}

@@ -1,0 +1,206 @@
+//! What a proposal is, and the rules every validator checks before it votes for one. Pure
+//! functions over the proposal and our head: no Geth, no sockets.
+//!
+//! A CometBFT block carries exactly one transaction: the execution payload for the EL
+//! block of the same height, as the Engine API's JSON (`executionPayload`,
+//! `executionRequests`). So CometBFT height `h` is EL block `h`, always.
+
+use alloy_primitives::B256;
+use common::{Head, payload::ExecutableBlock};
+
+/// Why a proposal is refused. Every variant names what was wrong, for the log.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Reject {
+    /// A block must carry exactly one payload.
+    #[error("the proposal carries {0} transactions; it must carry exactly one payload")]
+    NotOnePayload(usize),
+    /// Larger than `--max-payload-bytes`.
+    #[error("the payload is {len} bytes, more than the {max} allowed")]
+    Oversized {
+        /// Its size.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// Not an Engine API payload.
+    #[error("the payload does not decode: {0}")]
+    Undecodable(String),
+    /// Not the next block on our head.
+    #[error("the payload is block {number} on {parent}, but our head is block {head_number} {head_hash}")]
+    NotNext {
+        /// Its height.
+        number: u64,
+        /// Its parent hash.
+        parent: B256,
+        /// Our head's height.
+        head_number: u64,
+        /// Our head's hash.
+        head_hash: B256,
+    },
+    /// The timestamp does not follow the rule of [`timestamp`].
+    #[error("the payload's timestamp is {got}, the rule gives {want}")]
+    Timestamp {
+        /// The payload's.
+        got: u64,
+        /// The rule's.
+        want: u64,
+    },
+    /// prevRandao or withdrawals break the chain's written policy.
+    #[error("the payload breaks the chain's policy: {0}")]
+    Policy(&'static str),
+    /// The contents do not hash to the payload's block hash.
+    #[error("{0}")]
+    Corrupt(String),
+    /// The proposal has no block time.
+    #[error("the proposal has no block time")]
+    NoTime,
+}
+
+// ANCHOR: timestamp
+/// The EL timestamp of the block CometBFT proposes at `block_time` (seconds since the
+/// epoch): the block time's whole seconds, but at least one second after the parent's.
+/// Every validator computes the same value from the block header, so the rule can be
+/// checked, and the EL chain follows CometBFT's clock (BFT time).
+pub const fn timestamp(parent: u64, block_time_secs: i64) -> u64 {
+    let secs = if block_time_secs < 0 { 0 } else { block_time_secs as u64 };
+    if secs > parent { secs } else { parent + 1 }
+}
+// ANCHOR_END: timestamp
+
+/// The one transaction a proposal carries.
+pub fn encode(block: &ExecutableBlock) -> bytes::Bytes {
+    serde_json::to_vec(block).map(bytes::Bytes::from).unwrap_or_default()
+}
+
+/// The payload of a proposal's transactions, if they are exactly one payload of at most
+/// `max_bytes`.
+pub fn decode(txs: &[impl AsRef<[u8]>], max_bytes: usize) -> Result<ExecutableBlock, Reject> {
+    let [tx] = txs else { return Err(Reject::NotOnePayload(txs.len())) };
+    let tx = tx.as_ref();
+    if tx.len() > max_bytes {
+        return Err(Reject::Oversized { len: tx.len(), max: max_bytes });
+    }
+    serde_json::from_slice(tx).map_err(|e| Reject::Undecodable(e.to_string()))
+}
+
+/// Checks that `block` is the next block on `head`: parent and height.
+pub fn extends(block: &ExecutableBlock, head: &Head) -> Result<(), Reject> {
+    if block.number() != head.number + 1 || block.parent_hash() != head.hash {
+        return Err(Reject::NotNext {
+            number: block.number(),
+            parent: block.parent_hash(),
+            head_number: head.number,
+            head_hash: head.hash,
+        });
+    }
+    Ok(())
+}
+
+// ANCHOR: check
+/// Everything ProcessProposal checks before it asks Geth: one payload of bounded size,
+/// the next block on our head, the timestamp rule, the chain's prevRandao and withdrawals
+/// policy, and a block hash that matches the contents. Geth then executes what passes.
+pub fn check(
+    txs: &[impl AsRef<[u8]>],
+    head: &Head,
+    block_time_secs: Option<i64>,
+    max_bytes: usize,
+) -> Result<ExecutableBlock, Reject> {
+    let block = decode(txs, max_bytes)?;
+    extends(&block, head)?;
+    let want = timestamp(head.timestamp, block_time_secs.ok_or(Reject::NoTime)?);
+    if block.timestamp() != want {
+        return Err(Reject::Timestamp { got: block.timestamp(), want });
+    }
+    let inner = &block.execution_payload.payload_inner;
+    if inner.payload_inner.prev_randao != head.hash {
+        return Err(Reject::Policy("prevRandao must be the parent's hash"));
+    }
+    if !inner.withdrawals.is_empty() {
+        return Err(Reject::Policy("there are no withdrawals on this chain"));
+    }
+    block.check_hash().map_err(|e| Reject::Corrupt(e.to_string()))?;
+    Ok(block)
+}
+// ANCHOR_END: check
+
+#[cfg(test)]
+mod tests {
+    use alloy_primitives::{Address, Bytes, U256};
+    use alloy_rpc_types_engine::{ExecutionPayloadV1, ExecutionPayloadV2, ExecutionPayloadV3};
+
+    use super::*;
+
+    const HEAD: Head = Head { number: 7, hash: B256::repeat_byte(7), timestamp: 1_000 };
+
+    /// A well-formed child of `HEAD` with a correct hash.
+    fn child(timestamp: u64) -> ExecutableBlock {
+        let mut block = ExecutableBlock {
+            execution_payload: ExecutionPayloadV3 {
+                payload_inner: ExecutionPayloadV2 {
+                    payload_inner: ExecutionPayloadV1 {
+                        parent_hash: HEAD.hash,
+                        fee_recipient: Address::ZERO,
+                        state_root: B256::repeat_byte(1),
+                        receipts_root: B256::repeat_byte(2),
+                        logs_bloom: Default::default(),
+                        prev_randao: HEAD.hash,
+                        block_number: HEAD.number + 1,
+                        gas_limit: 30_000_000,
+                        gas_used: 0,
+                        timestamp,
+                        extra_data: Bytes::new(),
+                        base_fee_per_gas: U256::from(7),
+                        block_hash: B256::ZERO,
+                        transactions: Vec::new(),
+                    },
+                    withdrawals: Vec::new(),
+                },
+                blob_gas_used: 0,
+                excess_blob_gas: 0,
+            },
+            execution_requests: Vec::new(),
+        };
+        block.execution_payload.payload_inner.payload_inner.block_hash = block.computed_hash().expect("hash");
+        block
+    }
+
+    fn txs(block: &ExecutableBlock) -> Vec<bytes::Bytes> {
+        vec![encode(block)]
+    }
+
+    #[test]
+    fn the_timestamp_follows_bft_time_but_always_rises() {
+        assert_eq!(timestamp(1_000, 1_005), 1_005);
+        assert_eq!(timestamp(1_000, 1_000), 1_001, "same second as the parent");
+        assert_eq!(timestamp(1_000, 990), 1_001, "a clock behind the chain");
+        assert_eq!(timestamp(0, -5), 1);
+    }
+
+    #[test]
+    fn a_good_proposal_passes() {
+        let block = child(1_003);
+        assert_eq!(check(&txs(&block), &HEAD, Some(1_003), 1 << 20), Ok(block));
+    }
+
+    #[test]
+    fn every_rule_is_enforced() {
+        let good = child(1_003);
+        let check = |txs: &[bytes::Bytes], time| check(txs, &HEAD, time, 1 << 20);
+        assert_eq!(check(&[], Some(1_003)), Err(Reject::NotOnePayload(0)));
+        assert_eq!(check(&[encode(&good), encode(&good)], Some(1_003)), Err(Reject::NotOnePayload(2)));
+        assert!(matches!(check(&[bytes::Bytes::from_static(b"{\"x\":1}")], Some(1_003)), Err(Reject::Undecodable(_))));
+        assert!(matches!(super::check(&txs(&good), &HEAD, Some(1_003), 10), Err(Reject::Oversized { max: 10, .. })));
+        assert_eq!(check(&txs(&good), Some(1_004)), Err(Reject::Timestamp { got: 1_003, want: 1_004 }));
+        assert_eq!(check(&txs(&good), None), Err(Reject::NoTime));
+        let other_head = Head { number: 8, ..HEAD };
+        assert!(matches!(super::check(&txs(&good), &other_head, Some(1_003), 1 << 20), Err(Reject::NotNext { .. })));
+
+        let mut randao = good.clone();
+        randao.execution_payload.payload_inner.payload_inner.prev_randao = B256::repeat_byte(9);
+        assert!(matches!(check(&txs(&randao), Some(1_003)), Err(Reject::Policy(_))));
+        let mut altered = good;
+        altered.execution_payload.payload_inner.payload_inner.gas_used = 21_000;
+        assert!(matches!(check(&txs(&altered), Some(1_003)), Err(Reject::Corrupt(_))));
+    }
+}

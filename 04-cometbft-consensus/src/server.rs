@@ -1,0 +1,87 @@
+//! What `/ready`, `/metrics` and `/status` report for a validator's app (the server is
+//! `common::server`).
+//!
+//! `/ready` is 200 while blocks are being committed (one within `--ready-max-age`) and Geth
+//! answers; 503 with the reason otherwise. A stalled network makes every node unready.
+
+use std::{
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
+use common::{Head, server::Endpoints};
+use serde_json::json;
+
+use crate::metrics::Metrics;
+
+#[derive(Debug, Default)]
+struct State {
+    height: i64,
+    head: Option<Head>,
+    last_commit: Option<Instant>,
+    el_down: bool,
+}
+
+/// What the endpoints report, shared with the app.
+#[derive(Debug)]
+pub struct Status {
+    /// The metrics.
+    pub metrics: Metrics,
+    ready_max_age: Duration,
+    state: Mutex<State>,
+}
+
+impl Status {
+    /// A node that has committed nothing yet.
+    pub fn new(ready_max_age: Duration) -> Self {
+        Self { metrics: Metrics::default(), ready_max_age, state: Mutex::default() }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A block was committed.
+    pub fn committed(&self, height: i64, head: Head, transactions: usize) {
+        self.metrics.height.set(height);
+        self.metrics.block_transactions.observe(transactions as f64);
+        let mut state = self.state();
+        if let Some(last) = state.last_commit {
+            self.metrics.block_interval_seconds.observe(last.elapsed().as_secs_f64());
+        }
+        *state = State { height, head: Some(head), last_commit: Some(Instant::now()), el_down: false };
+    }
+
+    /// Geth stopped or started answering.
+    pub fn set_el_down(&self, down: bool) {
+        self.state().el_down = down;
+    }
+}
+
+impl Endpoints for Status {
+    fn not_ready_reason(&self) -> Option<String> {
+        let state = self.state();
+        match state.last_commit {
+            _ if state.el_down => Some("execution client unreachable".into()),
+            None => Some("no block committed yet".into()),
+            Some(at) if at.elapsed() > self.ready_max_age => {
+                Some(format!("no block committed for {} s", at.elapsed().as_secs()))
+            }
+            Some(_) => None,
+        }
+    }
+
+    fn metrics(&self) -> String {
+        self.metrics.encode()
+    }
+
+    fn status(&self) -> Option<serde_json::Value> {
+        let state = self.state();
+        Some(json!({
+            "height": state.height,
+            "head": state.head.map(|h| json!({"number": h.number, "hash": h.hash, "timestamp": h.timestamp})),
+            "last_commit_seconds_ago": state.last_commit.map(|t| t.elapsed().as_secs_f64()),
+            "el_reachable": !state.el_down,
+        }))
+    }
+}

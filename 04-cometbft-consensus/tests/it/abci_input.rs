@@ -1,0 +1,140 @@
+//! Bad ABCI input, sent to a real app on a real Geth: it answers or closes that one
+//! connection, never crashes, and its state is unchanged.
+
+use std::time::Duration;
+
+use bytes::BytesMut;
+use cometbft_consensus::abci::{frame, take_frame};
+use common::harness::{Geth, Service, free_port, genesis_path, http_get};
+use prost::Message;
+use tendermint_proto::v0_38::abci::{
+    Request, RequestFinalizeBlock, RequestInfo, RequestInitChain, RequestProcessProposal, Response, request, response,
+    response_process_proposal::ProposalStatus,
+};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+};
+
+/// An app on a fresh Geth, with no CometBFT: the test is CometBFT.
+struct Lone {
+    app: Service,
+    abci: String,
+    health: String,
+    _geth: Geth,
+    _dir: tempfile::TempDir,
+}
+
+async fn lone_app() -> Lone {
+    let geth = Geth::start().await.expect("geth");
+    let dir = tempfile::tempdir().expect("dir");
+    let (abci, health) =
+        (format!("127.0.0.1:{}", free_port().expect("port")), format!("127.0.0.1:{}", free_port().expect("port")));
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_cometbft-consensus"));
+    command
+        .args(["--max-payload-bytes", "4096"])
+        .env("ETH_CLIENT_URL", geth.auth_url())
+        .env("JWT_SECRET", geth.jwt_path())
+        .env("GENESIS", genesis_path())
+        .env("ABCI_ADDR", &abci)
+        .env("STATE_DIR", dir.path().join("app"))
+        .env("HEALTH_ADDR", &health);
+    let app = Service::spawn("app", command, &dir.path().join("app.log")).expect("app starts");
+    let lone = Lone { app, abci, health, _geth: geth, _dir: dir };
+    common::harness::eventually("the app to serve ABCI", Duration::from_secs(60), || async {
+        lone.app.output().contains("serving ABCI").then_some(())
+    })
+    .await;
+    lone
+}
+
+/// Sends raw bytes and reads until the app answers one frame or closes the connection.
+async fn exchange(addr: &str, bytes: &[u8]) -> Option<Response> {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(bytes).await.expect("write");
+    stream.shutdown().await.ok();
+    let mut buf = BytesMut::new();
+    loop {
+        if let Some(frame) = take_frame(&mut buf).expect("the app frames its answers") {
+            return Some(Response::decode(frame).expect("the app's answer decodes"));
+        }
+        let read = tokio::time::timeout(Duration::from_secs(30), stream.read_buf(&mut buf)).await;
+        if matches!(read, Ok(Ok(0)) | Ok(Err(_))) {
+            return None;
+        }
+        assert!(read.is_ok(), "the app neither answers nor closes the connection within 30 s");
+    }
+}
+
+async fn call(addr: &str, request: request::Value) -> response::Value {
+    let response = exchange(addr, &frame(&Request { value: Some(request) })).await.expect("an answer");
+    response.value.expect("a response value")
+}
+
+fn height_and_hash(info: response::Value) -> (i64, bytes::Bytes) {
+    let response::Value::Info(info) = info else { panic!("not an Info answer: {info:?}") };
+    (info.last_block_height, info.last_block_app_hash)
+}
+
+#[tokio::test]
+async fn garbage_and_truncated_messages_close_only_their_connection() {
+    let lone = lone_app().await;
+    call(&lone.abci, request::Value::InitChain(RequestInitChain { initial_height: 1, ..Default::default() })).await;
+    let before = height_and_hash(call(&lone.abci, request::Value::Info(RequestInfo::default())).await);
+
+    // A length prefix that is not a varint; an absurd length; a frame cut short.
+    assert!(exchange(&lone.abci, &[0xff; 16]).await.is_none());
+    let mut absurd = BytesMut::new();
+    prost::encoding::encode_varint(u64::MAX, &mut absurd);
+    assert!(exchange(&lone.abci, &absurd).await.is_none());
+    let whole = frame(&Request { value: Some(request::Value::Info(RequestInfo::default())) });
+    assert!(exchange(&lone.abci, &whole[..whole.len() - 1]).await.is_none());
+
+    // Framed, but not a request; framed, but without a method: a clear exception.
+    let not_protobuf = [&[5_u8][..], &[0xff; 5]].concat();
+    let answer = exchange(&lone.abci, &not_protobuf).await.expect("an answer").value;
+    assert!(matches!(answer, Some(response::Value::Exception(ref e)) if e.error.contains("undecodable")), "{answer:?}");
+    let answer = exchange(&lone.abci, &frame(&Request { value: None })).await.expect("an answer").value;
+    assert!(matches!(answer, Some(response::Value::Exception(ref e)) if e.error.contains("without a method")));
+
+    let after = height_and_hash(call(&lone.abci, request::Value::Info(RequestInfo::default())).await);
+    assert_eq!(before, after, "nothing changed");
+    assert_eq!(http_get(&format!("http://{}/health", lone.health)).await.map(|(c, _)| c), Some(200));
+    assert!(!lone.app.output().contains("panicked"));
+}
+
+#[tokio::test]
+async fn bad_proposals_are_rejected_and_a_bad_decided_block_is_refused_without_damage() {
+    let lone = lone_app().await;
+    call(&lone.abci, request::Value::InitChain(RequestInitChain { initial_height: 1, ..Default::default() })).await;
+    let before = height_and_hash(call(&lone.abci, request::Value::Info(RequestInfo::default())).await);
+    let time = Some(tendermint_proto::google::protobuf::Timestamp { seconds: 2_000_000_000, nanos: 0 });
+    let proposal = |txs: Vec<bytes::Bytes>| {
+        request::Value::ProcessProposal(RequestProcessProposal { txs, height: 1, time, ..Default::default() })
+    };
+    let oversized = bytes::Bytes::from(vec![b'{'; 5000]);
+    let cases = [
+        ("empty", vec![]),
+        ("two transactions", vec![bytes::Bytes::from_static(b"{}"), bytes::Bytes::from_static(b"{}")]),
+        ("undecodable", vec![bytes::Bytes::from_static(b"\x00\x01not json")]),
+        ("oversized", vec![oversized]),
+    ];
+    for (name, txs) in cases {
+        let answer = call(&lone.abci, proposal(txs)).await;
+        let response::Value::ProcessProposal(verdict) = answer else { panic!("{name}: {answer:?}") };
+        assert_eq!(verdict.status, i32::from(ProposalStatus::Reject), "{name} is rejected");
+    }
+    // A decided block that cannot be applied: an exception (CometBFT would halt), and
+    // nothing is stored.
+    let finalize = request::Value::FinalizeBlock(RequestFinalizeBlock {
+        txs: vec![bytes::Bytes::from_static(b"garbage")],
+        height: 1,
+        time,
+        ..Default::default()
+    });
+    let answer = call(&lone.abci, finalize).await;
+    assert!(matches!(answer, response::Value::Exception(ref e) if e.error.contains("cannot be applied")), "{answer:?}");
+    let after = height_and_hash(call(&lone.abci, request::Value::Info(RequestInfo::default())).await);
+    assert_eq!(before, after, "nothing was stored");
+    assert!(lone.app.output().contains("rejecting the proposal"));
+}

@@ -1,0 +1,123 @@
+//! Networks of validators: blocks, a stopped validator, a faulty proposer, transactions,
+//! a Geth restarted under a running app.
+
+use common::harness::eventually;
+
+use crate::support::Network;
+
+#[tokio::test]
+async fn four_validators_agree_on_every_block() {
+    let network = Network::start(4, &[]).await;
+    let head = network.geth_at_least(0, 20).await;
+    for i in 1..4 {
+        network.geth_at_least(i, head.number).await;
+    }
+    network.assert_one_chain(&[0, 1, 2, 3], head.number).await;
+    for i in 0..4 {
+        let (code, body) = network.get(i, "/ready").await.expect("ready answers");
+        assert_eq!(code, 200, "validator {i}: {body}");
+        assert!(network.metric(i, "bft_proposals_accepted_total").await >= 10.0);
+    }
+}
+
+#[tokio::test]
+async fn a_stopped_validator_leaves_the_rest_going_and_catches_up_when_back() {
+    let mut network = Network::start(4, &[]).await;
+    network.geth_at_least(3, 3).await;
+
+    // Three of four validators hold more than two thirds of the voting power.
+    network.kill_validator(3);
+    let stopped = network.geths[3].engine().head().await.expect("head").number;
+    let head = network.geth_at_least(0, stopped + 8).await;
+    network.restart_validator(3);
+    network.geth_at_least(3, head.number).await;
+    network.assert_one_chain(&[0, 1, 2, 3], head.number).await;
+
+    // Back again with its app's store gone: the app reports height 0, and CometBFT's
+    // handshake replays every block from its own store, through the app, into Geth.
+    network.kill_validator(3);
+    std::fs::remove_dir_all(&network.validators[3].state).expect("delete the app's store");
+    let head = network.geth_at_least(0, head.number + 3).await;
+    network.restart_validator(3);
+    network.geth_at_least(3, head.number).await;
+    network.assert_one_chain(&[0, 1, 2, 3], head.number).await;
+    let height = network.metric(3, "bft_height").await;
+    assert!(height >= head.number as f64, "the app committed every block again: {height}");
+    let log = network.validators[3].app.output();
+    assert_eq!(log.matches("chain initialised").count(), 2, "InitChain at genesis, and again after the store was lost");
+}
+
+#[tokio::test]
+async fn a_faulty_proposer_is_outvoted_and_no_geth_imports_its_blocks() {
+    let network = Network::start(4, &[(1, &["--test-corrupt-proposals"])]).await;
+    let head = network.geth_at_least(0, 12).await;
+    for i in 1..4 {
+        network.geth_at_least(i, head.number).await;
+    }
+    let bad: Vec<alloy_primitives::B256> = network.validators[1]
+        .app
+        .output()
+        .lines()
+        .filter(|line| line.contains("proposing a block with a wrong state root"))
+        .filter_map(|line| line.split("hash=").nth(1)?.split_whitespace().next()?.parse().ok())
+        .collect();
+    assert!(!bad.is_empty(), "the faulty validator proposed at least once in 12 heights");
+    for geth in &network.geths {
+        for hash in &bad {
+            let block: Option<serde_json::Value> = geth
+                .http()
+                .call("eth_getBlockByHash", serde_json::json!([hash, false]), std::time::Duration::from_secs(5))
+                .await
+                .expect("call");
+            assert!(block.is_none(), "no Geth has the bad block {hash}");
+        }
+    }
+    let rejected = network.metric(0, "bft_proposals_rejected_total").await;
+    assert!(rejected >= 1.0, "an honest validator rejected the bad proposals: {rejected}");
+    let round_changes = network.metric(0, "bft_round_changes_total").await;
+    assert!(round_changes >= 1.0, "the rounds moved on: {round_changes}");
+    network.assert_one_chain(&[0, 1, 2, 3], head.number).await;
+}
+
+#[tokio::test]
+async fn a_transaction_sent_to_any_geth_is_included() {
+    use alloy_primitives::{Address, U256};
+    use common::harness::{dev_signer, signed_transfer};
+
+    let network = Network::start(4, &[]).await;
+    network.geth_at_least(0, 2).await;
+    let sender = 2;
+    let own_address = network.comet.validator_address(sender).expect("address");
+    // Round-robin proposers: keep sending to validator 2's Geth until a transfer lands in a
+    // block another validator proposed, so it crossed the Geths' peer links.
+    for nonce in 0..8 {
+        let raw = signed_transfer(&dev_signer(), 1337, nonce, Address::repeat_byte(0x42), U256::from(1));
+        let hash = network.geths[sender].send_raw_transaction(&raw).await.expect("accepted");
+        let receipt = eventually("the transfer's receipt", crate::support::TIMEOUT, || async {
+            network.geths[0].receipt(hash).await.ok().flatten()
+        })
+        .await;
+        assert_eq!(receipt.status.to::<u64>(), 1, "the transfer succeeded");
+        let height = receipt.block_number.to::<u64>();
+        let proposer = network.comet.block_proposer(0, height).await.expect("block");
+        if proposer != own_address {
+            return;
+        }
+    }
+    panic!("eight transfers in a row were proposed by the validator they were sent to");
+}
+
+#[tokio::test]
+async fn a_validators_geth_restarted_mid_run_is_brought_back_by_its_app() {
+    let mut network = Network::start(4, &[]).await;
+    network.geth_at_least(1, 5).await;
+    network.geths[1].kill();
+    let head = network.geth_at_least(0, network.geths[0].engine().head().await.expect("head").number + 5).await;
+    network.geths[1].restart().await.expect("geth restarts");
+    network.geth_at_least(1, head.number + 2).await;
+    network.assert_one_chain(&[0, 1, 2, 3], head.number + 2).await;
+    eventually("/ready again", crate::support::TIMEOUT, || async {
+        network.get(1, "/ready").await.filter(|(code, _)| *code == 200)
+    })
+    .await;
+}

@@ -1,0 +1,142 @@
+//! A validator network of real processes: per validator a Geth (peered with the others),
+//! a `cometbft-consensus` app, and a CometBFT node from `cometbft testnet`.
+
+use std::{process::Command, time::Duration};
+
+use alloy_primitives::B256;
+use common::{
+    BlockTag,
+    harness::{CometNet, Geth, Service, eventually, free_port, genesis_path, http_get},
+};
+
+/// Generous bounds: the CI machine is small and shared.
+pub(crate) const TIMEOUT: Duration = Duration::from_secs(180);
+
+/// Commits this far apart at least: faster than the 1 s default, to keep tests short.
+const TIMEOUT_COMMIT: &str = "500ms";
+
+/// A validator's app.
+#[derive(Debug)]
+pub(crate) struct Validator {
+    pub(crate) app: Service,
+    pub(crate) health: String,
+    pub(crate) state: std::path::PathBuf,
+    extra: Vec<String>,
+}
+
+/// The whole network. Fields drop in order: CometBFT and the apps before the Geths.
+#[derive(Debug)]
+pub(crate) struct Network {
+    pub(crate) comet: CometNet,
+    pub(crate) validators: Vec<Validator>,
+    pub(crate) geths: Vec<Geth>,
+    dir: tempfile::TempDir,
+}
+
+impl Network {
+    /// `n` validators, all running; `extra[i]` are flags for validator `i`'s app.
+    pub(crate) async fn start(n: usize, extra: &[(usize, &[&str])]) -> Self {
+        let geths = Geth::start_peered_group(n).await.expect("peered geths");
+        let comet = CometNet::init(n, TIMEOUT_COMMIT).expect("cometbft testnet");
+        let dir = tempfile::tempdir().expect("dir");
+        let mut network = Self { comet, validators: Vec::new(), geths, dir };
+        for i in 0..n {
+            let flags = extra.iter().find(|(j, _)| *j == i).map(|(_, f)| f.iter().map(|s| s.to_string()).collect());
+            let validator = network.spawn_app(i, flags.unwrap_or_default());
+            network.validators.push(validator);
+        }
+        for i in 0..n {
+            network.comet.start(i).expect("cometbft starts");
+        }
+        network
+    }
+
+    fn spawn_app(&self, i: usize, extra: Vec<String>) -> Validator {
+        let health = format!("127.0.0.1:{}", free_port().expect("port"));
+        let state = self.dir.path().join(format!("app{i}"));
+        let app = Service::spawn(&format!("app{i}"), self.app_command(i, &health, &state, &extra), &self.log(i))
+            .expect("app starts");
+        Validator { app, health, state, extra }
+    }
+
+    fn log(&self, i: usize) -> std::path::PathBuf {
+        self.dir.path().join(format!("app{i}.log"))
+    }
+
+    fn app_command(&self, i: usize, health: &str, state: &std::path::Path, extra: &[String]) -> Command {
+        let geth = &self.geths[i];
+        let mut command = Command::new(env!("CARGO_BIN_EXE_cometbft-consensus"));
+        command
+            .args(extra)
+            .env("ETH_CLIENT_URL", geth.auth_url())
+            .env("JWT_SECRET", geth.jwt_path())
+            .env("GENESIS", genesis_path())
+            .env("ABCI_ADDR", &self.comet.nodes[i].abci_addr)
+            .env("STATE_DIR", state)
+            .env("HEALTH_ADDR", health)
+            .env("RUST_LOG", "info");
+        command
+    }
+
+    /// Stops validator `i` (its CometBFT and its app) with SIGKILL.
+    pub(crate) fn kill_validator(&mut self, i: usize) {
+        self.comet.process(i).kill();
+        self.validators[i].app.kill();
+    }
+
+    /// Starts validator `i`'s app and CometBFT again, on their old state.
+    pub(crate) fn restart_validator(&mut self, i: usize) {
+        let validator = &self.validators[i];
+        let command = self.app_command(i, &validator.health, &validator.state, &validator.extra);
+        self.validators[i].app.start(command).expect("app restarts");
+        self.comet.start(i).expect("cometbft restarts");
+    }
+
+    /// Waits until validator `i`'s Geth is at EL block `number` or above.
+    pub(crate) async fn geth_at_least(&self, i: usize, number: u64) -> common::Block {
+        let engine = self.geths[i].engine();
+        eventually(&format!("validator {i}'s Geth at block {number}"), TIMEOUT, || async {
+            engine.head().await.ok().filter(|h| h.number >= number)
+        })
+        .await
+    }
+
+    /// GETs `path` on validator `i`'s app endpoints.
+    pub(crate) async fn get(&self, i: usize, path: &str) -> Option<(u16, String)> {
+        http_get(&format!("http://{}{path}", self.validators[i].health)).await
+    }
+
+    /// Every Geth in `among` has the same block at every height up to `to`; returns the
+    /// hashes. And CometBFT's block `h + 1` carries EL block `h`'s hash as its app hash.
+    pub(crate) async fn assert_one_chain(&self, among: &[usize], to: u64) -> Vec<B256> {
+        let first = self.geths[among[0]].engine();
+        let mut hashes = Vec::new();
+        for number in 0..=to {
+            let reference = first.block(BlockTag::Number(number)).await.expect("call").expect("block").hash;
+            for &i in &among[1..] {
+                let block = self.geths[i].engine().block(BlockTag::Number(number)).await.expect("call");
+                assert_eq!(block.map(|b| b.hash), Some(reference), "validator {i}'s Geth at height {number}");
+            }
+            hashes.push(reference);
+        }
+        for (number, hash) in hashes.iter().enumerate().take(usize::try_from(to).expect("fits")) {
+            let app_hash = self.comet.block_app_hash(among[0], number as u64 + 1).await.expect("cometbft block");
+            assert_eq!(app_hash, hex_upper(hash), "CometBFT block {} carries EL block {number}'s hash", number + 1);
+        }
+        hashes
+    }
+
+    /// The metric `name` in validator `i`'s `/metrics`.
+    pub(crate) async fn metric(&self, i: usize, name: &str) -> f64 {
+        let (_, text) = self.get(i, "/metrics").await.expect("metrics");
+        text.lines()
+            .find_map(|line| line.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+            .and_then(|value| value.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
+    }
+}
+
+/// A hash as CometBFT's JSON shows it: hex, upper case, no prefix.
+pub(crate) fn hex_upper(hash: &B256) -> String {
+    alloy_primitives::hex::encode_upper(hash)
+}

@@ -1,0 +1,175 @@
+//! A real CometBFT network per test: `cometbft testnet` writes the validators' homes into
+//! a temp dir, each node's listen addresses move to free loopback ports, and every node
+//! runs as a [`Service`].
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{Context, bail};
+
+use super::{
+    process::{Service, free_port, http_get},
+    workspace_root,
+};
+
+/// The CometBFT binary: `$COMETBFT_BIN`, else the one `scripts/setup.sh` installs.
+pub fn cometbft_binary() -> anyhow::Result<PathBuf> {
+    let path = std::env::var_os("COMETBFT_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join(".tools/bin/cometbft"));
+    if !path.is_file() {
+        bail!(
+            "CometBFT not found at {}: run `scripts/setup.sh` (installs the pinned CometBFT), or set COMETBFT_BIN",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+/// One validator's CometBFT.
+#[derive(Debug)]
+pub struct CometNode {
+    process: Service,
+    /// Its home directory (config, keys, block store).
+    pub home: PathBuf,
+    /// Its RPC port.
+    pub rpc_port: u16,
+    /// Where it expects the ABCI application, `127.0.0.1:port`.
+    pub abci_addr: String,
+}
+
+/// A network of validators, each with equal voting power.
+#[derive(Debug)]
+pub struct CometNet {
+    /// The nodes, in `cometbft testnet` order.
+    pub nodes: Vec<CometNode>,
+    _dir: tempfile::TempDir,
+}
+
+impl CometNet {
+    /// Writes an `n`-validator network on free loopback ports, with blocks `timeout_commit`
+    /// apart at least (CometBFT's default is `1s`). Nothing runs until [`CometNet::start`].
+    pub fn init(n: usize, timeout_commit: &str) -> anyhow::Result<Self> {
+        let binary = cometbft_binary()?;
+        let dir = tempfile::Builder::new().prefix("cometbft-test-").tempdir().context("cannot make a temp dir")?;
+        let output = Command::new(&binary)
+            .args(["testnet", "--v", &n.to_string(), "--populate-persistent-peers=false", "--o"])
+            .arg(dir.path())
+            .output()
+            .context("cannot run cometbft testnet")?;
+        if !output.status.success() {
+            bail!("cometbft testnet failed: {}", String::from_utf8_lossy(&output.stderr));
+        }
+        let homes: Vec<PathBuf> = (0..n).map(|i| dir.path().join(format!("node{i}"))).collect();
+        let mut peers = Vec::with_capacity(n);
+        let mut ports = Vec::with_capacity(n);
+        for home in &homes {
+            let id = Command::new(&binary).args(["show-node-id", "--home"]).arg(home).output()?;
+            let (p2p, rpc, abci) = (free_port()?, free_port()?, free_port()?);
+            peers.push(format!("{}@127.0.0.1:{p2p}", String::from_utf8_lossy(&id.stdout).trim()));
+            ports.push((p2p, rpc, abci));
+        }
+        let mut nodes = Vec::with_capacity(n);
+        for (i, (home, (p2p, rpc, abci))) in homes.into_iter().zip(ports).enumerate() {
+            let others: Vec<&str> =
+                peers.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, p)| p.as_str()).collect();
+            configure(&home.join("config/config.toml"), p2p, rpc, abci, &others.join(","), timeout_commit)?;
+            let process = Service::stopped(&format!("cometbft{i}"), &home.join("cometbft.log"));
+            nodes.push(CometNode { process, home, rpc_port: rpc, abci_addr: format!("127.0.0.1:{abci}") });
+        }
+        Ok(Self { nodes, _dir: dir })
+    }
+
+    /// Starts (or restarts) node `i`.
+    pub fn start(&mut self, i: usize) -> anyhow::Result<()> {
+        let node = &mut self.nodes[i];
+        let mut command = Command::new(cometbft_binary()?);
+        command.args(["start", "--home"]).arg(&node.home);
+        node.process.start(command)
+    }
+
+    /// Node `i`'s process, to kill or signal.
+    pub fn process(&mut self, i: usize) -> &mut Service {
+        &mut self.nodes[i].process
+    }
+
+    /// Node `i`'s latest block height, if its RPC answers.
+    pub async fn height(&self, i: usize) -> Option<u64> {
+        let (code, body) = http_get(&format!("http://127.0.0.1:{}/status", self.nodes[i].rpc_port)).await?;
+        let status: serde_json::Value = serde_json::from_str(&body).ok().filter(|_| code == 200)?;
+        status["result"]["sync_info"]["latest_block_height"].as_str()?.parse().ok()
+    }
+
+    /// Node `i`'s validator address, as block headers show it (`proposer_address`).
+    pub fn validator_address(&self, i: usize) -> anyhow::Result<String> {
+        let path = self.nodes[i].home.join("config/priv_validator_key.json");
+        let key: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path)?)?;
+        key["address"].as_str().map(str::to_owned).context("priv_validator_key.json has no address")
+    }
+
+    /// The proposer address in the header of node `i`'s block at `height`.
+    pub async fn block_proposer(&self, i: usize, height: u64) -> Option<String> {
+        let url = format!("http://127.0.0.1:{}/block?height={height}", self.nodes[i].rpc_port);
+        let (_, body) = http_get(&url).await?;
+        let block: serde_json::Value = serde_json::from_str(&body).ok()?;
+        block["result"]["block"]["header"]["proposer_address"].as_str().map(str::to_owned)
+    }
+
+    /// The app hash in the header of node `i`'s block at `height`, hex.
+    pub async fn block_app_hash(&self, i: usize, height: u64) -> Option<String> {
+        let url = format!("http://127.0.0.1:{}/block?height={height}", self.nodes[i].rpc_port);
+        let (_, body) = http_get(&url).await?;
+        let block: serde_json::Value = serde_json::from_str(&body).ok()?;
+        block["result"]["block"]["header"]["app_hash"].as_str().map(str::to_owned)
+    }
+}
+
+/// Points a node's `config.toml` at its ports and peers, and sets its commit timeout.
+fn configure(path: &Path, p2p: u16, rpc: u16, abci: u16, peers: &str, timeout_commit: &str) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(path)?;
+    let text = set(&text, "", "proxy_app", &format!("\"tcp://127.0.0.1:{abci}\""))?;
+    let text = set(&text, "rpc", "laddr", &format!("\"tcp://127.0.0.1:{rpc}\""))?;
+    let text = set(&text, "p2p", "laddr", &format!("\"tcp://127.0.0.1:{p2p}\""))?;
+    let text = set(&text, "p2p", "persistent_peers", &format!("\"{peers}\""))?;
+    let text = set(&text, "consensus", "timeout_commit", &format!("\"{timeout_commit}\""))?;
+    std::fs::write(path, text)?;
+    Ok(())
+}
+
+/// `text` with `key`'s value in `[section]` (`""` for the top) replaced by `value`.
+fn set(text: &str, section: &str, key: &str, value: &str) -> anyhow::Result<String> {
+    let mut current = String::new();
+    let mut found = false;
+    let lines: Vec<String> = text
+        .lines()
+        .map(|line| {
+            let trimmed = line.trim();
+            if let Some(name) = trimmed.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+                current = name.to_owned();
+            } else if current == section && trimmed.split('=').next().map(str::trim) == Some(key) {
+                found = true;
+                return format!("{key} = {value}");
+            }
+            line.to_owned()
+        })
+        .collect();
+    if !found {
+        bail!("config.toml has no {key} in [{section}]");
+    }
+    Ok(lines.join("\n") + "\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_set_in_their_own_section() {
+        let text = "proxy_app = \"a\"\n[rpc]\nladdr = \"x\"\n[p2p]\nladdr = \"y\"\n";
+        let text = set(text, "p2p", "laddr", "\"z\"").expect("set");
+        assert_eq!(text, "proxy_app = \"a\"\n[rpc]\nladdr = \"x\"\n[p2p]\nladdr = \"z\"\n");
+        assert!(set(&text, "consensus", "timeout_commit", "\"1s\"").is_err());
+    }
+}
