@@ -1,0 +1,157 @@
+#!/usr/bin/env bash
+# Part 4's validator network on this machine, natively (no Docker): N validators (default
+# 4), each with its own Geth (peered with the others, for transaction gossip), its own
+# cometbft-consensus app, and its own CometBFT node, all from `cometbft testnet`.
+#
+#   scripts/bft.sh start [N]          start whatever is not running (builds the app)
+#   scripts/bft.sh status             each validator's height and app status
+#   scripts/bft.sh node nodeI start|stop|kill
+#                                     validator I's CometBFT and app (kill = SIGKILL)
+#   scripts/bft.sh env nodeI          the environment to run validator I's app by hand:
+#                                     eval "$(scripts/bft.sh env node0)"; cargo run -p cometbft-consensus
+#   scripts/bft.sh run [N]            start, then wait in the foreground until SIGTERM (Docker)
+#   scripts/bft.sh stop               stop everything (the chains stay in .devnet/bft)
+#   scripts/bft.sh clean              stop everything and delete .devnet/bft
+#
+# Ports (all on 127.0.0.1), for validator I: CometBFT P2P 26656+10I, RPC 26657+10I, and
+# the app's ABCI 26658+10I; Geth's Engine API 8650+I, JSON-RPC 8660+I, devp2p 30310+I;
+# the app's /health, /ready, /metrics and /status 9300+I. Data and logs in .devnet/bft/.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=lib.sh
+source "$ROOT/scripts/lib.sh"
+DIR="$ROOT/.devnet/bft"
+COMETBFT="${COMETBFT_BIN:-$ROOT/.tools/bin/cometbft}"
+APP="${APP_BIN:-$ROOT/target/debug/cometbft-consensus}"
+
+count() { [[ -d "$DIR" ]] && compgen -G "$DIR/node*" | wc -l || echo 0; }
+index_of() {
+    [[ "$1" =~ ^node([0-9]+)$ && -d "$DIR/$1" ]] || { say "no validator '$1' (node0 … node$(( $(count) - 1 )))"; exit 2; }
+    echo "${BASH_REMATCH[1]}"
+}
+port_taken() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# cometbft testnet, then each node's ports moved to its own (see the table above).
+init() {
+    local n="$1"
+    [[ -d "$DIR/node0/cometbft/config" ]] && return
+    mkdir -p "$DIR"
+    "$COMETBFT" testnet --v "$n" --o "$DIR/testnet" --populate-persistent-peers=false > /dev/null
+    local peers=() i
+    for ((i = 0; i < n; i++)); do
+        mkdir -p "$DIR/node$i"
+        mv "$DIR/testnet/node$i" "$DIR/node$i/cometbft"
+        peers+=("$("$COMETBFT" show-node-id --home "$DIR/node$i/cometbft")@127.0.0.1:$((26656 + 10 * i))")
+    done
+    rmdir "$DIR/testnet"
+    for ((i = 0; i < n; i++)); do
+        local others=() j
+        for ((j = 0; j < n; j++)); do [[ $j -ne $i ]] && others+=("${peers[j]}"); done
+        sed -i \
+            -e "s|^proxy_app = .*|proxy_app = \"tcp://127.0.0.1:$((26658 + 10 * i))\"|" \
+            -e "s|^laddr = \"tcp://127.0.0.1:26657\"|laddr = \"tcp://127.0.0.1:$((26657 + 10 * i))\"|" \
+            -e "s|^laddr = \"tcp://0.0.0.0:26656\"|laddr = \"tcp://127.0.0.1:$((26656 + 10 * i))\"|" \
+            -e "s|^persistent_peers = .*|persistent_peers = \"$(IFS=,; echo "${others[*]}")\"|" \
+            "$DIR/node$i/cometbft/config/config.toml"
+    done
+    say "wrote a $n-validator network to .devnet/bft"
+}
+
+enode() {
+    curl -sf --max-time 2 -H 'Content-Type: application/json' \
+        -d '{"jsonrpc":"2.0","id":1,"method":"admin_nodeInfo","params":[]}' "http://127.0.0.1:$((8660 + $1))" |
+        sed -E 's/.*"enode":"enode:\/\/([0-9a-f]+)@.*/\1/'
+}
+
+# Every Geth adds every other as a static peer (so a restarted one is dialled again).
+peer_geths() {
+    local n="$1" i j
+    for ((i = 0; i < n; i++)); do
+        for ((j = 0; j < n; j++)); do
+            [[ $i -eq $j ]] && continue
+            curl -sf --max-time 2 -H 'Content-Type: application/json' \
+                -d "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"admin_addPeer\",\"params\":[\"enode://$(enode "$j")@127.0.0.1:$((30310 + j))\"]}" \
+                "http://127.0.0.1:$((8660 + i))" > /dev/null
+        done
+    done
+}
+
+node_env() {
+    local i="$1"
+    cat <<ENV
+export ETH_CLIENT_URL=http://127.0.0.1:$((8650 + i)) JWT_SECRET=$DIR/jwt.hex GENESIS=$ROOT/genesis.json
+export ABCI_ADDR=127.0.0.1:$((26658 + 10 * i)) STATE_DIR=$DIR/node$i/app HEALTH_ADDR=127.0.0.1:$((9300 + i))
+ENV
+}
+
+start_validator() {
+    local i="$1"
+    if ! alive "$DIR/node$i/app.pid"; then
+        (eval "$(node_env "$i")"; nohup "$APP" >> "$DIR/node$i/app.log" 2>&1 < /dev/null & echo $! > "$DIR/node$i/app.pid")
+        # CometBFT gives up at once if its app is not listening.
+        for _ in $(seq 1 100); do port_taken $((26658 + 10 * i)) && break; sleep 0.1; done
+    fi
+    if ! alive "$DIR/node$i/cometbft.pid"; then
+        nohup "$COMETBFT" start --home "$DIR/node$i/cometbft" >> "$DIR/node$i/cometbft.log" 2>&1 < /dev/null &
+        echo $! > "$DIR/node$i/cometbft.pid"
+    fi
+    say "node$i running: CometBFT RPC http://127.0.0.1:$((26657 + 10 * i)), app http://127.0.0.1:$((9300 + i))/status, Geth JSON-RPC http://127.0.0.1:$((8660 + i)), logs .devnet/bft/node$i/"
+}
+
+stop_validator() {
+    stop_pid "$DIR/node$1/cometbft.pid" "node$1's cometbft"
+    stop_pid "$DIR/node$1/app.pid" "node$1's app"
+}
+
+start() {
+    local n="${1:-4}"
+    if [[ -z "${GETH_BIN:-}" || -z "${COMETBFT_BIN:-}" ]]; then "$ROOT/scripts/setup.sh" geth cometbft; fi
+    if [[ -z "${APP_BIN:-}" ]]; then (cd "$ROOT" && cargo build --quiet -p cometbft-consensus); fi
+    init "$n"
+    n="$(count)"
+    ensure_jwt "$DIR/jwt.hex"
+    local i
+    for ((i = 0; i < n; i++)); do
+        start_geth "$DIR/node$i/geth" $((8650 + i)) $((8660 + i)) "$DIR/jwt.hex" "$DIR/node$i/geth.log" "$DIR/node$i/geth.pid" $((30310 + i))
+    done
+    peer_geths "$n"
+    for ((i = 0; i < n; i++)); do start_validator "$i"; done
+}
+
+stop() {
+    local i
+    for ((i = 0; i < $(count); i++)); do stop_validator "$i"; done
+    for ((i = 0; i < $(count); i++)); do stop_pid "$DIR/node$i/geth.pid" "node$i's geth"; done
+}
+
+status() {
+    local i height
+    for ((i = 0; i < $(count); i++)); do
+        height="$(curl -sf --max-time 2 "http://127.0.0.1:$((26657 + 10 * i))/status" |
+            sed -E 's/.*"latest_block_height":"([0-9]+)".*/\1/' || echo 'no answer')"
+        echo "node$i: height $height, app $(curl -sf --max-time 2 "http://127.0.0.1:$((9300 + i))/status" || echo 'no answer')"
+    done
+}
+
+case "${1:-}" in
+    start) start "${2:-4}" ;;
+    run) start "${2:-4}"; trap 'stop; exit 0' TERM INT; while true; do sleep 1; done ;;
+    stop) stop ;;
+    clean) stop; rm -rf "$DIR"; say "removed .devnet/bft" ;;
+    status) status ;;
+    env) node_env "$(index_of "${2:-}")" ;;
+    node)
+        i="$(index_of "${2:-}")"
+        case "${3:-}" in
+            start) start_validator "$i" ;;
+            stop) stop_validator "$i" ;;
+            kill)
+                for part in cometbft app; do
+                    if alive "$DIR/node$i/$part.pid"; then kill -KILL "$(cat "$DIR/node$i/$part.pid")"; fi
+                    rm -f "$DIR/node$i/$part.pid"
+                done
+                say "killed node$i's cometbft and app" ;;
+            *) echo "usage: $0 node nodeI start|stop|kill" >&2; exit 2 ;;
+        esac ;;
+    *) echo "usage: $0 start [N]|run [N]|stop|clean|status|env nodeI|node nodeI start|stop|kill" >&2; exit 2 ;;
+esac
