@@ -9,11 +9,19 @@
 //! | `FinalizeBlock` | newPayload until VALID | — (app hash = the EL block hash) |
 //! | `Commit` | forkchoiceUpdated: head, safe and finalized | stores the block first |
 //!
-//! The contracts, in the spec's words (ABCI++ `abci++_app_requirements.md`):
-//! `ProcessProposal` MUST be deterministic in what it accepts and MUST accept a proposal
-//! that a correct proposer made; `FinalizeBlock` MUST NOT persist state; `Commit` MUST
-//! persist it. A decided block that this Geth finds INVALID means this validator
-//! disagrees with the network: the app answers with an exception and CometBFT halts.
+//! What CometBFT requires of an app (`spec/abci/abci++_app_requirements.md`), and how
+//! this one meets it:
+//! - `ProcessProposal` is a deterministic function of the last committed state and the
+//!   block (Requirements 4 and 5), and accepts what a correct proposer made (3): it
+//!   accepts exactly the blocks Geth finds VALID on our head. The one exception is a Geth
+//!   that cannot answer; the chapter explains why we then reject.
+//! - `PrepareProposal` and `ProcessProposal` do not change the committed state (9):
+//!   newPayload stores a block in Geth without making it head.
+//! - `FinalizeBlock` "MUST NOT persist" the new state; "persisting MUST be done during
+//!   `Commit`": we store the block and move Geth's head only in `Commit`.
+//!
+//! A decided block that this Geth finds INVALID means this validator disagrees with the
+//! network: the app answers with an exception, and CometBFT halts.
 
 use std::{
     sync::{Arc, Mutex},
