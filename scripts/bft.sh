@@ -31,7 +31,10 @@ index_of() {
 }
 port_taken() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-# cometbft testnet, then each node's ports moved to its own (see the table above).
+# cometbft testnet, then each node's ports moved to its own (see the table above), and two
+# timeouts set for one-second blocks on one machine (the Part 4 chapter explains them):
+# the commit wait, so that it plus one round is about a second, and how long connections
+# hold messages before flushing them (CometBFT's 100 ms default suits links across the world).
 init() {
     local n="$1"
     [[ -d "$DIR/node0/cometbft/config" ]] && return
@@ -52,6 +55,8 @@ init() {
             -e "s|^laddr = \"tcp://127.0.0.1:26657\"|laddr = \"tcp://127.0.0.1:$((26657 + 10 * i))\"|" \
             -e "s|^laddr = \"tcp://0.0.0.0:26656\"|laddr = \"tcp://127.0.0.1:$((26656 + 10 * i))\"|" \
             -e "s|^persistent_peers = .*|persistent_peers = \"$(IFS=,; echo "${others[*]}")\"|" \
+            -e "s|^timeout_commit = .*|timeout_commit = \"${TIMEOUT_COMMIT:-750ms}\"|" \
+            -e "s|^flush_throttle_timeout = .*|flush_throttle_timeout = \"10ms\"|" \
             "$DIR/node$i/cometbft/config/config.toml"
     done
     say "wrote a $n-validator network to .devnet/bft"

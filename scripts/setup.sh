@@ -3,6 +3,7 @@
 #
 #   scripts/setup.sh            everything: geth, cometbft, mdbook, redis + postgresql
 #   scripts/setup.sh geth       only the pinned Geth (what Part 1 needs)
+#   scripts/setup.sh fonts      the font the benchmark plots use (scripts/bench.sh asks)
 #
 # Geth, CometBFT and mdBook go into .tools/bin (project-local); Redis and PostgreSQL come
 # from apt.
@@ -60,6 +61,20 @@ install_services() {
         say "redis-server and postgresql already installed"
         return
     fi
+    apt_install "${missing[@]}"
+}
+
+# The font the benchmark plots are drawn with.
+install_fonts() {
+    if [[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ]]; then
+        say "fonts-dejavu-core already installed"
+        return
+    fi
+    apt_install fonts-dejavu-core
+}
+
+apt_install() {
+    local missing=("$@")
     local sudo=()
     if [[ $EUID -ne 0 ]]; then
         command -v sudo >/dev/null || { say "need root or sudo to apt-get install ${missing[*]}"; exit 1; }
@@ -78,6 +93,7 @@ for part in "${parts[@]}"; do
         cometbft) install_cometbft ;;
         mdbook) install_mdbook ;;
         services) install_services ;;
-        *) say "unknown part '$part' (geth, cometbft, mdbook, services)"; exit 2 ;;
+        fonts) install_fonts ;;
+        *) say "unknown part '$part' (geth, cometbft, mdbook, services, fonts)"; exit 2 ;;
     esac
 done

@@ -185,7 +185,7 @@ impl<'a> Follower<'a> {
 
     /// Makes the last applied block head (and final), and accounts for the batch.
     async fn finalize(&mut self, applied: &[(Head, Duration)], fetched: Instant) -> Result<(), FollowError> {
-        let Some((last, _)) = applied.last() else { return Ok(()) };
+        let Some((last, last_age)) = applied.last() else { return Ok(()) };
         round::finalize(self.engine, last.hash).await.map_err(FollowError::Engine)?;
         let since_fetch = fetched.elapsed();
         for (_, age) in applied {
@@ -195,7 +195,9 @@ impl<'a> Follower<'a> {
         if applied.len() > 1 {
             info!(from = applied[0].0.number, to = last.number, "applied stored blocks");
         } else {
-            info!(number = last.number, hash = %last.hash, "applied stored block");
+            // The delay from the block's commit in the store to its finalization here.
+            let delay_us = (*last_age + since_fetch).as_micros();
+            info!(number = last.number, hash = %last.hash, delay_us, "applied stored block");
         }
         self.advance(*last);
         Ok(())

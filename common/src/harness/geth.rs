@@ -90,6 +90,19 @@ pub fn geth_binary() -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
+/// How to start a Geth other than the default way (the benchmarks use these).
+#[derive(Debug, Clone, Default)]
+pub struct GethOptions {
+    /// The genesis file; the project's `genesis.json` if `None`.
+    pub genesis: Option<PathBuf>,
+    /// Let Geth drive itself with its own simulated beacon (`--dev --dev.period N`, a
+    /// block every N seconds, or one per transaction for 0) instead of waiting for a
+    /// consensus layer. Such a Geth has no Engine API port.
+    pub dev_period: Option<u64>,
+    /// More flags, after the project's.
+    pub extra: Vec<String>,
+}
+
 /// A running Geth with its own datadir, ports and JWT secret.
 #[derive(Debug)]
 pub struct Geth {
@@ -100,6 +113,7 @@ pub struct Geth {
     http_port: u16,
     /// Set for peered nodes: the devp2p port.
     p2p_port: Option<u16>,
+    options: GethOptions,
     jwt: JwtSecret,
     _slots: Slots,
 }
@@ -124,10 +138,15 @@ impl Geth {
     /// other as a peer, so a restarted node is dialled again by the rest. Returns once
     /// each has all the others as peers.
     pub async fn start_peered_group(n: usize) -> anyhow::Result<Vec<Self>> {
+        Self::start_peered_group_with(n, &GethOptions::default()).await
+    }
+
+    /// [`Geth::start_peered_group`], each node started as `options` say.
+    pub async fn start_peered_group_with(n: usize, options: &GethOptions) -> anyhow::Result<Vec<Self>> {
         let slots = take_slots(n).await?;
         let mut nodes = Vec::with_capacity(n);
         for _ in 0..n {
-            nodes.push(Self::launch(slots.clone(), Some(free_port()?)).await?);
+            nodes.push(Self::launch(slots.clone(), Some(free_port()?), options.clone()).await?);
         }
         let mut enodes = Vec::with_capacity(n);
         for node in &nodes {
@@ -154,20 +173,26 @@ impl Geth {
 
     /// Starts a Geth without peers that holds a share of `slots`.
     pub async fn start_in(slots: Slots) -> anyhow::Result<Self> {
-        Self::launch(slots, None).await
+        Self::launch(slots, None, GethOptions::default()).await
+    }
+
+    /// Starts a Geth without peers, started as `options` say.
+    pub async fn start_with(options: GethOptions) -> anyhow::Result<Self> {
+        Self::launch(take_slots(1).await?, None, options).await
     }
 
     // ANCHOR: start
     /// Starts a Geth that holds a share of `slots`, peerable on `p2p_port` if given.
-    async fn launch(slots: Slots, p2p_port: Option<u16>) -> anyhow::Result<Self> {
+    async fn launch(slots: Slots, p2p_port: Option<u16>, options: GethOptions) -> anyhow::Result<Self> {
         let binary = geth_binary()?;
         let dir = tempfile::Builder::new().prefix("geth-test-").tempdir().context("cannot make a temp datadir")?;
-        run_init(&binary, dir.path())?;
+        let genesis = options.genesis.clone().unwrap_or_else(genesis_path);
+        run_init(&binary, dir.path(), &genesis)?;
         let jwt = JwtSecret::new(rand_bytes());
         std::fs::write(dir.path().join("jwt.hex"), jwt.to_hex()).context("cannot write the JWT secret")?;
         let (auth_port, http_port) = (free_port()?, free_port()?);
         let process = Service::stopped("geth", &dir.path().join("geth.log"));
-        let mut geth = Self { process, dir, auth_port, http_port, p2p_port, jwt, _slots: slots };
+        let mut geth = Self { process, dir, auth_port, http_port, p2p_port, options, jwt, _slots: slots };
         geth.spawn_and_wait().await?;
         Ok(geth)
     }
@@ -205,7 +230,7 @@ impl Geth {
 
     /// An Engine API client for this node.
     pub fn engine(&self) -> EngineClient {
-        let forks = ForkSchedule::from_genesis_file(&genesis_path()).expect("project genesis.json parses");
+        let forks = ForkSchedule::from_genesis_file(&self.genesis()).expect("the genesis file parses");
         EngineClient::new(&self.auth_url(), self.jwt(), forks).expect("loopback URL is valid")
     }
 
@@ -267,7 +292,7 @@ impl Geth {
     pub async fn wipe_and_restart(&mut self) -> anyhow::Result<()> {
         self.kill();
         std::fs::remove_dir_all(self.datadir()).context("cannot delete the datadir")?;
-        run_init(&geth_binary()?, self.dir.path())?;
+        run_init(&geth_binary()?, self.dir.path(), &self.genesis())?;
         self.spawn_and_wait().await
     }
 
@@ -276,7 +301,18 @@ impl Geth {
         self.process.log_tail(bytes)
     }
 
-    /// (Re)starts the process and waits until the Engine API answers.
+    /// The genesis file this Geth was initialised with.
+    pub fn genesis(&self) -> PathBuf {
+        self.options.genesis.clone().unwrap_or_else(genesis_path)
+    }
+
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.process.pid()
+    }
+
+    /// (Re)starts the process and waits until the Engine API answers (the JSON-RPC port,
+    /// for a Geth in `--dev` mode, which has no Engine API port).
     async fn spawn_and_wait(&mut self) -> anyhow::Result<()> {
         let mut command = Command::new(geth_binary()?);
         command
@@ -295,19 +331,32 @@ impl Geth {
             // Peers on this machine only.
             command.args(["--nat=none", "--netrestrict=127.0.0.0/8"]);
         }
+        if let Some(period) = self.options.dev_period {
+            command.args(["--dev", &format!("--dev.period={period}")]);
+        }
+        command.args(&self.options.extra);
         self.process.start(command)?;
+        if self.options.dev_period.is_some() {
+            let http = self.http();
+            return self
+                .process
+                .wait_ready(STARTUP_TIMEOUT, || async {
+                    http.call::<_, serde_json::Value>("eth_chainId", json!([]), Duration::from_secs(2)).await.is_ok()
+                })
+                .await;
+        }
         let engine = self.engine();
         self.process.wait_ready(STARTUP_TIMEOUT, || async { engine.chain_id().await.is_ok() }).await
     }
 }
 
-fn run_init(binary: &Path, dir: &Path) -> anyhow::Result<()> {
+fn run_init(binary: &Path, dir: &Path, genesis: &Path) -> anyhow::Result<()> {
     let output = Command::new(binary)
         .arg("init")
         .arg("--state.scheme=hash")
         .arg("--datadir")
         .arg(dir.join("data"))
-        .arg(genesis_path())
+        .arg(genesis)
         .output()
         .context("cannot run geth init")?;
     if !output.status.success() {

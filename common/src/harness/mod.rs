@@ -19,10 +19,10 @@ pub mod tx;
 
 use std::path::{Path, PathBuf};
 
-pub use cometbft::{CometNet, CometNode, cometbft_binary};
+pub use cometbft::{CometNet, CometNode, FLUSH_THROTTLE, cometbft_binary};
 pub use geth::{
-    GETH_ALONE_FLAGS, GETH_FLAGS, GETH_LOOPBACK_FLAGS, GETH_PEERED_FLAGS, Geth, Slots, geth_binary, max_concurrent,
-    take_slots,
+    GETH_ALONE_FLAGS, GETH_FLAGS, GETH_LOOPBACK_FLAGS, GETH_PEERED_FLAGS, Geth, GethOptions, Slots, geth_binary,
+    max_concurrent, take_slots,
 };
 pub use postgres::{Postgres, postgres_bin_dir};
 pub use process::{Service, eventually, free_port, http_get};

@@ -89,6 +89,11 @@ impl Service {
         }
     }
 
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Sends a signal (`libc::SIGTERM`, `SIGSTOP`, `SIGCONT`, …).
     pub fn signal(&self, signal: i32) {
         let Some(pid) = self.child.as_ref().and_then(|c| libc::pid_t::try_from(c.id()).ok()) else { return };

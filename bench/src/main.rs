@@ -1,0 +1,173 @@
+//! The benchmarks: every part measured on the real components, beside Geth's own driver
+//! and the physical limit, as ratios taken in one run on one machine.
+//!
+//! Each scenario stores its result in `docs/src/benchmarks/results.json`; after every run
+//! the report (`docs/src/benchmarks.md`) and its plots are made again from all stored
+//! results, so running one scenario updates only its own section.
+//!
+//! ```text
+//! scripts/bench.sh all
+//! scripts/bench.sh throughput --repeats 5
+//! ```
+
+mod load;
+mod machine;
+mod plot;
+mod procs;
+mod report;
+mod scenarios;
+mod stats;
+
+use std::{path::PathBuf, time::Duration};
+
+use anyhow::{Context, ensure};
+use clap::Parser;
+use serde::{Deserialize, Serialize};
+
+use crate::scenarios::{
+    Plan, bft::Bft, block_rate::BlockRate, engine_round::EngineRound, failover::Failover, member_replay::MemberReplay,
+    throughput::Throughput,
+};
+
+/// Runs benchmarks against real Geth, Redis, PostgreSQL and CometBFT, and writes the
+/// report.
+#[derive(Debug, Parser)]
+struct Args {
+    /// What to run.
+    #[arg(value_enum)]
+    scenario: Scenario,
+
+    /// Measurement time per repeat, seconds.
+    #[arg(long, default_value_t = 30)]
+    duration: u64,
+
+    /// Warm-up before each measurement, seconds.
+    #[arg(long, default_value_t = 10)]
+    warmup: u64,
+
+    /// Repeats per measurement.
+    #[arg(long, default_value_t = 3)]
+    repeats: usize,
+
+    /// Leader kills per failover setting.
+    #[arg(long, default_value_t = 20)]
+    kills: usize,
+
+    /// Blocks a member replays.
+    #[arg(long, default_value_t = 500)]
+    replay_blocks: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Scenario {
+    EngineRound,
+    BlockRate,
+    Throughput,
+    MemberReplay,
+    Failover,
+    Bft,
+    /// Every scenario, in this order.
+    All,
+    /// Only write the report again from the stored results.
+    Report,
+}
+
+/// Every stored result; a scenario not run yet is `None`.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub(crate) struct Results {
+    /// Where the last run was made.
+    pub(crate) machine: Option<machine::Machine>,
+    /// The plan of the last run.
+    pub(crate) plan: Option<PlanRecord>,
+    /// Results per scenario.
+    pub(crate) engine_round: Option<EngineRound>,
+    /// See [`BlockRate`].
+    pub(crate) block_rate: Option<BlockRate>,
+    /// See [`Throughput`].
+    pub(crate) throughput: Option<Throughput>,
+    /// See [`MemberReplay`].
+    pub(crate) member_replay: Option<MemberReplay>,
+    /// See [`Failover`].
+    pub(crate) failover: Option<Failover>,
+    /// See [`Bft`].
+    pub(crate) bft: Option<Bft>,
+}
+
+/// The plan, as stored.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct PlanRecord {
+    /// Seconds measured per repeat.
+    pub(crate) duration: u64,
+    /// Seconds of warm-up.
+    pub(crate) warmup: u64,
+    /// Repeats.
+    pub(crate) repeats: usize,
+}
+
+fn out_dir() -> PathBuf {
+    common::harness::workspace_root().join("docs/src")
+}
+
+fn load_results() -> anyhow::Result<Results> {
+    let path = out_dir().join("benchmarks/results.json");
+    if !path.exists() {
+        return Ok(Results::default());
+    }
+    serde_json::from_slice(&std::fs::read(&path)?).with_context(|| format!("cannot read {}", path.display()))
+}
+
+fn save_results(results: &Results) -> anyhow::Result<()> {
+    let dir = out_dir().join("benchmarks");
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(dir.join("results.json"), serde_json::to_vec_pretty(results)?)?;
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    common::logging::init();
+    let args = Args::parse();
+    plot::init_font()?;
+    let plan = Plan {
+        duration: Duration::from_secs(args.duration),
+        warmup: Duration::from_secs(args.warmup),
+        repeats: args.repeats.max(1),
+    };
+    let mut results = load_results()?;
+    if args.scenario != Scenario::Report {
+        ensure!(
+            common::harness::max_concurrent() >= 4,
+            "the benchmarks run up to four Geths at once: set GETH_TEST_SLOTS=4 or more (scripts/bench.sh does)"
+        );
+        results.machine = Some(machine::Machine::read());
+        results.plan = Some(PlanRecord { duration: args.duration, warmup: args.warmup, repeats: plan.repeats });
+    }
+    let all = args.scenario == Scenario::All;
+    if all || args.scenario == Scenario::EngineRound {
+        results.engine_round = Some(scenarios::engine_round::run(&plan).await?);
+        save_results(&results)?;
+    }
+    if all || args.scenario == Scenario::BlockRate {
+        results.block_rate = Some(scenarios::block_rate::run(&plan).await?);
+        save_results(&results)?;
+    }
+    if all || args.scenario == Scenario::Throughput {
+        results.throughput = Some(scenarios::throughput::run(&plan).await?);
+        save_results(&results)?;
+    }
+    if all || args.scenario == Scenario::MemberReplay {
+        results.member_replay = Some(scenarios::member_replay::run(&plan, args.replay_blocks).await?);
+        save_results(&results)?;
+    }
+    if all || args.scenario == Scenario::Failover {
+        results.failover = Some(scenarios::failover::run(args.kills).await?);
+        save_results(&results)?;
+    }
+    if all || args.scenario == Scenario::Bft {
+        results.bft = Some(scenarios::bft::run(&plan).await?);
+        save_results(&results)?;
+    }
+    report::write(&results, &out_dir())?;
+    tracing::info!(report = %out_dir().join("benchmarks.md").display(), "report written");
+    Ok(())
+}

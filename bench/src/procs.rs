@@ -1,0 +1,121 @@
+//! The processes under measurement: the release binaries of the steps, their peak memory,
+//! and the structured log lines they write.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::bail;
+use common::harness::{Service, workspace_root};
+
+/// `target/release/<name>`: the benchmarks measure optimised builds only.
+pub(crate) fn release_binary(name: &str) -> anyhow::Result<PathBuf> {
+    let path = workspace_root().join("target/release").join(name);
+    if !path.is_file() {
+        bail!("{} is missing: run scripts/bench.sh, which builds the release binaries", path.display());
+    }
+    Ok(path)
+}
+
+/// Starts release binary `name` with `args` and environment `env`, logging to `dir`.
+pub(crate) fn spawn(
+    name: &str,
+    label: &str,
+    args: &[&str],
+    env: &[(&str, String)],
+    dir: &Path,
+) -> anyhow::Result<Service> {
+    let mut command = Command::new(release_binary(name)?);
+    command.args(args).env("RUST_LOG", "info");
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    Service::spawn(label, command, &dir.join(format!("{label}.log")))
+}
+
+/// Part 2's `single-node` on `geth` with `args`, its store in `dir`.
+pub(crate) fn single_node(geth: &common::harness::Geth, args: &[&str], dir: &Path) -> anyhow::Result<Service> {
+    let env = [
+        ("ETH_CLIENT_URL", geth.auth_url()),
+        ("JWT_SECRET", geth.jwt_path().display().to_string()),
+        ("GENESIS", geth.genesis().display().to_string()),
+        ("STATE_DIR", dir.join("state").display().to_string()),
+        ("HEALTH_ADDR", format!("127.0.0.1:{}", common::harness::free_port()?)),
+    ];
+    spawn("single-node", "single-node", args, &env, dir)
+}
+
+/// The process's peak resident memory so far (VmHWM), in KiB.
+pub(crate) fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find_map(|line| line.strip_prefix("VmHWM:")?.trim().strip_suffix("kB")?.trim().parse().ok())
+}
+
+/// The value of `key` in a `tracing` log line (`… key=value …`).
+pub(crate) fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    line.split_whitespace().find_map(|word| word.strip_prefix(key)?.strip_prefix('='))
+}
+
+/// The lines of `output` that carry `message`.
+pub(crate) fn lines_with<'a>(output: &'a str, message: &'a str) -> impl Iterator<Item = &'a str> {
+    output.lines().filter(move |line| line.contains(message))
+}
+
+/// Seconds since the Unix epoch of a `tracing` log line's leading timestamp
+/// (`2026-11-23T10:34:02.394668Z`).
+pub(crate) fn line_time(line: &str) -> Option<f64> {
+    let stamp = line.split_whitespace().next()?.strip_suffix('Z')?;
+    let (date, time) = stamp.split_once('T')?;
+    let mut ymd = date.split('-').map(str::parse::<i64>);
+    let (y, m, d) = (ymd.next()?.ok()?, ymd.next()?.ok()?, ymd.next()?.ok()?);
+    let mut hms = time.split(':');
+    let (h, min): (i64, i64) = (hms.next()?.parse().ok()?, hms.next()?.parse().ok()?);
+    let sec: f64 = hms.next()?.parse().ok()?;
+    // Days from 1970-01-01 to y-m-d in the proleptic Gregorian calendar.
+    let (y, m) = if m <= 2 { (y - 1, m + 9) } else { (y, m - 3) };
+    let era = y.div_euclid(400);
+    let year_of_era = y - era * 400;
+    let day_of_year = (153 * m + 2) / 5 + d - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    let days = era * 146_097 + day_of_era - 719_468;
+    Some((days * 86_400 + h * 3_600 + min * 60) as f64 + sec)
+}
+
+/// Peak memory of a CL process, for the memory table.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Memory {
+    /// Which process, under which load.
+    pub(crate) process: String,
+    /// Peak resident set, MiB.
+    pub(crate) peak_mib: f64,
+}
+
+/// Records `service`'s peak memory as `process`, if it still runs.
+pub(crate) fn memory_of(service: &Service, process: &str) -> Option<Memory> {
+    let kib = peak_rss_kib(service.pid()?)?;
+    Some(Memory { process: process.to_owned(), peak_mib: kib as f64 / 1024.0 })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_are_read_from_tracing_lines() {
+        let line = "2026-11-23T10:00:00Z  INFO single_node::sequencer: block produced number=7 hash=0xab txs=0 engine_us=812 overhead_us=95";
+        assert_eq!(field(line, "engine_us"), Some("812"));
+        assert_eq!(field(line, "overhead_us"), Some("95"));
+        assert_eq!(field(line, "missing"), None);
+        assert_eq!(lines_with(line, "block produced").count(), 1);
+    }
+
+    #[test]
+    fn log_timestamps_become_unix_seconds() {
+        assert_eq!(line_time("1970-01-01T00:00:00Z  INFO x"), Some(0.0));
+        // date -u -d 2026-11-23T10:34:02Z +%s
+        assert_eq!(line_time("2026-11-23T10:34:02.5Z  INFO x"), Some(1_795_430_042.5));
+        assert_eq!(line_time("2000-03-01T00:00:00Z x"), Some(951_868_800.0));
+        assert_eq!(line_time("not a line"), None);
+    }
+}

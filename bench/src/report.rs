@@ -1,0 +1,400 @@
+//! `docs/src/benchmarks.md` and its plots, made from the stored results alone: every
+//! figure in the report comes from a run, none from a constant.
+
+use std::{fmt::Write, path::Path};
+
+use crate::{
+    Results,
+    plot::{self, Series},
+};
+
+/// A goal from the benchmark issue, and whether a figure meets it.
+struct Goal<'a> {
+    scenario: &'a str,
+    figure: &'a str,
+    goal: &'a str,
+    result: String,
+    met: bool,
+}
+
+fn mark(met: bool) -> &'static str {
+    if met { "yes" } else { "**no**" }
+}
+
+/// Writes the report and the plots into `docs` (`docs/src`).
+pub(crate) fn write(results: &Results, docs: &Path) -> anyhow::Result<()> {
+    let images = docs.join("benchmarks");
+    std::fs::create_dir_all(&images)?;
+    let mut md = String::new();
+    let mut goals: Vec<Goal<'_>> = Vec::new();
+    let mut body = String::new();
+
+    writeln!(md, "# Benchmarks\n")?;
+    writeln!(
+        md,
+        "This page is written by the benchmark runner (`bench/`) from its last results \
+         (`docs/src/benchmarks/results.json`); do not edit it by hand. Every figure is \
+         the median over the repeats, with the lowest and highest repeat in brackets, \
+         unless it says otherwise. The comparisons run in the same process, on the same \
+         machine, against the same Geth build, within minutes of each other.\n"
+    )?;
+    if let Some(m) = &results.machine {
+        writeln!(md, "| machine | |\n|---|---|")?;
+        writeln!(md, "| CPU | {} ({} logical CPUs) |", m.cpu, m.cpus)?;
+        writeln!(md, "| memory | {:.1} GiB |", m.memory_gib)?;
+        writeln!(md, "| kernel | {} |", m.kernel)?;
+        writeln!(md, "| Geth | {} |", m.geth)?;
+        writeln!(md, "| CometBFT | {} |", m.cometbft)?;
+        writeln!(md, "| Rust | {} |", m.rustc)?;
+        writeln!(md, "| run | {} |\n", m.date)?;
+    }
+    if let Some(p) = &results.plan {
+        writeln!(
+            md,
+            "Each measurement: {} s after a {} s warm-up, repeated {} times. To reproduce (it \
+             installs what it needs and builds the release binaries first):\n",
+            p.duration, p.warmup, p.repeats
+        )?;
+    }
+    writeln!(
+        md,
+        "```sh\nscripts/bench.sh all                  # every scenario, about 40 minutes\nscripts/bench.sh throughput           # one scenario: engine-round, block-rate, throughput,\n                                      # member-replay, failover, bft\nscripts/bench.sh all --repeats 5 --duration 60\n```\n"
+    )?;
+
+    if let Some(r) = &results.engine_round {
+        writeln!(body, "## The Engine API round\n")?;
+        writeln!(
+            body,
+            "A bare driver in the benchmark process times each Engine API call on a fresh Geth, \
+             back to back, with no build deadline (so Geth hands over an empty block). Part 2's \
+             sequencer (`single-node --back-to-back --build-time-ms 0`) logs for each block the \
+             time it waited on Geth and the rest of the step: its own overhead (storing the block \
+             in redb, encoding, scheduling).\n"
+        )?;
+        writeln!(body, "| method | p50, ms | p99, ms |\n|---|---|---|")?;
+        for m in &r.methods {
+            writeln!(body, "| `{}` | {} | {} |", m.method, m.p50_ms.show(3), m.p99_ms.show(3))?;
+        }
+        writeln!(body, "\n| Part 2, per block | p50 | p99 |\n|---|---|---|")?;
+        writeln!(body, "| overhead, ms | {} | {} |", r.overhead_p50_ms.show(3), r.overhead_p99_ms.show(3))?;
+        writeln!(body, "| whole cycle, ms | {} | |", r.cycle_p50_ms.show(3))?;
+        writeln!(body, "| overhead ÷ cycle, % | {} | |\n", r.overhead_share_pct.show(1))?;
+        let series: Vec<Series> = r.samples.iter().map(|(m, v)| (m.clone(), plot::cdf(v))).collect();
+        plot::chart(
+            &images.join("engine-latency.png"),
+            "Engine API latency on Geth (last repeat)",
+            ("latency, ms", "fraction of calls at or below"),
+            &series,
+            false,
+            None,
+        )?;
+        writeln!(body, "![Engine API latency](benchmarks/engine-latency.png)\n")?;
+        goals.push(Goal {
+            scenario: "engine round",
+            figure: "CL overhead per block, p50",
+            goal: "≤ 1 ms",
+            result: format!("{} ms", r.overhead_p50_ms.show(3)),
+            met: r.overhead_p50_ms.median <= 1.0,
+        });
+        goals.push(Goal {
+            scenario: "engine round",
+            figure: "CL overhead ÷ cycle, back to back (empty blocks)",
+            goal: "≤ 2%",
+            result: format!("{}% of {} ms", r.overhead_share_pct.show(1), r.cycle_p50_ms.show(2)),
+            met: r.overhead_share_pct.median <= 2.0,
+        });
+        let at_one_second = r.overhead_p50_ms.median / 1_000.0 * 100.0;
+        goals.push(Goal {
+            scenario: "engine round",
+            figure: "CL overhead ÷ cycle, at the default 1 s blocks",
+            goal: "≤ 2%",
+            result: format!("{at_one_second:.3}%"),
+            met: at_one_second <= 2.0,
+        });
+    }
+
+    if let Some(r) = &results.block_rate {
+        writeln!(body, "## Block rate\n")?;
+        writeln!(
+            body,
+            "Blocks a second. \"Fed one at a time\": a transfer is sent, and the next one once \
+             the first has a receipt, so every block carries one transfer. Geth's `--dev \
+             --dev.period 0` makes a block per transaction: the reference. Part 2 runs \
+             `--back-to-back --skip-empty --build-time-ms 2` for it (asked at once, Geth hands \
+             over the empty first draft of a block). Part 1 never runs ahead of the wall clock, \
+             so it makes one block a second by design.\n"
+        )?;
+        writeln!(body, "| driver | empty blocks/s | one-transfer blocks/s |\n|---|---|---|")?;
+        writeln!(
+            body,
+            "| `single-node` (Part 2), back to back | {} | {} |",
+            r.single_node_empty.show(1),
+            r.single_node_one_tx.show(1)
+        )?;
+        writeln!(body, "| Geth `--dev --dev.period 0` | — | {} |", r.geth_dev_one_tx.show(1))?;
+        writeln!(body, "| `engine-api` (Part 1) | {} | |", r.engine_api.show(2))?;
+        let ratio = r.single_node_one_tx.median / r.geth_dev_one_tx.median;
+        writeln!(body, "\nOne-transfer blocks, `single-node` ÷ Geth `--dev`: **{ratio:.2}**.\n")?;
+        goals.push(Goal {
+            scenario: "block rate",
+            figure: "one-transfer blocks/s, single-node ÷ geth --dev",
+            goal: "report the ratio",
+            result: format!("{ratio:.2}"),
+            met: true,
+        });
+    }
+
+    if let Some(r) = &results.throughput {
+        writeln!(body, "## Transfer throughput at 1 s blocks\n")?;
+        writeln!(
+            body,
+            "Saturated: 1,000 accounts funded by a benchmark genesis, transfers signed before the \
+             clock starts and sent in JSON-RPC batches of 200, keeping up to 4,000 in flight (under \
+             Geth's pool of 5,120), with a max fee above any base fee the run reaches. Inclusion \
+             is read from the blocks. The gas limit (60M) holds 2,857 transfers a block. \
+             `single-node` runs with its defaults (1 s blocks, a 500 ms build deadline); Geth's \
+             own `--dev --dev.period 1` drives the same Geth build on the same genesis.\n"
+        )?;
+        writeln!(body, "| driver | transfers/s |\n|---|---|")?;
+        writeln!(body, "| `single-node` (Part 2) | {} |", r.single_node_tps.show(0))?;
+        writeln!(body, "| Geth `--dev --dev.period 1` | {} |", r.geth_dev_tps.show(0))?;
+        writeln!(body, "| ratio | {} |\n", r.ratio.show(3))?;
+        let series: Vec<Series> = r
+            .series
+            .iter()
+            .map(|(name, blocks)| (name.clone(), blocks.iter().map(|&(t, n)| (t, n as f64)).collect()))
+            .collect();
+        plot::chart(
+            &images.join("throughput.png"),
+            "Transfers per block, saturated (last repeat)",
+            ("seconds since the load started", "transfers in the block"),
+            &series,
+            true,
+            None,
+        )?;
+        writeln!(body, "![Transfers per block](benchmarks/throughput.png)\n")?;
+        goals.push(Goal {
+            scenario: "throughput",
+            figure: "transfers/s, single-node ÷ geth --dev",
+            goal: "≥ 1.0",
+            result: r.ratio.show(3),
+            met: r.ratio.median >= 1.0,
+        });
+    }
+
+    if let Some(r) = &results.member_replay {
+        writeln!(body, "## Member replay and lag\n")?;
+        writeln!(
+            body,
+            "A leader fills the store with {} blocks back to back under a flood of transfers \
+             ({:.0} transfers a block on average). A fresh member then catches up on them \
+             (`member-nodes --mode member`, from PostgreSQL). The limit is a bare loop that feeds \
+             the same blocks, already decoded in memory, to another fresh Geth with newPayload \
+             and forkchoiceUpdated. Then the leader goes back to 1 s blocks, and the member's \
+             log gives, per block, the time from its commit in the store to its finalization \
+             on the member's Geth.\n",
+            r.blocks, r.txs_per_block
+        )?;
+        writeln!(body, "| | blocks/s |\n|---|---|")?;
+        writeln!(body, "| member catching up | {} |", r.member_bps.show(0))?;
+        writeln!(body, "| bare newPayload + forkchoiceUpdated loop | {} |", r.bare_bps.show(0))?;
+        writeln!(body, "| ratio | {} |\n", r.ratio.show(3))?;
+        writeln!(body, "| steady-state lag | ms |\n|---|---|")?;
+        writeln!(body, "| p50 | {} |", r.lag_p50_ms.show(2))?;
+        writeln!(body, "| p99 | {} |\n", r.lag_p99_ms.show(2))?;
+        goals.push(Goal {
+            scenario: "member replay",
+            figure: "catch-up, member ÷ bare loop",
+            goal: "≥ 0.8",
+            result: r.ratio.show(3),
+            met: r.ratio.median >= 0.8,
+        });
+        goals.push(Goal {
+            scenario: "member replay",
+            figure: "steady-state lag, p50",
+            goal: "≤ 20 ms",
+            result: format!("{} ms", r.lag_p50_ms.show(2)),
+            met: r.lag_p50_ms.median <= 20.0,
+        });
+    }
+
+    if let Some(r) = &results.failover {
+        writeln!(body, "## Failover\n")?;
+        writeln!(
+            body,
+            "Two leader candidates and a member, each with its own Geth, on Redis and PostgreSQL, \
+             under a steady 100 transfers a second. The leader is killed with SIGKILL; the time is \
+             from the kill to the commit (PostgreSQL's clock, on the same machine) of the first \
+             block stored under the new term. The killed node is restarted and caught up before \
+             the next kill. Afterwards every stored height and every Geth's chain is checked.\n"
+        )?;
+        writeln!(
+            body,
+            "| `--lease-ms` | `--build-time-ms` | kills | p50, ms | p99, ms | max, ms | forks | gaps |\n|---|---|---|---|---|---|---|---|"
+        )?;
+        let mut series = Vec::new();
+        for run in &r.runs {
+            let max = run.times_ms.iter().copied().fold(0.0, f64::max);
+            writeln!(
+                body,
+                "| {} | {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {} | {} | {} |",
+                run.lease_ms,
+                run.build_ms,
+                run.times_ms.len(),
+                run.p50_ms,
+                run.p99_ms,
+                max,
+                crate::stats::percentile(&run.promotion_ms, 50.0),
+                crate::stats::percentile(&run.promotion_ms, 99.0),
+                run.skipped_slots.iter().sum::<u64>(),
+                run.forks,
+                run.gaps
+            )?;
+            let points = run.times_ms.iter().enumerate().map(|(i, t)| (i as f64 + 1.0, *t)).collect();
+            series.push((format!("lease {} ms, build {} ms", run.lease_ms, run.build_ms), points));
+            goals.push(Goal {
+                scenario: "failover",
+                figure: if run.lease_ms == crate::scenarios::failover::SETTINGS[0].0 {
+                    "kill → first block, p50 / p99 (defaults)"
+                } else {
+                    "kill → first block, p50 / p99 (short lease)"
+                },
+                goal: "≤ 300 ms / ≤ 1 s, no fork or gap",
+                result: format!("{:.0} / {:.0} ms, {} forks, {} gaps", run.p50_ms, run.p99_ms, run.forks, run.gaps),
+                met: run.p50_ms <= 300.0 && run.p99_ms <= 1_000.0 && run.forks == 0 && run.gaps == 0,
+            });
+        }
+        writeln!(body)?;
+        plot::chart(
+            &images.join("failover.png"),
+            "Kill to the new leader's first block",
+            ("kill", "ms"),
+            &series,
+            true,
+            Some(300.0),
+        )?;
+        writeln!(body, "![Failover times](benchmarks/failover.png)\n")?;
+    }
+
+    if let Some(r) = &results.bft {
+        writeln!(body, "## BFT: four validators\n")?;
+        writeln!(
+            body,
+            "Four validators, each with a Geth (peered with the others), the app and a CometBFT \
+             v0.38 node, all on this one machine. The interval is between blocks as the first \
+             validator's Geth gets them, under a steady 100 transfers a second. CometBFT waits \
+             `timeout_commit` after a commit, then runs a round: the proposer builds \
+             (`--build-time-ms`), everyone executes the proposal, two voting steps; so the \
+             interval is `timeout_commit` plus a round. Throughput is measured saturated, with \
+             the throughput scenario's load spread over the four Geths.\n"
+        )?;
+        let single = results.throughput.as_ref().map(|t| t.single_node_tps.median);
+        writeln!(
+            body,
+            "| `timeout_commit` | `flush_throttle_timeout` | `--build-time-ms` | interval, s | saturated: interval, s | transfers/block | transfers/s | ÷ single-node |\n|---|---|---|---|---|---|---|---|"
+        )?;
+        let mut series = Vec::new();
+        for run in &r.runs {
+            let ratio = single.map_or("—".to_owned(), |s| format!("{:.2}", run.tps.median / s));
+            writeln!(
+                body,
+                "| {} | {} | {} | {} | {} | {} | {} | {} |",
+                run.timeout_commit,
+                run.flush_throttle,
+                run.build_ms,
+                run.interval_s.show(3),
+                run.saturated_interval_s.show(3),
+                run.saturated_block_txs.show(0),
+                run.tps.show(0),
+                ratio
+            )?;
+            series.push((
+                format!("timeout_commit {}, flush {}", run.timeout_commit, run.flush_throttle),
+                run.intervals.iter().enumerate().map(|(i, v)| (i as f64 + 1.0, *v)).collect(),
+            ));
+        }
+        writeln!(body)?;
+        plot::chart(
+            &images.join("bft-intervals.png"),
+            "Block intervals, four validators, steady load (last repeat)",
+            ("block", "seconds since the previous block"),
+            &series,
+            true,
+            Some(1.05),
+        )?;
+        writeln!(body, "![Block intervals](benchmarks/bft-intervals.png)\n")?;
+        let best = r.runs.iter().min_by(|a, b| a.interval_s.median.total_cmp(&b.interval_s.median));
+        if let Some(best) = best {
+            goals.push(Goal {
+                scenario: "BFT",
+                figure: "median block interval at a 1 s target",
+                goal: "≤ 1.05 s",
+                result: format!(
+                    "{} s (timeout_commit {}, flush {})",
+                    best.interval_s.show(3),
+                    best.timeout_commit,
+                    best.flush_throttle
+                ),
+                met: best.interval_s.median <= 1.05,
+            });
+            let best_tps = r.runs.iter().map(|run| run.tps.median).fold(0.0, f64::max);
+            if let Some(single) = single {
+                let ratio = best_tps / single;
+                goals.push(Goal {
+                    scenario: "BFT",
+                    figure: "transfers/s ÷ single-node",
+                    goal: "≥ 0.8",
+                    result: format!("{ratio:.2}"),
+                    met: ratio >= 0.8,
+                });
+            }
+        }
+    }
+
+    let memory: Vec<_> = [
+        results.engine_round.as_ref().map(|r| &r.memory),
+        results.throughput.as_ref().map(|r| &r.memory),
+        results.member_replay.as_ref().map(|r| &r.memory),
+        results.failover.as_ref().map(|r| &r.memory),
+        results.bft.as_ref().map(|r| &r.memory),
+    ]
+    .into_iter()
+    .flatten()
+    .flatten()
+    .collect();
+    if !memory.is_empty() {
+        writeln!(body, "## Memory\n")?;
+        writeln!(
+            body,
+            "Peak resident memory (`VmHWM`) of each consensus-layer process, read at the end of its run.\n"
+        )?;
+        writeln!(body, "| process, under | peak, MiB (highest repeat) |\n|---|---|")?;
+        let mut names: Vec<&str> = memory.iter().map(|m| m.process.as_str()).collect();
+        names.dedup();
+        names.sort_unstable();
+        names.dedup();
+        let mut worst = 0.0_f64;
+        for name in names {
+            let peak = memory.iter().filter(|m| m.process == name).map(|m| m.peak_mib).fold(0.0, f64::max);
+            worst = worst.max(peak);
+            writeln!(body, "| {name} | {peak:.1} |")?;
+        }
+        writeln!(body)?;
+        goals.push(Goal {
+            scenario: "memory",
+            figure: "peak RSS of any CL process",
+            goal: "≤ 20 MB",
+            result: format!("{worst:.1} MiB"),
+            met: worst <= 20.0,
+        });
+    }
+
+    writeln!(md, "## Goals\n\n| scenario | figure | goal | result | met |\n|---|---|---|---|---|")?;
+    for g in &goals {
+        writeln!(md, "| {} | {} | {} | {} | {} |", g.scenario, g.figure, g.goal, g.result, mark(g.met))?;
+    }
+    writeln!(md, "\nWhy a goal is missed, and what limits each figure: see [Benchmark notes](benchmark-notes.md).\n")?;
+    md.push_str(&body);
+    std::fs::write(docs.join("benchmarks.md"), md)?;
+    Ok(())
+}

@@ -1,0 +1,240 @@
+//! Part 3's failover: the leader is killed with SIGKILL again and again under a steady
+//! load; each time, the time from the kill to the first block the new leader stores. Then
+//! the chain is checked: one row per height, every Geth on it.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use common::{
+    BlockTag,
+    harness::{Geth, GethOptions, Postgres, Redis, Service, http_get},
+};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    load::{self, Accounts, Load, Tracker},
+    procs::{self, Memory},
+    stats::percentile,
+};
+
+/// One lease and build setting, and what its kills measured.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct FailoverRun {
+    /// `--lease-ms`.
+    pub(crate) lease_ms: u64,
+    /// `--build-time-ms`.
+    pub(crate) build_ms: u64,
+    /// Kill to first new block, ms, per kill.
+    pub(crate) times_ms: Vec<f64>,
+    /// Kill to the standby's promotion (its log), ms, per kill.
+    #[serde(default)]
+    pub(crate) promotion_ms: Vec<f64>,
+    /// Slots the chain skipped per kill: the timestamp gap between the last block before
+    /// the kill and the first after, minus one (0: no slot lost).
+    #[serde(default)]
+    pub(crate) skipped_slots: Vec<u64>,
+    /// Median, ms.
+    pub(crate) p50_ms: f64,
+    /// 99th percentile, ms.
+    pub(crate) p99_ms: f64,
+    /// Heights where a Geth holds another block than the store.
+    pub(crate) forks: u64,
+    /// Heights missing from the store.
+    pub(crate) gaps: u64,
+}
+
+/// What the scenario found.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Failover {
+    /// One run per setting.
+    pub(crate) runs: Vec<FailoverRun>,
+    /// Peak memory of the member.
+    pub(crate) memory: Vec<Memory>,
+}
+
+/// The settings measured: the defaults, and a short lease with a short build deadline.
+pub(crate) const SETTINGS: [(u64, u64); 2] = [(2_000, 500), (200, 50)];
+
+/// Runs the scenario, `kills` kills per setting.
+pub(crate) async fn run(kills: usize) -> anyhow::Result<Failover> {
+    let (mut runs, mut memory) = (Vec::new(), Vec::new());
+    for (lease_ms, build_ms) in SETTINGS {
+        tracing::info!(lease_ms, build_ms, kills, "failover");
+        let (run, mem) = one_setting(lease_ms, build_ms, kills).await?;
+        tracing::info!(p50 = run.p50_ms, p99 = run.p99_ms, forks = run.forks, gaps = run.gaps, "failover done");
+        runs.push(run);
+        memory.extend(mem);
+    }
+    Ok(Failover { runs, memory })
+}
+
+struct Cluster {
+    nodes: Vec<Option<Service>>,
+    geths: Vec<Geth>,
+    health: Vec<String>,
+    redis: Redis,
+    postgres: Postgres,
+    genesis: std::path::PathBuf,
+    args: Vec<String>,
+    dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    fn start_node(&mut self, i: usize) -> anyhow::Result<()> {
+        let geth = &self.geths[i];
+        let env = [
+            ("INSTANCE_ID", format!("node{i}")),
+            ("MODE", if i < 2 { "leader" } else { "member" }.to_owned()),
+            ("ETH_CLIENT_URL", geth.auth_url()),
+            ("JWT_SECRET", geth.jwt_path().display().to_string()),
+            ("GENESIS", self.genesis.display().to_string()),
+            ("REDIS_ADDR", self.redis.addr()),
+            ("POSTGRES_URL", self.postgres.url()),
+            ("HEALTH_ADDR", self.health[i].clone()),
+        ];
+        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        self.nodes[i] = Some(procs::spawn("member-nodes", &format!("node{i}"), &args, &env, self.dir.path())?);
+        Ok(())
+    }
+
+    async fn status(&self, i: usize) -> Option<serde_json::Value> {
+        let (_, body) = http_get(&format!("http://{}/status", self.health[i])).await?;
+        serde_json::from_str(&body).ok()
+    }
+
+    /// The leading candidate and its term, once one leads.
+    async fn leader(&self) -> anyhow::Result<(usize, u64)> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            for i in 0..2 {
+                if let Some(status) = self.status(i).await
+                    && status["role"] == "leading"
+                {
+                    return Ok((i, status["term"].as_u64().unwrap_or(0)));
+                }
+            }
+            anyhow::ensure!(Instant::now() < deadline, "no leader within a minute");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+async fn one_setting(lease_ms: u64, build_ms: u64, kills: usize) -> anyhow::Result<(FailoverRun, Vec<Memory>)> {
+    let accounts = Accounts::new(load::ACCOUNTS)?;
+    let genesis = load::bench_genesis(&accounts)?;
+    let options = GethOptions { genesis: Some(genesis.path.clone()), ..Default::default() };
+    let mut geths = Vec::new();
+    for _ in 0..3 {
+        geths.push(Geth::start_with(options.clone()).await?);
+    }
+    let mut cluster = Cluster {
+        nodes: vec![None, None, None],
+        health: (0..3).map(|_| format!("127.0.0.1:{}", common::harness::free_port().unwrap_or(0))).collect(),
+        geths,
+        redis: Redis::start().await?,
+        postgres: Postgres::start().await?,
+        genesis: genesis.path.clone(),
+        args: vec!["--lease-ms".into(), lease_ms.to_string(), "--build-time-ms".into(), build_ms.to_string()],
+        dir: tempfile::tempdir()?,
+    };
+    for i in 0..3 {
+        cluster.start_node(i)?;
+    }
+    let (sql, connection) = tokio_postgres::connect(&cluster.postgres.url(), tokio_postgres::NoTls).await?;
+    tokio::spawn(connection);
+
+    // A steady load, to both candidates' Geths.
+    let tracker = Tracker::start(&cluster.geths[2].http_url()).await?;
+    let urls = vec![cluster.geths[0].http_url(), cluster.geths[1].http_url()];
+    let load = Load::start(urls, load::presign(&accounts, 0, 60), tracker.included.clone(), Some(100.0));
+
+    let (mut times_ms, mut promotion_ms, mut skipped_slots) = (Vec::new(), Vec::new(), Vec::new());
+    for kill in 0..kills {
+        let (leader, term) = cluster.leader().await?;
+        // Let the leader make a block of its own first, so each kill is mid-production.
+        tokio::time::sleep(Duration::from_millis(build_ms + 300)).await;
+        let killed_at = unix_seconds();
+        cluster.nodes[leader].as_mut().context("leader runs")?.kill();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let (stored_at, number, timestamp) = loop {
+            let row = sql
+                .query_opt(
+                    "SELECT EXTRACT(EPOCH FROM stored_at)::float8, number, timestamp FROM blocks
+                     WHERE term > $1 ORDER BY number LIMIT 1",
+                    &[&i64::try_from(term)?],
+                )
+                .await?;
+            if let Some(row) = row {
+                break (row.get::<_, f64>(0), row.get::<_, i64>(1), row.get::<_, i64>(2));
+            }
+            anyhow::ensure!(Instant::now() < deadline, "no new leader stored a block within a minute");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        };
+        let ms = (stored_at - killed_at) * 1e3;
+        let before: i64 =
+            sql.query_one("SELECT timestamp FROM blocks WHERE number = $1", &[&(number - 1)]).await?.get(0);
+        skipped_slots.push(u64::try_from(timestamp - before - 1).unwrap_or(0));
+        let standby = cluster.nodes[1 - leader].as_ref().context("standby runs")?;
+        let promoted = procs::lines_with(&standby.output(), "promoted")
+            .filter_map(procs::line_time)
+            .find(|t| *t >= killed_at)
+            .map_or(ms, |t| (t - killed_at) * 1e3);
+        tracing::info!(kill, ms, promoted, "failover");
+        times_ms.push(ms);
+        promotion_ms.push(promoted);
+        // The killed node comes back as a standby and catches up before the next kill.
+        cluster.start_node(leader)?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while cluster.status(leader).await.is_none_or(|s| s["role"] != "following" || s["lag_blocks"] != 0) {
+            anyhow::ensure!(Instant::now() < deadline, "the killed node did not catch up within a minute");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    load.stop().await;
+    tracker.stop().await;
+    let memory: Vec<Memory> = cluster.nodes[2]
+        .as_ref()
+        .and_then(|n| procs::memory_of(n, "member-nodes member, following"))
+        .into_iter()
+        .collect();
+    for node in cluster.nodes.iter_mut().flatten() {
+        node.kill();
+    }
+    let (forks, gaps) = check_chain(&sql, &cluster.geths).await?;
+    let run = FailoverRun {
+        lease_ms,
+        build_ms,
+        p50_ms: percentile(&times_ms, 50.0),
+        p99_ms: percentile(&times_ms, 99.0),
+        times_ms,
+        promotion_ms,
+        skipped_slots,
+        forks,
+        gaps,
+    };
+    Ok((run, memory))
+}
+
+/// Heights where a Geth disagrees with the store, and heights the store lacks.
+async fn check_chain(sql: &tokio_postgres::Client, geths: &[Geth]) -> anyhow::Result<(u64, u64)> {
+    let rows = sql.query("SELECT number, hash FROM blocks ORDER BY number", &[]).await?;
+    let stored: Vec<(u64, Vec<u8>)> =
+        rows.iter().map(|r| (u64::try_from(r.get::<_, i64>(0)).unwrap_or(0), r.get(1))).collect();
+    let gaps = stored.iter().enumerate().filter(|(i, (n, _))| *n != *i as u64).count() as u64;
+    let mut forks = 0;
+    for geth in geths {
+        let engine = geth.engine();
+        let head = engine.head().await?.number;
+        for (number, hash) in stored.iter().take_while(|(n, _)| *n <= head) {
+            let block = engine.block(BlockTag::Number(*number)).await?;
+            if block.map(|b| b.hash.to_vec()) != Some(hash.clone()) {
+                forks += 1;
+            }
+        }
+    }
+    Ok((forks, gaps))
+}
+
+fn unix_seconds() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+}

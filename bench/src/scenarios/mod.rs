@@ -1,0 +1,22 @@
+//! One module per scenario. Each starts the real components it needs, measures for the
+//! requested time after a warm-up, repeats, and returns a serialisable result.
+
+pub(crate) mod bft;
+pub(crate) mod block_rate;
+pub(crate) mod engine_round;
+pub(crate) mod failover;
+pub(crate) mod member_replay;
+pub(crate) mod throughput;
+
+use std::time::Duration;
+
+/// How long and how often each scenario measures.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Plan {
+    /// Measurement time per repeat.
+    pub(crate) duration: Duration,
+    /// Time before measuring starts, per repeat.
+    pub(crate) warmup: Duration,
+    /// How many times each measurement is repeated.
+    pub(crate) repeats: usize,
+}
