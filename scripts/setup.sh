@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the README commands need, skipping what is already there.
 #
-#   scripts/setup.sh            everything: geth, cometbft, mdbook, redis + postgresql
+#   scripts/setup.sh            everything: geth, cometbft, mdbook, redis + postgresql, fonts
 #   scripts/setup.sh geth       only the pinned Geth (what Part 1 needs)
-#   scripts/setup.sh fonts      the font the benchmark plots use (scripts/bench.sh asks)
+#   scripts/setup.sh fonts      the font the benchmark plots use (the report test draws them)
 #
 # Geth, CometBFT and mdBook go into .tools/bin (project-local); Redis and PostgreSQL come
 # from apt.
@@ -86,7 +86,7 @@ apt_install() {
 }
 
 parts=("$@")
-[[ ${#parts[@]} -gt 0 ]] || parts=(geth cometbft mdbook services)
+[[ ${#parts[@]} -gt 0 ]] || parts=(geth cometbft mdbook services fonts)
 for part in "${parts[@]}"; do
     case "$part" in
         geth) install_geth ;;

@@ -43,6 +43,8 @@ struct Produced {
     /// Our own work: the step's time minus the Engine API calls and the build deadline
     /// (storing the block, encoding, scheduling). The benchmarks read it from the log.
     overhead: Duration,
+    /// Of the overhead: committing the block to the store.
+    store: Duration,
 }
 
 /// The sequencer's state: the client, the store, and the head it stands on.
@@ -71,7 +73,7 @@ impl<'a> Sequencer<'a> {
         while !cancel.is_cancelled() {
             match self.produce(cancel).await {
                 Ok(Outcome::Produced(produced)) => {
-                    let Produced { block, engine, overhead } = *produced;
+                    let Produced { block, engine, overhead, store } = *produced;
                     self.status.block_produced();
                     self.status.metrics.blocks_produced.inc();
                     self.status.metrics.head_number.set(i64::try_from(block.number()).unwrap_or(i64::MAX));
@@ -83,6 +85,7 @@ impl<'a> Sequencer<'a> {
                         timestamp = block.timestamp(),
                         engine_us = engine.as_micros(),
                         overhead_us = overhead.as_micros(),
+                        store_us = store.as_micros(),
                         "block produced"
                     );
                 }
@@ -142,14 +145,16 @@ impl<'a> Sequencer<'a> {
         }
 
         // Store, then finalize: the write-ahead rule.
+        let storing = Instant::now();
         self.store.append(&block).map_err(Fault::Fatal)?;
+        let store = storing.elapsed();
         self.head = block.head();
         self.earliest = 0;
         self.last_block_at = Instant::now();
         round::finalize(self.engine, self.head.hash).await?;
         let engine = self.status.metrics.engine.time_in_calls().saturating_sub(engine_before);
         let overhead = started.elapsed().saturating_sub(engine).saturating_sub(block_args.build_time());
-        Ok(Outcome::Produced(Box::new(Produced { block, engine, overhead })))
+        Ok(Outcome::Produced(Box::new(Produced { block, engine, overhead, store })))
     }
     // ANCHOR_END: produce
 

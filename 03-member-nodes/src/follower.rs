@@ -20,8 +20,11 @@ use crate::{
     store::{Chain, Store, StoredRow},
 };
 
-/// Stored blocks fetched per query while catching up.
-const BATCH: u32 = 64;
+/// Stored blocks fetched per query while catching up; Geth's head moves once per batch.
+pub const BATCH: u32 = 64;
+/// Stored payload fetched per query, at most (beyond the first block): 64 small blocks,
+/// or a few full ones.
+pub const BATCH_BYTES: u32 = 4 * 1024 * 1024;
 
 /// Why a catch-up stopped early.
 #[derive(Debug, thiserror::Error)]
@@ -149,7 +152,8 @@ impl<'a> Follower<'a> {
 
     async fn apply_all(&mut self) -> Result<(), FollowError> {
         loop {
-            let rows = self.store.blocks_after(self.head.number, BATCH).await.map_err(FollowError::Store)?;
+            let rows =
+                self.store.blocks_after(self.head.number, BATCH, BATCH_BYTES).await.map_err(FollowError::Store)?;
             if rows.is_empty() {
                 return Ok(());
             }

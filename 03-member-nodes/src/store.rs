@@ -343,16 +343,22 @@ impl Store {
         .await
     }
 
-    /// Up to `limit` stored blocks above `number`, in order.
-    pub async fn blocks_after(&self, number: u64, limit: u32) -> anyhow::Result<Vec<StoredRow>> {
+    /// Up to `limit` stored blocks above `number`, in order, and no more of them than fit
+    /// in `max_bytes` of stored payload (but always the first): a batch of full blocks
+    /// would otherwise take about a hundred megabytes once decoded.
+    pub async fn blocks_after(&self, number: u64, limit: u32, max_bytes: u32) -> anyhow::Result<Vec<StoredRow>> {
         timed(async {
             let client = self.client().await?;
             let rows = client
                 .query(
-                    "SELECT number, hash, parent_hash, term, payload,
-                            EXTRACT(EPOCH FROM clock_timestamp() - stored_at)::float8
-                     FROM blocks WHERE number > $1 AND payload IS NOT NULL ORDER BY number LIMIT $2",
-                    &[&i64::try_from(number)?, &i64::from(limit)],
+                    "SELECT number, hash, parent_hash, term, payload, age FROM (
+                        SELECT number, hash, parent_hash, term, payload,
+                               EXTRACT(EPOCH FROM clock_timestamp() - stored_at)::float8 AS age,
+                               sum(pg_column_size(payload)) OVER (ORDER BY number)
+                                   - pg_column_size(payload) AS before
+                        FROM blocks WHERE number > $1 AND payload IS NOT NULL ORDER BY number LIMIT $2
+                     ) AS batch WHERE before < $3 ORDER BY number",
+                    &[&i64::try_from(number)?, &i64::from(limit), &i64::from(max_bytes.max(1))],
                 )
                 .await?;
             rows.iter()

@@ -13,12 +13,17 @@ use std::path::Path;
 use crate::{EngineClient, Fault, Head, payload::ExecutableBlock, round};
 use alloy_primitives::B256;
 use anyhow::{Context, anyhow, bail, ensure};
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Builder, Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 /// Blocks by height, as JSON [`ExecutableBlock`]s.
 const BLOCKS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("blocks");
 /// `genesis` (hash of block 0 of the chain this store belongs to) and `head`.
 const META: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("meta");
+
+/// The store's page cache. redb's default is 1 GiB, and every page written stays cached
+/// until the cache is full: a sequencer's memory would grow with its chain, to a gigabyte.
+/// Blocks are written once and read back only on recovery, so a small cache loses nothing.
+pub const CACHE_BYTES: usize = 4 * 1024 * 1024;
 
 /// The embedded store.
 #[derive(Debug)]
@@ -32,7 +37,7 @@ impl Store {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).with_context(|| format!("cannot create state directory {}", dir.display()))?;
         }
-        let db = Database::create(path).map_err(|e| match e {
+        let db = Builder::new().set_cache_size(CACHE_BYTES).create(path).map_err(|e| match e {
             redb::DatabaseError::DatabaseAlreadyOpen => {
                 anyhow!("{} is in use by another process", path.display())
             }

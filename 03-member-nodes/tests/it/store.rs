@@ -98,7 +98,7 @@ async fn rows_are_checked_before_use_and_listen_announces_them() {
     store.append(&fake_block(1, hash(1), hash(0x11)), 1, "a").await.expect("stored");
     tokio::time::timeout(Duration::from_secs(10), wake.notified()).await.expect("woken by NOTIFY");
 
-    let rows = store.blocks_after(0, 10).await.expect("read");
+    let rows = store.blocks_after(0, 10, u32::MAX).await.expect("read");
     assert_eq!(rows.len(), 1, "the anchor has no payload and is not returned");
     // A fabricated block does not hash to its claimed hash: refused as corrupt.
     assert!(matches!(rows[0].block(), Err(RowError::Corrupt { number: 1, .. })), "{:?}", rows[0].block());
@@ -108,6 +108,14 @@ async fn rows_are_checked_before_use_and_listen_announces_them() {
     let (head, age) = store.lag(0).await.expect("lag");
     assert_eq!(head, 1);
     assert!(age.is_some_and(|a| a < Duration::from_secs(60)), "{age:?}");
+
+    // A batch is bounded by count and by stored payload size, and always holds a block.
+    store.append(&fake_block(2, hash(0x11), hash(0x12)), 1, "a").await.expect("stored");
+    store.append(&fake_block(3, hash(0x12), hash(0x13)), 1, "a").await.expect("stored");
+    let numbers = |rows: Vec<member_nodes::store::StoredRow>| rows.iter().map(|r| r.number).collect::<Vec<_>>();
+    assert_eq!(numbers(store.blocks_after(0, 10, u32::MAX).await.expect("read")), [1, 2, 3]);
+    assert_eq!(numbers(store.blocks_after(0, 2, u32::MAX).await.expect("read")), [1, 2]);
+    assert_eq!(numbers(store.blocks_after(1, 10, 1).await.expect("read")), [2], "one block over the budget");
     cancel.cancel();
     listening.await.expect("listener stops");
 }

@@ -42,6 +42,9 @@ pub(crate) struct EngineRound {
     pub(crate) overhead_p50_ms: Summary,
     /// Its 99th percentile, ms.
     pub(crate) overhead_p99_ms: Summary,
+    /// Of the overhead, the store's commit, median and 99th percentile, ms.
+    #[serde(default)]
+    pub(crate) store_ms: Option<(Summary, Summary)>,
     /// A whole block's cycle in Part 2, median, ms.
     pub(crate) cycle_p50_ms: Summary,
     /// Median overhead as a share of the median cycle, %.
@@ -56,12 +59,15 @@ pub(crate) struct EngineRound {
 pub(crate) async fn run(plan: &Plan) -> anyhow::Result<EngineRound> {
     let mut latencies: Vec<Vec<Vec<f64>>> = Vec::new();
     let (mut overhead_p50, mut overhead_p99, mut cycle_p50, mut share) = (vec![], vec![], vec![], vec![]);
+    let (mut store_p50, mut store_p99) = (vec![], vec![]);
     let mut memory = Vec::new();
     for repeat in 0..plan.repeats {
         tracing::info!(repeat, "engine round: bare driver");
         latencies.push(bare_driver(plan).await?);
         tracing::info!(repeat, "engine round: single-node back to back");
-        let (overheads, cycles, mem) = sequencer(plan).await?;
+        let (overheads, stores, cycles, mem) = sequencer(plan).await?;
+        store_p50.push(percentile(&stores, 50.0));
+        store_p99.push(percentile(&stores, 99.0));
         let (o50, c50) = (percentile(&overheads, 50.0), percentile(&cycles, 50.0));
         overhead_p50.push(o50);
         overhead_p99.push(percentile(&overheads, 99.0));
@@ -83,6 +89,7 @@ pub(crate) async fn run(plan: &Plan) -> anyhow::Result<EngineRound> {
         methods,
         overhead_p50_ms: Summary::of(&overhead_p50),
         overhead_p99_ms: Summary::of(&overhead_p99),
+        store_ms: Some((Summary::of(&store_p50), Summary::of(&store_p99))),
         cycle_p50_ms: Summary::of(&cycle_p50),
         overhead_share_pct: Summary::of(&share),
         samples: METHODS.iter().map(|m| (*m).to_owned()).zip(last).collect(),
@@ -126,7 +133,7 @@ async fn bare_driver(plan: &Plan) -> anyhow::Result<Vec<Vec<f64>>> {
 
 /// single-node back to back with no build deadline; its per-block overheads and cycles,
 /// ms, from its log.
-async fn sequencer(plan: &Plan) -> anyhow::Result<(Vec<f64>, Vec<f64>, Option<Memory>)> {
+async fn sequencer(plan: &Plan) -> anyhow::Result<(Vec<f64>, Vec<f64>, Vec<f64>, Option<Memory>)> {
     let geth = Geth::start().await?;
     let dir = tempfile::tempdir()?;
     let mut node = procs::single_node(&geth, &["--back-to-back", "--build-time-ms", "0"], dir.path())?;
@@ -137,13 +144,18 @@ async fn sequencer(plan: &Plan) -> anyhow::Result<(Vec<f64>, Vec<f64>, Option<Me
     node.signal(libc::SIGTERM);
     node.wait_exit(std::time::Duration::from_secs(30)).await;
     let output = node.output();
-    let (mut overheads, mut cycles) = (Vec::new(), Vec::new());
+    let (mut overheads, mut stores, mut cycles) = (Vec::new(), Vec::new(), Vec::new());
     for line in lines_with(&output, "block produced").skip(skip) {
-        let (Some(engine), Some(overhead)) = (field(line, "engine_us"), field(line, "overhead_us")) else { continue };
-        let (engine, overhead): (f64, f64) = (engine.parse()?, overhead.parse()?);
+        let (Some(engine), Some(overhead), Some(store)) =
+            (field(line, "engine_us"), field(line, "overhead_us"), field(line, "store_us"))
+        else {
+            continue;
+        };
+        let (engine, overhead, store): (f64, f64, f64) = (engine.parse()?, overhead.parse()?, store.parse()?);
         overheads.push(overhead / 1e3);
+        stores.push(store / 1e3);
         cycles.push((engine + overhead) / 1e3);
     }
     ensure!(!cycles.is_empty(), "single-node produced no block while measured:\n{}", node.log_tail(2000));
-    Ok((overheads, cycles, memory))
+    Ok((overheads, stores, cycles, memory))
 }

@@ -151,8 +151,11 @@ async fn one_setting(lease_ms: u64, build_ms: u64, kills: usize) -> anyhow::Resu
     let (mut times_ms, mut promotion_ms, mut skipped_slots) = (Vec::new(), Vec::new(), Vec::new());
     for kill in 0..kills {
         let (leader, term) = cluster.leader().await?;
-        // Let the leader make a block of its own first, so each kill is mid-production.
+        // Let the leader make a block of its own first, then kill it at a set point of the
+        // second: the kills are spread evenly over the second, as faults are, instead of
+        // all landing at the same distance from a block.
         tokio::time::sleep(Duration::from_millis(build_ms + 300)).await;
+        tokio::time::sleep(until_phase(unix_seconds(), kill_phase(kill, kills))).await;
         let killed_at = unix_seconds();
         cluster.nodes[leader].as_mut().context("leader runs")?.kill();
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -235,6 +238,32 @@ async fn check_chain(sql: &tokio_postgres::Client, geths: &[Geth]) -> anyhow::Re
     Ok((forks, gaps))
 }
 
+/// The point of the second (0 to 1) at which kill `kill` of `kills` lands: the middles of
+/// `kills` equal parts.
+pub(crate) fn kill_phase(kill: usize, kills: usize) -> f64 {
+    (kill as f64 + 0.5) / kills.max(1) as f64
+}
+
+/// How long from `now` (Unix seconds) until the fraction of the second is `phase`.
+fn until_phase(now: f64, phase: f64) -> Duration {
+    Duration::from_secs_f64((phase - now.fract()).rem_euclid(1.0))
+}
+
 fn unix_seconds() -> f64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kills_are_spread_evenly_over_the_second() {
+        let phases: Vec<f64> = (0..4).map(|k| kill_phase(k, 4)).collect();
+        assert_eq!(phases, [0.125, 0.375, 0.625, 0.875]);
+        let wait = |now: f64, phase: f64| until_phase(now, phase).as_secs_f64();
+        assert!((wait(100.25, 0.75) - 0.5).abs() < 1e-6);
+        assert!((wait(100.75, 0.25) - 0.5).abs() < 1e-6);
+        assert!(wait(100.5, 0.5).abs() < 1e-6);
+    }
 }

@@ -137,14 +137,20 @@ async fn one_repeat(plan: &Plan, accounts: &Accounts, genesis: &BenchGenesis, bl
     wait_for_head(&member_geth, height).await?;
     let member_bps = height as f64 / started.elapsed().as_secs_f64();
 
-    // The bare loop: the same blocks, to another fresh Geth, straight from memory.
+    // The bare loop: the same blocks, to another fresh Geth, straight from memory, with
+    // the fewest calls a catching-up node can make: a newPayload per block, and a
+    // forkchoiceUpdated per batch, as the member moves its head.
     let bare_geth = Geth::start_with(options).await?;
     let engine = bare_geth.engine();
     let started = Instant::now();
-    for block in &chain {
-        let status = engine.import(block).await?;
-        anyhow::ensure!(status.is_valid(), "Geth refused stored block {}: {status}", block.number());
-        engine.forkchoice_updated_v3(finalized_at(block.hash()), None).await?;
+    for batch in chain.chunks(member_nodes::follower::BATCH as usize) {
+        for block in batch {
+            let status = engine.import(block).await?;
+            anyhow::ensure!(status.is_valid(), "Geth refused stored block {}: {status}", block.number());
+        }
+        if let Some(last) = batch.last() {
+            engine.forkchoice_updated_v3(finalized_at(last.hash()), None).await?;
+        }
     }
     let bare_bps = chain.len() as f64 / started.elapsed().as_secs_f64();
     drop(bare_geth);
@@ -172,7 +178,7 @@ async fn stored_blocks(store: &Store, height: u64) -> anyhow::Result<Vec<Executa
     let mut chain = Vec::new();
     let mut after = 0;
     while after < height {
-        let rows = store.blocks_after(after, 256).await?;
+        let rows = store.blocks_after(after, 256, member_nodes::follower::BATCH_BYTES).await?;
         anyhow::ensure!(!rows.is_empty(), "the store ends at {after}, before {height}");
         for row in rows.iter().take_while(|r| r.number <= height) {
             chain.push(row.block()?);
