@@ -382,7 +382,6 @@ pub(crate) fn write(results: &Results, docs: &Path) -> anyhow::Result<()> {
         )?;
         writeln!(body, "| process, under | peak, MiB (highest repeat) |\n|---|---|")?;
         let mut names: Vec<&str> = memory.iter().map(|m| m.process.as_str()).collect();
-        names.dedup();
         names.sort_unstable();
         names.dedup();
         let mut worst = 0.0_f64;

@@ -2,7 +2,7 @@
 //! load; each time, the time from the kill to the first block the new leader stores. Then
 //! the chain is checked: one row per height, every Geth on it.
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use common::{
@@ -250,7 +250,7 @@ fn until_phase(now: f64, phase: f64) -> Duration {
 }
 
 fn unix_seconds() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+    common::clock::unix_time().as_secs_f64()
 }
 
 #[cfg(test)]
