@@ -16,9 +16,18 @@ mkdir -p "$TOOLS/bin"
 
 say() { echo "setup: $*" >&2; }
 
+# The version line of `geth version`. Read whole, then matched: piping into `grep -q` would
+# let grep exit at the match while geth still writes, and pipefail turns geth's SIGPIPE
+# into a failed check (exit 141).
+geth_version() {
+    local out
+    out="$("$TOOLS/bin/geth" version 2>/dev/null)" || return 1
+    sed -n 's/^Version: //p' <<<"$out"
+}
+
 install_geth() {
     local want="${GETH_VERSION#v}-stable"
-    if [[ -x "$TOOLS/bin/geth" ]] && "$TOOLS/bin/geth" version 2>/dev/null | grep -qx "Version: $want"; then
+    if [[ -x "$TOOLS/bin/geth" ]] && [[ "$(geth_version)" == "$want" ]]; then
         say "geth $GETH_VERSION already in .tools/bin"
         return
     fi
@@ -28,7 +37,9 @@ install_geth() {
     fi
     say "installing geth $GETH_VERSION with go install (a few minutes the first time)"
     GOBIN="$TOOLS/bin" GOFLAGS=-mod=mod go install "github.com/ethereum/go-ethereum/cmd/geth@$GETH_VERSION"
-    "$TOOLS/bin/geth" version | grep -qx "Version: $want"
+    local got
+    got="$(geth_version)"
+    [[ "$got" == "$want" ]] || { say "installed geth reports version '$got', expected '$want'"; exit 1; }
 }
 
 install_cometbft() {
