@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use alloy_primitives::{B256, Bytes};
 use alloy_rpc_types_engine::{ExecutionPayloadV3, ForkchoiceState, PayloadAttributes, PayloadId};
-use serde_json::json;
 
 use crate::{
     auth::JwtSecret,
@@ -51,6 +50,9 @@ pub const ETH_GET_BLOCK_BY_NUMBER: &str = "eth_getBlockByNumber";
 pub const ETH_READ_TIMEOUT: Duration = Duration::from_secs(5);
 // ANCHOR_END: methods
 
+/// The params of a method that takes none: `[]`.
+const NO_PARAMS: [(); 0] = [];
+
 /// The Engine API methods this project calls; checked against the EL at start.
 pub const REQUIRED_CAPABILITIES: [&str; 4] = [FORKCHOICE_UPDATED_V3, GET_PAYLOAD_V4, GET_PAYLOAD_V5, NEW_PAYLOAD_V4];
 
@@ -90,17 +92,17 @@ impl EngineClient {
         state: ForkchoiceState,
         attributes: Option<PayloadAttributes>,
     ) -> Result<ForkchoiceUpdated, EngineError> {
-        self.rpc.call(FORKCHOICE_UPDATED_V3, json!([state, attributes]), FORKCHOICE_UPDATED_TIMEOUT).await
+        self.rpc.call(FORKCHOICE_UPDATED_V3, (state, attributes), FORKCHOICE_UPDATED_TIMEOUT).await
     }
 
     /// `engine_getPayloadV4` (Prague).
     pub async fn get_payload_v4(&self, id: PayloadId) -> Result<BuiltPayload, EngineError> {
-        self.rpc.call(GET_PAYLOAD_V4, json!([id]), GET_PAYLOAD_TIMEOUT).await
+        self.rpc.call(GET_PAYLOAD_V4, [id], GET_PAYLOAD_TIMEOUT).await
     }
 
     /// `engine_getPayloadV5` (Osaka).
     pub async fn get_payload_v5(&self, id: PayloadId) -> Result<BuiltPayload, EngineError> {
-        self.rpc.call(GET_PAYLOAD_V5, json!([id]), GET_PAYLOAD_TIMEOUT).await
+        self.rpc.call(GET_PAYLOAD_V5, [id], GET_PAYLOAD_TIMEOUT).await
     }
 
     // ANCHOR: get_payload
@@ -125,7 +127,7 @@ impl EngineClient {
         parent_beacon_block_root: B256,
         execution_requests: &[Bytes],
     ) -> Result<PayloadStatus, EngineError> {
-        let params = json!([payload, versioned_hashes, parent_beacon_block_root, execution_requests]);
+        let params = (payload, versioned_hashes, parent_beacon_block_root, execution_requests);
         self.rpc.call(NEW_PAYLOAD_V4, params, NEW_PAYLOAD_TIMEOUT).await
     }
 
@@ -139,18 +141,18 @@ impl EngineClient {
 
     /// `engine_exchangeCapabilities`: tells the EL what we call, returns what it serves.
     pub async fn exchange_capabilities(&self, ours: &[&str]) -> Result<Vec<String>, EngineError> {
-        self.rpc.call(EXCHANGE_CAPABILITIES, json!([ours]), EXCHANGE_CAPABILITIES_TIMEOUT).await
+        self.rpc.call(EXCHANGE_CAPABILITIES, [ours], EXCHANGE_CAPABILITIES_TIMEOUT).await
     }
 
     /// `eth_chainId`.
     pub async fn chain_id(&self) -> Result<u64, EngineError> {
-        let id: alloy_primitives::U64 = self.rpc.call(ETH_CHAIN_ID, json!([]), ETH_READ_TIMEOUT).await?;
+        let id: alloy_primitives::U64 = self.rpc.call(ETH_CHAIN_ID, NO_PARAMS, ETH_READ_TIMEOUT).await?;
         Ok(id.to())
     }
 
     /// `eth_getBlockByNumber` with transaction hashes only; `None` if there is no such block.
     pub async fn block(&self, tag: BlockTag) -> Result<Option<Block>, EngineError> {
-        self.rpc.call(ETH_GET_BLOCK_BY_NUMBER, json!([tag.to_param(), false]), ETH_READ_TIMEOUT).await
+        self.rpc.call(ETH_GET_BLOCK_BY_NUMBER, (tag.to_param(), false), ETH_READ_TIMEOUT).await
     }
 
     /// The canonical head. Every chain has one (genesis at least), so `None` is an error.

@@ -19,8 +19,8 @@ use hyper_util::{
     client::legacy::{Client, connect::HttpConnector},
     rt::TokioExecutor,
 };
-use serde::{Serialize, de::DeserializeOwned};
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use serde_json::value::RawValue;
 
 use crate::{
     auth::JwtSecret,
@@ -75,7 +75,12 @@ impl RpcClient {
         &self.url
     }
 
-    /// Calls `method` with positional `params` and decodes its `result` as `R`.
+    /// Calls `method` with positional `params` (a tuple, a slice or a JSON array) and
+    /// decodes its `result` as `R`.
+    ///
+    /// Both directions go straight between bytes and typed values, with no
+    /// `serde_json::Value` tree in between: a full block is half a megabyte of JSON, and a
+    /// tree of it would be the largest copy the round makes.
     pub async fn call<P: Serialize, R: DeserializeOwned>(
         &self,
         method: &'static str,
@@ -83,13 +88,9 @@ impl RpcClient {
         timeout: Duration,
     ) -> Result<R, EngineError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
         let started = Instant::now();
-        let result = match tokio::time::timeout(timeout, self.exchange(method, body)).await {
-            Ok(Ok(value)) => {
-                serde_json::from_value(value).map_err(|e| EngineError::Decode { method, reason: e.to_string() })
-            }
-            Ok(Err(error)) => Err(error),
+        let result = match tokio::time::timeout(timeout, self.exchange(method, id, &params)).await {
+            Ok(result) => result,
             Err(_) => Err(EngineError::Timeout { method, timeout }),
         };
         if let Some(observer) = &self.observer {
@@ -98,8 +99,15 @@ impl RpcClient {
         result
     }
 
-    /// One HTTP round trip; returns the `result` member.
-    async fn exchange(&self, method: &'static str, body: Value) -> Result<Value, EngineError> {
+    /// One HTTP round trip; returns the decoded `result` member.
+    async fn exchange<P: Serialize, R: DeserializeOwned>(
+        &self,
+        method: &'static str,
+        id: u64,
+        params: &P,
+    ) -> Result<R, EngineError> {
+        let body = serde_json::to_vec(&Call { jsonrpc: "2.0", id, method, params })
+            .map_err(|e| EngineError::Decode { method, reason: format!("cannot encode the params: {e}") })?;
         let mut request = Request::post(self.uri.clone()).header(header::CONTENT_TYPE, "application/json");
         // ANCHOR: jwt_header
         if let Some(jwt) = &self.jwt {
@@ -107,7 +115,7 @@ impl RpcClient {
             request = request.header(header::AUTHORIZATION, format!("Bearer {}", jwt.token()));
         }
         // ANCHOR_END: jwt_header
-        let request = request.body(Full::new(Bytes::from(body.to_string()))).map_err(|e| EngineError::Transport {
+        let request = request.body(Full::new(Bytes::from(body))).map_err(|e| EngineError::Transport {
             method,
             url: self.url.clone(),
             reason: e.to_string(),
@@ -130,19 +138,50 @@ impl RpcClient {
     }
 }
 
-/// Splits a JSON-RPC response into its result or its error object.
-fn decode_response(method: &'static str, bytes: &[u8]) -> Result<Value, EngineError> {
-    let mut response: Value =
-        serde_json::from_slice(bytes).map_err(|e| EngineError::Decode { method, reason: format!("not JSON: {e}") })?;
-    if let Some(error) = response.get("error").filter(|e| !e.is_null()) {
-        let code = error.get("code").and_then(Value::as_i64).unwrap_or(0);
-        let message = error.get("message").and_then(Value::as_str).unwrap_or("").to_owned();
+/// A JSON-RPC 2.0 request, serialized as it stands.
+#[derive(Serialize)]
+struct Call<'a, P> {
+    jsonrpc: &'static str,
+    id: u64,
+    method: &'static str,
+    params: &'a P,
+}
+
+/// A JSON-RPC 2.0 response with its `result` left as raw text, to be decoded as the
+/// caller's type. A missing `result` is `None`; `"result": null` is the text `null`.
+#[derive(Deserialize)]
+struct Reply<'a> {
+    #[serde(borrow, default, deserialize_with = "present")]
+    result: Option<&'a RawValue>,
+    #[serde(default)]
+    error: Option<ErrorObject>,
+}
+
+/// `Some` for any value, `null` included (`Option`'s own decoding would make `null` `None`).
+fn present<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue>::deserialize(deserializer).map(Some)
+}
+
+/// A JSON-RPC error object.
+#[derive(Deserialize)]
+struct ErrorObject {
+    #[serde(default)]
+    code: i64,
+    #[serde(default)]
+    message: String,
+}
+
+/// Decodes a JSON-RPC response into its result as `R`, or its error object as an error.
+fn decode_response<R: DeserializeOwned>(method: &'static str, bytes: &[u8]) -> Result<R, EngineError> {
+    let reply: Reply<'_> = serde_json::from_slice(bytes)
+        .map_err(|e| EngineError::Decode { method, reason: format!("not a JSON-RPC response: {e}") })?;
+    if let Some(ErrorObject { code, message }) = reply.error {
         return Err(EngineError::Rpc { method, code, kind: RpcErrorKind::from_code(code), message });
     }
-    match response.get_mut("result") {
-        Some(result) => Ok(result.take()),
-        None => Err(EngineError::Decode { method, reason: "response has neither result nor error".into() }),
-    }
+    let result = reply
+        .result
+        .ok_or_else(|| EngineError::Decode { method, reason: "response has neither result nor error".into() })?;
+    serde_json::from_str(result.get()).map_err(|e| EngineError::Decode { method, reason: e.to_string() })
 }
 
 /// hyper's client error says only "client error (Connect)"; the cause says why.
@@ -160,24 +199,48 @@ fn error_chain(error: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::types::PayloadStatus;
 
     #[test]
     fn error_objects_become_typed_errors() {
         let body = br#"{"jsonrpc":"2.0","id":1,"error":{"code":-38001,"message":"Unknown payload"}}"#;
-        let err = decode_response("engine_getPayloadV5", body).unwrap_err();
+        let err = decode_response::<serde_json::Value>("engine_getPayloadV5", body).unwrap_err();
         assert_eq!(err.rpc_kind(), Some(RpcErrorKind::UnknownPayload));
     }
 
     #[test]
     fn a_null_result_is_a_result() {
         let body = br#"{"jsonrpc":"2.0","id":1,"result":null}"#;
-        assert_eq!(decode_response("eth_getBlockByNumber", body).ok(), Some(Value::Null));
+        let result: Option<crate::types::Block> = decode_response("eth_getBlockByNumber", body).expect("a result");
+        assert_eq!(result, None);
+    }
+
+    #[test]
+    fn results_decode_straight_into_their_type() {
+        let body =
+            br#"{"jsonrpc":"2.0","id":1,"result":{"status":"VALID","latestValidHash":null,"validationError":null}}"#;
+        let status: PayloadStatus = decode_response("engine_newPayloadV4", body).expect("a status");
+        assert!(matches!(status, PayloadStatus::Valid { .. }));
+        let wrong = decode_response::<Vec<String>>("engine_newPayloadV4", body).unwrap_err();
+        assert!(matches!(wrong, EngineError::Decode { .. }), "{wrong}");
+    }
+
+    #[test]
+    fn requests_are_json_rpc_with_positional_params() {
+        let encoded = serde_json::to_value(Call { jsonrpc: "2.0", id: 7, method: "m", params: &(1, "two", ()) });
+        assert_eq!(
+            encoded.expect("encodes"),
+            serde_json::json!({"jsonrpc": "2.0", "id": 7, "method": "m", "params": [1, "two", null]})
+        );
+        let none: [u8; 0] = [];
+        let encoded = serde_json::to_value(Call { jsonrpc: "2.0", id: 8, method: "m", params: &none });
+        assert_eq!(encoded.expect("encodes")["params"], serde_json::json!([]));
     }
 
     #[test]
     fn garbage_is_a_decode_error() {
-        assert!(matches!(decode_response("m", b"<html>"), Err(EngineError::Decode { .. })));
-        assert!(matches!(decode_response("m", b"{}"), Err(EngineError::Decode { .. })));
+        assert!(matches!(decode_response::<u64>("m", b"<html>"), Err(EngineError::Decode { .. })));
+        assert!(matches!(decode_response::<u64>("m", b"{}"), Err(EngineError::Decode { .. })));
     }
 
     #[test]

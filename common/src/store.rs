@@ -22,8 +22,10 @@ const META: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("meta");
 
 /// The store's page cache. redb's default is 1 GiB, and every page written stays cached
 /// until the cache is full: a sequencer's memory would grow with its chain, to a gigabyte.
-/// Blocks are written once and read back only on recovery, so a small cache loses nothing.
-pub const CACHE_BYTES: usize = 4 * 1024 * 1024;
+/// Blocks are written once and read back only on recovery, so a small cache loses nothing:
+/// it holds the tree's branch pages and, while a commit is in progress, up to half of it
+/// buffers written pages (redb writes the rest through at once).
+pub const CACHE_BYTES: usize = 1024 * 1024;
 
 /// The embedded store.
 #[derive(Debug)]
