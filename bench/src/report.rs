@@ -190,7 +190,7 @@ pub(crate) fn write(results: &Results, docs: &Path) -> anyhow::Result<()> {
         writeln!(
             body,
             "A leader fills the store with {} blocks back to back under a flood of transfers \
-             ({:.0} transfers a block on average). A fresh member then catches up on them \
+             (on average {:.1} transfers a block). A fresh member then catches up on them \
              (`member-nodes --mode member`, from PostgreSQL). The limit is a bare loop that feeds \
              the same blocks, already decoded in memory, to another fresh Geth: a newPayload per \
              block and a forkchoiceUpdated per 64 blocks, the member's batch. The member is \
