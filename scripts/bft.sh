@@ -3,10 +3,12 @@
 # 4), each with its own Geth (peered with the others, for transaction gossip), its own
 # cometbft-consensus app, and its own CometBFT node, all from `cometbft testnet`.
 #
-#   scripts/bft.sh start [N]          start whatever is not running (builds the app)
+#   scripts/bft.sh start [N]          start whatever is not running (builds the app); N
+#                                     validators (1 to 10, default 4) for a new network
 #   scripts/bft.sh status             each validator's height and app status
 #   scripts/bft.sh node nodeI start|stop|kill
-#                                     validator I's CometBFT and app (kill = SIGKILL)
+#                                     validator I's CometBFT and app (kill = SIGKILL); start
+#                                     starts what is not running (an app run by hand stays)
 #   scripts/bft.sh env nodeI          the environment to run validator I's app by hand:
 #                                     eval "$(scripts/bft.sh env node0)"; cargo run -p cometbft-consensus
 #   scripts/bft.sh run [N]            start, then wait in the foreground until SIGTERM (Docker)
@@ -62,25 +64,6 @@ init() {
     say "wrote a $n-validator network to .devnet/bft"
 }
 
-enode() {
-    curl -sf --max-time 2 -H 'Content-Type: application/json' \
-        -d '{"jsonrpc":"2.0","id":1,"method":"admin_nodeInfo","params":[]}' "http://127.0.0.1:$((8660 + $1))" |
-        sed -E 's/.*"enode":"enode:\/\/([0-9a-f]+)@.*/\1/'
-}
-
-# Every Geth adds every other as a static peer (so a restarted one is dialled again).
-peer_geths() {
-    local n="$1" i j
-    for ((i = 0; i < n; i++)); do
-        for ((j = 0; j < n; j++)); do
-            [[ $i -eq $j ]] && continue
-            curl -sf --max-time 2 -H 'Content-Type: application/json' \
-                -d "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"admin_addPeer\",\"params\":[\"enode://$(enode "$j")@127.0.0.1:$((30310 + j))\"]}" \
-                "http://127.0.0.1:$((8660 + i))" > /dev/null
-        done
-    done
-}
-
 node_env() {
     local i="$1"
     cat <<ENV
@@ -89,13 +72,20 @@ export ABCI_ADDR=127.0.0.1:$((26658 + 10 * i)) STATE_DIR=$DIR/node$i/app HEALTH_
 ENV
 }
 
+# Starts whichever of validator I's app and CometBFT node is not running. An app run by
+# hand (see `env`) is not ours to start: its ABCI port is taken, and only CometBFT starts.
 start_validator() {
-    local i="$1"
-    if ! alive "$DIR/node$i/app.pid"; then
+    local i="$1" abci=$((26658 + 10 * i))
+    if alive "$DIR/node$i/app.pid"; then
+        :
+    elif port_taken "$abci"; then
+        say "node$i's app: 127.0.0.1:$abci is in use (an app run by hand?); starting only its CometBFT"
+    else
         (eval "$(node_env "$i")"; nohup "$APP" >> "$DIR/node$i/app.log" 2>&1 < /dev/null & echo $! > "$DIR/node$i/app.pid")
-        # CometBFT gives up at once if its app is not listening.
-        for _ in $(seq 1 100); do port_taken $((26658 + 10 * i)) && break; sleep 0.1; done
     fi
+    # CometBFT gives up at once if its app is not listening.
+    for _ in $(seq 1 600); do port_taken "$abci" && break; sleep 0.1; done
+    port_taken "$abci" || { say "node$i's app is not listening on 127.0.0.1:$abci; see .devnet/bft/node$i/app.log"; exit 1; }
     if ! alive "$DIR/node$i/cometbft.pid"; then
         nohup "$COMETBFT" start --home "$DIR/node$i/cometbft" >> "$DIR/node$i/cometbft.log" 2>&1 < /dev/null &
         echo $! > "$DIR/node$i/cometbft.pid"
@@ -108,18 +98,31 @@ stop_validator() {
     stop_pid "$DIR/node$1/app.pid" "node$1's app"
 }
 
+# Starts an N-validator network (N from the argument; default 4, or the existing
+# network's size), or whatever of it is not running.
 start() {
-    local n="${1:-4}"
+    local n="${1:-}" have; have="$(count)"
+    if [[ -n "$n" ]]; then
+        [[ "$n" =~ ^[0-9]+$ && "$n" -ge 1 && "$n" -le 10 ]] || { say "N must be a number from 1 to 10 (the port table has room for ten), not '$n'"; exit 2; }
+        if [[ "$have" -gt 0 && "$n" -ne "$have" ]]; then
+            say "a $have-validator network already exists in .devnet/bft; to make one of $n: scripts/bft.sh clean, then scripts/bft.sh start $n"
+            exit 1
+        fi
+    fi
+    [[ "$have" -gt 0 ]] && n="$have"
+    n="${n:-4}"
     if [[ -z "${GETH_BIN:-}" || -z "${COMETBFT_BIN:-}" ]]; then "$ROOT/scripts/setup.sh" geth cometbft; fi
+    install_cast
     if [[ -z "${APP_BIN:-}" ]]; then (cd "$ROOT" && cargo build --quiet -p cometbft-consensus); fi
     init "$n"
-    n="$(count)"
     ensure_jwt "$DIR/jwt.hex"
     local i
+    local peers=()
     for ((i = 0; i < n; i++)); do
         start_geth "$DIR/node$i/geth" $((8650 + i)) $((8660 + i)) "$DIR/jwt.hex" "$DIR/node$i/geth.log" "$DIR/node$i/geth.pid" $((30310 + i))
+        peers+=("$((8660 + i)):$((30310 + i))")
     done
-    peer_geths "$n"
+    peer_geths "${peers[@]}"
     for ((i = 0; i < n; i++)); do start_validator "$i"; done
 }
 
@@ -139,8 +142,8 @@ status() {
 }
 
 case "${1:-}" in
-    start) start "${2:-4}" ;;
-    run) start "${2:-4}"; trap 'stop; exit 0' TERM INT; while true; do sleep 1; done ;;
+    start) start "${2:-}" ;;
+    run) start "${2:-}"; trap 'stop; exit 0' TERM INT; while true; do sleep 1; done ;;
     stop) stop ;;
     clean) stop; rm -rf "$DIR"; say "removed .devnet/bft" ;;
     status) status ;;

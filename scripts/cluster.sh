@@ -12,9 +12,10 @@
 #   scripts/cluster.sh stop               stop everything (the chains and the store stay)
 #   scripts/cluster.sh clean              stop everything and delete .devnet/cluster
 #
-# Ports (all on 127.0.0.1): node N has its Engine API on 856N, JSON-RPC on 857N and
-# /health, /ready, /metrics, /status on 920N. Redis on 6379, PostgreSQL on 5432 (user,
-# password and database: tutorial). Logs and data in .devnet/cluster/.
+# Ports (all on 127.0.0.1): node N has its Engine API on 856N, JSON-RPC on 857N, devp2p
+# on 3030N (the three Geths are peered, so a transaction sent to any of them reaches the
+# leader's) and /health, /ready, /metrics, /status on 920N. Redis on 6379, PostgreSQL on
+# 5432 (user, password and database: tutorial). Logs and data in .devnet/cluster/.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck source=lib.sh
@@ -86,6 +87,10 @@ stop_postgres() {
 start_node() {
     local name="$1" n; n="$(index_of "$1")"
     if alive "$DIR/$name.pid"; then say "$name already running (pid $(cat "$DIR/$name.pid"))"; return; fi
+    if port_taken "920$n"; then
+        say "$name not started: 127.0.0.1:920$n is in use (is $name running by hand?)"
+        return
+    fi
     (eval "$(node_env "$name")"; nohup "$ROOT/target/debug/member-nodes" >> "$DIR/$name.log" 2>&1 < /dev/null &
         echo $! > "$DIR/$name.pid")
     say "$name running as $(mode_of "$name") (pid $(cat "$DIR/$name.pid")): http://127.0.0.1:920$n/status, log .devnet/cluster/$name.log"
@@ -103,15 +108,34 @@ ENV
 
 start() {
     "$ROOT/scripts/setup.sh" geth services
+    install_cast
     (cd "$ROOT" && cargo build --quiet -p member-nodes)
     ensure_jwt "$DIR/jwt.hex"
     start_redis
     start_postgres
+    local peers=()
     for name in "${NODES[@]}"; do
         local n; n="$(index_of "$name")"
-        start_geth "$DIR/$name/geth" "856$n" "857$n" "$DIR/jwt.hex" "$DIR/$name/geth.log" "$DIR/$name/geth.pid"
+        start_geth "$DIR/$name/geth" "856$n" "857$n" "$DIR/jwt.hex" "$DIR/$name/geth.log" "$DIR/$name/geth.pid" "3030$n"
+        peers+=("857$n:3030$n")
     done
-    for name in "${NODES[@]}"; do start_node "$name"; done
+    peer_geths "${peers[@]}"
+    # node1 first, and the others once a candidate leads: on a first start node1 leads.
+    start_node node1
+    wait_for_leader
+    for name in node2 node3; do start_node "$name"; done
+}
+
+# Waits up to 60 s for a candidate's /status to say it leads.
+wait_for_leader() {
+    local n
+    for _ in $(seq 1 600); do
+        for n in 1 2; do
+            curl -sf --max-time 1 "http://127.0.0.1:920$n/status" | grep -q '"role":"leading"' && return
+        done
+        sleep 0.1
+    done
+    say "no candidate leads after 60 s; see .devnet/cluster/node1.log"
 }
 
 stop() {

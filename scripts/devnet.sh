@@ -3,7 +3,10 @@
 #
 #   scripts/devnet.sh start    init .devnet/ from genesis.json if needed, start geth
 #   scripts/devnet.sh stop     stop geth (the chain stays in .devnet/)
-#   scripts/devnet.sh clean    stop geth and delete .devnet/ (a fresh chain next start)
+#   scripts/devnet.sh clean    stop geth and delete its chain, secret and log, and Part 2's
+#                              store (.devnet/single-node): a fresh chain next start. The
+#                              cluster's and the validators' data stay (cluster.sh and
+#                              bft.sh clean those).
 #   scripts/devnet.sh status   is it running, and at which block
 #
 # Engine API on 127.0.0.1:8551 (JWT secret .devnet/jwt.hex), JSON-RPC on 127.0.0.1:8545.
@@ -16,6 +19,7 @@ AUTH_PORT="${AUTH_PORT:-8551}"
 HTTP_PORT="${HTTP_PORT:-8545}"
 
 start() {
+    install_cast
     ensure_jwt "$DEVNET/jwt.hex"
     start_geth "$DEVNET/data" "$AUTH_PORT" "$HTTP_PORT" "$DEVNET/jwt.hex" "$DEVNET/geth.log" "$DEVNET/geth.pid"
 }
@@ -31,7 +35,17 @@ status() {
 case "${1:-}" in
     start) start ;;
     stop) stop_pid "$DEVNET/geth.pid" geth ;;
-    clean) stop_pid "$DEVNET/geth.pid" geth; rm -rf "$DEVNET"; say "removed .devnet/" ;;
+    clean)
+        # Part 2's store is deleted too: not from under a sequencer still using it.
+        for pid in $(pgrep -x single-node || true); do
+            if [[ "$(readlink "/proc/$pid/cwd" 2>/dev/null)" == "$ROOT" ]]; then
+                say "single-node is running from this checkout (pid $pid); stop it (Ctrl-C) before cleaning"
+                exit 1
+            fi
+        done
+        stop_pid "$DEVNET/geth.pid" geth
+        rm -rf "$DEVNET/data" "$DEVNET/jwt.hex" "$DEVNET/geth.log" "$DEVNET/single-node"
+        say "removed the devnet's chain, secret and log, and Part 2's store" ;;
     status) status ;;
     *) echo "usage: $0 start|stop|clean|status" >&2; exit 2 ;;
 esac

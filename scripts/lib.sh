@@ -1,10 +1,17 @@
-# Shell functions shared by devnet.sh and cluster.sh. Source it; it defines, runs nothing.
-# Expects ROOT (the repository root) to be set.
+# Shell functions shared by devnet.sh, cluster.sh and bft.sh. Source it; it defines, runs
+# nothing. Expects ROOT (the repository root) to be set.
 
 # shellcheck disable=SC2034
 GETH="${GETH_BIN:-$ROOT/.tools/bin/geth}"
 
 say() { echo "$(basename "$0" .sh): $*" >&2; }
+
+# Foundry's cast, the client the docs send transactions with, into .tools/bin. A devnet
+# runs without it, so a machine without npm gets a warning, not a failure.
+install_cast() {
+    [[ -n "${GETH_BIN:-}" ]] && return  # in the Docker image: no cast, no npm
+    "$ROOT/scripts/setup.sh" cast || say "cast is not installed (see above); the devnet runs, but the docs' cast commands need it"
+}
 
 # Is the process in pid file $1 alive (and not a zombie: a killed process whose parent is
 # gone may linger unreaped, and `kill -0` still succeeds on it)?
@@ -43,7 +50,7 @@ ensure_jwt() {
 # Starts Geth on datadir $1 (initialised from genesis.json the first time) with Engine API
 # port $2, JSON-RPC port $3, JWT secret $4, log $5, pid file $6, and waits until it
 # answers. With a seventh argument, a devp2p port, it can peer with other Geths on this
-# machine (Part 4); without, it has no peers. The flags are the test harness's
+# machine (Parts 3 and 4, see peer_geths); without, it has no peers. The flags are the test harness's
 # (common/src/harness/geth.rs: GETH_FLAGS, then GETH_ALONE_FLAGS or GETH_PEERED_FLAGS).
 start_geth() {
     local data="$1" auth="$2" http="$3" jwt="$4" log="$5" pidfile="$6" p2p="${7:-}"
@@ -59,7 +66,7 @@ start_geth() {
         say "initialised ${data#"$ROOT"/} from genesis.json"
     fi
     nohup "$GETH" --datadir "$data" \
-        --syncmode=full --state.scheme=hash --gcmode=archive --nodiscover "${peering[@]}" \
+        --syncmode=full --state.scheme=hash --gcmode=archive --nodiscover --miner.gasprice=1 "${peering[@]}" \
         --authrpc.addr=127.0.0.1 --authrpc.port="$auth" --authrpc.jwtsecret="$jwt" \
         --http --http.addr=127.0.0.1 --http.port="$http" --ipcdisable \
         >> "$log" 2>&1 < /dev/null &
@@ -74,4 +81,24 @@ start_geth() {
     done
     say "geth did not answer within 60 s; see ${log#"$ROOT"/}"
     exit 1
+}
+
+# The enode id of the Geth whose JSON-RPC is on port $1 (it must serve the admin API).
+enode_id() {
+    rpc "$1" admin_nodeInfo | sed -E 's/.*"enode":"enode:\/\/([0-9a-f]+)@.*/\1/'
+}
+
+# Peers the Geths given as HTTP_PORT:P2P_PORT arguments with each other: every one adds
+# every other as a static peer on loopback, so a restarted one is dialled again. Peered,
+# a transaction sent to any of them reaches the one that builds the next block.
+peer_geths() {
+    local from to
+    for from in "$@"; do
+        for to in "$@"; do
+            [[ "$from" == "$to" ]] && continue
+            curl -sf --max-time 2 -H 'Content-Type: application/json' \
+                -d "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"admin_addPeer\",\"params\":[\"enode://$(enode_id "${to%%:*}")@127.0.0.1:${to##*:}\"]}" \
+                "http://127.0.0.1:${from%%:*}" > /dev/null
+        done
+    done
 }

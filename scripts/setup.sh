@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Installs what the README commands need, skipping what is already there.
 #
-#   scripts/setup.sh            everything: geth, cometbft, mdbook, redis + postgresql, fonts
+#   scripts/setup.sh            everything: geth, cometbft, cast, toxiproxy, mdbook, services, fonts
 #   scripts/setup.sh geth       only the pinned Geth (what Part 1 needs)
+#   scripts/setup.sh cast       only Foundry's cast (the client the docs send transactions with)
+#   scripts/setup.sh services   the Debian packages: Redis and PostgreSQL (Part 3), faketime
+#                               (the clock tests) and Prometheus (the monitor, its rule tests)
 #   scripts/setup.sh fonts      the font the benchmark plots use (the report test draws them)
 #
-# Geth, CometBFT and mdBook go into .tools/bin (project-local); Redis and PostgreSQL come
-# from apt.
+# Geth, CometBFT, cast, toxiproxy and mdBook go into .tools/bin (project-local); the
+# services come from apt.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck source=../.env
@@ -54,6 +57,56 @@ install_cometbft() {
     [[ "$("$TOOLS/bin/cometbft" version)" == "$want" ]]
 }
 
+# Foundry publishes cast as a binary inside an npm package per platform; npm fetches and
+# checks it (the registry's integrity hash), and we keep only the binary.
+cast_version() {
+    local out
+    out="$("$TOOLS/bin/cast" --version 2>/dev/null)" || true
+    sed -n 's/^cast Version: //p' <<<"$out"
+}
+
+install_cast() {
+    if [[ -x "$TOOLS/bin/cast" ]] && [[ "$(cast_version)" == "$CAST_VERSION" ]]; then
+        say "cast $CAST_VERSION already in .tools/bin"
+        return
+    fi
+    command -v npm >/dev/null || { say "npm (Node.js) is needed to install cast $CAST_VERSION (https://nodejs.org), or install Foundry yourself and copy cast to .tools/bin"; exit 1; }
+    local arch
+    case "$(uname -m)" in
+        x86_64) arch=amd64 ;;
+        aarch64 | arm64) arch=arm64 ;;
+        *) say "no cast package for $(uname -m)"; exit 1 ;;
+    esac
+    local package="@foundry-rs/cast-linux-$arch" tmp
+    say "installing cast $CAST_VERSION from npm ($package)"
+    tmp="$(mktemp -d)"
+    npm install --prefix "$tmp" --no-save --no-audit --no-fund --silent "$package@$CAST_VERSION" >&2
+    install -m 0755 "$tmp/node_modules/$package/bin/cast" "$TOOLS/bin/cast"
+    rm -rf "$tmp"
+    local got
+    got="$(cast_version)"
+    [[ "$got" == "$CAST_VERSION" ]] || { say "installed cast reports version '$got', expected $CAST_VERSION"; exit 1; }
+}
+
+# Toxiproxy's server builds as `server`; it is kept as .tools/bin/toxiproxy-server. Its
+# version flag says only "git", so the module version is read from the binary.
+install_toxiproxy() {
+    local bin="$TOOLS/bin/toxiproxy-server" got=""
+    if [[ -x "$bin" ]] && command -v go >/dev/null; then
+        got="$(go version -m "$bin" 2>/dev/null | awk '$1 == "mod" && $2 == "github.com/Shopify/toxiproxy/v2" { print $3 }')"
+    fi
+    if [[ "$got" == "$TOXIPROXY_VERSION" ]]; then
+        say "toxiproxy $TOXIPROXY_VERSION already in .tools/bin"
+        return
+    fi
+    command -v go >/dev/null || { say "Go is needed to install toxiproxy $TOXIPROXY_VERSION (https://go.dev/dl)"; exit 1; }
+    say "installing toxiproxy $TOXIPROXY_VERSION with go install"
+    local tmp; tmp="$(mktemp -d)"
+    GOBIN="$tmp" GOFLAGS=-mod=mod go install "github.com/Shopify/toxiproxy/v2/cmd/server@$TOXIPROXY_VERSION"
+    mv "$tmp/server" "$bin"
+    rm -rf "$tmp"
+}
+
 install_mdbook() {
     if [[ -x "$TOOLS/bin/mdbook" ]] && [[ "$("$TOOLS/bin/mdbook" --version)" == "mdbook v$MDBOOK_VERSION" ]]; then
         say "mdbook $MDBOOK_VERSION already in .tools/bin"
@@ -68,8 +121,10 @@ install_services() {
     local missing=()
     command -v redis-server >/dev/null || missing+=(redis-server)
     compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null || missing+=(postgresql)
+    compgen -G "/usr/lib/*/faketime/libfaketime.so.1" >/dev/null || missing+=(faketime)
+    command -v promtool >/dev/null || missing+=(prometheus)
     if [[ ${#missing[@]} -eq 0 ]]; then
-        say "redis-server and postgresql already installed"
+        say "redis-server, postgresql, faketime and prometheus already installed"
         return
     fi
     apt_install "${missing[@]}"
@@ -97,14 +152,16 @@ apt_install() {
 }
 
 parts=("$@")
-[[ ${#parts[@]} -gt 0 ]] || parts=(geth cometbft mdbook services fonts)
+[[ ${#parts[@]} -gt 0 ]] || parts=(geth cometbft cast toxiproxy mdbook services fonts)
 for part in "${parts[@]}"; do
     case "$part" in
         geth) install_geth ;;
         cometbft) install_cometbft ;;
+        cast) install_cast ;;
+        toxiproxy) install_toxiproxy ;;
         mdbook) install_mdbook ;;
         services) install_services ;;
         fonts) install_fonts ;;
-        *) say "unknown part '$part' (geth, cometbft, mdbook, services, fonts)"; exit 2 ;;
+        *) say "unknown part '$part' (geth, cometbft, cast, toxiproxy, mdbook, services, fonts)"; exit 2 ;;
     esac
 done

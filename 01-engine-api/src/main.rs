@@ -15,9 +15,10 @@
 //!
 //! Layout: this one file; the client it uses lives in `common` (`common::engine`).
 //!
-//! Run it against the local devnet (`scripts/devnet.sh start`):
+//! Run it against the local devnet:
 //!
 //! ```text
+//! scripts/devnet.sh start
 //! cargo run -p engine-api -- --blocks 10
 //! ```
 

@@ -17,9 +17,10 @@
 //!   the slot timing, are in `common::round` and `common::slot`).
 //! - `server.rs`, `metrics.rs`: what `/ready` and `/metrics` report.
 //!
-//! Run it against the local devnet (`scripts/devnet.sh start`):
+//! Run it against the local devnet; it makes a block every second until Ctrl-C:
 //!
 //! ```text
+//! scripts/devnet.sh start
 //! cargo run -p single-node
 //! ```
 

@@ -1,8 +1,5 @@
-//! The `single-node` binary: see the library's documentation for what it does.
-//!
-//! ```text
-//! cargo run -p single-node
-//! ```
+//! The `single-node` binary: the library's documentation (`lib.rs`) says what it does and how
+//! to run it.
 
 use clap::Parser;
 use single_node::config::Config;

@@ -12,7 +12,8 @@ use common::{
     BlockTag, EngineClient,
     auth::unix_now,
     harness::{
-        Geth, Service, dev_signer, eventually, genesis_path, http_get, signed_blob_transaction, signed_transfer,
+        Cast, Geth, Service, default_fee_transfer, dev_signer, eventually, genesis_path, http_get,
+        signed_blob_transaction, signed_transfer,
     },
 };
 
@@ -109,7 +110,12 @@ async fn keeps_and_extends(engine: &EngineClient, produced: &[common::Block], mo
 
 #[tokio::test]
 async fn one_second_blocks_follow_the_wall_clock_and_are_observable() {
-    let Running { sequencer, engine, geth: _geth, dir: _dir } = running(&[]).await;
+    let Running { sequencer, engine, geth, dir: _dir } = running(&[]).await;
+
+    // A user's first transaction, sent with cast's default fees after a few empty blocks
+    // (so the fee history it estimates from holds no tips): included within two blocks.
+    let before = head_at_least(&engine, 3).await;
+    default_fee_transfer(&Cast::new(&geth.http_url()), before.number).await.expect("cast's transfer is included");
 
     let head = head_at_least(&engine, 8).await;
     let observed_at = unix_now();

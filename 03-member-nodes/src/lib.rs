@@ -22,10 +22,15 @@
 //! - `sequencer.rs`: the leader's production loop (Part 2's, with the lease and fence).
 //! - `server.rs`, `metrics.rs`: what `/ready`, `/metrics` and `/status` report.
 //!
-//! Run a node against the local cluster (`scripts/cluster.sh start`):
+//! `scripts/cluster.sh start` runs a cluster of three nodes (two candidates and a member)
+//! with their Geths, Redis and PostgreSQL. To run one of its nodes yourself, stop the
+//! script's process for it and take its settings:
 //!
 //! ```text
-//! cargo run -p member-nodes -- --mode leader --instance-id node1
+//! scripts/cluster.sh start
+//! scripts/cluster.sh node node3 stop
+//! eval "$(scripts/cluster.sh env node3)"
+//! cargo run -p member-nodes
 //! ```
 
 pub mod config;

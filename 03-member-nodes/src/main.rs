@@ -1,8 +1,5 @@
-//! The `member-nodes` binary: see the library's documentation for what it does.
-//!
-//! ```text
-//! cargo run -p member-nodes -- --mode leader --instance-id node1
-//! ```
+//! The `member-nodes` binary: the library's documentation (`lib.rs`) says what it does and how
+//! to run it.
 
 use clap::Parser;
 use member_nodes::config::Config;

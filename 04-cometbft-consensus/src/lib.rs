@@ -23,10 +23,15 @@
 //! - `server.rs`, `metrics.rs`: what `/ready`, `/metrics` and `/status` report.
 //! - The block store and the Engine API round are `common::store` and `common::round`.
 //!
-//! Run a validator's app against the local network (`scripts/bft.sh start` runs all four;
-//! `scripts/bft.sh env node0` prints one's settings):
+//! `scripts/bft.sh start` runs four validators, each with its Geth, app and CometBFT node.
+//! To run one validator's app yourself, stop the script's, take its settings, and start
+//! its CometBFT again once the app listens (`scripts/bft.sh node node0 start`, in another
+//! terminal, starts only what is not running):
 //!
 //! ```text
+//! scripts/bft.sh start
+//! scripts/bft.sh node node0 stop
+//! eval "$(scripts/bft.sh env node0)"
 //! cargo run -p cometbft-consensus
 //! ```
 

@@ -1,8 +1,5 @@
-//! The `cometbft-consensus` binary: see the library's documentation for what it does.
-//!
-//! ```text
-//! cargo run -p cometbft-consensus
-//! ```
+//! The `cometbft-consensus` binary: the library's documentation (`lib.rs`) says what it does and how
+//! to run it.
 
 use clap::Parser;
 use cometbft_consensus::config::Config;

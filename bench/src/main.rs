@@ -56,6 +56,11 @@ struct Args {
     /// Blocks a member replays.
     #[arg(long, default_value_t = 500)]
     replay_blocks: u64,
+
+    /// Check the arguments, print what would run, and exit without running anything (the
+    /// docs' checker runs the documented benchmark commands this way).
+    #[arg(long)]
+    dry_run: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -127,12 +132,19 @@ fn save_results(results: &Results) -> anyhow::Result<()> {
 async fn main() -> anyhow::Result<()> {
     common::logging::init();
     let args = Args::parse();
-    plot::init_font()?;
     let plan = Plan {
         duration: Duration::from_secs(args.duration),
         warmup: Duration::from_secs(args.warmup),
         repeats: args.repeats.max(1),
     };
+    if args.dry_run {
+        println!(
+            "would run {:?}: {} s warm-up and {} s measured per repeat, {} repeats, {} failover kills per setting, {} blocks replayed",
+            args.scenario, args.warmup, args.duration, plan.repeats, args.kills, args.replay_blocks
+        );
+        return Ok(());
+    }
+    plot::init_font()?;
     let mut results = load_results()?;
     if args.scenario != Scenario::Report {
         ensure!(

@@ -13,6 +13,7 @@
 //! - [`error`]: what a call can fail with, as variants a caller branches on.
 //! - [`payload`]: pure helpers: payload attributes, versioned hashes, forkchoice state.
 //! - [`startup`]: the capability and chain-id checks made before driving an EL.
+//! - [`redact`]: URLs and connection strings without their secrets, for messages.
 //! - [`config`]: the flags the binaries share (`--eth-client-url`, `--block-time`, …).
 //! - [`logging`]: `tracing` to stderr, filtered by `RUST_LOG`.
 //!
@@ -37,6 +38,7 @@ pub mod fork;
 pub mod logging;
 pub mod metrics;
 pub mod payload;
+pub mod redact;
 pub mod round;
 pub mod rpc;
 pub mod server;

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use common::harness::eventually;
+use common::harness::{Cast, default_fee_transfer, eventually};
 
 use crate::support::{Cluster, Load, TIMEOUT, receipts};
 
@@ -12,8 +12,16 @@ async fn a_leader_produces_and_every_node_follows_the_store() {
     let cluster = Cluster::start(&["leader", "leader", "member"], &[]).await;
     let (leader, term) = cluster.leader(&[0, 1]).await;
     assert!(term >= 1);
+    // A user's first transaction, sent with cast's default fees to the member's Geth: its
+    // Geth passes it to the leader's, and it is included within two blocks.
+    let before = cluster.head_at_least(2, 3).await;
+    let receipt = default_fee_transfer(&Cast::new(&cluster.nodes[2].geth.http_url()), before.number)
+        .await
+        .expect("cast's transfer, sent to the member, is included");
     for i in 0..3 {
-        cluster.head_at_least(i, 5).await;
+        cluster.head_at_least(i, 5.max(receipt.block())).await;
+        let on_node = cluster.nodes[i].geth.receipt(receipt.transaction_hash).await.expect("call");
+        assert_eq!(on_node.map(|r| r.block_hash), Some(receipt.block_hash), "{} has it", cluster.nodes[i].id);
     }
     let height = cluster.assert_one_chain().await;
     assert!(height >= 5);
@@ -101,6 +109,44 @@ async fn killed_leaders_are_replaced_under_load_with_no_fork_gap_or_lost_transac
     }
     let terms: std::collections::BTreeSet<u64> = cluster.rows().await[1..].iter().map(|r| r.3).collect();
     assert!(terms.is_superset(&[term1, term2, term3].into()), "all three leaders stored blocks: {terms:?}");
+}
+
+#[tokio::test]
+async fn a_transfer_pending_at_the_leader_when_it_is_killed_is_included_by_the_next() {
+    let mut cluster = Cluster::start(&["leader", "leader"], &[]).await;
+    let (first, _) = cluster.leader(&[0, 1]).await;
+    let second = 1 - first;
+    cluster.head_at_least(second, 3).await;
+
+    // The standby is paused so that nobody can include the transfer before the leader
+    // dies; the leader is paused so that it cannot either.
+    cluster.process(second).signal(libc::SIGSTOP);
+    cluster.process(first).signal(libc::SIGSTOP);
+    let cast = Cast::new(&cluster.nodes[first].geth.http_url());
+    let dead = "0x000000000000000000000000000000000000dEaD";
+    let hash: alloy_primitives::B256 = cast
+        .run(&["send", "--async", "--private-key", common::harness::DEV_PRIVATE_KEY, dead, "--value", "1ether"])
+        .await
+        .expect("the leader's Geth takes the transfer")
+        .parse()
+        .expect("cast send --async prints the hash");
+    let pending = cast.run(&["rpc", "txpool_content"]).await.expect("txpool_content");
+    assert!(pending.to_lowercase().contains(&format!("{hash:x}")), "pending at the leader's Geth: {pending}");
+    assert!(cluster.nodes[first].geth.receipt(hash).await.expect("call").is_none(), "not included yet");
+
+    cluster.process(first).kill();
+    cluster.process(second).signal(libc::SIGCONT);
+    let (leader, _) = cluster.leader(&[second]).await;
+    assert_eq!(leader, second);
+    let receipt = eventually("the transfer included by the new leader", TIMEOUT, || async {
+        cluster.nodes[second].geth.receipt(hash).await.ok().flatten()
+    })
+    .await;
+    assert_eq!(receipt.status.to::<u64>(), 1);
+    let rows = cluster.rows().await;
+    let row = rows.iter().find(|r| r.1 == receipt.block_hash).expect("the block is stored");
+    assert_eq!(row.4, cluster.nodes[second].id, "the new leader made the block");
+    cluster.assert_one_chain().await;
 }
 
 #[tokio::test]

@@ -81,7 +81,9 @@ pub(crate) struct Cluster {
 impl Cluster {
     /// Starts Redis, PostgreSQL and one Geth per mode, and a node on each.
     pub(crate) async fn start(modes: &[&'static str], args: &[&str]) -> Self {
-        let geths = Geth::start_group(modes.len()).await.expect("geths");
+        // Peered, as `scripts/cluster.sh` runs them: a transaction sent to any node's Geth
+        // reaches the leader's.
+        let geths = Geth::start_peered_group(modes.len()).await.expect("geths");
         let (redis, postgres) = (Redis::start().await.expect("redis"), Postgres::start().await.expect("postgres"));
         let nodes = geths
             .into_iter()

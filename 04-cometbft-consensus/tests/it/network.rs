@@ -82,15 +82,20 @@ async fn a_faulty_proposer_is_outvoted_and_no_geth_imports_its_blocks() {
 #[tokio::test]
 async fn a_transaction_sent_to_any_geth_is_included() {
     use alloy_primitives::{Address, U256};
-    use common::harness::{dev_signer, signed_transfer};
+    use common::harness::{Cast, default_fee_transfer, dev_signer, signed_transfer};
 
     let network = Network::start(4, &[]).await;
-    network.geth_at_least(0, 2).await;
+    let head = network.geth_at_least(2, 2).await;
     let sender = 2;
+    // A user's first transaction, with cast's default fees, to a validator other than the
+    // first: included within two blocks.
+    let cast = Cast::new(&network.geths[sender].http_url());
+    default_fee_transfer(&cast, head.number).await.expect("cast's transfer is included");
+
     let own_address = network.comet.validator_address(sender).expect("address");
     // Round-robin proposers: keep sending to validator 2's Geth until a transfer lands in a
     // block another validator proposed, so it crossed the Geths' peer links.
-    for nonce in 0..8 {
+    for nonce in 1..9 {
         let raw = signed_transfer(&dev_signer(), 1337, nonce, Address::repeat_byte(0x42), U256::from(1));
         let hash = network.geths[sender].send_raw_transaction(&raw).await.expect("accepted");
         let receipt = eventually("the transfer's receipt", crate::support::TIMEOUT, || async {

@@ -9,23 +9,11 @@ use std::{
 
 use anyhow::{Context, bail};
 
-use super::{
-    process::{Service, free_port, http_get},
-    workspace_root,
-};
+use super::process::{Service, free_port, http_get, tool_binary};
 
 /// The CometBFT binary: `$COMETBFT_BIN`, else the one `scripts/setup.sh` installs.
 pub fn cometbft_binary() -> anyhow::Result<PathBuf> {
-    let path = std::env::var_os("COMETBFT_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join(".tools/bin/cometbft"));
-    if !path.is_file() {
-        bail!(
-            "CometBFT not found at {}: run `scripts/setup.sh` (installs the pinned CometBFT), or set COMETBFT_BIN",
-            path.display()
-        );
-    }
-    Ok(path)
+    tool_binary("COMETBFT_BIN", "cometbft", "CometBFT")
 }
 
 /// One validator's CometBFT.

@@ -24,9 +24,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::{
     genesis_path,
-    process::{Service, free_port},
+    process::{Service, free_port, tool_binary},
     tx::Receipt,
-    workspace_root,
 };
 use crate::{auth::JwtSecret, engine::EngineClient, fork::ForkSchedule, rpc::RpcClient};
 
@@ -38,8 +37,13 @@ use crate::{auth::JwtSecret, engine::EngineClient, fork::ForkSchedule, rpc::RpcC
 /// database as it imports the block. In the default path scheme up to 128 blocks of state
 /// live only in memory: after a SIGKILL Geth rewinds, deletes the blocks above, and can
 /// switch itself to snap sync, which never finishes on a chain without peers.
+///
+/// `--miner.gasprice=1`: Geth's builder skips transactions that tip less than this (its
+/// default is 0.001 gwei). On a chain of empty blocks a wallet's fee estimate finds no
+/// tips in the fee history and offers 1 wei, so with the default a user's first
+/// transaction would stay pending forever. Geth's own `--dev` mode sets 1 wei too.
 pub const GETH_FLAGS: &[&str] =
-    &["--syncmode=full", "--state.scheme=hash", "--gcmode=archive", "--nodiscover", "--http"];
+    &["--syncmode=full", "--state.scheme=hash", "--gcmode=archive", "--nodiscover", "--miner.gasprice=1", "--http"];
 
 /// A Geth on its own (Parts 1 to 3): its consensus layer is its only source of blocks,
 /// and it has nobody to gossip transactions with.
@@ -77,17 +81,8 @@ pub async fn take_slots(n: usize) -> anyhow::Result<Slots> {
 }
 
 /// The Geth binary: `$GETH_BIN`, else the one `scripts/setup.sh` installs in `.tools/bin`.
-/// A missing binary is a set-up failure, never a reason to skip a test.
 pub fn geth_binary() -> anyhow::Result<PathBuf> {
-    let path =
-        std::env::var_os("GETH_BIN").map(PathBuf::from).unwrap_or_else(|| workspace_root().join(".tools/bin/geth"));
-    if !path.is_file() {
-        bail!(
-            "Geth not found at {}: run `scripts/setup.sh` (installs the pinned Geth), or set GETH_BIN",
-            path.display()
-        );
-    }
-    Ok(path)
+    tool_binary("GETH_BIN", "geth", "Geth")
 }
 
 /// How to start a Geth other than the default way (the benchmarks use these).

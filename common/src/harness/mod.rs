@@ -6,27 +6,33 @@
 //! - [`Service`]: a process of ours (a sequencer, a leader, a member), killed on drop.
 //! - [`eventually`]: waits for a condition with a generous bound, never for a fixed time.
 //! - [`tx`]: transactions signed with the development key `genesis.json` funds.
+//! - [`Cast`]: Foundry's `cast`, the user's client, with its default fees.
+//! - [`Toxiproxy`]: a real fault proxy between components: cut, half-open, slow links.
 //!
 //! A missing binary is a set-up failure with a message naming `scripts/setup.sh`, never a
 //! reason to skip a test. Every process is told to die with the test process.
 
+mod cast;
 mod cometbft;
 mod geth;
 mod postgres;
 mod process;
 mod redis;
+mod toxiproxy;
 pub mod tx;
 
 use std::path::{Path, PathBuf};
 
+pub use cast::{Cast, CastReceipt, cast_binary, default_fee_transfer};
 pub use cometbft::{CometNet, CometNode, FLUSH_THROTTLE, cometbft_binary};
 pub use geth::{
     GETH_ALONE_FLAGS, GETH_FLAGS, GETH_LOOPBACK_FLAGS, GETH_PEERED_FLAGS, Geth, GethOptions, Slots, geth_binary,
     max_concurrent, take_slots,
 };
 pub use postgres::{Postgres, postgres_bin_dir};
-pub use process::{Service, eventually, free_port, http_get};
+pub use process::{Service, eventually, free_port, http_get, http_request};
 pub use redis::{Redis, redis_binary};
+pub use toxiproxy::{Proxy, Toxiproxy, toxiproxy_binary};
 pub use tx::{DEV_PRIVATE_KEY, Receipt, dev_signer, signed_blob_transaction, signed_transfer};
 
 /// The repository root (where `genesis.json` and `.tools/` are).

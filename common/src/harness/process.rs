@@ -144,6 +144,22 @@ impl Drop for Service {
     }
 }
 
+/// A program `scripts/setup.sh` installs in `.tools/bin`: `$var` if set, else
+/// `.tools/bin/name`. A missing binary is a set-up failure that says how to install it,
+/// never a reason to skip a test.
+pub(crate) fn tool_binary(var: &str, name: &str, what: &str) -> anyhow::Result<PathBuf> {
+    let path = std::env::var_os(var)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| super::workspace_root().join(".tools/bin").join(name));
+    if !path.is_file() {
+        anyhow::bail!(
+            "{what} not found at {}: run `scripts/setup.sh` (installs the pinned {what}), or set {var}",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
 /// A program from the environment variable `var` if set, else `name` on the `PATH`.
 pub(crate) fn find_program(var: &str, name: &str) -> Option<PathBuf> {
     if let Some(path) = std::env::var_os(var) {
@@ -189,12 +205,24 @@ pub(crate) fn die_with_parent(command: &mut Command) {
 /// GETs `url` (`http://host:port/path`): the status code and body, or `None` if nothing
 /// answered within five seconds.
 pub async fn http_get(url: &str) -> Option<(u16, String)> {
-    use http_body_util::{BodyExt, Empty};
+    http_request("GET", url, None).await
+}
+
+/// Sends `method` to `url` with an optional JSON `body`: the status code and body, or
+/// `None` if nothing answered within five seconds.
+pub async fn http_request(method: &str, url: &str, body: Option<String>) -> Option<(u16, String)> {
+    use http_body_util::{BodyExt, Full};
     use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 
-    let client: Client<_, Empty<bytes::Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let client: Client<_, Full<bytes::Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let request = hyper::Request::builder()
+        .method(method)
+        .uri(url)
+        .header(hyper::header::CONTENT_TYPE, "application/json")
+        .body(Full::new(bytes::Bytes::from(body.unwrap_or_default())))
+        .ok()?;
     let fetch = async {
-        let response = client.get(url.parse().ok()?).await.ok()?;
+        let response = client.request(request).await.ok()?;
         let code = response.status().as_u16();
         let body = response.into_body().collect().await.ok()?.to_bytes();
         Some((code, String::from_utf8_lossy(&body).into_owned()))

@@ -82,20 +82,24 @@ async fn geth_answers_the_documented_errors() {
 
 #[tokio::test]
 async fn devnet_and_compose_pass_the_harness_flags() {
-    use common::harness::{GETH_ALONE_FLAGS, GETH_FLAGS, GETH_PEERED_FLAGS};
+    use common::harness::{GETH_ALONE_FLAGS, GETH_FLAGS, GETH_LOOPBACK_FLAGS, GETH_PEERED_FLAGS};
     let root = common::harness::workspace_root();
     // The native scripts start every Geth through one function, alone or peered; the
-    // compose file has the devnet's Geth and the cluster's (one definition for its three
-    // nodes), both alone.
-    let expected: [(&str, &[&str], usize); 4] = [
+    // compose file has the devnet's Geth (alone) and the cluster's (one definition for its
+    // three nodes, peered, on the host's network with the native loopback addresses).
+    let expected: [(&str, &[&str], usize); 7] = [
         ("scripts/lib.sh", GETH_FLAGS, 1),
         ("scripts/lib.sh", GETH_ALONE_FLAGS, 1),
+        ("scripts/lib.sh", GETH_PEERED_FLAGS, 1),
         ("docker-compose.yml", GETH_FLAGS, 2),
-        ("docker-compose.yml", GETH_ALONE_FLAGS, 2),
+        ("docker-compose.yml", GETH_ALONE_FLAGS, 1),
+        ("docker-compose.yml", GETH_PEERED_FLAGS, 1),
+        ("docker-compose.yml", GETH_LOOPBACK_FLAGS, 1),
     ];
     for (file, flags, geths) in expected {
         let text = std::fs::read_to_string(root.join(file)).expect("file exists");
-        let tokens: Vec<&str> = text.split(|c: char| c.is_whitespace() || c == '"' || c == '\'' || c == '(').collect();
+        let tokens: Vec<&str> =
+            text.split(|c: char| c.is_whitespace() || c == '"' || c == '\'' || c == '(' || c == ')').collect();
         for flag in flags {
             let passed = tokens.iter().filter(|t| *t == flag).count();
             assert!(
@@ -104,10 +108,8 @@ async fn devnet_and_compose_pass_the_harness_flags() {
             );
         }
     }
-    let lib = std::fs::read_to_string(root.join("scripts/lib.sh")).expect("lib.sh");
-    for flag in GETH_PEERED_FLAGS {
-        assert!(lib.contains(flag), "scripts/lib.sh passes {flag} to peered Geths");
-    }
+    let compose = std::fs::read_to_string(root.join("docker-compose.yml")).expect("compose");
+    assert!(compose.contains("--miner.gasprice=1"), "the minimum tip is set for Docker users too");
 }
 
 #[tokio::test]

@@ -1,0 +1,573 @@
+#!/usr/bin/env bash
+# Runs every command the README, the book's chapters and the crate roots show, in the order
+# a reader meets them, against the devnets the scripts start, and checks that each still
+# shows what the text says it shows (a block number that grows, a receipt with status 1, a
+# /status that names a leader, ...).
+#
+#   scripts/check-docs.sh          (scripts/test.sh runs it after the tests)
+#
+# Every command in a ```sh block of a document, and in a ```text block of a crate root's
+# `//!` header, is a documented command. The walkthrough below runs each of them, as
+# written, with `doc FILE 'COMMAND'`, and then checks its output. At the end the commands
+# run are compared with the commands documented, file by file and in order: a command added
+# to the docs without a check here, or a check left for a command the docs no longer show,
+# fails the run.
+#
+# Commands run in "terminals": each has its own shell variables (what `export`, `eval` and
+# `TX=$(...)` set carry over to its next command), like a reader's terminal window. A
+# command that runs until Ctrl-C runs in the background and gets SIGINT when the text moves
+# on. Where the text says to run something in another terminal it is run in another one.
+# Two kinds of command are not run as written, and say so in the log: `scripts/test.sh`
+# (CI runs it: it is what runs this script) and `scripts/bench.sh` (a full run takes
+# 50 minutes; it is run with --dry-run, which checks its arguments and plan).
+#
+# It needs the devnets' ports free, and moves an existing .devnet/ aside while it runs
+# (restored at the end).
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+WORK="$(mktemp -d)"
+RAN="$WORK/ran"           # FILE<TAB>COMMAND per command run
+OUT="$WORK/out"           # the last foreground command's output
+TERMINAL="$WORK/term.main"
+BG_PIDS=()                # process groups of commands running until Ctrl-C
+: > "$RAN"
+
+say() { echo "check-docs [${SECONDS}s]: $*" >&2; }
+fail() { say "FAILED: $*"; exit 1; }
+
+# --- what the docs show -------------------------------------------------------------
+
+# The commands documented in FILE, one per line: ```sh blocks of a Markdown file, ```text
+# blocks of a Rust file's `//!` header. Continued lines are joined; a comment after two
+# spaces is dropped.
+documented() {
+    local file="$1"
+    {
+        if [[ "$file" == *.rs ]]; then
+            sed -n 's|^//! \{0,1\}||p' "$file" | awk '/^```/{ if (inb) { inb = 0; next } if ($0 ~ /^```text/) { inb = 1; next } } inb'
+        else
+            awk '/^```/{ if (inb) { inb = 0; next } if ($0 ~ /^```sh/) { inb = 1; next } } inb' "$file"
+        fi
+    } | awk '{ if (held != "") sub(/^[[:space:]]+/, ""); if (sub(/[[:space:]]*\\$/, "")) { held = held $0 " "; next } print held $0; held = "" }' |
+        sed -E 's/[[:space:]]+# .*$//; s/[[:space:]]+$//' | grep -v -E '^(#|$)' || true
+}
+
+# The documents, in the order a reader meets them.
+DOCS=(
+    README.md
+    docs/src/getting-started.md
+    docs/src/part1-engine-api.md 01-engine-api/src/main.rs
+    docs/src/part2-single-node.md 02-single-node/src/lib.rs
+    docs/src/part3-member-nodes.md 03-member-nodes/src/lib.rs
+    docs/src/part4-cometbft-consensus.md 04-cometbft-consensus/src/lib.rs
+    docs/src/testing.md
+    docs/src/benchmarks.md bench/src/main.rs
+)
+
+# Every Markdown file of the book and every crate root must be in DOCS, so a new chapter
+# cannot slip past the check.
+check_doc_list() {
+    local file
+    for file in docs/src/*.md */src/lib.rs */src/main.rs; do
+        [[ -n "$(documented "$file")" ]] || continue
+        [[ " ${DOCS[*]} " == *" $file "* ]] || fail "$file shows commands but is not in check-docs.sh's DOCS list"
+    done
+}
+
+# --- running commands as a reader would ---------------------------------------------
+
+# Shell variables the reader set, saved after each command of a terminal.
+save_vars='for v in $(compgen -v); do case "$v" in BASH*|FUNCNAME|GROUPS|PIPESTATUS|SHELLOPTS|EUID|PPID|UID|RANDOM|SRANDOM|SECONDS|LINENO|EPOCH*|HIST*|COMP*|DIRSTACK|OPT*|PS*|IFS|SHLVL|PWD|OLDPWD|_|v|rc) continue;; esac; declare -p "$v" 2>/dev/null; done'
+
+# Opens a new terminal: the checker's own environment, nothing a reader set before.
+terminal() {
+    TERMINAL="$WORK/term.${1//\//_}"
+    : > "$TERMINAL"
+}
+
+record() { printf '%s\t%s\n' "$1" "$2" >> "$RAN"; }
+
+# Runs COMMAND from FILE in the current terminal, as written; fails if it exits non-zero
+# or takes longer than TIMEOUT seconds (default 900: a first `cargo run` compiles). Its
+# output is in $OUT for the checks that follow.
+doc() {
+    local file="$1" command="$2" timeout="${3:-900}"
+    record "$file" "$command"
+    say "[$file] \$ $command"
+    local rc=0
+    timeout "$timeout" bash -c 'source "$1" 2>/dev/null; eval "$2"; rc=$?; eval "$3" > "$1"; exit $rc' \
+        _ "$TERMINAL" "$command" "$save_vars" > "$OUT" 2>&1 || rc=$?
+    sed 's/^/    /' "$OUT" | tail -n 40 >&2
+    [[ $rc -eq 0 ]] || fail "[$file] '$command' exited with $rc"
+}
+
+# Runs COMMAND from FILE in the current terminal until Ctrl-C (see ctrl_c), in the
+# background, with its output in $WORK/bg.N.
+doc_until_ctrl_c() {
+    local file="$1" command="$2"
+    record "$file" "$command"
+    say "[$file] \$ $command    (runs until Ctrl-C)"
+    local log="$WORK/bg.${#BG_PIDS[@]}"
+    setsid bash -c 'source "$1" 2>/dev/null; eval "$2"' _ "$TERMINAL" "$command" > "$log" 2>&1 < /dev/null &
+    BG_PIDS+=("$!")
+    BG_LOG="$log"
+}
+
+# Ctrl-C for the last command run with doc_until_ctrl_c: SIGINT to its process group, then
+# waits for it to exit; fails unless it exits within 60 s, with status 0.
+ctrl_c() {
+    local pid="${BG_PIDS[-1]}" rc=0
+    say "Ctrl-C"
+    kill -INT -- "-$pid" 2>/dev/null || true
+    for _ in $(seq 1 600); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "$pid" 2>/dev/null; then
+        kill -KILL -- "-$pid" 2>/dev/null || true
+        fail "the command did not stop within 60 s of Ctrl-C; its output:"$'\n'"$(tail -n 20 "$BG_LOG")"
+    fi
+    wait "$pid" || rc=$?
+    unset 'BG_PIDS[-1]'
+    [[ $rc -eq 0 ]] || fail "the command exited with $rc after Ctrl-C; its output ends:"$'\n'"$(tail -n 20 "$BG_LOG")"
+}
+
+# Runs COMMAND from FILE, which the text says fails: it must exit non-zero, saying
+# something that matches REGEX.
+doc_fails() {
+    local file="$1" command="$2" regex="$3"
+    record "$file" "$command"
+    say "[$file] \$ $command    (the text says this fails)"
+    local rc=0
+    timeout 300 bash -c 'source "$1" 2>/dev/null; eval "$2"; rc=$?; eval "$3" > "$1"; exit $rc' \
+        _ "$TERMINAL" "$command" "$save_vars" > "$OUT" 2>&1 || rc=$?
+    sed 's/^/    /' "$OUT" | tail -n 10 >&2
+    [[ $rc -ne 0 ]] || fail "[$file] '$command' succeeded; the text says it fails"
+    expect "$regex"
+}
+
+# Records DOCUMENTED from FILE and runs RUN in its place, saying why ($4).
+doc_as() {
+    local file="$1" documented="$2" run="$3" why="$4"
+    say "[$file] \$ $documented    (run as: $run; $why)"
+    doc "$file" "$run"
+    sed -i '$ d' "$RAN"
+    record "$file" "$documented"
+}
+
+# A command CI runs in its own right, recorded as documented and not run here.
+run_by_ci() {
+    record "$1" "$2"
+    say "[$1] \$ $2    (not run here: CI runs it, and it is what runs this script)"
+}
+
+# --- checks -------------------------------------------------------------------------
+
+# The last output matches the extended regular expression $1.
+expect() {
+    grep -E -q -- "$1" "$OUT" || fail "expected output matching '$1'"
+}
+
+# Waits up to $2 seconds (default 120) for `$3...` (a check command) to succeed.
+eventually() {
+    local what="$1" timeout="$2"; shift 2
+    local deadline=$((SECONDS + timeout))
+    until "$@" > /dev/null 2>&1; do
+        ((SECONDS < deadline)) || fail "timed out after ${timeout}s waiting for $what"
+        sleep 1
+    done
+}
+
+rpc_number() { # JSON-RPC port, method → the hex result as a number
+    local hex
+    hex="$(curl -sf --max-time 5 -H 'Content-Type: application/json' \
+        -d "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"$2\",\"params\":[]}" "http://127.0.0.1:$1" |
+        sed -E 's/.*"result":"0x([0-9a-f]+)".*/\1/')" || return 1
+    [[ -n "$hex" ]] && echo $((16#$hex))
+}
+head_above() { local n; n="$(rpc_number "$1" eth_blockNumber)" && ((n > $2)); }
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+port_closed() { ! port_open "$1"; }
+http_ok() { curl -sf --max-time 5 "$1" > /dev/null; }
+status_has() { curl -sf --max-time 5 "$1" | grep -E -q -- "$2"; }
+json_field() { sed -E "s/.*\"$1\":\"?([^,\"}]*)\"?.*/\\1/"; }
+bft_height() { curl -sf --max-time 5 "http://127.0.0.1:$((26657 + 10 * $1))/status" | json_field latest_block_height; }
+bft_above() { local h; h="$(bft_height "$1")" && ((h > $2)); }
+
+# Part 1's output: N lines "block K hash 0x… txs T gas_used G", K consecutive, starting
+# above $2.
+expect_blocks() {
+    local n="$1" after="$2" first
+    [[ "$(grep -c -E '^block [0-9]+ hash 0x[0-9a-f]{64} txs [0-9]+ gas_used [0-9]+$' "$OUT")" -eq "$n" ]] ||
+        fail "expected $n 'block … hash … txs … gas_used …' lines"
+    first="$(grep -m1 -E '^block ' "$OUT" | awk '{print $2}')"
+    ((first > after)) || fail "the first block printed is $first, not above $after"
+    local expected="$first" k
+    for k in $(grep -E '^block ' "$OUT" | awk '{print $2}'); do
+        [[ "$k" -eq "$expected" ]] || fail "block numbers are not consecutive ($k after $((expected - 1)))"
+        expected=$((k + 1))
+    done
+}
+
+# The leader's number among the cluster's candidates, from their /status.
+cluster_leader() {
+    local n
+    for n in 1 2; do status_has "http://127.0.0.1:920$n/status" '"role":"leading"' && { echo "$n"; return; }; done
+    return 1
+}
+
+# A cast receipt of a successful transaction.
+expect_success_receipt() {
+    expect '^status +1 \(success\)'
+    expect '^blockNumber +[0-9]+'
+}
+
+# Stops whatever the reader left running before the next document (the data stays, as on
+# a reader's machine).
+close_up() {
+    scripts/cluster.sh stop > /dev/null 2>&1 || true
+    scripts/bft.sh stop > /dev/null 2>&1 || true
+    scripts/devnet.sh stop > /dev/null 2>&1 || true
+}
+
+# --- the walkthrough, document by document ------------------------------------------
+
+KEY=0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80
+DEAD=0x000000000000000000000000000000000000dEaD
+DEV=0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266
+BLOCK_NUMBER_CURL="curl -s -H 'Content-Type: application/json' -d '{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"eth_blockNumber\",\"params\":[]}' http://127.0.0.1:8545"
+PATH_ONLY="export PATH=\"\$PWD/.tools/bin:\$PATH\""
+PATH_AND_RPC="export PATH=\"\$PWD/.tools/bin:\$PATH\" ETH_RPC_URL=http://127.0.0.1:8545"
+SEND_TO_NODE3="TX=\$(cast send --async --rpc-url http://127.0.0.1:8573 --private-key $KEY $DEAD --value 1ether)"
+SEND_TO_VALIDATOR2="TX=\$(cast send --async --rpc-url http://127.0.0.1:8662 --private-key $KEY $DEAD --value 1ether)"
+
+# A block number that grows: the devnet's head passes `$1` within 30 s.
+chain_grows() { eventually "the chain to grow past block $1" 30 head_above 8545 "$1"; }
+
+part1_round() { # FILE: Part 1 on the running devnet, from its head
+    local head; head="$(rpc_number 8545 eth_blockNumber)"
+    doc "$1" 'cargo run -p engine-api -- --blocks 10'
+    expect_blocks 10 "$head"
+}
+
+single_node_runs() { # FILE: `cargo run -p single-node` until /ready, and blocks come
+    doc_until_ctrl_c "$1" 'cargo run -p single-node'
+    eventually "single-node's /ready" 600 http_ok http://127.0.0.1:9100/ready
+    chain_grows "$(rpc_number 8545 eth_blockNumber)"
+}
+
+# `cluster.sh start` and `status` (node1 leads), and a transfer sent to the member's Geth,
+# read back from node1's.
+cluster_intro() {
+    local f="$1" i
+    doc "$f" 'scripts/cluster.sh start'
+    doc "$f" 'scripts/cluster.sh status'
+    for i in 1 2 3; do expect "^node$i: \\{"; done
+    expect '^node1: .*"role":"leading"'
+    doc "$f" "$PATH_ONLY"
+    doc "$f" "$SEND_TO_NODE3"
+    doc "$f" 'cast receipt --rpc-url http://127.0.0.1:8571 $TX' 180
+    expect_success_receipt
+}
+
+# SIGKILL the leader, node1: node2 takes over.
+cluster_kill_node1() {
+    doc "$1" 'scripts/cluster.sh node node1 kill'
+    expect 'killed node1'
+    eventually "node2 to lead" 60 status_has http://127.0.0.1:9202/status '"role":"leading"'
+}
+
+# `bft.sh start` and `status`, and a transfer sent to validator 2's Geth, read back from
+# validator 0's.
+bft_intro() {
+    local f="$1" i
+    doc "$f" 'scripts/bft.sh start'
+    eventually "every validator to commit" 180 bft_above 3 1
+    doc "$f" 'scripts/bft.sh status'
+    for i in 0 1 2 3; do expect "^node$i: height [0-9]+, app \\{"; done
+    doc "$f" "$PATH_ONLY"
+    doc "$f" "$SEND_TO_VALIDATOR2"
+    doc "$f" 'cast receipt --rpc-url http://127.0.0.1:8660 $TX' 180
+    expect_success_receipt
+}
+
+# SIGKILL validator 2: the other three go on.
+bft_kill_node2() {
+    local height
+    doc "$1" 'scripts/bft.sh node node2 kill'
+    expect "killed node2's cometbft and app"
+    height="$(bft_height 0)"
+    eventually "the other three to go on" 60 bft_above 0 $((height + 3))
+}
+
+readme() {
+    local f=README.md head metric height i
+    terminal readme
+    doc $f 'scripts/part1.sh'
+    expect_blocks 10 0
+    doc $f "$BLOCK_NUMBER_CURL"
+    expect '"result":"0x[0-9a-f]+"'
+    head="$(rpc_number 8545 eth_blockNumber)"
+    ((head >= 10)) || fail "the devnet is at block $head after Part 1's ten blocks"
+    doc $f 'cargo run -p engine-api -- --blocks 5'
+    expect_blocks 5 "$head"
+    doc $f 'scripts/devnet.sh stop'
+    eventually "Geth to stop" 30 port_closed 8545
+
+    # Run Part 2
+    doc $f 'scripts/devnet.sh start'
+    head="$(rpc_number 8545 eth_blockNumber)"
+    ((head >= 15)) || fail "the devnet restarted at block $head, not where Part 1 left it"
+    single_node_runs $f
+    terminal readme-2
+    doc $f 'curl -s http://127.0.0.1:9100/ready'
+    expect '^ready$'
+    doc $f 'curl -s http://127.0.0.1:9100/metrics | grep sequencer_head_number'
+    expect '^sequencer_head_number [0-9]+$'
+    metric="$(awk '/^sequencer_head_number /{print $2}' "$OUT")"
+    chain_grows "$metric"
+    doc $f "$PATH_AND_RPC"
+    doc $f "cast send --private-key $KEY $DEAD --value 1ether" 180
+    expect_success_receipt
+    doc $f "cast balance $DEAD --ether"
+    expect '^[1-9][0-9]*\.[0-9]+$'
+    doc $f 'cast block latest'
+    expect '^number +[0-9]+'
+    terminal readme
+    ctrl_c
+
+    # Run Part 3
+    cluster_intro $f
+    cluster_kill_node1 $f
+    doc $f 'curl -s http://127.0.0.1:9202/status'
+    expect '"role":"leading"'
+    doc $f 'scripts/cluster.sh node node1 start'
+    eventually "node1 to follow node2" 120 status_has http://127.0.0.1:9201/status '"role":"following"'
+    doc $f 'scripts/cluster.sh stop'
+    eventually "the cluster to stop" 60 port_closed 9202
+
+    # Run Part 4
+    bft_intro $f
+    bft_kill_node2 $f
+    doc $f 'curl -s http://127.0.0.1:9300/status'
+    expect '"height":[0-9]+'
+    doc $f 'scripts/bft.sh node node2 start'
+    height="$(bft_height 0)"
+    eventually "node2 to catch up" 180 bft_above 2 "$height"
+    doc $f 'scripts/bft.sh stop'
+    eventually "the validators to stop" 60 port_closed 26657
+
+    run_by_ci $f 'scripts/test.sh'
+    doc_as $f 'scripts/bench.sh all' 'scripts/bench.sh all --dry-run' "a full run takes 50 minutes"
+    expect '^would run All'
+    close_up
+}
+
+getting_started() {
+    local f=docs/src/getting-started.md head stuck
+    terminal started
+    head="$(rpc_number 8545 eth_blockNumber || echo 0)"
+    doc $f 'scripts/part1.sh'
+    expect_blocks 10 "$head"
+    doc $f "$BLOCK_NUMBER_CURL"
+    expect '"result":"0x[0-9a-f]+"'
+
+    # Send a transaction
+    doc $f 'scripts/devnet.sh start'
+    single_node_runs $f
+    terminal started-2
+    doc $f "$PATH_AND_RPC"
+    doc $f "KEY=$KEY"
+    doc $f "cast send --private-key \$KEY $DEAD --value 1ether" 180
+    expect_success_receipt
+    # When a transaction does not land
+    doc_fails $f "cast send --private-key \$KEY $DEAD --value 1ether --priority-gas-price 0" 'gas tip cap 0, minimum needed 1'
+    doc_fails $f "cast send --private-key \$KEY $DEAD --value 1ether --chain 1" "chainId does not match node's \\(have=1, want=1337\\)"
+    doc $f "STUCK=\$(cast send --async --private-key \$KEY $DEAD --value 1ether --gas-limit 21000 --gas-price 1 --priority-gas-price 1)"
+    head="$(rpc_number 8545 eth_blockNumber)"
+    chain_grows $((head + 2))
+    doc $f 'cast rpc txpool_content'
+    stuck="$(bash -c 'source "$1" 2>/dev/null; echo "$STUCK"' _ "$TERMINAL")"
+    [[ "$stuck" =~ ^0x[0-9a-f]{64}$ ]] || fail "STUCK is not a transaction hash: '$stuck'"
+    grep -q -i "$stuck" "$OUT" || fail "the stuck transfer is not in txpool_content"
+    expect '"pending":\{"0x'
+    doc $f "cast send --nonce \$(cast nonce $DEV) --priority-gas-price 2 --private-key \$KEY $DEAD --value 1ether" 180
+    expect_success_receipt
+    doc $f "LATE=\$(cast send --async --nonce \$((\$(cast nonce $DEV) + 1)) --private-key \$KEY $DEAD --value 1ether)"
+    doc $f 'cast rpc txpool_status'
+    expect '"queued":"0x1"'
+    doc $f "cast send --private-key \$KEY $DEAD --value 1ether" 180
+    expect_success_receipt
+    doc $f 'cast receipt $LATE' 180
+    expect_success_receipt
+    terminal started
+    ctrl_c
+
+    doc $f 'scripts/cluster.sh start'
+    eventually "a cluster leader" 120 cluster_leader
+    doc $f 'scripts/bft.sh start'
+    eventually "every validator to commit" 180 bft_above 3 1
+    close_up
+    run_by_ci $f 'scripts/test.sh'
+}
+
+part1_chapter() { # and Part 1's crate root, which shows the same two commands
+    local f
+    for f in docs/src/part1-engine-api.md 01-engine-api/src/main.rs; do
+        terminal "$f"
+        doc "$f" 'scripts/devnet.sh start'
+        part1_round "$f"
+    done
+}
+
+part2_chapter() { # and Part 2's crate root
+    local f
+    for f in docs/src/part2-single-node.md 02-single-node/src/lib.rs; do
+        terminal "$f"
+        doc "$f" 'scripts/devnet.sh start'
+        single_node_runs "$f"
+        ctrl_c
+    done
+    close_up
+}
+
+part3_chapter() {
+    local f=docs/src/part3-member-nodes.md
+    terminal part3
+    cluster_intro $f
+    cluster_kill_node1 $f
+    doc $f 'scripts/cluster.sh node node1 start'
+    eventually "node1 to follow node2" 120 status_has http://127.0.0.1:9201/status '"role":"following"'
+    member_by_hand $f
+    doc $f 'scripts/cluster.sh stop'
+    terminal part3
+    ctrl_c
+
+    f=03-member-nodes/src/lib.rs
+    terminal part3-root
+    doc $f 'scripts/cluster.sh start'
+    member_by_hand $f
+    ctrl_c
+    close_up
+}
+
+# `cluster.sh node node3 stop`, node3's settings, and node3 run by hand: it follows the
+# leader again. Leaves the shell in another terminal, as a reader's would be.
+member_by_hand() {
+    local f="$1" height
+    doc "$f" 'scripts/cluster.sh node node3 stop'
+    eventually "node3 to stop" 30 port_closed 9203
+    doc "$f" 'eval "$(scripts/cluster.sh env node3)"'
+    doc_until_ctrl_c "$f" 'cargo run -p member-nodes'
+    eventually "node3 run by hand to answer" 600 http_ok http://127.0.0.1:9203/health
+    height="$(rpc_number 8571 eth_blockNumber || rpc_number 8572 eth_blockNumber)"
+    eventually "node3's Geth to follow past block $height" 120 head_above 8573 "$height"
+    terminal "$f-2"
+}
+
+part4_chapter() {
+    local f=docs/src/part4-cometbft-consensus.md height
+    terminal part4
+    bft_intro $f
+    bft_kill_node2 $f
+    doc $f 'scripts/bft.sh node node2 start'
+    height="$(bft_height 0)"
+    eventually "node2 to catch up" 180 bft_above 2 "$height"
+    validator_by_hand $f 2
+    doc $f 'scripts/bft.sh stop'
+    terminal part4
+    ctrl_c
+
+    f=04-cometbft-consensus/src/lib.rs
+    terminal part4-root
+    doc $f 'scripts/bft.sh start'
+    eventually "every validator to commit" 180 bft_above 3 1
+    validator_by_hand $f 0
+    ctrl_c
+    close_up
+}
+
+# Validator I's app run by hand, and its CometBFT started in another terminal as the text
+# says: it catches up with the others.
+validator_by_hand() {
+    local f="$1" i="$2" height
+    doc "$f" "scripts/bft.sh node node$i stop"
+    eventually "node$i's app to stop" 30 port_closed $((26658 + 10 * i))
+    doc "$f" "eval \"\$(scripts/bft.sh env node$i)\""
+    doc_until_ctrl_c "$f" 'cargo run -p cometbft-consensus'
+    eventually "node$i's app run by hand to listen" 600 port_open $((26658 + 10 * i))
+    terminal "$f-2"
+    say "(in another terminal, as the text says) \$ scripts/bft.sh node node$i start"
+    scripts/bft.sh node "node$i" start > "$OUT" 2>&1 || fail "scripts/bft.sh node node$i start failed: $(cat "$OUT")"
+    grep -q "starting only its CometBFT" "$OUT" || fail "bft.sh did not leave the hand-run app alone: $(cat "$OUT")"
+    height="$(bft_height $(( (i + 1) % 4 )))"
+    eventually "node$i to commit past height $height" 180 bft_above "$i" "$height"
+}
+
+benchmarks() {
+    local f
+    for f in docs/src/benchmarks.md bench/src/main.rs; do
+        terminal "$f"
+        while IFS= read -r command; do
+            doc_as "$f" "$command" "$command --dry-run" "a full run takes 50 minutes"
+            expect '^would run '
+        done < <(documented "$f")
+    done
+}
+
+# --- compare what ran with what is documented ---------------------------------------
+
+compare() {
+    local file status=0
+    for file in "${DOCS[@]}"; do
+        if ! diff <(documented "$file") <(awk -F'\t' -v f="$file" '$1 == f { print $2 }' "$RAN") > "$WORK/diff"; then
+            say "$file: the commands it shows (<) and the commands checked (>) differ:"
+            cat "$WORK/diff" >&2
+            status=1
+        fi
+    done
+    return $status
+}
+
+# --- setting up and cleaning up -----------------------------------------------------
+
+PORTS=(8545 8551 9100 6379 5432 8561 8562 8563 8571 8572 8573 9201 9202 9203 26657 26667 26677 26687 9300 9301 9302 9303)
+preflight() {
+    local port
+    for port in "${PORTS[@]}"; do
+        port_open "$port" && fail "port $port is in use: stop the devnets (devnet.sh, cluster.sh, bft.sh stop) and anything else on it first"
+    done
+    if [[ -e .devnet ]]; then
+        [[ -e .devnet.before-check-docs ]] && fail ".devnet.before-check-docs exists from an interrupted run: restore it as .devnet or delete it"
+        mv .devnet .devnet.before-check-docs
+        say "moved .devnet aside to .devnet.before-check-docs (restored at the end)"
+    fi
+}
+
+finish() {
+    local rc=$?
+    trap - EXIT
+    local pid
+    for pid in "${BG_PIDS[@]}"; do kill -KILL -- "-$pid" 2>/dev/null || true; done
+    close_up
+    if [[ $rc -ne 0 && -d .devnet ]]; then
+        rm -rf "$WORK/devnet-logs"; cp -r .devnet "$WORK/devnet-logs" 2>/dev/null || true
+        say "the devnets' data and logs of the failed run: $WORK/devnet-logs"
+    fi
+    rm -rf .devnet
+    if [[ -e .devnet.before-check-docs ]]; then mv .devnet.before-check-docs .devnet; fi
+    [[ $rc -eq 0 ]] && rm -rf "$WORK"
+    exit $rc
+}
+
+check_doc_list
+preflight
+trap finish EXIT
+readme
+getting_started
+part1_chapter
+part2_chapter
+part3_chapter
+part4_chapter
+benchmarks
+compare || fail "the docs and this walkthrough disagree (above)"
+say "every documented command ran and showed what the text says ($(wc -l < "$RAN") commands)"
