@@ -45,6 +45,13 @@ impl Config {
         Duration::from_secs(self.max_idle)
     }
 
+    /// How long without a block before `/ready` says not ready: three slots, or with
+    /// `--skip-empty` the longest idle time plus two slots.
+    pub fn stale_after(&self) -> Duration {
+        let slots = self.block.slot() * 2;
+        if self.skip_empty { self.max_idle() + slots } else { self.block.slot() + slots }
+    }
+
     /// The path of the embedded store.
     pub fn store_path(&self) -> PathBuf {
         self.state_dir.join("sequencer.redb")

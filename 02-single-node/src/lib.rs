@@ -42,7 +42,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     // Everything that can be checked without Geth is checked first, so bad input fails
     // before the store is created or touched.
     config.validate()?;
-    let status = Arc::new(Status::default());
+    let status = Arc::new(Status::new(config.stale_after()));
     let observer = status.clone();
     let engine =
         config.el.client()?.with_observer(Arc::new(move |m, t, e| observer.metrics.engine.observe_call(m, t, e)));

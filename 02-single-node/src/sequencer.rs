@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::anyhow;
 use common::{
     BlockTag, EngineClient, Fault, Head, PayloadStatus,
-    clock::{Backoff, sleep_or_cancel, unix_time},
+    clock::{self, Backoff, sleep_or_cancel, unix_time},
     payload::ExecutableBlock,
     round, slot,
 };
@@ -111,22 +111,22 @@ impl<'a> Sequencer<'a> {
     /// One block: plan, build, import, store, finalize.
     async fn produce(&mut self, cancel: &CancellationToken) -> Result<Outcome, Fault> {
         let block_args = &self.config.block;
-        let slot = slot::next_slot(self.head.timestamp, self.earliest, unix_time(), &block_args.schedule());
-        if !sleep_or_cancel(slot.build_at.saturating_sub(unix_time()), cancel).await {
+        let (parent, earliest, schedule) = (self.head.timestamp, self.earliest, block_args.schedule());
+        let mut slot = slot::next_slot(parent, earliest, unix_time(), &schedule);
+        // Planned again at least every second: a clock stepped meanwhile moves the plan.
+        let due = |now| {
+            slot = slot::next_slot(parent, earliest, now, &schedule);
+            slot.build_at
+        };
+        if !clock::sleep_until(due, cancel).await {
             return Ok(Outcome::Cancelled);
         }
         let (started, engine_before) = (Instant::now(), self.status.metrics.engine.time_in_calls());
 
         // Build: forkchoiceUpdated with attributes on our head, then give Geth the deadline.
-        let built = round::build(
-            self.engine,
-            &self.head,
-            slot.timestamp,
-            block_args.fee_recipient,
-            block_args.build_time(),
-            cancel,
-        )
-        .await?;
+        let built =
+            round::build(self.engine, &self.head, slot.timestamp, block_args.fee_recipient, slot.build_time, cancel)
+                .await?;
         let Some(block) = built else { return Ok(Outcome::Cancelled) };
         let idle = self.last_block_at.elapsed();
         if !slot::keep_block(block.transaction_count(), idle, self.config.skip_empty, self.config.max_idle()) {
@@ -153,7 +153,7 @@ impl<'a> Sequencer<'a> {
         self.last_block_at = Instant::now();
         round::finalize(self.engine, self.head.hash).await?;
         let engine = self.status.metrics.engine.time_in_calls().saturating_sub(engine_before);
-        let overhead = started.elapsed().saturating_sub(engine).saturating_sub(block_args.build_time());
+        let overhead = started.elapsed().saturating_sub(engine).saturating_sub(slot.build_time);
         Ok(Outcome::Produced(Box::new(Produced { block, engine, overhead, store })))
     }
     // ANCHOR_END: produce

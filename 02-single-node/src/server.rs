@@ -1,28 +1,48 @@
 //! What `/ready` and `/metrics` report for the sequencer (the server is
 //! `common::server`).
 //!
-//! `/ready` is 200 once a block was produced and while Geth answers; 503 with the reason
-//! otherwise.
+//! `/ready` is 200 while blocks are being produced (the last one within
+//! [`Status::stale_after`]) and Geth answers; 503 with the reason otherwise.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::{
+    sync::{
+        Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
 
 use common::server::Endpoints;
 
 use crate::metrics::Metrics;
 
 /// What the endpoints report, shared with the sequencer.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Status {
     /// The metrics.
     pub metrics: Metrics,
-    produced: AtomicBool,
+    /// No block for this long makes `/ready` 503: three slots, or with `--skip-empty` the
+    /// longest idle time plus two slots.
+    stale_after: Duration,
+    last_block: Mutex<Option<Instant>>,
     el_reachable: AtomicBool,
 }
 
 impl Status {
+    /// A sequencer that has produced nothing yet; `/ready` says not ready once no block
+    /// came for `stale_after`.
+    pub fn new(stale_after: Duration) -> Self {
+        Self {
+            metrics: Metrics::default(),
+            stale_after,
+            last_block: Mutex::new(None),
+            el_reachable: AtomicBool::new(false),
+        }
+    }
+
     /// Called after each block: we are producing.
     pub fn block_produced(&self) {
-        self.produced.store(true, Ordering::Relaxed);
+        *self.last_block.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Instant::now());
         self.el_reachable.store(true, Ordering::Relaxed);
     }
 
@@ -34,12 +54,17 @@ impl Status {
 
 impl Endpoints for Status {
     fn not_ready_reason(&self) -> Option<String> {
+        let last_block = *self.last_block.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if !self.el_reachable.load(Ordering::Relaxed) {
             Some("execution client unreachable".into())
-        } else if !self.produced.load(Ordering::Relaxed) {
-            Some("no block produced yet".into())
         } else {
-            None
+            match last_block {
+                None => Some("no block produced yet".into()),
+                Some(at) if at.elapsed() > self.stale_after => {
+                    Some(format!("no block for {} s", at.elapsed().as_secs()))
+                }
+                Some(_) => None,
+            }
         }
     }
 

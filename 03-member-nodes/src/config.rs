@@ -47,6 +47,12 @@ pub struct Config {
     #[arg(long, env = "LEASE_MS", default_value_t = 2000)]
     pub lease_ms: u64,
 
+    /// A leader leads only while it can produce: when its Geth is unreachable, SYNCING,
+    /// too slow, or rejects its blocks for this long (ms), it gives the lease up so a
+    /// standby with a healthy Geth takes over, and follows until its Geth is back.
+    #[arg(long, env = "EL_OUTAGE_MS", default_value_t = 1000)]
+    pub el_outage_ms: u64,
+
     /// `/ready` answers 503 when this node's Geth is more blocks behind the store.
     #[arg(long, env = "READY_MAX_LAG", default_value_t = 5)]
     pub ready_max_lag: u64,
@@ -63,6 +69,7 @@ impl Config {
         self.block.validate()?;
         ensure!(!self.instance_id.trim().is_empty(), "--instance-id must not be empty");
         ensure!(self.lease_ms >= 200, "--lease-ms must be at least 200 (renewals go every quarter of it)");
+        ensure!(self.el_outage_ms >= 100, "--el-outage-ms must be at least 100");
         ensure!(
             self.mode == Mode::Member || self.lease() > self.block.build_time(),
             "--lease-ms ({} ms) must be longer than --build-time-ms ({} ms): a leader must be able to finish a block within its lease",
@@ -75,6 +82,17 @@ impl Config {
     /// How long a lease lasts without renewal.
     pub const fn lease(&self) -> Duration {
         Duration::from_millis(self.lease_ms)
+    }
+
+    /// How long a leader may fail to produce before it steps down.
+    pub const fn el_outage(&self) -> Duration {
+        Duration::from_millis(self.el_outage_ms)
+    }
+
+    /// How long a leader may go without a block before its lease renewal gives the lease
+    /// up: a slot, in which a healthy leader makes one, plus the outage bound.
+    pub fn stall(&self) -> Duration {
+        self.block.slot() + self.el_outage()
     }
 
     /// The Redis URL: `--redis-addr` as given if it is a URL, else `redis://host:port`.

@@ -18,7 +18,7 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use common::clock::sleep_or_cancel;
+use common::{clock::sleep_or_cancel, redact::redact};
 use fred::{
     prelude::{Builder, Client, ClientLike, ReconnectPolicy},
     types::{config::Config as RedisConfig, scripts::Script},
@@ -108,12 +108,19 @@ pub struct LeaseView {
     pub valid_until: Instant,
     /// Redis said the lease is someone else's now.
     pub lost: bool,
+    /// We gave the lease up after this long without a block.
+    pub given_up: Option<Duration>,
 }
 
 impl LeaseView {
+    /// A fresh lease, valid until `valid_until`.
+    pub const fn new(valid_until: Instant) -> Self {
+        Self { valid_until, lost: false, given_up: None }
+    }
+
     /// True while we may store and finalize blocks.
     pub fn is_valid(&self, now: Instant) -> bool {
-        !self.lost && now < self.valid_until
+        !self.lost && self.given_up.is_none() && now < self.valid_until
     }
 }
 
@@ -132,7 +139,8 @@ impl Election {
     /// Connects to Redis. An unreachable Redis fails here, naming the flag; once connected,
     /// the client reconnects by itself every 250 ms for as long as it takes.
     pub async fn connect(url: &str, instance_id: &str, timing: LeaseTiming) -> anyhow::Result<Self> {
-        let config = RedisConfig::from_url(url).with_context(|| format!("bad --redis-addr {url:?}"))?;
+        let shown = redact(url);
+        let config = RedisConfig::from_url(url).with_context(|| format!("bad --redis-addr {shown:?}"))?;
         let client = Builder::from_config(config)
             .with_connection_config(|c| {
                 c.connection_timeout = Duration::from_secs(2);
@@ -145,7 +153,7 @@ impl Election {
             .set_policy(ReconnectPolicy::new_constant(0, 250))
             .build()
             .context("cannot configure the Redis client")?;
-        client.init().await.with_context(|| format!("cannot reach Redis at {url} (--redis-addr)"))?;
+        client.init().await.with_context(|| format!("cannot reach Redis at {shown} (--redis-addr)"))?;
         Ok(Self {
             client,
             instance_id: instance_id.to_owned(),
@@ -177,7 +185,7 @@ impl Election {
             .context("Redis: acquire")?;
         Ok(term.map(|term| {
             let lease = Lease { term, value: format!("{}:{term}", self.instance_id) };
-            (lease, LeaseView { valid_until: sent + self.timing.valid_for(), lost: false })
+            (lease, LeaseView::new(sent + self.timing.valid_for()))
         }))
     }
 
@@ -206,8 +214,32 @@ impl Election {
     /// Renews `lease` every quarter of its length until `stop` fires, publishing how long
     /// we may act on `view`. A failed renewal changes nothing: the view runs out by itself.
     /// A refused one (the lease is someone else's) marks the view lost at once.
-    pub async fn keep_renewed(&self, lease: &Lease, view: &watch::Sender<LeaseView>, stop: &CancellationToken) {
+    ///
+    /// A lease is renewed only for a leader that produces: once the last block
+    /// (`progress`) is older than `stall`, the renewal stops, gives the lease up so a
+    /// standby can take it at once, and marks the view given up. The production loop may
+    /// be waiting on a call to a Geth that hangs; the lease does not wait with it.
+    pub async fn keep_renewed(
+        &self,
+        lease: &Lease,
+        view: &watch::Sender<LeaseView>,
+        stop: &CancellationToken,
+        progress: &watch::Receiver<Instant>,
+        stall: Duration,
+    ) {
         while sleep_or_cancel(self.timing.renew_every(), stop).await {
+            let quiet = progress.borrow().elapsed();
+            if quiet > stall {
+                view.send_modify(|v| v.given_up = Some(quiet));
+                let released = self.release(lease).await.unwrap_or(false);
+                warn!(
+                    term = lease.term,
+                    quiet_ms = quiet.as_millis(),
+                    released,
+                    "no block for too long; gave the lease up"
+                );
+                return;
+            }
             let sent = Instant::now();
             match self.renew(lease).await {
                 Ok(true) => view.send_modify(|v| v.valid_until = sent + self.timing.valid_for()),
@@ -239,9 +271,10 @@ mod tests {
     #[test]
     fn a_view_is_valid_until_its_deadline_unless_lost() {
         let now = Instant::now();
-        let view = LeaseView { valid_until: now + Duration::from_millis(10), lost: false };
+        let view = LeaseView::new(now + Duration::from_millis(10));
         assert!(view.is_valid(now));
         assert!(!view.is_valid(now + Duration::from_millis(10)));
         assert!(!LeaseView { lost: true, ..view }.is_valid(now));
+        assert!(!LeaseView { given_up: Some(Duration::from_secs(3)), ..view }.is_valid(now));
     }
 }

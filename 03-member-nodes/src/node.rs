@@ -16,7 +16,7 @@ use crate::{
     config::Config,
     election::{Election, Lease, LeaseView},
     follower::{FollowError, Follower},
-    sequencer::Sequencer,
+    sequencer::{Sequencer, StepDown},
     server::{Role, Status},
     store::{Chain, Store},
 };
@@ -29,6 +29,17 @@ const HALTED_RETRY: Duration = Duration::from_secs(5);
 
 /// At most one warning per this long about a dependency that stays down.
 const WARN_EVERY: Duration = Duration::from_secs(10);
+
+/// What a try for the lease came to.
+#[derive(Debug)]
+enum Attempt {
+    /// Someone else holds the lease.
+    Taken,
+    /// Redis or PostgreSQL failed; try again later.
+    Failed(anyhow::Error),
+    /// We led, and stopped for this reason.
+    Led(StepDown),
+}
 
 /// Where a follower stands after a catch-up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,11 +85,20 @@ impl<'a> Node<'a> {
                 && Instant::now() >= next_try
             {
                 next_try = Instant::now() + election.timing().renew_every();
-                if let Err(error) = self.try_lead(election, &mut follower, cancel).await?
-                    && last_warning.is_none_or(|t| t.elapsed() >= WARN_EVERY)
-                {
-                    warn!(error = %format!("{error:#}"), "cannot try for the lease");
-                    last_warning = Some(Instant::now());
+                match self.try_lead(election, &mut follower, cancel).await? {
+                    Attempt::Taken => {}
+                    Attempt::Failed(error) => {
+                        if last_warning.is_none_or(|t| t.elapsed() >= WARN_EVERY) {
+                            warn!(error = %format!("{error:#}"), "cannot try for the lease");
+                            last_warning = Some(Instant::now());
+                        }
+                    }
+                    // Stepped down because this node could not produce: leave the lease to
+                    // a standby for a lease length before trying again.
+                    Attempt::Led(StepDown::CannotProduce(_) | StepDown::Stalled(_)) => {
+                        next_try = Instant::now() + election.timing().lease;
+                    }
+                    Attempt::Led(_) => {}
                 }
             }
             let wait = match state {
@@ -176,31 +196,30 @@ impl<'a> Node<'a> {
 
     // ANCHOR: try_lead
     /// Takes the lease if it is free, claims the store for its term, leads until that
-    /// ends, and gives the lease back. The inner `Err` is a failed attempt (Redis or
-    /// PostgreSQL down); the outer one a fault no retry can fix.
+    /// ends, and gives the lease back. `Err` only for a fault no retry can fix.
     async fn try_lead(
         &self,
         election: &Election,
         follower: &mut Follower<'a>,
         cancel: &CancellationToken,
-    ) -> anyhow::Result<anyhow::Result<()>> {
+    ) -> anyhow::Result<Attempt> {
         // The term must be newer than any that ever held the store, even if Redis lost
         // its counter: the store's fence is the floor.
         let floor = match self.store.fence_term().await {
             Ok(floor) => floor,
-            Err(error) => return Ok(Err(error)),
+            Err(error) => return Ok(Attempt::Failed(error)),
         };
         let (lease, view) = match election.try_acquire(floor).await {
             Ok(Some(acquired)) => acquired,
-            Ok(None) => return Ok(Ok(())),
-            Err(error) => return Ok(Err(error)),
+            Ok(None) => return Ok(Attempt::Taken),
+            Err(error) => return Ok(Attempt::Failed(error)),
         };
         match self.store.claim(lease.term, &self.config.instance_id).await {
             Ok(true) => {}
             refused => {
                 warn!(term = lease.term, ?refused, "took the lease but cannot claim the store; giving the lease back");
                 let _ = election.release(&lease).await;
-                return Ok(Ok(()));
+                return Ok(Attempt::Taken);
             }
         }
         info!(term = lease.term, "promoted: the lease is ours and the store is fenced to our term");
@@ -212,10 +231,12 @@ impl<'a> Node<'a> {
         let released = election.release(&lease).await.unwrap_or(false);
         let reason = result?;
         info!(term = lease.term, %reason, released, "stepped down");
-        Ok(Ok(()))
+        self.status.set_stepped_down(&reason);
+        Ok(Attempt::Led(reason))
     }
 
-    /// Runs the production loop beside the lease renewal until either ends it.
+    /// Runs the production loop beside the lease renewal until either ends it. The
+    /// renewal hears of every block the loop makes, and gives the lease up when none comes.
     async fn lead(
         &self,
         election: &Election,
@@ -225,10 +246,11 @@ impl<'a> Node<'a> {
         cancel: &CancellationToken,
     ) -> anyhow::Result<crate::sequencer::StepDown> {
         let (publish, watch) = watch::channel(view);
+        let (made_block, progress) = watch::channel(Instant::now());
         let stop_renewing = CancellationToken::new();
-        let renewing = election.keep_renewed(lease, &publish, &stop_renewing);
+        let renewing = election.keep_renewed(lease, &publish, &stop_renewing, &progress, self.config.stall());
         let leading = async {
-            let mut sequencer = Sequencer::new(self, follower, watch, lease.term);
+            let mut sequencer = Sequencer::new(self, follower, watch, lease.term, &made_block);
             let result = sequencer.run(cancel).await;
             stop_renewing.cancel();
             result

@@ -2,18 +2,22 @@
 //! as the lease lasts; and the recovery that puts Geth back on the stored chain.
 //!
 //! Part 2's write-ahead rule holds, with PostgreSQL as the store: a block is stored before
-//! any Geth makes it head. Two checks are added:
+//! any Geth makes it head. Three checks are added:
 //! - before it builds and again before it stores, the leader checks its lease by its own
 //!   clock; a leader that could not renew stops before Redis can give the lease away;
 //! - the store refuses the write unless the leader's term still holds the fence, so a
-//!   leader that was paused past its lease stores nothing, whatever it believes.
+//!   leader that was paused past its lease stores nothing, whatever it believes;
+//! - a leader leads only while it can produce: when its Geth fails (unreachable, SYNCING,
+//!   too slow, rejecting its blocks) for longer than `--el-outage-ms`, it steps down, and
+//!   the lease renewal stops by itself when no block came for a slot plus that bound, so
+//!   a standby with a healthy Geth takes over.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
 use common::{
     Fault, PayloadStatus,
-    clock::{Backoff, sleep_or_cancel, unix_time},
+    clock::{self, Backoff, sleep_or_cancel, unix_time},
     payload::ExecutableBlock,
     round, slot,
 };
@@ -41,6 +45,12 @@ pub enum StepDown {
     Fenced(String),
     /// A stored block cannot be applied, so nothing can be built on the stored chain.
     Halted(String),
+    /// This node could not produce for longer than `--el-outage-ms`: its Geth is down,
+    /// SYNCING, too slow or rejecting its blocks (or the store failed). A standby takes over.
+    CannotProduce(String),
+    /// No block for this long: the lease renewal stopped and gave the lease up, even while
+    /// the production loop still waited on a call.
+    Stalled(Duration),
     /// Shutdown was asked for.
     Shutdown,
 }
@@ -52,6 +62,8 @@ impl std::fmt::Display for StepDown {
             Self::LeaseLost => f.write_str("another node holds the lease"),
             Self::Fenced(reason) => write!(f, "the store refused our block: {reason}"),
             Self::Halted(reason) => write!(f, "the stored chain cannot be applied: {reason}"),
+            Self::CannotProduce(reason) => write!(f, "this node cannot produce: {reason}"),
+            Self::Stalled(quiet) => write!(f, "no block for {} ms: the lease was given up", quiet.as_millis()),
             Self::Shutdown => f.write_str("shutting down"),
         }
     }
@@ -78,12 +90,24 @@ pub struct Sequencer<'a, 'f> {
     status: &'a Status,
     lease: watch::Receiver<LeaseView>,
     term: u64,
+    /// When the last block was made (or leading began), for the lease renewal.
+    progress: &'f watch::Sender<tokio::time::Instant>,
+    /// Since when, and why, this node has failed to produce; cleared by every block.
+    trouble: Option<Instant>,
 }
 
 impl<'a, 'f> Sequencer<'a, 'f> {
-    /// `node`'s leader with the lease `term`, building on `follower`'s Geth.
-    pub fn new(node: &Node<'a>, follower: &'f mut Follower<'a>, lease: watch::Receiver<LeaseView>, term: u64) -> Self {
-        Self { follower, engine: node.engine, store: node.store, config: node.config, status: node.status, lease, term }
+    /// `node`'s leader with the lease `term`, building on `follower`'s Geth, telling the
+    /// lease renewal through `progress` when it makes a block.
+    pub fn new(
+        node: &Node<'a>,
+        follower: &'f mut Follower<'a>,
+        lease: watch::Receiver<LeaseView>,
+        term: u64,
+        progress: &'f watch::Sender<tokio::time::Instant>,
+    ) -> Self {
+        let (engine, store, config, status) = (node.engine, node.store, node.config, node.status);
+        Self { follower, engine, store, config, status, lease, term, progress, trouble: None }
     }
 
     /// Produces blocks until the lease ends, the store fences us off, or `cancel` fires.
@@ -99,18 +123,26 @@ impl<'a, 'f> Sequencer<'a, 'f> {
             }
             match self.produce(cancel).await {
                 Ok(Outcome::Produced(block)) => {
+                    self.trouble = None;
+                    self.progress.send_replace(tokio::time::Instant::now());
                     self.status.metrics.blocks_produced.inc();
                     self.status.metrics.block_transactions.observe(block.transaction_count() as f64);
                     info!(number = block.number(), hash = %block.hash(), txs = block.transaction_count(), timestamp = block.timestamp(), term = self.term, "block produced");
                 }
                 Ok(Outcome::Invalid(reason)) => {
                     self.status.metrics.engine.count("invalid_payload");
-                    warn!(%reason, "Geth rejected the block it built; dropped it, building again");
+                    warn!(%reason, "Geth rejected the block it built; dropped it");
+                    if let Some(step_down) = self.cannot_produce(&format!("Geth rejects its own blocks: {reason}")) {
+                        return Ok(step_down);
+                    }
                     sleep_or_cancel(self.config.block.slot(), cancel).await;
                 }
                 Ok(Outcome::StepDown(reason)) => return Ok(reason),
                 Err(Fault::Passing(error)) => {
                     warn!(error = %format!("{error:#}"), "fault; recovering");
+                    if let Some(step_down) = self.cannot_produce(&format!("{error:#}")) {
+                        return Ok(step_down);
+                    }
                     if let Some(reason) = self.recover(cancel).await? {
                         return Ok(reason);
                     }
@@ -120,10 +152,21 @@ impl<'a, 'f> Sequencer<'a, 'f> {
         }
     }
 
+    /// Records a failure to produce; once failures have lasted `--el-outage-ms`, the reason
+    /// to step down.
+    fn cannot_produce(&mut self, reason: &str) -> Option<StepDown> {
+        let since = *self.trouble.get_or_insert_with(Instant::now);
+        let outage = self.config.el_outage();
+        (since.elapsed() >= outage)
+            .then(|| StepDown::CannotProduce(format!("for {} ms: {reason}", since.elapsed().as_millis())))
+    }
+
     /// Why we may not act as leader now, if so.
     fn lease_problem(&self) -> Option<StepDown> {
         let view = *self.lease.borrow();
-        if view.lost {
+        if let Some(quiet) = view.given_up {
+            Some(StepDown::Stalled(quiet))
+        } else if view.lost {
             Some(StepDown::LeaseLost)
         } else if !view.is_valid(tokio::time::Instant::now()) {
             Some(StepDown::LeaseExpired)
@@ -137,8 +180,13 @@ impl<'a, 'f> Sequencer<'a, 'f> {
     async fn produce(&mut self, cancel: &CancellationToken) -> Result<Outcome, Fault> {
         let head = self.follower.head();
         let block_args = &self.config.block;
-        let slot = slot::next_slot(head.timestamp, 0, unix_time(), &block_args.schedule());
-        if !sleep_or_cancel(slot.build_at.saturating_sub(unix_time()), cancel).await {
+        let schedule = block_args.schedule();
+        let mut slot = slot::next_slot(head.timestamp, 0, unix_time(), &schedule);
+        let due = |now| {
+            slot = slot::next_slot(head.timestamp, 0, now, &schedule);
+            slot.build_at
+        };
+        if !clock::sleep_until(due, cancel).await {
             return Ok(Outcome::StepDown(StepDown::Shutdown));
         }
         if let Some(reason) = self.lease_problem() {
@@ -147,8 +195,7 @@ impl<'a, 'f> Sequencer<'a, 'f> {
 
         // Build and import, as in Part 2.
         let built =
-            round::build(self.engine, &head, slot.timestamp, block_args.fee_recipient, block_args.build_time(), cancel)
-                .await?;
+            round::build(self.engine, &head, slot.timestamp, block_args.fee_recipient, slot.build_time, cancel).await?;
         let Some(block) = built else { return Ok(Outcome::StepDown(StepDown::Shutdown)) };
         match round::import(self.engine, &block).await? {
             PayloadStatus::Valid { .. } => {}
@@ -206,17 +253,22 @@ impl<'a, 'f> Sequencer<'a, 'f> {
                 },
                 Err(error) => error,
             };
-            match error {
+            let reason = match error {
                 FollowError::Engine(Fault::Fatal(error)) => return Err(error),
                 FollowError::Halted(reason) => return Ok(Some(StepDown::Halted(reason))),
                 FollowError::Store(error) => {
                     self.status.set_store_down(true);
                     warn!(error = %format!("{error:#}"), "cannot read the store; retrying");
+                    format!("the store fails: {error:#}")
                 }
                 FollowError::Engine(Fault::Passing(error)) => {
                     self.status.set_el_down(true);
                     warn!(error = %format!("{error:#}"), "waiting for Geth");
+                    format!("Geth fails: {error:#}")
                 }
+            };
+            if let Some(step_down) = self.cannot_produce(&reason) {
+                return Ok(Some(step_down));
             }
             if !sleep_or_cancel(backoff.next_delay(), cancel).await {
                 return Ok(Some(StepDown::Shutdown));

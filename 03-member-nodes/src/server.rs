@@ -33,6 +33,8 @@ struct State {
     el_down: bool,
     store_down: bool,
     halted: Option<String>,
+    /// Why this node last stopped leading.
+    stepped_down: Option<String>,
 }
 
 /// What the endpoints report, shared with the node's loops.
@@ -88,6 +90,12 @@ impl Status {
         self.metrics.is_leader.set(i64::from(role == Role::Leading));
         self.metrics.term.set(gauge(term));
         self.update(|s| (s.leading, s.term) = (role == Role::Leading, term));
+    }
+
+    /// This node stopped leading, for `reason`.
+    pub fn set_stepped_down(&self, reason: &impl std::fmt::Display) {
+        let reason = reason.to_string();
+        self.update(|s| s.stepped_down = Some(reason));
     }
 
     /// Geth stopped or started answering.
@@ -146,6 +154,9 @@ impl Endpoints for Status {
             "lag_blocks": s.lag_blocks,
             "lag_seconds": s.lag_seconds,
             "halted": s.halted,
+            "el_reachable": !s.el_down,
+            "store_reachable": !s.store_down,
+            "last_step_down": s.stepped_down,
         }))
     }
 }

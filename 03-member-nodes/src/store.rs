@@ -13,7 +13,7 @@ use std::{sync::Arc, time::Duration};
 
 use alloy_primitives::B256;
 use anyhow::{Context, anyhow, bail};
-use common::{Head, clock::Backoff, payload::ExecutableBlock};
+use common::{Head, clock::Backoff, payload::ExecutableBlock, redact::redact};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio::sync::Notify;
 use tokio_postgres::{AsyncMessage, NoTls, error::SqlState};
@@ -161,7 +161,8 @@ impl Store {
     /// leader that was paused mid-write and has lost its lease: PostgreSQL ends that
     /// session, so its row lock cannot hold up the next leader's claim.
     pub async fn connect(url: &str, lease: Duration) -> anyhow::Result<Self> {
-        let mut config: tokio_postgres::Config = url.parse().context("bad --postgres-url")?;
+        let mut config: tokio_postgres::Config =
+            url.parse().with_context(|| format!("bad --postgres-url {:?}", redact(url)))?;
         config
             .connect_timeout(Duration::from_secs(3))
             .application_name("member-nodes")
@@ -461,27 +462,9 @@ fn head_from(row: &tokio_postgres::Row) -> anyhow::Result<Head> {
     })
 }
 
-/// The URL without its password, for messages.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let credentials = &url[scheme + 3..at];
-            let user = credentials.split(':').next().unwrap_or_default();
-            format!("{}{user}@{}", &url[..scheme + 3], &url[at + 1..])
-        }
-        _ => url.to_owned(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn passwords_stay_out_of_messages() {
-        assert_eq!(redact("postgres://tutorial:secret@127.0.0.1:5432/db"), "postgres://tutorial@127.0.0.1:5432/db");
-        assert_eq!(redact("postgres://127.0.0.1/db"), "postgres://127.0.0.1/db");
-    }
 
     #[test]
     fn a_row_that_is_not_a_block_is_refused() {

@@ -181,15 +181,18 @@ impl App {
         let nothing = ResponsePrepareProposal { txs: Vec::new() };
         let Some(head) = self.head() else { return nothing };
         let timestamp = proposal::timestamp(head.timestamp, seconds(prepare.time.as_ref()).unwrap_or(0));
-        let built = round::build(
-            &self.engine,
-            &head,
-            timestamp,
-            self.config.fee_recipient,
-            self.config.build_time(),
-            &self.cancel,
-        )
-        .await;
+        let built = self
+            .repairing("build a proposal", || {
+                round::build(
+                    &self.engine,
+                    &head,
+                    timestamp,
+                    self.config.fee_recipient,
+                    self.config.build_time(),
+                    &self.cancel,
+                )
+            })
+            .await;
         let mut block = match built {
             Ok(Some(block)) => block,
             Ok(None) => return nothing,
@@ -201,6 +204,9 @@ impl App {
         if self.config.test_corrupt_proposals {
             corrupt(&mut block);
         }
+        // The one size limit: CometBFT's consensus parameter `block.max_bytes`, the same on
+        // every validator. What does not fit is never proposed (CometBFT would refuse it
+        // before any validator's ProcessProposal saw it).
         let tx = proposal::encode(&block);
         if i64::try_from(tx.len()).unwrap_or(i64::MAX) > prepare.max_tx_bytes {
             error!(bytes = tx.len(), max = prepare.max_tx_bytes, "the built block does not fit in a CometBFT block");
@@ -239,8 +245,19 @@ impl App {
     }
 
     async fn verify(&self, txs: &[bytes::Bytes], head: &Head, time: Option<i64>) -> Result<ExecutableBlock, String> {
-        let block = proposal::check(txs, head, time, self.config.max_payload_bytes).map_err(|e| e.to_string())?;
-        match round::import(&self.engine, &block).await {
+        let block = proposal::check(txs, head, time).map_err(|e| e.to_string())?;
+        // SYNCING or ACCEPTED: Geth lacks the parent (it lost blocks), so it is repaired
+        // from our store and asked again; a correct Geth then gives the verdict every
+        // correct validator gives.
+        let verdict = self
+            .repairing("execute the proposal", || async {
+                match round::import(&self.engine, &block).await? {
+                    status if status.is_pending() => Err(Fault::Passing(anyhow!("Geth answers {status}"))),
+                    status => Ok(status),
+                }
+            })
+            .await;
+        match verdict {
             Ok(PayloadStatus::Valid { .. }) => Ok(block),
             Ok(status) => Err(format!("Geth answers {status}")),
             Err(fault) => Err(format!("cannot ask Geth: {fault}")),
@@ -254,7 +271,7 @@ impl App {
     /// Nothing is persisted here; `Commit` does that.
     async fn finalize_block(&self, finalize: RequestFinalizeBlock) -> anyhow::Result<ResponseFinalizeBlock> {
         let head = self.head().context("FinalizeBlock before InitChain")?;
-        let block = proposal::decode(&finalize.txs, usize::MAX)
+        let block = proposal::decode(&finalize.txs)
             .and_then(|block| proposal::extends(&block, &head).map(|()| block))
             .map_err(|reject: Reject| {
                 anyhow!("the network decided block {} but it cannot be applied here: {reject}", finalize.height)
@@ -307,8 +324,15 @@ impl App {
         self.store.append(&block)?;
         let head = block.head();
         *self.head.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(head);
-        self.until_done(&format!("finalize block {}", head.number), || round::finalize(&self.engine, head.hash))
-            .await?;
+        // A Geth that lost the block since FinalizeBlock (it restarted) answers SYNCING: it
+        // gets the stored blocks it lacks, this one included, and is made head again.
+        self.until_done(&format!("finalize block {}", head.number), || async {
+            match round::finalize(&self.engine, head.hash).await {
+                Err(Fault::Passing(_)) => self.reconcile().await,
+                done => done,
+            }
+        })
+        .await?;
         self.status.committed(height, head, block.transaction_count());
         info!(height, hash = %head.hash, txs = block.transaction_count(), "committed");
         Ok(ResponseCommit { retain_height: 0 })
@@ -339,6 +363,26 @@ impl App {
         round::finalize(&self.engine, ours.hash).await
     }
     // ANCHOR_END: reconcile
+
+    /// Runs `step`; if it fails the way a Geth that lost blocks fails (a passing fault),
+    /// brings Geth to the stored head and runs it once more. PrepareProposal and
+    /// ProcessProposal repair Geth this way where they meet the fault, so a validator whose
+    /// Geth restarted empty votes again at once, without waiting for a FinalizeBlock (and
+    /// without relying on Geth syncing from peers it may not have).
+    async fn repairing<T, F, Fut>(&self, what: &str, mut step: F) -> Result<T, Fault>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, Fault>>,
+    {
+        match step().await {
+            Err(Fault::Passing(error)) => {
+                info!(error = %format!("{error:#}"), "cannot {what}; bringing Geth to the stored head first");
+                self.reconcile().await?;
+                step().await
+            }
+            done => done,
+        }
+    }
 
     /// Runs `step` until it succeeds, waiting out passing faults with a capped backoff.
     /// CometBFT waits for the answer meanwhile; `/ready` says Geth is unreachable.

@@ -26,10 +26,6 @@ pub struct Config {
     #[arg(long, env = "BUILD_TIME_MS", default_value_t = 200)]
     pub build_time_ms: u64,
 
-    /// The largest payload a validator accepts in a proposal, in bytes.
-    #[arg(long, env = "MAX_PAYLOAD_BYTES", default_value_t = 16 << 20)]
-    pub max_payload_bytes: usize,
-
     /// Directory of the app's own store (every committed block, and the head).
     #[arg(long, env = "STATE_DIR", default_value = ".devnet/bft/node0/app")]
     pub state_dir: PathBuf,
@@ -55,7 +51,6 @@ impl Config {
             "--build-time-ms ({}) must leave the proposal time to reach the others within CometBFT's 3 s timeout_propose",
             self.build_time_ms
         );
-        ensure!(self.max_payload_bytes >= 1 << 10, "--max-payload-bytes is too small for any block");
         ensure!(self.ready_max_age >= 1, "--ready-max-age must be at least 1 second");
         Ok(())
     }

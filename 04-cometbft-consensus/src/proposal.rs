@@ -14,14 +14,6 @@ pub enum Reject {
     /// A block must carry exactly one payload.
     #[error("the proposal carries {0} transactions; it must carry exactly one payload")]
     NotOnePayload(usize),
-    /// Larger than `--max-payload-bytes`.
-    #[error("the payload is {len} bytes, more than the {max} allowed")]
-    Oversized {
-        /// Its size.
-        len: usize,
-        /// The limit.
-        max: usize,
-    },
     /// Not an Engine API payload.
     #[error("the payload does not decode: {0}")]
     Undecodable(String),
@@ -72,15 +64,13 @@ pub fn encode(block: &ExecutableBlock) -> bytes::Bytes {
     serde_json::to_vec(block).map(bytes::Bytes::from).unwrap_or_default()
 }
 
-/// The payload of a proposal's transactions, if they are exactly one payload of at most
-/// `max_bytes`.
-pub fn decode(txs: &[impl AsRef<[u8]>], max_bytes: usize) -> Result<ExecutableBlock, Reject> {
+/// The payload of a proposal's transactions, if they are exactly one payload. Its size is
+/// bounded by CometBFT's consensus parameter `block.max_bytes`, which CometBFT enforces on
+/// every proposal before the app sees it: the same limit on every validator, and the one
+/// PrepareProposal builds to.
+pub fn decode(txs: &[impl AsRef<[u8]>]) -> Result<ExecutableBlock, Reject> {
     let [tx] = txs else { return Err(Reject::NotOnePayload(txs.len())) };
-    let tx = tx.as_ref();
-    if tx.len() > max_bytes {
-        return Err(Reject::Oversized { len: tx.len(), max: max_bytes });
-    }
-    serde_json::from_slice(tx).map_err(|e| Reject::Undecodable(e.to_string()))
+    serde_json::from_slice(tx.as_ref()).map_err(|e| Reject::Undecodable(e.to_string()))
 }
 
 /// Checks that `block` is the next block on `head`: parent and height.
@@ -97,16 +87,11 @@ pub fn extends(block: &ExecutableBlock, head: &Head) -> Result<(), Reject> {
 }
 
 // ANCHOR: check
-/// Everything ProcessProposal checks before it asks Geth: one payload of bounded size,
-/// the next block on our head, the timestamp rule, the chain's prevRandao and withdrawals
-/// policy, and a block hash that matches the contents. Geth then executes what passes.
-pub fn check(
-    txs: &[impl AsRef<[u8]>],
-    head: &Head,
-    block_time_secs: Option<i64>,
-    max_bytes: usize,
-) -> Result<ExecutableBlock, Reject> {
-    let block = decode(txs, max_bytes)?;
+/// Everything ProcessProposal checks before it asks Geth: one payload, the next block on
+/// our head, the timestamp rule, the chain's prevRandao and withdrawals policy, and a
+/// block hash that matches the contents. Geth then executes what passes.
+pub fn check(txs: &[impl AsRef<[u8]>], head: &Head, block_time_secs: Option<i64>) -> Result<ExecutableBlock, Reject> {
+    let block = decode(txs)?;
     extends(&block, head)?;
     let want = timestamp(head.timestamp, block_time_secs.ok_or(Reject::NoTime)?);
     if block.timestamp() != want {
@@ -180,21 +165,20 @@ mod tests {
     #[test]
     fn a_good_proposal_passes() {
         let block = child(1_003);
-        assert_eq!(check(&txs(&block), &HEAD, Some(1_003), 1 << 20), Ok(block));
+        assert_eq!(check(&txs(&block), &HEAD, Some(1_003)), Ok(block));
     }
 
     #[test]
     fn every_rule_is_enforced() {
         let good = child(1_003);
-        let check = |txs: &[bytes::Bytes], time| check(txs, &HEAD, time, 1 << 20);
+        let check = |txs: &[bytes::Bytes], time| check(txs, &HEAD, time);
         assert_eq!(check(&[], Some(1_003)), Err(Reject::NotOnePayload(0)));
         assert_eq!(check(&[encode(&good), encode(&good)], Some(1_003)), Err(Reject::NotOnePayload(2)));
         assert!(matches!(check(&[bytes::Bytes::from_static(b"{\"x\":1}")], Some(1_003)), Err(Reject::Undecodable(_))));
-        assert!(matches!(super::check(&txs(&good), &HEAD, Some(1_003), 10), Err(Reject::Oversized { max: 10, .. })));
         assert_eq!(check(&txs(&good), Some(1_004)), Err(Reject::Timestamp { got: 1_003, want: 1_004 }));
         assert_eq!(check(&txs(&good), None), Err(Reject::NoTime));
         let other_head = Head { number: 8, ..HEAD };
-        assert!(matches!(super::check(&txs(&good), &other_head, Some(1_003), 1 << 20), Err(Reject::NotNext { .. })));
+        assert!(matches!(super::check(&txs(&good), &other_head, Some(1_003)), Err(Reject::NotNext { .. })));
 
         let mut randao = good.clone();
         randao.execution_payload.payload_inner.payload_inner.prev_randao = B256::repeat_byte(9);

@@ -23,6 +23,38 @@ pub async fn sleep_or_cancel(duration: Duration, cancel: &CancellationToken) -> 
     }
 }
 
+/// How often a sleep towards a wall-clock time looks at the clock again.
+pub const REPLAN_EVERY: Duration = Duration::from_secs(1);
+
+// ANCHOR: sleep_until
+/// Sleeps until the wall clock reaches the time `due(now)` gives, and looks at the clock
+/// again at least every [`REPLAN_EVERY`], asking `due` again each time. A sleep planned
+/// from a clock that NTP then steps is planned again within a second: a clock stepped
+/// back does not hold the producer for the size of the step once it is corrected. False
+/// if `cancel` fired first.
+pub async fn sleep_until(due: impl FnMut(Duration) -> Duration, cancel: &CancellationToken) -> bool {
+    sleep_until_on(unix_time, due, cancel).await
+}
+// ANCHOR_END: sleep_until
+
+/// [`sleep_until`] on the wall clock `clock` (the tests drive their own).
+pub async fn sleep_until_on(
+    clock: impl Fn() -> Duration,
+    mut due: impl FnMut(Duration) -> Duration,
+    cancel: &CancellationToken,
+) -> bool {
+    loop {
+        let now = clock();
+        let wait = due(now).saturating_sub(now);
+        if wait.is_zero() {
+            return !cancel.is_cancelled();
+        }
+        if !sleep_or_cancel(wait.min(REPLAN_EVERY), cancel).await {
+            return false;
+        }
+    }
+}
+
 /// A delay that doubles after each failure, from `first` up to `cap`.
 #[derive(Debug, Clone, Copy)]
 pub struct Backoff {
@@ -72,6 +104,49 @@ mod tests {
         assert!(!ready_at_once(tokio::time::sleep(Duration::ZERO)));
         cancel.cancel();
         assert!(!sleep_or_cancel(Duration::ZERO, &cancel).await);
+    }
+
+    /// A wall clock that runs with tokio's (paused) time, off by a step the test sets.
+    #[derive(Clone)]
+    struct SteppedClock {
+        start: tokio::time::Instant,
+        base: Duration,
+        step_back_secs: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    }
+
+    impl SteppedClock {
+        fn now(&self) -> Duration {
+            let back = Duration::from_secs(self.step_back_secs.load(std::sync::atomic::Ordering::SeqCst));
+            (self.base + self.start.elapsed()).saturating_sub(back)
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_clock_stepped_back_holds_the_sleep_only_until_it_is_corrected() {
+        let clock = SteppedClock {
+            start: tokio::time::Instant::now(),
+            base: Duration::from_secs(1_000),
+            step_back_secs: std::sync::Arc::default(),
+        };
+        // The clock was stepped back 300 s just before the plan: the block due at 1001 s
+        // looks 301 s away. NTP corrects the clock 3 s later.
+        clock.step_back_secs.store(300, std::sync::atomic::Ordering::SeqCst);
+        let correct = clock.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            correct.step_back_secs.store(0, std::sync::atomic::Ordering::SeqCst);
+        });
+        let started = tokio::time::Instant::now();
+        let reached = sleep_until_on(|| clock.now(), |_| Duration::from_secs(1_001), &CancellationToken::new()).await;
+        assert!(reached);
+        let slept = started.elapsed();
+        assert!(slept >= Duration::from_secs(3), "held while the clock was behind: {slept:?}");
+        assert!(slept <= Duration::from_secs(3) + REPLAN_EVERY, "woke within a second of the correction: {slept:?}");
+        // A forward step needs no special case: the due time has passed, so it returns.
+        assert!(
+            sleep_until_on(|| Duration::from_secs(5_000), |_| Duration::from_secs(1_001), &CancellationToken::new())
+                .await
+        );
     }
 
     #[test]

@@ -55,14 +55,16 @@ impl std::fmt::Debug for RpcClient {
 
 impl RpcClient {
     /// A client for `url` (`http://host:port`), signing each request with `jwt` if given.
+    /// Messages show the URL without any password it holds.
     pub fn new(url: &str, jwt: Option<JwtSecret>) -> anyhow::Result<Self> {
-        let uri: Uri = url.parse().map_err(|e| anyhow::anyhow!("bad URL {url:?}: {e}"))?;
-        anyhow::ensure!(uri.scheme_str() == Some("http"), "bad URL {url:?}: only http:// is supported");
-        anyhow::ensure!(uri.host().is_some(), "bad URL {url:?}: no host");
+        let shown = crate::redact::redact(url);
+        let uri: Uri = url.parse().map_err(|e| anyhow::anyhow!("bad URL {shown:?}: {e}"))?;
+        anyhow::ensure!(uri.scheme_str() == Some("http"), "bad URL {shown:?}: only http:// is supported");
+        anyhow::ensure!(uri.host().is_some(), "bad URL {shown:?}: no host");
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         let http = Client::builder(TokioExecutor::new()).pool_idle_timeout(POOL_IDLE_TIMEOUT).build(connector);
-        Ok(Self { url: url.to_owned(), uri, jwt, http, next_id: AtomicU64::new(1), observer: None })
+        Ok(Self { url: shown, uri, jwt, http, next_id: AtomicU64::new(1), observer: None })
     }
 
     /// Reports every finished call to `observer`.
@@ -70,7 +72,7 @@ impl RpcClient {
         self.observer = Some(observer);
     }
 
-    /// The URL this client calls.
+    /// The URL this client calls, as messages show it (without a password).
     pub fn url(&self) -> &str {
         &self.url
     }

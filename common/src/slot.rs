@@ -3,6 +3,16 @@
 
 use std::time::Duration;
 
+/// How many missed slots a producer fills in when it falls behind the clock (a failover,
+/// a Geth restart): up to this many, every second of the chain still gets its block; more,
+/// and the chain skips to the current second instead of making a burst of old blocks.
+pub const CATCH_UP_SLOTS: u64 = 10;
+
+/// How long Geth builds a block whose slot has already passed: short, so a producer that
+/// is behind catches up within a few hundred milliseconds, and long enough for Geth to put
+/// pending transactions in (what it misses goes in the next block).
+pub const CATCH_UP_BUILD_TIME: Duration = Duration::from_millis(100);
+
 /// The timing policy, from the flags.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Schedule {
@@ -14,30 +24,46 @@ pub struct Schedule {
     pub back_to_back: bool,
 }
 
-/// The next block: its timestamp, and when to ask Geth to start building it.
+/// The next block: its timestamp, and when and for how long Geth builds it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Slot {
     /// The block's timestamp, seconds since the Unix epoch.
     pub timestamp: u64,
     /// When to send forkchoiceUpdated with attributes, as time since the Unix epoch.
     pub build_at: Duration,
+    /// How long Geth may fill the block before we take it.
+    pub build_time: Duration,
 }
 
+// ANCHOR: next_slot
 /// Plans the child of a block with timestamp `parent`, no earlier than `earliest` (raised
 /// after a skipped empty block), given the wall clock `now` (time since the Unix epoch).
 ///
-/// Wall-clock policy (default): the timestamp is the parent's plus the block time, or the
-/// current second if we are late; building starts `build_time` before that second, so
-/// getPayload is called when the second arrives and the block never becomes head before
-/// its own timestamp. Back-to-back: the next free second, built at once.
+/// Wall-clock policy (default): the timestamp is the parent's plus the block time.
+/// Building starts `build_time` before that second, so getPayload is called when the
+/// second arrives and the block never becomes head before its own timestamp. A producer
+/// that is behind (its slot has passed) builds at once, for [`CATCH_UP_BUILD_TIME`], and
+/// so fills in up to [`CATCH_UP_SLOTS`] missed slots; further behind, it takes the current
+/// second. Timestamps always rise, and are never ahead of the clock when the block is
+/// taken. Back-to-back: the next free second, built at once.
 pub fn next_slot(parent: u64, earliest: u64, now: Duration, schedule: &Schedule) -> Slot {
+    let due = (parent + schedule.block_time).max(earliest);
     if schedule.back_to_back {
-        return Slot { timestamp: (parent + 1).max(earliest), build_at: now };
+        return Slot { timestamp: due, build_at: now, build_time: schedule.build_time };
     }
-    let timestamp = (parent + schedule.block_time).max(earliest).max(now.as_secs());
-    let build_at = Duration::from_secs(timestamp).saturating_sub(schedule.build_time).max(now);
-    Slot { timestamp, build_at }
+    let now_secs = now.as_secs();
+    let timestamp = if now_secs > due + CATCH_UP_SLOTS * schedule.block_time { now_secs } else { due };
+    let on_time = Duration::from_secs(timestamp).saturating_sub(schedule.build_time);
+    if on_time >= now {
+        Slot { timestamp, build_at: on_time, build_time: schedule.build_time }
+    } else {
+        // Late: the block is due already, or due before a full build could finish.
+        let left = Duration::from_secs(timestamp).saturating_sub(now);
+        let build_time = left.max(CATCH_UP_BUILD_TIME.min(schedule.build_time));
+        Slot { timestamp, build_at: now, build_time }
+    }
 }
+// ANCHOR_END: next_slot
 
 /// Whether a built block is worth importing. Without `--skip-empty` every block is kept;
 /// with it, an empty block only once `max_idle` has passed since this process last
@@ -51,7 +77,8 @@ pub fn keep_block(transactions: usize, idle: Duration, skip_empty: bool, max_idl
 mod tests {
     use super::*;
 
-    const SCHEDULE: Schedule = Schedule { block_time: 1, build_time: Duration::from_millis(500), back_to_back: false };
+    const BUILD: Duration = Duration::from_millis(500);
+    const SCHEDULE: Schedule = Schedule { block_time: 1, build_time: BUILD, back_to_back: false };
 
     fn at(secs: u64, millis: u64) -> Duration {
         Duration::from_secs(secs) + Duration::from_millis(millis)
@@ -60,13 +87,25 @@ mod tests {
     #[test]
     fn on_time_builds_before_the_second_and_finishes_at_it() {
         let slot = next_slot(100, 0, at(100, 200), &SCHEDULE);
-        assert_eq!(slot, Slot { timestamp: 101, build_at: at(100, 500) });
+        assert_eq!(slot, Slot { timestamp: 101, build_at: at(100, 500), build_time: BUILD });
     }
 
     #[test]
-    fn late_takes_the_current_second_and_builds_at_once() {
+    fn a_little_late_fills_the_missed_slots_with_short_builds() {
+        // Two seconds after the parent's slot: its child is due already.
+        let slot = next_slot(100, 0, at(102, 300), &SCHEDULE);
+        assert_eq!(slot, Slot { timestamp: 101, build_at: at(102, 300), build_time: CATCH_UP_BUILD_TIME });
+        // Later in the catch-up, the current second's block gets what is left of its build.
+        let slot = next_slot(102, 0, at(102, 700), &SCHEDULE);
+        assert_eq!(slot, Slot { timestamp: 103, build_at: at(102, 700), build_time: Duration::from_millis(300) });
+    }
+
+    #[test]
+    fn far_behind_takes_the_current_second_and_builds_at_once() {
         let slot = next_slot(100, 0, at(250, 700), &SCHEDULE);
-        assert_eq!(slot, Slot { timestamp: 250, build_at: at(250, 700) });
+        assert_eq!(slot, Slot { timestamp: 250, build_at: at(250, 700), build_time: CATCH_UP_BUILD_TIME });
+        let edge = next_slot(100, 0, at(101 + CATCH_UP_SLOTS, 900), &SCHEDULE);
+        assert_eq!(edge.timestamp, 101, "exactly CATCH_UP_SLOTS behind is still filled in");
     }
 
     #[test]
@@ -78,19 +117,23 @@ mod tests {
     }
 
     #[test]
-    fn never_ahead_of_the_clock_when_taken() {
+    fn never_ahead_of_the_clock_when_taken_and_every_missed_slot_filled() {
         for millis in (0..3000).step_by(37) {
             let now = at(1_000, 0) + Duration::from_millis(millis);
             let slot = next_slot(1_000, 0, now, &SCHEDULE);
-            let taken = slot.build_at + SCHEDULE.build_time;
-            assert!(Duration::from_secs(slot.timestamp) <= taken, "now {now:?}: {slot:?}");
+            assert!(Duration::from_secs(slot.timestamp) <= slot.build_at + slot.build_time, "now {now:?}: {slot:?}");
+            assert_eq!(slot.timestamp, 1_001, "the next second, late or not: {slot:?}");
+            assert!(slot.build_at >= now);
         }
     }
 
     #[test]
     fn back_to_back_ignores_the_clock() {
         let fast = Schedule { back_to_back: true, ..SCHEDULE };
-        assert_eq!(next_slot(500, 0, at(100, 0), &fast), Slot { timestamp: 501, build_at: at(100, 0) });
+        assert_eq!(
+            next_slot(500, 0, at(100, 0), &fast),
+            Slot { timestamp: 501, build_at: at(100, 0), build_time: BUILD }
+        );
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use common::harness::{Cast, default_fee_transfer, eventually};
 
-use crate::support::{Cluster, Load, TIMEOUT, receipts};
+use crate::support::{Cluster, Load, TIMEOUT, receipts, stored_grows};
 
 #[tokio::test]
 async fn a_leader_produces_and_every_node_follows_the_store() {
@@ -44,16 +44,6 @@ async fn a_leader_produces_and_every_node_follows_the_store() {
     let height = stored_grows(&cluster, 2).await;
     cluster.head_at_least(2, height).await;
     cluster.assert_one_chain().await;
-}
-
-/// Lets `cluster`'s store grow by `more` blocks past where it is now; returns its height.
-async fn stored_grows(cluster: &Cluster, more: u64) -> u64 {
-    let now = cluster.rows().await.len() as u64 - 1;
-    eventually(&format!("{more} more stored blocks"), TIMEOUT, || async {
-        let height = cluster.rows().await.len() as u64 - 1;
-        (height >= now + more).then_some(height)
-    })
-    .await
 }
 
 #[tokio::test]
@@ -109,6 +99,11 @@ async fn killed_leaders_are_replaced_under_load_with_no_fork_gap_or_lost_transac
     }
     let terms: std::collections::BTreeSet<u64> = cluster.rows().await[1..].iter().map(|r| r.3).collect();
     assert!(terms.is_superset(&[term1, term2, term3].into()), "all three leaders stored blocks: {terms:?}");
+    // The failovers skipped no slot: each new leader filled in the seconds it missed.
+    let timestamps = cluster.timestamps().await;
+    for pair in timestamps[2..].windows(2) {
+        assert_eq!(pair[1].1, pair[0].1 + 1, "block {} follows block {} by one second", pair[1].0, pair[0].0);
+    }
 }
 
 #[tokio::test]
@@ -329,8 +324,9 @@ async fn a_corrupted_row_halts_a_member_before_it_until_the_row_is_repaired() {
     cluster.assert_one_chain().await;
 }
 
-/// Runs the binary with `env` and `args`; it must exit non-zero saying `message`.
-async fn refused(env: &[(&str, &str)], args: &[&str], message: &str) {
+/// Runs the binary with `env` and `args`; it must exit non-zero saying `message`. Returns
+/// what it printed.
+async fn refused(env: &[(&str, &str)], args: &[&str], message: &str) -> String {
     let dir = tempfile::tempdir().expect("dir");
     let jwt = dir.path().join("jwt.hex");
     std::fs::write(&jwt, "11".repeat(32)).expect("write");
@@ -344,23 +340,34 @@ async fn refused(env: &[(&str, &str)], args: &[&str], message: &str) {
     let output = process.output();
     assert!(code.is_some_and(|c| c != 0), "exit code {code:?}, output:\n{output}");
     assert!(output.contains(message), "expected {message:?} in:\n{output}");
+    output
 }
 
 #[tokio::test]
-async fn bad_input_at_start_gets_a_clear_error() {
+async fn bad_input_at_start_gets_a_clear_error_and_no_secret_is_printed() {
     let nowhere = format!("127.0.0.1:{}", common::harness::free_port().expect("port"));
     let postgres = common::harness::Postgres::start().await.expect("postgres");
-    let (url, unreachable_pg) = (postgres.url(), format!("postgres://tutorial:secret@{nowhere}/db"));
+    let url = postgres.url();
     let leader = [("INSTANCE_ID", "n1"), ("MODE", "leader")];
 
-    refused(
-        &[leader[0], leader[1], ("POSTGRES_URL", &unreachable_pg)],
-        &[],
-        "cannot use PostgreSQL at postgres://tutorial@127.0.0.1",
-    )
-    .await;
-    let message = format!("cannot reach Redis at redis://{nowhere} (--redis-addr)");
-    refused(&[leader[0], leader[1], ("POSTGRES_URL", &url), ("REDIS_ADDR", &nowhere)], &[], &message).await;
+    // Passwords in every form the flags take: URL user info, a query parameter, conninfo.
+    let unreachable_pg = format!("postgres://tutorial:pgsecret@{nowhere}/db");
+    let output =
+        refused(&[leader[0], leader[1], ("POSTGRES_URL", &unreachable_pg)], &[], "cannot use PostgreSQL at").await;
+    assert!(output.contains("postgres://tutorial:***@127.0.0.1"), "{output}");
+    let (host, port) = nowhere.split_once(':').expect("host:port");
+    let conninfo = format!("host={host} port={port} user=tutorial password=pgsecret dbname=db");
+    let output = refused(&[leader[0], leader[1], ("POSTGRES_URL", &conninfo)], &[], "password=***").await;
+    let query = format!("postgres://tutorial@{nowhere}/db?password=pgsecret");
+    let output = output + &refused(&[leader[0], leader[1], ("POSTGRES_URL", &query)], &[], "?password=***").await;
+    let redis = format!("redis://:redissecret@{nowhere}");
+    let message = format!("cannot reach Redis at redis://:***@{nowhere} (--redis-addr)");
+    let output =
+        output + &refused(&[leader[0], leader[1], ("POSTGRES_URL", &url), ("REDIS_ADDR", &redis)], &[], &message).await;
+    for secret in ["pgsecret", "redissecret"] {
+        assert!(!output.contains(secret), "{secret} printed:\n{output}");
+    }
+
     refused(&[leader[0], leader[1], ("POSTGRES_URL", "not a url")], &[], "bad --postgres-url").await;
     refused(&leader, &["--lease-ms", "400"], "--lease-ms (400 ms) must be longer than --build-time-ms").await;
     refused(&[("INSTANCE_ID", "n1")], &[], "--mode <MODE>").await;

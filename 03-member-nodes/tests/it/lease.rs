@@ -57,12 +57,15 @@ async fn a_renewal_keeps_the_view_valid_and_a_refused_one_marks_it_lost() {
     let (a, b) = (candidate(&redis, "a").await, candidate(&redis, "b").await);
     let (lease, view) = a.try_acquire(0).await.expect("call").expect("lease");
     let (publish, watch) = tokio::sync::watch::channel(view);
+    let (made_block, progress) = tokio::sync::watch::channel(tokio::time::Instant::now());
     let stop = tokio_util::sync::CancellationToken::new();
-    let renewing = a.keep_renewed(&lease, &publish, &stop);
+    let renewing = a.keep_renewed(&lease, &publish, &stop, &progress, TIMING.lease);
     let check = async {
-        // Several lease lengths pass: renewals keep the view valid all along.
+        // Several lease lengths pass with a block now and then: renewals keep the view
+        // valid all along.
         for _ in 0..6 {
             tokio::time::sleep(TIMING.lease / 2).await;
+            made_block.send_replace(tokio::time::Instant::now());
             assert!(watch.borrow().is_valid(tokio::time::Instant::now()), "renewed in time");
         }
         // Someone deletes the lease and b takes it: the next renewal is refused.
@@ -72,6 +75,28 @@ async fn a_renewal_keeps_the_view_valid_and_a_refused_one_marks_it_lost() {
         stop.cancel();
     };
     tokio::join!(renewing, check);
+}
+
+#[tokio::test]
+async fn a_leader_that_makes_no_block_gives_the_lease_up_at_once() {
+    let redis = Redis::start().await.expect("redis");
+    let (a, b) = (candidate(&redis, "a").await, candidate(&redis, "b").await);
+    let (lease, view) = a.try_acquire(0).await.expect("call").expect("lease");
+    let (publish, watch) = tokio::sync::watch::channel(view);
+    // The production loop made no block since it began leading (its Geth hangs, say).
+    let (_made_block, progress) = tokio::sync::watch::channel(tokio::time::Instant::now());
+    let stop = tokio_util::sync::CancellationToken::new();
+    let stall = TIMING.lease / 2;
+    // It returns by itself, without `stop`.
+    tokio::time::timeout(TIMING.lease * 10, a.keep_renewed(&lease, &publish, &stop, &progress, stall))
+        .await
+        .expect("the renewal gives up by itself");
+    let view = *watch.borrow();
+    assert!(view.given_up.is_some_and(|quiet| quiet > stall), "{view:?}");
+    assert!(!view.is_valid(tokio::time::Instant::now()), "the production loop may not store any more");
+    // Given back, not left to expire: the standby takes it at once, with a newer term.
+    let (taken, _) = b.try_acquire(0).await.expect("call").expect("b takes the lease at once");
+    assert!(taken.term > lease.term);
 }
 
 #[tokio::test]

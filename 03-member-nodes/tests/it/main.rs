@@ -3,6 +3,7 @@
 //! `member-nodes` binary as a user would and kills, pauses and restarts things.
 
 mod cluster;
+mod faults;
 mod lease;
 mod store;
 mod support;

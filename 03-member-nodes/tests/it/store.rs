@@ -125,7 +125,7 @@ async fn an_unreachable_postgres_is_a_clear_error() {
     let port = common::harness::free_port().expect("port");
     let err = Store::connect(&format!("postgres://tutorial:secret@127.0.0.1:{port}/db"), LEASE).await.unwrap_err();
     let message = format!("{err:#}");
-    assert!(message.contains("cannot use PostgreSQL at postgres://tutorial@127.0.0.1"), "{message}");
+    assert!(message.contains("cannot use PostgreSQL at postgres://tutorial:***@127.0.0.1"), "{message}");
     assert!(!message.contains("secret"), "no password in messages: {message}");
 }
 

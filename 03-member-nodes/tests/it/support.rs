@@ -7,7 +7,7 @@ use alloy_primitives::{Address, B256, Bytes, U256};
 use alloy_rpc_types_engine::{ExecutionPayloadV1, ExecutionPayloadV2, ExecutionPayloadV3};
 use common::{
     BlockTag,
-    harness::{Geth, Postgres, Redis, Service, eventually, genesis_path, http_get},
+    harness::{Geth, Postgres, Proxy, Redis, Service, Toxiproxy, eventually, genesis_path, http_get},
     payload::ExecutableBlock,
 };
 use serde_json::Value;
@@ -49,6 +49,15 @@ pub(crate) fn fake_block(number: u64, parent: B256, hash: B256) -> ExecutableBlo
     }
 }
 
+/// A node's links to Redis, PostgreSQL and its Geth's Engine API, each through a proxy
+/// of its own, to cut, leave half-open or slow.
+#[derive(Debug)]
+pub(crate) struct Links {
+    pub(crate) redis: Proxy,
+    pub(crate) postgres: Proxy,
+    pub(crate) geth: Proxy,
+}
+
 /// A node: its Geth and, while it runs, its `member-nodes` process.
 #[derive(Debug)]
 pub(crate) struct Node {
@@ -62,6 +71,10 @@ pub(crate) struct Node {
     pub(crate) health: String,
     /// Its Geth (dropped after the process).
     pub(crate) geth: Geth,
+    /// Its proxied links, in a cluster started with [`Cluster::start_behind_proxies`].
+    pub(crate) links: Option<Links>,
+    /// An Engine API URL to use instead of its Geth's (a proxy in front of it).
+    engine_url: Option<String>,
 }
 
 /// Redis, PostgreSQL and the nodes. Fields drop in order: processes before their servers.
@@ -75,30 +88,49 @@ pub(crate) struct Cluster {
     pub(crate) postgres: Postgres,
     /// Extra flags every node gets.
     args: Vec<String>,
+    /// The fault proxy, when the nodes' links go through it.
+    _faults: Option<Toxiproxy>,
     dir: tempfile::TempDir,
 }
 
 impl Cluster {
     /// Starts Redis, PostgreSQL and one Geth per mode, and a node on each.
     pub(crate) async fn start(modes: &[&'static str], args: &[&str]) -> Self {
+        Self::start_with(modes, args, false).await
+    }
+
+    /// [`Cluster::start`], with every node's links to Redis, PostgreSQL and its Geth
+    /// through toxiproxy ([`Node::links`]).
+    pub(crate) async fn start_behind_proxies(modes: &[&'static str], args: &[&str]) -> Self {
+        Self::start_with(modes, args, true).await
+    }
+
+    async fn start_with(modes: &[&'static str], args: &[&str], proxied: bool) -> Self {
         // Peered, as `scripts/cluster.sh` runs them: a transaction sent to any node's Geth
         // reaches the leader's.
         let geths = Geth::start_peered_group(modes.len()).await.expect("geths");
         let (redis, postgres) = (Redis::start().await.expect("redis"), Postgres::start().await.expect("postgres"));
-        let nodes = geths
-            .into_iter()
-            .zip(modes)
-            .enumerate()
-            .map(|(i, (geth, mode))| Node {
-                id: format!("node{}", i + 1),
-                mode,
-                process: None,
-                health: common::harness::free_port().map(|p| format!("127.0.0.1:{p}")).expect("port"),
-                geth,
-            })
-            .collect();
+        let faults = if proxied { Some(Toxiproxy::start().await.expect("toxiproxy")) } else { None };
+        let mut nodes = Vec::new();
+        for (i, (geth, mode)) in geths.into_iter().zip(modes).enumerate() {
+            let id = format!("node{}", i + 1);
+            let links = match &faults {
+                Some(faults) => Some(Links {
+                    redis: faults.proxy(&format!("{id}-redis"), &redis.addr()).await.expect("proxy"),
+                    postgres: faults.proxy(&format!("{id}-postgres"), &postgres.addr()).await.expect("proxy"),
+                    geth: faults
+                        .proxy(&format!("{id}-geth"), geth.auth_url().trim_start_matches("http://"))
+                        .await
+                        .expect("proxy"),
+                }),
+                None => None,
+            };
+            let health = common::harness::free_port().map(|p| format!("127.0.0.1:{p}")).expect("port");
+            nodes.push(Node { id, mode, process: None, health, geth, links, engine_url: None });
+        }
         let dir = tempfile::tempdir().expect("dir");
-        let mut cluster = Self { nodes, redis, postgres, args: args.iter().map(|s| s.to_string()).collect(), dir };
+        let args = args.iter().map(|s| s.to_string()).collect();
+        let mut cluster = Self { nodes, redis, postgres, args, _faults: faults, dir };
         for i in 0..modes.len() {
             cluster.start_node(i);
         }
@@ -108,16 +140,25 @@ impl Cluster {
     /// Starts (or restarts) node `i`'s process.
     pub(crate) fn start_node(&mut self, i: usize) {
         let node = &self.nodes[i];
+        let (engine_url, redis, postgres) = match &node.links {
+            Some(links) => (
+                format!("http://{}", links.geth.addr()),
+                links.redis.addr().to_owned(),
+                Postgres::url_at(links.postgres.addr()),
+            ),
+            None => (node.geth.auth_url(), self.redis.addr(), self.postgres.url()),
+        };
+        let engine_url = node.engine_url.clone().unwrap_or(engine_url);
         let mut command = Command::new(env!("CARGO_BIN_EXE_member-nodes"));
         command
             .args(&self.args)
             .env("INSTANCE_ID", &node.id)
             .env("MODE", node.mode)
-            .env("ETH_CLIENT_URL", node.geth.auth_url())
+            .env("ETH_CLIENT_URL", engine_url)
             .env("JWT_SECRET", node.geth.jwt_path())
             .env("GENESIS", genesis_path())
-            .env("REDIS_ADDR", self.redis.addr())
-            .env("POSTGRES_URL", self.postgres.url())
+            .env("REDIS_ADDR", redis)
+            .env("POSTGRES_URL", postgres)
             .env("HEALTH_ADDR", &node.health)
             .env("LEASE_MS", LEASE_MS)
             .env("RUST_LOG", "info");
@@ -129,6 +170,16 @@ impl Cluster {
     /// Node `i`'s process.
     pub(crate) fn process(&mut self, i: usize) -> &mut Service {
         self.nodes[i].process.as_mut().expect("node is running")
+    }
+
+    /// Everything node `i`'s process has logged.
+    pub(crate) fn process_output(&self, i: usize) -> String {
+        self.nodes[i].process.as_ref().map(Service::output).unwrap_or_default()
+    }
+
+    /// Makes node `i` reach its Geth at `url` from its next start.
+    pub(crate) fn set_engine_url(&mut self, i: usize, url: &str) {
+        self.nodes[i].engine_url = Some(url.to_owned());
     }
 
     /// Node `i`'s `/status`, if it answers.
@@ -172,6 +223,38 @@ impl Cluster {
             tokio_postgres::connect(&self.postgres.url(), tokio_postgres::NoTls).await.expect("connect");
         tokio::spawn(connection);
         client
+    }
+
+    /// When the last block stored under `term` was stored, as seconds since the epoch.
+    pub(crate) async fn stored_at(&self, term: u64) -> Option<f64> {
+        let term = i64::try_from(term).expect("fits");
+        self.sql()
+            .await
+            .query_one("SELECT EXTRACT(EPOCH FROM max(stored_at))::float8 FROM blocks WHERE term = $1", &[&term])
+            .await
+            .expect("query")
+            .get(0)
+    }
+
+    /// A timestamp as our logs print it (RFC 3339), as seconds since the epoch.
+    pub(crate) async fn epoch_of(&self, timestamp: &str) -> f64 {
+        self.sql()
+            .await
+            .query_one("SELECT EXTRACT(EPOCH FROM $1::text::timestamptz)::float8", &[&timestamp])
+            .await
+            .expect("a timestamp PostgreSQL reads")
+            .get(0)
+    }
+
+    /// Every stored block's height and timestamp, in order.
+    pub(crate) async fn timestamps(&self) -> Vec<(u64, u64)> {
+        let rows =
+            self.sql().await.query("SELECT number, timestamp FROM blocks ORDER BY number", &[]).await.expect("query");
+        rows.iter()
+            .map(|r| {
+                (u64::try_from(r.get::<_, i64>(0)).expect("height"), u64::try_from(r.get::<_, i64>(1)).expect("time"))
+            })
+            .collect()
     }
 
     /// Every stored row: height, hash, parent hash, term, leader.
@@ -222,6 +305,16 @@ impl Cluster {
         }
         rows.len() as u64 - 1
     }
+}
+
+/// Lets `cluster`'s store grow by `more` blocks past where it is now; returns its height.
+pub(crate) async fn stored_grows(cluster: &Cluster, more: u64) -> u64 {
+    let now = cluster.rows().await.len() as u64 - 1;
+    eventually(&format!("{more} more stored blocks"), TIMEOUT, || async {
+        let height = cluster.rows().await.len() as u64 - 1;
+        (height >= now + more).then_some(height)
+    })
+    .await
 }
 
 /// A steady stream of signed transfers from the funded account, each sent to every Geth

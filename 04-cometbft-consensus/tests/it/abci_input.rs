@@ -8,8 +8,8 @@ use cometbft_consensus::abci::{frame, take_frame};
 use common::harness::{Geth, Service, free_port, genesis_path, http_get};
 use prost::Message;
 use tendermint_proto::v0_38::abci::{
-    Request, RequestFinalizeBlock, RequestInfo, RequestInitChain, RequestProcessProposal, Response, request, response,
-    response_process_proposal::ProposalStatus,
+    Request, RequestFinalizeBlock, RequestInfo, RequestInitChain, RequestPrepareProposal, RequestProcessProposal,
+    Response, request, response, response_process_proposal::ProposalStatus,
 };
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -21,7 +21,7 @@ struct Lone {
     app: Service,
     abci: String,
     health: String,
-    _geth: Geth,
+    geth: Geth,
     _dir: tempfile::TempDir,
 }
 
@@ -32,7 +32,6 @@ async fn lone_app() -> Lone {
         (format!("127.0.0.1:{}", free_port().expect("port")), format!("127.0.0.1:{}", free_port().expect("port")));
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_cometbft-consensus"));
     command
-        .args(["--max-payload-bytes", "4096"])
         .env("ETH_CLIENT_URL", geth.auth_url())
         .env("JWT_SECRET", geth.jwt_path())
         .env("GENESIS", genesis_path())
@@ -40,7 +39,7 @@ async fn lone_app() -> Lone {
         .env("STATE_DIR", dir.path().join("app"))
         .env("HEALTH_ADDR", &health);
     let app = Service::spawn("app", command, &dir.path().join("app.log")).expect("app starts");
-    let lone = Lone { app, abci, health, _geth: geth, _dir: dir };
+    let lone = Lone { app, abci, health, geth, _dir: dir };
     common::harness::eventually("the app to serve ABCI", Duration::from_secs(60), || async {
         lone.app.output().contains("serving ABCI").then_some(())
     })
@@ -112,12 +111,11 @@ async fn bad_proposals_are_rejected_and_a_bad_decided_block_is_refused_without_d
     let proposal = |txs: Vec<bytes::Bytes>| {
         request::Value::ProcessProposal(RequestProcessProposal { txs, height: 1, time, ..Default::default() })
     };
-    let oversized = bytes::Bytes::from(vec![b'{'; 5000]);
     let cases = [
         ("empty", vec![]),
         ("two transactions", vec![bytes::Bytes::from_static(b"{}"), bytes::Bytes::from_static(b"{}")]),
         ("undecodable", vec![bytes::Bytes::from_static(b"\x00\x01not json")]),
-        ("oversized", vec![oversized]),
+        ("large and undecodable", vec![bytes::Bytes::from(vec![b'{'; 5000])]),
     ];
     for (name, txs) in cases {
         let answer = call(&lone.abci, proposal(txs)).await;
@@ -137,4 +135,64 @@ async fn bad_proposals_are_rejected_and_a_bad_decided_block_is_refused_without_d
     let after = height_and_hash(call(&lone.abci, request::Value::Info(RequestInfo::default())).await);
     assert_eq!(before, after, "nothing was stored");
     assert!(lone.app.output().contains("rejecting the proposal"));
+}
+
+#[tokio::test]
+async fn a_proposer_proposes_only_what_fits_the_one_size_limit() {
+    let lone = lone_app().await;
+    call(&lone.abci, request::Value::InitChain(RequestInitChain { initial_height: 1, ..Default::default() })).await;
+    let time = Some(tendermint_proto::google::protobuf::Timestamp { seconds: 2_000_000_000, nanos: 0 });
+    let prepare = |max_tx_bytes| {
+        request::Value::PrepareProposal(RequestPrepareProposal { max_tx_bytes, height: 1, time, ..Default::default() })
+    };
+    // CometBFT's block.max_bytes, passed as max_tx_bytes, is the one limit: an empty
+    // block's payload is about 1.5 kB; with room for it, it is proposed.
+    let answer = call(&lone.abci, prepare(1 << 20)).await;
+    let response::Value::PrepareProposal(proposed) = answer else { panic!("{answer:?}") };
+    assert_eq!(proposed.txs.len(), 1, "a proposal that fits");
+    let size = i64::try_from(proposed.txs[0].len()).expect("fits");
+    // One byte less room than it needs: nothing is proposed, rather than a proposal every
+    // validator (and CometBFT itself) would refuse.
+    let answer = call(&lone.abci, prepare(size - 1)).await;
+    let response::Value::PrepareProposal(proposed) = answer else { panic!("{answer:?}") };
+    assert!(proposed.txs.is_empty(), "nothing proposed: {} txs", proposed.txs.len());
+    assert!(lone.app.output().contains("does not fit in a CometBFT block"));
+}
+
+#[tokio::test]
+async fn a_geth_that_loses_the_decided_block_before_commit_gets_it_back_from_the_store() {
+    let mut lone = lone_app().await;
+    call(&lone.abci, request::Value::InitChain(RequestInitChain { initial_height: 1, ..Default::default() })).await;
+    // Block 1, built by Geth as a proposer's would be, and decided.
+    let engine = lone.geth.engine();
+    let genesis = common::Head::from(&engine.head().await.expect("head"));
+    let timestamp = common::auth::unix_now();
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let build = Duration::from_millis(200);
+    let block = common::round::build(&engine, &genesis, timestamp, Default::default(), build, &cancel)
+        .await
+        .expect("build")
+        .expect("a block");
+    let time = Some(tendermint_proto::google::protobuf::Timestamp {
+        seconds: i64::try_from(timestamp).expect("fits"),
+        nanos: 0,
+    });
+    let txs = vec![cometbft_consensus::proposal::encode(&block)];
+    let answer = call(
+        &lone.abci,
+        request::Value::FinalizeBlock(RequestFinalizeBlock { txs, height: 1, time, ..Default::default() }),
+    )
+    .await;
+    let response::Value::FinalizeBlock(finalized) = answer else { panic!("{answer:?}") };
+    assert_eq!(finalized.app_hash.as_ref(), block.hash().as_slice());
+
+    // Geth loses everything between FinalizeBlock and Commit (a crash, a lost disk).
+    lone.geth.wipe_and_restart().await.expect("geth comes back empty");
+    let commit = call(&lone.abci, request::Value::Commit(Default::default()));
+    let answer = tokio::time::timeout(Duration::from_secs(120), commit).await.expect("Commit answers");
+    assert!(matches!(answer, response::Value::Commit(_)), "{answer:?}");
+    let head = engine.head().await.expect("head");
+    assert_eq!((head.number, head.hash), (1, block.hash()), "Geth got the block back from the store, as head");
+    let info = height_and_hash(call(&lone.abci, request::Value::Info(RequestInfo::default())).await);
+    assert_eq!(info, (1, bytes::Bytes::copy_from_slice(block.hash().as_slice())));
 }

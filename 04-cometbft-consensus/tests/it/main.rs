@@ -2,5 +2,6 @@
 //! ABCI client that talks to a real app the way CometBFT does (and the ways it does not).
 
 mod abci_input;
+mod faults;
 mod network;
 mod support;

@@ -6,7 +6,7 @@ use std::{process::Command, time::Duration};
 use alloy_primitives::B256;
 use common::{
     BlockTag,
-    harness::{CometNet, Geth, Service, eventually, free_port, genesis_path, http_get},
+    harness::{CometNet, Geth, Service, Toxiproxy, eventually, free_port, genesis_path, http_get},
 };
 
 /// Generous bounds: the CI machine is small and shared.
@@ -30,16 +30,45 @@ pub(crate) struct Network {
     pub(crate) comet: CometNet,
     pub(crate) validators: Vec<Validator>,
     pub(crate) geths: Vec<Geth>,
+    _faults: Option<Toxiproxy>,
     dir: tempfile::TempDir,
 }
 
+/// How a network is set up, besides its size.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Setup {
+    /// The Geths peer with each other (as `scripts/bft.sh` runs them).
+    pub(crate) peered_geths: bool,
+    /// This validator's CometBFT links to the others go through toxiproxy, so
+    /// `comet.isolate()` can cut it off.
+    pub(crate) isolatable: Option<usize>,
+}
+
 impl Network {
-    /// `n` validators, all running; `extra[i]` are flags for validator `i`'s app.
+    /// `n` validators, all running, as `scripts/bft.sh` runs them; `extra[i]` are flags
+    /// for validator `i`'s app.
     pub(crate) async fn start(n: usize, extra: &[(usize, &[&str])]) -> Self {
-        let geths = Geth::start_peered_group(n).await.expect("peered geths");
-        let comet = CometNet::init(n, TIMEOUT_COMMIT).expect("cometbft testnet");
+        Self::start_with(n, extra, Setup { peered_geths: true, isolatable: None }).await
+    }
+
+    /// [`Network::start`], set up as `setup` says.
+    pub(crate) async fn start_with(n: usize, extra: &[(usize, &[&str])], setup: Setup) -> Self {
+        let geths = if setup.peered_geths {
+            Geth::start_peered_group(n).await.expect("peered geths")
+        } else {
+            Geth::start_group(n).await.expect("geths")
+        };
+        let (comet, faults) = match setup.isolatable {
+            Some(node) => {
+                let faults = Toxiproxy::start().await.expect("toxiproxy");
+                let comet =
+                    CometNet::init_isolatable(n, TIMEOUT_COMMIT, node, &faults).await.expect("cometbft testnet");
+                (comet, Some(faults))
+            }
+            None => (CometNet::init(n, TIMEOUT_COMMIT).expect("cometbft testnet"), None),
+        };
         let dir = tempfile::tempdir().expect("dir");
-        let mut network = Self { comet, validators: Vec::new(), geths, dir };
+        let mut network = Self { comet, validators: Vec::new(), geths, _faults: faults, dir };
         for i in 0..n {
             let flags = extra.iter().find(|(j, _)| *j == i).map(|(_, f)| f.iter().map(|s| s.to_string()).collect());
             let validator = network.spawn_app(i, flags.unwrap_or_default());

@@ -9,7 +9,10 @@ use std::{
 
 use anyhow::{Context, bail};
 
-use super::process::{Service, free_port, http_get, tool_binary};
+use super::{
+    process::{Service, free_port, http_get, tool_binary},
+    toxiproxy::{Proxy, Toxiproxy},
+};
 
 /// The CometBFT binary: `$COMETBFT_BIN`, else the one `scripts/setup.sh` installs.
 pub fn cometbft_binary() -> anyhow::Result<PathBuf> {
@@ -33,7 +36,62 @@ pub struct CometNode {
 pub struct CometNet {
     /// The nodes, in `cometbft testnet` order.
     pub nodes: Vec<CometNode>,
+    /// The proxied links of an isolatable node.
+    isolation: Vec<Proxy>,
     _dir: tempfile::TempDir,
+}
+
+/// `cometbft testnet`'s output, before the nodes' config files are written.
+struct Testnet {
+    dir: tempfile::TempDir,
+    homes: Vec<PathBuf>,
+    ids: Vec<String>,
+    /// Each node's P2P, RPC and ABCI ports.
+    ports: Vec<(u16, u16, u16)>,
+}
+
+impl Testnet {
+    /// Runs `cometbft testnet` for `n` validators into a temp dir, and picks their ports.
+    fn write(n: usize) -> anyhow::Result<Self> {
+        let binary = cometbft_binary()?;
+        let dir = tempfile::Builder::new().prefix("cometbft-test-").tempdir().context("cannot make a temp dir")?;
+        let output = Command::new(&binary)
+            .args(["testnet", "--v", &n.to_string(), "--populate-persistent-peers=false", "--o"])
+            .arg(dir.path())
+            .output()
+            .context("cannot run cometbft testnet")?;
+        if !output.status.success() {
+            bail!("cometbft testnet failed: {}", String::from_utf8_lossy(&output.stderr));
+        }
+        let homes: Vec<PathBuf> = (0..n).map(|i| dir.path().join(format!("node{i}"))).collect();
+        let (mut ids, mut ports) = (Vec::with_capacity(n), Vec::with_capacity(n));
+        for home in &homes {
+            let id = Command::new(&binary).args(["show-node-id", "--home"]).arg(home).output()?;
+            ids.push(String::from_utf8_lossy(&id.stdout).trim().to_owned());
+            ports.push((free_port()?, free_port()?, free_port()?));
+        }
+        Ok(Self { dir, homes, ids, ports })
+    }
+
+    /// Writes each node's config: its ports, its peers (node `i` reaches node `j` at
+    /// `route(i, j)`), the timeouts, and whether peer exchange is on.
+    fn configure(
+        self,
+        route: &dyn Fn(usize, usize) -> String,
+        timeouts: (&str, &str),
+        pex: bool,
+    ) -> anyhow::Result<CometNet> {
+        let n = self.homes.len();
+        let mut nodes = Vec::with_capacity(n);
+        for (i, (home, &(p2p, rpc, abci))) in self.homes.into_iter().zip(&self.ports).enumerate() {
+            let peers: Vec<String> =
+                (0..n).filter(|&j| j != i).map(|j| format!("{}@{}", self.ids[j], route(i, j))).collect();
+            configure(&home.join("config/config.toml"), (p2p, rpc, abci), &peers.join(","), timeouts, pex)?;
+            let process = Service::stopped(&format!("cometbft{i}"), &home.join("cometbft.log"));
+            nodes.push(CometNode { process, home, rpc_port: rpc, abci_addr: format!("127.0.0.1:{abci}") });
+        }
+        Ok(CometNet { nodes, isolation: Vec::new(), _dir: self.dir })
+    }
 }
 
 impl CometNet {
@@ -46,35 +104,53 @@ impl CometNet {
 
     /// [`CometNet::init`] with another `[p2p] flush_throttle_timeout`.
     pub fn init_with(n: usize, timeout_commit: &str, flush_throttle: &str) -> anyhow::Result<Self> {
-        let binary = cometbft_binary()?;
-        let dir = tempfile::Builder::new().prefix("cometbft-test-").tempdir().context("cannot make a temp dir")?;
-        let output = Command::new(&binary)
-            .args(["testnet", "--v", &n.to_string(), "--populate-persistent-peers=false", "--o"])
-            .arg(dir.path())
-            .output()
-            .context("cannot run cometbft testnet")?;
-        if !output.status.success() {
-            bail!("cometbft testnet failed: {}", String::from_utf8_lossy(&output.stderr));
+        let testnet = Testnet::write(n)?;
+        let ports: Vec<u16> = testnet.ports.iter().map(|p| p.0).collect();
+        let direct = |_: usize, j: usize| format!("127.0.0.1:{}", ports[j]);
+        testnet.configure(&direct, (timeout_commit, flush_throttle), true)
+    }
+
+    /// [`CometNet::init`], with every link between node `node` and the others through
+    /// `faults`, so [`CometNet::isolate`] can cut it off. Peer exchange is off on every node,
+    /// so that no node learns, and dials, the others' own addresses around the proxies.
+    pub async fn init_isolatable(
+        n: usize,
+        timeout_commit: &str,
+        node: usize,
+        faults: &Toxiproxy,
+    ) -> anyhow::Result<Self> {
+        let testnet = Testnet::write(n)?;
+        let ports: Vec<u16> = testnet.ports.iter().map(|p| p.0).collect();
+        let upstream = |j: usize| format!("127.0.0.1:{}", ports[j]);
+        let inbound = faults.proxy(&format!("p2p-to-{node}"), &upstream(node)).await?;
+        let mut routes = std::collections::HashMap::new();
+        let mut links = vec![inbound.clone()];
+        for j in (0..n).filter(|&j| j != node) {
+            let outbound = faults.proxy(&format!("p2p-{node}-to-{j}"), &upstream(j)).await?;
+            routes.insert((node, j), outbound.addr().to_owned());
+            routes.insert((j, node), inbound.addr().to_owned());
+            links.push(outbound);
         }
-        let homes: Vec<PathBuf> = (0..n).map(|i| dir.path().join(format!("node{i}"))).collect();
-        let mut peers = Vec::with_capacity(n);
-        let mut ports = Vec::with_capacity(n);
-        for home in &homes {
-            let id = Command::new(&binary).args(["show-node-id", "--home"]).arg(home).output()?;
-            let (p2p, rpc, abci) = (free_port()?, free_port()?, free_port()?);
-            peers.push(format!("{}@127.0.0.1:{p2p}", String::from_utf8_lossy(&id.stdout).trim()));
-            ports.push((p2p, rpc, abci));
+        let route = |i: usize, j: usize| routes.get(&(i, j)).cloned().unwrap_or_else(|| upstream(j));
+        let mut net = testnet.configure(&route, (timeout_commit, FLUSH_THROTTLE), false)?;
+        net.isolation = links;
+        Ok(net)
+    }
+
+    /// Cuts every link of the node given to [`CometNet::init_isolatable`].
+    pub async fn isolate(&self) -> anyhow::Result<()> {
+        for link in &self.isolation {
+            link.cut().await?;
         }
-        let mut nodes = Vec::with_capacity(n);
-        for (i, (home, (p2p, rpc, abci))) in homes.into_iter().zip(ports).enumerate() {
-            let others: Vec<&str> =
-                peers.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, p)| p.as_str()).collect();
-            let timeouts = (timeout_commit, flush_throttle);
-            configure(&home.join("config/config.toml"), p2p, rpc, abci, &others.join(","), timeouts)?;
-            let process = Service::stopped(&format!("cometbft{i}"), &home.join("cometbft.log"));
-            nodes.push(CometNode { process, home, rpc_port: rpc, abci_addr: format!("127.0.0.1:{abci}") });
+        Ok(())
+    }
+
+    /// Restores the links [`CometNet::isolate`] cut.
+    pub async fn rejoin(&self) -> anyhow::Result<()> {
+        for link in &self.isolation {
+            link.heal().await?;
         }
-        Ok(Self { nodes, _dir: dir })
+        Ok(())
     }
 
     /// Starts (or restarts) node `i`.
@@ -126,20 +202,21 @@ impl CometNet {
 /// a wait, about 40% of the round at one-second blocks (see the benchmarks).
 pub const FLUSH_THROTTLE: &str = "10ms";
 
-/// Points a node's `config.toml` at its ports and peers, and sets its timeouts.
+/// Points a node's `config.toml` at its ports and peers, and sets its timeouts and
+/// peer exchange.
 fn configure(
     path: &Path,
-    p2p: u16,
-    rpc: u16,
-    abci: u16,
+    (p2p, rpc, abci): (u16, u16, u16),
     peers: &str,
     (timeout_commit, flush_throttle): (&str, &str),
+    pex: bool,
 ) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(path)?;
     let text = set(&text, "", "proxy_app", &format!("\"tcp://127.0.0.1:{abci}\""))?;
     let text = set(&text, "rpc", "laddr", &format!("\"tcp://127.0.0.1:{rpc}\""))?;
     let text = set(&text, "p2p", "laddr", &format!("\"tcp://127.0.0.1:{p2p}\""))?;
     let text = set(&text, "p2p", "persistent_peers", &format!("\"{peers}\""))?;
+    let text = set(&text, "p2p", "pex", if pex { "true" } else { "false" })?;
     let text = set(&text, "consensus", "timeout_commit", &format!("\"{timeout_commit}\""))?;
     let text = set(&text, "p2p", "flush_throttle_timeout", &format!("\"{flush_throttle}\""))?;
     std::fs::write(path, text)?;

@@ -8,6 +8,7 @@
 //! - [`tx`]: transactions signed with the development key `genesis.json` funds.
 //! - [`Cast`]: Foundry's `cast`, the user's client, with its default fees.
 //! - [`Toxiproxy`]: a real fault proxy between components: cut, half-open, slow links.
+//! - [`InvalidatingProxy`]: newPayload answered INVALID on demand (Geth cannot be made to).
 //!
 //! A missing binary is a set-up failure with a message naming `scripts/setup.sh`, never a
 //! reason to skip a test. Every process is told to die with the test process.
@@ -18,6 +19,7 @@ mod geth;
 mod postgres;
 mod process;
 mod redis;
+mod tamper;
 mod toxiproxy;
 pub mod tx;
 
@@ -30,8 +32,9 @@ pub use geth::{
     max_concurrent, take_slots,
 };
 pub use postgres::{Postgres, postgres_bin_dir};
-pub use process::{Service, eventually, free_port, http_get, http_request};
+pub use process::{Service, eventually, faketime_library, free_port, http_get, http_request};
 pub use redis::{Redis, redis_binary};
+pub use tamper::InvalidatingProxy;
 pub use toxiproxy::{Proxy, Toxiproxy, toxiproxy_binary};
 pub use tx::{DEV_PRIVATE_KEY, Receipt, dev_signer, signed_blob_transaction, signed_transfer};
 

@@ -78,7 +78,17 @@ impl Postgres {
 
     /// A connection URL for the `postgres` database as the `postgres` user.
     pub fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+        Self::url_at(&self.addr())
+    }
+
+    /// `127.0.0.1:port`, where the server listens.
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// The URL of the same database reached at `addr` (a proxy in front of the server).
+    pub fn url_at(addr: &str) -> String {
+        format!("postgres://postgres@{addr}/postgres")
     }
 
     /// Kills the server with SIGKILL, as a crash would. Its sessions end with it.

@@ -160,6 +160,24 @@ pub(crate) fn tool_binary(var: &str, name: &str, what: &str) -> anyhow::Result<P
     Ok(path)
 }
 
+/// Debian's libfaketime (package `faketime`, which `scripts/setup.sh` installs): preloaded
+/// into one of our processes, it shows that process a wall clock the test steps (see
+/// `FAKETIME_TIMESTAMP_FILE` in faketime(1)). `$FAKETIME_LIB` overrides where it is.
+pub fn faketime_library() -> anyhow::Result<PathBuf> {
+    if let Some(path) = std::env::var_os("FAKETIME_LIB") {
+        return Ok(PathBuf::from(path));
+    }
+    std::fs::read_dir("/usr/lib")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|dir| dir.path().join("faketime/libfaketime.so.1"))
+        .find(|path| path.is_file())
+        .context(
+            "libfaketime not found: run `scripts/setup.sh services` (installs Debian's faketime), or set FAKETIME_LIB",
+        )
+}
+
 /// A program from the environment variable `var` if set, else `name` on the `PATH`.
 pub(crate) fn find_program(var: &str, name: &str) -> Option<PathBuf> {
     if let Some(path) = std::env::var_os(var) {

@@ -1,112 +1,21 @@
-//! Part 2 against a real Geth. The sequencer runs as its own process, started the way a
-//! user starts it (environment variables), so it can be killed with SIGKILL like a crash.
+//! Blocks as a user sees them: on time, with their transactions, and kept across kills.
 
-use std::{
-    path::{Path, PathBuf},
-    process::Command,
-    time::Duration,
-};
+use std::{path::Path, time::Duration};
 
 use alloy_primitives::{Address, B256, U256};
 use common::{
     BlockTag, EngineClient,
     auth::unix_now,
     harness::{
-        Cast, Geth, Service, default_fee_transfer, dev_signer, eventually, genesis_path, http_get,
-        signed_blob_transaction, signed_transfer,
+        Cast, Geth, default_fee_transfer, dev_signer, eventually, genesis_path, signed_blob_transaction,
+        signed_transfer,
     },
 };
 
-/// Generous bounds: the CI machine is small and shared.
-const BLOCKS_TIMEOUT: Duration = Duration::from_secs(90);
-const EXIT_TIMEOUT: Duration = Duration::from_secs(30);
-
-struct Sequencer {
-    service: Service,
-    health: String,
-}
-
-/// A sequencer on a fresh Geth. Fields drop in order: the sequencer stops before Geth.
-struct Running {
-    sequencer: Sequencer,
-    engine: EngineClient,
-    geth: Geth,
-    dir: tempfile::TempDir,
-}
-
-/// Starts a fresh Geth and a sequencer on it with `args`.
-async fn running(args: &[&str]) -> Running {
-    let geth = Geth::start().await.expect("geth");
-    let dir = tempfile::tempdir().expect("dir");
-    let sequencer = start(&geth, &dir.path().join("state"), args);
-    Running { sequencer, engine: geth.engine(), geth, dir }
-}
-
-fn free_addr() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr").to_string()
-}
-
-/// Starts the `single-node` binary against `geth`, with its store in `state`.
-fn start(geth: &Geth, state: &Path, args: &[&str]) -> Sequencer {
-    start_with(geth.auth_url(), geth.jwt_path(), genesis_path(), state, args)
-}
-
-fn start_with(url: String, jwt: PathBuf, genesis: PathBuf, state: &Path, args: &[&str]) -> Sequencer {
-    let health = free_addr();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_single-node"));
-    command
-        .args(args)
-        .env("ETH_CLIENT_URL", url)
-        .env("JWT_SECRET", jwt)
-        .env("GENESIS", genesis)
-        .env("STATE_DIR", state)
-        .env("HEALTH_ADDR", &health)
-        .env("RUST_LOG", "info");
-    let log = state.with_extension(format!("{}.log", unix_now_nanos()));
-    let service = Service::spawn("single-node", command, &log).expect("single-node starts");
-    Sequencer { service, health: format!("http://{health}") }
-}
-
-fn unix_now_nanos() -> u128 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
-}
-
-/// GETs `path` on the sequencer's health server: status and body.
-async fn get(sequencer: &Sequencer, path: &str) -> Option<(u16, String)> {
-    http_get(&format!("{}{path}", sequencer.health)).await
-}
-
-async fn head_at_least(engine: &EngineClient, number: u64) -> common::Block {
-    eventually(&format!("head at block {number}"), BLOCKS_TIMEOUT, || async {
-        engine.head().await.ok().filter(|head| head.number >= number)
-    })
-    .await
-}
-
-/// Every block from 1 to `to`, each checked to be the child of the one before.
-async fn linked_chain(engine: &EngineClient, to: u64) -> Vec<common::Block> {
-    let mut chain = vec![engine.block(BlockTag::Number(0)).await.expect("call").expect("genesis")];
-    for number in 1..=to {
-        let block = engine.block(BlockTag::Number(number)).await.expect("call").expect("block exists");
-        let parent = chain.last().expect("non-empty");
-        assert_eq!(block.parent_hash, parent.hash, "block {number} is the child of block {}", number - 1);
-        assert!(block.timestamp > parent.timestamp, "block {number} timestamp rises");
-        chain.push(block);
-    }
-    chain
-}
-
-/// Waits for the chain to grow `more` blocks past `produced`, then checks it is one linked
-/// chain that still holds every block of `produced` at its height: no gap, no fork.
-async fn keeps_and_extends(engine: &EngineClient, produced: &[common::Block], more: u64) {
-    let last = produced.last().expect("non-empty").number;
-    let head = head_at_least(engine, last + more).await;
-    let chain = linked_chain(engine, head.number).await;
-    for (old, now) in produced.iter().zip(&chain) {
-        assert_eq!(old.hash, now.hash, "block {} unchanged", old.number);
-    }
-}
+use crate::support::{
+    BLOCKS_TIMEOUT, EXIT_TIMEOUT, Running, Sequencer, free_addr, get, head_at_least, keeps_and_extends, linked_chain,
+    running, start, start_with,
+};
 
 #[tokio::test]
 async fn one_second_blocks_follow_the_wall_clock_and_are_observable() {
@@ -267,11 +176,12 @@ async fn skip_empty_waits_for_a_transaction() {
 }
 
 /// Runs the sequencer with bad input; it must exit non-zero with `message` in its output.
-async fn refused(mut sequencer: Sequencer, message: &str) {
+async fn refused(mut sequencer: Sequencer, message: &str) -> String {
     let code = sequencer.service.wait_exit(EXIT_TIMEOUT).await;
     let output = sequencer.service.output();
     assert!(code.is_some_and(|c| c != 0), "exit code {code:?}, output:\n{output}");
     assert!(output.contains(message), "expected {message:?} in:\n{output}");
+    output
 }
 
 fn file_bytes(path: &Path) -> Vec<u8> {
@@ -321,12 +231,11 @@ async fn bad_input_gets_a_clear_error_and_leaves_the_store_intact() {
         "on chain 1337, but the genesis file says 1",
     )
     .await;
-    let nobody = format!("http://{}", free_addr());
-    refused(
-        start_with(nobody, geth.jwt_path(), genesis.clone(), &state, &["--el-wait", "2"]),
-        "did not answer within --el-wait 2s",
-    )
-    .await;
+    // A URL with a password in it: the messages say where, never the password.
+    let nobody = format!("http://admin:elsecret@{}", free_addr());
+    let sequencer = start_with(nobody, geth.jwt_path(), genesis.clone(), &state, &["--el-wait", "2"]);
+    let output = refused(sequencer, "did not answer within --el-wait 2s").await;
+    assert!(output.contains("http://admin:***@127.0.0.1") && !output.contains("elsecret"), "{output}");
     refused(start(&geth, &state, &["--block-time", "0"]), "--block-time must be at least 1").await;
     refused(start(&geth, &state, &["--build-time-ms", "1000"]), "must be shorter than --block-time").await;
     refused(start(&geth, &state, &["--fee-recipient", "0x12"]), "--fee-recipient").await;
@@ -338,123 +247,4 @@ async fn bad_input_gets_a_clear_error_and_leaves_the_store_intact() {
     let _resumed = start(&geth, &state, &[]);
     let stopped_at = engine.head().await.expect("head").number;
     head_at_least(&engine, stopped_at + 2).await;
-}
-
-#[tokio::test]
-async fn geth_that_lost_its_whole_chain_gets_it_replayed_from_the_store() {
-    let Running { sequencer, engine, mut geth, dir: _dir } = running(&[]).await;
-    let before = head_at_least(&engine, 5).await;
-    let produced = linked_chain(&engine, before.number).await;
-
-    geth.wipe_and_restart().await.expect("geth starts again from genesis");
-    keeps_and_extends(&engine, &produced, 2).await;
-    let (_, metrics) = get(&sequencer, "/metrics").await.expect("metrics");
-    let replayed: u64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("sequencer_replayed_blocks_total "))
-        .and_then(|v| v.parse().ok())
-        .expect("replay counter");
-    assert!(replayed >= before.number, "every block Geth lost was replayed ({replayed} of {})", before.number);
-}
-
-/// Makes one block on Geth without the sequencer, as another driver would.
-async fn produce_directly(engine: &EngineClient) -> common::Block {
-    let head = engine.head().await.expect("head");
-    let timestamp = (head.timestamp + 1).max(unix_now());
-    let attributes = common::payload::attributes(head.hash, timestamp, Address::ZERO);
-    let state = common::payload::finalized_at(head.hash);
-    let id = engine.forkchoice_updated_v3(state, Some(attributes)).await.expect("fcu").payload_id.expect("id");
-    let block = common::payload::ExecutableBlock::from(engine.get_payload(id, timestamp).await.expect("payload"));
-    assert!(engine.import(&block).await.expect("newPayload").is_valid());
-    engine.forkchoice_updated_v3(common::payload::finalized_at(block.hash()), None).await.expect("fcu");
-    block.header()
-}
-
-#[tokio::test]
-async fn geth_ahead_on_our_chain_is_followed() {
-    let geth = Geth::start().await.expect("geth");
-    let dir = tempfile::tempdir().expect("dir");
-    let state = dir.path().join("state");
-    let engine = geth.engine();
-    let mut first = start(&geth, &state, &[]);
-    head_at_least(&engine, 3).await;
-    first.service.signal(libc::SIGTERM);
-    assert_eq!(first.service.wait_exit(EXIT_TIMEOUT).await, Some(0));
-
-    let mut produced = linked_chain(&engine, engine.head().await.expect("head").number).await;
-    for _ in 0..2 {
-        produced.push(produce_directly(&engine).await);
-    }
-    let second = start(&geth, &state, &[]);
-    keeps_and_extends(&engine, &produced, 2).await;
-    assert!(second.service.output().contains("Geth is ahead of our store on our chain"), "{}", second.service.output());
-}
-
-/// A JSON-RPC proxy in front of Geth that answers the first `engine_newPayloadV4` with
-/// INVALID (after Geth has seen it), and passes everything else through untouched.
-async fn invalidating_proxy(target: String) -> String {
-    use http_body_util::{BodyExt, Full};
-    use hyper_util::{client::legacy::Client, rt::TokioExecutor};
-
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
-    let client: Client<_, Full<bytes::Bytes>> = Client::builder(TokioExecutor::new()).build_http();
-    let tampered = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let (client, target, tampered) = (client.clone(), target.clone(), tampered.clone());
-            let service = hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
-                let (client, target, tampered) = (client.clone(), target.clone(), tampered.clone());
-                async move {
-                    let (parts, body) = request.into_parts();
-                    let body = body.collect().await?.to_bytes();
-                    let mut forward = hyper::Request::post(target.as_str());
-                    for name in [hyper::header::AUTHORIZATION, hyper::header::CONTENT_TYPE] {
-                        if let Some(value) = parts.headers.get(&name) {
-                            forward = forward.header(name, value);
-                        }
-                    }
-                    let response = client
-                        .request(forward.body(Full::new(body.clone())).expect("request"))
-                        .await
-                        .expect("geth answers");
-                    let (mut parts, answer) = response.into_parts();
-                    parts.headers.remove(hyper::header::CONTENT_LENGTH);
-                    let mut answer = answer.collect().await?.to_bytes();
-                    let request: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-                    if request["method"] == "engine_newPayloadV4"
-                        && !tampered.swap(true, std::sync::atomic::Ordering::SeqCst)
-                    {
-                        let invalid = serde_json::json!({"jsonrpc": "2.0", "id": request["id"], "result": {
-                            "status": "INVALID", "latestValidHash": null, "validationError": "proxy says: invalid for the test"}});
-                        answer = invalid.to_string().into();
-                    }
-                    Ok::<_, hyper::Error>(hyper::Response::from_parts(parts, Full::new(answer)))
-                }
-            });
-            tokio::spawn(
-                hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service),
-            );
-        }
-    });
-    url
-}
-
-#[tokio::test]
-async fn an_invalid_payload_is_dropped_and_rebuilt() {
-    let geth = Geth::start().await.expect("geth");
-    let dir = tempfile::tempdir().expect("dir");
-    let proxy = invalidating_proxy(geth.auth_url()).await;
-    let sequencer = start_with(proxy, geth.jwt_path(), genesis_path(), &dir.path().join("state"), &[]);
-    let engine = geth.engine();
-    let head = head_at_least(&engine, 4).await;
-    linked_chain(&engine, head.number).await;
-    let output = sequencer.service.output();
-    assert!(
-        output.contains("Geth rejected the block it built") && output.contains("proxy says: invalid for the test"),
-        "{output}"
-    );
-    let (_, metrics) = get(&sequencer, "/metrics").await.expect("metrics");
-    assert!(metrics.contains("sequencer_errors_total{kind=\"invalid_payload\"} 1"), "{metrics}");
 }

@@ -1,0 +1,156 @@
+//! The faults operators meet besides a killed process: a leader's Geth that dies, hangs,
+//! slows down or rejects every block, and links to Redis, PostgreSQL and Geth that are cut
+//! or left half-open (through toxiproxy). A leader leads only while it can produce; no
+//! fault forks the chain, leaves a gap, or hangs a node for good.
+
+use std::time::Duration;
+
+use common::harness::{InvalidatingProxy, eventually};
+use serde_json::Value;
+
+use crate::support::{Cluster, TIMEOUT, stored_grows};
+
+/// Waits until node `i` answers `/status` as a follower; returns that status.
+async fn following(cluster: &Cluster, i: usize) -> Value {
+    eventually(&format!("{} to follow", cluster.nodes[i].id), TIMEOUT, || async {
+        cluster.status(i).await.filter(|s| s["role"] == "following")
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_leader_whose_geth_dies_hands_over_and_rejoins_once_it_is_back() {
+    let mut cluster = Cluster::start(&["leader", "leader", "member"], &[]).await;
+    let (first, term) = cluster.leader(&[0, 1]).await;
+    let second = 1 - first;
+    cluster.head_at_least(2, 3).await;
+
+    // SIGKILL the leader's Geth, not the node, and leave it dead.
+    cluster.nodes[first].geth.kill();
+    let (leader, next_term) = cluster.leader(&[second]).await;
+    assert!(leader == second && next_term > term, "the standby leads with a newer term");
+    // The old leader tells the truth meanwhile.
+    let (code, body) = eventually("the old leader's /ready to say why", TIMEOUT, || async {
+        cluster.ready(first).await.filter(|(code, body)| *code == 503 && body.contains("execution client unreachable"))
+    })
+    .await;
+    assert_eq!(code, 503, "{body}");
+    let status = following(&cluster, first).await;
+    assert_eq!(status["el_reachable"], false, "{status}");
+    let reason = status["last_step_down"].as_str().unwrap_or_default();
+    assert!(reason.contains("cannot produce") || reason.contains("no block for"), "{status}");
+    let height = stored_grows(&cluster, 3).await;
+    cluster.head_at_least(2, height).await;
+
+    // Its Geth back, it catches up from the store and follows.
+    cluster.nodes[first].geth.restart().await.expect("geth restarts");
+    let height = stored_grows(&cluster, 3).await;
+    cluster.head_at_least(first, height).await;
+    eventually("/ready again", TIMEOUT, || async { cluster.ready(first).await.filter(|(code, _)| *code == 200) }).await;
+    cluster.assert_one_chain().await;
+}
+
+#[tokio::test]
+async fn a_leader_whose_geth_rejects_every_block_hands_over() {
+    // node1's Engine API goes through a proxy that can answer newPayload with INVALID.
+    let mut cluster = Cluster::start(&["leader", "leader"], &[]).await;
+    let proxy = InvalidatingProxy::start(cluster.nodes[0].geth.auth_url()).await.expect("proxy");
+    cluster.process(0).kill();
+    cluster.set_engine_url(0, proxy.url());
+    cluster.start_node(0);
+    let (first, _) = cluster.leader(&[0, 1]).await;
+    if first != 0 {
+        // Make node1 the leader: the standby waits while node2 is stopped.
+        cluster.process(1).kill();
+        cluster.leader(&[0]).await;
+        cluster.start_node(1);
+    }
+    stored_grows(&cluster, 2).await;
+
+    proxy.invalidate(u64::MAX);
+    let (leader, _) = cluster.leader(&[1]).await;
+    assert_eq!(leader, 1);
+    let status = following(&cluster, 0).await;
+    assert!(status["last_step_down"].as_str().unwrap_or_default().contains("rejects its own blocks"), "{status}");
+    assert!(cluster.process(0).output().contains("Geth rejected the block it built"));
+    stored_grows(&cluster, 3).await;
+
+    // Its Geth takes blocks again: it follows the new leader.
+    proxy.invalidate(0);
+    let height = stored_grows(&cluster, 3).await;
+    cluster.head_at_least(0, height).await;
+    cluster.assert_one_chain().await;
+}
+
+#[tokio::test]
+async fn half_open_or_slow_links_to_redis_postgres_and_geth_hang_nothing() {
+    let cluster = Cluster::start_behind_proxies(&["leader", "leader"], &[]).await;
+    // Each fault in turn, on whichever node leads when it comes: the other takes over, the
+    // faulted node keeps answering /status, and once healed it follows again.
+    let faults = ["Redis half-open", "PostgreSQL half-open", "Geth half-open", "Geth slower than its timeouts"];
+    for fault in faults {
+        let (leader, term) = cluster.leader(&[0, 1]).await;
+        let other = 1 - leader;
+        let links = cluster.nodes[leader].links.as_ref().expect("proxied");
+        match fault {
+            "Redis half-open" => links.redis.half_open().await,
+            "PostgreSQL half-open" => links.postgres.half_open().await,
+            "Geth half-open" => links.geth.half_open().await,
+            // getPayload's timeout is 1 s: every build fails, and every other call crawls.
+            _ => links.geth.slow(Duration::from_millis(1500)).await,
+        }
+        .expect("the fault is set");
+        let (next, next_term) = cluster.leader(&[other]).await;
+        assert!(next == other && next_term > term, "{fault}: the other node leads with a newer term");
+        following(&cluster, leader).await;
+        stored_grows(&cluster, 2).await;
+
+        links.redis.heal().await.expect("heal");
+        links.postgres.heal().await.expect("heal");
+        links.geth.heal().await.expect("heal");
+        let height = stored_grows(&cluster, 2).await;
+        cluster.head_at_least(leader, height).await;
+        cluster.assert_one_chain().await;
+    }
+}
+
+#[tokio::test]
+async fn a_leader_cut_from_redis_stops_before_its_lease_can_expire_elsewhere() {
+    let cluster = Cluster::start_behind_proxies(&["leader", "leader", "member"], &[]).await;
+    let (first, term) = cluster.leader(&[0, 1]).await;
+    let second = 1 - first;
+    stored_grows(&cluster, 2).await;
+
+    cluster.nodes[first].links.as_ref().expect("proxied").redis.cut().await.expect("cut");
+    let (leader, next_term) = cluster.leader(&[second]).await;
+    assert!(leader == second && next_term > term);
+    stored_grows(&cluster, 2).await;
+    // Everything the old leader stored, it stored before the new one was promoted: it
+    // stopped by its own clock before Redis could give the lease away.
+    let last_old = cluster.stored_at(term).await.expect("the old leader stored blocks");
+    let needle = format!("fenced to our term term={next_term}");
+    let promoted = log_time(&cluster.process_output(second), &needle).expect("the new leader logged its promotion");
+    let promoted = cluster.epoch_of(&promoted).await;
+    assert!(last_old < promoted, "the old leader's last block ({last_old}) came before the promotion ({promoted})");
+    cluster.nodes[first].links.as_ref().expect("proxied").redis.heal().await.expect("heal");
+
+    // Then the new leader is cut from PostgreSQL: it finalizes nothing it could not store,
+    // and production goes on under a leader that can.
+    let (leader, term) = cluster.leader(&[0, 1]).await;
+    cluster.nodes[leader].links.as_ref().expect("proxied").postgres.cut().await.expect("cut");
+    let (next, next_term) = cluster.leader(&[1 - leader]).await;
+    assert!(next == 1 - leader && next_term > term);
+    let height = stored_grows(&cluster, 3).await;
+    cluster.head_at_least(2, height).await;
+    cluster.assert_one_chain().await;
+    cluster.nodes[leader].links.as_ref().expect("proxied").postgres.heal().await.expect("heal");
+    let height = stored_grows(&cluster, 2).await;
+    cluster.head_at_least(leader, height).await;
+    cluster.assert_one_chain().await;
+}
+
+/// The time of the first line of `log` that contains `needle`, as the RFC 3339 timestamp
+/// tracing puts first.
+fn log_time(log: &str, needle: &str) -> Option<String> {
+    log.lines().find(|line| line.contains(needle)).and_then(|line| line.split_whitespace().next()).map(str::to_owned)
+}
