@@ -1,6 +1,7 @@
 //! Part 3's failover: the leader is killed with SIGKILL again and again under a steady
-//! load; each time, the time from the kill to the first block the new leader stores. Then
-//! the chain is checked: one row per height, every Geth on it.
+//! load (the node, or only its Geth); each time, the time from the kill to the first block
+//! the new leader stores, and the slots the chain skipped. Then the chain is checked: one
+//! row per height, every Geth on it.
 
 use std::time::{Duration, Instant};
 
@@ -17,9 +18,33 @@ use crate::{
     stats::percentile,
 };
 
+/// What is killed: the leader's `member-nodes` process, or its Geth.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Target {
+    /// The consensus process (its lease expires).
+    #[default]
+    Node,
+    /// The execution client (the leader must notice and give the lease up).
+    Geth,
+}
+
+impl Target {
+    /// How the report names it.
+    pub(crate) const fn name(self) -> &'static str {
+        match self {
+            Self::Node => "leader node",
+            Self::Geth => "leader's Geth",
+        }
+    }
+}
+
 /// One lease and build setting, and what its kills measured.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct FailoverRun {
+    /// What was killed.
+    #[serde(default)]
+    pub(crate) target: Target,
     /// `--lease-ms`.
     pub(crate) lease_ms: u64,
     /// `--build-time-ms`.
@@ -52,15 +77,20 @@ pub(crate) struct Failover {
     pub(crate) memory: Vec<Memory>,
 }
 
-/// The settings measured: the defaults, and a short lease with a short build deadline.
-pub(crate) const SETTINGS: [(u64, u64); 2] = [(2_000, 500), (200, 50)];
+/// The lease and build settings of the defaults.
+pub(crate) const DEFAULTS: (u64, u64) = (2_000, 500);
+
+/// What is measured: the leader node killed with the defaults, and with a short lease and
+/// a short build deadline; the leader's Geth killed with the defaults.
+pub(crate) const SETTINGS: [(u64, u64, Target); 3] =
+    [(DEFAULTS.0, DEFAULTS.1, Target::Node), (200, 50, Target::Node), (DEFAULTS.0, DEFAULTS.1, Target::Geth)];
 
 /// Runs the scenario, `kills` kills per setting.
 pub(crate) async fn run(kills: usize) -> anyhow::Result<Failover> {
     let (mut runs, mut memory) = (Vec::new(), Vec::new());
-    for (lease_ms, build_ms) in SETTINGS {
-        tracing::info!(lease_ms, build_ms, kills, "failover");
-        let (run, mem) = one_setting(lease_ms, build_ms, kills).await?;
+    for (lease_ms, build_ms, target) in SETTINGS {
+        tracing::info!(lease_ms, build_ms, ?target, kills, "failover");
+        let (run, mem) = one_setting(lease_ms, build_ms, target, kills).await?;
         tracing::info!(p50 = run.p50_ms, p99 = run.p99_ms, forks = run.forks, gaps = run.gaps, "failover done");
         runs.push(run);
         memory.extend(mem);
@@ -119,14 +149,17 @@ impl Cluster {
     }
 }
 
-async fn one_setting(lease_ms: u64, build_ms: u64, kills: usize) -> anyhow::Result<(FailoverRun, Vec<Memory>)> {
+async fn one_setting(
+    lease_ms: u64,
+    build_ms: u64,
+    target: Target,
+    kills: usize,
+) -> anyhow::Result<(FailoverRun, Vec<Memory>)> {
     let accounts = Accounts::new(load::ACCOUNTS)?;
     let genesis = load::bench_genesis(&accounts)?;
     let options = GethOptions { genesis: Some(genesis.path.clone()), ..Default::default() };
-    let mut geths = Vec::new();
-    for _ in 0..3 {
-        geths.push(Geth::start_with(options.clone()).await?);
-    }
+    // Peered, as `scripts/cluster.sh` runs them.
+    let geths = Geth::start_peered_group_with(3, &options).await?;
     let mut cluster = Cluster {
         nodes: vec![None, None, None],
         health: (0..3).map(|_| format!("127.0.0.1:{}", common::harness::free_port().unwrap_or(0))).collect(),
@@ -157,7 +190,10 @@ async fn one_setting(lease_ms: u64, build_ms: u64, kills: usize) -> anyhow::Resu
         tokio::time::sleep(Duration::from_millis(build_ms + 300)).await;
         tokio::time::sleep(until_phase(unix_seconds(), kill_phase(kill, kills))).await;
         let killed_at = unix_seconds();
-        cluster.nodes[leader].as_mut().context("leader runs")?.kill();
+        match target {
+            Target::Node => cluster.nodes[leader].as_mut().context("leader runs")?.kill(),
+            Target::Geth => cluster.geths[leader].kill(),
+        }
         let deadline = Instant::now() + Duration::from_secs(60);
         let (stored_at, number, timestamp) = loop {
             let row = sql
@@ -182,11 +218,15 @@ async fn one_setting(lease_ms: u64, build_ms: u64, kills: usize) -> anyhow::Resu
             .filter_map(procs::line_time)
             .find(|t| *t >= killed_at)
             .map_or(ms, |t| (t - killed_at) * 1e3);
-        tracing::info!(kill, ms, promoted, "failover");
+        tracing::info!(kill, ms, promoted, skipped = skipped_slots.last(), "failover");
         times_ms.push(ms);
         promotion_ms.push(promoted);
-        // The killed node comes back as a standby and catches up before the next kill.
-        cluster.start_node(leader)?;
+        // The killed node (or Geth) comes back, and the node follows as a standby, caught
+        // up, before the next kill.
+        match target {
+            Target::Node => cluster.start_node(leader)?,
+            Target::Geth => cluster.geths[leader].restart().await?,
+        }
         let deadline = Instant::now() + Duration::from_secs(60);
         while cluster.status(leader).await.is_none_or(|s| s["role"] != "following" || s["lag_blocks"] != 0) {
             anyhow::ensure!(Instant::now() < deadline, "the killed node did not catch up within a minute");
@@ -205,6 +245,7 @@ async fn one_setting(lease_ms: u64, build_ms: u64, kills: usize) -> anyhow::Resu
     }
     let (forks, gaps) = check_chain(&sql, &cluster.geths).await?;
     let run = FailoverRun {
+        target,
         lease_ms,
         build_ms,
         p50_ms: percentile(&times_ms, 50.0),
