@@ -9,6 +9,8 @@
 #   scripts/bft.sh node nodeI start|stop|kill
 #                                     validator I's CometBFT and app (kill = SIGKILL); start
 #                                     starts what is not running (an app run by hand stays)
+#   scripts/bft.sh timeouts           the CometBFT timeouts a new network gets, for a block
+#                                     every BLOCK_TIME_MS (default 1000)
 #   scripts/bft.sh env nodeI          the environment to run validator I's app by hand:
 #                                     eval "$(scripts/bft.sh env node0)"; cargo run -p cometbft-consensus
 #   scripts/bft.sh run [N]            start, then wait in the foreground until SIGTERM (Docker)
@@ -33,13 +35,28 @@ index_of() {
 }
 port_taken() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-# cometbft testnet, then each node's ports moved to its own (see the table above), and two
-# timeouts set for one-second blocks on one machine (the Part 4 chapter explains them):
-# the commit wait, so that it plus one round is about a second, and how long connections
-# hold messages before flushing them (CometBFT's 100 ms default suits links across the world).
+# The CometBFT timeouts for a block every BLOCK_TIME_MS (default 1000), as the test harness
+# derives them (common/src/harness/cometbft.rs, CometTimeouts::for_block_time): the commit
+# wait is the block time less one round (ROUND_ESTIMATE_MS, measured on a small machine
+# with blocks built ahead), and connections flush every 10 ms (CometBFT's 100 ms default
+# suits links across the world). The Part 4 chapter explains both.
+ROUND_ESTIMATE_MS=250
+timeouts() {
+    local block="${BLOCK_TIME_MS:-1000}"
+    [[ "$block" =~ ^[0-9]+$ ]] || { say "BLOCK_TIME_MS must be a number of milliseconds, not '$block'"; exit 2; }
+    local commit=$((block > ROUND_ESTIMATE_MS ? block - ROUND_ESTIMATE_MS : 0))
+    echo "timeout_commit=${commit}ms flush_throttle_timeout=10ms"
+}
+
+# cometbft testnet, then each node's ports moved to its own (see the table above), and the
+# timeouts for BLOCK_TIME_MS.
 init() {
     local n="$1"
     [[ -d "$DIR/node0/cometbft/config" ]] && return
+    local derived commit flush
+    derived="$(timeouts)"
+    commit="${derived#timeout_commit=}"; commit="${commit%% *}"
+    flush="${derived##*flush_throttle_timeout=}"
     mkdir -p "$DIR"
     "$COMETBFT" testnet --v "$n" --o "$DIR/testnet" --populate-persistent-peers=false > /dev/null
     local peers=() i
@@ -57,11 +74,11 @@ init() {
             -e "s|^laddr = \"tcp://127.0.0.1:26657\"|laddr = \"tcp://127.0.0.1:$((26657 + 10 * i))\"|" \
             -e "s|^laddr = \"tcp://0.0.0.0:26656\"|laddr = \"tcp://127.0.0.1:$((26656 + 10 * i))\"|" \
             -e "s|^persistent_peers = .*|persistent_peers = \"$(IFS=,; echo "${others[*]}")\"|" \
-            -e "s|^timeout_commit = .*|timeout_commit = \"${TIMEOUT_COMMIT:-750ms}\"|" \
-            -e "s|^flush_throttle_timeout = .*|flush_throttle_timeout = \"10ms\"|" \
+            -e "s|^timeout_commit = .*|timeout_commit = \"$commit\"|" \
+            -e "s|^flush_throttle_timeout = .*|flush_throttle_timeout = \"$flush\"|" \
             "$DIR/node$i/cometbft/config/config.toml"
     done
-    say "wrote a $n-validator network to .devnet/bft"
+    say "wrote a $n-validator network to .devnet/bft ($derived)"
 }
 
 node_env() {
@@ -69,6 +86,7 @@ node_env() {
     cat <<ENV
 export ETH_CLIENT_URL=http://127.0.0.1:$((8650 + i)) JWT_SECRET=$DIR/jwt.hex GENESIS=$ROOT/genesis.json
 export ABCI_ADDR=127.0.0.1:$((26658 + 10 * i)) STATE_DIR=$DIR/node$i/app HEALTH_ADDR=127.0.0.1:$((9300 + i))
+export COMETBFT_RPC=http://127.0.0.1:$((26657 + 10 * i))
 ENV
 }
 
@@ -147,6 +165,7 @@ case "${1:-}" in
     stop) stop ;;
     clean) stop; rm -rf "$DIR"; say "removed .devnet/bft" ;;
     status) status ;;
+    timeouts) timeouts ;;
     env) node_env "$(index_of "${2:-}")" ;;
     node)
         i="$(index_of "${2:-}")"
@@ -161,5 +180,5 @@ case "${1:-}" in
                 say "killed node$i's cometbft and app" ;;
             *) echo "usage: $0 node nodeI start|stop|kill" >&2; exit 2 ;;
         esac ;;
-    *) echo "usage: $0 start [N]|run [N]|stop|clean|status|env nodeI|node nodeI start|stop|kill" >&2; exit 2 ;;
+    *) echo "usage: $0 start [N]|run [N]|stop|clean|status|timeouts|env nodeI|node nodeI start|stop|kill" >&2; exit 2 ;;
 esac

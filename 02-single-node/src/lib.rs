@@ -57,12 +57,12 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     if cancel.is_cancelled() {
         return Ok(());
     }
-    let store = Store::open(&config.store_path())?;
+    let store = Arc::new(Store::open(&config.store_path())?);
     let head = starting_head(&engine, &store).await?;
     info!(number = head.number, hash = %head.hash, "starting from our stored head");
     status.metrics.head_number.set(i64::try_from(head.number).unwrap_or(i64::MAX));
 
-    let result = Sequencer::new(&engine, &store, &config, &status, head).run(&cancel).await;
+    let result = Sequencer::new(&engine, store, &config, &status, head).run(&cancel).await;
     cancel.cancel();
     let _ = server.await;
     result

@@ -3,9 +3,13 @@
 //!
 //! The one rule everything rests on: a block is written to our store *before* Geth is told
 //! it is the head. So Geth is never ahead of the store because of us, and whatever Geth
-//! loses can be replayed from it.
+//! loses can be replayed from it. The write happens while Geth executes the block; both
+//! finish before the forkchoiceUpdated that makes it head.
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use anyhow::anyhow;
 use common::{
@@ -40,8 +44,9 @@ struct Produced {
     block: ExecutableBlock,
     /// Waiting on Engine API calls.
     engine: Duration,
-    /// Our own work: the step's time minus the Engine API calls and the build deadline
-    /// (storing the block, encoding, scheduling). The benchmarks read it from the log.
+    /// Our own work: the step's time minus the Engine API calls and the wait for the
+    /// build deadline (encoding, scheduling, and storing where it outlasts newPayload).
+    /// The benchmarks read it from the log.
     overhead: Duration,
     /// Of the overhead: committing the block to the store.
     store: Duration,
@@ -51,7 +56,7 @@ struct Produced {
 #[derive(Debug)]
 pub struct Sequencer<'a> {
     engine: &'a EngineClient,
-    store: &'a Store,
+    store: Arc<Store>,
     config: &'a Config,
     status: &'a Status,
     head: Head,
@@ -59,12 +64,21 @@ pub struct Sequencer<'a> {
     earliest: u64,
     /// When this process last produced a block (or started), for `--max-idle`.
     last_block_at: Instant,
+    /// The next block's build, when the forkchoiceUpdated that made the last block head
+    /// already started it (the next slot was due at once), with its build time.
+    building: Option<(round::Building, Duration)>,
 }
 
 impl<'a> Sequencer<'a> {
     /// A sequencer on the store's head. Call [`Sequencer::run`] to start producing.
-    pub fn new(engine: &'a EngineClient, store: &'a Store, config: &'a Config, status: &'a Status, head: Head) -> Self {
-        Self { engine, store, config, status, head, earliest: 0, last_block_at: Instant::now() }
+    pub fn new(
+        engine: &'a EngineClient,
+        store: Arc<Store>,
+        config: &'a Config,
+        status: &'a Status,
+        head: Head,
+    ) -> Self {
+        Self { engine, store, config, status, head, earliest: 0, last_block_at: Instant::now(), building: None }
     }
 
     /// Produces blocks until `cancel` fires, recovering from passing faults.
@@ -108,53 +122,102 @@ impl<'a> Sequencer<'a> {
     }
 
     // ANCHOR: produce
-    /// One block: plan, build, import, store, finalize.
+    /// One block: plan, build, import and store at once, finalize.
     async fn produce(&mut self, cancel: &CancellationToken) -> Result<Outcome, Fault> {
         let block_args = &self.config.block;
-        let (parent, earliest, schedule) = (self.head.timestamp, self.earliest, block_args.schedule());
+
+        // Build: the build the last forkchoiceUpdated started, if it is for our head; else
+        // plan the slot, wait for it, and ask Geth to start one.
+        let (building, build_time, started, engine_before) = match self.building.take() {
+            Some((building, build_time)) if building.parent == self.head.hash => {
+                (building, build_time, Instant::now(), self.status.metrics.engine.time_in_calls())
+            }
+            _ => {
+                let Some(slot) = self.plan(cancel).await else { return Ok(Outcome::Cancelled) };
+                let (started, engine_before) = (Instant::now(), self.status.metrics.engine.time_in_calls());
+                let building = round::start(self.engine, &self.head, slot.timestamp, block_args.fee_recipient).await?;
+                (building, slot.build_time, started, engine_before)
+            }
+        };
+        let build_wait = (building.started + build_time).saturating_duration_since(Instant::now());
+        let Some(block) = round::take(self.engine, &building, build_time, cancel).await? else {
+            return Ok(Outcome::Cancelled);
+        };
+        let idle = self.last_block_at.elapsed();
+        if !slot::keep_block(block.transaction_count(), idle, self.config.skip_empty, self.config.max_idle()) {
+            self.earliest = block.timestamp() + 1;
+            return Ok(Outcome::Skipped);
+        }
+
+        // Import and store at once: Geth executes the block while the store commits it.
+        // From here on we finish the block even if asked to stop, so the store and Geth
+        // agree when we exit. A block Geth does not find VALID is taken out of the store
+        // again before anything else happens.
+        let (imported, stored) = tokio::join!(round::import(self.engine, &block), self.store_in_background(&block));
+        let store = stored?;
+        match imported {
+            Ok(PayloadStatus::Valid { .. }) => {}
+            Ok(
+                PayloadStatus::Invalid { validation_error, .. } | PayloadStatus::InvalidBlockHash { validation_error },
+            ) => {
+                self.unstore(&block)?;
+                return Ok(Outcome::Invalid(validation_error));
+            }
+            not_valid => {
+                self.unstore(&block)?;
+                let status = not_valid?;
+                return Err(Fault::Passing(anyhow!("Geth did not execute block {}: {status}", block.number())));
+            }
+        }
+        self.head = block.head();
+        self.earliest = 0;
+        self.last_block_at = Instant::now();
+
+        // Finalize: the block becomes head, safe and final. When the next block is due at
+        // once (back to back, or catching up with the clock), the same forkchoiceUpdated
+        // starts its build.
+        let next = slot::next_slot(self.head.timestamp, 0, unix_time(), &block_args.schedule());
+        if next.build_at <= unix_time() {
+            let building = round::start(self.engine, &self.head, next.timestamp, block_args.fee_recipient).await?;
+            self.building = Some((building, next.build_time));
+        } else {
+            round::finalize(self.engine, self.head.hash).await?;
+        }
+        let engine = self.status.metrics.engine.time_in_calls().saturating_sub(engine_before);
+        let overhead = started.elapsed().saturating_sub(engine).saturating_sub(build_wait);
+        Ok(Outcome::Produced(Box::new(Produced { block, engine, overhead, store })))
+    }
+    // ANCHOR_END: produce
+
+    /// Plans the next slot and sleeps until its build should start, planning again at
+    /// least every second (a clock stepped meanwhile moves the plan). `None` on shutdown.
+    async fn plan(&self, cancel: &CancellationToken) -> Option<slot::Slot> {
+        let (parent, earliest, schedule) = (self.head.timestamp, self.earliest, self.config.block.schedule());
         let mut slot = slot::next_slot(parent, earliest, unix_time(), &schedule);
-        // Planned again at least every second: a clock stepped meanwhile moves the plan.
         let due = |now| {
             slot = slot::next_slot(parent, earliest, now, &schedule);
             slot.build_at
         };
-        if !clock::sleep_until(due, cancel).await {
-            return Ok(Outcome::Cancelled);
-        }
-        let (started, engine_before) = (Instant::now(), self.status.metrics.engine.time_in_calls());
+        clock::sleep_until(due, cancel).await.then_some(slot)
+    }
 
-        // Build: forkchoiceUpdated with attributes on our head, then give Geth the deadline.
-        let built =
-            round::build(self.engine, &self.head, slot.timestamp, block_args.fee_recipient, slot.build_time, cancel)
-                .await?;
-        let Some(block) = built else { return Ok(Outcome::Cancelled) };
-        let idle = self.last_block_at.elapsed();
-        if !slot::keep_block(block.transaction_count(), idle, self.config.skip_empty, self.config.max_idle()) {
-            self.earliest = slot.timestamp + 1;
-            return Ok(Outcome::Skipped);
-        }
+    /// Appends `block` to the store on a blocking thread (the commit waits for the disk);
+    /// how long the commit took.
+    async fn store_in_background(&self, block: &ExecutableBlock) -> Result<Duration, Fault> {
+        let (store, block) = (self.store.clone(), block.clone());
+        tokio::task::spawn_blocking(move || {
+            let storing = Instant::now();
+            store.append(&block).map(|()| storing.elapsed())
+        })
+        .await
+        .map_err(|e| Fault::Fatal(anyhow!("the store write did not finish: {e}")))?
+        .map_err(Fault::Fatal)
+    }
 
-        // Import: Geth executes the block. From here on we finish the block even if asked
-        // to stop, so the store and Geth agree when we exit.
-        match round::import(self.engine, &block).await? {
-            PayloadStatus::Valid { .. } => {}
-            PayloadStatus::Invalid { validation_error, .. } | PayloadStatus::InvalidBlockHash { validation_error } => {
-                return Ok(Outcome::Invalid(validation_error));
-            }
-            status => return Err(Fault::Passing(anyhow!("Geth did not execute block {}: {status}", block.number()))),
-        }
-
-        // Store, then finalize: the write-ahead rule.
-        let storing = Instant::now();
-        self.store.append(&block).map_err(Fault::Fatal)?;
-        let store = storing.elapsed();
-        self.head = block.head();
-        self.earliest = 0;
-        self.last_block_at = Instant::now();
-        round::finalize(self.engine, self.head.hash).await?;
-        let engine = self.status.metrics.engine.time_in_calls().saturating_sub(engine_before);
-        let overhead = started.elapsed().saturating_sub(engine).saturating_sub(slot.build_time);
-        Ok(Outcome::Produced(Box::new(Produced { block, engine, overhead, store })))
+    /// Takes `block` out of the store again: Geth did not find it VALID, so it never
+    /// becomes head, and the store goes back to our head.
+    fn unstore(&self, block: &ExecutableBlock) -> Result<(), Fault> {
+        self.store.revert(block, self.head).map_err(Fault::Fatal)
     }
     // ANCHOR_END: produce
 
@@ -193,12 +256,12 @@ impl<'a> Sequencer<'a> {
         if geth.number < ours.number {
             self.replay(&geth).await?;
         } else if geth.hash != ours.hash {
-            let at_ours = self.engine.block(BlockTag::Number(ours.number)).await?;
-            if at_ours.map(|b| b.hash) != Some(ours.hash) {
+            let at_ours = self.engine.block(BlockTag::Number(ours.number)).await?.map(|b| b.hash);
+            if at_ours != Some(ours.hash) {
+                let theirs = at_ours.map_or_else(|| "no block".to_owned(), |hash| hash.to_string());
                 return Err(Fault::Fatal(anyhow!(
-                    "Geth's chain differs from ours at height {}: Geth has {} there, we finalized {}",
+                    "Geth's chain differs from ours at height {}: Geth has {theirs} there, we finalized {}",
                     ours.number,
-                    geth.hash,
                     ours.hash
                 )));
             }
@@ -215,9 +278,34 @@ impl<'a> Sequencer<'a> {
     }
 
     /// Feeds Geth the stored blocks it lacks, from its head up to ours.
-    async fn replay(&self, geth: &common::Block) -> Result<(), Fault> {
+    ///
+    /// Our head is the one block that can be in the store without Geth ever having found
+    /// it VALID: it is stored while Geth executes it, and a process that died before Geth
+    /// answered left it there. If Geth now rejects it, it never became head anywhere, and
+    /// it is taken out of the store; the next block is built in its place.
+    async fn replay(&mut self, geth: &common::Block) -> Result<(), Fault> {
         info!(geth = geth.number, ours = self.head.number, "Geth is behind our store; replaying");
-        let replayed = store::replay_into(self.engine, self.store, geth, self.head.number).await?;
+        let below = self.head.number - 1;
+        let mut replayed = store::replay_into(self.engine, &self.store, geth, below).await?;
+        let block = self.store.block(self.head.number).map_err(Fault::Fatal)?.ok_or_else(|| {
+            Fault::Fatal(anyhow!("the block store has no block {} for its own head", self.head.number))
+        })?;
+        // Its parent: Geth's head, or the stored block just replayed (not canonical on Geth
+        // until the forkchoice update that follows).
+        let parent = match self.store.block(below).map_err(Fault::Fatal)? {
+            _ if below == geth.number => Head::from(geth),
+            Some(stored) => stored.head(),
+            None => return Err(Fault::Fatal(anyhow!("the block store has no block {below} below its head"))),
+        };
+        match round::replay(self.engine, &block, parent.hash).await {
+            Ok(()) => replayed += 1,
+            Err(round::ReplayError::Rejected { status, .. }) if !status.is_pending() => {
+                warn!(number = block.number(), hash = %block.hash(), %status, "our stored head was never VALID (the process died while Geth executed it): taking it out of the store");
+                self.store.revert(&block, parent).map_err(Fault::Fatal)?;
+                self.head = parent;
+            }
+            Err(other) => return Err(other.into_fault()),
+        }
         self.status.metrics.replayed_blocks.inc_by(replayed);
         Ok(())
     }

@@ -51,6 +51,7 @@ use tracing::{error, info, warn};
 
 use crate::{
     abci::exception,
+    ahead::{self, Ahead},
     config::Config,
     proposal::{self, Reject},
     server::Status,
@@ -75,19 +76,40 @@ pub struct App {
     head: Mutex<Option<Head>>,
     /// Set by `FinalizeBlock`, taken by `Commit`.
     pending: Mutex<Option<Pending>>,
+    /// The next block's build, started at Commit (`--build-ahead`).
+    ahead: Ahead,
 }
 
 impl App {
-    /// An app on `store`; call [`App::reconcile`] before serving CometBFT.
+    /// An app on `store`; call [`App::reconcile`] before serving CometBFT, and run
+    /// [`crate::ahead::run`] with the returned inbox beside it.
     pub fn new(
         engine: EngineClient,
         store: Store,
         config: Config,
         status: Arc<Status>,
         cancel: CancellationToken,
-    ) -> anyhow::Result<Self> {
+    ) -> anyhow::Result<(Self, ahead::Inbox)> {
         let head = store.head()?;
-        Ok(Self { engine, store, config, status, cancel, head: Mutex::new(head), pending: Mutex::new(None) })
+        let (ahead, inbox) = Ahead::new(config.build_ahead);
+        let app =
+            Self { engine, store, config, status, cancel, head: Mutex::new(head), pending: Mutex::new(None), ahead };
+        Ok((app, inbox))
+    }
+
+    /// This validator's Geth.
+    pub const fn engine(&self) -> &EngineClient {
+        &self.engine
+    }
+
+    /// The flags.
+    pub const fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The build started ahead.
+    pub const fn ahead(&self) -> &Ahead {
+        &self.ahead
     }
 
     fn head(&self) -> Option<Head> {
@@ -181,18 +203,10 @@ impl App {
         let nothing = ResponsePrepareProposal { txs: Vec::new() };
         let Some(head) = self.head() else { return nothing };
         let timestamp = proposal::timestamp(head.timestamp, seconds(prepare.time.as_ref()).unwrap_or(0));
-        let built = self
-            .repairing("build a proposal", || {
-                round::build(
-                    &self.engine,
-                    &head,
-                    timestamp,
-                    self.config.fee_recipient,
-                    self.config.build_time(),
-                    &self.cancel,
-                )
-            })
-            .await;
+        let built = match self.take_ahead(&head, timestamp).await {
+            Some(block) => Ok(Some(block)),
+            None => self.build(&head, timestamp).await,
+        };
         let mut block = match built {
             Ok(Some(block)) => block,
             Ok(None) => return nothing,
@@ -218,6 +232,51 @@ impl App {
     }
     // ANCHOR_END: prepare
 
+    // ANCHOR: take_ahead
+    /// The block built ahead since the last Commit, if it is the block the rule asks for
+    /// now: the same parent and the same timestamp. Anything else is dropped.
+    async fn take_ahead(&self, head: &Head, timestamp: u64) -> Option<ExecutableBlock> {
+        let building = self.ahead.take()?;
+        if building.parent != head.hash || building.timestamp != timestamp {
+            self.status.metrics.ahead_dropped.inc();
+            info!(
+                built_for = building.timestamp,
+                wanted = timestamp,
+                "dropping the block built ahead: the rule gives another parent or timestamp"
+            );
+            return None;
+        }
+        match round::take(&self.engine, &building, self.config.build_time(), &self.cancel).await {
+            Ok(Some(block)) => {
+                self.status.metrics.ahead_used.inc();
+                Some(block)
+            }
+            Ok(None) => None,
+            Err(fault) => {
+                self.status.metrics.ahead_dropped.inc();
+                info!(error = %fault, "cannot take the block built ahead; building afresh");
+                None
+            }
+        }
+    }
+    // ANCHOR_END: take_ahead
+
+    /// A fresh build on `head`, given `--build-time-ms`, repairing Geth first if it lost
+    /// blocks.
+    async fn build(&self, head: &Head, timestamp: u64) -> Result<Option<ExecutableBlock>, Fault> {
+        self.repairing("build a proposal", || {
+            round::build(
+                &self.engine,
+                head,
+                timestamp,
+                self.config.fee_recipient,
+                self.config.build_time(),
+                &self.cancel,
+            )
+        })
+        .await
+    }
+
     // ANCHOR: process
     /// Every validator checks the proposal and executes it on its own Geth before voting.
     /// Only VALID accepts: INVALID is a bad block; SYNCING, ACCEPTED or no answer means
@@ -225,6 +284,9 @@ impl App {
     /// block still commits if two thirds of the voting power accept it, and this node then
     /// imports it in `FinalizeBlock`.
     async fn process_proposal(&self, process: RequestProcessProposal) -> ResponseProcessProposal {
+        // A proposal arrived: a build we started ahead was not taken by our own
+        // PrepareProposal, so someone else proposed, and Geth can stop it.
+        self.ahead.discard();
         let verdict = match self.head() {
             None => Err("no chain yet".to_owned()),
             Some(head) => self.verify(&process.txs, &head, seconds(process.time.as_ref())).await,
@@ -335,6 +397,7 @@ impl App {
         .await?;
         self.status.committed(height, head, block.transaction_count());
         info!(height, hash = %head.hash, txs = block.transaction_count(), "committed");
+        self.ahead.committed(head);
         Ok(ResponseCommit { retain_height: 0 })
     }
     // ANCHOR_END: commit

@@ -6,6 +6,8 @@ use alloy_primitives::Address;
 use anyhow::ensure;
 use common::config::{ElArgs, ServiceArgs};
 
+use crate::ahead::Mode;
+
 /// A validator's ABCI application: CometBFT orders the blocks, this app runs them on Geth.
 #[derive(Debug, Clone, clap::Parser)]
 #[command(version)]
@@ -25,6 +27,18 @@ pub struct Config {
     /// is proposed (ms); it must fit well within CometBFT's `timeout_propose` (3 s).
     #[arg(long, env = "BUILD_TIME_MS", default_value_t = 200)]
     pub build_time_ms: u64,
+
+    /// Who starts building the next block as soon as a block is committed, so that Geth
+    /// has the commit wait to fill it: `proposer` (the validator that proposes next, as
+    /// CometBFT's RPC names it), `all` (every validator), or `off` (the proposer builds when
+    /// PrepareProposal arrives, for `--build-time-ms`).
+    #[arg(long, env = "BUILD_AHEAD", value_enum, default_value_t = Mode::Proposer)]
+    pub build_ahead: Mode,
+
+    /// This validator's CometBFT RPC, where `--build-ahead proposer` reads who proposes
+    /// next (its `[rpc] laddr`, as http://).
+    #[arg(long, env = "COMETBFT_RPC", default_value = "http://127.0.0.1:26657")]
+    pub cometbft_rpc: String,
 
     /// Directory of the app's own store (every committed block, and the head).
     #[arg(long, env = "STATE_DIR", default_value = ".devnet/bft/node0/app")]

@@ -19,6 +19,7 @@
 //! - `config.rs`: flags and their checks.
 //! - `abci.rs`: the ABCI socket server (CometBFT v0.38's wire format).
 //! - `app.rs`: the application: each ABCI call and what it does on Geth.
+//! - `ahead.rs`: the next block's build, started as soon as a block is committed.
 //! - `proposal.rs`: what a proposal is and the rules it must follow (pure functions).
 //! - `server.rs`, `metrics.rs`: what `/ready`, `/metrics` and `/status` report.
 //! - The block store and the Engine API round are `common::store` and `common::round`.
@@ -36,6 +37,7 @@
 //! ```
 
 pub mod abci;
+pub mod ahead;
 pub mod app;
 pub mod config;
 pub mod metrics;
@@ -75,14 +77,16 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     let store = Store::open(&config.store_path())?;
     let genesis = engine.block(BlockTag::Number(0)).await?.context("Geth has no block 0")?;
     store.check_genesis(genesis.hash)?;
-    let app = Arc::new(App::new(engine, store, config.clone(), status, cancel.clone())?);
+    let (app, inbox) = App::new(engine, store, config.clone(), status, cancel.clone())?;
+    let app = Arc::new(app);
     if !reconcile(&app, &cancel).await? {
         return Ok(());
     }
 
-    info!(addr = %config.abci_addr, "serving ABCI to CometBFT");
+    let building_ahead = tokio::spawn(ahead::run(app.clone(), inbox, cancel.clone()));
+    info!(addr = %config.abci_addr, build_ahead = ?config.build_ahead, "serving ABCI to CometBFT");
     abci::serve(abci, app, cancel.clone()).await;
-    let _ = server.await;
+    let _ = tokio::join!(server, building_ahead);
     info!("stopped");
     Ok(())
 }

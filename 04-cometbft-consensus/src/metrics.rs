@@ -31,6 +31,10 @@ pub struct Metrics {
     pub round_changes: Counter,
     /// Stored blocks given to Geth again after it lost them.
     pub replayed_blocks: Counter,
+    /// Proposals made from a block built ahead (`--build-ahead`).
+    pub ahead_used: Counter,
+    /// Blocks built ahead and dropped: the rule gave another timestamp or parent.
+    pub ahead_dropped: Counter,
     /// Engine API latency per method, and errors by kind.
     pub engine: EngineMetrics,
 }
@@ -51,6 +55,8 @@ impl Default for Metrics {
         let proposals_rejected = counter(r, "proposals_rejected", "Proposals rejected in ProcessProposal");
         let round_changes = counter(r, "round_changes", "Rounds beyond the first, over committed blocks");
         let replayed_blocks = counter(r, "replayed_blocks", "Stored blocks replayed into Geth after it lost them");
+        let ahead_used = counter(r, "ahead_builds_used", "Proposals made from a block built ahead");
+        let ahead_dropped = counter(r, "ahead_builds_dropped", "Blocks built ahead and dropped");
         Self {
             registry,
             height,
@@ -61,6 +67,8 @@ impl Default for Metrics {
             proposals_rejected,
             round_changes,
             replayed_blocks,
+            ahead_used,
+            ahead_dropped,
             engine,
         }
     }

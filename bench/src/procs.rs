@@ -97,6 +97,21 @@ pub(crate) fn memory_of(service: &Service, process: &str) -> Option<Memory> {
     Some(Memory { process: process.to_owned(), peak_mib: kib as f64 / 1024.0 })
 }
 
+/// CPU time a process has used so far (user and system), from `/proc/PID/stat`.
+pub(crate) fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces; the fields after it are space-separated.
+    let after_name = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line: 12 and 13 after the name.
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / CLOCK_TICKS)
+}
+
+/// Linux's `USER_HZ`, the unit of `/proc/PID/stat`'s CPU times: 100 on every architecture
+/// Linux runs on today.
+const CLOCK_TICKS: f64 = 100.0;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,6 +123,13 @@ mod tests {
         assert_eq!(field(line, "overhead_us"), Some("95"));
         assert_eq!(field(line, "missing"), None);
         assert_eq!(lines_with(line, "block produced").count(), 1);
+    }
+
+    #[test]
+    fn this_process_has_used_some_cpu() {
+        let spent = cpu_seconds(std::process::id()).expect("our own /proc entry");
+        assert!(spent >= 0.0);
+        assert!(cpu_seconds(u32::MAX).is_none(), "no such process");
     }
 
     #[test]

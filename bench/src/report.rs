@@ -321,36 +321,78 @@ pub(crate) fn write(results: &Results, docs: &Path) -> anyhow::Result<()> {
              v0.38 node, all on this one machine. The interval is between blocks as the first \
              validator's Geth gets them, under a steady 100 transfers a second. CometBFT waits \
              `timeout_commit` after a commit, then runs a round: the proposer builds \
-             (`--build-time-ms`), everyone executes the proposal, two voting steps; so the \
-             interval is `timeout_commit` plus a round. Throughput is measured saturated, with \
-             the throughput scenario's load spread over the four Geths.\n"
+             (`--build-time-ms`, unless a block built ahead is ready), everyone executes the \
+             proposal, two voting steps; so the interval is `timeout_commit` plus a round. \
+             Throughput is measured saturated, with the throughput scenario's load spread over \
+             the four Geths. `--build-ahead`: who starts the next block's build at each commit \
+             (`off`, `all` validators, or the next `proposer`); the last row is the project's \
+             defaults (`scripts/bft.sh` with a one-second block time).\n"
         )?;
         let single = results.throughput.as_ref().map(|t| t.single_node_tps.median);
+        let single_block = results.throughput.as_ref().and_then(|t| {
+            let txs: Vec<f64> = t.series.first()?.1.iter().map(|(_, txs)| *txs as f64).collect();
+            (!txs.is_empty()).then(|| crate::stats::percentile(&txs, 50.0))
+        });
         writeln!(
             body,
-            "| `timeout_commit` | `flush_throttle_timeout` | `--build-time-ms` | interval, s | saturated: interval, s | transfers/block | transfers/s | ÷ single-node |\n|---|---|---|---|---|---|---|---|"
+            "| validators | `timeout_commit` | `flush_throttle_timeout` | `--build-time-ms` | `--build-ahead` | interval, s | saturated: interval, s | transfers/block | transfers/s | ÷ single-node | built ahead: used / dropped |\n|---|---|---|---|---|---|---|---|---|---|---|"
         )?;
         let mut series = Vec::new();
         for run in &r.runs {
             let ratio = single.map_or("—".to_owned(), |s| format!("{:.2}", run.tps.median / s));
             writeln!(
                 body,
-                "| {} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {}{} | {} | {} | {} | {} | {} | {} / {} |",
+                run.validators,
                 run.timeout_commit,
                 run.flush_throttle,
                 run.build_ms,
+                run.build_ahead,
+                if run.defaults { " (defaults)" } else { "" },
                 run.interval_s.show(3),
                 run.saturated_interval_s.show(3),
                 run.saturated_block_txs.show(0),
                 run.tps.show(0),
-                ratio
+                ratio,
+                run.ahead_used,
+                run.ahead_dropped
             )?;
             series.push((
-                format!("timeout_commit {}, flush {}", run.timeout_commit, run.flush_throttle),
+                format!(
+                    "{} validators, timeout_commit {}, build ahead: {}",
+                    run.validators, run.timeout_commit, run.build_ahead
+                ),
                 run.intervals.iter().enumerate().map(|(i, v)| (i as f64 + 1.0, *v)).collect(),
             ));
         }
         writeln!(body)?;
+        let profiled: Vec<_> = r.runs.iter().filter(|run| !run.cpu.is_empty()).collect();
+        if !profiled.is_empty() {
+            writeln!(
+                body,
+                "Where the machine's CPU went while saturated (each group's share of all cores over the measured window, last repeat):\n"
+            )?;
+            let groups: Vec<&str> = profiled[0].cpu.iter().map(|(name, _)| name.as_str()).collect();
+            writeln!(
+                body,
+                "| validators | `--build-ahead` | {} | idle |\n|---|---|{}---|",
+                groups.join(" | "),
+                "---|".repeat(groups.len())
+            )?;
+            for run in profiled {
+                let busy: f64 = run.cpu.iter().map(|(_, share)| share).sum();
+                let shares: Vec<String> = run.cpu.iter().map(|(_, share)| format!("{:.0}%", share * 100.0)).collect();
+                writeln!(
+                    body,
+                    "| {} | {} | {} | {:.0}% |",
+                    run.validators,
+                    run.build_ahead,
+                    shares.join(" | "),
+                    ((1.0 - busy) * 100.0).max(0.0)
+                )?;
+            }
+            writeln!(body)?;
+        }
         plot::chart(
             &images.join("bft-intervals.png"),
             "Block intervals, four validators, steady load (last repeat)",
@@ -360,29 +402,44 @@ pub(crate) fn write(results: &Results, docs: &Path) -> anyhow::Result<()> {
             Some(1.05),
         )?;
         writeln!(body, "![Block intervals](benchmarks/bft-intervals.png)\n")?;
-        let best = r.runs.iter().min_by(|a, b| a.interval_s.median.total_cmp(&b.interval_s.median));
-        if let Some(best) = best {
+        // The goals are about the project's defaults; results stored before the defaults
+        // were marked count their best run.
+        let defaults = r
+            .runs
+            .iter()
+            .find(|run| run.defaults)
+            .or_else(|| r.runs.iter().min_by(|a, b| a.interval_s.median.total_cmp(&b.interval_s.median)));
+        if let Some(run) = defaults {
             goals.push(Goal {
                 scenario: "BFT",
-                figure: "median block interval at a 1 s target",
+                figure: "median block interval at a 1 s target, project defaults",
                 goal: "≤ 1.05 s",
                 result: format!(
-                    "{} s (timeout_commit {}, flush {})",
-                    best.interval_s.show(3),
-                    best.timeout_commit,
-                    best.flush_throttle
+                    "{} s (timeout_commit {}, build ahead: {})",
+                    run.interval_s.show(3),
+                    run.timeout_commit,
+                    run.build_ahead
                 ),
-                met: best.interval_s.median <= 1.05,
+                met: run.interval_s.median <= 1.05,
             });
-            let best_tps = r.runs.iter().map(|run| run.tps.median).fold(0.0, f64::max);
             if let Some(single) = single {
-                let ratio = best_tps / single;
+                let ratio = run.tps.median / single;
                 goals.push(Goal {
                     scenario: "BFT",
-                    figure: "transfers/s ÷ single-node",
+                    figure: "transfers/s ÷ single-node's, saturated",
                     goal: "≥ 0.8",
                     result: format!("{ratio:.2}"),
                     met: ratio >= 0.8,
+                });
+            }
+            if let Some(block) = single_block.filter(|b| *b > 0.0) {
+                let share = run.saturated_block_txs.median / block;
+                goals.push(Goal {
+                    scenario: "BFT",
+                    figure: "saturated proposal, median transfers ÷ single-node's saturated block",
+                    goal: "≥ 0.8",
+                    result: format!("{share:.2} ({:.0} of {block:.0})", run.saturated_block_txs.median),
+                    met: share >= 0.8,
                 });
             }
         }

@@ -2,9 +2,10 @@
 //! spells out, with the checks, the build deadline and the retries that every later step
 //! needs. Each function returns a [`Fault`] the caller can branch on.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use alloy_primitives::{Address, B256};
+use alloy_rpc_types_engine::PayloadId;
 use anyhow::anyhow;
 use tokio_util::sync::CancellationToken;
 
@@ -21,9 +22,60 @@ use crate::{
 pub const IMPORT_ATTEMPTS: u32 = 3;
 
 // ANCHOR: build
-/// Asks Geth to build a child of `parent` with this `timestamp`, gives it `build_time` to
-/// fill the block with pending transactions, and takes the block. `None` if `cancel` fired
-/// while Geth was building: nothing was changed.
+/// A block Geth is building: forkchoiceUpdated with attributes started it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Building {
+    /// What getPayload takes.
+    pub id: PayloadId,
+    /// The block it builds on.
+    pub parent: B256,
+    /// Its timestamp.
+    pub timestamp: u64,
+    /// When Geth was asked to start.
+    pub started: Instant,
+}
+
+/// Makes `parent` head (safe and finalized too) and asks Geth to start building its child
+/// with this `timestamp`, in one forkchoiceUpdated.
+pub async fn start(
+    engine: &EngineClient,
+    parent: &Head,
+    timestamp: u64,
+    fee_recipient: Address,
+) -> Result<Building, Fault> {
+    let attributes = payload::attributes(parent.hash, timestamp, fee_recipient);
+    let started = Instant::now();
+    let updated = engine.forkchoice_updated_v3(finalized_at(parent.hash), Some(attributes)).await?;
+    match (&updated.payload_status, updated.payload_id) {
+        (PayloadStatus::Valid { .. }, Some(id)) => Ok(Building { id, parent: parent.hash, timestamp, started }),
+        (PayloadStatus::Invalid { .. }, _) => {
+            Err(Fault::Fatal(anyhow!("Geth calls our head {} invalid: {}", parent.hash, updated.payload_status)))
+        }
+        // VALID without an id: Geth's head is past `parent` ("ignoring beacon update to
+        // old head"). SYNCING: it lacks `parent`. Either way, recovery finds out where it is.
+        (status, _) => Err(Fault::Passing(anyhow!("Geth did not start a build on {} ({status})", parent.hash))),
+    }
+}
+
+/// Gives a started build until `build_time` after it began to fill the block with pending
+/// transactions, then takes the block. `None` if `cancel` fired first: nothing changed.
+pub async fn take(
+    engine: &EngineClient,
+    building: &Building,
+    build_time: Duration,
+    cancel: &CancellationToken,
+) -> Result<Option<ExecutableBlock>, Fault> {
+    let deadline = (building.started + build_time).saturating_duration_since(Instant::now());
+    if !sleep_or_cancel(deadline, cancel).await {
+        return Ok(None);
+    }
+    let built = engine.get_payload(building.id, building.timestamp).await.map_err(Fault::from_anyhow)?;
+    payload::built_versioned_hashes(&built).map_err(|e| Fault::Fatal(e.into()))?;
+    Ok(Some(ExecutableBlock::from(built)))
+}
+
+/// [`start`], then [`take`]: asks Geth to build a child of `parent` with this `timestamp`,
+/// gives it `build_time` to fill the block, and takes the block.
 pub async fn build(
     engine: &EngineClient,
     parent: &Head,
@@ -32,27 +84,8 @@ pub async fn build(
     build_time: Duration,
     cancel: &CancellationToken,
 ) -> Result<Option<ExecutableBlock>, Fault> {
-    let attributes = payload::attributes(parent.hash, timestamp, fee_recipient);
-    let updated = engine.forkchoice_updated_v3(finalized_at(parent.hash), Some(attributes)).await?;
-    let payload_id = match (&updated.payload_status, updated.payload_id) {
-        (PayloadStatus::Valid { .. }, Some(id)) => id,
-        (PayloadStatus::Invalid { .. }, _) => {
-            return Err(Fault::Fatal(anyhow!(
-                "Geth calls our head {} invalid: {}",
-                parent.hash,
-                updated.payload_status
-            )));
-        }
-        // VALID without an id: Geth's head is past `parent` ("ignoring beacon update to
-        // old head"). SYNCING: it lacks `parent`. Either way, recovery finds out where it is.
-        (status, _) => return Err(Fault::Passing(anyhow!("Geth did not start a build on {} ({status})", parent.hash))),
-    };
-    if !sleep_or_cancel(build_time, cancel).await {
-        return Ok(None);
-    }
-    let built = engine.get_payload(payload_id, timestamp).await.map_err(Fault::from_anyhow)?;
-    payload::built_versioned_hashes(&built).map_err(|e| Fault::Fatal(e.into()))?;
-    Ok(Some(ExecutableBlock::from(built)))
+    let building = start(engine, parent, timestamp, fee_recipient).await?;
+    take(engine, &building, build_time, cancel).await
 }
 // ANCHOR_END: build
 

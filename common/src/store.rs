@@ -83,10 +83,7 @@ impl Store {
         let txn = self.db.begin_write()?;
         {
             let mut meta = txn.open_table(META)?;
-            let current: Head = match meta.get("head")? {
-                Some(bytes) => serde_json::from_slice(bytes.value()).context("corrupt head entry")?,
-                None => bail!("the block store has no head"),
-            };
+            let current = stored_head(&meta)?;
             ensure!(
                 block.number() == current.number + 1 && block.parent_hash() == current.hash,
                 "block {} ({}) does not extend the stored head {} ({})",
@@ -99,6 +96,27 @@ impl Store {
             meta.insert("head", serde_json::to_vec(&head)?.as_slice())?;
         }
         txn.commit().context("cannot commit the block to the block store")?;
+        Ok(())
+    }
+
+    /// Takes `block` out again, if it is the head, and makes `parent` the head: for a block
+    /// that was stored while Geth executed it, and that Geth did not find VALID.
+    pub fn revert(&self, block: &ExecutableBlock, parent: Head) -> anyhow::Result<()> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut meta = txn.open_table(META)?;
+            let current = stored_head(&meta)?;
+            ensure!(
+                current == block.head() && parent.hash == block.parent_hash(),
+                "block {} ({}) is not the stored head on {}; cannot take it out",
+                block.number(),
+                block.hash(),
+                parent.hash
+            );
+            txn.open_table(BLOCKS)?.remove(block.number())?;
+            meta.insert("head", serde_json::to_vec(&parent)?.as_slice())?;
+        }
+        txn.commit().context("cannot commit the block store")?;
         Ok(())
     }
 
@@ -135,6 +153,14 @@ impl Store {
     fn meta(&self, key: &str) -> anyhow::Result<Option<Vec<u8>>> {
         let txn = self.db.begin_read()?;
         Ok(txn.open_table(META)?.get(key)?.map(|v| v.value().to_vec()))
+    }
+}
+
+/// The head recorded in `meta`, inside a write transaction.
+fn stored_head(meta: &redb::Table<'_, &str, &[u8]>) -> anyhow::Result<Head> {
+    match meta.get("head")? {
+        Some(bytes) => serde_json::from_slice(bytes.value()).context("corrupt head entry"),
+        None => bail!("the block store has no head"),
     }
 }
 

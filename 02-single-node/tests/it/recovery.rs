@@ -1,10 +1,13 @@
 //! Geth that lost blocks, Geth ahead of us, and a block Geth rejects.
 
+use std::time::Duration;
+
 use alloy_primitives::Address;
 use common::{
-    EngineClient,
+    BlockTag, EngineClient, Head,
     auth::unix_now,
     harness::{Geth, InvalidatingProxy, genesis_path},
+    store::Store,
 };
 
 use crate::support::{
@@ -78,4 +81,42 @@ async fn an_invalid_payload_is_dropped_and_rebuilt() {
     );
     let (_, metrics) = get(&sequencer, "/metrics").await.expect("metrics");
     assert!(metrics.contains("sequencer_errors_total{kind=\"invalid_payload\"} 1"), "{metrics}");
+}
+
+#[tokio::test]
+async fn a_stored_head_geth_never_found_valid_is_taken_out_and_built_again() {
+    let Running { mut sequencer, engine, geth, dir } = running(&[]).await;
+    let head = head_at_least(&engine, 3).await;
+    sequencer.service.signal(libc::SIGTERM);
+    assert_eq!(sequencer.service.wait_exit(EXIT_TIMEOUT).await, Some(0));
+
+    // What a crash while Geth executed a bad block leaves behind: the block is the store's
+    // head (it is stored while Geth executes it), and Geth never made it head. Here, a
+    // child of the head Geth built, with a wrong state root and a hash to match.
+    let state = dir.path().join("state");
+    let store = Store::open(&state.join("sequencer.redb")).expect("store");
+    let stored = store.head().expect("read").expect("head");
+    let parent = Head::from(&engine.head().await.expect("head"));
+    assert_eq!(parent, stored, "a clean stop leaves Geth and the store at the same head");
+    let timestamp = (parent.timestamp + 1).max(unix_now());
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let mut bad = common::round::build(&engine, &parent, timestamp, Address::ZERO, Duration::from_millis(100), &cancel)
+        .await
+        .expect("build")
+        .expect("a block");
+    bad.execution_payload.payload_inner.payload_inner.state_root = alloy_primitives::B256::repeat_byte(0xbd);
+    bad.execution_payload.payload_inner.payload_inner.block_hash = bad.computed_hash().expect("hash");
+    store.append(&bad).expect("stored");
+    drop(store);
+
+    let sequencer = start(&geth, &state, &[]);
+    let after = head_at_least(&engine, head.number + 3).await;
+    linked_chain(&engine, after.number).await;
+    let at = engine.block(BlockTag::Number(parent.number + 1)).await.expect("call").expect("block");
+    assert_ne!(at.hash, bad.hash(), "the bad block never became head");
+    assert!(sequencer.service.output().contains("our stored head was never VALID"), "{}", sequencer.service.output());
+    drop(sequencer);
+    let store = Store::open(&state.join("sequencer.redb")).expect("store");
+    let kept = store.block(parent.number + 1).expect("read").expect("the height was built again");
+    assert_eq!(kept.hash(), at.hash, "the store holds the block Geth has");
 }

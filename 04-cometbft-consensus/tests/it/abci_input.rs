@@ -26,12 +26,18 @@ struct Lone {
 }
 
 async fn lone_app() -> Lone {
+    lone_app_with(&[]).await
+}
+
+/// [`lone_app`], with flags.
+async fn lone_app_with(args: &[&str]) -> Lone {
     let geth = Geth::start().await.expect("geth");
     let dir = tempfile::tempdir().expect("dir");
     let (abci, health) =
         (format!("127.0.0.1:{}", free_port().expect("port")), format!("127.0.0.1:{}", free_port().expect("port")));
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_cometbft-consensus"));
     command
+        .args(args)
         .env("ETH_CLIENT_URL", geth.auth_url())
         .env("JWT_SECRET", geth.jwt_path())
         .env("GENESIS", genesis_path())
@@ -195,4 +201,74 @@ async fn a_geth_that_loses_the_decided_block_before_commit_gets_it_back_from_the
     assert_eq!((head.number, head.hash), (1, block.hash()), "Geth got the block back from the store, as head");
     let info = height_and_hash(call(&lone.abci, request::Value::Info(RequestInfo::default())).await);
     assert_eq!(info, (1, bytes::Bytes::copy_from_slice(block.hash().as_slice())));
+}
+
+/// The proposal PrepareProposal gives at `height` and block time `seconds`, decoded.
+async fn propose(lone: &Lone, height: i64, seconds: i64) -> (bytes::Bytes, common::payload::ExecutableBlock) {
+    let time = Some(tendermint_proto::google::protobuf::Timestamp { seconds, nanos: 0 });
+    let prepare = RequestPrepareProposal { max_tx_bytes: 1 << 20, height, time, ..Default::default() };
+    let answer = call(&lone.abci, request::Value::PrepareProposal(prepare)).await;
+    let response::Value::PrepareProposal(proposed) = answer else { panic!("{answer:?}") };
+    let tx = proposed.txs.first().cloned().expect("a proposal");
+    let block = cometbft_consensus::proposal::decode(std::slice::from_ref(&tx)).expect("decodes");
+    (tx, block)
+}
+
+/// FinalizeBlock and Commit of `tx` at `height`.
+async fn decide(lone: &Lone, height: i64, seconds: i64, tx: bytes::Bytes) {
+    let time = Some(tendermint_proto::google::protobuf::Timestamp { seconds, nanos: 0 });
+    let finalize = RequestFinalizeBlock { txs: vec![tx], height, time, ..Default::default() };
+    let answer = call(&lone.abci, request::Value::FinalizeBlock(finalize)).await;
+    assert!(matches!(answer, response::Value::FinalizeBlock(_)), "{answer:?}");
+    let answer = call(&lone.abci, request::Value::Commit(Default::default())).await;
+    assert!(matches!(answer, response::Value::Commit(_)), "{answer:?}");
+}
+
+/// The timestamp the app built block `number` ahead for, once its log says so.
+async fn built_ahead(lone: &Lone, number: u64) -> u64 {
+    let needle = format!("building the next block ahead number={number} timestamp=");
+    common::harness::eventually("the block built ahead", Duration::from_secs(60), || async {
+        let output = lone.app.output();
+        let line = output.lines().find(|line| line.contains(&needle))?;
+        line.split(&needle).nth(1)?.split_whitespace().next()?.parse().ok()
+    })
+    .await
+}
+
+async fn counter(lone: &Lone, name: &str) -> u64 {
+    let (_, text) = http_get(&format!("http://{}/metrics", lone.health)).await.expect("metrics");
+    text.lines()
+        .find_map(|line| line.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
+}
+
+#[tokio::test]
+async fn a_block_built_ahead_is_proposed_when_the_rule_agrees_and_dropped_when_not() {
+    let lone = lone_app_with(&["--build-ahead", "all"]).await;
+    call(&lone.abci, request::Value::InitChain(RequestInitChain { initial_height: 1, ..Default::default() })).await;
+    let now = i64::try_from(common::auth::unix_now()).expect("fits");
+    let (tx, first) = propose(&lone, 1, now).await;
+    decide(&lone, 1, now, tx).await;
+
+    // Committed: the next block's build started at once, for the timestamp the rule will
+    // most likely give. The next block time gives exactly that: it is used.
+    let predicted = built_ahead(&lone, 2).await;
+    assert!(predicted > first.timestamp());
+    let (tx, second) = propose(&lone, 2, i64::try_from(predicted).expect("fits")).await;
+    assert_eq!(second.timestamp(), predicted);
+    assert_eq!(second.parent_hash(), first.hash());
+    assert_eq!(counter(&lone, "bft_ahead_builds_used_total").await, 1);
+    decide(&lone, 2, i64::try_from(predicted).expect("fits"), tx).await;
+
+    // The next block time gives another timestamp than the one built for: dropped, and a
+    // fresh block with the right timestamp is proposed.
+    let predicted = built_ahead(&lone, 3).await;
+    let later = i64::try_from(predicted + 100).expect("fits");
+    let (_, third) = propose(&lone, 3, later).await;
+    assert_eq!(third.timestamp(), predicted + 100, "the rule's timestamp, not the one built ahead");
+    assert_eq!(third.parent_hash(), second.hash());
+    assert_eq!(counter(&lone, "bft_ahead_builds_dropped_total").await, 1);
+    assert_eq!(counter(&lone, "bft_ahead_builds_used_total").await, 1);
+    assert!(lone.app.output().contains("dropping the block built ahead"));
 }

@@ -13,11 +13,16 @@ async fn four_validators_agree_on_every_block() {
         network.geth_at_least(i, head.number).await;
     }
     network.assert_one_chain(&[0, 1, 2, 3], head.number).await;
+    let (mut built, mut ahead) = (0.0, 0.0);
     for i in 0..4 {
         let (code, body) = network.get(i, "/ready").await.expect("ready answers");
         assert_eq!(code, 200, "validator {i}: {body}");
         assert!(network.metric(i, "bft_proposals_accepted_total").await >= 10.0);
+        built += network.metric(i, "bft_proposals_built_total").await;
+        ahead += network.metric(i, "bft_ahead_builds_used_total").await;
     }
+    // With the defaults the next proposer builds ahead, and most proposals are those blocks.
+    assert!(ahead * 2.0 >= built, "{ahead} of {built} proposals were built ahead");
 }
 
 #[tokio::test]

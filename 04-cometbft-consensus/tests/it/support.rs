@@ -6,14 +6,14 @@ use std::{process::Command, time::Duration};
 use alloy_primitives::B256;
 use common::{
     BlockTag,
-    harness::{CometNet, Geth, Service, Toxiproxy, eventually, free_port, genesis_path, http_get},
+    harness::{CometNet, CometTimeouts, Geth, Service, Toxiproxy, eventually, free_port, genesis_path, http_get},
 };
 
 /// Generous bounds: the CI machine is small and shared.
 pub(crate) const TIMEOUT: Duration = Duration::from_secs(180);
 
-/// Commits this far apart at least: faster than the 1 s default, to keep tests short.
-const TIMEOUT_COMMIT: &str = "500ms";
+/// The block time the tests run with: shorter than the 1 s default, to keep them short.
+const BLOCK_TIME: Duration = Duration::from_millis(750);
 
 /// A validator's app.
 #[derive(Debug)]
@@ -61,11 +61,12 @@ impl Network {
         let (comet, faults) = match setup.isolatable {
             Some(node) => {
                 let faults = Toxiproxy::start().await.expect("toxiproxy");
-                let comet =
-                    CometNet::init_isolatable(n, TIMEOUT_COMMIT, node, &faults).await.expect("cometbft testnet");
+                let comet = CometNet::init_isolatable(n, &CometTimeouts::for_block_time(BLOCK_TIME), node, &faults)
+                    .await
+                    .expect("cometbft testnet");
                 (comet, Some(faults))
             }
-            None => (CometNet::init(n, TIMEOUT_COMMIT).expect("cometbft testnet"), None),
+            None => (CometNet::init(n, &CometTimeouts::for_block_time(BLOCK_TIME)).expect("cometbft testnet"), None),
         };
         let dir = tempfile::tempdir().expect("dir");
         let mut network = Self { comet, validators: Vec::new(), geths, _faults: faults, dir };
@@ -101,6 +102,7 @@ impl Network {
             .env("JWT_SECRET", geth.jwt_path())
             .env("GENESIS", genesis_path())
             .env("ABCI_ADDR", &self.comet.nodes[i].abci_addr)
+            .env("COMETBFT_RPC", format!("http://127.0.0.1:{}", self.comet.nodes[i].rpc_port))
             .env("STATE_DIR", state)
             .env("HEALTH_ADDR", health)
             .env("RUST_LOG", "info");

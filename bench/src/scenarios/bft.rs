@@ -2,7 +2,9 @@
 //! block interval (the target is one second) under a steady 100 transfers a second, and
 //! the transfer throughput saturated with the load of the single-node throughput scenario.
 
-use common::harness::{CometNet, Geth, GethOptions, Service};
+use std::time::Duration;
+
+use common::harness::{CometNet, CometTimeouts, Geth, GethOptions, Service, http_get};
 use serde::{Deserialize, Serialize};
 
 use super::Plan;
@@ -11,9 +13,6 @@ use crate::{
     procs::{self, Memory},
     stats::{Summary, percentile},
 };
-
-/// Validators in the network.
-pub(crate) const VALIDATORS: usize = 4;
 
 /// One CometBFT setting and what it gave.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -26,6 +25,26 @@ pub(crate) struct BftRun {
     /// CometBFT's `flush_throttle_timeout`.
     #[serde(default)]
     pub(crate) flush_throttle: String,
+    /// The app's `--build-ahead`.
+    #[serde(default = "off")]
+    pub(crate) build_ahead: String,
+    /// The project's defaults (`scripts/bft.sh` with its default block time).
+    #[serde(default)]
+    pub(crate) defaults: bool,
+    /// Proposals made from a block built ahead, and blocks built ahead but dropped, over
+    /// the saturated runs, all validators.
+    #[serde(default)]
+    pub(crate) ahead_used: u64,
+    /// See `ahead_used`.
+    #[serde(default)]
+    pub(crate) ahead_dropped: u64,
+    /// Validators in the network.
+    #[serde(default = "four")]
+    pub(crate) validators: usize,
+    /// Where the machine's CPU went in the last saturated run: each group of processes'
+    /// share of all cores over the measured window.
+    #[serde(default)]
+    pub(crate) cpu: Vec<(String, f64)>,
     /// Median time between blocks under a steady 100 transfers a second, seconds.
     pub(crate) interval_s: Summary,
     /// Median time between blocks, saturated, seconds.
@@ -49,17 +68,49 @@ pub(crate) struct Bft {
     pub(crate) memory: Vec<Memory>,
 }
 
-/// (`timeout_commit`, `--build-time-ms`, `flush_throttle_timeout`) settings: CometBFT's
-/// defaults; with connections flushed every 10 ms; and with the commit wait shortened so
-/// that it plus one round of proposal and votes comes to about a second
-/// (`scripts/bft.sh`'s settings); and a longer build deadline, so that a loaded Geth can
-/// finish its first full block before the proposer takes it.
-pub(crate) const SETTINGS: [(&str, u64, &str); 4] = [
-    ("1s", 200, "100ms"),
-    ("1s", 200, common::harness::FLUSH_THROTTLE),
-    ("750ms", 200, common::harness::FLUSH_THROTTLE),
-    ("500ms", 500, common::harness::FLUSH_THROTTLE),
+/// One network setting.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Setting {
+    /// Validators, each with its Geth, app and CometBFT node, all on this machine.
+    validators: usize,
+    /// A block every this long, as `scripts/bft.sh` derives CometBFT's timeouts from it;
+    /// `None` for CometBFT's own defaults.
+    block_time: Option<Duration>,
+    /// The app's `--build-time-ms`.
+    build_ms: u64,
+    /// The app's `--build-ahead`.
+    build_ahead: &'static str,
+}
+
+impl Setting {
+    fn timeouts(&self) -> CometTimeouts {
+        self.block_time.map_or_else(CometTimeouts::cometbft_defaults, CometTimeouts::for_block_time)
+    }
+}
+
+/// The settings measured, with four validators: CometBFT's defaults, and the timeouts
+/// `scripts/bft.sh` derives for one-second blocks with no build ahead, with every validator
+/// building ahead, and with the next proposer building ahead (the project's defaults).
+/// Then the defaults with a single validator: the consensus layer's own cost, without four
+/// Geths sharing this machine's cores.
+pub(crate) const SETTINGS: [Setting; 5] = [
+    Setting { validators: 4, block_time: None, build_ms: 200, build_ahead: "off" },
+    Setting { validators: 4, block_time: Some(Duration::from_secs(1)), build_ms: 200, build_ahead: "off" },
+    Setting { validators: 4, block_time: Some(Duration::from_secs(1)), build_ms: 200, build_ahead: "all" },
+    Setting { validators: 4, block_time: Some(Duration::from_secs(1)), build_ms: 200, build_ahead: "proposer" },
+    Setting { validators: 1, block_time: Some(Duration::from_secs(1)), build_ms: 200, build_ahead: "proposer" },
 ];
+
+/// Which of [`SETTINGS`] is the project's defaults.
+const DEFAULTS: usize = 3;
+
+fn off() -> String {
+    "off".to_owned()
+}
+
+const fn four() -> usize {
+    4
+}
 
 fn unmeasured() -> Summary {
     Summary::of(&[0.0])
@@ -70,26 +121,36 @@ pub(crate) async fn run(plan: &Plan) -> anyhow::Result<Bft> {
     let accounts = Accounts::new(load::ACCOUNTS)?;
     let genesis = load::bench_genesis(&accounts)?;
     let (mut runs, mut memory) = (Vec::new(), Vec::new());
-    for (timeout_commit, build_ms, flush_throttle) in SETTINGS {
-        let setting = (timeout_commit, build_ms, flush_throttle);
+    for (index, setting) in SETTINGS.iter().enumerate() {
+        let timeouts = setting.timeouts();
         let (mut intervals, mut saturated, mut tps, mut txs, mut last) = (vec![], vec![], vec![], vec![], vec![]);
+        let (mut ahead_used, mut ahead_dropped, mut cpu) = (0, 0, Vec::new());
         for repeat in 0..plan.repeats {
-            tracing::info!(timeout_commit, build_ms, repeat, "bft: steady load");
+            tracing::info!(?setting, repeat, "bft: steady load");
             let steady = one_repeat(plan, &accounts, &genesis.path, setting, Some(100.0)).await?;
-            tracing::info!(timeout_commit, build_ms, repeat, "bft: saturated");
+            tracing::info!(?setting, repeat, "bft: saturated");
             let flood = one_repeat(plan, &accounts, &genesis.path, setting, None).await?;
             tracing::info!(steady = percentile(&steady.intervals, 50.0), tps = flood.tps, "bft done");
             intervals.push(percentile(&steady.intervals, 50.0));
             saturated.push(percentile(&flood.intervals, 50.0));
             tps.push(flood.tps);
             txs.push(percentile(&flood.block_txs, 50.0));
+            ahead_used += flood.ahead.0;
+            ahead_dropped += flood.ahead.1;
+            cpu = flood.cpu;
             last = steady.intervals;
             memory.extend(flood.memory);
         }
         runs.push(BftRun {
-            timeout_commit: timeout_commit.to_owned(),
-            build_ms,
-            flush_throttle: flush_throttle.to_owned(),
+            timeout_commit: timeouts.timeout_commit,
+            build_ms: setting.build_ms,
+            flush_throttle: timeouts.flush_throttle,
+            build_ahead: setting.build_ahead.to_owned(),
+            defaults: index == DEFAULTS,
+            ahead_used,
+            ahead_dropped,
+            validators: setting.validators,
+            cpu,
             interval_s: Summary::of(&intervals),
             saturated_interval_s: Summary::of(&saturated),
             tps: Summary::of(&tps),
@@ -106,35 +167,43 @@ struct Measured {
     block_txs: Vec<f64>,
     tps: f64,
     memory: Option<Memory>,
+    /// Blocks built ahead used and dropped, all validators.
+    ahead: (u64, u64),
+    /// Each group of processes' share of all cores over the measured window.
+    cpu: Vec<(String, f64)>,
 }
 
 async fn one_repeat(
     plan: &Plan,
     accounts: &Accounts,
     genesis: &std::path::Path,
-    (timeout_commit, build_ms, flush_throttle): (&str, u64, &str),
+    setting: &Setting,
     rate: Option<f64>,
 ) -> anyhow::Result<Measured> {
     let options = GethOptions { genesis: Some(genesis.to_owned()), ..Default::default() };
-    let geths = Geth::start_peered_group_with(VALIDATORS, &options).await?;
-    let mut comet = CometNet::init_with(VALIDATORS, timeout_commit, flush_throttle)?;
+    let validators = setting.validators;
+    let geths = Geth::start_peered_group_with(validators, &options).await?;
+    let mut comet = CometNet::init(validators, &setting.timeouts())?;
     let dir = tempfile::tempdir()?;
     let mut apps: Vec<Service> = Vec::new();
+    let mut health = Vec::new();
     for (i, geth) in geths.iter().enumerate() {
+        health.push(format!("127.0.0.1:{}", common::harness::free_port()?));
         let env = [
             ("ETH_CLIENT_URL", geth.auth_url()),
             ("JWT_SECRET", geth.jwt_path().display().to_string()),
             ("GENESIS", genesis.display().to_string()),
             ("ABCI_ADDR", comet.nodes[i].abci_addr.clone()),
+            ("COMETBFT_RPC", format!("http://127.0.0.1:{}", comet.nodes[i].rpc_port)),
             ("STATE_DIR", dir.path().join(format!("app{i}")).display().to_string()),
-            ("HEALTH_ADDR", format!("127.0.0.1:{}", common::harness::free_port()?)),
+            ("HEALTH_ADDR", health[i].clone()),
         ];
-        let build = build_ms.to_string();
-        let args = ["--build-time-ms", build.as_str()];
+        let build = setting.build_ms.to_string();
+        let args = ["--build-time-ms", build.as_str(), "--build-ahead", setting.build_ahead];
         apps.push(procs::spawn("cometbft-consensus", &format!("app{i}"), &args, &env, dir.path())?);
     }
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    for i in 0..VALIDATORS {
+    for i in 0..validators {
         comet.start(i)?;
     }
     let tracker = Tracker::start(&geths[0].http_url()).await?;
@@ -143,17 +212,47 @@ async fn one_repeat(
     let urls = geths.iter().map(Geth::http_url).collect();
     let load = Load::start(urls, transfers, tracker.included.clone(), rate);
     tokio::time::sleep(plan.warmup).await;
+    let groups: Vec<(&str, Vec<u32>)> = vec![
+        ("Geth", geths.iter().filter_map(Geth::pid).collect()),
+        ("CometBFT", (0..validators).filter_map(|i| comet.process(i).pid()).collect()),
+        ("app", apps.iter().filter_map(Service::pid).collect()),
+        ("load generator", vec![std::process::id()]),
+    ];
+    let spent = |pids: &[u32]| pids.iter().filter_map(|pid| procs::cpu_seconds(*pid)).sum::<f64>();
+    let before: Vec<f64> = groups.iter().map(|(_, pids)| spent(pids)).collect();
     let from = tracker.now();
     tokio::time::sleep(plan.duration).await;
     let to = tracker.now();
+    let cores = std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64);
+    let cpu = groups
+        .iter()
+        .zip(before)
+        .map(|((name, pids), before)| {
+            ((*name).to_owned(), (spent(pids) - before) / (cores * plan.duration.as_secs_f64()))
+        })
+        .collect();
     let memory = procs::memory_of(&apps[0], "cometbft-consensus app, saturated");
+    let mut ahead = (0, 0);
+    for addr in &health {
+        ahead.0 += metric(addr, "bft_ahead_builds_used_total").await;
+        ahead.1 += metric(addr, "bft_ahead_builds_dropped_total").await;
+    }
     load.stop().await;
     let blocks = tracker.stop().await;
     let window: Vec<_> = blocks.iter().filter(|b| b.seen >= from && b.seen < to).collect();
     let intervals = window.windows(2).map(|w| w[1].seen - w[0].seen).collect();
     let block_txs = window.iter().map(|b| b.txs as f64).collect();
-    for i in 0..VALIDATORS {
+    for i in 0..validators {
         comet.process(i).kill();
     }
-    Ok(Measured { intervals, block_txs, tps: load::throughput(&blocks, from, to), memory })
+    Ok(Measured { intervals, block_txs, tps: load::throughput(&blocks, from, to), memory, ahead, cpu })
+}
+
+/// A counter from an app's `/metrics` at `addr` (0 if it cannot be read).
+async fn metric(addr: &str, name: &str) -> u64 {
+    let Some((_, text)) = http_get(&format!("http://{addr}/metrics")).await else { return 0 };
+    text.lines()
+        .find_map(|line| line.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or(0)
 }

@@ -5,6 +5,7 @@
 use std::{
     path::{Path, PathBuf},
     process::Command,
+    time::Duration,
 };
 
 use anyhow::{Context, bail};
@@ -78,7 +79,7 @@ impl Testnet {
     fn configure(
         self,
         route: &dyn Fn(usize, usize) -> String,
-        timeouts: (&str, &str),
+        timeouts: &CometTimeouts,
         pex: bool,
     ) -> anyhow::Result<CometNet> {
         let n = self.homes.len();
@@ -95,19 +96,13 @@ impl Testnet {
 }
 
 impl CometNet {
-    /// Writes an `n`-validator network on free loopback ports, with blocks `timeout_commit`
-    /// apart at least (CometBFT's default is `1s`) and [`FLUSH_THROTTLE`]. Nothing runs
+    /// Writes an `n`-validator network on free loopback ports with `timeouts`. Nothing runs
     /// until [`CometNet::start`].
-    pub fn init(n: usize, timeout_commit: &str) -> anyhow::Result<Self> {
-        Self::init_with(n, timeout_commit, FLUSH_THROTTLE)
-    }
-
-    /// [`CometNet::init`] with another `[p2p] flush_throttle_timeout`.
-    pub fn init_with(n: usize, timeout_commit: &str, flush_throttle: &str) -> anyhow::Result<Self> {
+    pub fn init(n: usize, timeouts: &CometTimeouts) -> anyhow::Result<Self> {
         let testnet = Testnet::write(n)?;
         let ports: Vec<u16> = testnet.ports.iter().map(|p| p.0).collect();
         let direct = |_: usize, j: usize| format!("127.0.0.1:{}", ports[j]);
-        testnet.configure(&direct, (timeout_commit, flush_throttle), true)
+        testnet.configure(&direct, timeouts, true)
     }
 
     /// [`CometNet::init`], with every link between node `node` and the others through
@@ -115,7 +110,7 @@ impl CometNet {
     /// so that no node learns, and dials, the others' own addresses around the proxies.
     pub async fn init_isolatable(
         n: usize,
-        timeout_commit: &str,
+        timeouts: &CometTimeouts,
         node: usize,
         faults: &Toxiproxy,
     ) -> anyhow::Result<Self> {
@@ -132,7 +127,7 @@ impl CometNet {
             links.push(outbound);
         }
         let route = |i: usize, j: usize| routes.get(&(i, j)).cloned().unwrap_or_else(|| upstream(j));
-        let mut net = testnet.configure(&route, (timeout_commit, FLUSH_THROTTLE), false)?;
+        let mut net = testnet.configure(&route, timeouts, false)?;
         net.isolation = links;
         Ok(net)
     }
@@ -197,10 +192,43 @@ impl CometNet {
     }
 }
 
+// ANCHOR: timeouts
+/// How long one CometBFT round takes on a small machine (two cores, four validators on
+/// it): the proposal, from a block built ahead; its gossip; ProcessProposal, a newPayload
+/// on every validator's Geth; and the two voting steps. The block interval is
+/// `timeout_commit` plus a round, so the commit wait is the block time less this. It was
+/// measured by the benchmarks (docs/src/benchmarks.md, "BFT"); `scripts/bft.sh` uses the
+/// same figure.
+pub const ROUND_ESTIMATE: Duration = Duration::from_millis(250);
+
 /// How long CometBFT's connections hold outgoing messages before flushing them. Its
 /// default, 100 ms, suits links across the world; on a LAN it costs every step of a round
 /// a wait, about 40% of the round at one-second blocks (see the benchmarks).
 pub const FLUSH_THROTTLE: &str = "10ms";
+
+/// The CometBFT timeouts the project writes into each validator's `config.toml`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CometTimeouts {
+    /// `[consensus] timeout_commit`: the wait after a commit before the next height.
+    pub timeout_commit: String,
+    /// `[p2p] flush_throttle_timeout`.
+    pub flush_throttle: String,
+}
+
+impl CometTimeouts {
+    /// The timeouts for a block every `block_time`: the commit wait is the block time less
+    /// [`ROUND_ESTIMATE`], and connections flush every [`FLUSH_THROTTLE`].
+    pub fn for_block_time(block_time: Duration) -> Self {
+        let commit = block_time.saturating_sub(ROUND_ESTIMATE);
+        Self { timeout_commit: format!("{}ms", commit.as_millis()), flush_throttle: FLUSH_THROTTLE.to_owned() }
+    }
+
+    /// CometBFT's own defaults, for comparison.
+    pub fn cometbft_defaults() -> Self {
+        Self { timeout_commit: "1s".to_owned(), flush_throttle: "100ms".to_owned() }
+    }
+}
+// ANCHOR_END: timeouts
 
 /// Points a node's `config.toml` at its ports and peers, and sets its timeouts and
 /// peer exchange.
@@ -208,9 +236,10 @@ fn configure(
     path: &Path,
     (p2p, rpc, abci): (u16, u16, u16),
     peers: &str,
-    (timeout_commit, flush_throttle): (&str, &str),
+    timeouts: &CometTimeouts,
     pex: bool,
 ) -> anyhow::Result<()> {
+    let (timeout_commit, flush_throttle) = (&timeouts.timeout_commit, &timeouts.flush_throttle);
     let text = std::fs::read_to_string(path)?;
     let text = set(&text, "", "proxy_app", &format!("\"tcp://127.0.0.1:{abci}\""))?;
     let text = set(&text, "rpc", "laddr", &format!("\"tcp://127.0.0.1:{rpc}\""))?;
@@ -249,6 +278,14 @@ fn set(text: &str, section: &str, key: &str, value: &str) -> anyhow::Result<Stri
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_commit_wait_is_the_block_time_less_a_round() {
+        let second = CometTimeouts::for_block_time(Duration::from_secs(1));
+        assert_eq!(second.timeout_commit, "750ms");
+        assert_eq!(second.flush_throttle, FLUSH_THROTTLE);
+        assert_eq!(CometTimeouts::for_block_time(Duration::from_millis(100)).timeout_commit, "0ms");
+    }
 
     #[test]
     fn keys_are_set_in_their_own_section() {

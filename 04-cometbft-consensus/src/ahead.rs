@@ -1,0 +1,198 @@
+//! Optimistic payload builds: the next block's build starts as soon as a block is
+//! committed, so the proposer's Geth has the whole commit wait (`timeout_commit`) to fill
+//! it, instead of the few hundred milliseconds PrepareProposal can spare.
+//!
+//! The rules of a proposal do not change. The block is built for the timestamp the rule
+//! will most likely give (the parent's plus one, or the current second: the next block's
+//! BFT time is the median time of the precommits that just committed this one); at
+//! PrepareProposal, a block built ahead is used only if its parent and timestamp are
+//! exactly what the rule gives there, and dropped otherwise, for a fresh build. Every
+//! validator then checks it like any other proposal.
+
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use common::{Head, clock::unix_time, round::Building, rpc::RpcClient};
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info};
+
+use crate::{app::App, proposal};
+
+/// Which validators build ahead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// Nobody: the proposer builds when PrepareProposal arrives.
+    Off,
+    /// Every validator, at every commit; a validator that does not propose stops its
+    /// build when someone else's proposal arrives.
+    All,
+    /// Only the validator that proposes next, as CometBFT's RPC (`--cometbft-rpc`) names
+    /// it at each new height.
+    Proposer,
+}
+
+/// The build started ahead, shared by the ABCI calls and the task that starts it.
+#[derive(Debug)]
+pub struct Ahead {
+    mode: Mode,
+    slot: Mutex<Option<Building>>,
+    committed: watch::Sender<Option<Head>>,
+    stop: mpsc::UnboundedSender<Building>,
+}
+
+/// The receiving ends, for [`run`].
+#[derive(Debug)]
+pub struct Inbox {
+    committed: watch::Receiver<Option<Head>>,
+    stop: mpsc::UnboundedReceiver<Building>,
+}
+
+impl Ahead {
+    /// Nothing built ahead yet.
+    pub fn new(mode: Mode) -> (Self, Inbox) {
+        let (committed, committed_rx) = watch::channel(None);
+        let (stop, stop_rx) = mpsc::unbounded_channel();
+        (Self { mode, slot: Mutex::default(), committed, stop }, Inbox { committed: committed_rx, stop: stop_rx })
+    }
+
+    /// Commit made `head` Geth's head: the next block's build can start.
+    pub fn committed(&self, head: Head) {
+        if self.mode != Mode::Off {
+            self.committed.send_replace(Some(head));
+        }
+    }
+
+    /// The build started ahead, if any (PrepareProposal takes it).
+    pub fn take(&self) -> Option<Building> {
+        self.slot.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take()
+    }
+
+    /// Someone else proposed: our build ahead, if any, will not be used; Geth stops it.
+    pub fn discard(&self) {
+        if let Some(building) = self.take() {
+            let _ = self.stop.send(building);
+        }
+    }
+
+    fn keep(&self, building: Building) {
+        *self.slot.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(building);
+    }
+}
+
+/// The timestamp a block built ahead on `parent` gets: what [`proposal::timestamp`] gives
+/// for a block time of now.
+pub fn predicted_timestamp(parent: &Head) -> u64 {
+    proposal::timestamp(parent.timestamp, i64::try_from(unix_time().as_secs()).unwrap_or(i64::MAX))
+}
+
+// ANCHOR: run
+/// Starts the next block's build after each commit (on the validators the mode says), and
+/// stops builds that will not be used, until `cancel` fires.
+pub async fn run(app: Arc<App>, mut inbox: Inbox, cancel: CancellationToken) {
+    let cometbft = CometRpc::new(&app.config().cometbft_rpc);
+    loop {
+        tokio::select! {
+            changed = inbox.committed.changed() => if changed.is_err() { return },
+            Some(building) = inbox.stop.recv() => {
+                // getPayload ends Geth's build loop for it; the block is not wanted.
+                let _ = app.engine().get_payload(building.id, building.timestamp).await;
+                continue;
+            }
+            () = cancel.cancelled() => return,
+        }
+        let Some(head) = *inbox.committed.borrow_and_update() else { continue };
+        let proposes = match app.ahead().mode {
+            Mode::Off => false,
+            Mode::All => true,
+            Mode::Proposer => match cometbft.proposes(head.number + 1, &cancel).await {
+                Ok(proposes) => proposes,
+                Err(error) => {
+                    debug!(error = %format!("{error:#}"), "cannot tell who proposes next; not building ahead");
+                    false
+                }
+            },
+        };
+        if !proposes {
+            continue;
+        }
+        let timestamp = predicted_timestamp(&head);
+        match common::round::start(app.engine(), &head, timestamp, app.config().fee_recipient).await {
+            // Only if nothing was committed meanwhile: a build for an old head is useless.
+            Ok(building) if *inbox.committed.borrow() == Some(head) => {
+                info!(number = head.number + 1, timestamp, "building the next block ahead");
+                app.ahead().keep(building);
+            }
+            Ok(_) => {}
+            Err(fault) => info!(error = %fault, "cannot start building ahead; the proposer will build when asked"),
+        }
+    }
+}
+// ANCHOR_END: run
+
+/// Just enough of CometBFT's RPC to know whether this node proposes at a height.
+#[derive(Debug)]
+struct CometRpc {
+    rpc: Option<RpcClient>,
+    own_address: tokio::sync::OnceCell<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Status {
+    validator_info: ValidatorInfo,
+}
+
+#[derive(Debug, Deserialize)]
+struct ValidatorInfo {
+    address: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct ConsensusState {
+    round_state: RoundState,
+}
+
+#[derive(Debug, Deserialize)]
+struct RoundState {
+    #[serde(rename = "height/round/step")]
+    height_round_step: String,
+    proposer: ValidatorInfo,
+}
+
+/// How long CometBFT may take to move to the next height after our Commit.
+const NEXT_HEIGHT_WAIT: Duration = Duration::from_secs(2);
+
+impl CometRpc {
+    fn new(url: &str) -> Self {
+        Self { rpc: RpcClient::new(url, None).ok(), own_address: tokio::sync::OnceCell::new() }
+    }
+
+    /// Whether this node proposes round 0 of `height`, once CometBFT is at that height.
+    async fn proposes(&self, height: u64, cancel: &CancellationToken) -> anyhow::Result<bool> {
+        let rpc = self.rpc.as_ref().ok_or_else(|| anyhow::anyhow!("bad --cometbft-rpc"))?;
+        let timeout = Duration::from_secs(2);
+        let own = self
+            .own_address
+            .get_or_try_init(|| async {
+                let status: Status = rpc.call("status", json!({}), timeout).await?;
+                anyhow::Ok(status.validator_info.address)
+            })
+            .await?;
+        let deadline = tokio::time::Instant::now() + NEXT_HEIGHT_WAIT;
+        while tokio::time::Instant::now() < deadline {
+            let state: ConsensusState = rpc.call("consensus_state", json!({}), timeout).await?;
+            let at: u64 = state.round_state.height_round_step.split('/').next().unwrap_or("0").parse()?;
+            if at >= height {
+                return Ok(at == height && state.round_state.proposer.address == *own);
+            }
+            if !common::clock::sleep_or_cancel(Duration::from_millis(10), cancel).await {
+                break;
+            }
+        }
+        Ok(false)
+    }
+}
