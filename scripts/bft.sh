@@ -17,9 +17,10 @@
 #   scripts/bft.sh stop               stop everything (the chains stay in .devnet/bft)
 #   scripts/bft.sh clean              stop everything and delete .devnet/bft
 #
-# Ports (all on 127.0.0.1), for validator I: CometBFT P2P 26656+10I, RPC 26657+10I, and
-# the app's ABCI 26658+10I; Geth's Engine API 8650+I, JSON-RPC 8660+I, devp2p 30310+I;
-# the app's /health, /ready, /metrics and /status 9300+I. Data and logs in .devnet/bft/.
+# Ports (all on 127.0.0.1), for validator I: CometBFT P2P 26656+10I, RPC 26657+10I, the
+# app's ABCI 26658+10I, CometBFT's Prometheus metrics 26660+10I; Geth's Engine API 8650+I,
+# JSON-RPC 8660+I, metrics 6070+I, devp2p 30310+I; the app's /health, /ready, /metrics and
+# /status 9300+I. Data and logs in .devnet/bft/.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck source=lib.sh
@@ -76,6 +77,8 @@ init() {
             -e "s|^persistent_peers = .*|persistent_peers = \"$(IFS=,; echo "${others[*]}")\"|" \
             -e "s|^timeout_commit = .*|timeout_commit = \"$commit\"|" \
             -e "s|^flush_throttle_timeout = .*|flush_throttle_timeout = \"$flush\"|" \
+            -e "s|^prometheus = .*|prometheus = true|" \
+            -e "s|^prometheus_listen_addr = .*|prometheus_listen_addr = \"127.0.0.1:$((26660 + 10 * i))\"|" \
             "$DIR/node$i/cometbft/config/config.toml"
     done
     say "wrote a $n-validator network to .devnet/bft ($derived)"
@@ -137,7 +140,7 @@ start() {
     local i
     local peers=()
     for ((i = 0; i < n; i++)); do
-        start_geth "$DIR/node$i/geth" $((8650 + i)) $((8660 + i)) "$DIR/jwt.hex" "$DIR/node$i/geth.log" "$DIR/node$i/geth.pid" $((30310 + i))
+        start_geth "$DIR/node$i/geth" $((8650 + i)) $((8660 + i)) $((6070 + i)) "$DIR/jwt.hex" "$DIR/node$i/geth.log" "$DIR/node$i/geth.pid" $((30310 + i))
         peers+=("$((8660 + i)):$((30310 + i))")
     done
     peer_geths "${peers[@]}"

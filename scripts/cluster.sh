@@ -12,8 +12,8 @@
 #   scripts/cluster.sh stop               stop everything (the chains and the store stay)
 #   scripts/cluster.sh clean              stop everything and delete .devnet/cluster
 #
-# Ports (all on 127.0.0.1): node N has its Engine API on 856N, JSON-RPC on 857N, devp2p
-# on 3030N (the three Geths are peered, so a transaction sent to any of them reaches the
+# Ports (all on 127.0.0.1): node N has its Engine API on 856N, JSON-RPC on 857N, Geth's
+# metrics on 606N, devp2p on 3030N (the three Geths are peered, so a transaction sent to any of them reaches the
 # leader's) and /health, /ready, /metrics, /status on 920N. Redis on 6379, PostgreSQL on
 # 5432 (user, password and database: tutorial). Logs and data in .devnet/cluster/.
 set -euo pipefail
@@ -116,7 +116,7 @@ start() {
     local peers=()
     for name in "${NODES[@]}"; do
         local n; n="$(index_of "$name")"
-        start_geth "$DIR/$name/geth" "856$n" "857$n" "$DIR/jwt.hex" "$DIR/$name/geth.log" "$DIR/$name/geth.pid" "3030$n"
+        start_geth "$DIR/$name/geth" "856$n" "857$n" "606$n" "$DIR/jwt.hex" "$DIR/$name/geth.log" "$DIR/$name/geth.pid" "3030$n"
         peers+=("857$n:3030$n")
     done
     peer_geths "${peers[@]}"

@@ -9,7 +9,8 @@
 #                              bft.sh clean those).
 #   scripts/devnet.sh status   is it running, and at which block
 #
-# Engine API on 127.0.0.1:8551 (JWT secret .devnet/jwt.hex), JSON-RPC on 127.0.0.1:8545.
+# Engine API on 127.0.0.1:8551 (JWT secret .devnet/jwt.hex), JSON-RPC on 127.0.0.1:8545,
+# Geth's Prometheus metrics on 127.0.0.1:6060/debug/metrics/prometheus.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck source=lib.sh
@@ -17,11 +18,12 @@ source "$ROOT/scripts/lib.sh"
 DEVNET="$ROOT/.devnet"
 AUTH_PORT="${AUTH_PORT:-8551}"
 HTTP_PORT="${HTTP_PORT:-8545}"
+METRICS_PORT="${METRICS_PORT:-6060}"
 
 start() {
     install_cast
     ensure_jwt "$DEVNET/jwt.hex"
-    start_geth "$DEVNET/data" "$AUTH_PORT" "$HTTP_PORT" "$DEVNET/jwt.hex" "$DEVNET/geth.log" "$DEVNET/geth.pid"
+    start_geth "$DEVNET/data" "$AUTH_PORT" "$HTTP_PORT" "$METRICS_PORT" "$DEVNET/jwt.hex" "$DEVNET/geth.log" "$DEVNET/geth.pid"
 }
 
 status() {

@@ -48,12 +48,13 @@ ensure_jwt() {
 }
 
 # Starts Geth on datadir $1 (initialised from genesis.json the first time) with Engine API
-# port $2, JSON-RPC port $3, JWT secret $4, log $5, pid file $6, and waits until it
-# answers. With a seventh argument, a devp2p port, it can peer with other Geths on this
-# machine (Parts 3 and 4, see peer_geths); without, it has no peers. The flags are the test harness's
+# port $2, JSON-RPC port $3, metrics port $4 (Prometheus's, at /debug/metrics/prometheus),
+# JWT secret $5, log $6, pid file $7, and waits until it answers. With an eighth argument,
+# a devp2p port, it can peer with other Geths on this machine (Parts 3 and 4, see
+# peer_geths); without, it has no peers. The flags are the test harness's
 # (common/src/harness/geth.rs: GETH_FLAGS, then GETH_ALONE_FLAGS or GETH_PEERED_FLAGS).
 start_geth() {
-    local data="$1" auth="$2" http="$3" jwt="$4" log="$5" pidfile="$6" p2p="${7:-}"
+    local data="$1" auth="$2" http="$3" metrics="$4" jwt="$5" log="$6" pidfile="$7" p2p="${8:-}"
     local peering=(--maxpeers=0 --http.api=eth,net,web3,txpool --port=0)
     if [[ -n "$p2p" ]]; then
         peering=(--maxpeers=16 --http.api=eth,net,web3,txpool,admin --port="$p2p" --nat=none --netrestrict=127.0.0.0/8)
@@ -66,9 +67,9 @@ start_geth() {
         say "initialised ${data#"$ROOT"/} from genesis.json"
     fi
     nohup "$GETH" --datadir "$data" \
-        --syncmode=full --state.scheme=hash --gcmode=archive --nodiscover --miner.gasprice=1 "${peering[@]}" \
+        --syncmode=full --state.scheme=hash --gcmode=archive --nodiscover --miner.gasprice=1 --metrics "${peering[@]}" \
         --authrpc.addr=127.0.0.1 --authrpc.port="$auth" --authrpc.jwtsecret="$jwt" \
-        --http --http.addr=127.0.0.1 --http.port="$http" --ipcdisable \
+        --http --http.addr=127.0.0.1 --http.port="$http" --metrics.addr=127.0.0.1 --metrics.port="$metrics" --ipcdisable \
         >> "$log" 2>&1 < /dev/null &
     echo $! > "$pidfile"
     for _ in $(seq 1 600); do

@@ -5,7 +5,8 @@
 #   scripts/setup.sh geth       only the pinned Geth (what Part 1 needs)
 #   scripts/setup.sh cast       only Foundry's cast (the client the docs send transactions with)
 #   scripts/setup.sh services   the Debian packages: Redis and PostgreSQL (Part 3), faketime
-#                               (the clock tests) and Prometheus (the monitor, its rule tests)
+#                               (the clock tests), Prometheus (the monitor, its rule tests) and
+#                               jq (the monitor's status)
 #   scripts/setup.sh fonts      the font the benchmark plots use (the report test draws them)
 #
 # Geth, CometBFT, cast, toxiproxy and mdBook go into .tools/bin (project-local); the
@@ -123,8 +124,9 @@ install_services() {
     compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null || missing+=(postgresql)
     compgen -G "/usr/lib/*/faketime/libfaketime.so.1" >/dev/null || missing+=(faketime)
     command -v promtool >/dev/null || missing+=(prometheus)
+    command -v jq >/dev/null || missing+=(jq)
     if [[ ${#missing[@]} -eq 0 ]]; then
-        say "redis-server, postgresql, faketime and prometheus already installed"
+        say "redis-server, postgresql, faketime, prometheus and jq already installed"
         return
     fi
     apt_install "${missing[@]}"

@@ -9,6 +9,8 @@ cd "$ROOT"
 scripts/setup.sh
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --all-features --locked --quiet -- -D warnings
+promtool check rules monitoring/rules.yml
+promtool test rules monitoring/rules_test.yml
 cargo test --workspace --locked
 scripts/build-docs.sh
 scripts/check-docs.sh

@@ -60,7 +60,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     let store = Arc::new(Store::open(&config.store_path())?);
     let head = starting_head(&engine, &store).await?;
     info!(number = head.number, hash = %head.hash, "starting from our stored head");
-    status.metrics.head_number.set(i64::try_from(head.number).unwrap_or(i64::MAX));
+    status.set_head(head);
 
     let result = Sequencer::new(&engine, store, &config, &status, head).run(&cancel).await;
     cancel.cancel();

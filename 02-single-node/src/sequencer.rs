@@ -90,7 +90,7 @@ impl<'a> Sequencer<'a> {
                     let Produced { block, engine, overhead, store } = *produced;
                     self.status.block_produced();
                     self.status.metrics.blocks_produced.inc();
-                    self.status.metrics.head_number.set(i64::try_from(block.number()).unwrap_or(i64::MAX));
+                    self.status.set_head(block.head());
                     self.status.metrics.block_transactions.observe(block.transaction_count() as f64);
                     info!(
                         number = block.number(),

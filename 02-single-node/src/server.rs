@@ -40,6 +40,12 @@ impl Status {
         }
     }
 
+    /// Our head is `head` (at start, and after each block).
+    pub fn set_head(&self, head: common::Head) {
+        self.metrics.head_number.set(i64::try_from(head.number).unwrap_or(i64::MAX));
+        self.metrics.head_timestamp_seconds.set(i64::try_from(head.timestamp).unwrap_or(i64::MAX));
+    }
+
     /// Called after each block: we are producing.
     pub fn block_produced(&self) {
         *self.last_block.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Instant::now());

@@ -22,6 +22,8 @@ pub struct Metrics {
     pub term: Gauge,
     /// Height of this node's Geth head, as the node last set it.
     pub head_number: Gauge,
+    /// Timestamp of that block, seconds since the Unix epoch.
+    pub head_timestamp_seconds: Gauge,
     /// Height of the newest stored block, as last read.
     pub store_head_number: Gauge,
     /// Stored blocks this node's Geth does not have yet.
@@ -55,6 +57,8 @@ impl Default for Metrics {
         let is_leader = gauge(r, "is_leader", "1 while this node leads");
         let term = gauge(r, "term", "Term of this node's current or last lease");
         let head_number = gauge(r, "head_number", "Height of this node's Geth head");
+        let head_timestamp_seconds =
+            gauge(r, "head_timestamp_seconds", "Timestamp of this node's Geth head, Unix seconds");
         let store_head_number = gauge(r, "store_head_number", "Height of the newest stored block");
         let lag_blocks = gauge(r, "lag_blocks", "Stored blocks this node has not applied");
         let lag_seconds = Gauge::<f64, AtomicU64>::default();
@@ -79,6 +83,7 @@ impl Default for Metrics {
             is_leader,
             term,
             head_number,
+            head_timestamp_seconds,
             store_head_number,
             lag_blocks,
             lag_seconds,

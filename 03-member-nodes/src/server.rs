@@ -68,6 +68,7 @@ impl Status {
     /// This node's Geth head moved.
     pub fn set_head(&self, head: Head) {
         self.metrics.head_number.set(gauge(head.number));
+        self.metrics.head_timestamp_seconds.set(gauge(head.timestamp));
         self.update(|s| {
             s.head = Some(head);
             s.el_down = false;

@@ -16,6 +16,8 @@ pub struct Metrics {
     registry: Registry,
     /// The last committed height (CometBFT's, which is also the EL block number).
     pub height: Gauge,
+    /// The EL timestamp of that block, seconds since the Unix epoch.
+    pub head_timestamp_seconds: Gauge,
     /// Transactions per committed block.
     pub block_transactions: Histogram,
     /// Time between two commits, by this node's clock.
@@ -45,6 +47,8 @@ impl Default for Metrics {
         let mut registry = Registry::with_prefix("bft");
         let engine = EngineMetrics::register(&mut registry);
         let height = gauge(&mut registry, "height", "Last committed height (= EL block number)");
+        let head_timestamp_seconds =
+            gauge(&mut registry, "head_timestamp_seconds", "EL timestamp of the last committed block, Unix seconds");
         let block_transactions = Histogram::new(exponential_buckets(1.0, 2.0, 14));
         registry.register("block_transactions", "Transactions per committed block", block_transactions.clone());
         let block_interval_seconds = latency_histogram();
@@ -60,6 +64,7 @@ impl Default for Metrics {
         Self {
             registry,
             height,
+            head_timestamp_seconds,
             block_transactions,
             block_interval_seconds,
             proposals_built,

@@ -44,6 +44,7 @@ impl Status {
     /// A block was committed.
     pub fn committed(&self, height: i64, head: Head, transactions: usize) {
         self.metrics.height.set(height);
+        self.metrics.head_timestamp_seconds.set(i64::try_from(head.timestamp).unwrap_or(i64::MAX));
         self.metrics.block_transactions.observe(transactions as f64);
         let mut state = self.state();
         if let Some(last) = state.last_commit {

@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::scenarios::{
     Plan, bft::Bft, block_rate::BlockRate, engine_round::EngineRound, failover::Failover, member_replay::MemberReplay,
-    throughput::Throughput,
+    throughput::Throughput, watch::Watch,
 };
 
 /// Runs benchmarks against real Geth, Redis, PostgreSQL and CometBFT, and writes the
@@ -71,6 +71,8 @@ enum Scenario {
     MemberReplay,
     Failover,
     Bft,
+    /// A failover as Prometheus records it (the plot of the "Watching your chain" chapter).
+    Watch,
     /// Every scenario, in this order.
     All,
     /// Only write the report again from the stored results.
@@ -96,6 +98,9 @@ pub(crate) struct Results {
     pub(crate) failover: Option<Failover>,
     /// See [`Bft`].
     pub(crate) bft: Option<Bft>,
+    /// See [`Watch`].
+    #[serde(default)]
+    pub(crate) watch: Option<Watch>,
 }
 
 /// The plan, as stored.
@@ -177,6 +182,10 @@ async fn main() -> anyhow::Result<()> {
     }
     if all || args.scenario == Scenario::Bft {
         results.bft = Some(scenarios::bft::run(&plan).await?);
+        save_results(&results)?;
+    }
+    if all || args.scenario == Scenario::Watch {
+        results.watch = Some(scenarios::watch::run().await?);
         save_results(&results)?;
     }
     report::write(&results, &out_dir())?;

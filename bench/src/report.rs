@@ -58,7 +58,7 @@ pub(crate) fn write(results: &Results, docs: &Path) -> anyhow::Result<()> {
     }
     writeln!(
         md,
-        "```sh\nscripts/bench.sh all                  # every scenario, about 50 minutes on two cores\nscripts/bench.sh throughput           # one scenario: engine-round, block-rate, throughput,\n                                      # member-replay, failover, bft\nscripts/bench.sh all --repeats 5 --duration 60\n```\n"
+        "```sh\nscripts/bench.sh all                  # every scenario, about 50 minutes on two cores\nscripts/bench.sh throughput           # one scenario: engine-round, block-rate, throughput,\n                                      # member-replay, failover, bft, watch\nscripts/bench.sh all --repeats 5 --duration 60\n```\n"
     )?;
 
     if let Some(r) = &results.engine_round {
@@ -445,6 +445,34 @@ pub(crate) fn write(results: &Results, docs: &Path) -> anyhow::Result<()> {
         }
     }
 
+    if let Some(w) = &results.watch {
+        writeln!(body, "## A failover, as Prometheus saw it\n")?;
+        writeln!(
+            body,
+            "The failover scenario's cluster (defaults: a 2 s lease, a 500 ms build deadline) under a steady \
+             100 transfers a second, scraped every second by a real Prometheus with the project's rules \
+             (`monitoring/rules.yml`). The leader was killed with SIGKILL {:.0} s into the run and started \
+             again at {:.0} s. The plot is drawn from Prometheus's range queries over the run \
+             (`cluster_is_leader` per node, and the recording rule `devnet:seconds_since_last_block`); \
+             the [Watching your chain](watching.md) chapter explains both.\n",
+            w.killed_at, w.restarted_at
+        )?;
+        plot::chart(
+            &images.join("watch-failover.png"),
+            "A leader killed, as Prometheus recorded it",
+            ("seconds into the run", "leads (0 or 1) / seconds since the newest block"),
+            &w.series,
+            true,
+            None,
+        )?;
+        writeln!(body, "![A failover in Prometheus](benchmarks/watch-failover.png)\n")?;
+        writeln!(body, "| alert (firing) | from, s | to, s |\n|---|---|---|")?;
+        for (name, from, to) in &w.alerts {
+            writeln!(body, "| {name} | {from:.1} | {to:.1} |")?;
+        }
+        writeln!(body)?;
+    }
+
     let memory: Vec<_> = [
         results.engine_round.as_ref().map(|r| &r.memory),
         results.throughput.as_ref().map(|r| &r.memory),
@@ -530,7 +558,7 @@ mod tests {
             "docs/src/benchmarks.md is not what the stored results give: run `scripts/bench.sh report`"
         );
         check_tables(&written);
-        for plot in ["engine-latency", "throughput", "failover", "bft-intervals"] {
+        for plot in ["engine-latency", "throughput", "failover", "bft-intervals", "watch-failover"] {
             assert!(dir.path().join(format!("benchmarks/{plot}.png")).is_file(), "{plot}.png not drawn");
         }
     }

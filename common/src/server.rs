@@ -3,7 +3,8 @@
 //! - `/health`: 200 while the process runs (for a liveness probe).
 //! - `/ready`: 200 when the service does its job; 503 with the reason otherwise (for a load
 //!   balancer or an orchestrator).
-//! - `/metrics`: Prometheus/OpenMetrics text.
+//! - `/metrics`: OpenMetrics text for a scraper that asks for it (Prometheus does), else
+//!   Prometheus's text format 0.0.4.
 //! - `/status`: a JSON summary for people and scripts, if [`Endpoints::status`] gives one.
 //!
 //! Each service says what those mean for it by implementing [`Endpoints`].
@@ -54,6 +55,15 @@ pub async fn serve<E: Endpoints>(listener: TcpListener, endpoints: Arc<E>, cance
     }
 }
 
+/// Whether the client's `Accept` names OpenMetrics.
+fn accepts_openmetrics(request: &Request<Incoming>) -> bool {
+    request
+        .headers()
+        .get_all(header::ACCEPT)
+        .iter()
+        .any(|value| value.to_str().is_ok_and(|v| v.contains("application/openmetrics-text")))
+}
+
 async fn respond<E: Endpoints>(
     request: Request<Incoming>,
     endpoints: Arc<E>,
@@ -64,9 +74,16 @@ async fn respond<E: Endpoints>(
             None => (StatusCode::OK, "text/plain", "ready\n".to_owned()),
             Some(reason) => (StatusCode::SERVICE_UNAVAILABLE, "text/plain", format!("{reason}\n")),
         },
-        (&Method::GET, "/metrics") => {
+        // OpenMetrics for a scraper that asks for it (Prometheus does), the older text
+        // format for everyone else.
+        (&Method::GET, "/metrics") if accepts_openmetrics(&request) => {
             (StatusCode::OK, "application/openmetrics-text; version=1.0.0; charset=utf-8", endpoints.metrics())
         }
+        (&Method::GET, "/metrics") => (
+            StatusCode::OK,
+            "text/plain; version=0.0.4; charset=utf-8",
+            crate::metrics::to_text_format(&endpoints.metrics()),
+        ),
         (&Method::GET, "/status") => match endpoints.status() {
             Some(json) => (StatusCode::OK, "application/json", format!("{json}\n")),
             None => (StatusCode::NOT_FOUND, "text/plain", "not found\n".to_owned()),

@@ -40,6 +40,7 @@ async fn one_second_blocks_follow_the_wall_clock_and_are_observable() {
     assert_eq!((code, body.trim()), (200, "ready"));
     assert_eq!(get(&sequencer, "/health").await.map(|(c, _)| c), Some(200));
     let (_, metrics) = get(&sequencer, "/metrics").await.expect("metrics answer");
+    common::harness::check_metrics(&metrics).await.expect("Prometheus's lint passes");
     let head_metric: u64 = metrics
         .lines()
         .find_map(|l| l.strip_prefix("sequencer_head_number "))
@@ -134,7 +135,10 @@ async fn geth_killed_and_restarted_resumes_without_gap_or_fork() {
     eventually("/ready again", BLOCKS_TIMEOUT, || async { get(&sequencer, "/ready").await.filter(|(c, _)| *c == 200) })
         .await;
     let (_, metrics) = get(&sequencer, "/metrics").await.expect("metrics");
-    assert!(metrics.contains("sequencer_errors_total{kind=\"transport\"}"), "{metrics}");
+    assert!(
+        metrics.contains("sequencer_engine_api_errors_total{method=\"") && metrics.contains("kind=\"transport\"}"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]

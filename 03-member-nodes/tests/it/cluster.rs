@@ -30,6 +30,9 @@ async fn a_leader_produces_and_every_node_follows_the_store() {
     for i in 0..3 {
         let (code, body) = cluster.ready(i).await.expect("ready answers");
         assert_eq!(code, 200, "{}: {body}", cluster.nodes[i].id);
+        let metrics = common::harness::http_get(&format!("http://{}/metrics", cluster.nodes[i].health)).await;
+        let (_, page) = metrics.expect("metrics answer");
+        common::harness::check_metrics(&page).await.expect("Prometheus's lint passes");
     }
 
     // SIGTERM: the leader finishes its block, gives the lease back and exits 0, and the

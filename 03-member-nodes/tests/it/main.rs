@@ -5,5 +5,6 @@
 mod cluster;
 mod faults;
 mod lease;
+mod monitor;
 mod store;
 mod support;

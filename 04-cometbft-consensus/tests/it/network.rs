@@ -19,6 +19,8 @@ async fn four_validators_agree_on_every_block() {
         assert_eq!(code, 200, "validator {i}: {body}");
         assert!(network.metric(i, "bft_proposals_accepted_total").await >= 10.0);
         built += network.metric(i, "bft_proposals_built_total").await;
+        let (_, page) = network.get(i, "/metrics").await.expect("metrics answer");
+        common::harness::check_metrics(&page).await.expect("Prometheus's lint passes");
         ahead += network.metric(i, "bft_ahead_builds_used_total").await;
     }
     // With the defaults the next proposer builds ahead, and most proposals are those blocks.

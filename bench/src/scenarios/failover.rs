@@ -98,19 +98,46 @@ pub(crate) async fn run(kills: usize) -> anyhow::Result<Failover> {
     Ok(Failover { runs, memory })
 }
 
-struct Cluster {
-    nodes: Vec<Option<Service>>,
-    geths: Vec<Geth>,
-    health: Vec<String>,
+/// Two leader candidates and a member, each with its own (peered) Geth, on Redis and
+/// PostgreSQL, on the benchmark genesis.
+pub(crate) struct Cluster {
+    pub(crate) nodes: Vec<Option<Service>>,
+    pub(crate) geths: Vec<Geth>,
+    pub(crate) health: Vec<String>,
     redis: Redis,
-    postgres: Postgres,
+    pub(crate) postgres: Postgres,
     genesis: std::path::PathBuf,
     args: Vec<String>,
     dir: tempfile::TempDir,
+    /// Holds the genesis file for as long as nodes may (re)start.
+    _genesis: load::BenchGenesis,
 }
 
 impl Cluster {
-    fn start_node(&mut self, i: usize) -> anyhow::Result<()> {
+    /// Starts it, every node running with `--lease-ms` and `--build-time-ms` as given.
+    pub(crate) async fn start(accounts: &Accounts, lease_ms: u64, build_ms: u64) -> anyhow::Result<Self> {
+        let genesis = load::bench_genesis(accounts)?;
+        let options = GethOptions { genesis: Some(genesis.path.clone()), ..Default::default() };
+        // Peered, as `scripts/cluster.sh` runs them.
+        let geths = Geth::start_peered_group_with(3, &options).await?;
+        let mut cluster = Self {
+            nodes: vec![None, None, None],
+            health: (0..3).map(|_| format!("127.0.0.1:{}", common::harness::free_port().unwrap_or(0))).collect(),
+            geths,
+            redis: Redis::start().await?,
+            postgres: Postgres::start().await?,
+            genesis: genesis.path.clone(),
+            args: vec!["--lease-ms".into(), lease_ms.to_string(), "--build-time-ms".into(), build_ms.to_string()],
+            dir: tempfile::tempdir()?,
+            _genesis: genesis,
+        };
+        for i in 0..3 {
+            cluster.start_node(i)?;
+        }
+        Ok(cluster)
+    }
+
+    pub(crate) fn start_node(&mut self, i: usize) -> anyhow::Result<()> {
         let geth = &self.geths[i];
         let env = [
             ("INSTANCE_ID", format!("node{i}")),
@@ -133,7 +160,7 @@ impl Cluster {
     }
 
     /// The leading candidate and its term, once one leads.
-    async fn leader(&self) -> anyhow::Result<(usize, u64)> {
+    pub(crate) async fn leader(&self) -> anyhow::Result<(usize, u64)> {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             for i in 0..2 {
@@ -156,23 +183,7 @@ async fn one_setting(
     kills: usize,
 ) -> anyhow::Result<(FailoverRun, Vec<Memory>)> {
     let accounts = Accounts::new(load::ACCOUNTS)?;
-    let genesis = load::bench_genesis(&accounts)?;
-    let options = GethOptions { genesis: Some(genesis.path.clone()), ..Default::default() };
-    // Peered, as `scripts/cluster.sh` runs them.
-    let geths = Geth::start_peered_group_with(3, &options).await?;
-    let mut cluster = Cluster {
-        nodes: vec![None, None, None],
-        health: (0..3).map(|_| format!("127.0.0.1:{}", common::harness::free_port().unwrap_or(0))).collect(),
-        geths,
-        redis: Redis::start().await?,
-        postgres: Postgres::start().await?,
-        genesis: genesis.path.clone(),
-        args: vec!["--lease-ms".into(), lease_ms.to_string(), "--build-time-ms".into(), build_ms.to_string()],
-        dir: tempfile::tempdir()?,
-    };
-    for i in 0..3 {
-        cluster.start_node(i)?;
-    }
+    let mut cluster = Cluster::start(&accounts, lease_ms, build_ms).await?;
     let (sql, connection) = tokio_postgres::connect(&cluster.postgres.url(), tokio_postgres::NoTls).await?;
     tokio::spawn(connection);
 

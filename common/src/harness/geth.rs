@@ -42,8 +42,18 @@ use crate::{auth::JwtSecret, engine::EngineClient, fork::ForkSchedule, rpc::RpcC
 /// default is 0.001 gwei). On a chain of empty blocks a wallet's fee estimate finds no
 /// tips in the fee history and offers 1 wei, so with the default a user's first
 /// transaction would stay pending forever. Geth's own `--dev` mode sets 1 wei too.
-pub const GETH_FLAGS: &[&str] =
-    &["--syncmode=full", "--state.scheme=hash", "--gcmode=archive", "--nodiscover", "--miner.gasprice=1", "--http"];
+///
+/// `--metrics`: Geth serves Prometheus metrics (on `--metrics.port`, at
+/// `/debug/metrics/prometheus`), which `scripts/monitor.sh` scrapes.
+pub const GETH_FLAGS: &[&str] = &[
+    "--syncmode=full",
+    "--state.scheme=hash",
+    "--gcmode=archive",
+    "--nodiscover",
+    "--miner.gasprice=1",
+    "--metrics",
+    "--http",
+];
 
 /// A Geth on its own (Parts 1 to 3): its consensus layer is its only source of blocks,
 /// and it has nobody to gossip transactions with.
@@ -57,7 +67,8 @@ pub const GETH_PEERED_FLAGS: &[&str] = &["--maxpeers=16", "--http.api=eth,net,we
 
 /// Natively both ports listen on loopback only. (In Docker they listen on the container's
 /// interface, and the compose file publishes them on the host's loopback instead.)
-pub const GETH_LOOPBACK_FLAGS: &[&str] = &["--authrpc.addr=127.0.0.1", "--http.addr=127.0.0.1"];
+pub const GETH_LOOPBACK_FLAGS: &[&str] =
+    &["--authrpc.addr=127.0.0.1", "--http.addr=127.0.0.1", "--metrics.addr=127.0.0.1"];
 // ANCHOR_END: flags
 
 /// How long Geth may take to open its Engine API port. Generous: CI machines are busy.
@@ -106,6 +117,7 @@ pub struct Geth {
     dir: tempfile::TempDir,
     auth_port: u16,
     http_port: u16,
+    metrics_port: u16,
     /// Set for peered nodes: the devp2p port.
     p2p_port: Option<u16>,
     options: GethOptions,
@@ -185,9 +197,9 @@ impl Geth {
         run_init(&binary, dir.path(), &genesis)?;
         let jwt = JwtSecret::new(rand_bytes());
         std::fs::write(dir.path().join("jwt.hex"), jwt.to_hex()).context("cannot write the JWT secret")?;
-        let (auth_port, http_port) = (free_port()?, free_port()?);
+        let (auth_port, http_port, metrics_port) = (free_port()?, free_port()?, free_port()?);
         let process = Service::stopped("geth", &dir.path().join("geth.log"));
-        let mut geth = Self { process, dir, auth_port, http_port, p2p_port, options, jwt, _slots: slots };
+        let mut geth = Self { process, dir, auth_port, http_port, metrics_port, p2p_port, options, jwt, _slots: slots };
         geth.spawn_and_wait().await?;
         Ok(geth)
     }
@@ -206,6 +218,12 @@ impl Geth {
     /// The public JSON-RPC URL (transactions, receipts).
     pub fn http_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.http_port)
+    }
+
+    /// Where Geth serves its Prometheus metrics: `127.0.0.1:port` (path
+    /// `/debug/metrics/prometheus`).
+    pub fn metrics_addr(&self) -> String {
+        format!("127.0.0.1:{}", self.metrics_port)
     }
 
     /// The JWT secret file Geth reads.
@@ -319,6 +337,7 @@ impl Geth {
             .arg(format!("--authrpc.port={}", self.auth_port))
             .arg(format!("--authrpc.jwtsecret={}", self.jwt_path().display()))
             .arg(format!("--http.port={}", self.http_port))
+            .arg(format!("--metrics.port={}", self.metrics_port))
             // Tests run several nodes: no fixed P2P port, no IPC socket in a shared place.
             .arg(format!("--port={}", self.p2p_port.unwrap_or(0)))
             .args(["--ipcdisable", "--verbosity=3"]);

@@ -9,6 +9,8 @@
 //! - [`Cast`]: Foundry's `cast`, the user's client, with its default fees.
 //! - [`Toxiproxy`]: a real fault proxy between components: cut, half-open, slow links.
 //! - [`InvalidatingProxy`]: newPayload answered INVALID on demand (Geth cannot be made to).
+//! - [`Prometheus`]: a real Prometheus scraping the processes a test names, with the
+//!   project's rules.
 //!
 //! A missing binary is a set-up failure with a message naming `scripts/setup.sh`, never a
 //! reason to skip a test. Every process is told to die with the test process.
@@ -18,6 +20,7 @@ mod cometbft;
 mod geth;
 mod postgres;
 mod process;
+mod prometheus;
 mod redis;
 mod tamper;
 mod toxiproxy;
@@ -33,6 +36,7 @@ pub use geth::{
 };
 pub use postgres::{Postgres, postgres_bin_dir};
 pub use process::{Service, eventually, faketime_library, free_port, http_get, http_request};
+pub use prometheus::{Alert, Prometheus, ScrapeTarget, check_metrics, prometheus_binary};
 pub use redis::{Redis, redis_binary};
 pub use tamper::InvalidatingProxy;
 pub use toxiproxy::{Proxy, Toxiproxy, toxiproxy_binary};
