@@ -9,7 +9,7 @@ use std::{
 
 use common::{
     BlockTag, EngineClient,
-    harness::{Geth, Service, eventually, genesis_path, http_get},
+    harness::{Geth, Service, eventually, free_port, genesis_path, http_get},
 };
 
 /// Generous bounds: the CI machine is small and shared.
@@ -38,8 +38,7 @@ pub(crate) async fn running(args: &[&str]) -> Running {
 }
 
 pub(crate) fn free_addr() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr").to_string()
+    format!("127.0.0.1:{}", free_port().expect("a free port"))
 }
 
 /// Starts the `single-node` binary against `geth`, with its store in `state`.

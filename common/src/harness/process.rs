@@ -198,11 +198,34 @@ fn log_tail(path: &Path, bytes: u64) -> String {
     String::from_utf8_lossy(&text).into_owned()
 }
 
-/// A port that was free a moment ago. Another process could take it before Geth binds it;
-/// on this loopback-only machine that is rare, and start-up then fails loudly.
+/// Where [`free_port`] looks: below Linux's ephemeral range (`ip_local_port_range`,
+/// 32768-60999 by default). A port from that range can be taken as the source port of any
+/// outgoing connection (a CometBFT node dialling its peers, a client calling Geth) between
+/// the moment we find it free and the moment the server binds it; a port below it cannot.
+const PORTS: std::ops::Range<u16> = 20_000..32_000;
+
+/// A port that was free a moment ago, and that this process has not handed out before.
+/// Chosen at random below the ephemeral range (see [`PORTS`]), so the only way to lose it
+/// before the server binds it is another program choosing the same port in that moment.
 pub fn free_port() -> anyhow::Result<u16> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("cannot find a free port")?;
-    Ok(listener.local_addr()?.port())
+    use std::{
+        collections::HashSet,
+        sync::{Mutex, PoisonError},
+    };
+    static HANDED_OUT: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(PoisonError::into_inner);
+    let handed_out = handed_out.get_or_insert_with(HashSet::new);
+    let span = u64::from(PORTS.end - PORTS.start);
+    let mut seed = u64::from_le_bytes(alloy_primitives::B256::random().0[..8].try_into().expect("8 bytes"));
+    for _ in 0..1000 {
+        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        let port = PORTS.start + u16::try_from((seed >> 33) % span).expect("below the span");
+        if !handed_out.contains(&port) && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            handed_out.insert(port);
+            return Ok(port);
+        }
+    }
+    anyhow::bail!("cannot find a free port in {PORTS:?}")
 }
 
 /// Asks Linux to SIGKILL the child when the test process dies, so a test killed by a
