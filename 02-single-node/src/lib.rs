@@ -10,12 +10,23 @@
 //! - **faults**: Geth unreachable or restarted, SYNCING, INVALID, each handled on purpose;
 //! - **operations**: `/health`, `/ready`, `/metrics`, structured logs, clean shutdown.
 //!
-//! Layout:
+//! Layout (this step's own code, and the library Parts 3 and 4 build on):
 //! - `main.rs`: parses the flags and runs [`run`] until Ctrl-C or SIGTERM.
 //! - `config.rs`: flags and their checks.
-//! - `sequencer.rs`: the production loop and recovery (the Engine API round itself, and
-//!   the slot timing, are in `common::round` and `common::slot`).
-//! - `server.rs`, `metrics.rs`: what `/ready` and `/metrics` report.
+//! - `sequencer.rs`: the production loop and recovery.
+//! - `slot.rs`: when the next block is due (pure functions).
+//! - `round.rs`: the Engine API round of a long-running producer: build, import,
+//!   finalize, replay, each with its checks.
+//! - `fault.rs`: passing or fatal, what a failed step means for the loop, and the one
+//!   retry policy every step uses.
+//! - `clock.rs`: the wall clock, sleeps planned again every second, backoff.
+//! - `store.rs`: the block store (redb), the write-ahead rule's other half: replaying it
+//!   into a Geth that lost blocks.
+//! - `startup.rs`: waiting for Geth at start.
+//! - `server.rs`, `metrics.rs`: what `/ready` and `/metrics` report; `http.rs` serves
+//!   them, `exporter.rs` encodes them and holds the Engine API metrics.
+//! - `shutdown.rs`: Ctrl-C or SIGTERM.
+//! - `timing.rs`: where each step's time went, logged for the benchmarks.
 //!
 //! Run it against the local devnet; it makes a block every second until Ctrl-C:
 //!
@@ -24,18 +35,28 @@
 //! cargo run -p single-node
 //! ```
 
+pub mod clock;
 pub mod config;
+pub mod exporter;
+pub mod fault;
+pub mod http;
 pub mod metrics;
+pub mod round;
 pub mod sequencer;
 pub mod server;
+pub mod shutdown;
+pub mod slot;
+pub mod startup;
+pub mod store;
+pub mod timing;
 
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use common::{BlockTag, EngineClient, Head, startup, store::Store};
+use common::{BlockTag, EngineClient, Head};
 use tracing::info;
 
-use crate::{config::Config, sequencer::Sequencer, server::Status};
+use crate::{config::Config, sequencer::Sequencer, server::Status, store::Store};
 
 /// Runs the sequencer until `shutdown` completes.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
@@ -46,11 +67,11 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     let observer = status.clone();
     let engine =
         config.el.client()?.with_observer(Arc::new(move |m, t, e| observer.metrics.engine.observe_call(m, t, e)));
-    let listener = common::server::bind(config.service.health_addr).await?;
+    let listener = http::bind(config.service.health_addr).await?;
     config.block.warn_if_back_to_back();
 
-    let cancel = common::shutdown::cancel_on(shutdown);
-    let server = tokio::spawn(common::server::serve(listener, status.clone(), cancel.clone()));
+    let cancel = shutdown::cancel_on(shutdown);
+    let server = tokio::spawn(http::serve(listener, status.clone(), cancel.clone()));
     info!(addr = %config.service.health_addr, "serving /health, /ready and /metrics");
 
     startup::wait_for_execution_client(&engine, config.service.el_wait(), &cancel).await?;

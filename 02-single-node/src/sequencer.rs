@@ -12,18 +12,20 @@ use std::{
 };
 
 use anyhow::anyhow;
-use common::{
-    BlockTag, EngineClient, Fault, Head, PayloadStatus,
-    clock::{self, Backoff, sleep_or_cancel, unix_time},
-    payload::ExecutableBlock,
-    round, slot,
-};
+use common::{BlockTag, EngineClient, Head, PayloadStatus, payload::ExecutableBlock};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use common::store::{self, Store};
-
-use crate::{config::Config, server::Status};
+use crate::{
+    clock::{self, sleep_or_cancel, unix_time},
+    config::Config,
+    fault::{Fault, retry},
+    round::{self, ReplayError},
+    server::Status,
+    slot,
+    store::{self, Reconciled, Store},
+    timing::{Stopwatch, Timing},
+};
 
 /// What one production step did.
 #[derive(Debug)]
@@ -38,18 +40,11 @@ enum Outcome {
     Cancelled,
 }
 
-/// A block made, and where the time went while making it.
+/// A block made, and where the time went while making it ([`Timing`]).
 #[derive(Debug)]
 struct Produced {
     block: ExecutableBlock,
-    /// Waiting on Engine API calls.
-    engine: Duration,
-    /// Our own work: the step's time minus the Engine API calls and the wait for the
-    /// build deadline (encoding, scheduling, and storing where it outlasts newPayload).
-    /// The benchmarks read it from the log.
-    overhead: Duration,
-    /// Of the overhead: committing the block to the store.
-    store: Duration,
+    timing: Timing,
 }
 
 /// The sequencer's state: the client, the store, and the head it stands on.
@@ -87,7 +82,7 @@ impl<'a> Sequencer<'a> {
         while !cancel.is_cancelled() {
             match self.produce(cancel).await {
                 Ok(Outcome::Produced(produced)) => {
-                    let Produced { block, engine, overhead, store } = *produced;
+                    let Produced { block, timing } = *produced;
                     self.status.block_produced();
                     self.status.metrics.blocks_produced.inc();
                     self.status.set_head(block.head());
@@ -97,9 +92,9 @@ impl<'a> Sequencer<'a> {
                         hash = %block.hash(),
                         txs = block.transaction_count(),
                         timestamp = block.timestamp(),
-                        engine_us = engine.as_micros(),
-                        overhead_us = overhead.as_micros(),
-                        store_us = store.as_micros(),
+                        engine_us = timing.engine.as_micros(),
+                        overhead_us = timing.overhead.as_micros(),
+                        store_us = timing.store.as_micros(),
                         "block produced"
                     );
                 }
@@ -128,15 +123,15 @@ impl<'a> Sequencer<'a> {
 
         // Build: the build the last forkchoiceUpdated started, if it is for our head; else
         // plan the slot, wait for it, and ask Geth to start one.
-        let (building, build_time, started, engine_before) = match self.building.take() {
+        let (building, build_time, stopwatch) = match self.building.take() {
             Some((building, build_time)) if building.parent == self.head.hash => {
-                (building, build_time, Instant::now(), self.status.metrics.engine.time_in_calls())
+                (building, build_time, Stopwatch::start(&self.status.metrics.engine))
             }
             _ => {
                 let Some(slot) = self.plan(cancel).await else { return Ok(Outcome::Cancelled) };
-                let (started, engine_before) = (Instant::now(), self.status.metrics.engine.time_in_calls());
+                let stopwatch = Stopwatch::start(&self.status.metrics.engine);
                 let building = round::start(self.engine, &self.head, slot.timestamp, block_args.fee_recipient).await?;
-                (building, slot.build_time, started, engine_before)
+                (building, slot.build_time, stopwatch)
             }
         };
         let build_wait = (building.started + build_time).saturating_duration_since(Instant::now());
@@ -183,9 +178,8 @@ impl<'a> Sequencer<'a> {
         } else {
             round::finalize(self.engine, self.head.hash).await?;
         }
-        let engine = self.status.metrics.engine.time_in_calls().saturating_sub(engine_before);
-        let overhead = started.elapsed().saturating_sub(engine).saturating_sub(build_wait);
-        Ok(Outcome::Produced(Box::new(Produced { block, engine, overhead, store })))
+        let timing = stopwatch.stop(&self.status.metrics.engine, build_wait, store);
+        Ok(Outcome::Produced(Box::new(Produced { block, timing })))
     }
     // ANCHOR_END: produce
 
@@ -219,94 +213,76 @@ impl<'a> Sequencer<'a> {
     fn unstore(&self, block: &ExecutableBlock) -> Result<(), Fault> {
         self.store.revert(block, self.head).map_err(Fault::Fatal)
     }
-    // ANCHOR_END: produce
 
-    /// Retries [`Sequencer::reconcile`] with capped backoff until it succeeds, a fatal
-    /// fault occurs, or shutdown is asked for. `/ready` reports 503 meanwhile.
+    /// Retries [`reconcile`] until it succeeds, a fatal fault occurs, or shutdown is asked
+    /// for. `/ready` reports 503 meanwhile.
     async fn recover(&mut self, cancel: &CancellationToken) -> anyhow::Result<()> {
-        let mut backoff = Backoff::DEFAULT;
-        let mut attempts = 0_u32;
-        loop {
-            match self.reconcile().await {
-                Ok(()) => {
-                    self.status.set_el_reachable(true);
-                    return Ok(());
+        let (engine, store, status, head) = (self.engine, &*self.store, self.status, self.head);
+        let recovered = retry(
+            cancel,
+            || reconcile(engine, store, status, head),
+            |waiting| {
+                status.set_el_reachable(false);
+                if waiting.worth_logging() {
+                    warn!(attempts = waiting.attempts, error = %format!("{:#}", waiting.error), "waiting for Geth");
                 }
-                Err(Fault::Fatal(error)) => return Err(error),
-                Err(Fault::Passing(error)) => {
-                    self.status.set_el_reachable(false);
-                    attempts += 1;
-                    if attempts == 1 || attempts.is_multiple_of(10) {
-                        warn!(attempts, error = %format!("{error:#}"), "waiting for Geth");
-                    }
-                }
-            }
-            if !sleep_or_cancel(backoff.next_delay(), cancel).await {
-                return Ok(());
-            }
+            },
+        )
+        .await?;
+        if let Some(head) = recovered {
+            self.head = head;
+            self.status.set_el_reachable(true);
         }
+        Ok(())
     }
+}
 
-    /// Brings Geth to our stored head: equal heads get the forkchoice state again; a Geth
-    /// behind us gets the missing blocks replayed from the store; a Geth ahead of us on our
-    /// own chain is followed. A Geth on another chain is a fatal fault.
-    async fn reconcile(&mut self) -> Result<(), Fault> {
-        let geth = self.engine.head().await?;
-        let ours = self.head;
-        if geth.number < ours.number {
-            self.replay(&geth).await?;
-        } else if geth.hash != ours.hash {
-            let at_ours = self.engine.block(BlockTag::Number(ours.number)).await?.map(|b| b.hash);
-            if at_ours != Some(ours.hash) {
-                let theirs = at_ours.map_or_else(|| "no block".to_owned(), |hash| hash.to_string());
-                return Err(Fault::Fatal(anyhow!(
-                    "Geth's chain differs from ours at height {}: Geth has {theirs} there, we finalized {}",
-                    ours.number,
-                    ours.hash
-                )));
-            }
+// ANCHOR: reconcile
+/// Brings Geth to our stored head `ours` ([`store::reconcile`]) and sends the forkchoice
+/// state again; returns the head we stand on afterwards. A Geth ahead of us on our own
+/// chain is followed.
+///
+/// Our head is the one block that can be in the store without Geth ever having found it
+/// VALID: it is stored while Geth executes it, and a process that died before Geth
+/// answered left it there. If Geth now rejects it, it never became head anywhere, and it
+/// is taken out of the store; the next block is built in its place.
+async fn reconcile(engine: &EngineClient, store: &Store, status: &Status, ours: Head) -> Result<Head, Fault> {
+    let head = match store::reconcile(engine, store, ours).await {
+        Ok(Reconciled::InStep) => ours,
+        Ok(Reconciled::Replayed(replayed)) => {
+            status.metrics.replayed_blocks.inc_by(replayed);
+            ours
+        }
+        Ok(Reconciled::Ahead(geth)) => {
             warn!(
                 ours = ours.number,
                 geth = geth.number,
                 "Geth is ahead of our store on our chain; continuing from its head (blocks in between cannot be replayed from our store)"
             );
-            self.head = Head::from(&geth);
-            self.store.adopt(self.head).map_err(Fault::Fatal)?;
-            self.status.metrics.engine.count("geth_ahead");
+            store.adopt(geth).map_err(Fault::Fatal)?;
+            status.metrics.engine.count("geth_ahead");
+            geth
         }
-        round::finalize(self.engine, self.head.hash).await
-    }
-
-    /// Feeds Geth the stored blocks it lacks, from its head up to ours.
-    ///
-    /// Our head is the one block that can be in the store without Geth ever having found
-    /// it VALID: it is stored while Geth executes it, and a process that died before Geth
-    /// answered left it there. If Geth now rejects it, it never became head anywhere, and
-    /// it is taken out of the store; the next block is built in its place.
-    async fn replay(&mut self, geth: &common::Block) -> Result<(), Fault> {
-        info!(geth = geth.number, ours = self.head.number, "Geth is behind our store; replaying");
-        let below = self.head.number - 1;
-        let mut replayed = store::replay_into(self.engine, &self.store, geth, below).await?;
-        let block = self.store.block(self.head.number).map_err(Fault::Fatal)?.ok_or_else(|| {
-            Fault::Fatal(anyhow!("the block store has no block {} for its own head", self.head.number))
-        })?;
-        // Its parent: Geth's head, or the stored block just replayed (not canonical on Geth
-        // until the forkchoice update that follows).
-        let parent = match self.store.block(below).map_err(Fault::Fatal)? {
-            _ if below == geth.number => Head::from(geth),
-            Some(stored) => stored.head(),
-            None => return Err(Fault::Fatal(anyhow!("the block store has no block {below} below its head"))),
-        };
-        match round::replay(self.engine, &block, parent.hash).await {
-            Ok(()) => replayed += 1,
-            Err(round::ReplayError::Rejected { status, .. }) if !status.is_pending() => {
-                warn!(number = block.number(), hash = %block.hash(), %status, "our stored head was never VALID (the process died while Geth executed it): taking it out of the store");
-                self.store.revert(&block, parent).map_err(Fault::Fatal)?;
-                self.head = parent;
+        Err(ReplayError::Rejected { number, status: verdict }) if number == ours.number && !verdict.is_pending() => {
+            let parent = stored_or_geths(engine, store, number - 1).await?;
+            warn!(number, %verdict, "our stored head was never VALID (the process died while Geth executed it): taking it out of the store");
+            if let Some(block) = store.block(number).map_err(Fault::Fatal)? {
+                store.revert(&block, parent).map_err(Fault::Fatal)?;
             }
-            Err(other) => return Err(other.into_fault()),
+            parent
         }
-        self.status.metrics.replayed_blocks.inc_by(replayed);
-        Ok(())
+        Err(other) => return Err(other.into_fault()),
+    };
+    round::finalize(engine, head.hash).await?;
+    Ok(head)
+}
+// ANCHOR_END: reconcile
+
+/// The block at `number`: the stored one, or Geth's where the store begins above it.
+async fn stored_or_geths(engine: &EngineClient, store: &Store, number: u64) -> Result<Head, Fault> {
+    if let Some(block) = store.block(number).map_err(Fault::Fatal)? {
+        return Ok(block.head());
     }
+    let block = engine.block(BlockTag::Number(number)).await?;
+    block.map(|b| Head::from(&b)).ok_or_else(|| Fault::Fatal(anyhow!("neither the store nor Geth has block {number}")))
 }

@@ -1,5 +1,4 @@
-//! What `/ready` and `/metrics` report for the sequencer (the server is
-//! `common::server`).
+//! What `/ready` and `/metrics` report for the sequencer (`http.rs` serves them).
 //!
 //! `/ready` is 200 while blocks are being produced (the last one within
 //! [`Status::stale_after`]) and Geth answers; 503 with the reason otherwise.
@@ -12,7 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::server::Endpoints;
+use crate::http::Endpoints;
 
 use crate::metrics::Metrics;
 

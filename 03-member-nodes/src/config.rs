@@ -3,7 +3,8 @@
 use std::time::Duration;
 
 use anyhow::ensure;
-use common::config::{BlockArgs, ElArgs, ServiceArgs};
+use common::config::ElArgs;
+use single_node::config::{BlockArgs, ServiceArgs};
 
 /// What this node does in the cluster.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -18,11 +18,12 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use common::{clock::sleep_or_cancel, redact::redact};
+use common::redact::redact;
 use fred::{
     prelude::{Builder, Client, ClientLike, ReconnectPolicy},
     types::{config::Config as RedisConfig, scripts::Script},
 };
+use single_node::clock::sleep_or_cancel;
 use tokio::{sync::watch, time::Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::warn;

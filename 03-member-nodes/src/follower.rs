@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use alloy_primitives::B256;
 use anyhow::anyhow;
-use common::{BlockTag, EngineClient, Fault, Head, round};
+use common::{BlockTag, EngineClient, Head};
+use single_node::{fault::Fault, round};
 use tracing::info;
 
 use crate::{

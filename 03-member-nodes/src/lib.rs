@@ -17,7 +17,8 @@
 //! - `config.rs`: flags and their checks.
 //! - `node.rs`: a node's life: follow, and (candidates) take the lease and lead.
 //! - `election.rs`: the Redis lease and its terms.
-//! - `store.rs`: the PostgreSQL block log, its fence, and `LISTEN`.
+//! - `store.rs`: the PostgreSQL block log and its fence; `store/row.rs` checks a stored
+//!   row, `store/listen.rs` hears of new ones, `store/migrate.rs` applies the schema.
 //! - `follower.rs`: replaying the log into this node's Geth.
 //! - `sequencer.rs`: the leader's production loop (Part 2's, with the lease and fence).
 //! - `server.rs`, `metrics.rs`: what `/ready`, `/metrics` and `/status` report.
@@ -44,7 +45,7 @@ pub mod store;
 
 use std::sync::Arc;
 
-use common::startup;
+use single_node::startup;
 use tokio::sync::Notify;
 use tracing::info;
 
@@ -65,7 +66,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     let observer = status.clone();
     let engine =
         config.el.client()?.with_observer(Arc::new(move |m, t, e| observer.metrics.engine.observe_call(m, t, e)));
-    let listener = common::server::bind(config.service.health_addr).await?;
+    let listener = single_node::http::bind(config.service.health_addr).await?;
     let store = Store::connect(&config.postgres_url, config.lease()).await?;
     let election = match config.mode {
         Mode::Leader => Some(
@@ -75,8 +76,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     };
     config.block.warn_if_back_to_back();
 
-    let cancel = common::shutdown::cancel_on(shutdown);
-    let server = tokio::spawn(common::server::serve(listener, status.clone(), cancel.clone()));
+    let cancel = single_node::shutdown::cancel_on(shutdown);
+    let server = tokio::spawn(single_node::http::serve(listener, status.clone(), cancel.clone()));
     info!(addr = %config.service.health_addr, mode = ?config.mode, instance = %config.instance_id, "serving /health, /ready, /metrics and /status");
 
     startup::wait_for_execution_client(&engine, config.service.el_wait(), &cancel).await?;

@@ -2,15 +2,11 @@
 
 use std::sync::atomic::AtomicU64;
 
-use common::metrics::{EngineMetrics, counter, gauge, latency_histogram};
 use prometheus_client::{
-    metrics::{
-        counter::Counter,
-        gauge::Gauge,
-        histogram::{Histogram, exponential_buckets},
-    },
+    metrics::{counter::Counter, gauge::Gauge, histogram::Histogram},
     registry::Registry,
 };
+use single_node::exporter::{EngineMetrics, counter, gauge, latency, register, transactions};
 
 /// Every metric a node exports.
 #[derive(Debug)]
@@ -61,23 +57,16 @@ impl Default for Metrics {
             gauge(r, "head_timestamp_seconds", "Timestamp of this node's Geth head, Unix seconds");
         let store_head_number = gauge(r, "store_head_number", "Height of the newest stored block");
         let lag_blocks = gauge(r, "lag_blocks", "Stored blocks this node has not applied");
-        let lag_seconds = Gauge::<f64, AtomicU64>::default();
-        registry.register("lag_seconds", "Age of the oldest stored block not applied here", lag_seconds.clone());
-        let r = &mut registry;
+        let lag_seconds =
+            register(r, "lag_seconds", "Age of the oldest stored block not applied here", Gauge::default());
         let blocks_produced = counter(r, "blocks_produced", "Blocks produced and stored as leader");
         let blocks_applied = counter(r, "blocks_applied", "Stored blocks applied to this node's Geth");
         let promotions = counter(r, "promotions", "Times this node became leader");
         let step_downs = counter(r, "step_downs", "Times this node stopped leading");
-        let block_transactions = Histogram::new(exponential_buckets(1.0, 2.0, 14));
-        registry.register("block_transactions", "Transactions per produced block", block_transactions.clone());
-        let apply_delay_seconds = latency_histogram();
-        registry.register(
-            "apply_delay_seconds",
-            "From a block's commit in the store to its finalization here",
-            apply_delay_seconds.clone(),
-        );
-        let store_append_seconds = latency_histogram();
-        registry.register("store_append_seconds", "Fenced store write latency", store_append_seconds.clone());
+        let block_transactions = transactions(r, "block_transactions", "Transactions per produced block");
+        let apply_delay_seconds =
+            latency(r, "apply_delay_seconds", "From a block's commit in the store to its finalization here");
+        let store_append_seconds = latency(r, "store_append_seconds", "Fenced store write latency");
         Self {
             registry,
             is_leader,
@@ -102,6 +91,6 @@ impl Default for Metrics {
 impl Metrics {
     /// The OpenMetrics text.
     pub fn encode(&self) -> String {
-        common::metrics::encode(&self.registry)
+        single_node::exporter::encode(&self.registry)
     }
 }

@@ -7,7 +7,11 @@
 
 use std::time::Duration;
 
-use common::{BlockTag, EngineClient, Fault, Head, clock::Backoff, clock::sleep_or_cancel};
+use common::{BlockTag, EngineClient, Head};
+use single_node::{
+    clock::Backoff,
+    fault::{Fault, retry},
+};
 use tokio::{sync::Notify, sync::watch, time::Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
@@ -72,7 +76,7 @@ pub struct Node<'a> {
 impl<'a> Node<'a> {
     /// Runs until `cancel` fires; `Err` only for faults no retry can fix.
     pub async fn run(&self, cancel: &CancellationToken) -> anyhow::Result<()> {
-        let Some(chain) = self.chain(cancel).await else { return Ok(()) };
+        let Some(chain) = self.chain(cancel).await? else { return Ok(()) };
         let Some(mut follower) = self.attach(&chain, cancel).await? else { return Ok(()) };
         info!(number = follower.head().number, "following the store");
         let mut backoff = Backoff::DEFAULT;
@@ -119,27 +123,26 @@ impl<'a> Node<'a> {
 
     /// The stored chain. A candidate that finds the store empty initialises it from its
     /// own Geth (genesis, and its head as where the log begins); a member waits for one.
-    async fn chain(&self, cancel: &CancellationToken) -> Option<Chain> {
-        let mut backoff = Backoff::DEFAULT;
-        let mut said = false;
-        loop {
+    async fn chain(&self, cancel: &CancellationToken) -> anyhow::Result<Option<Chain>> {
+        let step = || async {
             let found = match self.store.chain().await {
                 Ok(None) if self.election.is_some() => self.init_chain().await.map(Some),
                 other => other,
             };
             match found {
-                Ok(Some(chain)) => return Some(chain),
-                Ok(None) if !said => {
-                    info!("the store is empty; waiting for a leader to initialise it");
-                    said = true;
+                Ok(Some(chain)) => Ok(chain),
+                Ok(None) => {
+                    Err(Fault::Passing(anyhow::anyhow!("the store is empty; waiting for a leader to initialise it")))
                 }
-                Ok(None) => {}
-                Err(error) => warn!(error = %format!("{error:#}"), "cannot read the store yet"),
+                Err(error) => Err(Fault::Passing(error.context("cannot read the store yet"))),
             }
-            if !sleep_or_cancel(backoff.next_delay(), cancel).await {
-                return None;
+        };
+        retry(cancel, step, |waiting| {
+            if waiting.worth_logging() {
+                info!(error = %format!("{:#}", waiting.error), "no chain to follow yet");
             }
-        }
+        })
+        .await
     }
 
     async fn init_chain(&self) -> anyhow::Result<Chain> {
@@ -152,17 +155,18 @@ impl<'a> Node<'a> {
 
     /// A follower on this node's Geth, retried while Geth or PostgreSQL fail.
     async fn attach(&self, chain: &Chain, cancel: &CancellationToken) -> anyhow::Result<Option<Follower<'a>>> {
-        let mut backoff = Backoff::DEFAULT;
-        loop {
-            match Follower::attach(self.engine, self.store, self.status, chain).await {
-                Ok(follower) => return Ok(Some(follower)),
-                Err(FollowError::Engine(Fault::Fatal(error))) => return Err(error),
-                Err(error) => warn!(%error, "cannot attach to the store yet"),
+        let step = || async {
+            Follower::attach(self.engine, self.store, self.status, chain).await.map_err(|error| match error {
+                FollowError::Engine(fault) => fault,
+                other => Fault::Passing(other.into()),
+            })
+        };
+        retry(cancel, step, |waiting| {
+            if waiting.worth_logging() {
+                warn!(error = %format!("{:#}", waiting.error), "cannot attach to the store yet");
             }
-            if !sleep_or_cancel(backoff.next_delay(), cancel).await {
-                return Ok(None);
-            }
-        }
+        })
+        .await
     }
 
     /// One catch-up, and what it means for `/ready`.
@@ -181,12 +185,12 @@ impl<'a> Node<'a> {
                 Ok(Following::Halted)
             }
             Err(FollowError::Store(error)) => {
-                self.status.set_store_down(true);
+                self.status.set_store_reachable(false);
                 warn!(error = %format!("{error:#}"), "cannot read the store");
                 Ok(Following::Retry)
             }
             Err(FollowError::Engine(Fault::Passing(error))) => {
-                self.status.set_el_down(true);
+                self.status.set_el_reachable(false);
                 warn!(error = %format!("{error:#}"), "cannot reach Geth");
                 Ok(Following::Retry)
             }

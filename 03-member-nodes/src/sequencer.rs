@@ -15,10 +15,10 @@
 use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
-use common::{
-    Fault, PayloadStatus,
-    clock::{self, Backoff, sleep_or_cancel, unix_time},
-    payload::ExecutableBlock,
+use common::{PayloadStatus, payload::ExecutableBlock};
+use single_node::{
+    clock::{self, sleep_or_cancel, unix_time},
+    fault::{Fault, Retry},
     round, slot,
 };
 use tokio::sync::watch;
@@ -236,41 +236,43 @@ impl<'a, 'f> Sequencer<'a, 'f> {
     /// not see) and finalizes it there. Retried with backoff while the lease lasts.
     /// Returns a reason to step down, or `None` once Geth is at the stored head.
     async fn recover(&mut self, cancel: &CancellationToken) -> anyhow::Result<Option<StepDown>> {
-        let mut backoff = Backoff::DEFAULT;
+        let mut retry = Retry::new(cancel);
         loop {
             if let Some(reason) = self.lease_problem() {
                 return Ok(Some(reason));
             }
             // Whatever failed, Geth may have restarted: start from its real head.
             self.follower.mark_stale();
-            let error = match self.follower.catch_up().await {
+            let (fault, geth_failed) = match self.follower.catch_up().await {
                 Ok(()) => match round::finalize(self.engine, self.follower.head().hash).await {
                     Ok(()) => {
-                        self.status.set_el_down(false);
+                        self.status.set_el_reachable(true);
                         return Ok(None);
                     }
-                    Err(fault) => FollowError::Engine(fault),
+                    Err(fault) => (fault, true),
                 },
-                Err(error) => error,
+                Err(FollowError::Halted(reason)) => return Ok(Some(StepDown::Halted(reason))),
+                Err(FollowError::Store(error)) => (Fault::Passing(error), false),
+                Err(FollowError::Engine(fault)) => (fault, true),
             };
-            let reason = match error {
-                FollowError::Engine(Fault::Fatal(error)) => return Err(error),
-                FollowError::Halted(reason) => return Ok(Some(StepDown::Halted(reason))),
-                FollowError::Store(error) => {
-                    self.status.set_store_down(true);
-                    warn!(error = %format!("{error:#}"), "cannot read the store; retrying");
-                    format!("the store fails: {error:#}")
-                }
-                FollowError::Engine(Fault::Passing(error)) => {
-                    self.status.set_el_down(true);
-                    warn!(error = %format!("{error:#}"), "waiting for Geth");
-                    format!("Geth fails: {error:#}")
-                }
+            let reason = if geth_failed {
+                self.status.set_el_reachable(false);
+                "Geth fails"
+            } else {
+                self.status.set_store_reachable(false);
+                "the store fails"
             };
-            if let Some(step_down) = self.cannot_produce(&reason) {
+            if let Fault::Passing(error) = &fault
+                && let Some(step_down) = self.cannot_produce(&format!("{reason}: {error:#}"))
+            {
                 return Ok(Some(step_down));
             }
-            if !sleep_or_cancel(backoff.next_delay(), cancel).await {
+            let again = retry
+                .failed(fault, |waiting| {
+                    warn!(attempts = waiting.attempts, error = %format!("{:#}", waiting.error), "{reason}; retrying");
+                })
+                .await?;
+            if !again {
                 return Ok(Some(StepDown::Shutdown));
             }
         }

@@ -1,5 +1,5 @@
 //! What `/ready`, `/metrics` and `/status` report for a node (the server is
-//! `common::server`).
+//! `single_node::http`).
 //!
 //! `/ready` is 200 while the node's Geth follows the store within `--ready-max-lag` blocks
 //! (a leader is always at the store's head); 503 with the reason otherwise: Geth or
@@ -7,8 +7,9 @@
 
 use std::sync::Mutex;
 
-use common::{Head, server::Endpoints};
+use common::Head;
 use serde_json::json;
+use single_node::http::Endpoints;
 
 use crate::{config::Mode, metrics::Metrics};
 
@@ -30,8 +31,8 @@ struct State {
     store_head: Option<u64>,
     lag_blocks: u64,
     lag_seconds: f64,
-    el_down: bool,
-    store_down: bool,
+    el_unreachable: bool,
+    store_unreachable: bool,
     halted: Option<String>,
     /// Why this node last stopped leading.
     stepped_down: Option<String>,
@@ -71,7 +72,7 @@ impl Status {
         self.metrics.head_timestamp_seconds.set(gauge(head.timestamp));
         self.update(|s| {
             s.head = Some(head);
-            s.el_down = false;
+            s.el_unreachable = false;
         });
     }
 
@@ -82,7 +83,7 @@ impl Status {
         self.metrics.lag_seconds.set(lag_seconds);
         self.update(|s| {
             (s.store_head, s.lag_blocks, s.lag_seconds) = (Some(store_head), lag_blocks, lag_seconds);
-            s.store_down = false;
+            s.store_unreachable = false;
         });
     }
 
@@ -100,13 +101,13 @@ impl Status {
     }
 
     /// Geth stopped or started answering.
-    pub fn set_el_down(&self, down: bool) {
-        self.update(|s| s.el_down = down);
+    pub fn set_el_reachable(&self, reachable: bool) {
+        self.update(|s| s.el_unreachable = !reachable);
     }
 
     /// PostgreSQL stopped or started answering.
-    pub fn set_store_down(&self, down: bool) {
-        self.update(|s| s.store_down = down);
+    pub fn set_store_reachable(&self, reachable: bool) {
+        self.update(|s| s.store_unreachable = !reachable);
     }
 
     /// A stored block cannot be applied (`Some(why)`), or the node moved past it (`None`).
@@ -126,9 +127,9 @@ impl Endpoints for Status {
         let s = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(reason) = &s.halted {
             Some(format!("halted: {reason}"))
-        } else if s.el_down {
+        } else if s.el_unreachable {
             Some("execution client unreachable".into())
-        } else if s.store_down {
+        } else if s.store_unreachable {
             Some("block store unreachable".into())
         } else if s.head.is_none() || s.store_head.is_none() {
             Some("not following the store yet".into())
@@ -155,8 +156,8 @@ impl Endpoints for Status {
             "lag_blocks": s.lag_blocks,
             "lag_seconds": s.lag_seconds,
             "halted": s.halted,
-            "el_reachable": !s.el_down,
-            "store_reachable": !s.store_down,
+            "el_reachable": !s.el_unreachable,
+            "store_reachable": !s.store_unreachable,
             "last_step_down": s.stepped_down,
         }))
     }

@@ -9,25 +9,22 @@
 //! New rows are announced with `NOTIFY blocks`; [`listen`] keeps a connection of its own
 //! for that, because a pooled connection would drop notifications between queries.
 
-use std::{sync::Arc, time::Duration};
+mod listen;
+mod migrate;
+mod row;
+
+use std::time::Duration;
 
 use alloy_primitives::B256;
-use anyhow::{Context, anyhow, bail};
-use common::{Head, clock::Backoff, payload::ExecutableBlock, redact::redact};
+use anyhow::{Context, anyhow};
+use common::{Head, payload::ExecutableBlock, redact::redact};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use tokio::sync::Notify;
-use tokio_postgres::{AsyncMessage, NoTls, error::SqlState};
-use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
+use tokio_postgres::{NoTls, error::SqlState};
 
-/// Schema migrations, applied in order at start; the list only ever grows.
-const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_chain_and_blocks.sql")];
-
-/// Held while migrating, so nodes starting together migrate once.
-const MIGRATION_LOCK: i64 = 0x6d65_6d62_6572; // "member"
-
-/// The channel `NOTIFY` announces new blocks on.
-pub const CHANNEL: &str = "blocks";
+pub use self::{
+    listen::{CHANNEL, listen},
+    row::{RowError, StoredRow},
+};
 
 /// No single database call may take longer than this; a hung server is a failed call.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -41,78 +38,6 @@ pub struct Chain {
     pub anchor: Head,
     /// The newest leader's term.
     pub fence_term: u64,
-}
-
-/// A row of the log, as read. [`StoredRow::block`] checks it before anyone uses it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StoredRow {
-    /// Height.
-    pub number: u64,
-    /// Block hash, as its column says.
-    pub hash: B256,
-    /// Parent hash, as its column says.
-    pub parent_hash: B256,
-    /// The term of the leader that stored it.
-    pub term: u64,
-    /// The payload, as JSON.
-    pub payload: serde_json::Value,
-    /// How long ago it was stored, by the database's clock.
-    pub age: Duration,
-}
-
-/// Why a stored row cannot be applied. Nothing after it is applied either.
-#[derive(Debug, thiserror::Error)]
-pub enum RowError {
-    /// The payload is not an Engine API block.
-    #[error("stored block {number} does not decode: {reason}")]
-    Undecodable {
-        /// Height.
-        number: u64,
-        /// The decoder's message.
-        reason: String,
-    },
-    /// The payload disagrees with the row's own columns.
-    #[error("stored block {number}: the payload is block {payload_number} {payload_hash}, the row says {row_hash}")]
-    Mismatch {
-        /// Height.
-        number: u64,
-        /// The payload's height.
-        payload_number: u64,
-        /// The payload's hash.
-        payload_hash: B256,
-        /// The row's hash column.
-        row_hash: B256,
-    },
-    /// The payload's contents do not hash to its block hash: it was altered.
-    #[error("stored block {number} is corrupt: {reason}")]
-    Corrupt {
-        /// Height.
-        number: u64,
-        /// What the check found.
-        reason: String,
-    },
-}
-
-impl StoredRow {
-    // ANCHOR: check_row
-    /// The block, after checking that the payload decodes, matches the row's columns, and
-    /// hashes to its own block hash. A row that fails is never given to Geth.
-    pub fn block(&self) -> Result<ExecutableBlock, RowError> {
-        let number = self.number;
-        let block: ExecutableBlock = serde_json::from_value(self.payload.clone())
-            .map_err(|e| RowError::Undecodable { number, reason: e.to_string() })?;
-        if block.number() != number || block.hash() != self.hash || block.parent_hash() != self.parent_hash {
-            return Err(RowError::Mismatch {
-                number,
-                payload_number: block.number(),
-                payload_hash: block.hash(),
-                row_hash: self.hash,
-            });
-        }
-        block.check_hash().map_err(|e| RowError::Corrupt { number, reason: e.to_string() })?;
-        Ok(block)
-    }
-    // ANCHOR_END: check_row
 }
 
 /// Why a leader's write was not stored.
@@ -178,32 +103,9 @@ impl Store {
             .build()
             .context("cannot build the PostgreSQL pool")?;
         let store = Self { pool, config };
-        store.migrate().await.with_context(|| format!("cannot use PostgreSQL at {} (--postgres-url)", redact(url)))?;
+        let migrated = async { migrate::migrate(&mut *store.client().await?).await };
+        migrated.await.with_context(|| format!("cannot use PostgreSQL at {} (--postgres-url)", redact(url)))?;
         Ok(store)
-    }
-
-    /// Applies the migrations this database lacks, once, whoever starts first.
-    async fn migrate(&self) -> anyhow::Result<()> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await?;
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await?;
-        tx.batch_execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (
-                 version INTEGER PRIMARY KEY,
-                 applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
-        )
-        .await?;
-        let applied: i32 = tx.query_one("SELECT coalesce(max(version), 0) FROM schema_migrations", &[]).await?.get(0);
-        let known = i32::try_from(MIGRATIONS.len())?;
-        if applied > known {
-            bail!("the database schema is at version {applied}, newer than this binary knows ({known})");
-        }
-        for (version, sql) in (1..).zip(MIGRATIONS).skip(usize::try_from(applied)?) {
-            tx.batch_execute(sql).await.with_context(|| format!("migration {version}"))?;
-            tx.execute("INSERT INTO schema_migrations (version) VALUES ($1)", &[&version]).await?;
-        }
-        tx.commit().await?;
-        Ok(())
     }
 
     async fn client(&self) -> anyhow::Result<deadpool_postgres::Object> {
@@ -404,45 +306,6 @@ impl Store {
     }
 }
 
-// ANCHOR: listen
-/// Keeps a `LISTEN blocks` connection open until `cancel` fires and wakes `wake` for
-/// every announced block, and after every (re)connect, so the follower looks for what it
-/// missed while the connection was down.
-pub async fn listen(config: tokio_postgres::Config, wake: Arc<Notify>, cancel: CancellationToken) {
-    let mut backoff = Backoff::DEFAULT;
-    while !cancel.is_cancelled() {
-        match config.connect(NoTls).await {
-            Ok((client, mut connection)) => {
-                backoff.reset();
-                let listening = async {
-                    client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
-                    wake.notify_one();
-                    std::future::pending::<Result<(), tokio_postgres::Error>>().await
-                };
-                let polling = async {
-                    while let Some(message) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
-                        if let AsyncMessage::Notification(_) = message? {
-                            wake.notify_one();
-                        }
-                    }
-                    Ok::<(), tokio_postgres::Error>(())
-                };
-                tokio::select! {
-                    result = listening => if let Err(error) = result { warn!(%error, "LISTEN failed"); },
-                    result = polling => match result {
-                        Ok(()) => debug!("LISTEN connection closed"),
-                        Err(error) => warn!(%error, "LISTEN connection lost; reconnecting"),
-                    },
-                    () = cancel.cancelled() => return,
-                }
-            }
-            Err(error) => debug!(%error, "cannot open the LISTEN connection yet"),
-        }
-        let _ = common::clock::sleep_or_cancel(backoff.next_delay(), &cancel).await;
-    }
-}
-// ANCHOR_END: listen
-
 /// Runs a database call under [`CALL_TIMEOUT`].
 async fn timed<T>(call: impl Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
     tokio::time::timeout(CALL_TIMEOUT, call)
@@ -460,22 +323,4 @@ fn head_from(row: &tokio_postgres::Row) -> anyhow::Result<Head> {
         hash: b256(row.get(1))?,
         timestamp: u64::try_from(row.get::<_, i64>(2))?,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_row_that_is_not_a_block_is_refused() {
-        let row = StoredRow {
-            number: 3,
-            hash: B256::repeat_byte(3),
-            parent_hash: B256::repeat_byte(2),
-            term: 1,
-            payload: serde_json::json!({"garbage": true}),
-            age: Duration::ZERO,
-        };
-        assert!(matches!(row.block(), Err(RowError::Undecodable { number: 3, .. })));
-    }
 }

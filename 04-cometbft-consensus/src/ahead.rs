@@ -14,9 +14,10 @@ use std::{
     time::Duration,
 };
 
-use common::{Head, clock::unix_time, round::Building, rpc::RpcClient};
+use common::{Head, rpc::RpcClient};
 use serde::Deserialize;
 use serde_json::json;
+use single_node::{clock::unix_time, round::Building};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
@@ -121,7 +122,7 @@ pub async fn run(app: Arc<App>, mut inbox: Inbox, cancel: CancellationToken) {
             continue;
         }
         let timestamp = predicted_timestamp(&head);
-        match common::round::start(app.engine(), &head, timestamp, app.config().fee_recipient).await {
+        match single_node::round::start(app.engine(), &head, timestamp, app.config().fee_recipient).await {
             // Only if nothing was committed meanwhile: a build for an old head is useless.
             Ok(building) if *inbox.committed.borrow() == Some(head) => {
                 info!(number = head.number + 1, timestamp, "building the next block ahead");
@@ -189,7 +190,7 @@ impl CometRpc {
             if at >= height {
                 return Ok(at == height && state.round_state.proposer.address == *own);
             }
-            if !common::clock::sleep_or_cancel(Duration::from_millis(10), cancel).await {
+            if !single_node::clock::sleep_or_cancel(Duration::from_millis(10), cancel).await {
                 break;
             }
         }

@@ -23,28 +23,21 @@
 //! A decided block that this Geth finds INVALID means this validator disagrees with the
 //! network: the app answers with an exception, and CometBFT halts.
 
-use std::{
-    sync::{Arc, Mutex},
-    time::{Duration, Instant},
-};
+mod proposals;
+
+use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, anyhow, bail};
-use common::{
-    BlockTag, EngineClient, Fault, Head, PayloadStatus,
-    clock::{Backoff, sleep_or_cancel},
-    payload::ExecutableBlock,
-    round,
-    store::{self, Store},
+use common::{BlockTag, EngineClient, Head, PayloadStatus, payload::ExecutableBlock};
+use single_node::{
+    fault::{Fault, retry},
+    round::{self, ReplayError},
+    store::{self, Reconciled, Store},
 };
-use tendermint_proto::{
-    google::protobuf::Timestamp,
-    v0_38::abci::{
-        ExecTxResult, RequestFinalizeBlock, RequestInitChain, RequestPrepareProposal, RequestProcessProposal,
-        ResponseCheckTx, ResponseCommit, ResponseEcho, ResponseFinalizeBlock, ResponseFlush, ResponseInfo,
-        ResponseInitChain, ResponseOfferSnapshot, ResponsePrepareProposal, ResponseProcessProposal,
-        ResponseVerifyVoteExtension, request, response, response_offer_snapshot, response_process_proposal,
-        response_verify_vote_extension,
-    },
+use tendermint_proto::v0_38::abci::{
+    ExecTxResult, RequestFinalizeBlock, RequestInitChain, ResponseCheckTx, ResponseCommit, ResponseEcho,
+    ResponseFinalizeBlock, ResponseFlush, ResponseInfo, ResponseInitChain, ResponseOfferSnapshot,
+    ResponseVerifyVoteExtension, request, response, response_offer_snapshot, response_verify_vote_extension,
 };
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
@@ -195,138 +188,6 @@ impl App {
         Ok(ResponseInitChain { app_hash: genesis.hash.to_vec().into(), ..Default::default() })
     }
 
-    // ANCHOR: prepare
-    /// The proposer builds the block: Geth gets `build_time` to fill it from its pool.
-    /// On any failure we propose nothing; every validator rejects an empty proposal, and
-    /// the next round has another proposer.
-    async fn prepare_proposal(&self, prepare: RequestPrepareProposal) -> ResponsePrepareProposal {
-        let nothing = ResponsePrepareProposal { txs: Vec::new() };
-        let Some(head) = self.head() else { return nothing };
-        let timestamp = proposal::timestamp(head.timestamp, seconds(prepare.time.as_ref()).unwrap_or(0));
-        let built = match self.take_ahead(&head, timestamp).await {
-            Some(block) => Ok(Some(block)),
-            None => self.build(&head, timestamp).await,
-        };
-        let mut block = match built {
-            Ok(Some(block)) => block,
-            Ok(None) => return nothing,
-            Err(fault) => {
-                warn!(height = prepare.height, error = %fault, "cannot build a proposal; proposing nothing");
-                return nothing;
-            }
-        };
-        if self.config.test_corrupt_proposals {
-            corrupt(&mut block);
-        }
-        // The one size limit: CometBFT's consensus parameter `block.max_bytes`, the same on
-        // every validator. What does not fit is never proposed (CometBFT would refuse it
-        // before any validator's ProcessProposal saw it).
-        let tx = proposal::encode(&block);
-        if i64::try_from(tx.len()).unwrap_or(i64::MAX) > prepare.max_tx_bytes {
-            error!(bytes = tx.len(), max = prepare.max_tx_bytes, "the built block does not fit in a CometBFT block");
-            return nothing;
-        }
-        self.status.metrics.proposals_built.inc();
-        info!(height = prepare.height, hash = %block.hash(), txs = block.transaction_count(), "proposing");
-        ResponsePrepareProposal { txs: vec![tx] }
-    }
-    // ANCHOR_END: prepare
-
-    // ANCHOR: take_ahead
-    /// The block built ahead since the last Commit, if it is the block the rule asks for
-    /// now: the same parent and the same timestamp. Anything else is dropped.
-    async fn take_ahead(&self, head: &Head, timestamp: u64) -> Option<ExecutableBlock> {
-        let building = self.ahead.take()?;
-        if building.parent != head.hash || building.timestamp != timestamp {
-            self.status.metrics.ahead_dropped.inc();
-            info!(
-                built_for = building.timestamp,
-                wanted = timestamp,
-                "dropping the block built ahead: the rule gives another parent or timestamp"
-            );
-            return None;
-        }
-        match round::take(&self.engine, &building, self.config.build_time(), &self.cancel).await {
-            Ok(Some(block)) => {
-                self.status.metrics.ahead_used.inc();
-                Some(block)
-            }
-            Ok(None) => None,
-            Err(fault) => {
-                self.status.metrics.ahead_dropped.inc();
-                info!(error = %fault, "cannot take the block built ahead; building afresh");
-                None
-            }
-        }
-    }
-    // ANCHOR_END: take_ahead
-
-    /// A fresh build on `head`, given `--build-time-ms`, repairing Geth first if it lost
-    /// blocks.
-    async fn build(&self, head: &Head, timestamp: u64) -> Result<Option<ExecutableBlock>, Fault> {
-        self.repairing("build a proposal", || {
-            round::build(
-                &self.engine,
-                head,
-                timestamp,
-                self.config.fee_recipient,
-                self.config.build_time(),
-                &self.cancel,
-            )
-        })
-        .await
-    }
-
-    // ANCHOR: process
-    /// Every validator checks the proposal and executes it on its own Geth before voting.
-    /// Only VALID accepts: INVALID is a bad block; SYNCING, ACCEPTED or no answer means
-    /// this Geth cannot vouch for it, and a validator votes only for what it checked. The
-    /// block still commits if two thirds of the voting power accept it, and this node then
-    /// imports it in `FinalizeBlock`.
-    async fn process_proposal(&self, process: RequestProcessProposal) -> ResponseProcessProposal {
-        // A proposal arrived: a build we started ahead was not taken by our own
-        // PrepareProposal, so someone else proposed, and Geth can stop it.
-        self.ahead.discard();
-        let verdict = match self.head() {
-            None => Err("no chain yet".to_owned()),
-            Some(head) => self.verify(&process.txs, &head, seconds(process.time.as_ref())).await,
-        };
-        let status = match verdict {
-            Ok(block) => {
-                self.status.metrics.proposals_accepted.inc();
-                info!(height = process.height, hash = %block.hash(), "accepting the proposal: Geth says VALID");
-                response_process_proposal::ProposalStatus::Accept
-            }
-            Err(reason) => {
-                self.status.metrics.proposals_rejected.inc();
-                warn!(height = process.height, %reason, "rejecting the proposal");
-                response_process_proposal::ProposalStatus::Reject
-            }
-        };
-        ResponseProcessProposal { status: status.into() }
-    }
-
-    async fn verify(&self, txs: &[bytes::Bytes], head: &Head, time: Option<i64>) -> Result<ExecutableBlock, String> {
-        let block = proposal::check(txs, head, time).map_err(|e| e.to_string())?;
-        // SYNCING or ACCEPTED: Geth lacks the parent (it lost blocks), so it is repaired
-        // from our store and asked again; a correct Geth then gives the verdict every
-        // correct validator gives.
-        let verdict = self
-            .repairing("execute the proposal", || async {
-                match round::import(&self.engine, &block).await? {
-                    status if status.is_pending() => Err(Fault::Passing(anyhow!("Geth answers {status}"))),
-                    status => Ok(status),
-                }
-            })
-            .await;
-        match verdict {
-            Ok(PayloadStatus::Valid { .. }) => Ok(block),
-            Ok(status) => Err(format!("Geth answers {status}")),
-            Err(fault) => Err(format!("cannot ask Geth: {fault}")),
-        }
-    }
-    // ANCHOR_END: process
-
     // ANCHOR: finalize
     /// The network decided: execute the block (again, or for the first time when
     /// CometBFT replays or block-syncs it) and answer with its hash as the app hash.
@@ -403,25 +264,14 @@ impl App {
     // ANCHOR_END: commit
 
     // ANCHOR: reconcile
-    /// Brings Geth to the stored head before CometBFT connects, and whenever Geth seems
-    /// to have lost blocks: a Geth behind the store gets the stored blocks it lacks; a
-    /// Geth at or ahead of it gets the forkchoice state again. A Geth on another chain is
-    /// a fatal fault.
+    /// Brings Geth to the stored head (Part 2's [`store::reconcile`]) and sends the
+    /// forkchoice state again: before CometBFT connects, and wherever a call finds Geth
+    /// has lost blocks. A Geth on another chain is a fatal fault.
     pub async fn reconcile(&self) -> Result<(), Fault> {
         let Some(ours) = self.store.head().map_err(Fault::Fatal)? else { return Ok(()) };
-        let geth = self.engine.head().await?;
-        if geth.number < ours.number {
-            info!(geth = geth.number, ours = ours.number, "Geth is behind the store; replaying");
-            let replayed = store::replay_into(&self.engine, &self.store, &geth, ours.number).await?;
+        let reconciled = store::reconcile(&self.engine, &self.store, ours).await.map_err(ReplayError::into_fault)?;
+        if let Reconciled::Replayed(replayed) = reconciled {
             self.status.metrics.replayed_blocks.inc_by(replayed);
-        } else {
-            let at_ours = self.engine.block(BlockTag::Number(ours.number)).await?;
-            if at_ours.map(|b| b.hash) != Some(ours.hash) {
-                return Err(Fault::Fatal(anyhow!(
-                    "Geth's chain differs from the stored one at height {}: wipe Geth's datadir and let the app replay",
-                    ours.number
-                )));
-            }
         }
         round::finalize(&self.engine, ours.hash).await
     }
@@ -447,35 +297,27 @@ impl App {
         }
     }
 
-    /// Runs `step` until it succeeds, waiting out passing faults with a capped backoff.
-    /// CometBFT waits for the answer meanwhile; `/ready` says Geth is unreachable.
-    async fn until_done<F, Fut>(&self, what: &str, mut step: F) -> anyhow::Result<()>
+    /// Runs `step` until it succeeds (Part 2's [`retry`]). CometBFT waits for the answer
+    /// meanwhile; `/ready` says Geth is unreachable.
+    async fn until_done<F, Fut>(&self, what: &str, step: F) -> anyhow::Result<()>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<(), Fault>>,
     {
-        let mut backoff = Backoff::DEFAULT;
-        let started = Instant::now();
-        let mut warned = None::<Instant>;
-        loop {
-            match step().await {
-                Ok(()) => {
-                    self.status.set_el_down(false);
-                    return Ok(());
-                }
-                Err(Fault::Fatal(error)) => return Err(error.context(what.to_owned())),
-                Err(Fault::Passing(error)) => {
-                    self.status.set_el_down(true);
-                    if warned.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
-                        warn!(waited_secs = started.elapsed().as_secs(), error = %format!("{error:#}"), "cannot {what} yet; retrying");
-                        warned = Some(Instant::now());
-                    }
-                }
+        let status = &self.status;
+        let done = retry(&self.cancel, step, |waiting| {
+            status.set_el_reachable(false);
+            if waiting.worth_logging() {
+                warn!(attempts = waiting.attempts, error = %format!("{:#}", waiting.error), "cannot {what} yet; retrying");
             }
-            if !sleep_or_cancel(backoff.next_delay(), &self.cancel).await {
-                bail!("shutting down while trying to {what}");
-            }
+        })
+        .await
+        .map_err(|error| error.context(what.to_owned()))?;
+        if done.is_none() {
+            bail!("shutting down while trying to {what}");
         }
+        self.status.set_el_reachable(true);
+        Ok(())
     }
 }
 
@@ -485,22 +327,3 @@ fn fail(error: anyhow::Error) -> Option<response::Value> {
     error!(error = %format!("{error:#}"), "cannot go on");
     exception(format!("{error:#}"))
 }
-
-/// Whole seconds of a protobuf timestamp.
-fn seconds(time: Option<&Timestamp>) -> Option<i64> {
-    time.map(|t| t.seconds)
-}
-
-// ANCHOR: corrupt
-/// The test-only faulty proposer (`--test-corrupt-proposals`): changes the state root and
-/// recomputes the block hash, so the block passes every check a validator can make
-/// without executing it, and only newPayload finds it INVALID.
-fn corrupt(block: &mut ExecutableBlock) {
-    let inner = &mut block.execution_payload.payload_inner.payload_inner;
-    inner.state_root = alloy_primitives::B256::repeat_byte(0xbd);
-    if let Ok(hash) = block.computed_hash() {
-        block.execution_payload.payload_inner.payload_inner.block_hash = hash;
-    }
-    warn!(hash = %block.hash(), "--test-corrupt-proposals: proposing a block with a wrong state root");
-}
-// ANCHOR_END: corrupt

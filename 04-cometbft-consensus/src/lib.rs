@@ -18,11 +18,13 @@
 //! - `main.rs`: parses the flags and runs [`run`] until Ctrl-C or SIGTERM.
 //! - `config.rs`: flags and their checks.
 //! - `abci.rs`: the ABCI socket server (CometBFT v0.38's wire format).
-//! - `app.rs`: the application: each ABCI call and what it does on Geth.
+//! - `app.rs`: the application: each ABCI call and what it does on Geth;
+//!   `app/proposals.rs` holds the two proposal calls, PrepareProposal and ProcessProposal.
 //! - `ahead.rs`: the next block's build, started as soon as a block is committed.
 //! - `proposal.rs`: what a proposal is and the rules it must follow (pure functions).
 //! - `server.rs`, `metrics.rs`: what `/ready`, `/metrics` and `/status` report.
-//! - The block store and the Engine API round are `common::store` and `common::round`.
+//! - The block store, the Engine API round, the retries and the endpoints are Part 2's
+//!   (`single_node::store`, `round`, `fault`, `http`).
 //!
 //! `scripts/bft.sh start` runs four validators, each with its Geth, app and CometBFT node.
 //! To run one validator's app yourself, stop the script's, take its settings, and start
@@ -47,7 +49,8 @@ pub mod server;
 use std::sync::Arc;
 
 use anyhow::Context;
-use common::{BlockTag, Fault, clock::Backoff, clock::sleep_or_cancel, startup, store::Store};
+use common::BlockTag;
+use single_node::{fault::retry, startup, store::Store};
 use tracing::{info, warn};
 
 use crate::{app::App, config::Config, server::Status};
@@ -59,15 +62,15 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     let observer = status.clone();
     let engine =
         config.el.client()?.with_observer(Arc::new(move |m, t, e| observer.metrics.engine.observe_call(m, t, e)));
-    let health = common::server::bind(config.service.health_addr).await?;
+    let health = single_node::http::bind(config.service.health_addr).await?;
     // Listen for CometBFT at once: it connects as it starts, and waits for our answers
     // while Geth is brought to the stored head.
     let abci = tokio::net::TcpListener::bind(config.abci_addr)
         .await
         .with_context(|| format!("cannot listen on --abci-addr {}", config.abci_addr))?;
 
-    let cancel = common::shutdown::cancel_on(shutdown);
-    let server = tokio::spawn(common::server::serve(health, status.clone(), cancel.clone()));
+    let cancel = single_node::shutdown::cancel_on(shutdown);
+    let server = tokio::spawn(single_node::http::serve(health, status.clone(), cancel.clone()));
     info!(addr = %config.service.health_addr, "serving /health, /ready, /metrics and /status");
 
     startup::wait_for_execution_client(&engine, config.service.el_wait(), &cancel).await?;
@@ -93,17 +96,15 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
 
 /// Brings Geth to the stored head, waiting for it while it fails; false on shutdown.
 async fn reconcile(app: &App, cancel: &tokio_util::sync::CancellationToken) -> anyhow::Result<bool> {
-    let mut backoff = Backoff::DEFAULT;
-    loop {
-        match app.reconcile().await {
-            Ok(()) => return Ok(true),
-            Err(Fault::Fatal(error)) => return Err(error),
-            Err(Fault::Passing(error)) => {
-                warn!(error = %format!("{error:#}"), "cannot bring Geth to the stored head yet")
+    let done = retry(
+        cancel,
+        || app.reconcile(),
+        |waiting| {
+            if waiting.worth_logging() {
+                warn!(error = %format!("{:#}", waiting.error), "cannot bring Geth to the stored head yet");
             }
-        }
-        if !sleep_or_cancel(backoff.next_delay(), cancel).await {
-            return Ok(false);
-        }
-    }
+        },
+    )
+    .await?;
+    Ok(done.is_some())
 }

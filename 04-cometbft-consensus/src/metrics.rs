@@ -1,14 +1,10 @@
 //! Prometheus metrics, served at `/metrics` in the OpenMetrics text format.
 
-use common::metrics::{EngineMetrics, counter, gauge, latency_histogram};
 use prometheus_client::{
-    metrics::{
-        counter::Counter,
-        gauge::Gauge,
-        histogram::{Histogram, exponential_buckets},
-    },
+    metrics::{counter::Counter, gauge::Gauge, histogram::Histogram},
     registry::Registry,
 };
+use single_node::exporter::{EngineMetrics, counter, gauge, latency, transactions};
 
 /// Every metric the app exports.
 #[derive(Debug)]
@@ -46,14 +42,12 @@ impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("bft");
         let engine = EngineMetrics::register(&mut registry);
-        let height = gauge(&mut registry, "height", "Last committed height (= EL block number)");
-        let head_timestamp_seconds =
-            gauge(&mut registry, "head_timestamp_seconds", "EL timestamp of the last committed block, Unix seconds");
-        let block_transactions = Histogram::new(exponential_buckets(1.0, 2.0, 14));
-        registry.register("block_transactions", "Transactions per committed block", block_transactions.clone());
-        let block_interval_seconds = latency_histogram();
-        registry.register("block_interval_seconds", "Time between two commits", block_interval_seconds.clone());
         let r = &mut registry;
+        let height = gauge(r, "height", "Last committed height (= EL block number)");
+        let head_timestamp_seconds =
+            gauge(r, "head_timestamp_seconds", "EL timestamp of the last committed block, Unix seconds");
+        let block_transactions = transactions(r, "block_transactions", "Transactions per committed block");
+        let block_interval_seconds = latency(r, "block_interval_seconds", "Time between two commits");
         let proposals_built = counter(r, "proposals_built", "Proposals this validator built");
         let proposals_accepted = counter(r, "proposals_accepted", "Proposals accepted in ProcessProposal");
         let proposals_rejected = counter(r, "proposals_rejected", "Proposals rejected in ProcessProposal");
@@ -82,6 +76,6 @@ impl Default for Metrics {
 impl Metrics {
     /// The OpenMetrics text.
     pub fn encode(&self) -> String {
-        common::metrics::encode(&self.registry)
+        single_node::exporter::encode(&self.registry)
     }
 }

@@ -1,5 +1,5 @@
 //! What `/ready`, `/metrics` and `/status` report for a validator's app (the server is
-//! `common::server`).
+//! `single_node::http`).
 //!
 //! `/ready` is 200 while blocks are being committed (one within `--ready-max-age`) and Geth
 //! answers; 503 with the reason otherwise. A stalled network makes every node unready.
@@ -9,8 +9,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{Head, server::Endpoints};
+use common::Head;
 use serde_json::json;
+use single_node::http::Endpoints;
 
 use crate::metrics::Metrics;
 
@@ -19,7 +20,7 @@ struct State {
     height: i64,
     head: Option<Head>,
     last_commit: Option<Instant>,
-    el_down: bool,
+    el_unreachable: bool,
 }
 
 /// What the endpoints report, shared with the app.
@@ -50,12 +51,12 @@ impl Status {
         if let Some(last) = state.last_commit {
             self.metrics.block_interval_seconds.observe(last.elapsed().as_secs_f64());
         }
-        *state = State { height, head: Some(head), last_commit: Some(Instant::now()), el_down: false };
+        *state = State { height, head: Some(head), last_commit: Some(Instant::now()), el_unreachable: false };
     }
 
     /// Geth stopped or started answering.
-    pub fn set_el_down(&self, down: bool) {
-        self.state().el_down = down;
+    pub fn set_el_reachable(&self, reachable: bool) {
+        self.state().el_unreachable = !reachable;
     }
 }
 
@@ -63,7 +64,7 @@ impl Endpoints for Status {
     fn not_ready_reason(&self) -> Option<String> {
         let state = self.state();
         match state.last_commit {
-            _ if state.el_down => Some("execution client unreachable".into()),
+            _ if state.el_unreachable => Some("execution client unreachable".into()),
             None => Some("no block committed yet".into()),
             Some(at) if at.elapsed() > self.ready_max_age => {
                 Some(format!("no block committed for {} s", at.elapsed().as_secs()))
@@ -82,7 +83,7 @@ impl Endpoints for Status {
             "height": state.height,
             "head": state.head.map(|h| json!({"number": h.number, "hash": h.hash, "timestamp": h.timestamp})),
             "last_commit_seconds_ago": state.last_commit.map(|t| t.elapsed().as_secs_f64()),
-            "el_reachable": !state.el_down,
+            "el_reachable": !state.el_unreachable,
         }))
     }
 }

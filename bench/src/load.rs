@@ -147,12 +147,12 @@ impl Load {
             for batch in transfers.chunks(batch_size) {
                 if let Some(rate) = rate {
                     let due = Duration::from_secs_f64(sent as f64 / rate);
-                    if !common::clock::sleep_or_cancel(due.saturating_sub(started.elapsed()), &token).await {
+                    if !single_node::clock::sleep_or_cancel(due.saturating_sub(started.elapsed()), &token).await {
                         return sent;
                     }
                 }
                 while sent.saturating_sub(included.load(Ordering::Relaxed) - start_included) > MAX_PENDING {
-                    if !common::clock::sleep_or_cancel(Duration::from_millis(5), &token).await {
+                    if !single_node::clock::sleep_or_cancel(Duration::from_millis(5), &token).await {
                         return sent;
                     }
                 }
@@ -254,7 +254,7 @@ impl Tracker {
             let (included, blocks, stop) = (included.clone(), blocks.clone(), stop.clone());
             async move {
                 let mut next = head.to::<u64>() + 1;
-                while common::clock::sleep_or_cancel(Duration::from_millis(10), &stop).await {
+                while single_node::clock::sleep_or_cancel(Duration::from_millis(10), &stop).await {
                     loop {
                         let block: Result<Option<Value>, _> = rpc
                             .call("eth_getBlockByNumber", json!([format!("{next:#x}"), false]), Duration::from_secs(5))

@@ -1,8 +1,7 @@
-//! What every step of the tutorial shares: an Engine API client and its helpers.
-//!
-//! Part 1 uses the client; Parts 2 to 4 also share the pieces of a long-running producer,
-//! moved here once two steps needed them unchanged, so the diff between steps stays about
-//! the lesson.
+//! What every step of the tutorial needs: an Engine API client and its helpers, and the
+//! test harness. The pieces of a long-running producer (timing, the round with its
+//! retries, the block store, health and metrics) are Part 2's lesson, and live in
+//! `02-single-node`, whose library Parts 3 and 4 build on.
 //!
 //! Layout:
 //! - [`auth`]: the JWT secret file and the HS256 token on every Engine API request.
@@ -14,38 +13,21 @@
 //! - [`payload`]: pure helpers: payload attributes, versioned hashes, forkchoice state.
 //! - [`startup`]: the capability and chain-id checks made before driving an EL.
 //! - [`redact`]: URLs and connection strings without their secrets, for messages.
-//! - [`config`]: the flags the binaries share (`--eth-client-url`, `--block-time`, …).
+//! - [`config`]: the flags every binary has (`--eth-client-url`, `--jwt-secret`, `--genesis`).
 //! - [`logging`]: `tracing` to stderr, filtered by `RUST_LOG`.
-//!
-//! For long-running producers (Part 2 on):
-//! - [`slot`]: when the next block is due (pure functions).
-//! - [`round`]: build, import, finalize and replay, with their checks and retries.
-//! - [`fault`]: passing or fatal: what a failed step means for the loop.
-//! - [`clock`]: the wall clock, cancellable sleeps, backoff.
-//! - [`server`], [`metrics`]: `/health`, `/ready`, `/metrics`, and the Engine API metrics.
-//! - [`shutdown`]: Ctrl-C or SIGTERM.
-//! - [`store`]: an embedded block store (redb), and replaying it into a Geth that lost blocks.
-//! - `harness` (feature `harness`, tests only): starts a real Geth (and Redis, PostgreSQL)
-//!   per test.
+//! - `harness` (feature `harness`, tests only): starts a real Geth (and Redis, PostgreSQL,
+//!   CometBFT, toxiproxy, Prometheus) per test.
 
 pub mod auth;
-pub mod clock;
 pub mod config;
 pub mod engine;
 pub mod error;
-pub mod fault;
 pub mod fork;
 pub mod logging;
-pub mod metrics;
 pub mod payload;
 pub mod redact;
-pub mod round;
 pub mod rpc;
-pub mod server;
-pub mod shutdown;
-pub mod slot;
 pub mod startup;
-pub mod store;
 pub mod types;
 
 #[cfg(feature = "harness")]
@@ -54,6 +36,5 @@ pub mod harness;
 pub use auth::JwtSecret;
 pub use engine::EngineClient;
 pub use error::{EngineError, RpcErrorKind};
-pub use fault::Fault;
 pub use fork::ForkSchedule;
 pub use types::{Block, BlockTag, BuiltPayload, ForkchoiceUpdated, Head, PayloadStatus};

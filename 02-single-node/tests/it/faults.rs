@@ -4,10 +4,8 @@
 
 use std::time::Duration;
 
-use common::{
-    harness::{Geth, Toxiproxy, eventually, faketime_library, genesis_path},
-    store::Store,
-};
+use common::harness::{Geth, Toxiproxy, eventually, faketime_library, genesis_path};
+use single_node::store::Store;
 
 use crate::support::{BLOCKS_TIMEOUT, EXIT_TIMEOUT, get, head_at_least, linked_chain, start_with, start_with_env};
 

@@ -7,8 +7,8 @@ use common::{
     BlockTag, EngineClient, Head,
     auth::unix_now,
     harness::{Geth, InvalidatingProxy, genesis_path},
-    store::Store,
 };
+use single_node::store::Store;
 
 use crate::support::{
     EXIT_TIMEOUT, Running, get, head_at_least, keeps_and_extends, linked_chain, running, start, start_with,
@@ -100,10 +100,11 @@ async fn a_stored_head_geth_never_found_valid_is_taken_out_and_built_again() {
     assert_eq!(parent, stored, "a clean stop leaves Geth and the store at the same head");
     let timestamp = (parent.timestamp + 1).max(unix_now());
     let cancel = tokio_util::sync::CancellationToken::new();
-    let mut bad = common::round::build(&engine, &parent, timestamp, Address::ZERO, Duration::from_millis(100), &cancel)
-        .await
-        .expect("build")
-        .expect("a block");
+    let mut bad =
+        single_node::round::build(&engine, &parent, timestamp, Address::ZERO, Duration::from_millis(100), &cancel)
+            .await
+            .expect("build")
+            .expect("a block");
     bad.execution_payload.payload_inner.payload_inner.state_root = alloy_primitives::B256::repeat_byte(0xbd);
     bad.execution_payload.payload_inner.payload_inner.block_hash = bad.computed_hash().expect("hash");
     store.append(&bad).expect("stored");

@@ -343,7 +343,7 @@ impl Load {
                     let _: Result<B256, _> =
                         client.call("eth_sendRawTransaction", params, Duration::from_secs(5)).await;
                 }
-                if !common::clock::sleep_or_cancel(Duration::from_millis(100), &token).await {
+                if !single_node::clock::sleep_or_cancel(Duration::from_millis(100), &token).await {
                     break;
                 }
             }

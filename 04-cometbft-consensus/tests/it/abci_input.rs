@@ -175,7 +175,7 @@ async fn a_geth_that_loses_the_decided_block_before_commit_gets_it_back_from_the
     let timestamp = common::auth::unix_now();
     let cancel = tokio_util::sync::CancellationToken::new();
     let build = Duration::from_millis(200);
-    let block = common::round::build(&engine, &genesis, timestamp, Default::default(), build, &cancel)
+    let block = single_node::round::build(&engine, &genesis, timestamp, Default::default(), build, &cancel)
         .await
         .expect("build")
         .expect("a block");

@@ -302,7 +302,7 @@ fn until_phase(now: f64, phase: f64) -> Duration {
 }
 
 fn unix_seconds() -> f64 {
-    common::clock::unix_time().as_secs_f64()
+    single_node::clock::unix_time().as_secs_f64()
 }
 
 #[cfg(test)]

@@ -106,5 +106,5 @@ fn relative(points: &[(f64, f64)], start: f64) -> Vec<(f64, f64)> {
 }
 
 fn unix_seconds() -> f64 {
-    common::clock::unix_time().as_secs_f64()
+    single_node::clock::unix_time().as_secs_f64()
 }

@@ -236,11 +236,6 @@ impl Geth {
         self.jwt.clone()
     }
 
-    /// Geth's log file.
-    pub fn log_path(&self) -> PathBuf {
-        self.dir.path().join("geth.log")
-    }
-
     /// An Engine API client for this node.
     pub fn engine(&self) -> EngineClient {
         let forks = ForkSchedule::from_genesis_file(&self.genesis()).expect("the genesis file parses");

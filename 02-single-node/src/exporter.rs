@@ -16,10 +16,10 @@ use prometheus_client::{
         gauge::Gauge,
         histogram::{Histogram, exponential_buckets},
     },
-    registry::Registry,
+    registry::{Metric, Registry},
 };
 
-use crate::error::EngineError;
+use common::error::EngineError;
 
 /// An Engine API method name.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -100,18 +100,32 @@ impl EngineMetrics {
     }
 }
 
-/// A new counter, registered in `registry` as `name` (`_total` is appended).
+/// Registers `metric` in `registry` as `name` and returns it (counters get `_total`
+/// appended).
+pub fn register<M: Metric + Clone>(registry: &mut Registry, name: &str, help: &str, metric: M) -> M {
+    registry.register(name, help, metric.clone());
+    metric
+}
+
+/// A new counter, registered in `registry` as `name`.
 pub fn counter(registry: &mut Registry, name: &str, help: &str) -> Counter {
-    let counter = Counter::default();
-    registry.register(name, help, counter.clone());
-    counter
+    register(registry, name, help, Counter::default())
 }
 
 /// A new integer gauge, registered in `registry` as `name`.
 pub fn gauge(registry: &mut Registry, name: &str, help: &str) -> Gauge {
-    let gauge = Gauge::default();
-    registry.register(name, help, gauge.clone());
-    gauge
+    register(registry, name, help, Gauge::default())
+}
+
+/// A new latency histogram ([`latency_histogram`]), registered in `registry` as `name`.
+pub fn latency(registry: &mut Registry, name: &str, help: &str) -> Histogram {
+    register(registry, name, help, latency_histogram())
+}
+
+/// A new histogram of transactions per block (1 to 8,192 in powers of two), registered
+/// in `registry` as `name`.
+pub fn transactions(registry: &mut Registry, name: &str, help: &str) -> Histogram {
+    register(registry, name, help, Histogram::new(exponential_buckets(1.0, 2.0, 14)))
 }
 
 /// The OpenMetrics text of `registry`.

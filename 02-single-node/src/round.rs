@@ -9,12 +9,15 @@ use alloy_rpc_types_engine::PayloadId;
 use anyhow::anyhow;
 use tokio_util::sync::CancellationToken;
 
-use crate::{
-    clock::{Backoff, sleep_or_cancel},
+use common::{
     engine::EngineClient,
-    fault::Fault,
     payload::{self, ExecutableBlock, finalized_at},
     types::{Head, PayloadStatus},
+};
+
+use crate::{
+    clock::{Backoff, sleep_or_cancel},
+    fault::Fault,
 };
 
 /// How often newPayload is sent while Geth answers SYNCING or ACCEPTED, before giving up
@@ -89,6 +92,7 @@ pub async fn build(
 }
 // ANCHOR_END: build
 
+// ANCHOR: import
 /// newPayload, sent again with a capped backoff while Geth answers SYNCING or ACCEPTED.
 /// Returns Geth's last verdict: VALID, INVALID, or still pending after [`IMPORT_ATTEMPTS`].
 pub async fn import(engine: &EngineClient, block: &ExecutableBlock) -> Result<PayloadStatus, Fault> {
@@ -115,6 +119,7 @@ pub async fn finalize(engine: &EngineClient, hash: B256) -> Result<(), Fault> {
         status => Err(Fault::Passing(anyhow!("Geth cannot make {hash} head yet: {status}"))),
     }
 }
+// ANCHOR_END: import
 
 /// Why a stored block could not be given to Geth again.
 #[derive(Debug, thiserror::Error)]

@@ -1,30 +1,14 @@
-//! Part 1 against a real Geth: the `engine-api` binary is run as a user runs it, with its
-//! environment variables, and the chain is then read back from Geth.
+//! The blocks Part 1 makes: linked, in time, final, and with the transactions sent.
 
-use std::{process::Output, time::Duration};
+use std::time::Duration;
 
 use alloy_primitives::{Address, U256};
 use common::{
     BlockTag,
-    harness::{Cast, Geth, eventually, genesis_path},
+    harness::{Cast, Geth, eventually},
 };
 
-/// Runs the Part 1 binary against `geth` with extra arguments.
-async fn run_part1(geth: &Geth, args: &[&str]) -> Output {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_engine-api"))
-        .args(args)
-        .env("ETH_CLIENT_URL", geth.auth_url())
-        .env("JWT_SECRET", geth.jwt_path())
-        .env("GENESIS", genesis_path())
-        .env("RUST_LOG", "warn")
-        .output()
-        .await
-        .expect("engine-api runs")
-}
-
-fn stdout_lines(output: &Output) -> Vec<String> {
-    String::from_utf8_lossy(&output.stdout).lines().map(str::to_owned).collect()
-}
+use crate::support::{run_part1, stdout_lines};
 
 #[tokio::test]
 async fn produces_ten_linked_blocks_with_increasing_timestamps() {
@@ -77,44 +61,4 @@ async fn a_transfer_sent_with_casts_default_fees_is_included_in_the_first_block(
     assert_eq!(geth.balance(dead).await.expect("balance"), U256::from(10).pow(U256::from(18)));
     let first = stdout_lines(&output).first().cloned().unwrap_or_default();
     assert!(first.starts_with("block 1 ") && first.contains(" txs 1 gas_used 21000"), "{first}");
-}
-
-#[tokio::test]
-async fn bad_input_gets_a_clear_error_and_no_block() {
-    let geth = Geth::start().await.expect("geth starts");
-    let dir = tempfile::tempdir().expect("temp dir");
-
-    // A secret file that is not 32 bytes of hex.
-    let short = dir.path().join("short.hex");
-    std::fs::write(&short, "0xabcd\n").expect("write");
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_engine-api"))
-        .env("ETH_CLIENT_URL", geth.auth_url())
-        .env("JWT_SECRET", &short)
-        .env("GENESIS", genesis_path())
-        .output()
-        .await
-        .expect("runs");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success() && stderr.contains("holds 2 bytes"), "{stderr}");
-
-    // A genesis for another chain.
-    let other = dir.path().join("genesis.json");
-    let text =
-        std::fs::read_to_string(genesis_path()).expect("genesis").replacen("\"chainId\": 1337", "\"chainId\": 1", 1);
-    std::fs::write(&other, text).expect("write");
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_engine-api"))
-        .env("ETH_CLIENT_URL", geth.auth_url())
-        .env("JWT_SECRET", geth.jwt_path())
-        .env("GENESIS", &other)
-        .output()
-        .await
-        .expect("runs");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success() && stderr.contains("on chain 1337, but the genesis file says 1"), "{stderr}");
-
-    // A block count of zero is refused by the flag parser.
-    let output = run_part1(&geth, &["--blocks", "0"]).await;
-    assert!(!output.status.success() && String::from_utf8_lossy(&output.stderr).contains("--blocks"));
-
-    assert_eq!(geth.engine().head().await.expect("head").number, 0, "nothing was produced");
 }

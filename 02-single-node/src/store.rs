@@ -10,7 +10,10 @@
 
 use std::path::Path;
 
-use crate::{EngineClient, Fault, Head, payload::ExecutableBlock, round};
+use common::{BlockTag, EngineClient, Head, payload::ExecutableBlock};
+use tracing::info;
+
+use crate::{fault::Fault, round};
 use alloy_primitives::B256;
 use anyhow::{Context, anyhow, bail, ensure};
 use redb::{Builder, Database, ReadableDatabase, ReadableTable, TableDefinition};
@@ -77,6 +80,7 @@ impl Store {
         Ok(())
     }
 
+    // ANCHOR: append
     /// Stores `block` as the new head, in one transaction, if it extends the current head.
     pub fn append(&self, block: &ExecutableBlock) -> anyhow::Result<()> {
         let head = block.head();
@@ -119,6 +123,7 @@ impl Store {
         txn.commit().context("cannot commit the block store")?;
         Ok(())
     }
+    // ANCHOR_END: append
 
     /// Moves the head to a block we have no payload for (Geth was ahead of us).
     pub fn adopt(&self, head: Head) -> anyhow::Result<()> {
@@ -167,7 +172,12 @@ fn stored_head(meta: &redb::Table<'_, &str, &[u8]>) -> anyhow::Result<Head> {
 // ANCHOR: replay_into
 /// Gives Geth the stored blocks above its head `geth`, up to height `to`, each checked to
 /// extend the one before; the caller finalizes. Returns how many it gave.
-pub async fn replay_into(engine: &EngineClient, store: &Store, geth: &crate::Block, to: u64) -> Result<u64, Fault> {
+pub async fn replay_into(
+    engine: &EngineClient,
+    store: &Store,
+    geth: &common::Block,
+    to: u64,
+) -> Result<u64, round::ReplayError> {
     let mut parent = geth.hash;
     for number in geth.number + 1..=to {
         let block = store.block(number).map_err(Fault::Fatal)?.ok_or_else(|| {
@@ -176,9 +186,46 @@ pub async fn replay_into(engine: &EngineClient, store: &Store, geth: &crate::Blo
                 geth.number
             ))
         })?;
-        round::replay(engine, &block, parent).await.map_err(round::ReplayError::into_fault)?;
+        round::replay(engine, &block, parent).await?;
         parent = block.hash();
     }
     Ok(to.saturating_sub(geth.number))
 }
 // ANCHOR_END: replay_into
+
+/// Where Geth stood against the stored head, and what [`reconcile`] did about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reconciled {
+    /// Geth's head is the stored head.
+    InStep,
+    /// Geth was behind, and was given this many stored blocks.
+    Replayed(u64),
+    /// Geth is ahead of the store, on the stored chain: its head (blocks another driver
+    /// made while we were stopped). The caller decides what to do.
+    Ahead(Head),
+}
+
+// ANCHOR: reconcile
+/// Brings Geth to the stored head `ours`: a Geth behind it gets the stored blocks it
+/// lacks; a Geth at or above it must hold `ours` at that height, or it is on another chain,
+/// which is fatal (only a person can say which chain is right). The caller sends the
+/// forkchoice state afterwards. Parts 2 and 4 run this at start and after every fault.
+pub async fn reconcile(engine: &EngineClient, store: &Store, ours: Head) -> Result<Reconciled, round::ReplayError> {
+    let geth = engine.head().await.map_err(Fault::from)?;
+    if geth.number < ours.number {
+        info!(geth = geth.number, ours = ours.number, "Geth is behind the store; replaying");
+        return replay_into(engine, store, &geth, ours.number).await.map(Reconciled::Replayed);
+    }
+    let at_ours = engine.block(BlockTag::Number(ours.number)).await.map_err(Fault::from)?.map(|b| b.hash);
+    if at_ours != Some(ours.hash) {
+        let theirs = at_ours.map_or_else(|| "no block".to_owned(), |hash| hash.to_string());
+        return Err(Fault::Fatal(anyhow!(
+            "Geth's chain differs from the stored one at height {}: Geth has {theirs} there, the store has {}; wipe Geth's datadir and let it replay",
+            ours.number,
+            ours.hash
+        ))
+        .into());
+    }
+    Ok(if geth.hash == ours.hash { Reconciled::InStep } else { Reconciled::Ahead(Head::from(&geth)) })
+}
+// ANCHOR_END: reconcile
