@@ -57,11 +57,13 @@ documented() {
 # The documents, in the order a reader meets them.
 DOCS=(
     README.md
+    docs/src/introduction.md
     docs/src/getting-started.md
     docs/src/part1-engine-api.md 01-engine-api/src/main.rs
     docs/src/part2-single-node.md 02-single-node/src/lib.rs
     docs/src/part3-member-nodes.md 03-member-nodes/src/lib.rs
     docs/src/part4-cometbft-consensus.md 04-cometbft-consensus/src/lib.rs
+    docs/src/watching.md
     docs/src/testing.md
     docs/src/benchmarks.md bench/src/main.rs
 )
@@ -145,6 +147,30 @@ doc_fails() {
     expect "$regex"
 }
 
+# Runs `diff -ru BELOW STEP` from FILE, as written: diff exits 1 when the directories
+# differ, which is what the text shows; 2 is trouble. The diff must show STEP's own files.
+doc_diff() {
+    local file="$1" command="$2" step
+    step="$(awk '{print $NF}' <<< "$command")"
+    record "$file" "$command"
+    say "[$file] \$ $command    (diff exits 1: the steps differ)"
+    local rc=0
+    timeout 60 bash -c "$command" > "$OUT" 2>&1 || rc=$?
+    say "    $(grep -c '' "$OUT") lines of diff"
+    [[ $rc -eq 1 ]] || fail "[$file] '$command' exited with $rc, not 1 (the steps differ)"
+    expect "^(\+\+\+ $step/|Only in $step)"
+}
+
+# `scripts/diff-steps.sh`: a table per step, each naming its diff command.
+diff_steps() {
+    doc "$1" 'scripts/diff-steps.sh'
+    expect '^02-single-node against 01-engine-api:  diff -ru 01-engine-api/src 02-single-node/src$'
+    expect '^03-member-nodes against 02-single-node:  diff -ru 02-single-node/src 03-member-nodes/src$'
+    expect '^04-cometbft-consensus against 02-single-node:  diff -ru 02-single-node/src 04-cometbft-consensus/src$'
+    expect '^  election\.rs +new +\+[0-9]+'
+    expect '^  round\.rs +not here: used from single_node'
+}
+
 # Records DOCUMENTED from FILE and runs RUN in its place, saying why ($4).
 doc_as() {
     local file="$1" documented="$2" run="$3" why="$4"
@@ -224,6 +250,7 @@ expect_success_receipt() {
 # Stops whatever the reader left running before the next document (the data stays, as on
 # a reader's machine).
 close_up() {
+    scripts/monitor.sh stop > /dev/null 2>&1 || true
     scripts/cluster.sh stop > /dev/null 2>&1 || true
     scripts/bft.sh stop > /dev/null 2>&1 || true
     scripts/devnet.sh stop > /dev/null 2>&1 || true
@@ -302,6 +329,10 @@ bft_kill_node2() {
 readme() {
     local f=README.md head metric height i
     terminal readme
+    doc_diff $f 'diff -ru 01-engine-api/src 02-single-node/src'
+    doc_diff $f 'diff -ru 02-single-node/src 03-member-nodes/src'
+    doc_diff $f 'diff -ru 02-single-node/src 04-cometbft-consensus/src'
+    diff_steps $f
     doc $f 'scripts/part1.sh'
     expect_blocks 10 0
     doc $f "$BLOCK_NUMBER_CURL"
@@ -356,10 +387,37 @@ readme() {
     doc $f 'scripts/bft.sh stop'
     eventually "the validators to stop" 60 port_closed 26657
 
+    # Watch the chain
+    doc $f 'scripts/cluster.sh start'
+    monitor_sees_cluster $f
+    doc $f 'scripts/monitor.sh stop'
+    eventually "Prometheus to stop" 30 port_closed 9090
+    doc $f 'scripts/cluster.sh stop'
+
     run_by_ci $f 'scripts/test.sh'
     doc_as $f 'scripts/bench.sh all' 'scripts/bench.sh all --dry-run' "a full run takes 50 minutes"
     expect '^would run All'
     close_up
+}
+
+introduction() {
+    terminal introduction
+    diff_steps docs/src/introduction.md
+}
+
+# `monitor.sh start` with the cluster running, then `status` once every target is scraped:
+# the nodes and their Geths are up, and Prometheus knows the rules.
+monitor_sees_cluster() {
+    local f="$1" n
+    doc "$f" 'scripts/monitor.sh start'
+    expect 'Prometheus (running|.*reloaded).*[1-9][0-9]* targets'
+    eventually "Prometheus to scrape the cluster" 60 status_has 'http://127.0.0.1:9090/api/v1/targets?state=active' '"health":"up"'
+    eventually "every target to be up" 60 bash -c '! curl -sf --max-time 5 "http://127.0.0.1:9090/api/v1/targets?state=active" | grep -q -E "\"health\":\"(down|unknown)\""'
+    doc "$f" 'scripts/monitor.sh status'
+    for n in 1 2 3; do
+        expect "^target cluster node$n member-nodes: up$"
+        expect "^target cluster node$n geth: up$"
+    done
 }
 
 getting_started() {
@@ -416,7 +474,27 @@ part1_chapter() { # and Part 1's crate root, which shows the same two commands
         terminal "$f"
         doc "$f" 'scripts/devnet.sh start'
         part1_round "$f"
+        [[ "$f" == *.md ]] && part1_try_it "$f"
     done
+    close_up
+}
+
+# Part 1's "Try it yourself": a transfer, then one block that holds it; a file that is not
+# a JWT secret; no Geth.
+part1_try_it() {
+    local f="$1" head
+    doc "$f" 'scripts/devnet.sh start'
+    doc "$f" "$PATH_AND_RPC"
+    doc "$f" "cast send --async --private-key $KEY $DEAD --value 1ether"
+    expect '^0x[0-9a-f]{64}$'
+    head="$(rpc_number 8545 eth_blockNumber)"
+    doc "$f" 'cargo run -p engine-api -- --blocks 1'
+    expect_blocks 1 "$head"
+    expect '^block [0-9]+ hash 0x[0-9a-f]{64} txs [1-9][0-9]* gas_used [1-9][0-9]*$'
+    doc_fails "$f" 'JWT_SECRET=genesis.json cargo run -p engine-api' 'JWT secret file genesis.json is not hex'
+    doc "$f" 'scripts/devnet.sh stop'
+    eventually "Geth to stop" 30 port_closed 8551
+    doc_fails "$f" 'cargo run -p engine-api -- --blocks 1' 'cannot reach the execution client at http://127.0.0.1:8551'
 }
 
 part2_chapter() { # and Part 2's crate root
@@ -426,13 +504,37 @@ part2_chapter() { # and Part 2's crate root
         doc "$f" 'scripts/devnet.sh start'
         single_node_runs "$f"
         ctrl_c
+        [[ "$f" == *.md ]] && part2_try_it "$f"
     done
     close_up
+}
+
+# Part 2's diff with Part 1, and its "Try it yourself": Geth stopped under the running
+# sequencer, /ready says so; Geth started again, the sequencer recovers.
+part2_try_it() {
+    local f="$1" head
+    doc_diff "$f" 'diff -ru 01-engine-api/src 02-single-node/src'
+    doc "$f" 'scripts/devnet.sh start'
+    single_node_runs "$f"
+    terminal "$f-2"
+    doc "$f" 'scripts/devnet.sh stop'
+    eventually "/ready to say Geth is gone" 60 bash -c '! curl -sf --max-time 5 http://127.0.0.1:9100/ready'
+    doc "$f" 'curl -s http://127.0.0.1:9100/ready'
+    expect 'execution client unreachable|no block for [0-9]+ s'
+    doc "$f" 'scripts/devnet.sh start'
+    eventually "single-node to recover" 120 http_ok http://127.0.0.1:9100/ready
+    doc "$f" 'curl -s http://127.0.0.1:9100/ready'
+    expect '^ready$'
+    head="$(rpc_number 8545 eth_blockNumber)"
+    chain_grows "$head"
+    terminal "$f"
+    ctrl_c
 }
 
 part3_chapter() {
     local f=docs/src/part3-member-nodes.md
     terminal part3
+    doc_diff $f 'diff -ru 02-single-node/src 03-member-nodes/src'
     cluster_intro $f
     cluster_kill_node1 $f
     doc $f 'scripts/cluster.sh node node1 start'
@@ -467,6 +569,7 @@ member_by_hand() {
 part4_chapter() {
     local f=docs/src/part4-cometbft-consensus.md height
     terminal part4
+    doc_diff $f 'diff -ru 02-single-node/src 04-cometbft-consensus/src'
     bft_intro $f
     bft_kill_node2 $f
     doc $f 'scripts/bft.sh node node2 start'
@@ -503,6 +606,35 @@ validator_by_hand() {
     eventually "node$i to commit past height $height" 180 bft_above "$i" "$height"
 }
 
+watching() {
+    local f=docs/src/watching.md leader
+    terminal watching
+    doc $f 'scripts/cluster.sh start'
+    monitor_sees_cluster $f
+    doc $f "curl -s 'http://127.0.0.1:9090/api/v1/query?query=devnet:leaders'"
+    expect '"status":"success"'
+    eventually "the recording rule devnet:leaders to say 1" 60 status_has \
+        'http://127.0.0.1:9090/api/v1/query?query=devnet:leaders' '"value":\[[0-9.]+,"1"\]'
+    doc $f "curl -s 'http://127.0.0.1:9090/api/v1/query?query=devnet:seconds_since_last_block'"
+    expect '"status":"success"'
+    expect '"devnet":"cluster"'
+    doc $f 'promtool test rules monitoring/rules_test.yml'
+    expect 'SUCCESS'
+    doc $f 'scripts/cluster.sh node node1 kill'
+    expect 'killed node1'
+    eventually "Prometheus to see node1 down" 60 status_has \
+        'http://127.0.0.1:9090/api/v1/query?query=up%7Bnode%3D%22node1%22%2Cjob%3D%22member-nodes%22%7D' '"value":\[[0-9.]+,"0"\]'
+    doc $f 'scripts/monitor.sh status'
+    expect '^target cluster node1 member-nodes: down$'
+    expect '^target cluster node2 member-nodes: up$'
+    doc $f 'scripts/cluster.sh node node1 start'
+    eventually "node1 to follow" 120 status_has http://127.0.0.1:9201/status '"role":"following"'
+    doc $f 'scripts/monitor.sh stop'
+    eventually "Prometheus to stop" 30 port_closed 9090
+    doc $f 'scripts/cluster.sh stop'
+    close_up
+}
+
 benchmarks() {
     local f
     for f in docs/src/benchmarks.md bench/src/main.rs; do
@@ -530,7 +662,7 @@ compare() {
 
 # --- setting up and cleaning up -----------------------------------------------------
 
-PORTS=(8545 8551 9100 6379 5432 8561 8562 8563 8571 8572 8573 9201 9202 9203 26657 26667 26677 26687 9300 9301 9302 9303)
+PORTS=(9090 8545 8551 9100 6379 5432 8561 8562 8563 8571 8572 8573 9201 9202 9203 26657 26667 26677 26687 9300 9301 9302 9303)
 preflight() {
     local port
     for port in "${PORTS[@]}"; do
@@ -563,11 +695,13 @@ check_doc_list
 preflight
 trap finish EXIT
 readme
+introduction
 getting_started
 part1_chapter
 part2_chapter
 part3_chapter
 part4_chapter
+watching
 benchmarks
 compare || fail "the docs and this walkthrough disagree (above)"
 say "every documented command ran and showed what the text says ($(wc -l < "$RAN") commands)"
