@@ -5,6 +5,8 @@
 //! block of the same height, as the Engine API's JSON (`executionPayload`,
 //! `executionRequests`). So CometBFT height `h` is EL block `h`, always.
 
+use std::time::Duration;
+
 use alloy_primitives::B256;
 use common::{Head, payload::ExecutableBlock};
 
@@ -58,6 +60,24 @@ pub const fn timestamp(parent: u64, block_time_secs: i64) -> u64 {
     if secs > parent { secs } else { parent + 1 }
 }
 // ANCHOR_END: timestamp
+
+/// The longest a proposer holds its proposal for the wall clock: well within CometBFT's
+/// `timeout_propose` (3 s), so a chain whose timestamps ran ahead still gets a proposal
+/// every round, and comes back to the clock by up to this much a block.
+pub const MAX_HOLD: Duration = Duration::from_secs(1);
+
+// ANCHOR: hold
+/// How long the proposer waits before it hands over a block with this `timestamp`, at
+/// wall-clock time `now`: until the clock reaches the timestamp, at most [`MAX_HOLD`].
+///
+/// The rule gives at least the parent's timestamp plus one second, so a network whose
+/// rounds take less than a second would otherwise put its EL chain further ahead of the
+/// clock with every block. Only the proposer waits, and only its own clock decides how
+/// long: no validator's verdict depends on it.
+pub fn hold(timestamp: u64, now: Duration) -> Duration {
+    Duration::from_secs(timestamp).saturating_sub(now).min(MAX_HOLD)
+}
+// ANCHOR_END: hold
 
 /// The one transaction a proposal carries.
 pub fn encode(block: &ExecutableBlock) -> bytes::Bytes {
@@ -160,6 +180,14 @@ mod tests {
         assert_eq!(timestamp(1_000, 1_000), 1_001, "same second as the parent");
         assert_eq!(timestamp(1_000, 990), 1_001, "a clock behind the chain");
         assert_eq!(timestamp(0, -5), 1);
+    }
+
+    #[test]
+    fn the_proposer_holds_a_block_until_its_timestamp_but_never_long() {
+        assert_eq!(hold(1_000, Duration::from_millis(1_000_500)), Duration::ZERO, "the clock is past it");
+        assert_eq!(hold(1_000, Duration::from_secs(1_000)), Duration::ZERO, "exactly on time");
+        assert_eq!(hold(1_000, Duration::from_millis(999_785)), Duration::from_millis(215));
+        assert_eq!(hold(1_000, Duration::from_secs(900)), MAX_HOLD, "a chain far ahead of the clock");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use anyhow::anyhow;
 use common::{Head, PayloadStatus, payload::ExecutableBlock};
-use single_node::{fault::Fault, round};
+use single_node::{clock::unix_time, fault::Fault, round};
 use tendermint_proto::{
     google::protobuf::Timestamp,
     v0_38::abci::{
@@ -25,6 +25,8 @@ impl App {
         let nothing = ResponsePrepareProposal { txs: Vec::new() };
         let Some(head) = self.head() else { return nothing };
         let timestamp = proposal::timestamp(head.timestamp, seconds(prepare.time.as_ref()).unwrap_or(0));
+        // Not ahead of the clock: a block is handed over once its timestamp has come
+        // (a fresh build fills the block meanwhile).
         let built = match self.take_ahead(&head, timestamp).await {
             Some(block) => Ok(Some(block)),
             None => self.build(&head, timestamp).await,
@@ -56,7 +58,8 @@ impl App {
 
     // ANCHOR: take_ahead
     /// The block built ahead since the last Commit, if it is the block the rule asks for
-    /// now: the same parent and the same timestamp. Anything else is dropped.
+    /// now: the same parent and the same timestamp; taken once the clock reaches that
+    /// timestamp ([`proposal::hold`]). Anything else is dropped.
     async fn take_ahead(&self, head: &Head, timestamp: u64) -> Option<ExecutableBlock> {
         let building = self.ahead.take()?;
         if building.parent != head.hash || building.timestamp != timestamp {
@@ -66,6 +69,10 @@ impl App {
                 wanted = timestamp,
                 "dropping the block built ahead: the rule gives another parent or timestamp"
             );
+            return None;
+        }
+        let hold = proposal::hold(timestamp, unix_time());
+        if !single_node::clock::sleep_or_cancel(hold, &self.cancel).await {
             return None;
         }
         match round::take(&self.engine, &building, self.config.build_time(), &self.cancel).await {
@@ -83,18 +90,12 @@ impl App {
     }
     // ANCHOR_END: take_ahead
 
-    /// A fresh build on `head`, given `--build-time-ms`, repairing Geth first if it lost
-    /// blocks.
+    /// A fresh build on `head`, given `--build-time-ms` or until the clock reaches its
+    /// timestamp, whichever is longer, repairing Geth first if it lost blocks.
     async fn build(&self, head: &Head, timestamp: u64) -> Result<Option<ExecutableBlock>, Fault> {
         self.repairing("build a proposal", || {
-            round::build(
-                &self.engine,
-                head,
-                timestamp,
-                self.config.fee_recipient,
-                self.config.build_time(),
-                &self.cancel,
-            )
+            let build_time = self.config.build_time().max(proposal::hold(timestamp, unix_time()));
+            round::build(&self.engine, head, timestamp, self.config.fee_recipient, build_time, &self.cancel)
         })
         .await
     }

@@ -1,5 +1,5 @@
-//! Networks of validators: blocks, a stopped validator, a faulty proposer, transactions,
-//! a Geth restarted under a running app.
+//! Networks of validators: blocks, a lone validator's clock, a stopped validator, a faulty
+//! proposer, transactions, a Geth restarted under a running app.
 
 use common::harness::eventually;
 
@@ -25,6 +25,27 @@ async fn four_validators_agree_on_every_block() {
     }
     // With the defaults the next proposer builds ahead, and most proposals are those blocks.
     assert!(ahead * 2.0 >= built, "{ahead} of {built} proposals were built ahead");
+}
+
+/// A lone validator finishes a round in a few milliseconds, so its blocks would come
+/// faster than one a second; the rule's timestamps (a second apart at least) would then
+/// run ahead of the clock, further with every block. The proposer holds each block until
+/// its timestamp has come.
+#[tokio::test]
+async fn a_lone_validator_keeps_its_chain_on_the_clock() {
+    let network = Network::start(1, &[]).await;
+    let first = network.geth_at_least(0, 1).await;
+    let head = network.geth_at_least(0, first.number + 15).await;
+    let now = single_node::clock::unix_time().as_secs();
+    assert!(
+        head.timestamp <= now,
+        "block {} has timestamp {}, ahead of the clock ({now})",
+        head.number,
+        head.timestamp
+    );
+    // And the hold does not slow it down much (a generous bound: the machine is busy).
+    let seconds = head.timestamp - first.timestamp;
+    assert!(seconds <= 2 * (head.number - first.number), "{} blocks took {seconds} s", head.number - first.number);
 }
 
 #[tokio::test]
