@@ -68,8 +68,9 @@ pub(crate) fn write(results: &Results, docs: &Path) -> anyhow::Result<()> {
             "A bare driver in the benchmark process times each Engine API call on a fresh Geth, \
              back to back, with no build deadline (so Geth hands over an empty block). Part 2's \
              sequencer (`single-node --back-to-back --build-time-ms 0`) logs for each block the \
-             time it waited on Geth and the rest of the step: its own overhead (storing the block \
-             in redb, encoding, scheduling).\n"
+             time it waited on Geth and the rest of the step: its own overhead (encoding, \
+             scheduling, and the store's commit only where it outlasts newPayload, beside which \
+             it runs).\n"
         )?;
         writeln!(body, "| method | p50, ms | p99, ms |\n|---|---|---|")?;
         for m in &r.methods {
@@ -78,7 +79,12 @@ pub(crate) fn write(results: &Results, docs: &Path) -> anyhow::Result<()> {
         writeln!(body, "\n| Part 2, per block | p50 | p99 |\n|---|---|---|")?;
         writeln!(body, "| overhead, ms | {} | {} |", r.overhead_p50_ms.show(3), r.overhead_p99_ms.show(3))?;
         if let Some((p50, p99)) = &r.store_ms {
-            writeln!(body, "| of which the store's commit (redb, fsync), ms | {} | {} |", p50.show(3), p99.show(3))?;
+            writeln!(
+                body,
+                "| the store's commit (redb, fsync), beside newPayload, ms | {} | {} |",
+                p50.show(3),
+                p99.show(3)
+            )?;
         }
         writeln!(body, "| whole cycle, ms | {} | |", r.cycle_p50_ms.show(3))?;
         writeln!(body, "| overhead ÷ cycle, % | {} | |\n", r.overhead_share_pct.show(1))?;
@@ -95,9 +101,9 @@ pub(crate) fn write(results: &Results, docs: &Path) -> anyhow::Result<()> {
         goals.push(Goal {
             scenario: "engine round",
             figure: "CL overhead per block, p50",
-            goal: "≤ 1 ms",
+            goal: "≤ 0.2 ms",
             result: format!("{} ms", r.overhead_p50_ms.show(3)),
-            met: r.overhead_p50_ms.median <= 1.0,
+            met: r.overhead_p50_ms.median <= 0.2,
         });
         goals.push(Goal {
             scenario: "engine round",
@@ -141,9 +147,9 @@ pub(crate) fn write(results: &Results, docs: &Path) -> anyhow::Result<()> {
         goals.push(Goal {
             scenario: "block rate",
             figure: "one-transfer blocks/s, single-node ÷ geth --dev",
-            goal: "report the ratio",
+            goal: "≥ 1.0",
             result: format!("{ratio:.2}"),
-            met: true,
+            met: ratio >= 1.0,
         });
     }
 
@@ -179,9 +185,9 @@ pub(crate) fn write(results: &Results, docs: &Path) -> anyhow::Result<()> {
         goals.push(Goal {
             scenario: "throughput",
             figure: "transfers/s, single-node ÷ geth --dev",
-            goal: "≥ 1.0",
+            goal: "≥ 1.2",
             result: r.ratio.show(3),
-            met: r.ratio.median >= 1.0,
+            met: r.ratio.median >= 1.2,
         });
     }
 
