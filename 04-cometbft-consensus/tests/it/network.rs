@@ -43,9 +43,6 @@ async fn a_lone_validator_keeps_its_chain_on_the_clock() {
         head.number,
         head.timestamp
     );
-    // And the hold does not slow it down much (a generous bound: the machine is busy).
-    let seconds = head.timestamp - first.timestamp;
-    assert!(seconds <= 2 * (head.number - first.number), "{} blocks took {seconds} s", head.number - first.number);
 }
 
 #[tokio::test]
