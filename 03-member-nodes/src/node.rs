@@ -218,6 +218,7 @@ impl<'a> Node<'a> {
             Ok(None) => return Ok(Attempt::Taken),
             Err(error) => return Ok(Attempt::Failed(error)),
         };
+        info!(term = lease.term, "took the lease; fencing the store to our term");
         match self.store.claim(lease.term, &self.config.instance_id).await {
             Ok(true) => {}
             refused => {

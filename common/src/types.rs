@@ -135,22 +135,25 @@ fn commitments_only<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Bytes>
 }
 
 /// Which block `eth_getBlockByNumber` should return.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum BlockTag {
     /// The canonical head.
     Latest,
     /// The block marked finalized by the last forkchoice update.
     Finalized,
+    /// The block marked safe by the last forkchoice update.
+    Safe,
     /// A canonical block by height.
     Number(u64),
 }
 
 impl BlockTag {
-    /// The JSON-RPC parameter: `"latest"`, `"finalized"` or a hex quantity.
+    /// The JSON-RPC parameter: `"latest"`, `"finalized"`, `"safe"` or a hex quantity.
     pub fn to_param(self) -> serde_json::Value {
         match self {
             Self::Latest => "latest".into(),
             Self::Finalized => "finalized".into(),
+            Self::Safe => "safe".into(),
             Self::Number(n) => format!("{n:#x}").into(),
         }
     }

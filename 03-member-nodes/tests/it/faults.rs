@@ -27,8 +27,8 @@ async fn a_leader_whose_geth_dies_hands_over_and_rejoins_once_it_is_back() {
 
     // SIGKILL the leader's Geth, not the node, and leave it dead.
     cluster.nodes[first].geth.kill();
-    let (leader, next_term) = cluster.leader(&[second]).await;
-    assert!(leader == second && next_term > term, "the standby leads with a newer term");
+    let next_term = cluster.sole_leader(second).await;
+    assert!(next_term > term, "the standby leads with a newer term");
     // The old leader tells the truth meanwhile.
     let (code, body) = eventually("the old leader's /ready to say why", TIMEOUT, || async {
         cluster.ready(first).await.filter(|(code, body)| *code == 503 && body.contains("execution client unreachable"))
@@ -62,14 +62,13 @@ async fn a_leader_whose_geth_rejects_every_block_hands_over() {
     if first != 0 {
         // Make node1 the leader: the standby waits while node2 is stopped.
         cluster.process(1).kill();
-        cluster.leader(&[0]).await;
+        cluster.sole_leader(0).await;
         cluster.start_node(1);
     }
     stored_grows(&cluster, 2).await;
 
     proxy.invalidate(u64::MAX);
-    let (leader, _) = cluster.leader(&[1]).await;
-    assert_eq!(leader, 1);
+    cluster.sole_leader(1).await;
     let status = following(&cluster, 0).await;
     assert!(status["last_step_down"].as_str().unwrap_or_default().contains("rejects its own blocks"), "{status}");
     assert!(cluster.process(0).output().contains("Geth rejected the block it built"));
@@ -100,8 +99,8 @@ async fn half_open_or_slow_links_to_redis_postgres_and_geth_hang_nothing() {
             _ => links.geth.slow(Duration::from_millis(1500)).await,
         }
         .expect("the fault is set");
-        let (next, next_term) = cluster.leader(&[other]).await;
-        assert!(next == other && next_term > term, "{fault}: the other node leads with a newer term");
+        let next_term = cluster.sole_leader(other).await;
+        assert!(next_term > term, "{fault}: the other node leads with a newer term");
         following(&cluster, leader).await;
         stored_grows(&cluster, 2).await;
 
@@ -122,24 +121,39 @@ async fn a_leader_cut_from_redis_stops_before_its_lease_can_expire_elsewhere() {
     stored_grows(&cluster, 2).await;
 
     cluster.nodes[first].links.as_ref().expect("proxied").redis.cut().await.expect("cut");
-    let (leader, next_term) = cluster.leader(&[second]).await;
-    assert!(leader == second && next_term > term);
+    let next_term = cluster.sole_leader(second).await;
+    assert!(next_term > term);
     stored_grows(&cluster, 2).await;
-    // Everything the old leader stored, it stored before the new one was promoted: it
-    // stopped by its own clock before Redis could give the lease away.
+    // Everything the old leader stored, it stored before the new one took the lease in
+    // Redis: it stopped by its own clock, before Redis could give the lease away, and so
+    // the fence never had to refuse it.
     let last_old = cluster.stored_at(term).await.expect("the old leader stored blocks");
-    let needle = format!("fenced to our term term={next_term}");
-    let promoted = log_time(&cluster.process_output(second), &needle).expect("the new leader logged its promotion");
-    let promoted = cluster.epoch_of(&promoted).await;
-    assert!(last_old < promoted, "the old leader's last block ({last_old}) came before the promotion ({promoted})");
+    let needle = format!("took the lease; fencing the store to our term term={next_term}");
+    let took = log_time(&cluster.process_output(second), &needle).expect("the new leader logged taking the lease");
+    let took = cluster.epoch_of(&took).await;
+    assert!(last_old < took, "the old leader's last block ({last_old}) came before the new lease ({took})");
+    let old_log = cluster.process_output(first);
+    assert!(!old_log.contains("the store refused our block"), "the fence had to stop the old leader:\n{old_log}");
+    assert!(old_log.contains("stepped down"), "{old_log}");
     cluster.nodes[first].links.as_ref().expect("proxied").redis.heal().await.expect("heal");
 
     // Then the new leader is cut from PostgreSQL: it finalizes nothing it could not store,
     // and production goes on under a leader that can.
+    // Every Geth is read while the cut lasts, every 200 ms: none marks as head, safe or
+    // finalized a block the store does not hold.
     let (leader, term) = cluster.leader(&[0, 1]).await;
     cluster.nodes[leader].links.as_ref().expect("proxied").postgres.cut().await.expect("cut");
-    let (next, next_term) = cluster.leader(&[1 - leader]).await;
-    assert!(next == 1 - leader && next_term > term);
+    let next_term = eventually("the other node to lead", TIMEOUT, || async {
+        cluster.assert_marks_stored().await;
+        let status = cluster.status(1 - leader).await?;
+        (status["role"] == "leading").then(|| status["term"].as_u64()).flatten()
+    })
+    .await;
+    assert!(next_term > term);
+    for _ in 0..10 {
+        cluster.assert_marks_stored().await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let height = stored_grows(&cluster, 3).await;
     cluster.head_at_least(2, height).await;
     cluster.assert_one_chain().await;

@@ -7,8 +7,16 @@ use member_nodes::election::{Election, LeaseTiming};
 
 const TIMING: LeaseTiming = LeaseTiming { lease: Duration::from_millis(600) };
 
+/// A lease long enough that a busy machine's scheduling delays cannot expire it between
+/// two renewals, for the test that it stays valid.
+const LONG: LeaseTiming = LeaseTiming { lease: Duration::from_secs(4) };
+
 async fn candidate(redis: &Redis, id: &str) -> Election {
-    Election::connect(&format!("redis://{}", redis.addr()), id, TIMING).await.expect("connects")
+    candidate_with(redis, id, TIMING).await
+}
+
+async fn candidate_with(redis: &Redis, id: &str, timing: LeaseTiming) -> Election {
+    Election::connect(&format!("redis://{}", redis.addr()), id, timing).await.expect("connects")
 }
 
 #[tokio::test]
@@ -54,17 +62,17 @@ async fn terms_stay_above_the_floor_after_redis_loses_its_data() {
 #[tokio::test]
 async fn a_renewal_keeps_the_view_valid_and_a_refused_one_marks_it_lost() {
     let redis = Redis::start().await.expect("redis");
-    let (a, b) = (candidate(&redis, "a").await, candidate(&redis, "b").await);
+    let (a, b) = (candidate_with(&redis, "a", LONG).await, candidate_with(&redis, "b", LONG).await);
     let (lease, view) = a.try_acquire(0).await.expect("call").expect("lease");
     let (publish, watch) = tokio::sync::watch::channel(view);
     let (made_block, progress) = tokio::sync::watch::channel(tokio::time::Instant::now());
     let stop = tokio_util::sync::CancellationToken::new();
-    let renewing = a.keep_renewed(&lease, &publish, &stop, &progress, TIMING.lease);
+    let renewing = a.keep_renewed(&lease, &publish, &stop, &progress, LONG.lease);
     let check = async {
-        // Several lease lengths pass with a block now and then: renewals keep the view
-        // valid all along.
+        // Three lease lengths pass with a block now and then: renewals keep the view
+        // valid all along, though it would have run out after the first without them.
         for _ in 0..6 {
-            tokio::time::sleep(TIMING.lease / 2).await;
+            tokio::time::sleep(LONG.lease / 2).await;
             made_block.send_replace(tokio::time::Instant::now());
             assert!(watch.borrow().is_valid(tokio::time::Instant::now()), "renewed in time");
         }

@@ -57,7 +57,7 @@ async fn prometheus_sees_a_failover_stall_the_chain_and_clear() {
     // The standby resumes, takes over and produces: the signals clear, and the change of
     // leader is counted.
     cluster.process(second).signal(libc::SIGCONT);
-    cluster.leader(&[second]).await;
+    cluster.sole_leader(second).await;
     stored_grows(&cluster, 3).await;
     eventually("ChainStalled and NoLeader to clear", TIMEOUT, || async {
         let stalled = prometheus.firing("ChainStalled", Some("cluster")).await.ok()?;

@@ -208,6 +208,58 @@ impl Cluster {
         .await
     }
 
+    /// Waits until node `i` leads and no other node says it does; returns its term. A
+    /// node that does not answer (killed, paused) does not lead.
+    pub(crate) async fn sole_leader(&self, i: usize) -> u64 {
+        eventually(&format!("{} to be the only leader", self.nodes[i].id), TIMEOUT, || async {
+            let mut term = None;
+            for j in 0..self.nodes.len() {
+                let status = self.status(j).await;
+                let leading = status.as_ref().is_some_and(|s| s["role"] == "leading");
+                if j == i {
+                    term = status.filter(|_| leading).and_then(|s| s["term"].as_u64());
+                } else if leading {
+                    return None;
+                }
+            }
+            term
+        })
+        .await
+    }
+
+    /// What every node's Geth marks as head, safe and finalized: node, tag, height, hash.
+    pub(crate) async fn marks(&self) -> Vec<(usize, BlockTag, u64, B256)> {
+        let mut marks = Vec::new();
+        for (i, node) in self.nodes.iter().enumerate() {
+            let engine = node.geth.engine();
+            for tag in [BlockTag::Latest, BlockTag::Safe, BlockTag::Finalized] {
+                // None: no forkchoice update has marked a block safe or finalized yet.
+                if let Some(block) = engine.block(tag).await.expect("eth_getBlockByNumber answers") {
+                    marks.push((i, tag, block.number, block.hash));
+                }
+            }
+        }
+        marks
+    }
+
+    /// Every node's Geth has as head, safe and finalized only blocks the store holds: no
+    /// Geth is ever ahead of the store. Read while a fault lasts, not after it healed.
+    pub(crate) async fn assert_marks_stored(&self) {
+        // Geths first: the store only grows, so a block stored when its Geth marked it is
+        // still stored when we read the store.
+        let marks = self.marks().await;
+        let rows = self.rows().await;
+        for (i, tag, number, hash) in marks {
+            let stored = rows.get(usize::try_from(number).expect("fits")).map(|r| r.1);
+            assert_eq!(
+                stored,
+                Some(hash),
+                "{}'s Geth marks block {number} ({hash}) as {tag:?}, but the store does not hold it",
+                self.nodes[i].id
+            );
+        }
+    }
+
     /// Waits until node `i`'s Geth is at height `number` or above.
     pub(crate) async fn head_at_least(&self, i: usize, number: u64) -> common::Block {
         let engine = self.nodes[i].geth.engine();
@@ -234,6 +286,17 @@ impl Cluster {
             .await
             .expect("query")
             .get(0)
+    }
+
+    /// The blocks stored before `epoch` (seconds since the epoch): height to hash.
+    pub(crate) async fn stored_before(&self, epoch: f64) -> std::collections::BTreeMap<u64, B256> {
+        let rows = self
+            .sql()
+            .await
+            .query("SELECT number, hash FROM blocks WHERE stored_at < to_timestamp($1)", &[&epoch])
+            .await
+            .expect("query");
+        rows.iter().map(|r| (u64::try_from(r.get::<_, i64>(0)).expect("height"), B256::from_slice(r.get(1)))).collect()
     }
 
     /// A timestamp as our logs print it (RFC 3339), as seconds since the epoch.
@@ -356,10 +419,12 @@ impl Load {
         self.sent.lock().expect("lock").clone()
     }
 
-    /// Stops sending.
-    pub(crate) async fn stop(self) {
+    /// Stops sending; the hashes of everything sent.
+    pub(crate) async fn stop(self) -> Vec<B256> {
         self.stop.cancel();
+        let sent = self.sent.clone();
         self.task.await.expect("load task");
+        sent.lock().expect("lock").clone()
     }
 }
 
@@ -367,7 +432,7 @@ impl Load {
 pub(crate) async fn receipts(geth: &Geth, hashes: &[B256]) -> Vec<(B256, B256)> {
     let mut found = Vec::new();
     for hash in hashes {
-        if let Ok(Some(receipt)) = geth.receipt(*hash).await {
+        if let Some(receipt) = geth.receipt(*hash).await.expect("eth_getTransactionReceipt answers") {
             assert_eq!(receipt.status.to::<u64>(), 1, "transfer {hash} succeeded");
             found.push((*hash, receipt.block_hash));
         }
