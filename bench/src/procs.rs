@@ -125,10 +125,31 @@ mod tests {
         assert_eq!(lines_with(line, "block produced").count(), 1);
     }
 
+    /// Work done on a CPU shows up in the reading, and in seconds: never more CPU time than
+    /// the wall-clock time that passed on every core (a wrong tick rate would break that
+    /// by a factor of ten or more).
     #[test]
-    fn this_process_has_used_some_cpu() {
-        let spent = cpu_seconds(std::process::id()).expect("our own /proc entry");
-        assert!(spent >= 0.0);
+    fn cpu_time_grows_with_work_and_in_seconds() {
+        let pid = std::process::id();
+        let started = std::time::Instant::now();
+        let before = cpu_seconds(pid).expect("our own /proc entry");
+        let mut spin = 0_u64;
+        let after = loop {
+            for i in 0..1_000_000_u64 {
+                spin = std::hint::black_box(spin.wrapping_add(i));
+            }
+            let now = cpu_seconds(pid).expect("our own /proc entry");
+            if now > before {
+                break now;
+            }
+            // Generous: the machine may be busy, but a spinning thread gets a tick soon.
+            assert!(started.elapsed().as_secs() < 60, "a minute of spinning never showed up: {now} s");
+        };
+        let wall = started.elapsed().as_secs_f64();
+        let cores = std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64);
+        // One tick of slack at each end: the kernel counts in whole ticks.
+        let most = wall * cores + 2.0 / CLOCK_TICKS;
+        assert!(after - before <= most, "{} s of CPU in {wall} s of wall time on {cores} cores", after - before);
         assert!(cpu_seconds(u32::MAX).is_none(), "no such process");
     }
 

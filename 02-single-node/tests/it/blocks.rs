@@ -22,7 +22,8 @@ async fn one_second_blocks_follow_the_wall_clock_and_are_observable() {
     let Running { sequencer, engine, geth, dir: _dir } = running(&[]).await;
 
     // A user's first transaction, sent with cast's default fees after a few empty blocks
-    // (so the fee history it estimates from holds no tips): included within two blocks.
+    // (so the fee history it estimates from holds no tips): included, within a few blocks
+    // of Geth accepting it (`default_fee_transfer` says how many).
     let before = head_at_least(&engine, 3).await;
     default_fee_transfer(&Cast::new(&geth.http_url()), before.number).await.expect("cast's transfer is included");
 

@@ -11,7 +11,8 @@ use common::{
 use single_node::store::Store;
 
 use crate::support::{
-    EXIT_TIMEOUT, Running, get, head_at_least, keeps_and_extends, linked_chain, running, start, start_with,
+    EXIT_TIMEOUT, FinalityWatch, Running, assert_final_kept, get, head_at_least, head_at_least_while,
+    keeps_and_extends, linked_chain, running, start, start_with, while_running,
 };
 
 #[tokio::test]
@@ -68,12 +69,36 @@ async fn geth_ahead_on_our_chain_is_followed() {
 async fn an_invalid_payload_is_dropped_and_rebuilt() {
     let geth = Geth::start().await.expect("geth");
     let dir = tempfile::tempdir().expect("dir");
+    let state = dir.path().join("state");
     let proxy = InvalidatingProxy::start(geth.auth_url()).await.expect("proxy");
+    // Block 1 is answered INVALID. Geth itself executes it and holds it; only the
+    // sequencer hears INVALID. Its parent is genesis, long past, so it takes the current
+    // second; the sequencer waits a slot before it builds again, so the block it builds
+    // in its place has a later timestamp, and another hash.
     proxy.invalidate(1);
-    let sequencer = start_with(proxy.url().to_owned(), geth.jwt_path(), genesis_path(), &dir.path().join("state"), &[]);
     let engine = geth.engine();
-    let head = head_at_least(&engine, 4).await;
-    linked_chain(&engine, head.number).await;
+    let finality = FinalityWatch::start(&geth);
+    let mut sequencer = start_with(proxy.url().to_owned(), geth.jwt_path(), genesis_path(), &state, &[]);
+    let (number, rejected) =
+        while_running(&sequencer, "a block answered INVALID", || async { proxy.rejected().first().copied() }).await;
+    let held: Option<serde_json::Value> = geth
+        .http()
+        .call("eth_getBlockByHash", serde_json::json!([rejected, false]), Duration::from_secs(10))
+        .await
+        .expect("call");
+    let held = held.expect("Geth holds the block the proxy answered INVALID for");
+
+    // The height is built again: Geth's block there is another one, on the same parent.
+    let head = head_at_least_while(&sequencer, &engine, number + 3).await;
+    let chain = linked_chain(&engine, head.number).await;
+    let rebuilt = &chain[usize::try_from(number).expect("fits")];
+    assert_ne!(rebuilt.hash, rejected, "Geth's block {number} is not the block answered INVALID: it was built again");
+    assert_eq!(serde_json::json!(rebuilt.parent_hash), held["parentHash"], "built again on the same parent");
+    assert!(chain.iter().all(|block| block.hash != rejected), "the rejected block is nowhere in the chain");
+    let finality = finality.stop().await;
+    assert!(finality.seen.values().all(|hash| *hash != rejected), "Geth never had the rejected block as final");
+    assert_final_kept(&chain, &finality);
+
     let output = sequencer.service.output();
     assert!(
         output.contains("Geth rejected the block it built") && output.contains("proxy says: invalid for the test"),
@@ -81,6 +106,66 @@ async fn an_invalid_payload_is_dropped_and_rebuilt() {
     );
     let (_, metrics) = get(&sequencer, "/metrics").await.expect("metrics");
     assert!(metrics.contains("sequencer_errors_total{kind=\"invalid_payload\"} 1"), "{metrics}");
+    assert_eq!(proxy.rejected().len(), 1, "one newPayload answered INVALID");
+
+    // The store agrees with Geth at that height and everywhere else: the rejected block
+    // was taken out of it, and the block built in its place is there.
+    sequencer.service.signal(libc::SIGTERM);
+    assert_eq!(sequencer.service.wait_exit(EXIT_TIMEOUT).await, Some(0), "{}", sequencer.service.output());
+    let store = Store::open(&state.join("sequencer.redb")).expect("store");
+    let stored = store.block(number).expect("read").expect("the height is stored");
+    assert_eq!(stored.hash(), rebuilt.hash, "the store holds Geth's block {number}, the one built again");
+    let stored_head = store.head().expect("read").expect("a head");
+    let chain = linked_chain(&engine, stored_head.number).await;
+    assert_eq!(Head::from(chain.last().expect("non-empty")), stored_head, "the stored head is Geth's");
+    for block in chain.iter().skip(1) {
+        let kept = store.block(block.number).expect("read").expect("every height stored");
+        assert_eq!(kept.hash(), block.hash, "the stored block {} is Geth's", block.number);
+    }
+}
+
+/// The write-ahead rule, at the one moment it matters: a block Geth has made head must be
+/// in the store already, so a crash right then leaves nothing for Geth to be ahead with.
+/// Geth here acts on the forkchoiceUpdated that makes the next new block head, but its
+/// answer is held back, so the sequencer is frozen right after the block became head; it
+/// is killed there.
+#[tokio::test]
+async fn a_block_is_stored_before_geth_makes_it_head() {
+    let geth = Geth::start().await.expect("geth");
+    let dir = tempfile::tempdir().expect("dir");
+    let state = dir.path().join("state");
+    let proxy = InvalidatingProxy::start(geth.auth_url()).await.expect("proxy");
+    let mut sequencer = start_with(proxy.url().to_owned(), geth.jwt_path(), genesis_path(), &state, &[]);
+    let engine = geth.engine();
+    head_at_least_while(&sequencer, &engine, 2).await;
+
+    proxy.hold_forkchoice(true);
+    let named = while_running(&sequencer, "a new head Geth took, its answer held back", || async {
+        proxy.held().first().copied()
+    })
+    .await;
+    let geth_head = Head::from(&engine.head().await.expect("head"));
+    assert_eq!(geth_head.hash, named, "Geth made the block that update named its head");
+    sequencer.service.kill();
+    proxy.hold_forkchoice(false);
+
+    let store = Store::open(&state.join("sequencer.redb")).expect("store");
+    let stored_head = store.head().expect("read").expect("a head");
+    let stored = store.block(geth_head.number).expect("read");
+    assert_eq!(
+        stored.map(|block| block.hash()),
+        Some(geth_head.hash),
+        "Geth made block {} head before the store had it (the store's head is block {})",
+        geth_head.number,
+        stored_head.number
+    );
+    drop(store);
+
+    // Started again, straight on Geth: in step with it from the store, and on.
+    let produced = linked_chain(&engine, geth_head.number).await;
+    let second = start(&geth, &state, &[]);
+    keeps_and_extends(&engine, &produced, 2).await;
+    assert!(!second.service.output().contains("Geth is ahead of our store"), "{}", second.service.output());
 }
 
 #[tokio::test]

@@ -2,15 +2,18 @@
 //! on a fresh Geth; and the checks the tests share.
 
 use std::{
+    collections::BTreeMap,
     path::{Path, PathBuf},
     process::Command,
     time::Duration,
 };
 
+use alloy_primitives::B256;
 use common::{
     BlockTag, EngineClient,
     harness::{Geth, Service, eventually, free_port, genesis_path, http_get},
 };
+use tokio_util::sync::CancellationToken;
 
 /// Generous bounds: the CI machine is small and shared.
 pub(crate) const BLOCKS_TIMEOUT: Duration = Duration::from_secs(90);
@@ -84,6 +87,37 @@ pub(crate) async fn get(sequencer: &Sequencer, path: &str) -> Option<(u16, Strin
     http_get(&format!("{}{path}", sequencer.health)).await
 }
 
+/// True once the sequencer's process has exited (or was killed): its `/proc` entry is gone
+/// or a zombie.
+pub(crate) fn exited(sequencer: &Sequencer) -> bool {
+    let Some(pid) = sequencer.service.pid() else { return true };
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return true };
+    let state = stat.rfind(')').and_then(|end| stat[end + 1..].split_whitespace().next());
+    matches!(state, None | Some("Z" | "X"))
+}
+
+/// [`eventually`] with [`BLOCKS_TIMEOUT`], failing at once, with the sequencer's output, if
+/// the sequencer exits meanwhile (a fatal error would otherwise look like a slow chain).
+pub(crate) async fn while_running<T, F, Fut>(sequencer: &Sequencer, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    eventually(what, BLOCKS_TIMEOUT, || {
+        assert!(!exited(sequencer), "the sequencer exited while we waited for {what}:\n{}", sequencer.service.output());
+        check()
+    })
+    .await
+}
+
+/// [`head_at_least`], failing at once if the sequencer exits.
+pub(crate) async fn head_at_least_while(sequencer: &Sequencer, engine: &EngineClient, number: u64) -> common::Block {
+    while_running(sequencer, &format!("head at block {number}"), || async {
+        engine.head().await.ok().filter(|head| head.number >= number)
+    })
+    .await
+}
+
 pub(crate) async fn head_at_least(engine: &EngineClient, number: u64) -> common::Block {
     eventually(&format!("head at block {number}"), BLOCKS_TIMEOUT, || async {
         engine.head().await.ok().filter(|head| head.number >= number)
@@ -112,5 +146,94 @@ pub(crate) async fn keeps_and_extends(engine: &EngineClient, produced: &[common:
     let chain = linked_chain(engine, head.number).await;
     for (old, now) in produced.iter().zip(&chain) {
         assert_eq!(old.hash, now.hash, "block {} unchanged", old.number);
+    }
+}
+
+/// Every block in `recorded` is still Geth's block at its height in `chain` (from
+/// [`linked_chain`]): nothing recorded `when` was made again.
+pub(crate) fn assert_kept(chain: &[common::Block], recorded: &[common::Block], when: &str) {
+    for old in recorded {
+        let now = chain.get(usize::try_from(old.number).expect("fits")).map(|b| b.hash);
+        assert_eq!(now, Some(old.hash), "block {} recorded {when} is still Geth's block at that height", old.number);
+    }
+}
+
+/// Geth's finalized and safe blocks, read in the background every 100 ms (straight from
+/// Geth, not through whatever fault sits between it and the sequencer) while a test
+/// plays its faults. Finality is a promise to users: neither may ever go back to a lower
+/// height, nor name another block at a height it named before.
+#[derive(Debug)]
+pub(crate) struct FinalityWatch {
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<Finality>,
+}
+
+/// What a [`FinalityWatch`] saw.
+#[derive(Debug, Default)]
+pub(crate) struct Finality {
+    /// Every block seen finalized or safe, by height.
+    pub(crate) seen: BTreeMap<u64, B256>,
+    /// How many reads answered with a block.
+    pub(crate) samples: usize,
+    broken: Vec<String>,
+}
+
+impl Finality {
+    fn sample(&mut self, tag: &str, last: &mut Option<common::Block>, block: common::Block) {
+        self.samples += 1;
+        if let Some(before) = last.as_ref().filter(|before| block.number < before.number) {
+            self.broken.push(format!("{tag} went back from block {} to block {}", before.number, block.number));
+        }
+        match self.seen.get(&block.number) {
+            Some(hash) if *hash != block.hash => self.broken.push(format!(
+                "{tag} block {} is {}, but {hash} was final at that height before",
+                block.number, block.hash
+            )),
+            _ => {
+                self.seen.insert(block.number, block.hash);
+            }
+        }
+        *last = Some(block);
+    }
+}
+
+impl FinalityWatch {
+    /// Starts reading `geth`'s finalized and safe blocks.
+    pub(crate) fn start(geth: &Geth) -> Self {
+        let (engine, stop) = (geth.engine(), CancellationToken::new());
+        let cancel = stop.clone();
+        let task = tokio::spawn(async move {
+            let mut finality = Finality::default();
+            let (mut finalized, mut safe) = (None, None);
+            while !cancel.is_cancelled() {
+                // Before the first forkchoiceUpdated Geth has neither: no answer, no sample.
+                if let Ok(Some(block)) = engine.block(BlockTag::Finalized).await {
+                    finality.sample("finalized", &mut finalized, block);
+                }
+                if let Ok(Some(block)) = engine.block(BlockTag::Safe).await {
+                    finality.sample("safe", &mut safe, block);
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            finality
+        });
+        Self { stop, task }
+    }
+
+    /// Stops reading; fails if finality ever went back or changed. What it saw.
+    pub(crate) async fn stop(self) -> Finality {
+        self.stop.cancel();
+        let finality = self.task.await.expect("the watch ran");
+        assert!(finality.broken.is_empty(), "Geth's finality broke: {:#?}", finality.broken);
+        finality
+    }
+}
+
+/// Every block `finality` saw finalized or safe is Geth's block at its height in `chain`.
+pub(crate) fn assert_final_kept(chain: &[common::Block], finality: &Finality) {
+    assert!(finality.samples > 0, "Geth's finalized block was read at least once");
+    for (number, hash) in &finality.seen {
+        let now = chain.get(usize::try_from(*number).expect("fits")).map(|b| b.hash);
+        assert_eq!(now, Some(*hash), "block {number}, seen final, is still Geth's block at that height");
     }
 }

@@ -143,6 +143,63 @@ async fn bad_proposals_are_rejected_and_a_bad_decided_block_is_refused_without_d
     assert!(lone.app.output().contains("rejecting the proposal"));
 }
 
+/// Whether `geth` holds the block `hash` (canonical or not).
+async fn holds(geth: &Geth, hash: alloy_primitives::B256) -> bool {
+    let block: Option<serde_json::Value> = geth
+        .http()
+        .call("eth_getBlockByHash", serde_json::json!([hash, false]), Duration::from_secs(10))
+        .await
+        .expect("call");
+    block.is_some()
+}
+
+/// ProcessProposal of `block` at height 1 and block time `seconds`: the verdict.
+async fn process(lone: &Lone, block: &common::payload::ExecutableBlock, seconds: i64) -> i32 {
+    let time = Some(tendermint_proto::google::protobuf::Timestamp { seconds, nanos: 0 });
+    let txs = vec![cometbft_consensus::proposal::encode(block)];
+    let request = RequestProcessProposal { txs, height: 1, time, ..Default::default() };
+    let answer = call(&lone.abci, request::Value::ProcessProposal(request)).await;
+    let response::Value::ProcessProposal(verdict) = answer else { panic!("{answer:?}") };
+    verdict.status
+}
+
+/// A validator votes only for a block its own Geth executed: a proposal that passes every
+/// check a validator can make without executing it (a wrong state root, with a block hash
+/// to match: what `--test-corrupt-proposals` proposes) is rejected, and a good one is
+/// accepted only once Geth has executed it (Geth holds it afterwards, not before).
+#[tokio::test]
+async fn a_proposal_is_accepted_only_once_geth_has_executed_it() {
+    let lone = lone_app().await;
+    call(&lone.abci, request::Value::InitChain(RequestInitChain { initial_height: 1, ..Default::default() })).await;
+    let before = height_and_hash(call(&lone.abci, request::Value::Info(RequestInfo::default())).await);
+    let engine = lone.geth.engine();
+    let genesis = common::Head::from(&engine.head().await.expect("head"));
+    let timestamp = common::auth::unix_now();
+    let seconds = i64::try_from(timestamp).expect("fits");
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let build = Duration::from_millis(200);
+    // Built by Geth as a proposer's block is; getPayload does not import it.
+    let good = single_node::round::build(&engine, &genesis, timestamp, Default::default(), build, &cancel)
+        .await
+        .expect("build")
+        .expect("a block");
+    let mut bad = good.clone();
+    bad.execution_payload.payload_inner.payload_inner.state_root = alloy_primitives::B256::repeat_byte(0xbd);
+    bad.execution_payload.payload_inner.payload_inner.block_hash = bad.computed_hash().expect("hash");
+    cometbft_consensus::proposal::check(&[cometbft_consensus::proposal::encode(&bad)], &genesis, Some(seconds))
+        .expect("the bad block passes every check made without executing it");
+    assert!(!holds(&lone.geth, good.hash()).await, "Geth has not imported the block it built");
+
+    assert_eq!(process(&lone, &bad, seconds).await, i32::from(ProposalStatus::Reject), "the bad block is rejected");
+    assert!(!holds(&lone.geth, bad.hash()).await, "Geth does not keep the bad block");
+    assert_eq!(process(&lone, &good, seconds).await, i32::from(ProposalStatus::Accept), "the good block is accepted");
+    assert!(holds(&lone.geth, good.hash()).await, "Geth executed the good block before the validator accepted it");
+
+    let after = height_and_hash(call(&lone.abci, request::Value::Info(RequestInfo::default())).await);
+    assert_eq!(before, after, "a proposal commits nothing");
+    assert_eq!(engine.head().await.expect("head").hash, genesis.hash, "nor moves Geth's head");
+}
+
 #[tokio::test]
 async fn a_proposer_proposes_only_what_fits_the_one_size_limit() {
     let lone = lone_app().await;

@@ -13,18 +13,31 @@ async fn four_validators_agree_on_every_block() {
         network.geth_at_least(i, head.number).await;
     }
     network.assert_one_chain(&[0, 1, 2, 3], head.number).await;
-    let (mut built, mut ahead) = (0.0, 0.0);
+    let mut ahead = 0.0;
     for i in 0..4 {
         let (code, body) = network.get(i, "/ready").await.expect("ready answers");
         assert_eq!(code, 200, "validator {i}: {body}");
         assert!(network.metric(i, "bft_proposals_accepted_total").await >= 10.0);
-        built += network.metric(i, "bft_proposals_built_total").await;
         let (_, page) = network.get(i, "/metrics").await.expect("metrics answer");
         common::harness::check_metrics(&page).await.expect("Prometheus's lint passes");
         ahead += network.metric(i, "bft_ahead_builds_used_total").await;
     }
-    // With the defaults the next proposer builds ahead, and most proposals are those blocks.
-    assert!(ahead * 2.0 >= built, "{ahead} of {built} proposals were built ahead");
+    // With the defaults the next proposer builds ahead. A block built ahead is proposed
+    // only when the rule gives its parent and timestamp (`abci_input`'s
+    // `a_block_built_ahead_is_proposed_when_the_rule_agrees_and_dropped_when_not` checks
+    // both sides): so no honest validator ever refused a proposal for its timestamp or its
+    // parent. How many proposals building ahead serves is a figure, not a rule: the bft
+    // benchmark reports blocks built ahead used and dropped.
+    assert!(ahead >= 1.0, "no block built ahead was ever proposed: the check below would prove nothing");
+    for validator in &network.validators {
+        let output = validator.app.output();
+        let refused: Vec<&str> = output
+            .lines()
+            .filter(|line| line.contains("rejecting the proposal"))
+            .filter(|line| line.contains("the rule gives") || line.contains("but our head is"))
+            .collect();
+        assert!(refused.is_empty(), "an honest proposer's block broke the rule: {refused:#?}");
+    }
 }
 
 /// A lone validator finishes a round in a few milliseconds, so its blocks would come
@@ -113,7 +126,8 @@ async fn a_transaction_sent_to_any_geth_is_included() {
     let head = network.geth_at_least(2, 2).await;
     let sender = 2;
     // A user's first transaction, with cast's default fees, to a validator other than the
-    // first: included within two blocks.
+    // first: included, within a few blocks of its Geth accepting it (`default_fee_transfer`
+    // says how many: it may have to travel to the proposer's Geth first).
     let cast = Cast::new(&network.geths[sender].http_url());
     default_fee_transfer(&cast, head.number).await.expect("cast's transfer is included");
 

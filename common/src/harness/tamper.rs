@@ -1,39 +1,76 @@
-//! An Engine API proxy in front of a real Geth that answers newPayload with INVALID on
-//! demand: the one answer about its own blocks Geth cannot be made to give. Everything
-//! else, and every newPayload while it is off, passes through untouched, after Geth has
-//! seen the request.
+//! An Engine API proxy in front of a real Geth that tampers with Geth's answers on demand,
+//! in the two ways Geth cannot be made to behave itself:
+//!
+//! - newPayload answered INVALID ([`InvalidatingProxy::invalidate`]): Geth has seen and
+//!   executed the block (it holds it), the consensus layer is told it is invalid. The
+//!   proxy remembers which blocks it rejected ([`InvalidatingProxy::rejected`]).
+//! - forkchoiceUpdated answers withheld ([`InvalidatingProxy::hold_forkchoice`]) for the
+//!   updates that make a new block head: Geth has acted on the update (the block is head),
+//!   the consensus layer never hears back, as when a link drops after the request went
+//!   through. The proxy remembers the heads it withheld answers for
+//!   ([`InvalidatingProxy::held`]).
+//!
+//! Everything else passes through untouched, after Geth has seen the request.
 
-use std::sync::{
-    Arc,
-    atomic::{AtomicU64, Ordering},
+use std::{
+    collections::HashSet,
+    sync::{
+        Arc, Mutex, PoisonError,
+        atomic::{AtomicU64, Ordering},
+    },
 };
 
+use alloy_primitives::B256;
 use anyhow::Context;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+use tokio::sync::watch;
 
-/// How many of the next newPayload answers are made INVALID.
+/// What the proxy is told to do, and what it did.
+#[derive(Debug)]
+struct Tamper {
+    /// How many of the next newPayload answers are made INVALID.
+    remaining: AtomicU64,
+    /// The blocks answered INVALID (height and hash), in order.
+    rejected: Mutex<Vec<(u64, B256)>>,
+    /// True while forkchoiceUpdated answers are withheld.
+    hold: watch::Sender<bool>,
+    /// The blocks Geth was given (newPayload) while answers are withheld: the new heads.
+    fresh: Mutex<HashSet<B256>>,
+    /// The head of every forkchoiceUpdated whose answer was withheld, in order.
+    held: Mutex<Vec<B256>>,
+}
+
+/// The proxy; clones share it.
 #[derive(Debug, Clone)]
 pub struct InvalidatingProxy {
     url: String,
-    remaining: Arc<AtomicU64>,
+    tamper: Arc<Tamper>,
 }
+
+type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
 
 impl InvalidatingProxy {
     /// Starts the proxy in front of `target` (Geth's Engine API URL); it passes everything
-    /// through until [`InvalidatingProxy::invalidate`] is called.
+    /// through until told otherwise.
     pub async fn start(target: String) -> anyhow::Result<Self> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.context("cannot bind the proxy")?;
         let url = format!("http://{}", listener.local_addr()?);
-        let remaining = Arc::new(AtomicU64::new(0));
-        let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
-        let counter = remaining.clone();
+        let tamper = Arc::new(Tamper {
+            remaining: AtomicU64::new(0),
+            rejected: Mutex::default(),
+            hold: watch::channel(false).0,
+            fresh: Mutex::default(),
+            held: Mutex::default(),
+        });
+        let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
+        let shared = tamper.clone();
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                let (client, target, counter) = (client.clone(), target.clone(), counter.clone());
+                let (client, target, tamper) = (client.clone(), target.clone(), shared.clone());
                 let service = hyper::service::service_fn(move |request| {
-                    forward(client.clone(), target.clone(), counter.clone(), request)
+                    forward(client.clone(), target.clone(), tamper.clone(), request)
                 });
                 tokio::spawn(
                     hyper::server::conn::http1::Builder::new()
@@ -41,7 +78,7 @@ impl InvalidatingProxy {
                 );
             }
         });
-        Ok(Self { url, remaining })
+        Ok(Self { url, tamper })
     }
 
     /// The URL to give the consensus layer instead of Geth's.
@@ -52,16 +89,37 @@ impl InvalidatingProxy {
     /// Answers the next `n` newPayload calls with INVALID (`u64::MAX`: all of them, until
     /// called again with 0).
     pub fn invalidate(&self, n: u64) {
-        self.remaining.store(n, Ordering::SeqCst);
+        self.tamper.remaining.store(n, Ordering::SeqCst);
+    }
+
+    /// The blocks answered INVALID so far, in order: height and hash of each. Geth itself
+    /// found each VALID, and holds it.
+    pub fn rejected(&self) -> Vec<(u64, B256)> {
+        self.tamper.rejected.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// While `on`, a forkchoiceUpdated that makes head a block Geth was given (newPayload)
+    /// since then still goes to Geth, which acts on it (the block is head), but its answer
+    /// is held back until this is called again with `false` (by then the caller has timed
+    /// out). Updates to blocks Geth had before pass as usual: the consensus layer is frozen
+    /// at the moment right after it made a new block head.
+    pub fn hold_forkchoice(&self, on: bool) {
+        self.tamper.fresh.lock().unwrap_or_else(PoisonError::into_inner).clear();
+        self.tamper.hold.send_replace(on);
+    }
+
+    /// The head of every forkchoiceUpdated whose answer was held back so far, in order.
+    pub fn held(&self) -> Vec<B256> {
+        self.tamper.held.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 }
 
-/// Sends `request` to `target`, and returns Geth's answer, or INVALID in its place for a
-/// newPayload while `remaining` is above zero.
+/// Sends `request` to `target`, and returns Geth's answer; or, as `tamper` says, INVALID
+/// in place of a newPayload answer, or a forkchoiceUpdated answer held back.
 async fn forward(
-    client: Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
+    client: HttpClient,
     target: String,
-    remaining: Arc<AtomicU64>,
+    tamper: Arc<Tamper>,
     request: hyper::Request<hyper::body::Incoming>,
 ) -> Result<hyper::Response<Full<Bytes>>, Box<dyn std::error::Error + Send + Sync>> {
     let (parts, body) = request.into_parts();
@@ -77,13 +135,38 @@ async fn forward(
     parts.headers.remove(hyper::header::CONTENT_LENGTH);
     let mut answer = answer.collect().await?.to_bytes();
     let request: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    let method = request["method"].as_str().unwrap_or_default();
     let take = |n: u64| (n > 0).then(|| if n == u64::MAX { n } else { n - 1 });
-    if request["method"] == "engine_newPayloadV4"
-        && remaining.fetch_update(Ordering::SeqCst, Ordering::SeqCst, take).is_ok()
+    if method == "engine_newPayloadV4"
+        && tamper.remaining.fetch_update(Ordering::SeqCst, Ordering::SeqCst, take).is_ok()
     {
+        let payload = &request["params"][0];
+        let number =
+            payload["blockNumber"].as_str().and_then(|n| u64::from_str_radix(n.trim_start_matches("0x"), 16).ok());
+        let hash = payload["blockHash"].as_str().and_then(|h| h.parse().ok());
+        if let (Some(number), Some(hash)) = (number, hash) {
+            tamper.rejected.lock().unwrap_or_else(PoisonError::into_inner).push((number, hash));
+        }
         let invalid = serde_json::json!({"jsonrpc": "2.0", "id": request["id"], "result": {
             "status": "INVALID", "latestValidHash": null, "validationError": "proxy says: invalid for the test"}});
         answer = invalid.to_string().into();
+    }
+    if !*tamper.hold.borrow() {
+        return Ok(hyper::Response::from_parts(parts, Full::new(answer)));
+    }
+    if method == "engine_newPayloadV4"
+        && let Some(hash) = request["params"][0]["blockHash"].as_str().and_then(|h| h.parse().ok())
+    {
+        tamper.fresh.lock().unwrap_or_else(PoisonError::into_inner).insert(hash);
+    }
+    let head: Option<B256> = request["params"][0]["headBlockHash"].as_str().and_then(|h| h.parse().ok());
+    if method.starts_with("engine_forkchoiceUpdated")
+        && let Some(head) =
+            head.filter(|head| tamper.fresh.lock().unwrap_or_else(PoisonError::into_inner).contains(head))
+    {
+        tamper.held.lock().unwrap_or_else(PoisonError::into_inner).push(head);
+        let mut hold = tamper.hold.subscribe();
+        let _ = hold.wait_for(|on| !*on).await;
     }
     Ok(hyper::Response::from_parts(parts, Full::new(answer)))
 }

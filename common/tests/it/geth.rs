@@ -114,9 +114,11 @@ async fn devnet_and_compose_pass_the_harness_flags() {
 
 #[tokio::test]
 async fn a_built_block_hashes_to_the_hash_geth_gave_it_and_a_changed_one_does_not() {
+    use std::time::Duration;
+
     use alloy_primitives::{Address, U256};
     use common::{
-        harness::{dev_signer, signed_transfer},
+        harness::{dev_signer, eventually, signed_transfer},
         payload::{ExecutableBlock, PayloadDecodeError},
     };
 
@@ -125,13 +127,35 @@ async fn a_built_block_hashes_to_the_hash_geth_gave_it_and_a_changed_one_does_no
     let genesis = engine.head().await.expect("head");
     let raw = signed_transfer(&dev_signer(), 1337, 0, Address::repeat_byte(0x42), U256::from(5));
     geth.send_raw_transaction(&raw).await.expect("Geth accepts the transfer");
+    // Geth moves an accepted transaction to its pending pool in the background: a build
+    // started before that would leave it out.
+    eventually("the transfer pending in Geth's pool", Duration::from_secs(30), || async {
+        let status: serde_json::Value =
+            geth.http().call("txpool_status", serde_json::json!([]), Duration::from_secs(5)).await.ok()?;
+        (status["pending"] == "0x1").then_some(())
+    })
+    .await;
 
+    // getPayload takes whatever block is ready (the empty one until the first full build
+    // is done, however long that takes on a busy machine) and ends the build. So build
+    // until a block holds the transfer, giving each build longer; each build has its own
+    // fee recipient, so each is a new payload.
     let timestamp = unix_now().max(genesis.timestamp + 1);
-    let attrs = payload::attributes(genesis.hash, timestamp, Default::default());
-    let id = engine.forkchoice_updated_v3(finalized_at(genesis.hash), Some(attrs)).await.expect("fcu").payload_id;
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    let block = ExecutableBlock::from(engine.get_payload(id.expect("id"), timestamp).await.expect("payload"));
-    assert_eq!(block.transaction_count(), 1, "the transfer is in the block");
+    let mut build_time = Duration::from_millis(200);
+    let mut attempt = 0_u8;
+    let block = loop {
+        attempt += 1;
+        let attrs = payload::attributes(genesis.hash, timestamp, Address::with_last_byte(attempt));
+        let updated = engine.forkchoice_updated_v3(finalized_at(genesis.hash), Some(attrs)).await.expect("fcu");
+        tokio::time::sleep(build_time).await;
+        let built = engine.get_payload(updated.payload_id.expect("id"), timestamp).await.expect("payload");
+        let block = ExecutableBlock::from(built);
+        if block.transaction_count() > 0 || attempt == 8 {
+            break block;
+        }
+        build_time *= 2;
+    };
+    assert_eq!(block.transaction_count(), 1, "the transfer is in the block (after {attempt} builds)");
     block.check_hash().expect("the hash we compute is the one Geth computed");
 
     let mut changed = block.clone();
