@@ -67,18 +67,47 @@ async fn a_leader_whose_geth_rejects_every_block_hands_over() {
     }
     stored_grows(&cluster, 2).await;
 
+    // Geth executes and keeps each block the proxy answers INVALID for; the leader must
+    // neither store nor finalize any of them, while the fault lasts and after.
     proxy.invalidate(u64::MAX);
-    cluster.sole_leader(1).await;
+    let next_term = eventually("node2 to lead", TIMEOUT, || async {
+        cluster.assert_marks_stored().await;
+        let status = cluster.status(1).await?;
+        (status["role"] == "leading").then(|| status["term"].as_u64()).flatten()
+    })
+    .await;
+    assert_eq!(cluster.sole_leader(1).await, next_term);
     let status = following(&cluster, 0).await;
     assert!(status["last_step_down"].as_str().unwrap_or_default().contains("rejects its own blocks"), "{status}");
     assert!(cluster.process(0).output().contains("Geth rejected the block it built"));
     stored_grows(&cluster, 3).await;
+    cluster.assert_marks_stored().await;
 
     // Its Geth takes blocks again: it follows the new leader.
     proxy.invalidate(0);
     let height = stored_grows(&cluster, 3).await;
     cluster.head_at_least(0, height).await;
     cluster.assert_one_chain().await;
+    // The proxy also answered INVALID for stored blocks node1 replayed as a follower; of
+    // the blocks it built itself (its own fee recipient), none is stored or canonical.
+    let rows = cluster.rows().await;
+    let geth = &cluster.nodes[0].geth;
+    let mut own = 0;
+    for (number, hash) in proxy.rejected() {
+        let block: Value = geth
+            .http()
+            .call("eth_getBlockByHash", serde_json::json!([hash, false]), Duration::from_secs(10))
+            .await
+            .expect("eth_getBlockByHash answers");
+        if block["miner"] != serde_json::json!(cluster.fee_recipient(0)) {
+            continue;
+        }
+        own += 1;
+        assert!(rows.iter().all(|r| r.1 != hash), "block {number} ({hash}), answered INVALID, is not stored");
+        let canonical = geth.engine().block(common::BlockTag::Number(number)).await.expect("call").expect("block");
+        assert_ne!(canonical.hash, hash, "node1's Geth has another block than the rejected one at {number}");
+    }
+    assert!(own > 0, "node1 built blocks the proxy answered INVALID");
 }
 
 #[tokio::test]
