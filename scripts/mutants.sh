@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# Mutation testing of the code that carries the safety guarantees: a change that breaks a
+# guarantee must make a test fail.
+#
+#   scripts/mutants.sh safety [NAME...]   the hand-made safety mutants in mutants/*.patch
+#                                         (those cargo-mutants cannot make: a reordered call,
+#                                         a check taken out). Each is applied in place, the
+#                                         tests its "Caught by:" line names are run, and every
+#                                         one of them must fail; the patch is then reverted.
+#   scripts/mutants.sh list [SCOPE...]    cargo-mutants' mutants of the safety modules
+#   scripts/mutants.sh run [SCOPE...]     cargo-mutants over those modules, against the tests
+#                                         that guard them (real Geth, Redis, PostgreSQL,
+#                                         CometBFT: hours for all scopes on a 2-core machine);
+#                                         results in mutants.out/SCOPE/
+#
+# Scopes: part2-round part2-store part3-election part3-store part3-sequencer
+# part3-follower part4-proposal part4-app (all of them if none is named).
+# cargo-mutants is installed pinned (CARGO_MUTANTS_VERSION in .env) into .tools/bin.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+# shellcheck source=../.env
+source .env
+say() { echo "mutants: $*" >&2; }
+
+# scope: package | what `cargo test` runs against its mutants | its files. The fast scopes
+# run the tests that call the module directly (unit tests, and the `it` tests named after
+# it); the loops run the package's whole suite.
+declare -A SCOPES=(
+    [part2-round]="single-node|--lib --test it|02-single-node/src/round.rs"
+    [part2-store]="single-node|--lib --test it|02-single-node/src/store.rs"
+    [part3-election]="member-nodes|--lib --test it -- election:: lease::|03-member-nodes/src/election.rs"
+    [part3-store]="member-nodes|--lib --test it -- store::|03-member-nodes/src/store.rs 03-member-nodes/src/store/row.rs 03-member-nodes/src/store/listen.rs"
+    [part3-sequencer]="member-nodes|--lib --test it|03-member-nodes/src/sequencer.rs"
+    [part3-follower]="member-nodes|--lib --test it|03-member-nodes/src/follower.rs"
+    [part4-proposal]="cometbft-consensus|--lib --test it|04-cometbft-consensus/src/proposal.rs 04-cometbft-consensus/src/app/proposals.rs"
+    [part4-app]="cometbft-consensus|--lib --test it|04-cometbft-consensus/src/app.rs"
+)
+ORDER=(part2-round part2-store part3-election part3-store part3-sequencer part3-follower part4-proposal part4-app)
+
+install() {
+    if [[ -x .tools/bin/cargo-mutants ]] && [[ "$(.tools/bin/cargo-mutants mutants --version)" == "cargo-mutants $CARGO_MUTANTS_VERSION" ]]; then
+        return
+    fi
+    say "installing cargo-mutants $CARGO_MUTANTS_VERSION into .tools/bin (a few minutes, once)"
+    cargo install --locked --root .tools "cargo-mutants@$CARGO_MUTANTS_VERSION"
+}
+
+# The tests run in cargo-mutants' copy of the tree, which leaves out what .gitignore names:
+# point them at the programs scripts/setup.sh installed here.
+export GETH_BIN="$ROOT/.tools/bin/geth" COMETBFT_BIN="$ROOT/.tools/bin/cometbft" \
+    CAST_BIN="$ROOT/.tools/bin/cast" TOXIPROXY_BIN="$ROOT/.tools/bin/toxiproxy-server"
+
+mutants() { # mode scope
+    local mode=$1 scope=$2 spec package tests files
+    spec="${SCOPES[$scope]:-}"
+    [[ -n "$spec" ]] || { say "no scope $scope (scopes: ${ORDER[*]})"; exit 2; }
+    IFS='|' read -r package tests files <<<"$spec"
+    local args=(--package "$package" --timeout 900 --build-timeout 900 --jobs 1)
+    for file in $files; do args+=(--file "$file"); done
+    if [[ "$mode" == list ]]; then
+        .tools/bin/cargo-mutants mutants "${args[@]}" --list
+        return
+    fi
+    say "$scope: cargo-mutants over $files, tests: cargo test -p $package $tests"
+    mkdir -p "mutants.out/$scope"
+    # Exits non-zero when a mutant is missed; the counts below say so.
+    # shellcheck disable=SC2086
+    .tools/bin/cargo-mutants mutants "${args[@]}" --output "mutants.out/$scope" -- $tests || true
+    local kind out="mutants.out/$scope/mutants.out"
+    [[ -f "$out/outcomes.json" ]] || { say "$scope: cargo-mutants wrote no outcomes (see $out/debug.log)"; exit 1; }
+    for kind in caught missed timeout unviable; do
+        printf '%s %s: %s\n' "$scope" "$kind" "$(wc -l <"$out/$kind.txt")"
+    done
+}
+
+# Applies one hand-made mutant to a copy of the work tree (a git worktree of it, so the
+# tree itself is never changed), runs the tests it names there, and checks that every one
+# of them failed. The tests' output is kept in mutants.out/safety/NAME.log.
+safety() { # patch
+    local patch=$1 name caught dir package copy log failed=0
+    name="$(basename "$patch" .patch)"
+    caught="$(sed -n 's/^Caught by: //p' "$patch")"
+    [[ -n "$caught" ]] || { say "$name: no 'Caught by:' line"; exit 2; }
+    dir="$(sed -n 's|^+++ b/||p' "$patch" | head -n 1)"
+    dir="${dir%%/*}"
+    package="$(sed -n 's/^name = "\(.*\)"/\1/p' "$dir/Cargo.toml" | head -n 1)"
+    copy="$(mktemp -d)/tree"
+    # The work tree as it is, uncommitted changes included (`git stash create` makes a
+    # commit of them without touching the tree or the stash list).
+    local base
+    base="$(git stash create)"
+    git worktree add --quiet --detach "$copy" "${base:-HEAD}"
+    # shellcheck disable=SC2064
+    trap "git worktree remove --force '$copy'" RETURN
+    git -C "$copy" apply "$ROOT/$patch"
+    say "$name: $(head -n 1 "$patch")"
+    mkdir -p mutants.out/safety
+    log="$ROOT/mutants.out/safety/$name.log"
+    # A target dir of its own, kept between runs: a mutated binary must never be left
+    # where `cargo run` in the work tree would take it for up to date.
+    (cd "$copy" && CARGO_TARGET_DIR="$ROOT/target/mutants" cargo test --locked -p "$package" --test it --no-run --quiet)
+    # shellcheck disable=SC2086
+    (cd "$copy" && CARGO_TARGET_DIR="$ROOT/target/mutants" cargo test --locked -p "$package" --test it -- --exact $caught) \
+        >"$log" 2>&1 || true
+    for test in $caught; do
+        if grep -q "^test $test \.\.\. FAILED" "$log"; then
+            say "$name: caught by $test: $(grep -A1 -m1 "^thread '$test' .*panicked" "$log" | tail -n 1)"
+        else
+            say "$name: NOT caught by $test (see $log)"
+            failed=1
+        fi
+    done
+    return $failed
+}
+
+command="${1:-}"
+shift || true
+case "$command" in
+    safety)
+        status=0
+        if [[ $# -eq 0 ]]; then set -- mutants/*.patch; fi
+        for patch in "$@"; do
+            [[ -f "$patch" ]] || patch="mutants/$patch.patch"
+            safety "$patch" || status=1
+        done
+        exit $status
+        ;;
+    list | run)
+        install
+        if [[ $# -eq 0 ]]; then set -- "${ORDER[@]}"; fi
+        for scope in "$@"; do mutants "$command" "$scope"; done
+        ;;
+    *)
+        sed -n '2,19p' "$0" >&2
+        exit 2
+        ;;
+esac
