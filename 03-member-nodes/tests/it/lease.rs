@@ -5,18 +5,15 @@ use std::time::Duration;
 use common::harness::{Redis, eventually};
 use member_nodes::election::{Election, LeaseTiming};
 
-const TIMING: LeaseTiming = LeaseTiming { lease: Duration::from_millis(600) };
+/// Long enough that a busy machine's scheduling delays cannot expire a lease between two
+/// calls of a test, or between two renewals.
+const TIMING: LeaseTiming = LeaseTiming { lease: Duration::from_secs(4) };
 
-/// A lease long enough that a busy machine's scheduling delays cannot expire it between
-/// two renewals, for the test that it stays valid.
-const LONG: LeaseTiming = LeaseTiming { lease: Duration::from_secs(4) };
+/// Generous bounds for what takes about a lease.
+const WAIT: Duration = Duration::from_secs(30);
 
 async fn candidate(redis: &Redis, id: &str) -> Election {
-    candidate_with(redis, id, TIMING).await
-}
-
-async fn candidate_with(redis: &Redis, id: &str, timing: LeaseTiming) -> Election {
-    Election::connect(&format!("redis://{}", redis.addr()), id, timing).await.expect("connects")
+    Election::connect(&format!("redis://{}", redis.addr()), id, TIMING).await.expect("connects")
 }
 
 #[tokio::test]
@@ -36,9 +33,7 @@ async fn one_holder_at_a_time_and_every_term_is_new() {
     assert!(!a.renew(&lease).await.expect("call"), "nor renew it");
 
     // Not renewed: it expires, and a takes it back with a newer term still.
-    let (third, _) =
-        eventually("the lease to expire", Duration::from_secs(10), || async { a.try_acquire(0).await.ok().flatten() })
-            .await;
+    let (third, _) = eventually("the lease to expire", WAIT, || async { a.try_acquire(0).await.ok().flatten() }).await;
     assert!(third.term > second.term);
 }
 
@@ -52,34 +47,31 @@ async fn terms_stay_above_the_floor_after_redis_loses_its_data() {
     // A restart without persistence loses the counter; the store's fence (the floor)
     // keeps the next term above every term ever used.
     redis.restart().await.expect("redis restarts empty");
-    let after = eventually("the client to reconnect", Duration::from_secs(10), || async {
-        a.try_acquire(41).await.ok().flatten()
-    })
-    .await;
+    let after = eventually("the client to reconnect", WAIT, || async { a.try_acquire(41).await.ok().flatten() }).await;
     assert_eq!(after.0.term, 42, "the term counter resumes above the floor");
 }
 
 #[tokio::test]
 async fn a_renewal_keeps_the_view_valid_and_a_refused_one_marks_it_lost() {
     let redis = Redis::start().await.expect("redis");
-    let (a, b) = (candidate_with(&redis, "a", LONG).await, candidate_with(&redis, "b", LONG).await);
+    let (a, b) = (candidate(&redis, "a").await, candidate(&redis, "b").await);
     let (lease, view) = a.try_acquire(0).await.expect("call").expect("lease");
     let (publish, watch) = tokio::sync::watch::channel(view);
     let (made_block, progress) = tokio::sync::watch::channel(tokio::time::Instant::now());
     let stop = tokio_util::sync::CancellationToken::new();
-    let renewing = a.keep_renewed(&lease, &publish, &stop, &progress, LONG.lease);
+    let renewing = a.keep_renewed(&lease, &publish, &stop, &progress, TIMING.lease);
     let check = async {
         // Three lease lengths pass with a block now and then: renewals keep the view
         // valid all along, though it would have run out after the first without them.
         for _ in 0..6 {
-            tokio::time::sleep(LONG.lease / 2).await;
+            tokio::time::sleep(TIMING.lease / 2).await;
             made_block.send_replace(tokio::time::Instant::now());
             assert!(watch.borrow().is_valid(tokio::time::Instant::now()), "renewed in time");
         }
         // Someone deletes the lease and b takes it: the next renewal is refused.
         a.release(&lease).await.expect("release");
         b.try_acquire(0).await.expect("call").expect("b takes it");
-        eventually("the view to be lost", Duration::from_secs(5), || async { watch.borrow().lost.then_some(()) }).await;
+        eventually("the view to be lost", WAIT, || async { watch.borrow().lost.then_some(()) }).await;
         stop.cancel();
     };
     tokio::join!(renewing, check);
