@@ -21,7 +21,12 @@ async fn one_holder_at_a_time_and_every_term_is_new() {
     let redis = Redis::start().await.expect("redis");
     let (a, b) = (candidate(&redis, "a").await, candidate(&redis, "b").await);
 
-    let (lease, _) = a.try_acquire(0).await.expect("call").expect("a takes the free lease");
+    let sent = tokio::time::Instant::now();
+    let (lease, view) = a.try_acquire(0).await.expect("call").expect("a takes the free lease");
+    // The holder may act at once, and never past the moment Redis, which started its
+    // countdown after we sent the command, can give the lease to someone else.
+    assert!(view.is_valid(tokio::time::Instant::now()), "a fresh lease may be acted on: {view:?}");
+    assert!(view.valid_until < sent + TIMING.lease, "acted on only while Redis still holds it: {view:?}");
     assert!(b.try_acquire(0).await.expect("call").is_none(), "b cannot take a held lease");
     assert!(a.renew(&lease).await.expect("call"), "the holder renews");
 
@@ -97,6 +102,20 @@ async fn a_leader_that_makes_no_block_gives_the_lease_up_at_once() {
     // Given back, not left to expire: the standby takes it at once, with a newer term.
     let (taken, _) = b.try_acquire(0).await.expect("call").expect("b takes the lease at once");
     assert!(taken.term > lease.term);
+}
+
+#[tokio::test]
+async fn a_redis_that_stops_answering_fails_the_renewal_within_the_lease() {
+    let redis = Redis::start().await.expect("redis");
+    let a = candidate(&redis, "a").await;
+    let (lease, _) = a.try_acquire(0).await.expect("call").expect("lease");
+    // A hung Redis: the connection stays open, nothing answers. The renewal must fail in
+    // time for the holder to stop by its own clock, not wait for an answer.
+    redis.signal(libc::SIGSTOP);
+    let renewed = tokio::time::timeout(TIMING.valid_for(), a.renew(&lease)).await;
+    redis.signal(libc::SIGCONT);
+    let error = renewed.expect("the renewal gives up before the lease runs out").expect_err("no answer, no renewal");
+    assert!(format!("{error:#}").contains("Redis: renew"), "{error:#}");
 }
 
 #[tokio::test]

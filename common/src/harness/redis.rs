@@ -46,6 +46,12 @@ impl Redis {
         self.process.kill();
     }
 
+    /// Sends `signal` to Redis: SIGSTOP leaves every connection open and unanswered, as a
+    /// hung server does; SIGCONT lets it go on.
+    pub fn signal(&self, signal: i32) {
+        self.process.signal(signal);
+    }
+
     /// Starts Redis again, empty, on the same port.
     pub async fn restart(&mut self) -> anyhow::Result<()> {
         self.spawn_and_wait().await
