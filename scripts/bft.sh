@@ -7,8 +7,10 @@
 #                                     validators (1 to 10, default 4) for a new network
 #   scripts/bft.sh status             each validator's height and app status
 #   scripts/bft.sh node nodeI start|stop|kill
-#                                     validator I's CometBFT and app (kill = SIGKILL); start
-#                                     starts what is not running (an app run by hand stays)
+#                                     validator I's CometBFT and app (kill = SIGKILL, and
+#                                     says which it killed: if neither was running, it says
+#                                     so and exits 0, like stop); start starts what is not
+#                                     running (an app run by hand stays)
 #   scripts/bft.sh timeouts           the CometBFT timeouts a new network gets, for a block
 #                                     every BLOCK_TIME_MS (default 1000)
 #   scripts/bft.sh env nodeI          the environment to run validator I's app by hand:
@@ -96,7 +98,8 @@ ENV
 # Starts whichever of validator I's app and CometBFT node is not running. An app run by
 # hand (see `env`) is not ours to start: its ABCI port is taken, and only CometBFT starts.
 start_validator() {
-    local i="$1" abci=$((26658 + 10 * i))
+    local i="$1"
+    local abci=$((26658 + 10 * i))
     if alive "$DIR/node$i/app.pid"; then
         :
     elif port_taken "$abci"; then
@@ -117,6 +120,28 @@ start_validator() {
 stop_validator() {
     stop_pid "$DIR/node$1/cometbft.pid" "node$1's cometbft"
     stop_pid "$DIR/node$1/app.pid" "node$1's app"
+}
+
+# SIGKILLs validator I's CometBFT and app, and says which it killed: one that was not
+# running is not reported killed (an app run by hand is not ours to kill, and says so).
+kill_validator() {
+    local i="$1" part killed=()
+    local abci=$((26658 + 10 * i))
+    for part in cometbft app; do
+        if kill_pid "$DIR/node$i/$part.pid" "node$i's $part"; then killed+=("$part"); fi
+    done
+    local app="its app was not running"
+    port_taken "$abci" && app="its app runs by hand (127.0.0.1:$abci), not ours to kill"
+    case "${killed[*]}" in
+        "cometbft app") say "killed node$i's cometbft and app" ;;
+        cometbft) say "killed node$i's cometbft; $app" ;;
+        app) say "killed node$i's app; its cometbft was not running" ;;
+        *) if [[ "$app" == *"by hand"* ]]; then
+               say "node$i's cometbft was not running, and $app: nothing killed"
+           else
+               say "node$i was not running (neither its cometbft nor its app): nothing to kill"
+           fi ;;
+    esac
 }
 
 # Starts an N-validator network (N from the argument; default 4, or the existing
@@ -175,12 +200,7 @@ case "${1:-}" in
         case "${3:-}" in
             start) start_validator "$i" ;;
             stop) stop_validator "$i" ;;
-            kill)
-                for part in cometbft app; do
-                    if alive "$DIR/node$i/$part.pid"; then kill -KILL "$(cat "$DIR/node$i/$part.pid")"; fi
-                    rm -f "$DIR/node$i/$part.pid"
-                done
-                say "killed node$i's cometbft and app" ;;
+            kill) kill_validator "$i" ;;
             *) echo "usage: $0 node nodeI start|stop|kill" >&2; exit 2 ;;
         esac ;;
     *) echo "usage: $0 start [N]|run [N]|stop|clean|status|timeouts|env nodeI|node nodeI start|stop|kill" >&2; exit 2 ;;

@@ -6,7 +6,8 @@
 #   scripts/cluster.sh start              start whatever is not running (builds member-nodes)
 #   scripts/cluster.sh status             each node's /status
 #   scripts/cluster.sh node NAME start|stop|kill
-#                                         one node's member-nodes process (kill = SIGKILL)
+#                                         one node's member-nodes process (kill = SIGKILL;
+#                                         if it was not running, it says so and exits 0)
 #   scripts/cluster.sh env NAME           the environment to run NAME by hand:
 #                                         eval "$(scripts/cluster.sh env node3)"; cargo run -p member-nodes
 #   scripts/cluster.sh stop               stop everything (the chains and the store stay)
@@ -167,7 +168,14 @@ case "${1:-}" in
         case "${3:-}" in
             start) start_node "$2" ;;
             stop) stop_pid "$DIR/$2.pid" "$2" ;;
-            kill) if alive "$DIR/$2.pid"; then kill -KILL "$(cat "$DIR/$2.pid")"; rm -f "$DIR/$2.pid"; say "killed $2"; else say "$2 not running"; fi ;;
+            kill)
+                if kill_pid "$DIR/$2.pid" "$2"; then
+                    say "killed $2"
+                elif port_taken "920$(index_of "$2")"; then
+                    say "$2 was not started by cluster.sh (127.0.0.1:920$(index_of "$2") runs by hand?): nothing to kill"
+                else
+                    say "$2 was not running: nothing to kill"
+                fi ;;
             *) echo "usage: $0 node NAME start|stop|kill" >&2; exit 2 ;;
         esac ;;
     *) echo "usage: $0 start|stop|clean|status|env NAME|node NAME start|stop|kill" >&2; exit 2 ;;

@@ -22,15 +22,36 @@ alive() {
     [[ -n "$state" && "$state" != Z* ]]
 }
 
-# Stops the process in pid file $1 (named $2) with SIGTERM, SIGKILL after 30 s.
+# Waits up to $2 tenths of a second for the process in pid file $1 to be gone; fails if it
+# is still there.
+wait_gone() {
+    for _ in $(seq 1 "$2"); do alive "$1" || return 0; sleep 0.1; done
+    ! alive "$1"
+}
+
+# Stops the process in pid file $1 (named $2) with SIGTERM, SIGKILL after 30 s, and
+# returns once it is gone.
 stop_pid() {
     if ! alive "$1"; then rm -f "$1"; say "$2 not running"; return; fi
     local pid; pid="$(cat "$1")"
     kill -TERM "$pid"
-    for _ in $(seq 1 300); do alive "$1" || break; sleep 0.1; done
-    if alive "$1"; then say "$2 ignored SIGTERM for 30 s; killing it"; kill -KILL "$pid"; fi
+    if ! wait_gone "$1" 300; then
+        say "$2 ignored SIGTERM for 30 s; killing it"
+        kill -KILL "$pid" 2>/dev/null || true
+        wait_gone "$1" 100 || say "$2 (pid $pid) is still there 10 s after SIGKILL"
+    fi
     rm -f "$1"
     say "stopped $2"
+}
+
+# SIGKILLs the process in pid file $1 (named $2) and returns once it is gone. Returns 1,
+# killing nothing, if it was not running. The pid file is removed either way.
+kill_pid() {
+    if ! alive "$1"; then rm -f "$1"; return 1; fi
+    local pid; pid="$(cat "$1")"
+    kill -KILL "$pid" 2>/dev/null || true
+    wait_gone "$1" 100 || say "$2 (pid $pid) is still there 10 s after SIGKILL"
+    rm -f "$1"
 }
 
 # A JSON-RPC call without parameters to http://127.0.0.1:$1.
