@@ -218,20 +218,162 @@ status_has() { curl -sf --max-time 5 "$1" | grep -E -q -- "$2"; }
 json_field() { sed -E "s/.*\"$1\":\"?([^,\"}]*)\"?.*/\\1/"; }
 bft_height() { curl -sf --max-time 5 "http://127.0.0.1:$((26657 + 10 * $1))/status" | json_field latest_block_height; }
 bft_above() { local h; h="$(bft_height "$1")" && ((h > $2)); }
+app_height() { curl -sf --max-time 5 "http://127.0.0.1:$1/status" | json_field height; }
+app_above() { local h; h="$(app_height "$1")" && ((h > $2)); }
+member_head() { curl -sf --max-time 5 "http://127.0.0.1:$1/status" | sed -nE 's/.*"head":\{[^}]*"number":([0-9]+).*/\1/p'; }
+member_above() { local h; h="$(member_head "$1")" && [[ -n "$h" ]] && ((h > $2)); }
+ports_closed() { local p; for p in "$@"; do port_closed "$p" || return 1; done; }
+
+# A number the last output shows, from the sed -E expression $2; fails, naming it ($1),
+# unless it is there and a number.
+number_in_out() {
+    local n; n="$(sed -nE "$2" "$OUT" | head -n 1)"
+    [[ "$n" =~ ^[0-9]+$ ]] || fail "no $1 in the output"
+    echo "$n"
+}
+
+# Geth's block K on JSON-RPC port $1, in Part 1's words: "block K hash 0x… txs T gas_used G".
+geth_block() {
+    local json hash gas txs
+    json="$(curl -sf --max-time 5 -H 'Content-Type: application/json' \
+        -d "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"eth_getBlockByNumber\",\"params\":[\"0x$(printf %x "$2")\",false]}" \
+        "http://127.0.0.1:$1")" || return 1
+    hash="$(sed -nE 's/.*"hash":"(0x[0-9a-f]{64})".*/\1/p' <<< "$json")"
+    gas="$(sed -nE 's/.*"gasUsed":"(0x[0-9a-f]+)".*/\1/p' <<< "$json")"
+    [[ -n "$hash" && -n "$gas" ]] || return 1
+    txs="$(sed -nE 's/.*"transactions":\[([^]]*)\].*/\1/p' <<< "$json" | grep -o -E '0x[0-9a-f]{64}' | wc -l || true)"
+    echo "block $2 hash $hash txs $txs gas_used $((gas))"
+}
+
+# The balance of address $1 at Geth's head on port 8545, in whole gwei (wei / 10^9: a
+# number bash can hold, where wei may not be). The hex is converted in base-10^9 limbs.
+balance_gwei() {
+    local hex limbs=(0) i k d carry
+    hex="$(curl -sf --max-time 5 -H 'Content-Type: application/json' \
+        -d "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"eth_getBalance\",\"params\":[\"$1\",\"latest\"]}" \
+        http://127.0.0.1:8545 | sed -nE 's/.*"result":"0x([0-9a-f]+)".*/\1/p')" || return 1
+    [[ -n "$hex" ]] || return 1
+    for ((i = 0; i < ${#hex}; i++)); do
+        carry=$((16#${hex:i:1}))
+        for ((k = 0; k < ${#limbs[@]}; k++)); do
+            d=$((limbs[k] * 16 + carry)); limbs[k]=$((d % 1000000000)); carry=$((d / 1000000000))
+        done
+        ((carry == 0)) || limbs+=("$carry")
+    done
+    ((${#limbs[@]} <= 3)) || return 1
+    echo $((${limbs[1]:-0} + ${limbs[2]:-0} * 1000000000))
+}
+
+# An amount in ether as `cast … --ether` prints it ("1.5", "2.000000000000000000") in
+# whole gwei.
+ether_to_gwei() {
+    local whole="${1%%.*}" frac=""
+    [[ "$1" == *.* ]] && frac="${1#*.}"
+    frac="${frac}000000000"
+    echo $((10#$whole * 1000000000 + 10#${frac:0:9}))
+}
+
+# --- processes -------------------------------------------------------------------------
+
+# Is process $1 gone (no such process, or a zombie: killed, not yet reaped)?
+pid_gone() {
+    local state
+    state="$(ps -o stat= -p "$1" 2>/dev/null)" || return 0
+    [[ -z "$state" || "$state" == Z* ]]
+}
+
+# The processes a command is about to end, from the pid files the scripts wrote, in
+# NOTED: `note_running` fails unless every file given names a live process (a node's kill
+# or stop: it was running), `note_live` takes whichever do and fails if none does (a
+# devnet's stop: something of it was running).
+NOTED=()
+note_running() {
+    local file pid
+    NOTED=()
+    for file in "$@"; do
+        [[ -f "$file" ]] || fail "no $file: it is not running before the command that should end it"
+        pid="$(< "$file")"
+        pid_gone "$pid" && fail "$file names pid $pid, which is not running before the command that should end it"
+        NOTED+=("$pid")
+    done
+}
+note_live() {
+    local file pid
+    NOTED=()
+    for file in "$@"; do
+        [[ -f "$file" ]] || continue
+        pid="$(< "$file")"
+        pid_gone "$pid" || NOTED+=("$pid")
+    done
+    ((${#NOTED[@]} > 0)) || fail "nothing the scripts recorded ($*) is running before the command that should end it"
+}
+
+# An extended regular expression for a command line that names $ROOT/$1 (as a Geth's
+# --datadir, a CometBFT's --home, PostgreSQL's -D, Prometheus's config do).
+path_rx() { printf '%s( |/|$)' "$(sed 's/[]\.*^$+?(){}|[]/\\&/g' <<< "$ROOT/$1")"; }
+
+# `ps` lines for what is left of the processes in NOTED and of any whose command line
+# matches the extended regular expression $1 (if given); nothing if all are gone.
+left_over() {
+    local pid pids=()
+    for pid in "${NOTED[@]}"; do pid_gone "$pid" || pids+=("$pid"); done
+    if [[ -n "${1:-}" ]]; then
+        for pid in $(pgrep -f -- "$1" || true); do pid_gone "$pid" || pids+=("$pid"); done
+    fi
+    ((${#pids[@]} == 0)) || ps -o pid=,stat=,args= -p "$(IFS=,; echo "${pids[*]}")" || true
+}
+
+# Waits up to 60 s for every process in NOTED, and every one whose command line matches
+# $2 (if given), to be gone; fails, naming what is left, if one is not. $1 says what.
+expect_gone() {
+    local what="$1" rx="${2:-}" deadline=$((SECONDS + 60))
+    until [[ -z "$(left_over "$rx")" ]]; do
+        ((SECONDS < deadline)) || fail "$what: still running 60 s later:"$'\n'"$(left_over "$rx")"
+        sleep 1
+    done
+}
+
+# A devnet's `stop` (or clean) from FILE: something the script started (pid files PIDFILE...)
+# runs before it, and nothing of it is left after, neither the processes the script
+# recorded nor any whose command line names the devnet's data directory DIR.
+doc_stop() {
+    local file="$1" command="$2" dir="$3"
+    shift 3
+    note_live "$@"
+    doc "$file" "$command"
+    expect_gone "after '$command', what it should have stopped" "$(path_rx "$dir")"
+}
 
 # Part 1's output: N lines "block K hash 0x… txs T gas_used G", K consecutive, starting
-# above $2.
+# right above $2, the devnet's head before it ran ("" when Geth was not running to ask:
+# then above 0). Each is the block Geth on 8545 has at that height (hash, transaction
+# count, gas used), and Geth's head is now the last: it advanced by N.
 expect_blocks() {
     local n="$1" after="$2" first
     [[ "$(grep -c -E '^block [0-9]+ hash 0x[0-9a-f]{64} txs [0-9]+ gas_used [0-9]+$' "$OUT")" -eq "$n" ]] ||
         fail "expected $n 'block … hash … txs … gas_used …' lines"
     first="$(grep -m1 -E '^block ' "$OUT" | awk '{print $2}')"
-    ((first > after)) || fail "the first block printed is $first, not above $after"
+    ((first > ${after:-0})) || fail "the first block printed is $first, not above ${after:-0}"
+    [[ -z "$after" ]] || ((first == after + 1)) || fail "the first block printed is $first, not $((after + 1)), the block on Geth's head $after"
     local expected="$first" k
     for k in $(grep -E '^block ' "$OUT" | awk '{print $2}'); do
         [[ "$k" -eq "$expected" ]] || fail "block numbers are not consecutive ($k after $((expected - 1)))"
         expected=$((k + 1))
     done
+    local line geth
+    while IFS= read -r line; do
+        geth="$(geth_block 8545 "$(awk '{print $2}' <<< "$line")")" || fail "Geth does not answer for ${line%% hash*}"
+        [[ "$line" == "$geth" ]] || fail "Part 1 printed '$line'; Geth has '$geth'"
+    done < <(grep -E '^block ' "$OUT")
+    local head; head="$(rpc_number 8545 eth_blockNumber)" || fail "Geth does not answer eth_blockNumber"
+    ((head == expected - 1)) || fail "Geth's head is $head, not $((expected - 1)), the last block printed"
+}
+
+# The last output is a JSON-RPC answer whose result is the number $1 ("0x…").
+expect_result_number() {
+    local hex; hex="$(sed -nE 's/.*"result":"0x([0-9a-f]+)".*/\1/p' "$OUT")"
+    [[ -n "$hex" ]] || fail "no \"result\":\"0x…\" in the output"
+    ((16#$hex == $1)) || fail "the result is $((16#$hex)), not $1"
 }
 
 # The leader's number among the cluster's candidates, from their /status.
@@ -285,49 +427,63 @@ single_node_runs() { # FILE: `cargo run -p single-node` until /ready, and blocks
 # `cluster.sh start` and `status` (node1 leads), and a transfer sent to the member's Geth,
 # read back from node1's.
 cluster_intro() {
-    local f="$1" i
+    local f="$1" i head
     doc "$f" 'scripts/cluster.sh start'
     doc "$f" 'scripts/cluster.sh status'
     for i in 1 2 3; do expect "^node$i: \\{"; done
     expect '^node1: .*"role":"leading"'
+    head="$(sed -nE 's/^node1: .*"head":\{[^}]*"number":([0-9]+).*/\1/p' "$OUT")"  # none yet: null
+    eventually "node1, leading, to make a block past its head ${head:-null}" 120 member_above 9201 "${head:-0}"
     doc "$f" "$PATH_ONLY"
     doc "$f" "$SEND_TO_NODE3"
     doc "$f" 'cast receipt --rpc-url http://127.0.0.1:8571 $TX' 180
     expect_success_receipt
 }
 
-# SIGKILL the leader, node1: node2 takes over.
+# SIGKILL the leader, node1: it was running, it is gone, and node2 takes over.
 cluster_kill_node1() {
+    note_running .devnet/cluster/node1.pid
     doc "$1" 'scripts/cluster.sh node node1 kill'
     expect 'killed node1'
+    expect_gone "node1, killed"
+    eventually "node1's port to close" 30 port_closed 9201
     eventually "node2 to lead" 60 status_has http://127.0.0.1:9202/status '"role":"leading"'
 }
 
 # `bft.sh start` and `status`, and a transfer sent to validator 2's Geth, read back from
 # validator 0's.
 bft_intro() {
-    local f="$1" i
+    local f="$1" i height
     doc "$f" 'scripts/bft.sh start'
     eventually "every validator to commit" 180 bft_above 3 1
     doc "$f" 'scripts/bft.sh status'
     for i in 0 1 2 3; do expect "^node$i: height [0-9]+, app \\{"; done
+    for i in 0 1 2 3; do
+        height="$(number_in_out "node$i's height" "s/^node$i: height ([0-9]+), .*/\\1/p")"
+        ((height >= 1)) || fail "node$i's height is $height: every validator had committed"
+        eventually "node$i to commit past the height $height it showed" 120 bft_above "$i" "$height"
+    done
     doc "$f" "$PATH_ONLY"
     doc "$f" "$SEND_TO_VALIDATOR2"
     doc "$f" 'cast receipt --rpc-url http://127.0.0.1:8660 $TX' 180
     expect_success_receipt
 }
 
-# SIGKILL validator 2: the other three go on.
+# SIGKILL validator 2: its CometBFT and app were running, they are gone, and the other
+# three go on.
 bft_kill_node2() {
     local height
+    note_running .devnet/bft/node2/cometbft.pid .devnet/bft/node2/app.pid
     doc "$1" 'scripts/bft.sh node node2 kill'
     expect "killed node2's cometbft and app"
+    expect_gone "node2's cometbft and app, killed" "$(path_rx .devnet/bft/node2/cometbft)"
+    eventually "node2's ports to close" 30 ports_closed 26677 26678 9302
     height="$(bft_height 0)"
     eventually "the other three to go on" 60 bft_above 0 $((height + 3))
 }
 
 readme() {
-    local f=README.md head metric height i
+    local f=README.md head metric height i balance shown number geth
     terminal readme
     doc_diff $f 'diff -ru 01-engine-api/src 02-single-node/src'
     doc_diff $f 'diff -ru 02-single-node/src 03-member-nodes/src'
@@ -337,11 +493,13 @@ readme() {
     expect_blocks 10 0
     doc $f "$BLOCK_NUMBER_CURL"
     expect '"result":"0x[0-9a-f]+"'
+    expect_result_number 10
     head="$(rpc_number 8545 eth_blockNumber)"
     ((head >= 10)) || fail "the devnet is at block $head after Part 1's ten blocks"
     doc $f 'cargo run -p engine-api -- --blocks 5'
     expect_blocks 5 "$head"
-    doc $f 'scripts/devnet.sh stop'
+    doc_stop $f 'scripts/devnet.sh stop' .devnet/data .devnet/geth.pid
+    expect 'stopped geth'
     eventually "Geth to stop" 30 port_closed 8545
 
     # Run Part 2
@@ -357,12 +515,22 @@ readme() {
     metric="$(awk '/^sequencer_head_number /{print $2}' "$OUT")"
     chain_grows "$metric"
     doc $f "$PATH_AND_RPC"
+    balance="$(balance_gwei $DEAD)" || fail "Geth does not answer eth_getBalance"
     doc $f "cast send --private-key $KEY $DEAD --value 1ether" 180
     expect_success_receipt
     doc $f "cast balance $DEAD --ether"
     expect '^[1-9][0-9]*\.[0-9]+$'
+    shown="$(ether_to_gwei "$(grep -m1 -E '^[0-9]+\.[0-9]+$' "$OUT")")"
+    ((shown == balance + 1000000000)) ||
+        fail "cast balance shows $shown gwei; before the transfer of 1 ether it was $balance gwei"
+    head="$(rpc_number 8545 eth_blockNumber)"
     doc $f 'cast block latest'
     expect '^number +[0-9]+'
+    number="$(number_in_out "block number" 's/^number +([0-9]+)$/\1/p')"
+    ((number >= head)) || fail "cast block latest shows block $number; Geth's head was already $head"
+    geth="$(geth_block 8545 "$number" | awk '{print $4}')" || fail "Geth does not answer for block $number"
+    shown="$(awk '$1 == "hash" {print $2}' "$OUT")"
+    [[ "$shown" == "$geth" ]] || fail "cast block latest shows block $number with hash '$shown'; Geth's is $geth"
     terminal readme
     ctrl_c
 
@@ -371,9 +539,11 @@ readme() {
     cluster_kill_node1 $f
     doc $f 'curl -s http://127.0.0.1:9202/status'
     expect '"role":"leading"'
+    head="$(number_in_out "head" 's/.*"head":\{[^}]*"number":([0-9]+).*/\1/p')"
+    eventually "node2, leading, to make a block past its head $head" 120 member_above 9202 "$head"
     doc $f 'scripts/cluster.sh node node1 start'
     eventually "node1 to follow node2" 120 status_has http://127.0.0.1:9201/status '"role":"following"'
-    doc $f 'scripts/cluster.sh stop'
+    doc_stop $f 'scripts/cluster.sh stop' .devnet/cluster .devnet/cluster/*.pid .devnet/cluster/*/geth.pid
     eventually "the cluster to stop" 60 port_closed 9202
 
     # Run Part 4
@@ -381,18 +551,20 @@ readme() {
     bft_kill_node2 $f
     doc $f 'curl -s http://127.0.0.1:9300/status'
     expect '"height":[0-9]+'
+    height="$(number_in_out "height" 's/.*"height":([0-9]+).*/\1/p')"
+    eventually "node0's app to commit past the height $height it showed" 120 app_above 9300 "$height"
     doc $f 'scripts/bft.sh node node2 start'
     height="$(bft_height 0)"
     eventually "node2 to catch up" 180 bft_above 2 "$height"
-    doc $f 'scripts/bft.sh stop'
+    doc_stop $f 'scripts/bft.sh stop' .devnet/bft .devnet/bft/*/*.pid
     eventually "the validators to stop" 60 port_closed 26657
 
     # Watch the chain
     doc $f 'scripts/cluster.sh start'
     monitor_sees_cluster $f
-    doc $f 'scripts/monitor.sh stop'
+    doc_stop $f 'scripts/monitor.sh stop' .devnet/monitor .devnet/monitor/prometheus.pid
     eventually "Prometheus to stop" 30 port_closed 9090
-    doc $f 'scripts/cluster.sh stop'
+    doc_stop $f 'scripts/cluster.sh stop' .devnet/cluster .devnet/cluster/*.pid .devnet/cluster/*/geth.pid
 
     run_by_ci $f 'scripts/test.sh'
     doc_as $f 'scripts/bench.sh all' 'scripts/bench.sh all --dry-run' "a full run takes 50 minutes"
@@ -423,11 +595,13 @@ monitor_sees_cluster() {
 getting_started() {
     local f=docs/src/getting-started.md head stuck
     terminal started
-    head="$(rpc_number 8545 eth_blockNumber || echo 0)"
+    head="$(rpc_number 8545 eth_blockNumber || true)"  # "": Geth is not running to ask
     doc $f 'scripts/part1.sh'
     expect_blocks 10 "$head"
+    head="$(grep -E '^block ' "$OUT" | tail -n 1 | awk '{print $2}')"
     doc $f "$BLOCK_NUMBER_CURL"
     expect '"result":"0x[0-9a-f]+"'
+    expect_result_number "$head"
 
     # Send a transaction
     doc $f 'scripts/devnet.sh start'
@@ -492,7 +666,8 @@ part1_try_it() {
     expect_blocks 1 "$head"
     expect '^block [0-9]+ hash 0x[0-9a-f]{64} txs [1-9][0-9]* gas_used [1-9][0-9]*$'
     doc_fails "$f" 'JWT_SECRET=genesis.json cargo run -p engine-api' 'JWT secret file genesis.json is not hex'
-    doc "$f" 'scripts/devnet.sh stop'
+    doc_stop "$f" 'scripts/devnet.sh stop' .devnet/data .devnet/geth.pid
+    expect 'stopped geth'
     eventually "Geth to stop" 30 port_closed 8551
     doc_fails "$f" 'cargo run -p engine-api -- --blocks 1' 'cannot reach the execution client at http://127.0.0.1:8551'
 }
@@ -517,7 +692,8 @@ part2_try_it() {
     doc "$f" 'scripts/devnet.sh start'
     single_node_runs "$f"
     terminal "$f-2"
-    doc "$f" 'scripts/devnet.sh stop'
+    doc_stop "$f" 'scripts/devnet.sh stop' .devnet/data .devnet/geth.pid
+    expect 'stopped geth'
     eventually "/ready to say Geth is gone" 60 bash -c '! curl -sf --max-time 5 http://127.0.0.1:9100/ready'
     doc "$f" 'curl -s http://127.0.0.1:9100/ready'
     expect 'execution client unreachable|no block for [0-9]+ s'
@@ -540,7 +716,7 @@ part3_chapter() {
     doc $f 'scripts/cluster.sh node node1 start'
     eventually "node1 to follow node2" 120 status_has http://127.0.0.1:9201/status '"role":"following"'
     member_by_hand $f
-    doc $f 'scripts/cluster.sh stop'
+    doc_stop $f 'scripts/cluster.sh stop' .devnet/cluster .devnet/cluster/*.pid .devnet/cluster/*/geth.pid
     terminal part3
     ctrl_c
 
@@ -556,7 +732,10 @@ part3_chapter() {
 # leader again. Leaves the shell in another terminal, as a reader's would be.
 member_by_hand() {
     local f="$1" height
+    note_running .devnet/cluster/node3.pid
     doc "$f" 'scripts/cluster.sh node node3 stop'
+    expect 'stopped node3'
+    expect_gone "node3, stopped"
     eventually "node3 to stop" 30 port_closed 9203
     doc "$f" 'eval "$(scripts/cluster.sh env node3)"'
     doc_until_ctrl_c "$f" 'cargo run -p member-nodes'
@@ -576,7 +755,7 @@ part4_chapter() {
     height="$(bft_height 0)"
     eventually "node2 to catch up" 180 bft_above 2 "$height"
     validator_by_hand $f 2
-    doc $f 'scripts/bft.sh stop'
+    doc_stop $f 'scripts/bft.sh stop' .devnet/bft .devnet/bft/*/*.pid
     terminal part4
     ctrl_c
 
@@ -593,8 +772,13 @@ part4_chapter() {
 # says: it catches up with the others.
 validator_by_hand() {
     local f="$1" i="$2" height
+    note_running ".devnet/bft/node$i/cometbft.pid" ".devnet/bft/node$i/app.pid"
     doc "$f" "scripts/bft.sh node node$i stop"
+    expect "stopped node$i's cometbft"
+    expect "stopped node$i's app"
+    expect_gone "node$i's cometbft and app, stopped" "$(path_rx ".devnet/bft/node$i/cometbft")"
     eventually "node$i's app to stop" 30 port_closed $((26658 + 10 * i))
+    eventually "node$i's CometBFT and /status to stop" 30 ports_closed $((26657 + 10 * i)) $((9300 + i))
     doc "$f" "eval \"\$(scripts/bft.sh env node$i)\""
     doc_until_ctrl_c "$f" 'cargo run -p cometbft-consensus'
     eventually "node$i's app run by hand to listen" 600 port_open $((26658 + 10 * i))
@@ -620,8 +804,11 @@ watching() {
     expect '"devnet":"cluster"'
     doc $f 'promtool test rules monitoring/rules_test.yml'
     expect 'SUCCESS'
+    note_running .devnet/cluster/node1.pid
     doc $f 'scripts/cluster.sh node node1 kill'
     expect 'killed node1'
+    expect_gone "node1, killed"
+    eventually "node1's port to close" 30 port_closed 9201
     eventually "Prometheus to see node1 down" 60 status_has \
         'http://127.0.0.1:9090/api/v1/query?query=up%7Bnode%3D%22node1%22%2Cjob%3D%22member-nodes%22%7D' '"value":\[[0-9.]+,"0"\]'
     doc $f 'scripts/monitor.sh status'
@@ -629,9 +816,23 @@ watching() {
     expect '^target cluster node2 member-nodes: up$'
     doc $f 'scripts/cluster.sh node node1 start'
     eventually "node1 to follow" 120 status_has http://127.0.0.1:9201/status '"role":"following"'
-    doc $f 'scripts/monitor.sh stop'
+    doc_stop $f 'scripts/monitor.sh stop' .devnet/monitor .devnet/monitor/prometheus.pid
     eventually "Prometheus to stop" 30 port_closed 9090
-    doc $f 'scripts/cluster.sh stop'
+    doc_stop $f 'scripts/cluster.sh stop' .devnet/cluster .devnet/cluster/*.pid .devnet/cluster/*/geth.pid
+    close_up
+}
+
+# The hand-made safety mutants, run as written: each must be caught by the tests it
+# names, and the work tree must come out of it unchanged.
+testing() {
+    local f=docs/src/testing.md before
+    terminal "$f"
+    before="$(git status --porcelain; git diff)"
+    doc $f 'scripts/mutants.sh safety' 3600
+    local count; count="$(ls mutants/*.patch | wc -l)"
+    [[ "$(grep -c ': caught by ' "$OUT")" -ge "$count" ]] || fail "not every one of the $count mutants was caught"
+    if grep -q 'NOT caught' "$OUT"; then fail "a safety mutant was not caught"; fi
+    [[ "$(git status --porcelain; git diff)" == "$before" ]] || fail "scripts/mutants.sh safety changed the work tree"
     close_up
 }
 
@@ -644,6 +845,50 @@ benchmarks() {
             expect '^would run '
         done < <(documented "$f")
     done
+}
+
+# The `clean` the text offers in comments, in place of each `stop` ("or: scripts/bft.sh
+# clean, to start over"): not a documented command of its own, so run here at the end,
+# with each devnet running. Nothing of the devnet is left running, its data is gone, and
+# the other devnets' data stays.
+cleans() {
+    local script data
+    say "(the text offers 'clean' in comments, in place of 'stop': each devnet started, then cleaned)"
+    for script in devnet cluster bft; do
+        say "\$ scripts/$script.sh start"
+        "scripts/$script.sh" start > "$OUT" 2>&1 || fail "scripts/$script.sh start failed:"$'\n'"$(tail -n 20 "$OUT")"
+    done
+    eventually "a cluster leader" 120 cluster_leader
+    eventually "every validator to commit" 180 bft_above 3 1
+    [[ -d .devnet/single-node && -d .devnet/monitor ]] || fail "no .devnet/single-node or .devnet/monitor to clean: the walkthrough made both"
+
+    clean_devnet devnet .devnet/data .devnet/geth.pid
+    for data in .devnet/data .devnet/jwt.hex .devnet/geth.log .devnet/single-node; do
+        [[ ! -e "$data" ]] || fail "$data is still there after scripts/devnet.sh clean"
+    done
+    [[ -d .devnet/cluster && -d .devnet/bft && -d .devnet/monitor ]] || fail "scripts/devnet.sh clean deleted another devnet's data"
+    clean_devnet cluster .devnet/cluster .devnet/cluster/*.pid .devnet/cluster/*/geth.pid
+    [[ ! -e .devnet/cluster ]] || fail ".devnet/cluster is still there after scripts/cluster.sh clean"
+    [[ -d .devnet/bft && -d .devnet/monitor ]] || fail "scripts/cluster.sh clean deleted another devnet's data"
+    clean_devnet bft .devnet/bft .devnet/bft/*/*.pid
+    [[ ! -e .devnet/bft ]] || fail ".devnet/bft is still there after scripts/bft.sh clean"
+    [[ -d .devnet/monitor ]] || fail "scripts/bft.sh clean deleted another devnet's data"
+    say "\$ scripts/monitor.sh clean"
+    scripts/monitor.sh clean > "$OUT" 2>&1 || fail "scripts/monitor.sh clean failed: $(cat "$OUT")"
+    [[ ! -e .devnet/monitor ]] || fail ".devnet/monitor is still there after scripts/monitor.sh clean"
+}
+
+# `scripts/$1.sh clean` on a running devnet whose data is in DIR ($2) and whose pid files
+# are PIDFILE...: nothing of it is left running.
+clean_devnet() {
+    local script="$1" dir="$2"
+    shift 2
+    note_live "$@"
+    say "\$ scripts/$script.sh clean"
+    "scripts/$script.sh" clean > "$OUT" 2>&1 || fail "scripts/$script.sh clean failed:"$'\n'"$(tail -n 20 "$OUT")"
+    sed 's/^/    /' "$OUT" >&2
+    expect "^$script: removed "
+    expect_gone "after scripts/$script.sh clean, what it should have stopped" "$(path_rx "$dir")"
 }
 
 # --- compare what ran with what is documented ---------------------------------------
@@ -702,6 +947,8 @@ part2_chapter
 part3_chapter
 part4_chapter
 watching
+testing
 benchmarks
+cleans
 compare || fail "the docs and this walkthrough disagree (above)"
 say "every documented command ran and showed what the text says ($(wc -l < "$RAN") commands)"

@@ -4,9 +4,10 @@
 #
 #   scripts/mutants.sh safety [NAME...]   the hand-made safety mutants in mutants/*.patch
 #                                         (those cargo-mutants cannot make: a reordered call,
-#                                         a check taken out). Each is applied in place, the
-#                                         tests its "Caught by:" line names are run, and every
-#                                         one of them must fail; the patch is then reverted.
+#                                         a check taken out). Each is applied to a copy of the
+#                                         work tree (target/mutants/), the tests its "Caught
+#                                         by:" line names are run there, and every one of them
+#                                         must fail. The work tree itself is never changed.
 #   scripts/mutants.sh list [SCOPE...]    cargo-mutants' mutants of the safety modules
 #   scripts/mutants.sh run [SCOPE...]     cargo-mutants over those modules, against the tests
 #                                         that guard them (real Geth, Redis, PostgreSQL,
@@ -64,9 +65,12 @@ mutants() { # mode scope
     fi
     say "$scope: cargo-mutants over $files, tests: cargo test -p $package $tests"
     mkdir -p "mutants.out/$scope"
-    # Exits non-zero when a mutant is missed; the counts below say so.
+    # Exits non-zero when a mutant is missed; the counts below say so. Its copies of the
+    # tree build into a target dir of their own, kept between runs (see seed_target).
+    seed_target "$MUTANTS_TARGET"
     # shellcheck disable=SC2086
-    .tools/bin/cargo-mutants mutants "${args[@]}" --output "mutants.out/$scope" -- $tests || true
+    CARGO_TARGET_DIR="$MUTANTS_TARGET" .tools/bin/cargo-mutants mutants "${args[@]}" --output "mutants.out/$scope" \
+        -- $tests || true
     local kind out="mutants.out/$scope/mutants.out"
     [[ -f "$out/outcomes.json" ]] || { say "$scope: cargo-mutants wrote no outcomes (see $out/debug.log)"; exit 1; }
     for kind in caught missed timeout unviable; do
@@ -74,34 +78,53 @@ mutants() { # mode scope
     done
 }
 
-# Applies one hand-made mutant to a copy of the work tree (a git worktree of it, so the
-# tree itself is never changed), runs the tests it names there, and checks that every one
-# of them failed. The tests' output is kept in mutants.out/safety/NAME.log.
+# Where the hand-made mutants are built and tested: a git worktree at a fixed path (so
+# cargo rebuilds only what a patch changes) with a target dir of its own, so that a mutated
+# binary is never left where `cargo run` in the work tree would take it for up to date.
+# cargo-mutants' copies build into another.
+COPY="$ROOT/target/mutants/tree"
+COPY_TARGET="$ROOT/target/mutants/target"
+MUTANTS_TARGET="$ROOT/target/mutants/cargo-mutants"
+
+# The first time, the dependencies already built for the work tree are hard-linked into
+# target dir $1 instead of being built again (cargo replaces a file it rebuilds, it never
+# writes through a link).
+seed_target() {
+    if [[ ! -d "$1" && -d "$ROOT/target/debug" ]]; then
+        mkdir -p "$1"
+        cp -al "$ROOT/target/debug" "$1/debug"
+    fi
+}
+
+# Makes COPY the work tree as it is, uncommitted changes included (`git stash create`
+# makes a commit of them without touching the tree or the stash list).
+fresh_copy() {
+    local base
+    git worktree remove --force "$COPY" 2>/dev/null || rm -rf "$COPY"
+    git worktree prune
+    base="$(git stash create)"
+    git worktree add --quiet --detach "$COPY" "${base:-HEAD}"
+    seed_target "$COPY_TARGET"
+}
+
+# Applies one hand-made mutant to the copy, runs the tests it names there, and checks that
+# every one of them failed. The tests' output is kept in mutants.out/safety/NAME.log.
 safety() { # patch
-    local patch=$1 name caught dir package copy log failed=0
+    local patch=$1 name caught dir package log failed=0
     name="$(basename "$patch" .patch)"
     caught="$(sed -n 's/^Caught by: //p' "$patch")"
     [[ -n "$caught" ]] || { say "$name: no 'Caught by:' line"; exit 2; }
     dir="$(sed -n 's|^+++ b/||p' "$patch" | head -n 1)"
     dir="${dir%%/*}"
     package="$(sed -n 's/^name = "\(.*\)"/\1/p' "$dir/Cargo.toml" | head -n 1)"
-    copy="$(mktemp -d)/tree"
-    # The work tree as it is, uncommitted changes included (`git stash create` makes a
-    # commit of them without touching the tree or the stash list).
-    local base
-    base="$(git stash create)"
-    git worktree add --quiet --detach "$copy" "${base:-HEAD}"
-    # shellcheck disable=SC2064
-    trap "git worktree remove --force '$copy'" RETURN
-    git -C "$copy" apply "$ROOT/$patch"
+    fresh_copy
+    git -C "$COPY" apply "$ROOT/$patch"
     say "$name: $(head -n 1 "$patch")"
     mkdir -p mutants.out/safety
     log="$ROOT/mutants.out/safety/$name.log"
-    # A target dir of its own, kept between runs: a mutated binary must never be left
-    # where `cargo run` in the work tree would take it for up to date.
-    (cd "$copy" && CARGO_TARGET_DIR="$ROOT/target/mutants" cargo test --locked -p "$package" --test it --no-run --quiet)
+    (cd "$COPY" && CARGO_TARGET_DIR="$COPY_TARGET" cargo test --locked -p "$package" --test it --no-run --quiet)
     # shellcheck disable=SC2086
-    (cd "$copy" && CARGO_TARGET_DIR="$ROOT/target/mutants" cargo test --locked -p "$package" --test it -- --exact $caught) \
+    (cd "$COPY" && CARGO_TARGET_DIR="$COPY_TARGET" cargo test --locked -p "$package" --test it -- --exact $caught) \
         >"$log" 2>&1 || true
     for test in $caught; do
         if grep -q "^test $test \.\.\. FAILED" "$log"; then
@@ -124,6 +147,7 @@ case "$command" in
             [[ -f "$patch" ]] || patch="mutants/$patch.patch"
             safety "$patch" || status=1
         done
+        git worktree remove --force "$COPY"
         exit $status
         ;;
     list | run)
