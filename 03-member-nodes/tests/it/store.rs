@@ -44,6 +44,8 @@ async fn the_fence_refuses_old_terms_and_the_schema_refuses_forks_and_gaps() {
     assert!(store.claim(2, "b").await.expect("claim"));
     assert!(!store.claim(1, "a").await.expect("claim"), "an older term cannot claim");
     assert!(!store.claim(2, "a").await.expect("claim"), "nor the same term twice");
+    // The floor a candidate's next term must be above, even after Redis lost its counter.
+    assert_eq!(store.fence_term().await.expect("read"), 2);
 
     let one = fake_block(1, hash(1), hash(0x11));
     let err = store.append(&one, 1, "a").await.unwrap_err();
@@ -81,6 +83,36 @@ async fn a_write_racing_a_claim_waits_for_it_and_is_refused() {
     client.batch_execute("COMMIT").await.expect("claim commits");
     let result = append.await.expect("join");
     assert!(matches!(result, Err(AppendError::Fenced { ours: 1, current: 2 })), "{result:?}");
+    assert_eq!(store.head().await.expect("head").map(|h| h.number), Some(0), "nothing stored");
+}
+
+#[tokio::test]
+async fn a_write_cancelled_before_it_answers_is_unconfirmed_not_a_conflict() {
+    let postgres = Postgres::start().await.expect("postgres");
+    let store = initialised(&postgres).await;
+    assert!(store.claim(1, "a").await.expect("claim"));
+
+    // Another session locks the parent row, so the insert's foreign-key check waits; then
+    // the write is cancelled (an operator, a statement timeout). PostgreSQL answers with
+    // an error that is no conflict with the stored chain: the leader must not take it for
+    // a refusal, only read the height back.
+    let (client, connection) = tokio_postgres::connect(&postgres.url(), tokio_postgres::NoTls).await.expect("connect");
+    tokio::spawn(connection);
+    client.batch_execute("BEGIN; SELECT 1 FROM blocks WHERE number = 0 FOR UPDATE").await.expect("lock");
+    let append = tokio::spawn({
+        let store = store.clone();
+        async move { store.append(&fake_block(1, hash(1), hash(0x11)), 1, "a").await }
+    });
+    let waiting =
+        "SELECT pid FROM pg_stat_activity WHERE application_name = 'member-nodes' AND wait_event_type = 'Lock'";
+    let pid: i32 = common::harness::eventually("the write to wait for the lock", Duration::from_secs(30), || async {
+        client.query_opt(waiting, &[]).await.expect("query").map(|row| row.get(0))
+    })
+    .await;
+    client.execute("SELECT pg_cancel_backend($1)", &[&pid]).await.expect("cancel");
+    let result = append.await.expect("join");
+    assert!(matches!(result, Err(AppendError::Unconfirmed { number: 1, .. })), "{result:?}");
+    client.batch_execute("ROLLBACK").await.expect("unlock");
     assert_eq!(store.head().await.expect("head").map(|h| h.number), Some(0), "nothing stored");
 }
 
