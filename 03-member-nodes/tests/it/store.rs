@@ -148,6 +148,23 @@ async fn rows_are_checked_before_use_and_listen_announces_them() {
     assert_eq!(numbers(store.blocks_after(0, 10, u32::MAX).await.expect("read")), [1, 2, 3]);
     assert_eq!(numbers(store.blocks_after(0, 2, u32::MAX).await.expect("read")), [1, 2]);
     assert_eq!(numbers(store.blocks_after(1, 10, 1).await.expect("read")), [2], "one block over the budget");
+    // A node at the head has no stored block waiting for it.
+    assert_eq!(store.lag(3).await.expect("lag"), (3, None));
+
+    // PostgreSQL restarts: the listener connects again by itself, and hears the next block.
+    // (First take the wake-up the last NOTIFYs left, if any: it is not what we wait for.)
+    let _ = tokio::time::timeout(Duration::from_millis(100), wake.notified()).await;
+    let mut postgres = postgres;
+    postgres.restart().await.expect("postgres restarts");
+    tokio::time::timeout(Duration::from_secs(60), wake.notified()).await.expect("woken once listening again");
+    let appended = common::harness::eventually("a write after the restart", Duration::from_secs(30), || async {
+        store.append(&fake_block(4, hash(0x13), hash(0x14)), 1, "a").await.ok()
+    });
+    let ((), ()) = tokio::join!(appended, async {
+        tokio::time::timeout(Duration::from_secs(30), wake.notified())
+            .await
+            .expect("woken by NOTIFY after the restart");
+    });
     cancel.cancel();
     listening.await.expect("listener stops");
 }
