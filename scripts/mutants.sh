@@ -34,8 +34,8 @@ declare -A SCOPES=(
     [part3-store]="member-nodes|--lib --test it -- store::|03-member-nodes/src/store.rs 03-member-nodes/src/store/row.rs 03-member-nodes/src/store/listen.rs"
     [part3-sequencer]="member-nodes|--lib --test it|03-member-nodes/src/sequencer.rs"
     [part3-follower]="member-nodes|--lib --test it|03-member-nodes/src/follower.rs"
-    [part4-proposal]="cometbft-consensus|--lib --test it|04-cometbft-consensus/src/proposal.rs 04-cometbft-consensus/src/app/proposals.rs"
-    [part4-app]="cometbft-consensus|--lib --test it|04-cometbft-consensus/src/app.rs"
+    [part4-proposal]="cometbft-consensus|--lib --test it -- proposal:: abci_input::|04-cometbft-consensus/src/proposal.rs 04-cometbft-consensus/src/app/proposals.rs"
+    [part4-app]="cometbft-consensus|--lib --test it -- abci_input::|04-cometbft-consensus/src/app.rs"
 )
 ORDER=(part2-round part2-store part3-election part3-store part3-sequencer part3-follower part4-proposal part4-app)
 
