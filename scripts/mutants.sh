@@ -102,7 +102,9 @@ fresh_copy() {
     local base
     git worktree remove --force "$COPY" 2>/dev/null || rm -rf "$COPY"
     git worktree prune
-    base="$(git stash create)"
+    # (A commit object needs a name; CI may have none configured.)
+    base="$(GIT_AUTHOR_NAME=mutants GIT_AUTHOR_EMAIL=mutants@localhost GIT_COMMITTER_NAME=mutants \
+        GIT_COMMITTER_EMAIL=mutants@localhost git stash create)"
     git worktree add --quiet --detach "$COPY" "${base:-HEAD}"
     seed_target "$COPY_TARGET"
 }
