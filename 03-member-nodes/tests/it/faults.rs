@@ -70,12 +70,7 @@ async fn a_leader_whose_geth_rejects_every_block_hands_over() {
     // Geth executes and keeps each block the proxy answers INVALID for; the leader must
     // neither store nor finalize any of them, while the fault lasts and after.
     proxy.invalidate(u64::MAX);
-    let next_term = eventually("node2 to lead", TIMEOUT, || async {
-        cluster.assert_marks_stored().await;
-        let status = cluster.status(1).await?;
-        (status["role"] == "leading").then(|| status["term"].as_u64()).flatten()
-    })
-    .await;
+    let next_term = cluster.leads_with_marks_stored(1).await;
     assert_eq!(cluster.sole_leader(1).await, next_term);
     let status = following(&cluster, 0).await;
     assert!(status["last_step_down"].as_str().unwrap_or_default().contains("rejects its own blocks"), "{status}");
@@ -172,12 +167,7 @@ async fn a_leader_cut_from_redis_stops_before_its_lease_can_expire_elsewhere() {
     // finalized a block the store does not hold.
     let (leader, term) = cluster.leader(&[0, 1]).await;
     cluster.nodes[leader].links.as_ref().expect("proxied").postgres.cut().await.expect("cut");
-    let next_term = eventually("the other node to lead", TIMEOUT, || async {
-        cluster.assert_marks_stored().await;
-        let status = cluster.status(1 - leader).await?;
-        (status["role"] == "leading").then(|| status["term"].as_u64()).flatten()
-    })
-    .await;
+    let next_term = cluster.leads_with_marks_stored(1 - leader).await;
     assert!(next_term > term);
     for _ in 0..10 {
         cluster.assert_marks_stored().await;

@@ -235,6 +235,17 @@ impl Cluster {
         .await
     }
 
+    /// Waits until node `i` says it leads, checking on every look that no Geth marks a
+    /// block the store does not hold ([`Cluster::assert_marks_stored`]); returns its term.
+    pub(crate) async fn leads_with_marks_stored(&self, i: usize) -> u64 {
+        eventually(&format!("{} to lead", self.nodes[i].id), TIMEOUT, || async {
+            self.assert_marks_stored().await;
+            let status = self.status(i).await?;
+            (status["role"] == "leading").then(|| status["term"].as_u64()).flatten()
+        })
+        .await
+    }
+
     /// What every node's Geth marks as head, safe and finalized: node, tag, height, hash.
     pub(crate) async fn marks(&self) -> Vec<(usize, BlockTag, u64, B256)> {
         let mut marks = Vec::new();
