@@ -6,6 +6,8 @@
 #
 #   scripts/check-docs.sh          (scripts/test.sh runs it after the tests)
 #
+# It first runs scripts/check-names.sh: every test, function, flag and file the docs name
+# must exist.
 # Every command in a ```sh block of a document, and in a ```text block of a crate root's
 # `//!` header, is a documented command. The walkthrough below runs each of them, as
 # written, with `doc FILE 'COMMAND'`, and then checks its output. At the end the commands
@@ -147,26 +149,35 @@ doc_fails() {
     expect "$regex"
 }
 
-# Runs `diff -ru BELOW STEP` from FILE, as written: diff exits 1 when the directories
-# differ, which is what the text shows; 2 is trouble. The diff must show STEP's own files.
+# Runs `scripts/diff-steps.sh diff NN` from FILE, as written. What it must show is the
+# step's lesson: every file the step added, in full (a hunk from nothing to all its
+# lines), every file it changed as a diff, and no file of the step below as deleted.
 doc_diff() {
-    local file="$1" command="$2" step
-    step="$(awk '{print $NF}' <<< "$command")"
-    record "$file" "$command"
-    say "[$file] \$ $command    (diff exits 1: the steps differ)"
-    local rc=0
-    timeout 60 bash -c "$command" > "$OUT" 2>&1 || rc=$?
-    say "    $(grep -c '' "$OUT") lines of diff"
-    [[ $rc -eq 1 ]] || fail "[$file] '$command' exited with $rc, not 1 (the steps differ)"
-    expect "^(\+\+\+ $step/|Only in $step)"
+    local file="$1" command="$2" step below name lines
+    doc "$file" "$command" 60
+    read -r step below < <(sed -n 's/^\([0-9a-z-]*\) against \([0-9a-z-]*\):.*/\1 \2/p' "$OUT")
+    [[ -n "$step" ]] || fail "[$file] '$command' printed no table"
+    while IFS= read -r name; do
+        lines="$(grep -c '' "$step/src/$name")"
+        grep -Fxq -- "+++ $step/src/$name" "$OUT" && grep -A1 -Fx -- "+++ $step/src/$name" "$OUT" | grep -Fxq "@@ -0,0 +1,$lines @@" ||
+            fail "[$file] '$command' does not show the new $step/src/$name in full ($lines lines)"
+    done < <(comm -13 <(cd "$below/src" && find . -name '*.rs' | sed 's|^\./||' | sort) \
+        <(cd "$step/src" && find . -name '*.rs' | sed 's|^\./||' | sort))
+    while IFS= read -r name; do
+        if cmp -s "$below/src/$name" "$step/src/$name"; then continue; fi
+        grep -Fxq -- "+++ $step/src/$name" "$OUT" || fail "[$file] '$command' does not show the change to $step/src/$name"
+    done < <(comm -12 <(cd "$below/src" && find . -name '*.rs' | sed 's|^\./||' | sort) \
+        <(cd "$step/src" && find . -name '*.rs' | sed 's|^\./||' | sort))
+    ! grep -q -- '^+++ /dev/null' "$OUT" || fail "[$file] '$command' shows a file of $below as deleted"
+    say "    $(grep -c '' "$OUT") lines: the table, then $(grep -c '^+++ ' "$OUT") files"
 }
 
-# `scripts/diff-steps.sh`: a table per step, each naming its diff command.
+# `scripts/diff-steps.sh`: a table per step, each naming the command that shows its diff.
 diff_steps() {
     doc "$1" 'scripts/diff-steps.sh'
-    expect '^02-single-node against 01-engine-api:  diff -ru 01-engine-api/src 02-single-node/src$'
-    expect '^03-member-nodes against 02-single-node:  diff -ru 02-single-node/src 03-member-nodes/src$'
-    expect '^04-cometbft-consensus against 02-single-node:  diff -ru 02-single-node/src 04-cometbft-consensus/src$'
+    expect '^02-single-node against 01-engine-api:  scripts/diff-steps.sh diff 02$'
+    expect '^03-member-nodes against 02-single-node:  scripts/diff-steps.sh diff 03$'
+    expect '^04-cometbft-consensus against 02-single-node:  scripts/diff-steps.sh diff 04$'
     expect '^  election\.rs +new +\+[0-9]+'
     expect '^  round\.rs +not here: used from single_node'
 }
@@ -485,9 +496,9 @@ bft_kill_node2() {
 readme() {
     local f=README.md head metric height i balance shown number geth
     terminal readme
-    doc_diff $f 'diff -ru 01-engine-api/src 02-single-node/src'
-    doc_diff $f 'diff -ru 02-single-node/src 03-member-nodes/src'
-    doc_diff $f 'diff -ru 02-single-node/src 04-cometbft-consensus/src'
+    doc_diff $f 'scripts/diff-steps.sh diff 02'
+    doc_diff $f 'scripts/diff-steps.sh diff 03'
+    doc_diff $f 'scripts/diff-steps.sh diff 04'
     diff_steps $f
     doc $f 'scripts/part1.sh'
     expect_blocks 10 0
@@ -575,6 +586,7 @@ readme() {
 introduction() {
     terminal introduction
     diff_steps docs/src/introduction.md
+    doc_diff docs/src/introduction.md 'scripts/diff-steps.sh diff 03'
 }
 
 # `monitor.sh start` with the cluster running, then `status` once every target is scraped:
@@ -688,7 +700,7 @@ part2_chapter() { # and Part 2's crate root
 # sequencer, /ready says so; Geth started again, the sequencer recovers.
 part2_try_it() {
     local f="$1" head
-    doc_diff "$f" 'diff -ru 01-engine-api/src 02-single-node/src'
+    doc_diff "$f" 'scripts/diff-steps.sh diff 02'
     doc "$f" 'scripts/devnet.sh start'
     single_node_runs "$f"
     terminal "$f-2"
@@ -710,7 +722,7 @@ part2_try_it() {
 part3_chapter() {
     local f=docs/src/part3-member-nodes.md
     terminal part3
-    doc_diff $f 'diff -ru 02-single-node/src 03-member-nodes/src'
+    doc_diff $f 'scripts/diff-steps.sh diff 03'
     cluster_intro $f
     cluster_kill_node1 $f
     doc $f 'scripts/cluster.sh node node1 start'
@@ -748,7 +760,7 @@ member_by_hand() {
 part4_chapter() {
     local f=docs/src/part4-cometbft-consensus.md height
     terminal part4
-    doc_diff $f 'diff -ru 02-single-node/src 04-cometbft-consensus/src'
+    doc_diff $f 'scripts/diff-steps.sh diff 04'
     bft_intro $f
     bft_kill_node2 $f
     doc $f 'scripts/bft.sh node node2 start'
@@ -937,6 +949,8 @@ finish() {
 }
 
 check_doc_list
+# The names the docs use (tests, functions, flags, files) exist, before anything runs.
+scripts/check-names.sh >&2 || fail "the docs name things the project does not have"
 preflight
 trap finish EXIT
 readme

@@ -1,12 +1,19 @@
 #!/usr/bin/env bash
-# How big each step is against the step it builds on, file by file: what it adds, what it
+# What each step adds to the step it builds on, file by file: what it adds, what it
 # changes, and what it takes unchanged from the step below (as a library, not a copy).
 #
-#   scripts/diff-steps.sh        every step
-#   scripts/diff-steps.sh 03     one step: 03-member-nodes against 02-single-node
+#   scripts/diff-steps.sh           a table per step: each file new, changed (lines added
+#                                   and removed), the same, or not here (used from the step
+#                                   below's library, or not needed)
+#   scripts/diff-steps.sh 03        the table for one step: 03-member-nodes against 02-single-node
+#   scripts/diff-steps.sh diff 03   the step's lesson as one unified diff: its table, then
+#                                   every changed file as a diff and every new file in full
+#                                   (as added lines). A file of the step below that is not
+#                                   here is listed in the table, never shown as deleted:
+#                                   the step uses it from the library.
 #
-# Each step's diff itself is `diff -ru BELOW/src STEP/src`; the line printed above each
-# table is the exact command.
+# Plain `diff -ru BELOW/src STEP/src` would show a new file as one "Only in" line, and a
+# module the step takes from the library as if the step had dropped it.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -20,7 +27,7 @@ STEPS=(
 )
 
 usage() {
-    echo "usage: scripts/diff-steps.sh [02|03|04]" >&2
+    echo "usage: scripts/diff-steps.sh [02|03|04] | diff 02|03|04" >&2
     exit 2
 }
 
@@ -36,7 +43,7 @@ changed_lines() {
 report() {
     local step="$1" below="$2" file added removed lines
     local new=0 changed=0 same=0 reused=0 total_added=0 total_removed=0
-    echo "$step against $below:  diff -ru $below/src $step/src"
+    echo "$step against $below:  scripts/diff-steps.sh diff ${step%%-*}"
     printf '  %-20s %-30s %8s %8s\n' file status added removed
     while IFS= read -r file; do
         if [[ -f "$below/src/$file" && -f "$step/src/$file" ]]; then
@@ -81,12 +88,35 @@ reuse_note() {
     fi
 }
 
+# Every file of STEP's that is new or changed against BELOW, as a unified diff; a new file
+# is diffed against nothing, so all of it shows.
+show() {
+    local step="$1" below="$2" file
+    while IFS= read -r file; do
+        if [[ -f "$below/src/$file" ]]; then
+            diff -u --label "$below/src/$file" --label "$step/src/$file" "$below/src/$file" "$step/src/$file" || true
+        else
+            diff -u --label /dev/null --label "$step/src/$file" /dev/null "$step/src/$file" || true
+        fi
+    done < <(cd "$step/src" && find . -name '*.rs' | sed 's|^\./||' | sort)
+}
+
+# Sets STEP and BELOW for a step number: 02, 03 or 04.
+pick() {
+    local pair
+    for pair in "${STEPS[@]}"; do
+        [[ "$pair" == "$1"-* ]] && { read -r STEP BELOW <<< "$pair"; return; }
+    done
+}
+
 case "${1:-all}" in
-    all) for pair in "${STEPS[@]}"; do report $pair; done ;;
-    02 | 03 | 04)
-        for pair in "${STEPS[@]}"; do
-            [[ "$pair" == "$1"-* ]] && report $pair
-        done
+    all) for pair in "${STEPS[@]}"; do read -r STEP BELOW <<< "$pair" && report "$STEP" "$BELOW"; done ;;
+    02 | 03 | 04) pick "$1" && report "$STEP" "$BELOW" ;;
+    diff)
+        [[ $# -eq 2 && "$2" =~ ^0[234]$ ]] || usage
+        pick "$2"
+        report "$STEP" "$BELOW"
+        show "$STEP" "$BELOW"
         ;;
     *) usage ;;
 esac
