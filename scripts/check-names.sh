@@ -16,6 +16,7 @@
 #   scripts, compose file or tests (Geth's dotted flags and `--help` are left alone);
 # - a file or directory of the repository (`03-member-nodes/src/node.rs`, `app/proposals.rs`,
 #   `mutants/*.patch`): it exists.
+# It also checks that the book's table of contents calls each chapter by its heading.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -141,6 +142,12 @@ for doc in README.md docs/src/*.md; do
         check "$doc" "$span"
     done < <(spans "$doc")
 done
+
+# The book's table of contents calls each chapter by its heading.
+while IFS=$'\t' read -r title file; do
+    heading="$(sed -n 's/^# //p' "docs/src/$file" | head -n 1)"
+    [[ "$heading" == "$title" ]] || bad docs/src/SUMMARY.md "$title" "is not the heading of $file ($heading)"
+done < <(sed -n 's/.*\[\(.*\)\](\(.*\.md\)).*/\1\t\2/p' docs/src/SUMMARY.md)
 
 if ((failed)); then
     echo "check-names: the docs name things the project does not have (above)" >&2
