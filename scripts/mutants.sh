@@ -65,12 +65,15 @@ mutants() { # mode scope
     fi
     say "$scope: cargo-mutants over $files, tests: cargo test -p $package $tests"
     mkdir -p "mutants.out/$scope"
+    # cargo-mutants copies the tree it is given before each mutant; give it a snapshot of
+    # the work tree as it is now, so that a run of hours is not changed by edits meanwhile.
     # Exits non-zero when a mutant is missed; the counts below say so. Its copies of the
     # tree build into a target dir of their own, kept between runs (see seed_target).
+    fresh_copy "$MUTANTS_COPY"
     seed_target "$MUTANTS_TARGET"
     # shellcheck disable=SC2086
-    CARGO_TARGET_DIR="$MUTANTS_TARGET" .tools/bin/cargo-mutants mutants "${args[@]}" --output "mutants.out/$scope" \
-        -- $tests || true
+    CARGO_TARGET_DIR="$MUTANTS_TARGET" .tools/bin/cargo-mutants mutants "${args[@]}" --dir "$MUTANTS_COPY" \
+        --output "$ROOT/mutants.out/$scope" -- $tests || true
     local kind out="mutants.out/$scope/mutants.out"
     [[ -f "$out/outcomes.json" ]] || { say "$scope: cargo-mutants wrote no outcomes (see $out/debug.log)"; exit 1; }
     for kind in caught missed timeout unviable; do
@@ -84,6 +87,7 @@ mutants() { # mode scope
 # cargo-mutants' copies build into another.
 COPY="$ROOT/target/mutants/tree"
 COPY_TARGET="$ROOT/target/mutants/target"
+MUTANTS_COPY="$ROOT/target/mutants/run-tree"
 MUTANTS_TARGET="$ROOT/target/mutants/cargo-mutants"
 
 # The first time, the dependencies already built for the work tree are hard-linked into
@@ -96,17 +100,22 @@ seed_target() {
     fi
 }
 
-# Makes COPY the work tree as it is, uncommitted changes included (`git stash create`
-# makes a commit of them without touching the tree or the stash list).
+# Makes a git worktree at $1 of the work tree as it is: uncommitted changes and new files
+# included, ignored files left out. The snapshot is a commit made from a scratch index, so
+# neither the work tree, nor the index, nor the branch changes.
 fresh_copy() {
-    local base
-    git worktree remove --force "$COPY" 2>/dev/null || rm -rf "$COPY"
+    local copy="$1" index tree commit
+    git worktree remove --force "$copy" 2>/dev/null || rm -rf "$copy"
     git worktree prune
+    index="$(mktemp)"
+    cp "$(git rev-parse --git-dir)/index" "$index"
+    GIT_INDEX_FILE="$index" git add -A
+    tree="$(GIT_INDEX_FILE="$index" git write-tree)"
+    rm -f "$index"
     # (A commit object needs a name; CI may have none configured.)
-    base="$(GIT_AUTHOR_NAME=mutants GIT_AUTHOR_EMAIL=mutants@localhost GIT_COMMITTER_NAME=mutants \
-        GIT_COMMITTER_EMAIL=mutants@localhost git stash create)"
-    git worktree add --quiet --detach "$COPY" "${base:-HEAD}"
-    seed_target "$COPY_TARGET"
+    commit="$(GIT_AUTHOR_NAME=mutants GIT_AUTHOR_EMAIL=mutants@localhost GIT_COMMITTER_NAME=mutants \
+        GIT_COMMITTER_EMAIL=mutants@localhost git commit-tree "$tree" -p HEAD -m "mutants: the work tree as it was")"
+    git worktree add --quiet --detach "$copy" "$commit"
 }
 
 # Applies one hand-made mutant to the copy, runs the tests it names there, and checks that
@@ -119,7 +128,8 @@ safety() { # patch
     dir="$(sed -n 's|^+++ b/||p' "$patch" | head -n 1)"
     dir="${dir%%/*}"
     package="$(sed -n 's/^name = "\(.*\)"/\1/p' "$dir/Cargo.toml" | head -n 1)"
-    fresh_copy
+    fresh_copy "$COPY"
+    seed_target "$COPY_TARGET"
     git -C "$COPY" apply "$ROOT/$patch"
     say "$name: $(head -n 1 "$patch")"
     mkdir -p mutants.out/safety
@@ -156,6 +166,7 @@ case "$command" in
         install
         if [[ $# -eq 0 ]]; then set -- "${ORDER[@]}"; fi
         for scope in "$@"; do mutants "$command" "$scope"; done
+        if [[ -d "$MUTANTS_COPY" ]]; then git worktree remove --force "$MUTANTS_COPY"; fi
         ;;
     *)
         sed -n '2,19p' "$0" >&2
