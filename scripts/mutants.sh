@@ -32,7 +32,7 @@ declare -A SCOPES=(
     [part2-store]="single-node|--lib --test it|02-single-node/src/store.rs"
     [part3-election]="member-nodes|--lib --test it -- election:: lease::|03-member-nodes/src/election.rs"
     [part3-store]="member-nodes|--lib --test it -- store::|03-member-nodes/src/store.rs 03-member-nodes/src/store/row.rs 03-member-nodes/src/store/listen.rs"
-    [part3-sequencer]="member-nodes|--lib --test it|03-member-nodes/src/sequencer.rs"
+    [part3-sequencer]="member-nodes|--lib --test it|03-member-nodes/src/sequencer.rs 03-member-nodes/src/sequencer/recovery.rs"
     [part3-follower]="member-nodes|--lib --test it|03-member-nodes/src/follower.rs"
     [part4-proposal]="cometbft-consensus|--lib --test it -- proposal:: abci_input::|04-cometbft-consensus/src/proposal.rs 04-cometbft-consensus/src/app/proposals.rs"
     [part4-app]="cometbft-consensus|--lib --test it -- abci_input::|04-cometbft-consensus/src/app.rs"
@@ -71,9 +71,15 @@ mutants() { # mode scope
     # tree build into a target dir of their own, kept between runs (see seed_target).
     fresh_copy "$MUTANTS_COPY"
     seed_target "$MUTANTS_TARGET"
+    # A mutant is caught at its first failing test (TEST_FAIL_FAST, see the harness's
+    # process.rs): the rest of the suite would only wait out its timeouts. Tests ended that
+    # way leave their temporary directories behind; they go to a directory of their own.
+    rm -rf "$MUTANTS_TMP" && mkdir -p "$MUTANTS_TMP"
     # shellcheck disable=SC2086
-    CARGO_TARGET_DIR="$MUTANTS_TARGET" .tools/bin/cargo-mutants mutants "${args[@]}" --dir "$MUTANTS_COPY" \
+    TEST_FAIL_FAST=1 TMPDIR="$MUTANTS_TMP" CARGO_TARGET_DIR="$MUTANTS_TARGET" \
+        .tools/bin/cargo-mutants mutants "${args[@]}" --dir "$MUTANTS_COPY" \
         --output "$ROOT/mutants.out/$scope" -- $tests || true
+    rm -rf "$MUTANTS_TMP"
     local kind out="mutants.out/$scope/mutants.out"
     [[ -f "$out/outcomes.json" ]] || { say "$scope: cargo-mutants wrote no outcomes (see $out/debug.log)"; exit 1; }
     for kind in caught missed timeout unviable; do
@@ -89,6 +95,7 @@ COPY="$ROOT/target/mutants/tree"
 COPY_TARGET="$ROOT/target/mutants/target"
 MUTANTS_COPY="$ROOT/target/mutants/run-tree"
 MUTANTS_TARGET="$ROOT/target/mutants/cargo-mutants"
+MUTANTS_TMP="$ROOT/target/mutants/tmp"
 
 # The first time, the dependencies already built for the work tree are hard-linked into
 # target dir $1 instead of being built again (cargo replaces a file it rebuilds, it never

@@ -233,6 +233,8 @@ pub fn free_port() -> anyhow::Result<u16> {
 /// the test's own thread or a runtime worker, not from a short-lived blocking-pool thread.
 pub(crate) fn die_with_parent(command: &mut Command) {
     use std::os::unix::process::CommandExt;
+    // Every test that starts a real component comes through here.
+    fail_fast_if_asked();
     #[allow(unsafe_code)]
     // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
     unsafe {
@@ -241,6 +243,26 @@ pub(crate) fn die_with_parent(command: &mut Command) {
             Ok(())
         });
     }
+}
+
+/// With `TEST_FAIL_FAST=1` in the environment, the first test that fails ends its whole
+/// test binary at once (exit code 101), instead of leaving every other test to run on to
+/// its own timeouts. Mutation testing sets it (`scripts/mutants.sh`): a mutant that stops
+/// production would otherwise make each test of a suite wait out its bound, minutes per
+/// mutant. The servers and programs the harness started die with the binary
+/// ([`die_with_parent`]); only their temporary directories stay behind.
+fn fail_fast_if_asked() {
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| {
+        if std::env::var_os("TEST_FAIL_FAST").is_some_and(|v| v == "1") {
+            let report = std::panic::take_hook();
+            std::panic::set_hook(Box::new(move |info| {
+                report(info);
+                eprintln!("TEST_FAIL_FAST: a test failed; ending the test binary without the other tests");
+                std::process::exit(101);
+            }));
+        }
+    });
 }
 
 /// GETs `url` (`http://host:port/path`): the status code and body, or `None` if nothing
