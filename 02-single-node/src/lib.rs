@@ -14,7 +14,7 @@
 //! - `main.rs`: parses the flags and runs [`run`] until Ctrl-C or SIGTERM.
 //! - `config.rs`: flags and their checks.
 //! - `sequencer.rs`: the production loop and recovery.
-//! - `slot.rs`: when the next block is due (pure functions).
+//! - `slot.rs`: when the next block is due (pure functions), and the flags that set it.
 //! - `round.rs`: the Engine API round of a long-running producer: build, import,
 //!   finalize, replay, each with its checks.
 //! - `fault.rs`: passing or fatal, what a failed step means for the loop, and the one
@@ -22,11 +22,10 @@
 //! - `clock.rs`: the wall clock, sleeps planned again every second, backoff.
 //! - `store.rs`: the block store (redb), the write-ahead rule's other half: replaying it
 //!   into a Geth that lost blocks.
-//! - `startup.rs`: waiting for Geth at start.
-//! - `server.rs`, `metrics.rs`: what `/ready` and `/metrics` report; `http.rs` serves
-//!   them, `exporter.rs` encodes them and holds the Engine API metrics.
-//! - `shutdown.rs`: Ctrl-C or SIGTERM.
+//! - `server.rs`, `metrics.rs`: what `/ready` and `/metrics` report.
 //! - `timing.rs`: where each step's time went, logged for the benchmarks.
+//! - Serving the endpoints, the metrics export, shutdown and waiting for Geth at start are
+//!   every service's plumbing, in `common::service` (with `common::config::ServiceArgs`).
 //!
 //! Run it against the local devnet; it makes a block every second until Ctrl-C:
 //!
@@ -37,23 +36,22 @@
 
 pub mod clock;
 pub mod config;
-pub mod exporter;
 pub mod fault;
-pub mod http;
 pub mod metrics;
 pub mod round;
 pub mod sequencer;
 pub mod server;
-pub mod shutdown;
 pub mod slot;
-pub mod startup;
 pub mod store;
 pub mod timing;
 
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use common::{BlockTag, EngineClient, Head};
+use common::{
+    BlockTag, EngineClient, Head,
+    service::{http, shutdown, startup},
+};
 use tracing::info;
 
 use crate::{config::Config, sequencer::Sequencer, server::Status, store::Store};

@@ -7,5 +7,5 @@ use single_node::config::Config;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     common::logging::init();
-    single_node::run(Config::parse(), single_node::shutdown::signal()).await
+    single_node::run(Config::parse(), common::service::shutdown::signal()).await
 }

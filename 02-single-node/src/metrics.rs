@@ -1,11 +1,10 @@
 //! Prometheus metrics, served at `/metrics` in the OpenMetrics text format.
 
+use common::service::exporter::{EngineMetrics, counter, gauge, transactions};
 use prometheus_client::{
     metrics::{counter::Counter, gauge::Gauge, histogram::Histogram},
     registry::Registry,
 };
-
-use crate::exporter::{EngineMetrics, counter, gauge, transactions};
 
 /// Every metric the sequencer exports.
 #[derive(Debug)]
@@ -54,6 +53,6 @@ impl Default for Metrics {
 impl Metrics {
     /// The OpenMetrics text.
     pub fn encode(&self) -> String {
-        crate::exporter::encode(&self.registry)
+        common::service::exporter::encode(&self.registry)
     }
 }

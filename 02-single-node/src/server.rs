@@ -1,4 +1,5 @@
-//! What `/ready` and `/metrics` report for the sequencer (`http.rs` serves them).
+//! What `/ready` and `/metrics` report for the sequencer (`common::service::http` serves
+//! them).
 //!
 //! `/ready` is 200 while blocks are being produced (the last one within
 //! [`Status::stale_after`]) and Geth answers; 503 with the reason otherwise.
@@ -11,7 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::http::Endpoints;
+use common::service::http::Endpoints;
 
 use crate::metrics::Metrics;
 

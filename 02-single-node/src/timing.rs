@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::exporter::EngineMetrics;
+use common::service::exporter::EngineMetrics;
 
 /// Started when a step begins to build.
 #[derive(Debug, Clone, Copy)]

@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use anyhow::ensure;
-use common::config::ElArgs;
-use single_node::config::{BlockArgs, ServiceArgs};
+use common::config::{ElArgs, ServiceArgs};
+use single_node::slot::BlockArgs;
 
 /// What this node does in the cluster.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -45,7 +45,7 @@ pub mod store;
 
 use std::sync::Arc;
 
-use single_node::startup;
+use common::service::{http, shutdown, startup};
 use tokio::sync::Notify;
 use tracing::info;
 
@@ -66,7 +66,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     let observer = status.clone();
     let engine =
         config.el.client()?.with_observer(Arc::new(move |m, t, e| observer.metrics.engine.observe_call(m, t, e)));
-    let listener = single_node::http::bind(config.service.health_addr).await?;
+    let listener = http::bind(config.service.health_addr).await?;
     let store = Store::connect(&config.postgres_url, config.lease()).await?;
     let election = match config.mode {
         Mode::Leader => Some(
@@ -76,8 +76,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     };
     config.block.warn_if_back_to_back();
 
-    let cancel = single_node::shutdown::cancel_on(shutdown);
-    let server = tokio::spawn(single_node::http::serve(listener, status.clone(), cancel.clone()));
+    let cancel = shutdown::cancel_on(shutdown);
+    let server = tokio::spawn(http::serve(listener, status.clone(), cancel.clone()));
     info!(addr = %config.service.health_addr, mode = ?config.mode, instance = %config.instance_id, "serving /health, /ready, /metrics and /status");
 
     startup::wait_for_execution_client(&engine, config.service.el_wait(), &cancel).await?;

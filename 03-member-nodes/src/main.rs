@@ -7,5 +7,5 @@ use member_nodes::config::Config;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     common::logging::init();
-    member_nodes::run(Config::parse(), single_node::shutdown::signal()).await
+    member_nodes::run(Config::parse(), common::service::shutdown::signal()).await
 }

@@ -2,11 +2,11 @@
 
 use std::sync::atomic::AtomicU64;
 
+use common::service::exporter::{EngineMetrics, counter, gauge, latency, register, transactions};
 use prometheus_client::{
     metrics::{counter::Counter, gauge::Gauge, histogram::Histogram},
     registry::Registry,
 };
-use single_node::exporter::{EngineMetrics, counter, gauge, latency, register, transactions};
 
 /// Every metric a node exports.
 #[derive(Debug)]
@@ -91,6 +91,6 @@ impl Default for Metrics {
 impl Metrics {
     /// The OpenMetrics text.
     pub fn encode(&self) -> String {
-        single_node::exporter::encode(&self.registry)
+        common::service::exporter::encode(&self.registry)
     }
 }

@@ -1,5 +1,5 @@
 //! What `/ready`, `/metrics` and `/status` report for a node (the server is
-//! `single_node::http`).
+//! `common::service::http`).
 //!
 //! `/ready` is 200 while the node's Geth follows the store within `--ready-max-lag` blocks
 //! (a leader is always at the store's head); 503 with the reason otherwise: Geth or
@@ -8,8 +8,8 @@
 use std::sync::Mutex;
 
 use common::Head;
+use common::service::http::Endpoints;
 use serde_json::json;
-use single_node::http::Endpoints;
 
 use crate::{config::Mode, metrics::Metrics};
 

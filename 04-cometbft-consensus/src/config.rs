@@ -4,8 +4,7 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use alloy_primitives::Address;
 use anyhow::ensure;
-use common::config::ElArgs;
-use single_node::config::ServiceArgs;
+use common::config::{ElArgs, ServiceArgs};
 
 use crate::ahead::Mode;
 

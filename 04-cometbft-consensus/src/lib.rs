@@ -23,8 +23,8 @@
 //! - `ahead.rs`: the next block's build, started as soon as a block is committed.
 //! - `proposal.rs`: what a proposal is and the rules it must follow (pure functions).
 //! - `server.rs`, `metrics.rs`: what `/ready`, `/metrics` and `/status` report.
-//! - The block store, the Engine API round, the retries and the endpoints are Part 2's
-//!   (`single_node::store`, `round`, `fault`, `http`).
+//! - The block store, the Engine API round and the retries are Part 2's
+//!   (`single_node::store`, `round`, `fault`); the endpoints' server is `common::service`.
 //!
 //! `scripts/bft.sh start` runs four validators, each with its Geth, app and CometBFT node.
 //! To run one validator's app yourself, stop the script's, take its settings, and start
@@ -49,8 +49,11 @@ pub mod server;
 use std::sync::Arc;
 
 use anyhow::Context;
-use common::BlockTag;
-use single_node::{fault::retry, startup, store::Store};
+use common::{
+    BlockTag,
+    service::{http, shutdown, startup},
+};
+use single_node::{fault::retry, store::Store};
 use tracing::{info, warn};
 
 use crate::{app::App, config::Config, server::Status};
@@ -62,15 +65,15 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     let observer = status.clone();
     let engine =
         config.el.client()?.with_observer(Arc::new(move |m, t, e| observer.metrics.engine.observe_call(m, t, e)));
-    let health = single_node::http::bind(config.service.health_addr).await?;
+    let health = http::bind(config.service.health_addr).await?;
     // Listen for CometBFT at once: it connects as it starts, and waits for our answers
     // while Geth is brought to the stored head.
     let abci = tokio::net::TcpListener::bind(config.abci_addr)
         .await
         .with_context(|| format!("cannot listen on --abci-addr {}", config.abci_addr))?;
 
-    let cancel = single_node::shutdown::cancel_on(shutdown);
-    let server = tokio::spawn(single_node::http::serve(health, status.clone(), cancel.clone()));
+    let cancel = shutdown::cancel_on(shutdown);
+    let server = tokio::spawn(http::serve(health, status.clone(), cancel.clone()));
     info!(addr = %config.service.health_addr, "serving /health, /ready, /metrics and /status");
 
     startup::wait_for_execution_client(&engine, config.service.el_wait(), &cancel).await?;

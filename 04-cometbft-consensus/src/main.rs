@@ -7,5 +7,5 @@ use cometbft_consensus::config::Config;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     common::logging::init();
-    cometbft_consensus::run(Config::parse(), single_node::shutdown::signal()).await
+    cometbft_consensus::run(Config::parse(), common::service::shutdown::signal()).await
 }

@@ -1,10 +1,10 @@
 //! Prometheus metrics, served at `/metrics` in the OpenMetrics text format.
 
+use common::service::exporter::{EngineMetrics, counter, gauge, latency, transactions};
 use prometheus_client::{
     metrics::{counter::Counter, gauge::Gauge, histogram::Histogram},
     registry::Registry,
 };
-use single_node::exporter::{EngineMetrics, counter, gauge, latency, transactions};
 
 /// Every metric the app exports.
 #[derive(Debug)]
@@ -76,6 +76,6 @@ impl Default for Metrics {
 impl Metrics {
     /// The OpenMetrics text.
     pub fn encode(&self) -> String {
-        single_node::exporter::encode(&self.registry)
+        common::service::exporter::encode(&self.registry)
     }
 }

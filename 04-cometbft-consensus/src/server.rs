@@ -1,5 +1,5 @@
 //! What `/ready`, `/metrics` and `/status` report for a validator's app (the server is
-//! `single_node::http`).
+//! `common::service::http`).
 //!
 //! `/ready` is 200 while blocks are being committed (one within `--ready-max-age`) and Geth
 //! answers; 503 with the reason otherwise. A stalled network makes every node unready.
@@ -10,8 +10,8 @@ use std::{
 };
 
 use common::Head;
+use common::service::http::Endpoints;
 use serde_json::json;
-use single_node::http::Endpoints;
 
 use crate::metrics::Metrics;
 

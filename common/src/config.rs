@@ -1,5 +1,6 @@
 //! The command-line flags every step shares: where the execution client is and how to
-//! reach it.
+//! reach it; and, for a long-running service (feature `service`), its endpoints and its
+//! patience with Geth.
 
 use std::path::PathBuf;
 
@@ -38,5 +39,27 @@ impl ElArgs {
         let client = self.client()?;
         startup::check_execution_client(&client).await?;
         Ok(client)
+    }
+}
+
+/// What every long-running service has: its endpoints, and its patience with Geth.
+#[cfg(feature = "service")]
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServiceArgs {
+    /// Address of the /health, /ready and /metrics server (and /status, where there is one).
+    #[arg(long, env = "HEALTH_ADDR", default_value = "127.0.0.1:9100")]
+    pub health_addr: std::net::SocketAddr,
+
+    /// How long to wait at start for an unreachable Geth before giving up (seconds).
+    /// A Geth that answers but refuses our JWT, or is on another chain, fails at once.
+    #[arg(long, env = "EL_WAIT", default_value_t = 60)]
+    pub el_wait: u64,
+}
+
+#[cfg(feature = "service")]
+impl ServiceArgs {
+    /// `--el-wait` as a duration.
+    pub const fn el_wait(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.el_wait)
     }
 }

@@ -1,7 +1,8 @@
-//! What every step of the tutorial needs: an Engine API client and its helpers, and the
-//! test harness. The pieces of a long-running producer (timing, the round with its
-//! retries, the block store, health and metrics) are Part 2's lesson, and live in
-//! `02-single-node`, whose library Parts 3 and 4 build on.
+//! What every step of the tutorial needs: an Engine API client and its helpers, the
+//! plumbing every long-running service shares, and the test harness. The pieces of a
+//! long-running producer (timing, the round with its retries, the block store, what
+//! `/ready` and `/metrics` say) are Part 2's lesson, and live in `02-single-node`, whose
+//! library Parts 3 and 4 build on.
 //!
 //! Layout:
 //! - [`auth`]: the JWT secret file and the HS256 token on every Engine API request.
@@ -13,7 +14,10 @@
 //! - [`payload`]: pure helpers: payload attributes, versioned hashes, forkchoice state.
 //! - [`startup`]: the capability and chain-id checks made before driving an EL.
 //! - [`redact`]: URLs and connection strings without their secrets, for messages.
-//! - [`config`]: the flags every binary has (`--eth-client-url`, `--jwt-secret`, `--genesis`).
+//! - [`config`]: the flags every binary has (`--eth-client-url`, `--jwt-secret`, `--genesis`),
+//!   and with feature `service` those of every service (`--health-addr`, `--el-wait`).
+//! - `service` (feature `service`, Parts 2 to 4): the endpoints' HTTP server, the metrics
+//!   export, shutdown on a signal, and waiting for Geth at start.
 //! - [`logging`]: `tracing` to stderr, filtered by `RUST_LOG`.
 //! - `harness` (feature `harness`, tests only): starts a real Geth (and Redis, PostgreSQL,
 //!   CometBFT, toxiproxy, Prometheus) per test.
@@ -29,6 +33,9 @@ pub mod redact;
 pub mod rpc;
 pub mod startup;
 pub mod types;
+
+#[cfg(feature = "service")]
+pub mod service;
 
 #[cfg(feature = "harness")]
 pub mod harness;

@@ -82,7 +82,7 @@ async fn respond<E: Endpoints>(
         (&Method::GET, "/metrics") => (
             StatusCode::OK,
             "text/plain; version=0.0.4; charset=utf-8",
-            crate::exporter::to_text_format(&endpoints.metrics()),
+            super::exporter::to_text_format(&endpoints.metrics()),
         ),
         (&Method::GET, "/status") => match endpoints.status() {
             Some(json) => (StatusCode::OK, "application/json", format!("{json}\n")),

@@ -1,4 +1,6 @@
-//! The signals that stop a long-running service.
+//! The signals that stop a long-running service, and the sleep that ends when they do.
+
+use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
@@ -29,4 +31,13 @@ pub fn cancel_on(shutdown: impl Future<Output = ()> + Send + 'static) -> Cancell
         on_signal.cancel();
     });
     cancel
+}
+
+/// Sleeps for `duration`; false if `cancel` fired first. Like any tokio sleep, even a zero
+/// `duration` waits for the timer's next 1 ms tick.
+pub async fn sleep_or_cancel(duration: Duration, cancel: &CancellationToken) -> bool {
+    tokio::select! {
+        () = tokio::time::sleep(duration) => true,
+        () = cancel.cancelled() => false,
+    }
 }

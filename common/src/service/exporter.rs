@@ -19,7 +19,7 @@ use prometheus_client::{
     registry::{Metric, Registry},
 };
 
-use common::error::EngineError;
+use crate::error::EngineError;
 
 /// An Engine API method name.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]

@@ -4,11 +4,11 @@
 use std::time::Duration;
 
 use anyhow::bail;
-use common::{EngineClient, error::EngineError, startup::check_execution_client};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use crate::clock::sleep_or_cancel;
+use super::shutdown::sleep_or_cancel;
+use crate::{EngineClient, error::EngineError, startup::check_execution_client};
 
 /// [`check_execution_client`] for a long-running service: an unreachable Geth is waited
 /// for up to `limit`, with a message every few seconds; a Geth that answers but refuses our
