@@ -37,6 +37,20 @@ async fn one_second_blocks_follow_the_wall_clock_and_are_observable() {
         assert_eq!(pair[1].timestamp - pair[0].timestamp, 1, "steady 1 s blocks after the first: {pair:?}");
     }
 
+    // A block the sequencer says it produced is Geth's head already: the forkchoiceUpdated
+    // that makes it head comes before the log line, not with the next block's build.
+    let (mut checked, mut last) = (0, head.number);
+    let deadline = std::time::Instant::now() + BLOCKS_TIMEOUT;
+    while checked < 5 {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for five more blocks logged as produced");
+        if let Some(number) = last_produced(&sequencer.service.output()).filter(|n| *n > last) {
+            let geth = engine.head().await.expect("head").number;
+            assert!(geth >= number, "block {number} is logged as produced, but Geth's head is block {geth}");
+            (checked, last) = (checked + 1, number);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
     let (code, body) = get(&sequencer, "/ready").await.expect("ready answers");
     assert_eq!((code, body.trim()), (200, "ready"));
     assert_eq!(get(&sequencer, "/health").await.map(|(c, _)| c), Some(200));
@@ -252,4 +266,12 @@ async fn bad_input_gets_a_clear_error_and_leaves_the_store_intact() {
     let _resumed = start(&geth, &state, &[]);
     let stopped_at = engine.head().await.expect("head").number;
     head_at_least(&engine, stopped_at + 2).await;
+}
+
+/// The number of the last block the sequencer's log says it produced.
+fn last_produced(output: &str) -> Option<u64> {
+    output.lines().rfind(|line| line.contains("block produced")).and_then(|line| {
+        let number = line.split_whitespace().find_map(|field| field.strip_prefix("number="))?;
+        number.parse().ok()
+    })
 }

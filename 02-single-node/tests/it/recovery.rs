@@ -206,3 +206,43 @@ async fn a_stored_head_geth_never_found_valid_is_taken_out_and_built_again() {
     let kept = store.block(parent.number + 1).expect("read").expect("the height was built again");
     assert_eq!(kept.hash(), at.hash, "the store holds the block Geth has");
 }
+
+/// newPayload answered SYNCING is sent again, with a backoff, up to
+/// `round::IMPORT_ATTEMPTS` (3) times; only then does the sequencer give the block up
+/// (take it out of the store, recover, build the height again). A proxy in front of the
+/// real Geth answers SYNCING after Geth executed the block.
+#[tokio::test]
+async fn a_block_answered_syncing_is_sent_again_and_given_up_only_after_three_answers() {
+    let geth = Geth::start().await.expect("geth");
+    let dir = tempfile::tempdir().expect("dir");
+    let state = dir.path().join("state");
+    let proxy = InvalidatingProxy::start(geth.auth_url()).await.expect("proxy");
+    let engine = geth.engine();
+
+    // Once: the same block is sent again, found VALID, and kept; no fault, no recovery.
+    proxy.answer_syncing(1);
+    let sequencer = start_with(proxy.url().to_owned(), geth.jwt_path(), genesis_path(), &state, &[]);
+    let (number, hash) =
+        while_running(&sequencer, "a newPayload answered SYNCING", || async { proxy.syncing().first().copied() }).await;
+    head_at_least_while(&sequencer, &engine, number + 2).await;
+    let kept = engine.block(BlockTag::Number(number)).await.expect("block").expect("the height is there");
+    assert_eq!(kept.hash, hash, "block {number}, answered SYNCING once, was sent again and kept");
+    let output = sequencer.service.output();
+    assert!(!output.contains("fault; recovering"), "one SYNCING answer is no fault:\n{output}");
+
+    // Three times in a row: the block is given up after the third answer, and the height
+    // is built again.
+    proxy.answer_syncing(3);
+    let given_up = while_running(&sequencer, "three newPayloads answered SYNCING", || async {
+        let answered = proxy.syncing();
+        (answered.len() == 4).then(|| answered[1..].to_vec())
+    })
+    .await;
+    let (number, hash) = given_up[0];
+    assert!(given_up.iter().all(|b| *b == (number, hash)), "the same block sent three times: {given_up:?}");
+    head_at_least_while(&sequencer, &engine, number + 2).await;
+    let output = sequencer.service.output();
+    let gave_up = format!("Geth did not execute block {number}: SYNCING");
+    assert_eq!(output.matches(&gave_up).count(), 1, "given up once, after the third answer:\n{output}");
+    assert_eq!(proxy.syncing().len(), 4, "no newPayload answered SYNCING beyond the four asked for");
+}

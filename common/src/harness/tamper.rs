@@ -4,6 +4,10 @@
 //! - newPayload answered INVALID ([`InvalidatingProxy::invalidate`]): Geth has seen and
 //!   executed the block (it holds it), the consensus layer is told it is invalid. The
 //!   proxy remembers which blocks it rejected ([`InvalidatingProxy::rejected`]).
+//! - newPayload answered SYNCING ([`InvalidatingProxy::answer_syncing`]): Geth has
+//!   executed the block, the consensus layer is told Geth cannot tell yet, as a Geth
+//!   catching up would say. The proxy remembers the blocks it said that of
+//!   ([`InvalidatingProxy::syncing`]).
 //! - forkchoiceUpdated answers withheld ([`InvalidatingProxy::hold_forkchoice`]) for the
 //!   updates that make a new block head: Geth has acted on the update (the block is head),
 //!   the consensus layer never hears back, as when a link drops after the request went
@@ -34,6 +38,10 @@ struct Tamper {
     remaining: AtomicU64,
     /// The blocks answered INVALID (height and hash), in order.
     rejected: Mutex<Vec<(u64, B256)>>,
+    /// How many of the next newPayload answers are made SYNCING.
+    syncing: AtomicU64,
+    /// The blocks answered SYNCING (height and hash), once per answer, in order.
+    answered_syncing: Mutex<Vec<(u64, B256)>>,
     /// True while forkchoiceUpdated answers are withheld.
     hold: watch::Sender<bool>,
     /// The blocks Geth was given (newPayload) while answers are withheld: the new heads.
@@ -60,6 +68,8 @@ impl InvalidatingProxy {
         let tamper = Arc::new(Tamper {
             remaining: AtomicU64::new(0),
             rejected: Mutex::default(),
+            syncing: AtomicU64::new(0),
+            answered_syncing: Mutex::default(),
             hold: watch::channel(false).0,
             fresh: Mutex::default(),
             held: Mutex::default(),
@@ -98,6 +108,16 @@ impl InvalidatingProxy {
         self.tamper.rejected.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
+    /// Answers the next `n` newPayload calls with SYNCING (after Geth has executed each).
+    pub fn answer_syncing(&self, n: u64) {
+        self.tamper.syncing.store(n, Ordering::SeqCst);
+    }
+
+    /// The blocks answered SYNCING so far, once per answer, in order: height and hash.
+    pub fn syncing(&self) -> Vec<(u64, B256)> {
+        self.tamper.answered_syncing.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
     /// While `on`, a forkchoiceUpdated that makes head a block Geth was given (newPayload)
     /// since then still goes to Geth, which acts on it (the block is head), but its answer
     /// is held back until this is called again with `false` (by then the caller has timed
@@ -114,8 +134,8 @@ impl InvalidatingProxy {
     }
 }
 
-/// Sends `request` to `target`, and returns Geth's answer; or, as `tamper` says, INVALID
-/// in place of a newPayload answer, or a forkchoiceUpdated answer held back.
+/// Sends `request` to `target`, and returns Geth's answer; or, as `tamper` says, INVALID or
+/// SYNCING in place of a newPayload answer, or a forkchoiceUpdated answer held back.
 async fn forward(
     client: HttpClient,
     target: String,
@@ -137,19 +157,22 @@ async fn forward(
     let request: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
     let method = request["method"].as_str().unwrap_or_default();
     let take = |n: u64| (n > 0).then(|| if n == u64::MAX { n } else { n - 1 });
-    if method == "engine_newPayloadV4"
-        && tamper.remaining.fetch_update(Ordering::SeqCst, Ordering::SeqCst, take).is_ok()
-    {
-        let payload = &request["params"][0];
-        let number =
-            payload["blockNumber"].as_str().and_then(|n| u64::from_str_radix(n.trim_start_matches("0x"), 16).ok());
-        let hash = payload["blockHash"].as_str().and_then(|h| h.parse().ok());
-        if let (Some(number), Some(hash)) = (number, hash) {
-            tamper.rejected.lock().unwrap_or_else(PoisonError::into_inner).push((number, hash));
+    let payload = &request["params"][0];
+    let block = payload["blockNumber"]
+        .as_str()
+        .and_then(|n| u64::from_str_radix(n.trim_start_matches("0x"), 16).ok())
+        .zip(payload["blockHash"].as_str().and_then(|h| h.parse::<B256>().ok()));
+    let mut replace = |status: &str, error: Option<&str>, seen: &Mutex<Vec<(u64, B256)>>| {
+        seen.lock().unwrap_or_else(PoisonError::into_inner).extend(block);
+        let result = serde_json::json!({"status": status, "latestValidHash": null, "validationError": error});
+        answer = serde_json::json!({"jsonrpc": "2.0", "id": request["id"], "result": result}).to_string().into();
+    };
+    if method == "engine_newPayloadV4" {
+        if tamper.remaining.fetch_update(Ordering::SeqCst, Ordering::SeqCst, take).is_ok() {
+            replace("INVALID", Some("proxy says: invalid for the test"), &tamper.rejected);
+        } else if tamper.syncing.fetch_update(Ordering::SeqCst, Ordering::SeqCst, take).is_ok() {
+            replace("SYNCING", None, &tamper.answered_syncing);
         }
-        let invalid = serde_json::json!({"jsonrpc": "2.0", "id": request["id"], "result": {
-            "status": "INVALID", "latestValidHash": null, "validationError": "proxy says: invalid for the test"}});
-        answer = invalid.to_string().into();
     }
     if !*tamper.hold.borrow() {
         return Ok(hyper::Response::from_parts(parts, Full::new(answer)));
