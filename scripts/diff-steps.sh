@@ -44,26 +44,26 @@ report() {
     local step="$1" below="$2" file added removed lines
     local new=0 changed=0 same=0 reused=0 total_added=0 total_removed=0
     echo "$step against $below:  scripts/diff-steps.sh diff ${step%%-*}"
-    printf '  %-20s %-30s %8s %8s\n' file status added removed
+    printf '  %-24s %-30s %8s %8s\n' file status added removed
     while IFS= read -r file; do
         if [[ -f "$below/src/$file" && -f "$step/src/$file" ]]; then
             read -r added removed < <(changed_lines "$below/src/$file" "$step/src/$file")
             if ((added + removed == 0)); then
                 same=$((same + 1))
-                printf '  %-20s %-30s %8s %8s\n' "$file" "same" "" ""
+                printf '  %-24s %-30s %8s %8s\n' "$file" "same" "" ""
             else
                 changed=$((changed + 1))
-                printf '  %-20s %-30s %8s %8s\n' "$file" "changed" "+$added" "-$removed"
+                printf '  %-24s %-30s %8s %8s\n' "$file" "changed" "+$added" "-$removed"
             fi
         elif [[ -f "$step/src/$file" ]]; then
             lines="$(wc -l < "$step/src/$file")"
             added=$lines removed=0
             new=$((new + 1))
-            printf '  %-20s %-30s %8s %8s\n' "$file" "new" "+$lines" ""
+            printf '  %-24s %-30s %8s %8s\n' "$file" "new" "+$lines" ""
         else
             added=0 removed=0
             reused=$((reused + 1))
-            printf '  %-20s %-30s %8s %8s\n' "$file" "not here: $(reuse_note "$step" "$file")" "" ""
+            printf '  %-24s %-30s %8s %8s\n' "$file" "not here: $(reuse_note "$step" "$file")" "" ""
         fi
         total_added=$((total_added + added))
         total_removed=$((total_removed + removed))

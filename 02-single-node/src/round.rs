@@ -108,6 +108,27 @@ pub async fn import(engine: &EngineClient, block: &ExecutableBlock) -> Result<Pa
     }
 }
 
+/// What Geth made of a block it executed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// VALID: the block may be stored and made head.
+    Valid,
+    /// INVALID, with Geth's reason: the block must never be head.
+    Invalid(String),
+}
+
+/// [`import`] until Geth has executed the block: its verdict. Still SYNCING or ACCEPTED
+/// after [`IMPORT_ATTEMPTS`] is a passing fault: recovery finds out where Geth is.
+pub async fn execute(engine: &EngineClient, block: &ExecutableBlock) -> Result<Verdict, Fault> {
+    match import(engine, block).await? {
+        PayloadStatus::Valid { .. } => Ok(Verdict::Valid),
+        PayloadStatus::Invalid { validation_error, .. } | PayloadStatus::InvalidBlockHash { validation_error } => {
+            Ok(Verdict::Invalid(validation_error))
+        }
+        status => Err(Fault::Passing(anyhow!("Geth did not execute block {}: {status}", block.number()))),
+    }
+}
+
 /// forkchoiceUpdated making `hash` head, safe and finalized at once.
 pub async fn finalize(engine: &EngineClient, hash: B256) -> Result<(), Fault> {
     let updated = engine.forkchoice_updated_v3(finalized_at(hash), None).await?;

@@ -13,6 +13,7 @@ use common::service::exporter::EngineMetrics;
 pub struct Stopwatch {
     started: Instant,
     engine_before: Duration,
+    build_wait: Duration,
 }
 
 /// One step's time, split.
@@ -30,14 +31,18 @@ pub struct Timing {
 impl Stopwatch {
     /// Starts timing a step.
     pub fn start(engine: &EngineMetrics) -> Self {
-        Self { started: Instant::now(), engine_before: engine.time_in_calls() }
+        Self { started: Instant::now(), engine_before: engine.time_in_calls(), build_wait: Duration::ZERO }
     }
 
-    /// The step is done: it waited `build_wait` for the build deadline and `store` for
-    /// the store's commit.
-    pub fn stop(self, engine: &EngineMetrics, build_wait: Duration, store: Duration) -> Timing {
+    /// The step now waits until `deadline` for Geth to fill the block: not our time.
+    pub fn wait_until(&mut self, deadline: Instant) {
+        self.build_wait = deadline.saturating_duration_since(Instant::now());
+    }
+
+    /// The step is done; the store's commit took `store`.
+    pub fn stop(self, engine: &EngineMetrics, store: Duration) -> Timing {
         let in_calls = engine.time_in_calls().saturating_sub(self.engine_before);
-        let overhead = self.started.elapsed().saturating_sub(in_calls).saturating_sub(build_wait);
+        let overhead = self.started.elapsed().saturating_sub(in_calls).saturating_sub(self.build_wait);
         Timing { engine: in_calls, overhead, store }
     }
 }

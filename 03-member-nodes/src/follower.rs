@@ -125,6 +125,12 @@ impl<'a> Follower<'a> {
         self.stale = true;
     }
 
+    /// The client, the store and the status this follower works with, for the leader that
+    /// builds on it.
+    pub const fn parts(&self) -> (&'a EngineClient, &'a Store, &'a Status) {
+        (self.engine, self.store, self.status)
+    }
+
     /// This node's Geth head, as far as we made it.
     pub const fn head(&self) -> Head {
         self.head

@@ -41,6 +41,7 @@ pub mod metrics;
 pub mod node;
 pub mod sequencer;
 pub mod server;
+pub mod step_down;
 pub mod store;
 
 use std::sync::Arc;

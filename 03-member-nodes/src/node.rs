@@ -20,8 +20,9 @@ use crate::{
     config::Config,
     election::{Election, Lease, LeaseView},
     follower::{FollowError, Follower},
-    sequencer::{Sequencer, StepDown},
+    sequencer::Sequencer,
     server::{Role, Status},
+    step_down::StepDown,
     store::{Chain, Store},
 };
 
@@ -249,13 +250,13 @@ impl<'a> Node<'a> {
         view: LeaseView,
         follower: &mut Follower<'a>,
         cancel: &CancellationToken,
-    ) -> anyhow::Result<crate::sequencer::StepDown> {
-        let (publish, watch) = watch::channel(view);
+    ) -> anyhow::Result<StepDown> {
+        let (publish, lease_view) = watch::channel(view);
         let (made_block, progress) = watch::channel(Instant::now());
         let stop_renewing = CancellationToken::new();
         let renewing = election.keep_renewed(lease, &publish, &stop_renewing, &progress, self.config.stall());
         let leading = async {
-            let mut sequencer = Sequencer::new(self, follower, watch, lease.term, &made_block);
+            let mut sequencer = Sequencer::new(self.config, follower, lease_view, lease.term, &made_block);
             let result = sequencer.run(cancel).await;
             stop_renewing.cancel();
             result

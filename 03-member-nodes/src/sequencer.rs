@@ -1,25 +1,27 @@
-//! The leader's production loop: plan a slot, build, import, store, finalize, for as long
-//! as the lease lasts; and the recovery that puts Geth back on the stored chain.
+//! The production loop: plan a slot, build, import, store, finalize; and the recovery
+//! that puts Geth back on our chain after a fault.
 //!
-//! Part 2's write-ahead rule holds, with PostgreSQL as the store: a block is stored before
-//! any Geth makes it head. Three checks are added:
-//! - before it builds and again before it stores, the leader checks its lease by its own
-//!   clock; a leader that could not renew stops before Redis can give the lease away;
-//! - the store refuses the write unless the leader's term still holds the fence, so a
-//!   leader that was paused past its lease stores nothing, whatever it believes;
-//! - a leader leads only while it can produce: when its Geth fails (unreachable, SYNCING,
-//!   too slow, rejecting its blocks) for longer than `--el-outage-ms`, it steps down, and
-//!   the lease renewal stops by itself when no block came for a slot plus that bound, so
-//!   a standby with a healthy Geth takes over.
+//! The one rule everything rests on: a block is written to our store *before* Geth is told
+//! it is the head. So Geth is never ahead of the store because of us, and whatever Geth
+//! loses can be replayed from it.
+//!
+//! This file is Part 2's loop as a leader runs it while it holds the lease: the lease is
+//! checked before building and again before storing ([`Sequencer::lease_problem`]), the
+//! store takes a block only while our term holds its fence ([`Sequencer::store`]), and a
+//! node that cannot produce for `--el-outage-ms` steps down ([`Sequencer::cannot_produce`]).
+//! The store is shared, so a block is stored only once Geth found it VALID. Beside it,
+//! `sequencer/recovery.rs` puts Geth back on the stored chain after a fault.
 
-use std::time::{Duration, Instant};
+mod recovery;
 
-use anyhow::anyhow;
-use common::{PayloadStatus, payload::ExecutableBlock};
+use std::time::Instant;
+
+use common::{EngineClient, payload::ExecutableBlock};
 use single_node::{
     clock::{self, sleep_or_cancel, unix_time},
-    fault::{Fault, Retry},
-    round, slot,
+    fault::Fault,
+    round::{self, Verdict},
+    slot,
 };
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -28,46 +30,11 @@ use tracing::{info, warn};
 use crate::{
     config::Config,
     election::LeaseView,
-    follower::{FollowError, Follower},
-    node::Node,
+    follower::Follower,
     server::Status,
+    step_down::StepDown,
     store::{AppendError, Store},
 };
-
-/// Why a leader stopped leading.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StepDown {
-    /// The lease could not be renewed in time (Redis unreachable or slow).
-    LeaseExpired,
-    /// Redis says someone else holds the lease.
-    LeaseLost,
-    /// The store refused our write: a newer leader claimed it, or stored this height.
-    Fenced(String),
-    /// A stored block cannot be applied, so nothing can be built on the stored chain.
-    Halted(String),
-    /// This node could not produce for longer than `--el-outage-ms`: its Geth is down,
-    /// SYNCING, too slow or rejecting its blocks (or the store failed). A standby takes over.
-    CannotProduce(String),
-    /// No block for this long: the lease renewal stopped and gave the lease up, even while
-    /// the production loop still waited on a call.
-    Stalled(Duration),
-    /// Shutdown was asked for.
-    Shutdown,
-}
-
-impl std::fmt::Display for StepDown {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::LeaseExpired => f.write_str("the lease could not be renewed in time"),
-            Self::LeaseLost => f.write_str("another node holds the lease"),
-            Self::Fenced(reason) => write!(f, "the store refused our block: {reason}"),
-            Self::Halted(reason) => write!(f, "the stored chain cannot be applied: {reason}"),
-            Self::CannotProduce(reason) => write!(f, "this node cannot produce: {reason}"),
-            Self::Stalled(quiet) => write!(f, "no block for {} ms: the lease was given up", quiet.as_millis()),
-            Self::Shutdown => f.write_str("shutting down"),
-        }
-    }
-}
 
 /// What one production step did.
 #[derive(Debug)]
@@ -80,34 +47,36 @@ enum Outcome {
     StepDown(StepDown),
 }
 
-/// The leader's state: a follower (its Geth and head), the store, and its lease.
+/// The leader's state: the client, the store, the follower that keeps its Geth's head,
+/// and its lease.
 #[derive(Debug)]
 pub struct Sequencer<'a, 'f> {
-    follower: &'f mut Follower<'a>,
-    engine: &'a common::EngineClient,
+    engine: &'a EngineClient,
     store: &'a Store,
     config: &'a Config,
     status: &'a Status,
+    follower: &'f mut Follower<'a>,
+    /// The lease as the renewal last saw it, and its term (the fence our writes need).
     lease: watch::Receiver<LeaseView>,
     term: u64,
-    /// When the last block was made (or leading began), for the lease renewal.
-    progress: &'f watch::Sender<tokio::time::Instant>,
-    /// Since when, and why, this node has failed to produce; cleared by every block.
+    /// Told when a block is made, so the renewal knows we still produce.
+    made_block: &'f watch::Sender<tokio::time::Instant>,
+    /// Since when this node has failed to produce; cleared by every block.
     trouble: Option<Instant>,
 }
 
 impl<'a, 'f> Sequencer<'a, 'f> {
-    /// `node`'s leader with the lease `term`, building on `follower`'s Geth, telling the
-    /// lease renewal through `progress` when it makes a block.
+    /// A leader with the lease `term` on `follower`'s Geth. Call [`Sequencer::run`] to
+    /// start producing.
     pub fn new(
-        node: &Node<'a>,
+        config: &'a Config,
         follower: &'f mut Follower<'a>,
         lease: watch::Receiver<LeaseView>,
         term: u64,
-        progress: &'f watch::Sender<tokio::time::Instant>,
+        made_block: &'f watch::Sender<tokio::time::Instant>,
     ) -> Self {
-        let (engine, store, config, status) = (node.engine, node.store, node.config, node.status);
-        Self { follower, engine, store, config, status, lease, term, progress, trouble: None }
+        let (engine, store, status) = follower.parts();
+        Self { engine, store, config, status, follower, lease, term, made_block, trouble: None }
     }
 
     /// Produces blocks until the lease ends, the store fences us off, or `cancel` fires.
@@ -117,21 +86,25 @@ impl<'a, 'f> Sequencer<'a, 'f> {
             return Ok(reason);
         }
         info!(term = self.term, number = self.follower.head().number, "leading: Geth is at the stored head");
-        loop {
-            if cancel.is_cancelled() {
-                return Ok(StepDown::Shutdown);
-            }
+        while !cancel.is_cancelled() {
             match self.produce(cancel).await {
                 Ok(Outcome::Produced(block)) => {
                     self.trouble = None;
-                    self.progress.send_replace(tokio::time::Instant::now());
+                    self.made_block.send_replace(tokio::time::Instant::now());
                     self.status.metrics.blocks_produced.inc();
                     self.status.metrics.block_transactions.observe(block.transaction_count() as f64);
-                    info!(number = block.number(), hash = %block.hash(), txs = block.transaction_count(), timestamp = block.timestamp(), term = self.term, "block produced");
+                    info!(
+                        number = block.number(),
+                        hash = %block.hash(),
+                        txs = block.transaction_count(),
+                        timestamp = block.timestamp(),
+                        term = self.term,
+                        "block produced"
+                    );
                 }
                 Ok(Outcome::Invalid(reason)) => {
                     self.status.metrics.engine.count("invalid_payload");
-                    warn!(%reason, "Geth rejected the block it built; dropped it");
+                    warn!(%reason, "Geth rejected the block it built; dropped it, building again");
                     if let Some(step_down) = self.cannot_produce(&format!("Geth rejects its own blocks: {reason}")) {
                         return Ok(step_down);
                     }
@@ -150,17 +123,53 @@ impl<'a, 'f> Sequencer<'a, 'f> {
                 Err(Fault::Fatal(error)) => return Err(error),
             }
         }
+        Ok(StepDown::Shutdown)
     }
 
-    /// Records a failure to produce; once failures have lasted `--el-outage-ms`, the reason
-    /// to step down.
-    fn cannot_produce(&mut self, reason: &str) -> Option<StepDown> {
-        let since = *self.trouble.get_or_insert_with(Instant::now);
-        let outage = self.config.el_outage();
-        (since.elapsed() >= outage)
-            .then(|| StepDown::CannotProduce(format!("for {} ms: {reason}", since.elapsed().as_millis())))
+    // ANCHOR: produce
+    /// One block: plan the slot and build, import, store (fenced), finalize; with the
+    /// lease checked before building and before storing.
+    async fn produce(&mut self, cancel: &CancellationToken) -> Result<Outcome, Fault> {
+        let Some(slot) = self.plan(cancel).await else { return Ok(Outcome::StepDown(StepDown::Shutdown)) };
+        if let Some(reason) = self.lease_problem() {
+            return Ok(Outcome::StepDown(reason));
+        }
+        let (head, fee_recipient) = (self.follower.head(), self.config.block.fee_recipient);
+        let built = round::build(self.engine, &head, slot.timestamp, fee_recipient, slot.build_time, cancel).await?;
+        let Some(block) = built else { return Ok(Outcome::StepDown(StepDown::Shutdown)) };
+
+        // The write-ahead rule: the block is stored before anything makes it head. From
+        // here on the block is finished even if asked to stop, so the store and Geth
+        // agree when we exit. The store is shared, so the block is stored only once Geth
+        // found it VALID, and only after the lease is checked once more; the fence covers
+        // a pause after that.
+        if let Verdict::Invalid(reason) = round::execute(self.engine, &block).await? {
+            return Ok(Outcome::Invalid(reason));
+        }
+        if let Some(reason) = self.lease_problem() {
+            return Ok(Outcome::StepDown(reason));
+        }
+        if let Some(reason) = self.store(&block).await? {
+            return Ok(Outcome::StepDown(reason));
+        }
+        self.finalize(&block).await?;
+        Ok(Outcome::Produced(Box::new(block)))
+    }
+    // ANCHOR_END: produce
+
+    /// Plans the next slot and sleeps until its build should start, planning again at
+    /// least every second (a clock stepped meanwhile moves the plan). `None` on shutdown.
+    async fn plan(&self, cancel: &CancellationToken) -> Option<slot::Slot> {
+        let (parent, schedule) = (self.follower.head().timestamp, self.config.block.schedule());
+        let mut slot = slot::next_slot(parent, 0, unix_time(), &schedule);
+        let due = |now| {
+            slot = slot::next_slot(parent, 0, now, &schedule);
+            slot.build_at
+        };
+        clock::sleep_until(due, cancel).await.then_some(slot)
     }
 
+    // ANCHOR: lease_problem
     /// Why we may not act as leader now, if so.
     fn lease_problem(&self) -> Option<StepDown> {
         let view = *self.lease.borrow();
@@ -175,46 +184,24 @@ impl<'a, 'f> Sequencer<'a, 'f> {
         }
     }
 
-    // ANCHOR: produce
-    /// One block: plan, build, import, store (fenced), finalize.
-    async fn produce(&mut self, cancel: &CancellationToken) -> Result<Outcome, Fault> {
-        let head = self.follower.head();
-        let block_args = &self.config.block;
-        let schedule = block_args.schedule();
-        let mut slot = slot::next_slot(head.timestamp, 0, unix_time(), &schedule);
-        let due = |now| {
-            slot = slot::next_slot(head.timestamp, 0, now, &schedule);
-            slot.build_at
-        };
-        if !clock::sleep_until(due, cancel).await {
-            return Ok(Outcome::StepDown(StepDown::Shutdown));
-        }
-        if let Some(reason) = self.lease_problem() {
-            return Ok(Outcome::StepDown(reason));
-        }
+    /// Records a failure to produce; once failures have lasted `--el-outage-ms`, the reason
+    /// to step down.
+    fn cannot_produce(&mut self, reason: &str) -> Option<StepDown> {
+        let since = *self.trouble.get_or_insert_with(Instant::now);
+        (since.elapsed() >= self.config.el_outage())
+            .then(|| StepDown::CannotProduce(format!("for {} ms: {reason}", since.elapsed().as_millis())))
+    }
+    // ANCHOR_END: lease_problem
 
-        // Build and import, as in Part 2.
-        let built =
-            round::build(self.engine, &head, slot.timestamp, block_args.fee_recipient, slot.build_time, cancel).await?;
-        let Some(block) = built else { return Ok(Outcome::StepDown(StepDown::Shutdown)) };
-        match round::import(self.engine, &block).await? {
-            PayloadStatus::Valid { .. } => {}
-            PayloadStatus::Invalid { validation_error, .. } | PayloadStatus::InvalidBlockHash { validation_error } => {
-                return Ok(Outcome::Invalid(validation_error));
-            }
-            status => return Err(Fault::Passing(anyhow!("Geth did not execute block {}: {status}", block.number()))),
-        }
-
-        // Store, fenced by our term, then finalize: the write-ahead rule. The lease is
-        // checked once more right before the write; the fence covers a pause after it.
-        if let Some(reason) = self.lease_problem() {
-            return Ok(Outcome::StepDown(reason));
-        }
+    // ANCHOR: store
+    /// Appends `block` to the store, fenced by our term: `None` once it is stored, or why
+    /// we must step down.
+    async fn store(&self, block: &ExecutableBlock) -> Result<Option<StepDown>, Fault> {
         let started = Instant::now();
-        match self.store.append(&block, self.term, &self.config.instance_id).await {
+        match self.store.append(block, self.term, &self.config.instance_id).await {
             Ok(()) => {}
             Err(refused @ (AppendError::Fenced { .. } | AppendError::Conflict { .. })) => {
-                return Ok(Outcome::StepDown(StepDown::Fenced(refused.to_string())));
+                return Ok(Some(StepDown::Fenced(refused.to_string())));
             }
             Err(AppendError::Unconfirmed { number, source }) => {
                 // The commit may have happened. Only a read can tell; until then the
@@ -223,59 +210,15 @@ impl<'a, 'f> Sequencer<'a, 'f> {
             }
         }
         self.status.metrics.store_append_seconds.observe(started.elapsed().as_secs_f64());
+        Ok(None)
+    }
+    // ANCHOR_END: store
+
+    /// Makes `block` head, safe and final on our Geth.
+    async fn finalize(&mut self, block: &ExecutableBlock) -> Result<(), Fault> {
         self.follower.advance(block.head());
         round::finalize(self.engine, block.hash()).await?;
         self.status.set_lag(block.number(), 0, 0.0);
-        Ok(Outcome::Produced(Box::new(block)))
+        Ok(())
     }
-    // ANCHOR_END: produce
-
-    // ANCHOR: recover
-    /// Brings Geth to the stored head (applying whatever it lacks, including a block a
-    /// previous leader stored but did not finalize, or our own write whose commit we did
-    /// not see) and finalizes it there. Retried with backoff while the lease lasts.
-    /// Returns a reason to step down, or `None` once Geth is at the stored head.
-    async fn recover(&mut self, cancel: &CancellationToken) -> anyhow::Result<Option<StepDown>> {
-        let mut retry = Retry::new(cancel);
-        loop {
-            if let Some(reason) = self.lease_problem() {
-                return Ok(Some(reason));
-            }
-            // Whatever failed, Geth may have restarted: start from its real head.
-            self.follower.mark_stale();
-            let (fault, geth_failed) = match self.follower.catch_up().await {
-                Ok(()) => match round::finalize(self.engine, self.follower.head().hash).await {
-                    Ok(()) => {
-                        self.status.set_el_reachable(true);
-                        return Ok(None);
-                    }
-                    Err(fault) => (fault, true),
-                },
-                Err(FollowError::Halted(reason)) => return Ok(Some(StepDown::Halted(reason))),
-                Err(FollowError::Store(error)) => (Fault::Passing(error), false),
-                Err(FollowError::Engine(fault)) => (fault, true),
-            };
-            let reason = if geth_failed {
-                self.status.set_el_reachable(false);
-                "Geth fails"
-            } else {
-                self.status.set_store_reachable(false);
-                "the store fails"
-            };
-            if let Fault::Passing(error) = &fault
-                && let Some(step_down) = self.cannot_produce(&format!("{reason}: {error:#}"))
-            {
-                return Ok(Some(step_down));
-            }
-            let again = retry
-                .failed(fault, |waiting| {
-                    warn!(attempts = waiting.attempts, error = %format!("{:#}", waiting.error), "{reason}; retrying");
-                })
-                .await?;
-            if !again {
-                return Ok(Some(StepDown::Shutdown));
-            }
-        }
-    }
-    // ANCHOR_END: recover
 }
