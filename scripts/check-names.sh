@@ -6,7 +6,7 @@
 #
 # It reads the `inline code` of README.md and docs/src/*.md (fenced blocks are commands,
 # which check-docs runs) and checks each span that is one of ours:
-# - a Rust path (`round::finalize`, `Store::revert`, `faults::a_leader_…`, `store::`): every
+# - a Rust path (`round::finalize`, `Store::revert`, `faults::a_leader_…`, `block_log::`): every
 #   module on the way exists (a file or a `mod`), and the last name is defined (a fn, type,
 #   const, module, field or variant); paths into other crates (`serde_json::Value`) are
 #   left alone;

@@ -14,7 +14,7 @@
 #                                         CometBFT: hours for all scopes on a 2-core machine);
 #                                         results in mutants.out/SCOPE/
 #
-# Scopes: part2-round part2-store part3-election part3-store part3-sequencer
+# Scopes: part2-round part2-store part3-election part3-block-log part3-sequencer
 # part3-follower part4-proposal part4-app (all of them if none is named).
 # cargo-mutants is installed pinned (CARGO_MUTANTS_VERSION in .env) into .tools/bin.
 set -euo pipefail
@@ -31,13 +31,13 @@ declare -A SCOPES=(
     [part2-round]="single-node|--lib --test it|02-single-node/src/round.rs"
     [part2-store]="single-node|--lib --test it|02-single-node/src/store.rs"
     [part3-election]="member-nodes|--lib --test it -- election:: lease::|03-member-nodes/src/election.rs"
-    [part3-store]="member-nodes|--lib --test it -- store::|03-member-nodes/src/store.rs 03-member-nodes/src/store/row.rs 03-member-nodes/src/store/listen.rs"
+    [part3-block-log]="member-nodes|--lib --test it -- block_log::|03-member-nodes/src/block_log.rs 03-member-nodes/src/block_log/row.rs 03-member-nodes/src/block_log/listen.rs"
     [part3-sequencer]="member-nodes|--lib --test it|03-member-nodes/src/sequencer.rs 03-member-nodes/src/sequencer/recovery.rs"
     [part3-follower]="member-nodes|--lib --test it|03-member-nodes/src/follower.rs"
     [part4-proposal]="cometbft-consensus|--lib --test it -- proposal:: abci_input::|04-cometbft-consensus/src/proposal.rs 04-cometbft-consensus/src/app/proposals.rs"
     [part4-app]="cometbft-consensus|--lib --test it -- abci_input::|04-cometbft-consensus/src/app.rs"
 )
-ORDER=(part2-round part2-store part3-election part3-store part3-sequencer part3-follower part4-proposal part4-app)
+ORDER=(part2-round part2-store part3-election part3-block-log part3-sequencer part3-follower part4-proposal part4-app)
 
 install() {
     if [[ -x .tools/bin/cargo-mutants ]] && [[ "$(.tools/bin/cargo-mutants mutants --version)" == "cargo-mutants $CARGO_MUTANTS_VERSION" ]]; then

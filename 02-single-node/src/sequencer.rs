@@ -5,7 +5,7 @@
 //! it is the head. So Geth is never ahead of the store because of us, and whatever Geth
 //! loses can be replayed from it.
 //!
-//! This file is the loop as it reads. Beside it, `sequencer/recovery.rs` puts Geth back on
+//! This file is the loop itself. Beside it, `sequencer/recovery.rs` puts Geth back on
 //! our chain after a fault, and `sequencer/fast.rs` holds the steps that make the loop
 //! fast without changing what it does (the store beside newPayload, the next build started
 //! by finalize, the stopwatch).
@@ -39,7 +39,7 @@ enum Outcome {
     Skipped,
     /// Geth found its own block invalid; it was dropped.
     Invalid(String),
-    /// Shutdown was asked for before the block was imported; nothing was changed.
+    /// Shutdown was asked for before the block was taken from Geth; nothing was changed.
     Cancelled,
 }
 
@@ -131,13 +131,13 @@ impl<'a> Sequencer<'a> {
         // The write-ahead rule: the block is stored before anything makes it head. From
         // here on the block is finished even if asked to stop, so the store and Geth
         // agree when we exit.
-        let stored = match self.import_and_store(&block).await? {
-            Imported::Valid(stored) => stored,
+        let store_time = match self.import_and_store(&block).await? {
+            Imported::Valid(store_time) => store_time,
             Imported::Invalid(reason) => return Ok(Outcome::Invalid(reason)),
         };
         self.finalize(&block).await?;
 
-        let timing = build.stopwatch.stop(&self.status.metrics.engine, stored);
+        let timing = build.stopwatch.stop(&self.status.metrics.engine, store_time);
         Ok(Outcome::Produced(Box::new(Produced { block, timing })))
     }
     // ANCHOR_END: produce

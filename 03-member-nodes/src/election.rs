@@ -10,7 +10,7 @@
 //! - the leader counts its lease from when it *sent* the renewal, minus a margin, so by its
 //!   own clock it stops before Redis can hand the lease to anyone else;
 //! - the term is a fencing token: the block store refuses a write from any term but the
-//!   newest (see `store.rs`), whatever the writer believes.
+//!   newest (see `block_log.rs`), whatever the writer believes.
 //!
 //! Terms survive a Redis that lost its data: the acquire script never issues a term at or
 //! below `floor`, which the candidate reads from the store's fence first.

@@ -17,8 +17,8 @@ use single_node::{fault::Fault, round};
 use tracing::info;
 
 use crate::{
+    block_log::{Chain, Store, StoredRow},
     server::Status,
-    store::{Chain, Store, StoredRow},
 };
 
 /// Stored blocks fetched per query while catching up; Geth's head moves once per batch.

@@ -17,8 +17,8 @@
 //! - `config.rs`: flags and their checks.
 //! - `node.rs`: a node's life: follow, and (candidates) take the lease and lead.
 //! - `election.rs`: the Redis lease and its terms.
-//! - `store.rs`: the PostgreSQL block log and its fence; `store/row.rs` checks a stored
-//!   row, `store/listen.rs` hears of new ones, `store/migrate.rs` applies the schema.
+//! - `block_log.rs`: the PostgreSQL block log and its fence; `block_log/row.rs` checks a stored
+//!   row, `block_log/listen.rs` hears of new ones, `block_log/migrate.rs` applies the schema.
 //! - `follower.rs`: replaying the log into this node's Geth.
 //! - `sequencer.rs`: the leader's production loop (Part 2's, with the lease and fence).
 //! - `server.rs`, `metrics.rs`: what `/ready`, `/metrics` and `/status` report.
@@ -34,6 +34,7 @@
 //! cargo run -p member-nodes
 //! ```
 
+pub mod block_log;
 pub mod config;
 pub mod election;
 pub mod follower;
@@ -42,7 +43,6 @@ pub mod node;
 pub mod sequencer;
 pub mod server;
 pub mod step_down;
-pub mod store;
 
 use std::sync::Arc;
 
@@ -51,11 +51,11 @@ use tokio::sync::Notify;
 use tracing::info;
 
 use crate::{
+    block_log::Store,
     config::{Config, Mode},
     election::{Election, LeaseTiming},
     node::Node,
     server::Status,
-    store::Store,
 };
 
 /// Runs the node until `shutdown` completes.
@@ -83,7 +83,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
 
     startup::wait_for_execution_client(&engine, config.service.el_wait(), &cancel).await?;
     let wake = Arc::new(Notify::new());
-    let listening = tokio::spawn(store::listen(store.config().clone(), wake.clone(), cancel.clone()));
+    let listening = tokio::spawn(block_log::listen(store.config().clone(), wake.clone(), cancel.clone()));
 
     let node = Node {
         engine: &engine,

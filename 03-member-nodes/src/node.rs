@@ -17,13 +17,13 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::{
+    block_log::{Chain, Store},
     config::Config,
     election::{Election, Lease, LeaseView},
     follower::{FollowError, Follower},
     sequencer::Sequencer,
     server::{Role, Status},
     step_down::StepDown,
-    store::{Chain, Store},
 };
 
 /// How often a follower reads the store when no notification arrives.
@@ -38,7 +38,7 @@ const WARN_EVERY: Duration = Duration::from_secs(10);
 /// What a try for the lease came to.
 #[derive(Debug)]
 enum Attempt {
-    /// Someone else holds the lease.
+    /// Someone else holds the lease, or a newer term the store.
     Taken,
     /// Redis or PostgreSQL failed; try again later.
     Failed(anyhow::Error),
@@ -220,13 +220,16 @@ impl<'a> Node<'a> {
             Err(error) => return Ok(Attempt::Failed(error)),
         };
         info!(term = lease.term, "took the lease; fencing the store to our term");
-        match self.store.claim(lease.term, &self.config.instance_id).await {
-            Ok(true) => {}
-            refused => {
-                warn!(term = lease.term, ?refused, "took the lease but cannot claim the store; giving the lease back");
-                let _ = election.release(&lease).await;
-                return Ok(Attempt::Taken);
-            }
+        let refused = match self.store.claim(lease.term, &self.config.instance_id).await {
+            Ok(true) => None,
+            // The fence holds this term or a newer one: another leader has been here.
+            Ok(false) => Some(Attempt::Taken),
+            Err(error) => Some(Attempt::Failed(error.context("cannot claim the store"))),
+        };
+        if let Some(attempt) = refused {
+            warn!(term = lease.term, ?attempt, "took the lease but cannot claim the store; giving the lease back");
+            let _ = election.release(&lease).await;
+            return Ok(attempt);
         }
         info!(term = lease.term, "promoted: the lease is ours and the store is fenced to our term");
         self.status.metrics.promotions.inc();

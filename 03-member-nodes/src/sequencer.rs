@@ -28,12 +28,12 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::{
+    block_log::{AppendError, Store},
     config::Config,
     election::LeaseView,
     follower::Follower,
     server::Status,
     step_down::StepDown,
-    store::{AppendError, Store},
 };
 
 /// What one production step did.
@@ -140,9 +140,9 @@ impl<'a, 'f> Sequencer<'a, 'f> {
 
         // The write-ahead rule: the block is stored before anything makes it head. From
         // here on the block is finished even if asked to stop, so the store and Geth
-        // agree when we exit. The store is shared, so the block is stored only once Geth
-        // found it VALID, and only after the lease is checked once more; the fence covers
-        // a pause after that.
+        // agree when we exit; only the lease check and the fence can still drop it. The
+        // store is shared, so the block is stored only once Geth found it VALID, and only
+        // after the lease is checked once more; the fence covers a pause after that.
         if let Verdict::Invalid(reason) = round::execute(self.engine, &block).await? {
             return Ok(Outcome::Invalid(reason));
         }

@@ -22,13 +22,15 @@ use crate::{
     timing::Stopwatch,
 };
 
-/// What Geth said of a block we imported and stored.
+// ANCHOR: imported
+/// What became of a block we imported and stored.
 pub(super) enum Imported {
     /// VALID, and stored; the store's commit took this long.
     Valid(Duration),
-    /// INVALID; it is no longer in the store.
+    /// INVALID, with Geth's reason; it is no longer in the store.
     Invalid(String),
 }
+// ANCHOR_END: imported
 
 /// A block Geth is building for us, with its deadline, and the step's stopwatch.
 #[derive(Debug)]

@@ -9,7 +9,7 @@ use common::{
     harness::{Geth, GethOptions, Postgres, Redis, Service},
     payload::{ExecutableBlock, finalized_at},
 };
-use member_nodes::store::Store;
+use member_nodes::block_log::Store;
 use serde::{Deserialize, Serialize};
 
 use super::Plan;

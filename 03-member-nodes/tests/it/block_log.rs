@@ -5,7 +5,7 @@ use std::{sync::Arc, time::Duration};
 
 use alloy_primitives::B256;
 use common::{Head, harness::Postgres};
-use member_nodes::store::{AppendError, RowError, Store};
+use member_nodes::block_log::{AppendError, RowError, Store};
 
 use crate::support::fake_block;
 
@@ -124,7 +124,7 @@ async fn rows_are_checked_before_use_and_listen_announces_them() {
 
     let wake = Arc::new(tokio::sync::Notify::new());
     let cancel = tokio_util::sync::CancellationToken::new();
-    let listening = tokio::spawn(member_nodes::store::listen(store.config().clone(), wake.clone(), cancel.clone()));
+    let listening = tokio::spawn(member_nodes::block_log::listen(store.config().clone(), wake.clone(), cancel.clone()));
     tokio::time::timeout(Duration::from_secs(10), wake.notified()).await.expect("woken once listening");
 
     store.append(&fake_block(1, hash(1), hash(0x11)), 1, "a").await.expect("stored");
@@ -144,7 +144,7 @@ async fn rows_are_checked_before_use_and_listen_announces_them() {
     // A batch is bounded by count and by stored payload size, and always holds a block.
     store.append(&fake_block(2, hash(0x11), hash(0x12)), 1, "a").await.expect("stored");
     store.append(&fake_block(3, hash(0x12), hash(0x13)), 1, "a").await.expect("stored");
-    let numbers = |rows: Vec<member_nodes::store::StoredRow>| rows.iter().map(|r| r.number).collect::<Vec<_>>();
+    let numbers = |rows: Vec<member_nodes::block_log::StoredRow>| rows.iter().map(|r| r.number).collect::<Vec<_>>();
     assert_eq!(numbers(store.blocks_after(0, 10, u32::MAX).await.expect("read")), [1, 2, 3]);
     assert_eq!(numbers(store.blocks_after(0, 2, u32::MAX).await.expect("read")), [1, 2]);
     assert_eq!(numbers(store.blocks_after(1, 10, 1).await.expect("read")), [2], "one block over the budget");
