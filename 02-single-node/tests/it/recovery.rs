@@ -246,3 +246,36 @@ async fn a_block_answered_syncing_is_sent_again_and_given_up_only_after_three_an
     assert_eq!(output.matches(&gave_up).count(), 1, "given up once, after the third answer:\n{output}");
     assert_eq!(proxy.syncing().len(), 4, "no newPayload answered SYNCING beyond the four asked for");
 }
+
+/// A Geth being given back its lost blocks may answer SYNCING while it works: that is a
+/// wait, never a verdict. Geth's chain is wiped; the first block replayed into it is
+/// answered SYNCING for every attempt of one replay; the sequencer tries again and replays
+/// the whole chain.
+#[tokio::test]
+async fn syncing_during_a_replay_is_waited_out_not_taken_as_a_rejection() {
+    let mut geth = Geth::start().await.expect("geth");
+    let dir = tempfile::tempdir().expect("dir");
+    let state = dir.path().join("state");
+    let proxy = InvalidatingProxy::start(geth.auth_url()).await.expect("proxy");
+    let engine = geth.engine();
+    let sequencer = start_with(proxy.url().to_owned(), geth.jwt_path(), genesis_path(), &state, &[]);
+    let before = head_at_least_while(&sequencer, &engine, 4).await;
+    let produced = linked_chain(&engine, before.number).await;
+
+    proxy.answer_syncing_at(1, 3);
+    geth.wipe_and_restart().await.expect("geth starts again from genesis");
+    while_running(&sequencer, "block 1's replay answered SYNCING three times", || async {
+        (proxy.syncing().len() == 3).then_some(())
+    })
+    .await;
+    head_at_least_while(&sequencer, &engine, before.number + 2).await;
+    let chain = linked_chain(&engine, before.number + 2).await;
+    for block in &produced {
+        assert_eq!(
+            chain[usize::try_from(block.number).expect("fits")].hash,
+            block.hash,
+            "block {} replayed",
+            block.number
+        );
+    }
+}

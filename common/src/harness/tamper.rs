@@ -40,6 +40,8 @@ struct Tamper {
     rejected: Mutex<Vec<(u64, B256)>>,
     /// How many of the next newPayload answers are made SYNCING.
     syncing: AtomicU64,
+    /// Only those for this block height (0: any).
+    syncing_at: AtomicU64,
     /// The blocks answered SYNCING (height and hash), once per answer, in order.
     answered_syncing: Mutex<Vec<(u64, B256)>>,
     /// True while forkchoiceUpdated answers are withheld.
@@ -69,6 +71,7 @@ impl InvalidatingProxy {
             remaining: AtomicU64::new(0),
             rejected: Mutex::default(),
             syncing: AtomicU64::new(0),
+            syncing_at: AtomicU64::new(0),
             answered_syncing: Mutex::default(),
             hold: watch::channel(false).0,
             fresh: Mutex::default(),
@@ -110,6 +113,13 @@ impl InvalidatingProxy {
 
     /// Answers the next `n` newPayload calls with SYNCING (after Geth has executed each).
     pub fn answer_syncing(&self, n: u64) {
+        self.answer_syncing_at(0, n);
+    }
+
+    /// [`answer_syncing`](Self::answer_syncing) for the newPayload calls of block `number`
+    /// only (0: any block).
+    pub fn answer_syncing_at(&self, number: u64, n: u64) {
+        self.tamper.syncing_at.store(number, Ordering::SeqCst);
         self.tamper.syncing.store(n, Ordering::SeqCst);
     }
 
@@ -170,7 +180,9 @@ async fn forward(
     if method == "engine_newPayloadV4" {
         if tamper.remaining.fetch_update(Ordering::SeqCst, Ordering::SeqCst, take).is_ok() {
             replace("INVALID", Some("proxy says: invalid for the test"), &tamper.rejected);
-        } else if tamper.syncing.fetch_update(Ordering::SeqCst, Ordering::SeqCst, take).is_ok() {
+        } else if [0, block.map_or(0, |(number, _)| number)].contains(&tamper.syncing_at.load(Ordering::SeqCst))
+            && tamper.syncing.fetch_update(Ordering::SeqCst, Ordering::SeqCst, take).is_ok()
+        {
             replace("SYNCING", None, &tamper.answered_syncing);
         }
     }
