@@ -182,14 +182,16 @@ impl Store {
         let number = block.number();
         let unconfirmed = |source: anyhow::Error| AppendError::Unconfirmed { number, source };
         let payload = serde_json::to_value(block).map_err(|e| unconfirmed(e.into()))?;
-        let result = timed(async {
+        // Ok(Some(refusal)): the store said no, and nothing was written. Err: we cannot
+        // tell whether the commit happened.
+        let refused = timed(async {
             let mut client = self.client().await?;
             let tx = client.transaction().await?;
             // FOR SHARE: appends do not wait for each other, but a claim (an UPDATE of this
             // row) waits for this transaction, and this one waits for a claim in progress.
             let fence: i64 = tx.query_one("SELECT fence_term FROM chain FOR SHARE", &[]).await?.get(0);
             if u64::try_from(fence)? != term {
-                return Ok(Err(AppendError::Fenced { ours: term, current: u64::try_from(fence)? }));
+                return Ok(Some(AppendError::Fenced { ours: term, current: u64::try_from(fence)? }));
             }
             let inserted = tx
                 .execute(
@@ -210,17 +212,21 @@ impl Store {
             if let Err(error) = inserted {
                 return match error.code() {
                     Some(code) if *code == SqlState::UNIQUE_VIOLATION || *code == SqlState::FOREIGN_KEY_VIOLATION => {
-                        Ok(Err(AppendError::Conflict { number, reason: error.to_string() }))
+                        Ok(Some(AppendError::Conflict { number, reason: error.to_string() }))
                     }
                     _ => Err(error.into()),
                 };
             }
             tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &number.to_string()]).await?;
             tx.commit().await?;
-            Ok(Ok(()))
+            Ok(None)
         })
         .await;
-        result.map_err(unconfirmed)?
+        match refused {
+            Ok(None) => Ok(()),
+            Ok(Some(refusal)) => Err(refusal),
+            Err(source) => Err(unconfirmed(source)),
+        }
     }
     // ANCHOR_END: append
 

@@ -153,8 +153,10 @@ impl<'a> Follower<'a> {
         if let Err(FollowError::Engine(_)) = result {
             self.stale = true;
         }
-        self.refresh_lag().await?;
-        result
+        // The catch-up's own verdict comes first: a halt or a Geth failure is not to be
+        // hidden behind a store error from reading the lag.
+        let lag = self.refresh_lag().await;
+        result.and(lag)
     }
 
     async fn apply_all(&mut self) -> Result<(), FollowError> {
