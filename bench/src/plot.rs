@@ -89,6 +89,87 @@ pub(crate) fn chart(
     Ok(())
 }
 
+/// Samples further apart than this (seconds) are a gap: the series had no data between.
+const GAP: f64 = 2.0;
+
+/// A hand-over at a glance, in two panels sharing the time axis: on top, which node leads
+/// (each node's `leads` series as a step line in a band of its own, high while it leads);
+/// below, `staleness` (seconds since the newest block).
+pub(crate) fn failover(
+    path: &Path,
+    title: &str,
+    x_label: &str,
+    leads: &[Series],
+    staleness: &Series,
+) -> anyhow::Result<()> {
+    let all = leads.iter().chain(std::iter::once(staleness)).flat_map(|(_, s)| s.iter());
+    let x_max = all.fold(0.0_f64, |x, (a, _)| x.max(*a)).max(1e-9) * 1.02;
+    let y_max = staleness.1.iter().fold(0.0_f64, |y, (_, b)| y.max(*b)).max(1e-9) * 1.1;
+    let root = BitMapBackend::new(path, (900, 620)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| anyhow!("{e}"))?;
+    let root = root.titled(title, ("sans-serif", 22)).map_err(|e| anyhow!("{e}"))?;
+    let (top, bottom) = root.split_vertically(260);
+    let bands = leads.len().max(1) as f64;
+    let names: Vec<String> =
+        leads.iter().map(|(name, _)| name.split_whitespace().next().unwrap_or("").to_owned()).collect();
+    let mut upper = ChartBuilder::on(&top)
+        .margin(15)
+        .x_label_area_size(10)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0.0..x_max, 0.0..bands)
+        .map_err(|e| anyhow!("{e}"))?;
+    upper
+        .configure_mesh()
+        .y_desc("who leads")
+        .y_labels(leads.len() * 2 + 1)
+        .y_label_formatter(&|y| {
+            let band = y.floor();
+            let in_band = y - band;
+            if (in_band - 0.5).abs() < 0.01 {
+                names.get(band as usize).cloned().unwrap_or_default()
+            } else {
+                String::new()
+            }
+        })
+        .x_labels(0)
+        .disable_y_mesh()
+        .label_style(("sans-serif", 14))
+        .draw()
+        .map_err(|e| anyhow!("{e}"))?;
+    for (i, (_, data)) in leads.iter().enumerate() {
+        let colour = COLOURS[i % COLOURS.len()];
+        let level = |y: f64| i as f64 + 0.15 + 0.7 * y;
+        // A node that is down has no samples: its line stops there, rather than drawing
+        // its last value across the gap.
+        for run in data.chunk_by(|a, b| b.0 - a.0 <= GAP) {
+            let mut steps: Vec<(f64, f64)> = run
+                .windows(2)
+                .flat_map(|pair| [(pair[0].0, level(pair[0].1)), (pair[1].0, level(pair[0].1))])
+                .collect();
+            steps.extend(run.last().map(|&(x, y)| (x, level(y))));
+            upper.draw_series(LineSeries::new(steps, colour.stroke_width(3))).map_err(|e| anyhow!("{e}"))?;
+        }
+    }
+    let mut lower = ChartBuilder::on(&bottom)
+        .margin(15)
+        .x_label_area_size(45)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0.0..x_max, 0.0..y_max)
+        .map_err(|e| anyhow!("{e}"))?;
+    lower
+        .configure_mesh()
+        .x_desc(x_label)
+        .y_desc(staleness.0.as_str())
+        .label_style(("sans-serif", 14))
+        .draw()
+        .map_err(|e| anyhow!("{e}"))?;
+    lower
+        .draw_series(LineSeries::new(staleness.1.iter().copied(), BLACK.stroke_width(2)))
+        .map_err(|e| anyhow!("{e}"))?;
+    root.present().map_err(|e| anyhow!("{e}"))?;
+    Ok(())
+}
+
 /// The cumulative distribution of `values` as (value, fraction ≤ value) points.
 pub(crate) fn cdf(values: &[f64]) -> Vec<(f64, f64)> {
     let mut sorted = values.to_vec();

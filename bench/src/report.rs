@@ -459,17 +459,21 @@ pub(crate) fn write(results: &Results, docs: &Path) -> anyhow::Result<()> {
              100 transfers a second, scraped every second by a real Prometheus with the project's rules \
              (`monitoring/rules.yml`). The leader was killed with SIGKILL {:.0} s into the run and started \
              again at {:.0} s. The plot is drawn from Prometheus's range queries over the run \
-             (`cluster_is_leader` per node, and the recording rule `devnet:seconds_since_last_block`); \
-             the [Watching your chain](watching.md) chapter explains both.\n",
+             (`cluster_is_leader` per node, and the recording rule `devnet:seconds_since_last_block`): \
+             on top, which node leads (high while it does); below, how stale the chain is. The \
+             [Watching your chain](watching.md) chapter explains both.\n",
             w.killed_at, w.restarted_at
         )?;
-        plot::chart(
+        let (leads, staleness): (Vec<_>, Vec<_>) =
+            w.series.iter().cloned().partition(|(name, _)| name.contains("leads"));
+        let staleness =
+            staleness.into_iter().next().unwrap_or_else(|| ("seconds since the newest block".to_owned(), Vec::new()));
+        plot::failover(
             &images.join("watch-failover.png"),
             "A leader killed, as Prometheus recorded it",
-            ("seconds into the run", "leads (0 or 1) / seconds since the newest block"),
-            &w.series,
-            true,
-            None,
+            "seconds into the run",
+            &leads,
+            &staleness,
         )?;
         writeln!(body, "![A failover in Prometheus](benchmarks/watch-failover.png)\n")?;
         writeln!(body, "| alert (firing) | from, s | to, s |\n|---|---|---|")?;
