@@ -21,7 +21,7 @@ use tokio::{
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::app::App;
+use crate::app::{App, exception};
 
 /// The longest request we read: above CometBFT's largest block (21 MiB by default), so a
 /// proposal always fits, and small enough that a garbage length cannot exhaust memory.
@@ -119,11 +119,6 @@ async fn connection(mut stream: TcpStream, app: &App) -> Result<(), FrameError> 
         }
         stream.write_all(&frame(&Response { value: response })).await?;
     }
-}
-
-/// A `ResponseException` carrying `error`.
-pub fn exception(error: String) -> Option<response::Value> {
-    Some(response::Value::Exception(ResponseException { error }))
 }
 
 #[cfg(test)]

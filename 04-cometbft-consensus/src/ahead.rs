@@ -8,82 +8,24 @@
 //! PrepareProposal, a block built ahead is used only if its parent and timestamp are
 //! exactly what the rule gives there, and dropped otherwise, for a fresh build. Every
 //! validator then checks it like any other proposal.
+//!
+//! This module is the task that starts the builds; the build waits for PrepareProposal in
+//! the app's [`Ahead`](crate::app::Ahead).
 
-use std::{
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::{sync::Arc, time::Duration};
 
 use common::{Head, rpc::RpcClient};
 use serde::Deserialize;
 use serde_json::json;
-use single_node::{clock::unix_time, round::Building};
-use tokio::sync::{mpsc, watch};
+use single_node::clock::unix_time;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
-use crate::{app::App, proposal};
-
-/// Which validators build ahead.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Mode {
-    /// Nobody: the proposer builds when PrepareProposal arrives.
-    Off,
-    /// Every validator, at every commit; a validator that does not propose stops its
-    /// build when someone else's proposal arrives.
-    All,
-    /// Only the validator that proposes next, as CometBFT's RPC (`--cometbft-rpc`) names
-    /// it at each new height.
-    Proposer,
-}
-
-/// The build started ahead, shared by the ABCI calls and the task that starts it.
-#[derive(Debug)]
-pub struct Ahead {
-    mode: Mode,
-    slot: Mutex<Option<Building>>,
-    committed: watch::Sender<Option<Head>>,
-    stop: mpsc::UnboundedSender<Building>,
-}
-
-/// The receiving ends, for [`run`].
-#[derive(Debug)]
-pub struct Inbox {
-    committed: watch::Receiver<Option<Head>>,
-    stop: mpsc::UnboundedReceiver<Building>,
-}
-
-impl Ahead {
-    /// Nothing built ahead yet.
-    pub fn new(mode: Mode) -> (Self, Inbox) {
-        let (committed, committed_rx) = watch::channel(None);
-        let (stop, stop_rx) = mpsc::unbounded_channel();
-        (Self { mode, slot: Mutex::default(), committed, stop }, Inbox { committed: committed_rx, stop: stop_rx })
-    }
-
-    /// Commit made `head` Geth's head: the next block's build can start.
-    pub fn committed(&self, head: Head) {
-        if self.mode != Mode::Off {
-            self.committed.send_replace(Some(head));
-        }
-    }
-
-    /// The build started ahead, if any (PrepareProposal takes it).
-    pub fn take(&self) -> Option<Building> {
-        self.slot.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take()
-    }
-
-    /// Someone else proposed: our build ahead, if any, will not be used; Geth stops it.
-    pub fn discard(&self) {
-        if let Some(building) = self.take() {
-            let _ = self.stop.send(building);
-        }
-    }
-
-    fn keep(&self, building: Building) {
-        *self.slot.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(building);
-    }
-}
+use crate::{
+    app::{App, Inbox},
+    config::Mode,
+    proposal,
+};
 
 /// The timestamp a block built ahead on `parent` gets: what [`proposal::timestamp`] gives
 /// for a block time of now.
@@ -93,9 +35,10 @@ pub fn predicted_timestamp(parent: &Head) -> u64 {
 
 // ANCHOR: run
 /// Starts the next block's build after each commit (on the validators the mode says), and
-/// stops builds that will not be used, until `cancel` fires.
-pub async fn run(app: Arc<App>, mut inbox: Inbox, cancel: CancellationToken) {
-    let cometbft = CometRpc::new(&app.config().cometbft_rpc);
+/// stops builds that will not be used, until `cancel` fires. `cometbft` is this
+/// validator's CometBFT RPC (`--cometbft-rpc`).
+pub async fn run(app: Arc<App>, mut inbox: Inbox, cometbft: RpcClient, cancel: CancellationToken) {
+    let cometbft = CometRpc::new(cometbft);
     loop {
         tokio::select! {
             changed = inbox.committed.changed() => if changed.is_err() { return },
@@ -107,7 +50,7 @@ pub async fn run(app: Arc<App>, mut inbox: Inbox, cancel: CancellationToken) {
             () = cancel.cancelled() => return,
         }
         let Some(head) = *inbox.committed.borrow_and_update() else { continue };
-        let proposes = match app.ahead().mode {
+        let proposes = match app.config().build_ahead {
             Mode::Off => false,
             Mode::All => true,
             Mode::Proposer => match cometbft.proposes(head.number + 1, &cancel).await {
@@ -138,7 +81,7 @@ pub async fn run(app: Arc<App>, mut inbox: Inbox, cancel: CancellationToken) {
 /// Just enough of CometBFT's RPC to know whether this node proposes at a height.
 #[derive(Debug)]
 struct CometRpc {
-    rpc: Option<RpcClient>,
+    rpc: RpcClient,
     own_address: tokio::sync::OnceCell<String>,
 }
 
@@ -168,13 +111,13 @@ struct RoundState {
 const NEXT_HEIGHT_WAIT: Duration = Duration::from_secs(2);
 
 impl CometRpc {
-    fn new(url: &str) -> Self {
-        Self { rpc: RpcClient::new(url, None).ok(), own_address: tokio::sync::OnceCell::new() }
+    fn new(rpc: RpcClient) -> Self {
+        Self { rpc, own_address: tokio::sync::OnceCell::new() }
     }
 
     /// Whether this node proposes round 0 of `height`, once CometBFT is at that height.
     async fn proposes(&self, height: u64, cancel: &CancellationToken) -> anyhow::Result<bool> {
-        let rpc = self.rpc.as_ref().ok_or_else(|| anyhow::anyhow!("bad --cometbft-rpc"))?;
+        let rpc = &self.rpc;
         let timeout = Duration::from_secs(2);
         let own = self
             .own_address

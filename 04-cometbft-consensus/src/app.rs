@@ -31,23 +31,22 @@ use anyhow::{Context, anyhow, bail};
 use common::{BlockTag, EngineClient, Head, PayloadStatus, payload::ExecutableBlock};
 use single_node::{
     fault::{Fault, retry},
-    round::{self, ReplayError},
+    round::{self, Building, ReplayError},
     store::{self, Reconciled, Store},
 };
 use tendermint_proto::v0_38::abci::{
     ExecTxResult, RequestFinalizeBlock, RequestInitChain, ResponseCheckTx, ResponseCommit, ResponseEcho,
-    ResponseFinalizeBlock, ResponseFlush, ResponseInfo, ResponseInitChain, ResponseOfferSnapshot,
+    ResponseException, ResponseFinalizeBlock, ResponseFlush, ResponseInfo, ResponseInitChain, ResponseOfferSnapshot,
     ResponseVerifyVoteExtension, request, response, response_offer_snapshot, response_verify_vote_extension,
 };
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::{
-    abci::exception,
-    ahead::{self, Ahead},
-    config::Config,
+    config::{Config, Mode},
     proposal::{self, Reject},
-    server::Status,
+    server::{Status, lock},
 };
 
 /// A decided block waiting for `Commit`.
@@ -61,7 +60,8 @@ struct Pending {
 #[derive(Debug)]
 pub struct App {
     engine: EngineClient,
-    store: Store,
+    /// Shared with the blocking thread that writes to it (Commit).
+    store: Arc<Store>,
     config: Config,
     status: Arc<Status>,
     cancel: CancellationToken,
@@ -82,9 +82,10 @@ impl App {
         config: Config,
         status: Arc<Status>,
         cancel: CancellationToken,
-    ) -> anyhow::Result<(Self, ahead::Inbox)> {
+    ) -> anyhow::Result<(Self, Inbox)> {
         let head = store.head()?;
         let (ahead, inbox) = Ahead::new(config.build_ahead);
+        let store = Arc::new(store);
         let app =
             Self { engine, store, config, status, cancel, head: Mutex::new(head), pending: Mutex::new(None), ahead };
         Ok((app, inbox))
@@ -106,7 +107,7 @@ impl App {
     }
 
     fn head(&self) -> Option<Head> {
-        *self.head.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        *lock(&self.head)
     }
 
     // ANCHOR: handle
@@ -183,7 +184,7 @@ impl App {
             Some(_) => self.store.check_genesis(genesis.hash)?,
         }
         let head = self.store.head()?.context("the store has no head after init")?;
-        *self.head.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(head);
+        *lock(&self.head) = Some(head);
         info!(chain = %init.chain_id, genesis = %genesis.hash, "chain initialised");
         Ok(ResponseInitChain { app_hash: genesis.hash.to_vec().into(), ..Default::default() })
     }
@@ -207,8 +208,7 @@ impl App {
         }
         let app_hash = block.hash().to_vec().into();
         let results = vec![ExecTxResult::default(); finalize.txs.len()];
-        *self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
-            Some(Pending { height: finalize.height, block });
+        *lock(&self.pending) = Some(Pending { height: finalize.height, block });
         Ok(ResponseFinalizeBlock { tx_results: results, app_hash, ..Default::default() })
     }
     // ANCHOR_END: finalize
@@ -238,15 +238,10 @@ impl App {
     /// Persists the decided block, then makes it Geth's head, safe and final. BFT
     /// finality is immediate, so the forkchoice state marks the block finalized at once.
     async fn commit(&self) -> anyhow::Result<ResponseCommit> {
-        let Pending { height, block } = self
-            .pending
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take()
-            .context("Commit without FinalizeBlock")?;
-        self.store.append(&block)?;
+        let Pending { height, block } = lock(&self.pending).take().context("Commit without FinalizeBlock")?;
+        self.store_in_background(&block).await?;
         let head = block.head();
-        *self.head.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(head);
+        *lock(&self.head) = Some(head);
         // A Geth that lost the block since FinalizeBlock (it restarted) answers SYNCING: it
         // gets the stored blocks it lacks, this one included, and is made head again.
         self.until_done(&format!("finalize block {}", head.number), || async {
@@ -262,6 +257,13 @@ impl App {
         Ok(ResponseCommit { retain_height: 0 })
     }
     // ANCHOR_END: commit
+
+    /// Appends `block` to the store on a blocking thread, as Part 2 does: the commit waits
+    /// for the disk, which would hold up every other task on this executor thread.
+    async fn store_in_background(&self, block: &ExecutableBlock) -> anyhow::Result<()> {
+        let (store, block) = (self.store.clone(), block.clone());
+        tokio::task::spawn_blocking(move || store.append(&block)).await.context("the store write did not finish")?
+    }
 
     // ANCHOR: reconcile
     /// Brings Geth to the stored head (Part 2's [`store::reconcile`]) and sends the
@@ -321,9 +323,65 @@ impl App {
     }
 }
 
+/// The build started ahead, shared by the ABCI calls and the task that starts it.
+#[derive(Debug)]
+pub struct Ahead {
+    mode: Mode,
+    slot: Mutex<Option<Building>>,
+    committed: watch::Sender<Option<Head>>,
+    stop: mpsc::UnboundedSender<Building>,
+}
+
+/// The receiving ends, for [`crate::ahead::run`].
+#[derive(Debug)]
+pub struct Inbox {
+    /// The head of each Commit: the next block's build can start on it.
+    pub committed: watch::Receiver<Option<Head>>,
+    /// Builds that will not be used: Geth can stop them.
+    pub stop: mpsc::UnboundedReceiver<Building>,
+}
+
+impl Ahead {
+    /// Nothing built ahead yet.
+    pub fn new(mode: Mode) -> (Self, Inbox) {
+        let (committed, committed_rx) = watch::channel(None);
+        let (stop, stop_rx) = mpsc::unbounded_channel();
+        (Self { mode, slot: Mutex::default(), committed, stop }, Inbox { committed: committed_rx, stop: stop_rx })
+    }
+
+    /// Commit made `head` Geth's head: the next block's build can start.
+    pub fn committed(&self, head: Head) {
+        if self.mode != Mode::Off {
+            self.committed.send_replace(Some(head));
+        }
+    }
+
+    /// The build started ahead, if any (PrepareProposal takes it).
+    pub fn take(&self) -> Option<Building> {
+        lock(&self.slot).take()
+    }
+
+    /// Someone else proposed: our build ahead, if any, will not be used; Geth stops it.
+    pub fn discard(&self) {
+        if let Some(building) = self.take() {
+            let _ = self.stop.send(building);
+        }
+    }
+
+    /// A build started ahead, for PrepareProposal to take.
+    pub fn keep(&self, building: Building) {
+        *lock(&self.slot) = Some(building);
+    }
+}
+
 /// An exception response: CometBFT halts on it, which is the point for a fault no retry
 /// can fix. The reason is logged here and shown by CometBFT.
 fn fail(error: anyhow::Error) -> Option<response::Value> {
     error!(error = %format!("{error:#}"), "cannot go on");
     exception(format!("{error:#}"))
+}
+
+/// A `ResponseException` carrying `error`.
+pub fn exception(error: String) -> Option<response::Value> {
+    Some(response::Value::Exception(ResponseException { error }))
 }

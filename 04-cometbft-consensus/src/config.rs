@@ -3,10 +3,11 @@
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use alloy_primitives::Address;
-use anyhow::ensure;
-use common::config::{ElArgs, ServiceArgs};
-
-use crate::ahead::Mode;
+use anyhow::{Context, ensure};
+use common::{
+    config::{ElArgs, ServiceArgs},
+    rpc::RpcClient,
+};
 
 /// A validator's ABCI application: CometBFT orders the blocks, this app runs them on Geth.
 #[derive(Debug, Clone, clap::Parser)]
@@ -57,6 +58,19 @@ pub struct Config {
     pub test_corrupt_proposals: bool,
 }
 
+/// Which validators build ahead (`--build-ahead`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// Nobody: the proposer builds when PrepareProposal arrives.
+    Off,
+    /// Every validator, at every commit; a validator that does not propose stops its
+    /// build when someone else's proposal arrives.
+    All,
+    /// Only the validator that proposes next, as CometBFT's RPC (`--cometbft-rpc`) names
+    /// it at each new height.
+    Proposer,
+}
+
 impl Config {
     /// Rejects values that parse but make no sense together.
     pub fn validate(&self) -> anyhow::Result<()> {
@@ -67,6 +81,12 @@ impl Config {
         );
         ensure!(self.ready_max_age >= 1, "--ready-max-age must be at least 1 second");
         Ok(())
+    }
+
+    /// The client for `--cometbft-rpc`, without calling it yet: a URL that is not
+    /// `http://host:port` fails here, at start.
+    pub fn cometbft_client(&self) -> anyhow::Result<RpcClient> {
+        RpcClient::new(&self.cometbft_rpc, None).context("bad --cometbft-rpc")
     }
 
     /// The proposer's build deadline.

@@ -18,11 +18,14 @@
 //! - `main.rs`: parses the flags and runs [`run`] until Ctrl-C or SIGTERM.
 //! - `config.rs`: flags and their checks.
 //! - `abci.rs`: the ABCI socket server (CometBFT v0.38's wire format).
-//! - `app.rs`: the application: each ABCI call and what it does on Geth;
-//!   `app/proposals.rs` holds the two proposal calls, PrepareProposal and ProcessProposal.
-//! - `ahead.rs`: the next block's build, started as soon as a block is committed.
+//! - `app.rs`: the application: each ABCI call and what it does on Geth, and where a block
+//!   built ahead waits; `app/proposals.rs` holds the two proposal calls, PrepareProposal
+//!   and ProcessProposal.
+//! - `ahead.rs`: the task that starts the next block's build as soon as a block is
+//!   committed.
 //! - `proposal.rs`: what a proposal is and the rules it must follow (pure functions).
-//! - `server.rs`, `metrics.rs`: what `/ready`, `/metrics` and `/status` report.
+//! - `server.rs`, `metrics.rs`: what `/ready`, `/metrics` and `/status` report
+//!   (`server::lock` is how the crate locks a mutex).
 //! - The block store, the Engine API round and the retries are Part 2's
 //!   (`single_node::store`, `round`, `fault`); the endpoints' server is `common::service`.
 //!
@@ -65,6 +68,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     let observer = status.clone();
     let engine =
         config.el.client()?.with_observer(Arc::new(move |m, t, e| observer.metrics.engine.observe_call(m, t, e)));
+    let cometbft = config.cometbft_client()?;
     let health = http::bind(config.service.health_addr).await?;
     // Listen for CometBFT at once: it connects as it starts, and waits for our answers
     // while Geth is brought to the stored head.
@@ -89,7 +93,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
         return Ok(());
     }
 
-    let building_ahead = tokio::spawn(ahead::run(app.clone(), inbox, cancel.clone()));
+    let building_ahead = tokio::spawn(ahead::run(app.clone(), inbox, cometbft, cancel.clone()));
     info!(addr = %config.abci_addr, build_ahead = ?config.build_ahead, "serving ABCI to CometBFT");
     abci::serve(abci, app, cancel.clone()).await;
     let _ = tokio::join!(server, building_ahead);

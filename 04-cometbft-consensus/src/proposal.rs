@@ -79,9 +79,10 @@ pub fn hold(timestamp: u64, now: Duration) -> Duration {
 }
 // ANCHOR_END: hold
 
-/// The one transaction a proposal carries.
-pub fn encode(block: &ExecutableBlock) -> bytes::Bytes {
-    serde_json::to_vec(block).map(bytes::Bytes::from).unwrap_or_default()
+/// The one transaction a proposal carries. An error means there is nothing to propose
+/// (never an empty transaction in its place).
+pub fn encode(block: &ExecutableBlock) -> serde_json::Result<bytes::Bytes> {
+    serde_json::to_vec(block).map(bytes::Bytes::from)
 }
 
 /// The payload of a proposal's transactions, if they are exactly one payload. Its size is
@@ -171,7 +172,7 @@ mod tests {
     }
 
     fn txs(block: &ExecutableBlock) -> Vec<bytes::Bytes> {
-        vec![encode(block)]
+        vec![encode(block).expect("encodes")]
     }
 
     #[test]
@@ -201,7 +202,8 @@ mod tests {
         let good = child(1_003);
         let check = |txs: &[bytes::Bytes], time| check(txs, &HEAD, time);
         assert_eq!(check(&[], Some(1_003)), Err(Reject::NotOnePayload(0)));
-        assert_eq!(check(&[encode(&good), encode(&good)], Some(1_003)), Err(Reject::NotOnePayload(2)));
+        let tx = encode(&good).expect("encodes");
+        assert_eq!(check(&[tx.clone(), tx], Some(1_003)), Err(Reject::NotOnePayload(2)));
         assert!(matches!(check(&[bytes::Bytes::from_static(b"{\"x\":1}")], Some(1_003)), Err(Reject::Undecodable(_))));
         assert_eq!(check(&txs(&good), Some(1_004)), Err(Reject::Timestamp { got: 1_003, want: 1_004 }));
         assert_eq!(check(&txs(&good), None), Err(Reject::NoTime));

@@ -5,7 +5,7 @@
 //! answers; 503 with the reason otherwise. A stalled network makes every node unready.
 
 use std::{
-    sync::Mutex,
+    sync::{Mutex, MutexGuard, PoisonError},
     time::{Duration, Instant},
 };
 
@@ -14,6 +14,13 @@ use common::service::http::Endpoints;
 use serde_json::json;
 
 use crate::metrics::Metrics;
+
+/// Locks `mutex`, also after a thread panicked while holding it. Every value the app keeps
+/// behind a mutex is replaced in one assignment, never left half-written, so what a
+/// panicking thread left is still whole; refusing it would stop the app for nothing.
+pub fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
 
 #[derive(Debug, Default)]
 struct State {
@@ -38,16 +45,12 @@ impl Status {
         Self { metrics: Metrics::default(), ready_max_age, state: Mutex::default() }
     }
 
-    fn state(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
     /// A block was committed.
     pub fn committed(&self, height: i64, head: Head, transactions: usize) {
         self.metrics.height.set(height);
         self.metrics.head_timestamp_seconds.set(i64::try_from(head.timestamp).unwrap_or(i64::MAX));
         self.metrics.block_transactions.observe(transactions as f64);
-        let mut state = self.state();
+        let mut state = lock(&self.state);
         if let Some(last) = state.last_commit {
             self.metrics.block_interval_seconds.observe(last.elapsed().as_secs_f64());
         }
@@ -56,13 +59,13 @@ impl Status {
 
     /// Geth stopped or started answering.
     pub fn set_el_reachable(&self, reachable: bool) {
-        self.state().el_unreachable = !reachable;
+        lock(&self.state).el_unreachable = !reachable;
     }
 }
 
 impl Endpoints for Status {
     fn not_ready_reason(&self) -> Option<String> {
-        let state = self.state();
+        let state = lock(&self.state);
         match state.last_commit {
             _ if state.el_unreachable => Some("execution client unreachable".into()),
             None => Some("no block committed yet".into()),
@@ -78,7 +81,7 @@ impl Endpoints for Status {
     }
 
     fn status(&self) -> Option<serde_json::Value> {
-        let state = self.state();
+        let state = lock(&self.state);
         Some(json!({
             "height": state.height,
             "head": state.head.map(|h| json!({"number": h.number, "hash": h.hash, "timestamp": h.timestamp})),

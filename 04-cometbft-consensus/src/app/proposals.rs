@@ -45,7 +45,13 @@ impl App {
         // The one size limit: CometBFT's consensus parameter `block.max_bytes`, the same on
         // every validator. What does not fit is never proposed (CometBFT would refuse it
         // before any validator's ProcessProposal saw it).
-        let tx = proposal::encode(&block);
+        let tx = match proposal::encode(&block) {
+            Ok(tx) => tx,
+            Err(error) => {
+                error!(height = prepare.height, %error, "cannot encode the built block; proposing nothing");
+                return nothing;
+            }
+        };
         if i64::try_from(tx.len()).unwrap_or(i64::MAX) > prepare.max_tx_bytes {
             error!(bytes = tx.len(), max = prepare.max_tx_bytes, "the built block does not fit in a CometBFT block");
             return nothing;

@@ -156,7 +156,7 @@ async fn holds(geth: &Geth, hash: alloy_primitives::B256) -> bool {
 /// ProcessProposal of `block` at height 1 and block time `seconds`: the verdict.
 async fn process(lone: &Lone, block: &common::payload::ExecutableBlock, seconds: i64) -> i32 {
     let time = Some(tendermint_proto::google::protobuf::Timestamp { seconds, nanos: 0 });
-    let txs = vec![cometbft_consensus::proposal::encode(block)];
+    let txs = vec![cometbft_consensus::proposal::encode(block).expect("encodes")];
     let request = RequestProcessProposal { txs, height: 1, time, ..Default::default() };
     let answer = call(&lone.abci, request::Value::ProcessProposal(request)).await;
     let response::Value::ProcessProposal(verdict) = answer else { panic!("{answer:?}") };
@@ -186,7 +186,8 @@ async fn a_proposal_is_accepted_only_once_geth_has_executed_it() {
     let mut bad = good.clone();
     bad.execution_payload.payload_inner.payload_inner.state_root = alloy_primitives::B256::repeat_byte(0xbd);
     bad.execution_payload.payload_inner.payload_inner.block_hash = bad.computed_hash().expect("hash");
-    cometbft_consensus::proposal::check(&[cometbft_consensus::proposal::encode(&bad)], &genesis, Some(seconds))
+    let bad_tx = cometbft_consensus::proposal::encode(&bad).expect("encodes");
+    cometbft_consensus::proposal::check(&[bad_tx], &genesis, Some(seconds))
         .expect("the bad block passes every check made without executing it");
     assert!(!holds(&lone.geth, good.hash()).await, "Geth has not imported the block it built");
 
@@ -240,7 +241,7 @@ async fn a_geth_that_loses_the_decided_block_before_commit_gets_it_back_from_the
         seconds: i64::try_from(timestamp).expect("fits"),
         nanos: 0,
     });
-    let txs = vec![cometbft_consensus::proposal::encode(&block)];
+    let txs = vec![cometbft_consensus::proposal::encode(&block).expect("encodes")];
     let answer = call(
         &lone.abci,
         request::Value::FinalizeBlock(RequestFinalizeBlock { txs, height: 1, time, ..Default::default() }),
