@@ -279,3 +279,32 @@ async fn syncing_during_a_replay_is_waited_out_not_taken_as_a_rejection() {
         );
     }
 }
+
+/// A store kept for another chain (another genesis) is never continued on this one: the
+/// sequencer stops at start, naming the store's genesis and the fix, and changes neither
+/// what the store holds nor Geth's chain.
+#[tokio::test]
+async fn a_store_from_another_chain_is_refused_and_left_as_it_was() {
+    let geth = Geth::start().await.expect("geth");
+    let dir = tempfile::tempdir().expect("dir");
+    let state = dir.path().join("state");
+    std::fs::create_dir_all(&state).expect("state dir");
+    let path = state.join("sequencer.redb");
+    let other = alloy_primitives::B256::repeat_byte(0x07);
+    let planted = Head { number: 0, hash: other, timestamp: 0 };
+    Store::open(&path).expect("store").init(other, planted).expect("init");
+
+    let mut sequencer = start(&geth, &state, &[]);
+    let code = sequencer.service.wait_exit(EXIT_TIMEOUT).await;
+    let output = sequencer.service.output();
+    assert!(code.is_some_and(|c| c != 0), "the sequencer must stop ({code:?}):\n{output}");
+    assert!(
+        output.contains(&format!("the block store belongs to a chain with genesis {other}"))
+            && output.contains("use another --state-dir"),
+        "{output}"
+    );
+    let store = Store::open(&path).expect("store");
+    assert_eq!(store.genesis().expect("read"), Some(other), "the store still names its own chain");
+    assert_eq!(store.head().expect("read"), Some(planted), "and its head is where it was");
+    assert_eq!(geth.engine().head().await.expect("head").number, 0, "Geth got no block");
+}
