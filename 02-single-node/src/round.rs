@@ -142,6 +142,7 @@ pub async fn finalize(engine: &EngineClient, hash: B256) -> Result<(), Fault> {
 }
 // ANCHOR_END: import
 
+// ANCHOR: replay_error
 /// Why a stored block could not be given to Geth again.
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
@@ -167,6 +168,8 @@ pub enum ReplayError {
     #[error(transparent)]
     Call(#[from] Fault),
 }
+
+// ANCHOR_END: replay_error
 
 impl ReplayError {
     /// The fault to hand to a loop that treats a stored block Geth will not take as fatal.
