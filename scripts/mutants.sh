@@ -137,7 +137,8 @@ safety() { # patch
     package="$(sed -n 's/^name = "\(.*\)"/\1/p' "$dir/Cargo.toml" | head -n 1)"
     fresh_copy "$COPY"
     seed_target "$COPY_TARGET"
-    git -C "$COPY" apply "$ROOT/$patch"
+    # (`set -e` does not stop a function called as `safety ... || status=1`: check by hand.)
+    git -C "$COPY" apply "$ROOT/$patch" || { say "$name: the patch does not apply to the work tree; make it again"; return 1; }
     say "$name: $(head -n 1 "$patch")"
     mkdir -p mutants.out/safety
     log="$ROOT/mutants.out/safety/$name.log"
