@@ -308,3 +308,37 @@ async fn a_store_from_another_chain_is_refused_and_left_as_it_was() {
     assert_eq!(store.head().expect("read"), Some(planted), "and its head is where it was");
     assert_eq!(geth.engine().head().await.expect("head").number, 0, "Geth got no block");
 }
+
+/// A Geth whose block at our stored head's height is another block is on another chain:
+/// the sequencer stops with the reason and the fix, and builds nothing on it. Here Geth's
+/// chain is wiped and rebuilt by another driver to exactly our height.
+#[tokio::test]
+async fn geth_on_another_chain_at_our_height_stops_the_sequencer() {
+    let mut geth = Geth::start().await.expect("geth");
+    let dir = tempfile::tempdir().expect("dir");
+    let state = dir.path().join("state");
+    let engine = geth.engine();
+    let mut first = start(&geth, &state, &[]);
+    head_at_least(&engine, 3).await;
+    first.service.signal(libc::SIGTERM);
+    assert_eq!(first.service.wait_exit(EXIT_TIMEOUT).await, Some(0), "{}", first.service.output());
+    let ours = Store::open(&state.join("sequencer.redb")).expect("store").head().expect("read").expect("a head");
+
+    geth.wipe_and_restart().await.expect("geth starts again from genesis");
+    for _ in 0..ours.number {
+        produce_directly(&engine).await;
+    }
+    let theirs = engine.head().await.expect("head");
+    assert_eq!(theirs.number, ours.number, "Geth is back at our height");
+    assert_ne!(theirs.hash, ours.hash, "with another block there");
+
+    let mut second = start(&geth, &state, &[]);
+    let code = second.service.wait_exit(EXIT_TIMEOUT).await;
+    let output = second.service.output();
+    assert!(code.is_some_and(|c| c != 0), "the sequencer must stop ({code:?}):\n{output}");
+    assert!(
+        output.contains(&format!("Geth's chain differs from the stored one at height {}", ours.number)),
+        "{output}"
+    );
+    assert_eq!(engine.head().await.expect("head").hash, theirs.hash, "nothing was built on Geth's chain");
+}
