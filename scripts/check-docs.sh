@@ -496,10 +496,10 @@ bft_kill_node2() {
 readme() {
     local f=README.md head metric height i balance shown number geth
     terminal readme
+    diff_steps $f
     doc_diff $f 'scripts/diff-steps.sh diff 02'
     doc_diff $f 'scripts/diff-steps.sh diff 03'
     doc_diff $f 'scripts/diff-steps.sh diff 04'
-    diff_steps $f
     doc $f 'scripts/part1.sh'
     expect_blocks 10 0
     doc $f "$BLOCK_NUMBER_CURL"
