@@ -67,10 +67,7 @@ async fn geth_ahead_on_our_chain_is_followed() {
 
 #[tokio::test]
 async fn an_invalid_payload_is_dropped_and_rebuilt() {
-    let geth = Geth::start().await.expect("geth");
-    let dir = tempfile::tempdir().expect("dir");
-    let state = dir.path().join("state");
-    let proxy = InvalidatingProxy::start(geth.auth_url()).await.expect("proxy");
+    let Proxied { geth, proxy, state, dir: _dir } = Proxied::start().await;
     // Block 1 is answered INVALID. Geth itself executes it and holds it; only the
     // sequencer hears INVALID. Its parent is genesis, long past, so it takes the current
     // second; the sequencer waits a slot before it builds again, so the block it builds
@@ -78,7 +75,7 @@ async fn an_invalid_payload_is_dropped_and_rebuilt() {
     proxy.invalidate(1);
     let engine = geth.engine();
     let finality = FinalityWatch::start(&geth);
-    let mut sequencer = start_with(proxy.url().to_owned(), geth.jwt_path(), genesis_path(), &state, &[]);
+    let mut sequencer = through(&proxy, &geth, &state);
     let (number, rejected) =
         while_running(&sequencer, "a block answered INVALID", || async { proxy.rejected().first().copied() }).await;
     let held: Option<serde_json::Value> = geth
@@ -131,11 +128,8 @@ async fn an_invalid_payload_is_dropped_and_rebuilt() {
 /// is killed there.
 #[tokio::test]
 async fn a_block_is_stored_before_geth_makes_it_head() {
-    let geth = Geth::start().await.expect("geth");
-    let dir = tempfile::tempdir().expect("dir");
-    let state = dir.path().join("state");
-    let proxy = InvalidatingProxy::start(geth.auth_url()).await.expect("proxy");
-    let mut sequencer = start_with(proxy.url().to_owned(), geth.jwt_path(), genesis_path(), &state, &[]);
+    let Proxied { geth, proxy, state, dir: _dir } = Proxied::start().await;
+    let mut sequencer = through(&proxy, &geth, &state);
     let engine = geth.engine();
     head_at_least_while(&sequencer, &engine, 2).await;
 
@@ -213,15 +207,12 @@ async fn a_stored_head_geth_never_found_valid_is_taken_out_and_built_again() {
 /// real Geth answers SYNCING after Geth executed the block.
 #[tokio::test]
 async fn a_block_answered_syncing_is_sent_again_and_given_up_only_after_three_answers() {
-    let geth = Geth::start().await.expect("geth");
-    let dir = tempfile::tempdir().expect("dir");
-    let state = dir.path().join("state");
-    let proxy = InvalidatingProxy::start(geth.auth_url()).await.expect("proxy");
+    let Proxied { geth, proxy, state, dir: _dir } = Proxied::start().await;
     let engine = geth.engine();
 
     // Once: the same block is sent again, found VALID, and kept; no fault, no recovery.
     proxy.answer_syncing(1);
-    let sequencer = start_with(proxy.url().to_owned(), geth.jwt_path(), genesis_path(), &state, &[]);
+    let sequencer = through(&proxy, &geth, &state);
     let (number, hash) =
         while_running(&sequencer, "a newPayload answered SYNCING", || async { proxy.syncing().first().copied() }).await;
     head_at_least_while(&sequencer, &engine, number + 2).await;
@@ -253,12 +244,9 @@ async fn a_block_answered_syncing_is_sent_again_and_given_up_only_after_three_an
 /// the whole chain.
 #[tokio::test]
 async fn syncing_during_a_replay_is_waited_out_not_taken_as_a_rejection() {
-    let mut geth = Geth::start().await.expect("geth");
-    let dir = tempfile::tempdir().expect("dir");
-    let state = dir.path().join("state");
-    let proxy = InvalidatingProxy::start(geth.auth_url()).await.expect("proxy");
+    let Proxied { mut geth, proxy, state, dir: _dir } = Proxied::start().await;
     let engine = geth.engine();
-    let sequencer = start_with(proxy.url().to_owned(), geth.jwt_path(), genesis_path(), &state, &[]);
+    let sequencer = through(&proxy, &geth, &state);
     let before = head_at_least_while(&sequencer, &engine, 4).await;
     let produced = linked_chain(&engine, before.number).await;
 
@@ -341,4 +329,26 @@ async fn geth_on_another_chain_at_our_height_stops_the_sequencer() {
         "{output}"
     );
     assert_eq!(engine.head().await.expect("head").hash, theirs.hash, "nothing was built on Geth's chain");
+}
+
+/// A fresh Geth behind an [`InvalidatingProxy`], and a state directory for a sequencer.
+struct Proxied {
+    geth: Geth,
+    proxy: InvalidatingProxy,
+    state: std::path::PathBuf,
+    dir: tempfile::TempDir,
+}
+
+impl Proxied {
+    async fn start() -> Self {
+        let geth = Geth::start().await.expect("geth");
+        let dir = tempfile::tempdir().expect("dir");
+        let proxy = InvalidatingProxy::start(geth.auth_url()).await.expect("proxy");
+        Self { state: dir.path().join("state"), geth, proxy, dir }
+    }
+}
+
+/// A sequencer on `geth` that talks to it through `proxy`, with its store in `state`.
+fn through(proxy: &InvalidatingProxy, geth: &Geth, state: &std::path::Path) -> crate::support::Sequencer {
+    start_with(proxy.url().to_owned(), geth.jwt_path(), genesis_path(), state, &[])
 }
