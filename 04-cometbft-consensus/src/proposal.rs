@@ -85,6 +85,16 @@ pub fn encode(block: &ExecutableBlock) -> serde_json::Result<bytes::Bytes> {
     serde_json::to_vec(block).map(bytes::Bytes::from)
 }
 
+// ANCHOR: counted_size
+/// The bytes CometBFT counts for a proposal's one transaction against PrepareProposal's
+/// `max_tx_bytes`: the transaction as a field of its protobuf `Data` message, so a
+/// one-byte field tag and the length as a varint come before it. An answer over the limit
+/// counted this way makes the proposer's CometBFT panic.
+pub fn counted_size(tx: &[u8]) -> usize {
+    1 + prost::encoding::encoded_len_varint(tx.len() as u64) + tx.len()
+}
+// ANCHOR_END: counted_size
+
 /// The payload of a proposal's transactions, if they are exactly one payload. Its size is
 /// bounded by CometBFT's consensus parameter `block.max_bytes`, which CometBFT enforces on
 /// every proposal before the app sees it: the same limit on every validator, and the one
@@ -216,5 +226,17 @@ mod tests {
         let mut altered = good;
         altered.execution_payload.payload_inner.payload_inner.gas_used = 21_000;
         assert!(matches!(check(&txs(&altered), Some(1_003)), Err(Reject::Corrupt(_))));
+    }
+
+    #[test]
+    fn a_transaction_is_counted_as_cometbft_encodes_it() {
+        use prost::Message;
+        // CometBFT counts a block's transactions as its protobuf `Data` message encodes
+        // them; the varint grows a byte at 128 B, 16 KiB and 2 MiB.
+        for len in [0, 1, 127, 128, 16_383, 16_384, 2_097_151, 2_097_152] {
+            let tx = vec![0xab; len];
+            let data = tendermint_proto::v0_38::types::Data { txs: vec![tx.clone()] };
+            assert_eq!(counted_size(&tx), data.encoded_len(), "a transaction of {len} bytes");
+        }
     }
 }

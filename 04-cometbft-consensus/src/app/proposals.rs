@@ -43,8 +43,8 @@ impl App {
             corrupt(&mut block);
         }
         // The one size limit: CometBFT's consensus parameter `block.max_bytes`, the same on
-        // every validator. What does not fit is never proposed (CometBFT would refuse it
-        // before any validator's ProcessProposal saw it).
+        // every validator, less the block's header and commit: `max_tx_bytes`. What does
+        // not fit, counted as CometBFT counts it, is never proposed.
         let tx = match proposal::encode(&block) {
             Ok(tx) => tx,
             Err(error) => {
@@ -52,8 +52,9 @@ impl App {
                 return nothing;
             }
         };
-        if i64::try_from(tx.len()).unwrap_or(i64::MAX) > prepare.max_tx_bytes {
-            error!(bytes = tx.len(), max = prepare.max_tx_bytes, "the built block does not fit in a CometBFT block");
+        let size = proposal::counted_size(&tx);
+        if i64::try_from(size).unwrap_or(i64::MAX) > prepare.max_tx_bytes {
+            error!(bytes = size, max = prepare.max_tx_bytes, "the built block does not fit in a CometBFT block");
             return nothing;
         }
         self.status.metrics.proposals_built.inc();

@@ -214,13 +214,26 @@ async fn a_proposer_proposes_only_what_fits_the_one_size_limit() {
     let answer = call(&lone.abci, prepare(1 << 20)).await;
     let response::Value::PrepareProposal(proposed) = answer else { panic!("{answer:?}") };
     assert_eq!(proposed.txs.len(), 1, "a proposal that fits");
-    let size = i64::try_from(proposed.txs[0].len()).expect("fits");
-    // One byte less room than it needs: nothing is proposed, rather than a proposal every
-    // validator (and CometBFT itself) would refuse.
+    // CometBFT counts the transaction as its block's protobuf `Data` encodes it (with a
+    // tag and a length before it); a proposal over the limit counted that way makes it
+    // panic. Exactly the room it needs: proposed.
+    let size = counted(&proposed.txs);
+    let answer = call(&lone.abci, prepare(size)).await;
+    let response::Value::PrepareProposal(proposed) = answer else { panic!("{answer:?}") };
+    assert_eq!(proposed.txs.len(), 1, "a proposal that fits exactly");
+    assert_eq!(counted(&proposed.txs), size);
+    // One byte less room than it needs: nothing is proposed, rather than a proposal
+    // CometBFT would panic on.
     let answer = call(&lone.abci, prepare(size - 1)).await;
     let response::Value::PrepareProposal(proposed) = answer else { panic!("{answer:?}") };
     assert!(proposed.txs.is_empty(), "nothing proposed: {} txs", proposed.txs.len());
     assert!(lone.app.output().contains("does not fit in a CometBFT block"));
+}
+
+/// The size of `txs` in a CometBFT block: its protobuf `Data` message.
+fn counted(txs: &[bytes::Bytes]) -> i64 {
+    let data = tendermint_proto::v0_38::types::Data { txs: txs.iter().map(|tx| tx.to_vec()).collect() };
+    i64::try_from(data.encoded_len()).expect("fits")
 }
 
 #[tokio::test]
@@ -329,4 +342,86 @@ async fn a_block_built_ahead_is_proposed_when_the_rule_agrees_and_dropped_when_n
     assert_eq!(counter(&lone, "bft_ahead_builds_dropped_total").await, 1);
     assert_eq!(counter(&lone, "bft_ahead_builds_used_total").await, 1);
     assert!(lone.app.output().contains("dropping the block built ahead"));
+}
+
+/// What CometBFT is told at the start: the chain begins at height 1 (CometBFT height and
+/// EL block number stay equal), and the app hash is the EL genesis hash, so validators
+/// whose Geths hold different genesis blocks never agree. And transactions sent to
+/// CometBFT's mempool are refused with where to send them instead.
+#[tokio::test]
+async fn init_chain_answers_the_el_genesis_and_refuses_a_chain_that_starts_later() {
+    let lone = lone_app().await;
+    let later = RequestInitChain { initial_height: 5, ..Default::default() };
+    let answer = call(&lone.abci, request::Value::InitChain(later)).await;
+    assert!(matches!(answer, response::Value::Exception(ref e) if e.error.contains("initial_height 1")), "{answer:?}");
+    assert_eq!(height_and_hash(call(&lone.abci, request::Value::Info(RequestInfo::default())).await).0, 0);
+
+    let answer =
+        call(&lone.abci, request::Value::InitChain(RequestInitChain { initial_height: 1, ..Default::default() })).await;
+    let response::Value::InitChain(init) = answer else { panic!("{answer:?}") };
+    let genesis = lone.geth.engine().head().await.expect("head");
+    assert_eq!(init.app_hash.as_ref(), genesis.hash.as_slice(), "the app hash starts as the EL genesis hash");
+
+    let answer = call(&lone.abci, request::Value::CheckTx(Default::default())).await;
+    let response::Value::CheckTx(check) = answer else { panic!("{answer:?}") };
+    assert_ne!(check.code, 0, "CometBFT's mempool takes nothing");
+    assert!(check.log.contains("eth_sendRawTransaction"), "and says where transactions go: {}", check.log);
+}
+
+/// The faulty proposer of `--test-corrupt-proposals` proposes a block with a wrong state
+/// root: its own ProcessProposal rejects it, and if the network decided it anyway (more
+/// than a third faulty), FinalizeBlock stops with Geth's INVALID instead of retrying or
+/// pretending: nothing is committed, and Geth's head does not move.
+#[tokio::test]
+async fn a_decided_block_geth_calls_invalid_is_refused_and_commits_nothing() {
+    let lone = lone_app_with(&["--test-corrupt-proposals"]).await;
+    call(&lone.abci, request::Value::InitChain(RequestInitChain { initial_height: 1, ..Default::default() })).await;
+    let before = height_and_hash(call(&lone.abci, request::Value::Info(RequestInfo::default())).await);
+    let genesis = lone.geth.engine().head().await.expect("head");
+    let now = i64::try_from(common::auth::unix_now()).expect("fits");
+    let (tx, bad) = propose(&lone, 1, now).await;
+    assert_eq!(bad.execution_payload.payload_inner.payload_inner.state_root, alloy_primitives::B256::repeat_byte(0xbd));
+    assert_eq!(process(&lone, &bad, now).await, i32::from(ProposalStatus::Reject), "its own Geth rejects it");
+
+    let time = Some(tendermint_proto::google::protobuf::Timestamp { seconds: now, nanos: 0 });
+    let finalize = RequestFinalizeBlock { txs: vec![tx], height: 1, time, ..Default::default() };
+    let answer = call(&lone.abci, request::Value::FinalizeBlock(finalize)).await;
+    assert!(matches!(answer, response::Value::Exception(ref e) if e.error.contains("INVALID")), "{answer:?}");
+    let answer = call(&lone.abci, request::Value::Commit(Default::default())).await;
+    assert!(matches!(answer, response::Value::Exception(_)), "nothing to commit: {answer:?}");
+    let after = height_and_hash(call(&lone.abci, request::Value::Info(RequestInfo::default())).await);
+    assert_eq!(before, after, "nothing was committed");
+    assert_eq!(lone.geth.engine().head().await.expect("head").hash, genesis.hash, "Geth's head did not move");
+}
+
+/// A validator whose Geth lost its blocks (wiped, restarted from genesis) is repaired
+/// from the app's store before it votes and before it executes a decided block: Geth's
+/// SYNCING is a wait, never a verdict. FinalizeBlock answers what CometBFT checks: one
+/// result per transaction, the block hash as app hash, and the rounds it took counted.
+#[tokio::test]
+async fn a_geth_that_lost_its_blocks_is_repaired_before_it_votes_and_before_it_executes() {
+    let mut lone = lone_app().await;
+    call(&lone.abci, request::Value::InitChain(RequestInitChain { initial_height: 1, ..Default::default() })).await;
+    let now = i64::try_from(common::auth::unix_now()).expect("fits");
+    let (tx, _) = propose(&lone, 1, now).await;
+    decide(&lone, 1, now, tx).await;
+    let (tx, second) = propose(&lone, 2, now + 1).await;
+
+    lone.geth.wipe_and_restart().await.expect("geth comes back empty");
+    assert_eq!(process(&lone, &second, now + 1).await, i32::from(ProposalStatus::Accept), "repaired, then VALID");
+
+    lone.geth.wipe_and_restart().await.expect("geth comes back empty");
+    let time = Some(tendermint_proto::google::protobuf::Timestamp { seconds: now + 1, nanos: 0 });
+    let last_commit = Some(tendermint_proto::v0_38::abci::CommitInfo { round: 2, votes: Vec::new() });
+    let finalize =
+        RequestFinalizeBlock { txs: vec![tx], height: 2, time, decided_last_commit: last_commit, ..Default::default() };
+    let answer = call(&lone.abci, request::Value::FinalizeBlock(finalize)).await;
+    let response::Value::FinalizeBlock(finalized) = answer else { panic!("{answer:?}") };
+    assert_eq!(finalized.app_hash.as_ref(), second.hash().as_slice());
+    assert_eq!(finalized.tx_results.len(), 1, "one result per transaction, as CometBFT requires");
+    assert_eq!(counter(&lone, "bft_round_changes_total").await, 2, "the two rounds beyond the first");
+    let answer = call(&lone.abci, request::Value::Commit(Default::default())).await;
+    assert!(matches!(answer, response::Value::Commit(_)), "{answer:?}");
+    let head = lone.geth.engine().head().await.expect("head");
+    assert_eq!((head.number, head.hash), (2, second.hash()));
 }
