@@ -20,13 +20,7 @@ pub fn redact(text: &str) -> String {
 /// A URL whose authority starts at byte `start`.
 fn redact_url(url: &str, start: usize) -> String {
     let (head, rest) = url.split_at(start);
-    // User info is what precedes the last `@` before the query: a password may hold a `/`
-    // or an `@` that its writer did not percent-encode, and must not leak in part.
-    let query_at = rest.find(['?', '#']).unwrap_or(rest.len());
-    let (user_info, rest) = match rest[..query_at].rfind('@') {
-        Some(at) => (Some(&rest[..at]), &rest[at + 1..]),
-        None => (None, rest),
-    };
+    let (user_info, rest) = split_user_info(rest);
     let user_info = user_info.map_or_else(String::new, |info| match info.split_once(':') {
         Some((user, _)) => format!("{user}:***@"),
         None => format!("{info}@"),
@@ -48,22 +42,41 @@ fn redact_url(url: &str, start: usize) -> String {
     format!("{head}{user_info}{rest}")
 }
 
+/// The user info of a URL after its `scheme://`, and what follows its `@`. A password may
+/// hold a `/`, `?`, `#` or `@` its writer did not percent-encode, and must not leak in
+/// part: when the text up to the last `@` has a `:`, all of it is user info (a `user:`
+/// and a password). Otherwise the user info, if any, ends at the last `@` before the path,
+/// query or fragment, so an `@` in a query value is not taken for one.
+fn split_user_info(rest: &str) -> (Option<&str>, &str) {
+    if let Some(at) = rest.rfind('@')
+        && rest[..at].contains(':')
+    {
+        return (Some(&rest[..at]), &rest[at + 1..]);
+    }
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => (Some(&rest[..at]), &rest[at + 1..]),
+        None => (None, rest),
+    }
+}
+
 /// A `key=value key2='quoted value'` connection string.
 fn redact_conninfo(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(eq) = rest.find('=') {
-        let key_start = rest[..eq].rfind(char::is_whitespace).map_or(0, |i| i + 1);
-        let key = rest[key_start..eq].trim();
-        out.push_str(&rest[..=eq]);
+        // libpq allows spaces around `=`: `password = secret`.
+        let key = rest[..eq].trim_end().rsplit(char::is_whitespace).next().unwrap_or_default();
         let after = &rest[eq + 1..];
-        let value_len = value_length(after);
+        let value = after.trim_start();
+        out.push_str(&rest[..eq + 1 + after.len() - value.len()]);
+        let value_len = value_length(value);
         if key.to_ascii_lowercase().ends_with("password") {
             out.push_str("***");
         } else {
-            out.push_str(&after[..value_len]);
+            out.push_str(&value[..value_len]);
         }
-        rest = &after[value_len..];
+        rest = &value[value_len..];
     }
     out.push_str(rest);
     out
@@ -105,6 +118,15 @@ mod tests {
     fn a_password_with_an_at_sign_or_a_slash_is_hidden_whole() {
         assert_eq!(redact("postgres://u:p@ss@host/db"), "postgres://u:***@host/db");
         assert_eq!(redact("postgres://u:pa/ss@host/db"), "postgres://u:***@host/db");
+        assert_eq!(redact("postgres://u:pa?ss@h/db"), "postgres://u:***@h/db");
+        assert_eq!(redact("redis://:pa#ss@cache:6379"), "redis://:***@cache:6379");
+        assert_eq!(redact("postgres://u:p?a=b#c@h/db?sslmode=require"), "postgres://u:***@h/db?sslmode=***");
+    }
+
+    #[test]
+    fn an_at_sign_in_a_query_value_is_not_taken_for_user_info() {
+        assert_eq!(redact("postgres://u@h/db?options=x@y"), "postgres://u@h/db?options=***");
+        assert_eq!(redact("postgres://h/db?password=p@w"), "postgres://h/db?password=***");
     }
 
     #[test]
@@ -125,6 +147,9 @@ mod tests {
         );
         assert_eq!(redact("host=db password='with space \\' quote' port=5432"), "host=db password=*** port=5432");
         assert_eq!(redact("sslpassword=x host=db"), "sslpassword=*** host=db");
+        assert_eq!(redact("host = db password = secret dbname=x"), "host = db password = *** dbname=x");
+        assert_eq!(redact("password=  'a b' port=1"), "password=  *** port=1");
+        assert_eq!(redact("password =\tsecret"), "password =\t***");
         assert_eq!(redact("host=db port=5432"), "host=db port=5432");
         assert_eq!(redact("127.0.0.1:6379"), "127.0.0.1:6379", "a bare address has nothing to hide");
     }

@@ -391,11 +391,20 @@ async fn bad_input_at_start_gets_a_clear_error_and_no_secret_is_printed() {
     let output = output + &refused(&[leader[0], leader[1], ("POSTGRES_URL", &conninfo)], &[], "password=***").await;
     let query = format!("postgres://tutorial@{nowhere}/db?password=pgsecret");
     let output = output + &refused(&[leader[0], leader[1], ("POSTGRES_URL", &query)], &[], "?password=***").await;
+    // A password its writer did not percent-encode, and conninfo with spaces around `=`
+    // (which tokio-postgres accepts): hidden whole all the same.
+    let raw = format!("postgres://tutorial:pg?secret@{nowhere}/db");
+    let output = output + &refused(&[leader[0], leader[1], ("POSTGRES_URL", &raw)], &[], "tutorial:***@").await;
+    let spaced = format!("host = {host} port = {port} user = tutorial password = pgsecret dbname = db");
+    let output = output + &refused(&[leader[0], leader[1], ("POSTGRES_URL", &spaced)], &[], "password = ***").await;
+    let redis = format!("redis://:redis#secret@{nowhere}");
+    let output =
+        output + &refused(&[leader[0], leader[1], ("POSTGRES_URL", &url), ("REDIS_ADDR", &redis)], &[], ":***@").await;
     let redis = format!("redis://:redissecret@{nowhere}");
     let message = format!("cannot reach Redis at redis://:***@{nowhere} (--redis-addr)");
     let output =
         output + &refused(&[leader[0], leader[1], ("POSTGRES_URL", &url), ("REDIS_ADDR", &redis)], &[], &message).await;
-    for secret in ["pgsecret", "redissecret"] {
+    for secret in ["pgsecret", "secret@", "redissecret"] {
         assert!(!output.contains(secret), "{secret} printed:\n{output}");
     }
 
