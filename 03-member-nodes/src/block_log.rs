@@ -260,13 +260,15 @@ impl Store {
             let client = self.client().await?;
             let rows = client
                 .query(
-                    "SELECT number, hash, parent_hash, term, payload, age FROM (
+                    &format!(
+                        "SELECT number, hash, parent_hash, term, payload, age FROM (
                         SELECT number, hash, parent_hash, term, payload,
-                               EXTRACT(EPOCH FROM clock_timestamp() - stored_at)::float8 AS age,
+                               {AGE} AS age,
                                sum(pg_column_size(payload)) OVER (ORDER BY number)
                                    - pg_column_size(payload) AS before
                         FROM blocks WHERE number > $1 AND payload IS NOT NULL ORDER BY number LIMIT $2
-                     ) AS batch WHERE before < $3 ORDER BY number",
+                     ) AS batch WHERE before < $3 ORDER BY number"
+                    ),
                     &[&i64::try_from(number)?, &i64::from(limit), &i64::from(max_bytes.max(1))],
                 )
                 .await?;
@@ -278,7 +280,7 @@ impl Store {
                         parent_hash: b256(row.get(2))?,
                         term: u64::try_from(row.get::<_, i64>(3))?,
                         payload: row.get(4),
-                        age: Duration::from_secs_f64(row.get::<_, f64>(5).max(0.0)),
+                        age: age(row.get(5)),
                     })
                 })
                 .collect()
@@ -293,14 +295,15 @@ impl Store {
             let client = self.client().await?;
             let row = client
                 .query_one(
-                    "SELECT (SELECT max(number) FROM blocks),
-                            (SELECT EXTRACT(EPOCH FROM clock_timestamp() - stored_at)::float8
-                             FROM blocks WHERE number = $1::bigint + 1)",
+                    &format!(
+                        "SELECT (SELECT max(number) FROM blocks),
+                            (SELECT {AGE} FROM blocks WHERE number = $1::bigint + 1)"
+                    ),
                     &[&i64::try_from(applied)?],
                 )
                 .await?;
             let head = row.get::<_, Option<i64>>(0).map(u64::try_from).transpose()?.unwrap_or(0);
-            let age = row.get::<_, Option<f64>>(1).map(|secs| Duration::from_secs_f64(secs.max(0.0)));
+            let age = row.get::<_, Option<f64>>(1).map(age);
             Ok((head, age))
         })
         .await
@@ -310,6 +313,17 @@ impl Store {
     pub fn config(&self) -> &tokio_postgres::Config {
         &self.config
     }
+}
+
+/// A row's age in seconds, by the database's clock, as SQL. `stored_at` is held between the
+/// epoch and now first: a row whose time was edited to `-infinity` or into the future
+/// (PostgreSQL accepts both) reads as very old or as new, never as an error or a panic.
+const AGE: &str =
+    "EXTRACT(EPOCH FROM clock_timestamp() - LEAST(GREATEST(stored_at, 'epoch'), clock_timestamp()))::float8";
+
+/// [`AGE`]'s seconds as a duration.
+fn age(secs: f64) -> Duration {
+    Duration::try_from_secs_f64(secs.max(0.0)).unwrap_or(Duration::MAX)
 }
 
 /// Runs a database call under [`CALL_TIMEOUT`].

@@ -151,6 +151,23 @@ async fn rows_are_checked_before_use_and_listen_announces_them() {
     // A node at the head has no stored block waiting for it.
     assert_eq!(store.lag(3).await.expect("lag"), (3, None));
 
+    // Stored times edited by hand to -infinity or into the future (PostgreSQL takes both):
+    // read as very old and as new, never an error or a panic.
+    let (client, connection) = tokio_postgres::connect(&postgres.url(), tokio_postgres::NoTls).await.expect("connect");
+    tokio::spawn(connection);
+    client
+        .batch_execute(
+            "UPDATE blocks SET stored_at = '-infinity' WHERE number = 2;
+             UPDATE blocks SET stored_at = 'infinity' WHERE number = 3",
+        )
+        .await
+        .expect("times edited");
+    let rows = store.blocks_after(1, 10, u32::MAX).await.expect("read despite the times");
+    assert!(rows[0].age > Duration::from_secs(50 * 365 * 86_400), "-infinity reads as very old: {:?}", rows[0].age);
+    assert!(rows[1].age < Duration::from_secs(1), "the future reads as now: {:?}", rows[1].age);
+    assert!(store.lag(1).await.expect("lag").1.is_some_and(|age| age > Duration::from_secs(86_400)));
+    assert!(matches!(store.lag(2).await.expect("lag"), (3, Some(age)) if age < Duration::from_secs(1)));
+
     // PostgreSQL restarts: the listener connects again by itself, and hears the next block.
     // (First take the wake-up the last NOTIFYs left, if any: it is not what we wait for.)
     let _ = tokio::time::timeout(Duration::from_millis(100), wake.notified()).await;
