@@ -866,14 +866,20 @@ benchmarks() {
 cleans() {
     local script data
     say "(the text offers 'clean' in comments, in place of 'stop': each devnet started, then cleaned)"
+    strangers
     for script in devnet cluster bft; do
         say "\$ scripts/$script.sh start"
         "scripts/$script.sh" start > "$OUT" 2>&1 || fail "scripts/$script.sh start failed:"$'\n'"$(tail -n 20 "$OUT")"
     done
     eventually "a cluster leader" 120 cluster_leader
     eventually "every validator to commit" 180 bft_above 3 1
+    local jwt
+    for jwt in .devnet/jwt.hex .devnet/cluster/jwt.hex .devnet/bft/jwt.hex; do
+        [[ "$(stat -c %a "$jwt")" == 600 ]] || fail "$jwt is readable by others: $(stat -c %A "$jwt")"
+    done
     [[ -d .devnet/single-node && -d .devnet/monitor ]] || fail "no .devnet/single-node or .devnet/monitor to clean: the walkthrough made both"
 
+    held_store
     clean_devnet devnet .devnet/data .devnet/geth.pid
     for data in .devnet/data .devnet/jwt.hex .devnet/geth.log .devnet/single-node; do
         [[ ! -e "$data" ]] || fail "$data is still there after scripts/devnet.sh clean"
@@ -888,6 +894,45 @@ cleans() {
     say "\$ scripts/monitor.sh clean"
     scripts/monitor.sh clean > "$OUT" 2>&1 || fail "scripts/monitor.sh clean failed: $(cat "$OUT")"
     [[ ! -e .devnet/monitor ]] || fail ".devnet/monitor is still there after scripts/monitor.sh clean"
+}
+
+# A pid file left from before a reboot, whose PID another process has now: `stop` does not
+# signal that process, and `start` starts Geth rather than taking it for running.
+strangers() {
+    local stranger
+    sleep 600 &
+    stranger=$!
+    echo "$stranger" > .devnet/geth.pid
+    touch -d '-1 hour' .devnet/geth.pid
+    say "(a stale .devnet/geth.pid naming pid $stranger, a process started after it)"
+    say "\$ scripts/devnet.sh stop"
+    scripts/devnet.sh stop > "$OUT" 2>&1 || fail "scripts/devnet.sh stop failed: $(cat "$OUT")"
+    expect 'geth not running'
+    pid_gone "$stranger" && fail "scripts/devnet.sh stop killed pid $stranger, which it never started"
+    kill "$stranger"
+}
+
+# `devnet.sh clean` leaves Part 2's store alone while a single-node holds it, even one
+# started from another directory with STATE_DIR pointing here.
+held_store() {
+    local pid
+    (cd / && exec env JWT_SECRET="$ROOT/.devnet/jwt.hex" GENESIS="$ROOT/genesis.json" \
+        STATE_DIR="$ROOT/.devnet/single-node" HEALTH_ADDR=127.0.0.1:0 "$ROOT/target/debug/single-node") \
+        > "$WORK/held.log" 2>&1 &
+    pid=$!
+    eventually "a single-node started from / to open .devnet/single-node" 120 holds_store "$pid"
+    say "(a single-node started from /, its store .devnet/single-node)"
+    say "\$ scripts/devnet.sh clean"
+    scripts/devnet.sh clean > "$OUT" 2>&1 && fail "scripts/devnet.sh clean deleted a store in use: $(cat "$OUT")"
+    expect "is open in process $pid"
+    [[ -d .devnet/single-node && -d .devnet/data ]] || fail "the refused clean deleted something"
+    kill -INT "$pid"
+    wait "$pid" || fail "the single-node started from / did not stop cleanly: $(tail -n 5 "$WORK/held.log")"
+}
+
+# Does process $1 hold a file of Part 2's store open?
+holds_store() {
+    find "/proc/$1/fd" -lname "$ROOT/.devnet/single-node/*" 2>/dev/null | grep -q .
 }
 
 # `scripts/$1.sh clean` on a running devnet whose data is in DIR ($2) and whose pid files

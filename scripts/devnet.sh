@@ -38,13 +38,12 @@ case "${1:-}" in
     start) start ;;
     stop) stop_pid "$DEVNET/geth.pid" geth ;;
     clean)
-        # Part 2's store is deleted too: not from under a sequencer still using it.
-        for pid in $(pgrep -x single-node || true); do
-            if [[ "$(readlink "/proc/$pid/cwd" 2>/dev/null)" == "$ROOT" ]]; then
-                say "single-node is running from this checkout (pid $pid); stop it (Ctrl-C) before cleaning"
-                exit 1
-            fi
-        done
+        # Part 2's store is deleted too: never from under a process that holds it open (a
+        # single-node started from anywhere with STATE_DIR pointing here).
+        if [[ -d "$DEVNET/single-node" ]] && held="$(holders "$DEVNET/single-node")" && [[ -n "$held" ]]; then
+            say "Part 2's store .devnet/single-node is open in process $(echo "$held" | tr '\n' ' ')(single-node?); stop it (Ctrl-C) before cleaning"
+            exit 1
+        fi
         stop_pid "$DEVNET/geth.pid" geth
         rm -rf "$DEVNET/data" "$DEVNET/jwt.hex" "$DEVNET/geth.log" "$DEVNET/single-node"
         say "removed the devnet's chain, secret and log, and Part 2's store" ;;

@@ -13,13 +13,33 @@ install_cast() {
     "$ROOT/scripts/setup.sh" cast || say "cast is not installed (see above); the devnet runs, but the docs' cast commands need it"
 }
 
-# Is the process in pid file $1 alive (and not a zombie: a killed process whose parent is
-# gone may linger unreaped, and `kill -0` still succeeds on it)?
+# Is the process in pid file $1 alive, and the one the file was written for? A PID is
+# reused: after a reboot, or once the process has died, another process (even another
+# Geth) may have it. The one we started is at least as old as its pid file (written just
+# after it started); a process that started later is a stranger and is never signalled.
+# (A killed process whose parent is gone may linger unreaped as a zombie, and `kill -0`
+# still succeeds on it: not alive either.)
 alive() {
     [[ -f "$1" ]] || return 1
-    local state
-    state="$(ps -o stat= -p "$(cat "$1")" 2>/dev/null)" || return 1
-    [[ -n "$state" && "$state" != Z* ]]
+    local pid state age written
+    pid="$(head -n 1 "$1")"
+    [[ "$pid" =~ ^[0-9]+$ ]] || return 1
+    read -r state age < <(ps -o stat= -o etimes= -p "$pid" 2>/dev/null) || return 1
+    [[ -n "$state" && "$state" != Z* ]] || return 1
+    written="$(stat -c %Y "$1")"
+    # (2 s of slack: both clocks count whole seconds.)
+    (( age + 2 >= $(date +%s) - written ))
+}
+
+# The PIDs of the processes that hold a file under directory $1 open (Linux's /proc).
+holders() {
+    local dir fd pid
+    dir="$(realpath "$1")"
+    for fd in /proc/[0-9]*/fd/*; do
+        [[ "$(readlink "$fd" 2>/dev/null)" == "$dir"/* ]] || continue
+        pid="${fd#/proc/}"
+        echo "${pid%%/*}"
+    done 2>/dev/null | sort -un
 }
 
 # Waits up to $2 tenths of a second for the process in pid file $1 to be gone; fails if it
@@ -33,7 +53,7 @@ wait_gone() {
 # returns once it is gone.
 stop_pid() {
     if ! alive "$1"; then rm -f "$1"; say "$2 not running"; return; fi
-    local pid; pid="$(cat "$1")"
+    local pid; pid="$(head -n 1 "$1")"
     kill -TERM "$pid"
     if ! wait_gone "$1" 300; then
         say "$2 ignored SIGTERM for 30 s; killing it"
@@ -48,7 +68,7 @@ stop_pid() {
 # killing nothing, if it was not running. The pid file is removed either way.
 kill_pid() {
     if ! alive "$1"; then rm -f "$1"; return 1; fi
-    local pid; pid="$(cat "$1")"
+    local pid; pid="$(head -n 1 "$1")"
     kill -KILL "$pid" 2>/dev/null || true
     wait_gone "$1" 100 || say "$2 (pid $pid) is still there 10 s after SIGKILL"
     rm -f "$1"
@@ -60,11 +80,12 @@ rpc() {
         -d "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"$2\",\"params\":[]}" "http://127.0.0.1:$1"
 }
 
-# Writes a random 32-byte hex JWT secret to $1 unless it has one.
+# Writes a random 32-byte hex JWT secret to $1 unless it has one, readable by its owner
+# only: whoever reads it can drive Geth's Engine API.
 ensure_jwt() {
     [[ -s "$1" ]] && return
     mkdir -p "$(dirname "$1")"
-    head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$1"
+    (umask 077 && head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$1")
     say "wrote a new JWT secret to ${1#"$ROOT"/}"
 }
 
