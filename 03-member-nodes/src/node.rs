@@ -255,6 +255,7 @@ impl<'a> Node<'a> {
         cancel: &CancellationToken,
     ) -> anyhow::Result<StepDown> {
         let (publish, lease_view) = watch::channel(view);
+        self.status.watch_lease(lease_view.clone());
         let (made_block, progress) = watch::channel(Instant::now());
         let stop_renewing = CancellationToken::new();
         let renewing = election.keep_renewed(lease, &publish, &stop_renewing, &progress, self.config.stall());

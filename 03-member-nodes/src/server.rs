@@ -10,8 +10,9 @@ use std::sync::Mutex;
 use common::Head;
 use common::service::http::Endpoints;
 use serde_json::json;
+use tokio::{sync::watch, time::Instant};
 
-use crate::{config::Mode, metrics::Metrics};
+use crate::{config::Mode, election::LeaseView, metrics::Metrics};
 
 /// What the node is doing right now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,6 +27,10 @@ pub enum Role {
 #[derive(Debug, Default)]
 struct State {
     leading: bool,
+    /// While leading: the lease as the renewal sees it. `/status` says "leading" only
+    /// while it is valid, so a leader stuck in a call to a hung Geth never reports leading
+    /// beside its successor.
+    lease: Option<watch::Receiver<LeaseView>>,
     term: u64,
     head: Option<Head>,
     store_head: Option<u64>,
@@ -91,7 +96,15 @@ impl Status {
     pub fn set_role(&self, role: Role, term: u64) {
         self.metrics.is_leader.set(i64::from(role == Role::Leading));
         self.metrics.term.set(gauge(term));
-        self.update(|s| (s.leading, s.term) = (role == Role::Leading, term));
+        self.update(|s| {
+            (s.leading, s.term) = (role == Role::Leading, term);
+            s.lease = None;
+        });
+    }
+
+    /// The lease this node leads under, as its renewal publishes it.
+    pub fn watch_lease(&self, lease: watch::Receiver<LeaseView>) {
+        self.update(|s| s.lease = Some(lease));
     }
 
     /// This node stopped leading, for `reason`.
@@ -122,6 +135,20 @@ impl Status {
     }
 }
 
+impl Status {
+    /// "leading" while this node leads under a valid lease; "stepping down" once the lease
+    /// lapsed or was given up and the production loop has not noticed yet (it is waiting
+    /// on Geth, say); "following" otherwise.
+    fn role(&self) -> &'static str {
+        let s = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match &s.lease {
+            _ if !s.leading => "following",
+            Some(lease) if !lease.borrow().is_valid(Instant::now()) => "stepping down",
+            _ => "leading",
+        }
+    }
+}
+
 impl Endpoints for Status {
     fn not_ready_reason(&self) -> Option<String> {
         let s = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -141,15 +168,18 @@ impl Endpoints for Status {
     }
 
     fn metrics(&self) -> String {
+        let role = self.role();
+        self.metrics.is_leader.set(i64::from(role == "leading"));
         self.metrics.encode()
     }
 
     fn status(&self) -> Option<serde_json::Value> {
+        let role = self.role();
         let s = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         Some(json!({
             "instance_id": self.instance_id,
             "mode": match self.mode { Mode::Leader => "leader", Mode::Member => "member" },
-            "role": if s.leading { "leading" } else { "following" },
+            "role": role,
             "term": s.term,
             "head": s.head.map(|h| json!({"number": h.number, "hash": h.hash})),
             "store_head": s.store_head,

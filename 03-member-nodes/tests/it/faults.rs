@@ -50,6 +50,41 @@ async fn a_leader_whose_geth_dies_hands_over_and_rejoins_once_it_is_back() {
     cluster.assert_one_chain().await;
 }
 
+/// A leader whose Geth hangs (SIGSTOP) is stuck in a call to it for seconds. Its lease
+/// lapses or is given up meanwhile, and from then on its `/status` says so: at no look
+/// while the standby leads does the old leader also say it leads.
+#[tokio::test]
+async fn a_leader_whose_geth_hangs_never_reports_leading_beside_its_successor() {
+    let cluster = Cluster::start(&["leader", "leader"], &[]).await;
+    let (first, term) = cluster.leader(&[0, 1]).await;
+    let second = 1 - first;
+    stored_grows(&cluster, 2).await;
+
+    cluster.nodes[first].geth.signal(libc::SIGSTOP);
+    // The successor is looked at first: if it leads, the old leader must not, at any
+    // later look.
+    let mut looks_with_a_successor = 0;
+    let until = tokio::time::Instant::now() + Duration::from_secs(20);
+    while tokio::time::Instant::now() < until {
+        let successor = cluster.status(second).await.filter(|s| s["role"] == "leading");
+        let old = cluster.status(first).await;
+        if let Some(successor) = successor {
+            assert!(successor["term"].as_u64() > Some(term), "{successor}");
+            let old = old.expect("the old leader answers /status while its Geth hangs");
+            assert_ne!(old["role"], "leading", "two nodes say they lead: {old} and {successor}");
+            looks_with_a_successor += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(looks_with_a_successor > 10, "the standby took over while the leader's Geth hung");
+
+    cluster.nodes[first].geth.signal(libc::SIGCONT);
+    following(&cluster, first).await;
+    let height = stored_grows(&cluster, 2).await;
+    cluster.head_at_least(first, height).await;
+    cluster.assert_one_chain().await;
+}
+
 #[tokio::test]
 async fn a_leader_whose_geth_rejects_every_block_hands_over() {
     // node1's Engine API goes through a proxy that can answer newPayload with INVALID.

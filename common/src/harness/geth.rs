@@ -290,6 +290,12 @@ impl Geth {
         self.process.kill();
     }
 
+    /// Sends a signal: `libc::SIGSTOP` hangs Geth with every connection open and no answer
+    /// on any, `SIGCONT` lets it go on.
+    pub fn signal(&self, signal: i32) {
+        self.process.signal(signal);
+    }
+
     /// Starts Geth again on the same datadir and ports, and waits for its Engine API.
     pub async fn restart(&mut self) -> anyhow::Result<()> {
         self.spawn_and_wait().await
