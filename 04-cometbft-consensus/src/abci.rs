@@ -7,13 +7,19 @@
 //! Bad input never takes the process down: a frame longer than [`MAX_FRAME`] or a
 //! connection that ends in the middle of a frame closes that connection; a frame that is
 //! not a `Request`, or a `Request` without a method, gets a `ResponseException` naming
-//! what was wrong.
+//! what was wrong. At most [`MAX_CONNECTIONS`] are served at once, and the consensus
+//! methods are answered on one connection only: the first to send one, for as long as it
+//! stays open (CometBFT's consensus connection). A stray local client can neither
+//! exhaust memory with connections nor commit the block CometBFT is deciding.
 
-use std::sync::Arc;
+use std::sync::{
+    Arc, Mutex,
+    atomic::{AtomicU64, Ordering},
+};
 
 use bytes::{Buf, BytesMut};
 use prost::Message;
-use tendermint_proto::v0_38::abci::{Request, Response, ResponseException, response};
+use tendermint_proto::v0_38::abci::{Request, Response, ResponseException, request, response};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::{TcpListener, TcpStream},
@@ -26,6 +32,10 @@ use crate::app::{App, exception};
 /// The longest request we read: above CometBFT's largest block (21 MiB by default), so a
 /// proposal always fits, and small enough that a garbage length cannot exhaust memory.
 pub const MAX_FRAME: usize = 64 << 20;
+
+/// The most connections served at once: CometBFT opens four, and a restarted CometBFT
+/// four more while the old ones close.
+pub const MAX_CONNECTIONS: usize = 8;
 
 /// Why a connection's input cannot be read further.
 #[derive(Debug, thiserror::Error)]
@@ -72,8 +82,45 @@ pub fn frame(message: &impl Message) -> Vec<u8> {
 }
 // ANCHOR_END: frames
 
+/// Which connection answers the consensus methods: the first to send one, until it closes.
+#[derive(Debug, Default)]
+struct Consensus {
+    owner: Mutex<Option<u64>>,
+}
+
+impl Consensus {
+    /// Whether connection `id` may send `request`: any connection may send the others; a
+    /// consensus method makes `id` the consensus connection if there is none.
+    fn allows(&self, id: u64, request: &request::Value) -> bool {
+        use request::Value as Req;
+        let consensus = matches!(
+            request,
+            Req::InitChain(_)
+                | Req::PrepareProposal(_)
+                | Req::ProcessProposal(_)
+                | Req::FinalizeBlock(_)
+                | Req::Commit(_)
+                | Req::ExtendVote(_)
+                | Req::VerifyVoteExtension(_)
+        );
+        let mut owner = self.owner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        !consensus || *owner.get_or_insert(id) == id
+    }
+
+    /// Connection `id` closed.
+    fn closed(&self, id: u64) {
+        let mut owner = self.owner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if *owner == Some(id) {
+            *owner = None;
+        }
+    }
+}
+
 /// Accepts CometBFT's connections until `cancel` fires.
 pub async fn serve(listener: TcpListener, app: Arc<App>, cancel: CancellationToken) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let consensus = Arc::new(Consensus::default());
+    let ids = AtomicU64::new(0);
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -82,22 +129,31 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, cancel: CancellationTok
             },
             () = cancel.cancelled() => return,
         };
-        info!(%peer, "ABCI connection");
-        let (app, cancel) = (app.clone(), cancel.clone());
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            warn!(%peer, "refusing an ABCI connection: {MAX_CONNECTIONS} are open already");
+            continue;
+        };
+        let id = ids.fetch_add(1, Ordering::Relaxed);
+        info!(%peer, id, "ABCI connection");
+        let (app, consensus, cancel) = (app.clone(), consensus.clone(), cancel.clone());
         tokio::spawn(async move {
             tokio::select! {
-                result = connection(stream, &app) => match result {
+                result = connection(stream, id, &app, &consensus) => match result {
                     Ok(()) => debug!(%peer, "ABCI connection closed"),
                     Err(error) => warn!(%peer, %error, "closing the ABCI connection"),
                 },
                 () = cancel.cancelled() => {}
             }
+            drop(slot);
         });
     }
 }
 
 /// Answers one connection's requests, in order, until it closes.
-async fn connection(mut stream: TcpStream, app: &App) -> Result<(), FrameError> {
+async fn connection(mut stream: TcpStream, id: u64, app: &App, consensus: &Consensus) -> Result<(), FrameError> {
+    // (Declared after the stream, so dropped before it: the connection no longer answers
+    // the consensus methods by the time its peer sees it closed.)
+    let _closed = scopeguard(|| consensus.closed(id));
     stream.set_nodelay(true)?;
     let mut buf = BytesMut::with_capacity(64 << 10);
     loop {
@@ -110,7 +166,26 @@ async fn connection(mut stream: TcpStream, app: &App) -> Result<(), FrameError> 
             }
         };
         let response = match Request::decode(input) {
-            Ok(Request { value: Some(request) }) => app.handle(request).await,
+            Ok(Request { value: Some(request) }) if consensus.allows(id, &request) => {
+                // A CometBFT killed while we answer (Geth is down, say) is restarted and
+                // connects again: its new consensus connection must not wait for this
+                // answer. The answer is still finished (a request is never cut off halfway)
+                // and sent if it can be, but this connection stops owning the consensus
+                // methods as soon as its peer has closed it.
+                let answer = app.handle(request);
+                tokio::pin!(answer);
+                tokio::select! {
+                    response = &mut answer => response,
+                    () = peer_gone(&mut stream, &mut buf) => {
+                        consensus.closed(id);
+                        let _ = stream.write_all(&frame(&Response { value: answer.await })).await;
+                        return Ok(());
+                    }
+                }
+            }
+            Ok(Request { value: Some(_) }) => {
+                exception("a consensus method on a connection other than CometBFT's consensus connection".into())
+            }
             Ok(Request { value: None }) => exception("an ABCI request without a method".into()),
             Err(error) => exception(format!("an undecodable ABCI request: {error}")),
         };
@@ -119,6 +194,30 @@ async fn connection(mut stream: TcpStream, app: &App) -> Result<(), FrameError> 
         }
         stream.write_all(&frame(&Response { value: response })).await?;
     }
+}
+
+/// Returns once the peer closed the connection (or it failed); what it sends meanwhile
+/// is kept in `buf`, up to a frame's worth.
+async fn peer_gone(stream: &mut TcpStream, buf: &mut BytesMut) {
+    while buf.len() <= MAX_FRAME {
+        if matches!(stream.read_buf(buf).await, Ok(0) | Err(_)) {
+            return;
+        }
+    }
+    std::future::pending().await
+}
+
+/// Runs `f` when dropped.
+fn scopeguard(f: impl FnOnce()) -> impl Drop {
+    struct Guard<F: FnOnce()>(Option<F>);
+    impl<F: FnOnce()> Drop for Guard<F> {
+        fn drop(&mut self) {
+            if let Some(f) = self.0.take() {
+                f();
+            }
+        }
+    }
+    Guard(Some(f))
 }
 
 #[cfg(test)]
@@ -155,5 +254,19 @@ mod tests {
         assert!(matches!(take_frame(&mut buf), Err(FrameError::TooLarge(u64::MAX))));
         let mut garbage = BytesMut::from(&[0xff_u8; 12][..]);
         assert!(matches!(take_frame(&mut garbage), Err(FrameError::BadLength)));
+    }
+
+    #[test]
+    fn the_consensus_methods_are_answered_on_one_connection_until_it_closes() {
+        let consensus = Consensus::default();
+        let commit = request::Value::Commit(Default::default());
+        let info = request::Value::Info(Default::default());
+        assert!(consensus.allows(1, &info) && consensus.allows(2, &info), "anyone may ask for Info");
+        assert!(consensus.allows(1, &commit), "the first to send a consensus method owns them");
+        assert!(!consensus.allows(2, &commit), "another connection may not");
+        consensus.closed(2);
+        assert!(!consensus.allows(2, &commit), "another connection closing changes nothing");
+        consensus.closed(1);
+        assert!(consensus.allows(2, &commit), "once it closed, the next to ask owns them");
     }
 }

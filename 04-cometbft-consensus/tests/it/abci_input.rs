@@ -61,6 +61,10 @@ async fn exchange(addr: &str, bytes: &[u8]) -> Option<Response> {
     let mut buf = BytesMut::new();
     loop {
         if let Some(frame) = take_frame(&mut buf).expect("the app frames its answers") {
+            // The app then closes the connection (we sent nothing more): wait for that, so
+            // the next call is on a connection opened after this one is gone, as
+            // CometBFT's connections would be.
+            let _ = tokio::time::timeout(Duration::from_secs(30), stream.read_buf(&mut BytesMut::new())).await;
             return Some(Response::decode(frame).expect("the app's answer decodes"));
         }
         let read = tokio::time::timeout(Duration::from_secs(30), stream.read_buf(&mut buf)).await;
@@ -424,4 +428,84 @@ async fn a_geth_that_lost_its_blocks_is_repaired_before_it_votes_and_before_it_e
     assert!(matches!(answer, response::Value::Commit(_)), "{answer:?}");
     let head = lone.geth.engine().head().await.expect("head");
     assert_eq!((head.number, head.hash), (2, second.hash()));
+}
+
+/// A connection held open, as CometBFT holds its four.
+struct Connection {
+    stream: TcpStream,
+    buf: BytesMut,
+}
+
+impl Connection {
+    async fn open(addr: &str) -> Self {
+        Self { stream: TcpStream::connect(addr).await.expect("connect"), buf: BytesMut::new() }
+    }
+
+    /// Sends `request` and reads the answer; `None` if the app closed the connection.
+    async fn call(&mut self, request: request::Value) -> Option<response::Value> {
+        self.stream.write_all(&frame(&Request { value: Some(request) })).await.ok()?;
+        loop {
+            if let Some(frame) = take_frame(&mut self.buf).expect("the app frames its answers") {
+                return Response::decode(frame).expect("the app's answer decodes").value;
+            }
+            let read = tokio::time::timeout(Duration::from_secs(30), self.stream.read_buf(&mut self.buf)).await;
+            match read.expect("the app answers or closes within 30 s") {
+                Ok(0) | Err(_) => return None,
+                Ok(_) => {}
+            }
+        }
+    }
+}
+
+/// Another local process on the ABCI port can neither commit the block CometBFT is
+/// deciding (the consensus methods are answered on CometBFT's consensus connection only)
+/// nor open connections without end (beyond the limit they are closed at once).
+#[tokio::test]
+async fn a_stray_client_can_neither_commit_the_pending_block_nor_crowd_out_cometbft() {
+    let lone = lone_app().await;
+    let mut consensus = Connection::open(&lone.abci).await;
+    let init = RequestInitChain { initial_height: 1, ..Default::default() };
+    assert!(matches!(consensus.call(request::Value::InitChain(init)).await, Some(response::Value::InitChain(_))));
+    let now = i64::try_from(common::auth::unix_now()).expect("fits");
+    let time = Some(tendermint_proto::google::protobuf::Timestamp { seconds: now, nanos: 0 });
+    let prepare = RequestPrepareProposal { max_tx_bytes: 1 << 20, height: 1, time, ..Default::default() };
+    let Some(response::Value::PrepareProposal(proposed)) =
+        consensus.call(request::Value::PrepareProposal(prepare)).await
+    else {
+        panic!("no proposal")
+    };
+    let block = cometbft_consensus::proposal::decode(&proposed.txs).expect("decodes");
+    let finalize = RequestFinalizeBlock { txs: proposed.txs, height: 1, time, ..Default::default() };
+    let answer = consensus.call(request::Value::FinalizeBlock(finalize)).await;
+    assert!(matches!(answer, Some(response::Value::FinalizeBlock(_))), "{answer:?}");
+
+    // A stray Commit on another connection: refused, and the pending block stays pending.
+    let answer = call(&lone.abci, request::Value::Commit(Default::default())).await;
+    assert!(
+        matches!(answer, response::Value::Exception(ref e) if e.error.contains("consensus connection")),
+        "{answer:?}"
+    );
+    assert!(matches!(
+        consensus.call(request::Value::Commit(Default::default())).await,
+        Some(response::Value::Commit(_))
+    ));
+    let head = lone.geth.engine().head().await.expect("head");
+    assert_eq!((head.number, head.hash), (1, block.hash()), "CometBFT's Commit committed the block");
+
+    // Connections up to the limit are served; one more is closed unanswered.
+    let mut held = Vec::new();
+    for _ in 1..cometbft_consensus::abci::MAX_CONNECTIONS {
+        let mut connection = Connection::open(&lone.abci).await;
+        assert!(connection.call(request::Value::Info(RequestInfo::default())).await.is_some());
+        held.push(connection);
+    }
+    let info = frame(&Request { value: Some(request::Value::Info(RequestInfo::default())) });
+    assert!(exchange(&lone.abci, &info).await.is_none(), "a connection beyond the limit is closed");
+    assert!(lone.app.output().contains("refusing an ABCI connection"));
+    assert!(consensus.call(request::Value::Info(RequestInfo::default())).await.is_some(), "CometBFT's still served");
+    drop(held);
+    common::harness::eventually("a connection once others closed", Duration::from_secs(30), || async {
+        exchange(&lone.abci, &info).await
+    })
+    .await;
 }
