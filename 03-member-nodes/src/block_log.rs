@@ -16,7 +16,7 @@ mod row;
 use std::time::Duration;
 
 use alloy_primitives::B256;
-use anyhow::{Context, anyhow};
+use anyhow::{Context, anyhow, bail};
 use common::{Head, payload::ExecutableBlock, redact::redact};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::{NoTls, error::SqlState};
@@ -107,6 +107,52 @@ impl Store {
         migrated.await.with_context(|| format!("cannot use PostgreSQL at {} (--postgres-url)", redact(url)))?;
         Ok(store)
     }
+
+    // ANCHOR: durable
+    /// Checks that a row PostgreSQL says it committed survives, as it commits our
+    /// transactions: the write-ahead rule (a block is final only once stored) rests on it.
+    /// `Err` if a crash of PostgreSQL itself could lose it (`synchronous_commit` off), or if
+    /// commits do not wait for the synchronous standby a failover would promote.
+    /// `Ok(Some(warning))` for what it survives only in part: with `fsync` off, a crash of
+    /// PostgreSQL but not of the machine; with no synchronous standby, a crash of the
+    /// server but not its loss.
+    pub async fn check_durable(&self) -> anyhow::Result<Option<String>> {
+        let client = self.client().await?;
+        let setting = async |name: &str| -> anyhow::Result<String> {
+            Ok(client.query_one(&format!("SHOW {name}"), &[]).await?.get(0))
+        };
+        let (fsync, commit, standbys) = (
+            setting("fsync").await?,
+            setting("synchronous_commit").await?,
+            setting("synchronous_standby_names").await?,
+        );
+        if commit == "off" {
+            bail!(
+                "PostgreSQL acknowledges a commit before its WAL is written (synchronous_commit = off): a crash could \
+                 lose a block the leader has already made final in Geth, and the next leader would store another \
+                 block at its height. Set synchronous_commit = on"
+            );
+        }
+        if !standbys.trim().is_empty() && commit == "local" {
+            bail!(
+                "PostgreSQL has synchronous standbys ({standbys}) but commits do not wait for them (synchronous_commit = \
+                 local): a failover could lose a block already final. Set synchronous_commit = on or remote_apply"
+            );
+        }
+        let mut warnings = Vec::new();
+        if fsync == "off" {
+            warnings.push("fsync is off: a committed block survives a crash of PostgreSQL, not of the machine");
+        }
+        if standbys.trim().is_empty() {
+            warnings.push(
+                "PostgreSQL has no synchronous standby (synchronous_standby_names is empty): a committed block survives \
+                 a crash of the server but not its loss, and a failover to an asynchronous replica can lose blocks \
+                 already final",
+            );
+        }
+        Ok((!warnings.is_empty()).then(|| warnings.join("; ")))
+    }
+    // ANCHOR_END: durable
 
     async fn client(&self) -> anyhow::Result<deadpool_postgres::Object> {
         self.pool.get().await.map_err(|e| anyhow!("cannot get a PostgreSQL connection: {e}"))

@@ -46,9 +46,10 @@ pub mod step_down;
 
 use std::sync::Arc;
 
+use anyhow::Context;
 use common::service::{http, shutdown, startup};
 use tokio::sync::Notify;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::{
     block_log::Store,
@@ -69,6 +70,13 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
         config.el.client()?.with_observer(Arc::new(move |m, t, e| observer.metrics.engine.observe_call(m, t, e)));
     let listener = http::bind(config.service.health_addr).await?;
     let store = Store::connect(&config.postgres_url, config.lease()).await?;
+    if config.mode == Mode::Leader {
+        // Only a leader writes; its writes must survive.
+        match store.check_durable().await.context("a leader's blocks must be durable in PostgreSQL")? {
+            Some(warning) => warn!("{warning}"),
+            None => info!("PostgreSQL commits each block to disk and to a synchronous standby"),
+        }
+    }
     let election = match config.mode {
         Mode::Leader => Some(
             Election::connect(&config.redis_url(), &config.instance_id, LeaseTiming { lease: config.lease() }).await?,

@@ -219,3 +219,38 @@ async fn a_leader_paused_inside_a_write_cannot_hold_up_the_next_claim() {
     assert!(claimed.is_ok(), "the claim went through");
     assert!(paused.batch_execute("COMMIT").await.is_err(), "the paused session was ended");
 }
+
+/// A leader's blocks are final once stored, so a commit must survive: PostgreSQL with
+/// `synchronous_commit` off, or with a synchronous standby that commits do not wait for,
+/// is refused; a server with no synchronous standby is accepted with a warning.
+#[tokio::test]
+async fn a_store_whose_commits_may_be_lost_is_refused() {
+    let postgres = Postgres::start().await.expect("postgres");
+    let store = initialised(&postgres).await;
+    // (The test server runs with fsync off, for speed.)
+    let warning = store.check_durable().await.expect("a single server is accepted");
+    assert!(warning.as_ref().is_some_and(|w| w.contains("fsync is off") && w.contains("no synchronous standby")));
+
+    let (client, connection) = tokio_postgres::connect(&postgres.url(), tokio_postgres::NoTls).await.expect("connect");
+    tokio::spawn(connection);
+    let set = async |settings: &str| {
+        // (One statement at a time: ALTER SYSTEM cannot run in a transaction block.)
+        for statement in settings.split(';').chain(["SELECT pg_reload_conf()"]) {
+            client.batch_execute(statement).await.expect("settings");
+        }
+        // A new store: its connections start with the settings as reloaded.
+        Store::connect(&postgres.url(), LEASE).await.expect("connects").check_durable().await
+    };
+    let refused = set("ALTER SYSTEM SET synchronous_commit = off").await.expect_err("refused");
+    assert!(refused.to_string().contains("synchronous_commit = off"), "{refused}");
+    let refused = set("ALTER SYSTEM SET synchronous_commit = local; ALTER SYSTEM SET synchronous_standby_names = 's1'")
+        .await
+        .expect_err("refused");
+    assert!(refused.to_string().contains("do not wait for them"), "{refused}");
+    let accepted = set("ALTER SYSTEM SET synchronous_commit = on").await.expect("accepted");
+    assert_eq!(
+        accepted.as_deref(),
+        Some("fsync is off: a committed block survives a crash of PostgreSQL, not of the machine"),
+        "a synchronous standby that commits wait for: only fsync (off on the command line) to warn about"
+    );
+}

@@ -409,6 +409,12 @@ async fn bad_input_at_start_gets_a_clear_error_and_no_secret_is_printed() {
     }
 
     refused(&[leader[0], leader[1], ("POSTGRES_URL", "not a url")], &[], "bad --postgres-url").await;
+    // A PostgreSQL that may lose a committed block: no leader runs on it.
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.expect("connect");
+    tokio::spawn(connection);
+    client.batch_execute("ALTER SYSTEM SET synchronous_commit = off").await.expect("synchronous_commit off");
+    client.batch_execute("SELECT pg_reload_conf()").await.expect("reloaded");
+    refused(&[leader[0], leader[1], ("POSTGRES_URL", &url)], &[], "synchronous_commit = off").await;
     refused(&leader, &["--lease-ms", "400"], "--lease-ms (400 ms) must be longer than --build-time-ms").await;
     refused(&[("INSTANCE_ID", "n1")], &[], "--mode <MODE>").await;
     refused(&[("INSTANCE_ID", "n1"), ("MODE", "boss")], &[], "invalid value 'boss'").await;
