@@ -16,7 +16,7 @@ mod row;
 use std::time::Duration;
 
 use alloy_primitives::B256;
-use anyhow::{Context, anyhow, bail};
+use anyhow::{Context, anyhow, bail, ensure};
 use common::{Head, payload::ExecutableBlock, redact::redact};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::{NoTls, error::SqlState};
@@ -60,6 +60,17 @@ pub enum AppendError {
         /// The constraint that refused it.
         reason: String,
     },
+    /// The block's timestamp is further ahead of PostgreSQL's clock than
+    /// [`MAX_CLOCK_SKEW`]: our clock runs ahead of the cluster's.
+    #[error("block {number} has timestamp {timestamp}, {ahead:.1} s ahead of PostgreSQL's clock")]
+    AheadOfClock {
+        /// Height.
+        number: u64,
+        /// Its timestamp.
+        timestamp: u64,
+        /// How far ahead, in seconds.
+        ahead: f64,
+    },
     /// The database did not answer or the connection failed: the write may or may not
     /// have committed. Read the height back before acting on it.
     #[error("the store did not confirm block {number}: {source:#}")]
@@ -71,11 +82,19 @@ pub enum AppendError {
     },
 }
 
+/// How far a leader's clock may be from PostgreSQL's, and a block's timestamp ahead of it.
+/// A block is taken no earlier than its timestamp by the leader's clock, so with clocks
+/// in step its timestamp is never ahead of PostgreSQL's when it is stored.
+pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(1);
+
 /// A pool of connections to the log.
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: Pool,
     config: tokio_postgres::Config,
+    /// Whether blocks and leaders are held to PostgreSQL's clock (not with `--back-to-back`,
+    /// whose chain time runs ahead of the clock on purpose).
+    clock_bound: bool,
 }
 
 impl Store {
@@ -102,7 +121,7 @@ impl Store {
             .recycle_timeout(Some(CALL_TIMEOUT))
             .build()
             .context("cannot build the PostgreSQL pool")?;
-        let store = Self { pool, config };
+        let store = Self { pool, config, clock_bound: false };
         let migrated = async { migrate::migrate(&mut *store.client().await?).await };
         migrated.await.with_context(|| format!("cannot use PostgreSQL at {} (--postgres-url)", redact(url)))?;
         Ok(store)
@@ -153,6 +172,40 @@ impl Store {
         Ok((!warnings.is_empty()).then(|| warnings.join("; ")))
     }
     // ANCHOR_END: durable
+
+    /// Holds appended blocks and [`Store::check_clock`] to PostgreSQL's clock, within
+    /// [`MAX_CLOCK_SKEW`]: one node's clock, stepped or drifting, cannot put the chain's
+    /// time ahead of the cluster's (where the next leader would wait for it to come).
+    #[must_use]
+    pub const fn held_to_the_clock(mut self) -> Self {
+        self.clock_bound = true;
+        self
+    }
+
+    /// Checks, before a node leads, that its clock is within [`MAX_CLOCK_SKEW`] of
+    /// PostgreSQL's (measured across one round trip). Always fine unless
+    /// [`Store::held_to_the_clock`].
+    pub async fn check_clock(&self) -> anyhow::Result<()> {
+        if !self.clock_bound {
+            return Ok(());
+        }
+        let client = self.client().await?;
+        let before = single_node::clock::unix_time().as_secs_f64();
+        let theirs: f64 = timed(async {
+            Ok(client.query_one("SELECT EXTRACT(EPOCH FROM clock_timestamp())::float8", &[]).await?.get(0))
+        })
+        .await?;
+        let ours = f64::midpoint(before, single_node::clock::unix_time().as_secs_f64());
+        let off = ours - theirs;
+        ensure!(
+            off.abs() <= MAX_CLOCK_SKEW.as_secs_f64(),
+            "our clock is {:.1} s {} PostgreSQL's, more than the {} s a leader may be off: not leading",
+            off.abs(),
+            if off > 0.0 { "ahead of" } else { "behind" },
+            MAX_CLOCK_SKEW.as_secs()
+        );
+        Ok(())
+    }
 
     async fn client(&self) -> anyhow::Result<deadpool_postgres::Object> {
         self.pool.get().await.map_err(|e| anyhow!("cannot get a PostgreSQL connection: {e}"))
@@ -235,9 +288,16 @@ impl Store {
             let tx = client.transaction().await?;
             // FOR SHARE: appends do not wait for each other, but a claim (an UPDATE of this
             // row) waits for this transaction, and this one waits for a claim in progress.
-            let fence: i64 = tx.query_one("SELECT fence_term FROM chain FOR SHARE", &[]).await?.get(0);
+            let row = tx
+                .query_one("SELECT fence_term, EXTRACT(EPOCH FROM clock_timestamp())::float8 FROM chain FOR SHARE", &[])
+                .await?;
+            let (fence, now): (i64, f64) = (row.get(0), row.get(1));
             if u64::try_from(fence)? != term {
                 return Ok(Some(AppendError::Fenced { ours: term, current: u64::try_from(fence)? }));
+            }
+            let ahead = block.timestamp() as f64 - now;
+            if self.clock_bound && ahead > MAX_CLOCK_SKEW.as_secs_f64() {
+                return Ok(Some(AppendError::AheadOfClock { number, timestamp: block.timestamp(), ahead }));
             }
             let inserted = tx
                 .execute(

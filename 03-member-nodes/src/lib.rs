@@ -70,6 +70,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
         config.el.client()?.with_observer(Arc::new(move |m, t, e| observer.metrics.engine.observe_call(m, t, e)));
     let listener = http::bind(config.service.health_addr).await?;
     let store = Store::connect(&config.postgres_url, config.lease()).await?;
+    let store = if config.block.back_to_back { store } else { store.held_to_the_clock() };
     if config.mode == Mode::Leader {
         // Only a leader writes; its writes must survive.
         match store.check_durable().await.context("a leader's blocks must be durable in PostgreSQL")? {

@@ -214,6 +214,10 @@ impl<'a> Node<'a> {
             Ok(floor) => floor,
             Err(error) => return Ok(Attempt::Failed(error)),
         };
+        // Our clock must agree with the cluster's before our blocks get timestamps from it.
+        if let Err(error) = self.store.check_clock().await {
+            return Ok(Attempt::Failed(error));
+        }
         let (lease, view) = match election.try_acquire(floor).await {
             Ok(Some(acquired)) => acquired,
             Ok(None) => return Ok(Attempt::Taken),

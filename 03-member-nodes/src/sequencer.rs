@@ -130,10 +130,11 @@ impl<'a, 'f> Sequencer<'a, 'f> {
     /// One block: plan the slot and build, import, store (fenced), finalize; with the
     /// lease checked before building and before storing.
     async fn produce(&mut self, cancel: &CancellationToken) -> Result<Outcome, Fault> {
-        let Some(slot) = self.plan(cancel).await else { return Ok(Outcome::StepDown(StepDown::Shutdown)) };
+        let slot = self.plan(cancel).await;
         if let Some(reason) = self.lease_problem() {
             return Ok(Outcome::StepDown(reason));
         }
+        let Some(slot) = slot else { return Ok(Outcome::StepDown(StepDown::Shutdown)) };
         let (head, fee_recipient) = (self.follower.head(), self.config.block.fee_recipient);
         let built = round::build(self.engine, &head, slot.timestamp, fee_recipient, slot.build_time, cancel).await?;
         let Some(block) = built else { return Ok(Outcome::StepDown(StepDown::Shutdown)) };
@@ -158,7 +159,9 @@ impl<'a, 'f> Sequencer<'a, 'f> {
     // ANCHOR_END: produce
 
     /// Plans the next slot and sleeps until its build should start, planning again at
-    /// least every second (a clock stepped meanwhile moves the plan). `None` on shutdown.
+    /// least every second (a clock stepped meanwhile moves the plan). `None` on shutdown,
+    /// or once the lease is gone: a clock stepped back would otherwise keep a node that
+    /// no longer leads asleep, not following, for as long as the step.
     async fn plan(&self, cancel: &CancellationToken) -> Option<slot::Slot> {
         let (parent, schedule) = (self.follower.head().timestamp, self.config.block.schedule());
         let mut slot = slot::next_slot(parent, 0, unix_time(), &schedule);
@@ -166,7 +169,22 @@ impl<'a, 'f> Sequencer<'a, 'f> {
             slot = slot::next_slot(parent, 0, now, &schedule);
             slot.build_at
         };
-        clock::sleep_until(due, cancel).await.then_some(slot)
+        tokio::select! {
+            slept = clock::sleep_until(due, cancel) => slept.then_some(slot),
+            () = self.lease_gone() => None,
+        }
+    }
+
+    /// Returns once [`Sequencer::lease_problem`] has a reason.
+    async fn lease_gone(&self) {
+        let mut lease = self.lease.clone();
+        while self.lease_problem().is_none() {
+            let until = lease.borrow().valid_until;
+            tokio::select! {
+                Ok(()) = lease.changed() => {}
+                () = tokio::time::sleep_until(until) => {}
+            }
+        }
     }
 
     // ANCHOR: lease_problem
@@ -203,6 +221,7 @@ impl<'a, 'f> Sequencer<'a, 'f> {
             Err(refused @ (AppendError::Fenced { .. } | AppendError::Conflict { .. })) => {
                 return Ok(Some(StepDown::Fenced(refused.to_string())));
             }
+            Err(ahead @ AppendError::AheadOfClock { .. }) => return Ok(Some(StepDown::ClockAhead(ahead.to_string()))),
             Err(AppendError::Unconfirmed { number, source }) => {
                 // The commit may have happened. Only a read can tell; until then the
                 // block must not be finalized, and recovery will find out.

@@ -12,6 +12,8 @@ pub enum StepDown {
     LeaseLost,
     /// The store refused our write: a newer leader claimed it, or stored this height.
     Fenced(String),
+    /// Our clock runs ahead of PostgreSQL's: the store refused a block from the future.
+    ClockAhead(String),
     /// A stored block cannot be applied, so nothing can be built on the stored chain.
     Halted(String),
     /// This node could not produce for longer than `--el-outage-ms`: its Geth is down,
@@ -30,6 +32,7 @@ impl std::fmt::Display for StepDown {
             Self::LeaseExpired => f.write_str("the lease could not be renewed in time"),
             Self::LeaseLost => f.write_str("another node holds the lease"),
             Self::Fenced(reason) => write!(f, "the store refused our block: {reason}"),
+            Self::ClockAhead(reason) => write!(f, "our clock is ahead of the cluster's: {reason}"),
             Self::Halted(reason) => write!(f, "the stored chain cannot be applied: {reason}"),
             Self::CannotProduce(reason) => write!(f, "this node cannot produce: {reason}"),
             Self::Stalled(quiet) => write!(f, "no block for {} ms: the lease was given up", quiet.as_millis()),

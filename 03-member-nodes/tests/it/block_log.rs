@@ -254,3 +254,23 @@ async fn a_store_whose_commits_may_be_lost_is_refused() {
         "a synchronous standby that commits wait for: only fsync (off on the command line) to warn about"
     );
 }
+
+/// Held to the database's clock, the log refuses a block whose timestamp is further ahead
+/// of it than `MAX_CLOCK_SKEW`, and takes one at the bound; a node on the same machine's
+/// clock passes the check made before it leads.
+#[tokio::test]
+async fn a_block_ahead_of_the_database_clock_is_refused() {
+    let postgres = Postgres::start().await.expect("postgres");
+    let store = initialised(&postgres).await.held_to_the_clock();
+    store.check_clock().await.expect("our clock is PostgreSQL's");
+    assert!(store.claim(1, "a").await.expect("claim"));
+    let now = single_node::clock::unix_time().as_secs();
+    let skew = member_nodes::block_log::MAX_CLOCK_SKEW.as_secs();
+    let mut ahead = fake_block(1, hash(1), hash(0x11));
+    ahead.execution_payload.payload_inner.payload_inner.timestamp = now + skew + 30;
+    let refused = store.append(&ahead, 1, "a").await;
+    assert!(matches!(refused, Err(AppendError::AheadOfClock { number: 1, .. })), "{refused:?}");
+    let mut in_time = fake_block(1, hash(1), hash(0x11));
+    in_time.execution_payload.payload_inner.payload_inner.timestamp = now;
+    store.append(&in_time, 1, "a").await.expect("a block of now is stored");
+}

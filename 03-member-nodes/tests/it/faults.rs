@@ -8,7 +8,7 @@ use std::time::Duration;
 use common::harness::{InvalidatingProxy, eventually};
 use serde_json::Value;
 
-use crate::support::{Cluster, TIMEOUT, stored_grows};
+use crate::support::{Cluster, TIMEOUT, set_clock, stored_grows};
 
 /// Waits until node `i` answers `/status` as a follower; returns that status.
 async fn following(cluster: &Cluster, i: usize) -> Value {
@@ -221,4 +221,85 @@ async fn a_leader_cut_from_redis_stops_before_its_lease_can_expire_elsewhere() {
 /// tracing puts first.
 fn log_time(log: &str, needle: &str) -> Option<String> {
     log.lines().find(|line| line.contains(needle)).and_then(|line| line.split_whitespace().next()).map(str::to_owned)
+}
+
+/// Real time, by the test's own clock, in seconds.
+fn real_now() -> f64 {
+    single_node::clock::unix_time().as_secs_f64()
+}
+
+/// One node's wall clock stepped (NTP, a VM restored), by 45 s: within the 60 s its Geth
+/// allows a JWT, so it still talks to its Geth, and only its timestamps are wrong. Stepped
+/// back, the leader's next slot is 45 s away: its lease goes for want of a block and it
+/// stops waiting at once, follows the standby, and does not lead again while its clock
+/// is off PostgreSQL's. Stepped forward, its next block is refused by the store, so it
+/// hands over. No stored block is ever ahead of PostgreSQL's clock.
+#[tokio::test]
+async fn a_leader_whose_clock_is_stepped_hands_over_and_no_block_runs_ahead_of_the_cluster() {
+    const STEP: u64 = 45;
+    let mut cluster = Cluster::start(&["leader", "leader"], &[]).await;
+    cluster.process(0).kill();
+    let clock = cluster.fake_clock(0);
+    cluster.start_node(0);
+    let (first, _) = cluster.leader(&[0, 1]).await;
+    if first != 0 {
+        cluster.process(1).kill();
+        cluster.sole_leader(0).await;
+        cluster.start_node(1);
+    }
+    stored_grows(&cluster, 2).await;
+
+    // Back: node1 follows the standby long before its stepped clock reaches its slot.
+    let last_own = cluster.nodes[0].geth.engine().head().await.expect("head");
+    set_clock(&clock, &format!("-{STEP}"));
+    cluster.sole_leader(1).await;
+    let height = stored_grows(&cluster, 2).await;
+    cluster.head_at_least(0, height).await;
+    let now = real_now();
+    assert!(
+        now < (last_own.timestamp + STEP) as f64,
+        "node1 followed at {now:.1}, only once its stepped clock reached the slot after block {} (timestamp {})",
+        last_own.number,
+        last_own.timestamp
+    );
+    // With the standby gone, it still does not lead on a clock 45 s off PostgreSQL's.
+    let stored = cluster.rows().await.len();
+    cluster.process(1).kill();
+    let node1 = cluster.nodes[0].process.as_ref().expect("node1 runs");
+    eventually("node1 to refuse the lease for its clock", TIMEOUT, || async {
+        node1.output().contains("s behind PostgreSQL's, more than the 1 s a leader may be off").then_some(())
+    })
+    .await;
+    assert_eq!(cluster.rows().await.len(), stored, "nothing stored while the only candidate's clock is off");
+    assert_ne!(cluster.status(0).await.expect("status")["role"], "leading");
+
+    // Corrected, it leads again.
+    set_clock(&clock, "+0");
+    cluster.sole_leader(0).await;
+    cluster.start_node(1);
+    stored_grows(&cluster, 2).await;
+
+    // Forward: its next block, 45 s ahead, is refused by the store; the standby leads.
+    set_clock(&clock, &format!("+{STEP}"));
+    cluster.sole_leader(1).await;
+    stored_grows(&cluster, 2).await;
+    let output = cluster.process(0).output();
+    assert!(output.contains("our clock is ahead of the cluster's"), "node1 stepped down for its clock");
+
+    let ahead: Vec<(i64, f64)> = cluster
+        .sql()
+        .await
+        .query(
+            "SELECT number, timestamp - EXTRACT(EPOCH FROM stored_at)::float8 FROM blocks
+             WHERE timestamp - EXTRACT(EPOCH FROM stored_at)::float8 > $1::float8",
+            &[&member_nodes::block_log::MAX_CLOCK_SKEW.as_secs_f64()],
+        )
+        .await
+        .expect("query")
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    assert!(ahead.is_empty(), "blocks stored ahead of PostgreSQL's clock (number, seconds ahead): {ahead:?}");
+    set_clock(&clock, "+0");
+    cluster.assert_one_chain().await;
 }

@@ -75,6 +75,8 @@ pub(crate) struct Node {
     pub(crate) links: Option<Links>,
     /// An Engine API URL to use instead of its Geth's (a proxy in front of it).
     engine_url: Option<String>,
+    /// Environment variables its process gets besides the usual.
+    env: Vec<(String, String)>,
 }
 
 /// Redis, PostgreSQL and the nodes. Fields drop in order: processes before their servers.
@@ -126,7 +128,7 @@ impl Cluster {
                 None => None,
             };
             let health = common::harness::free_port().map(|p| format!("127.0.0.1:{p}")).expect("port");
-            nodes.push(Node { id, mode, process: None, health, geth, links, engine_url: None });
+            nodes.push(Node { id, mode, process: None, health, geth, links, engine_url: None, env: Vec::new() });
         }
         let dir = tempfile::tempdir().expect("dir");
         let args = args.iter().map(|s| s.to_string()).collect();
@@ -162,7 +164,8 @@ impl Cluster {
             .env("HEALTH_ADDR", &node.health)
             .env("LEASE_MS", LEASE_MS)
             .env("FEE_RECIPIENT", self.fee_recipient(i).to_string())
-            .env("RUST_LOG", "info");
+            .env("RUST_LOG", "info")
+            .envs(node.env.iter().map(|(k, v)| (k, v)));
         let log = self.dir.path().join(format!("{}.log", node.id));
         let service = Service::spawn(&node.id, command, &log).expect("member-nodes starts");
         self.nodes[i].process = Some(service);
@@ -188,6 +191,24 @@ impl Cluster {
     /// Makes node `i` reach its Geth at `url` from its next start.
     pub(crate) fn set_engine_url(&mut self, i: usize, url: &str) {
         self.nodes[i].engine_url = Some(url.to_owned());
+    }
+
+    /// Gives node `i`'s process (from its next start) a wall clock of its own: the offset
+    /// in the file this returns, through libfaketime; its timers run on.
+    pub(crate) fn fake_clock(&mut self, i: usize) -> std::path::PathBuf {
+        let file = self.dir.path().join(format!("{}.clock", self.nodes[i].id));
+        set_clock(&file, "+0");
+        let library = common::harness::faketime_library().expect("libfaketime");
+        self.nodes[i].env = [
+            ("LD_PRELOAD", library.to_str().expect("utf-8 path")),
+            ("FAKETIME_TIMESTAMP_FILE", file.to_str().expect("utf-8 path")),
+            ("FAKETIME_NO_CACHE", "1"),
+            ("DONT_FAKE_MONOTONIC", "1"),
+        ]
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+        file
     }
 
     /// Node `i`'s `/status`, if it answers.
@@ -457,4 +478,12 @@ pub(crate) async fn receipts(geth: &Geth, hashes: &[B256]) -> Vec<(B256, B256)> 
         }
     }
     found
+}
+
+/// Sets a faked clock's offset (`+45`, `-45`, `+0`) in one step: libfaketime reads the file
+/// on every clock read, and a half-written file would be a third clock.
+pub(crate) fn set_clock(file: &std::path::Path, offset: &str) {
+    let next = file.with_extension("next");
+    std::fs::write(&next, offset).expect("write");
+    std::fs::rename(&next, file).expect("rename");
 }
