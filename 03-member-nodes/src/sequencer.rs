@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use common::{EngineClient, payload::ExecutableBlock};
 use single_node::{
-    clock::{self, sleep_or_cancel, unix_time},
+    clock::{self, unix_time},
     fault::Fault,
     round::{self, Verdict},
     slot,
@@ -108,7 +108,9 @@ impl<'a, 'f> Sequencer<'a, 'f> {
                     if let Some(step_down) = self.cannot_produce(&format!("Geth rejects its own blocks: {reason}")) {
                         return Ok(step_down);
                     }
-                    sleep_or_cancel(self.config.block.slot(), cancel).await;
+                    // Not a slot's wait, as Part 2 makes: the renewal gives the lease up
+                    // after a slot plus --el-outage-ms without a block. The slot has
+                    // passed, so the next build is a short catch-up build.
                 }
                 Ok(Outcome::StepDown(reason)) => return Ok(reason),
                 Err(Fault::Passing(error)) => {
