@@ -28,6 +28,8 @@ use tokio::{sync::watch, time::Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
+use crate::step_down::StepDown;
+
 /// The lease key: its value is `instance-id:term`.
 pub const LEASE_KEY: &str = "member-nodes:leader";
 /// The term counter.
@@ -121,7 +123,40 @@ impl LeaseView {
 
     /// True while we may store and finalize blocks.
     pub fn is_valid(&self, now: Instant) -> bool {
-        !self.lost && self.given_up.is_none() && now < self.valid_until
+        self.problem(now).is_none()
+    }
+
+    // ANCHOR: problem
+    /// Why we may not act as leader at `now`, if so: the lease given up, lost, or past the
+    /// time our own clock allows.
+    pub fn problem(&self, now: Instant) -> Option<StepDown> {
+        if let Some(quiet) = self.given_up {
+            Some(StepDown::Stalled(quiet))
+        } else if self.lost {
+            Some(StepDown::LeaseLost)
+        } else if now >= self.valid_until {
+            Some(StepDown::LeaseExpired)
+        } else {
+            None
+        }
+    }
+    // ANCHOR_END: problem
+}
+
+/// Returns once the lease `view` publishes has a [`LeaseView::problem`].
+pub async fn lease_gone(mut view: watch::Receiver<LeaseView>) {
+    loop {
+        let (problem, until) = {
+            let now = view.borrow();
+            (now.problem(Instant::now()), now.valid_until)
+        };
+        if problem.is_some() {
+            return;
+        }
+        tokio::select! {
+            Ok(()) = view.changed() => {}
+            () = tokio::time::sleep_until(until) => {}
+        }
     }
 }
 

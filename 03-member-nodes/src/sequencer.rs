@@ -30,7 +30,7 @@ use tracing::{info, warn};
 use crate::{
     block_log::{AppendError, Store},
     config::Config,
-    election::LeaseView,
+    election::{self, LeaseView},
     follower::Follower,
     server::Status,
     step_down::StepDown,
@@ -108,9 +108,7 @@ impl<'a, 'f> Sequencer<'a, 'f> {
                     if let Some(step_down) = self.cannot_produce(&format!("Geth rejects its own blocks: {reason}")) {
                         return Ok(step_down);
                     }
-                    // Not a slot's wait, as Part 2 makes: the renewal gives the lease up
-                    // after a slot plus --el-outage-ms without a block. The slot has
-                    // passed, so the next build is a short catch-up build.
+                    // No slot's wait (Part 2's): the renewal gives up after a slot plus --el-outage-ms.
                 }
                 Ok(Outcome::StepDown(reason)) => return Ok(reason),
                 Err(Fault::Passing(error)) => {
@@ -143,9 +141,7 @@ impl<'a, 'f> Sequencer<'a, 'f> {
 
         // The write-ahead rule: the block is stored before anything makes it head. From
         // here on the block is finished even if asked to stop, so the store and Geth
-        // agree when we exit; only the lease check and the fence can still drop it. The
-        // store is shared, so the block is stored only once Geth found it VALID, and only
-        // after the lease is checked once more; the fence covers a pause after that.
+        // agree when we exit. The store is shared: only a VALID block, under a lease checked again.
         if let Verdict::Invalid(reason) = round::execute(self.engine, &block).await? {
             return Ok(Outcome::Invalid(reason));
         }
@@ -160,10 +156,10 @@ impl<'a, 'f> Sequencer<'a, 'f> {
     }
     // ANCHOR_END: produce
 
+    // ANCHOR: plan
     /// Plans the next slot and sleeps until its build should start, planning again at
     /// least every second (a clock stepped meanwhile moves the plan). `None` on shutdown,
-    /// or once the lease is gone: a clock stepped back would otherwise keep a node that
-    /// no longer leads asleep, not following, for as long as the step.
+    /// or once the lease is gone (a clock stepped back must not keep us asleep).
     async fn plan(&self, cancel: &CancellationToken) -> Option<slot::Slot> {
         let (parent, schedule) = (self.follower.head().timestamp, self.config.block.schedule());
         let mut slot = slot::next_slot(parent, 0, unix_time(), &schedule);
@@ -173,35 +169,15 @@ impl<'a, 'f> Sequencer<'a, 'f> {
         };
         tokio::select! {
             slept = clock::sleep_until(due, cancel) => slept.then_some(slot),
-            () = self.lease_gone() => None,
+            () = election::lease_gone(self.lease.clone()) => None,
         }
     }
-
-    /// Returns once [`Sequencer::lease_problem`] has a reason.
-    async fn lease_gone(&self) {
-        let mut lease = self.lease.clone();
-        while self.lease_problem().is_none() {
-            let until = lease.borrow().valid_until;
-            tokio::select! {
-                Ok(()) = lease.changed() => {}
-                () = tokio::time::sleep_until(until) => {}
-            }
-        }
-    }
+    // ANCHOR_END: plan
 
     // ANCHOR: lease_problem
-    /// Why we may not act as leader now, if so.
+    /// Why we may not act as leader now, if so ([`LeaseView::problem`]).
     fn lease_problem(&self) -> Option<StepDown> {
-        let view = *self.lease.borrow();
-        if let Some(quiet) = view.given_up {
-            Some(StepDown::Stalled(quiet))
-        } else if view.lost {
-            Some(StepDown::LeaseLost)
-        } else if !view.is_valid(tokio::time::Instant::now()) {
-            Some(StepDown::LeaseExpired)
-        } else {
-            None
-        }
+        self.lease.borrow().problem(tokio::time::Instant::now())
     }
 
     /// Records a failure to produce; once failures have lasted `--el-outage-ms`, the reason
@@ -220,15 +196,12 @@ impl<'a, 'f> Sequencer<'a, 'f> {
         let started = Instant::now();
         match self.store.append(block, self.term, &self.config.instance_id).await {
             Ok(()) => {}
-            Err(refused @ (AppendError::Fenced { .. } | AppendError::Conflict { .. })) => {
-                return Ok(Some(StepDown::Fenced(refused.to_string())));
-            }
-            Err(ahead @ AppendError::AheadOfClock { .. }) => return Ok(Some(StepDown::ClockAhead(ahead.to_string()))),
             Err(AppendError::Unconfirmed { number, source }) => {
                 // The commit may have happened. Only a read can tell; until then the
                 // block must not be finalized, and recovery will find out.
                 return Err(Fault::Passing(source.context(format!("storing block {number}"))));
             }
+            Err(refused) => return Ok(Some(StepDown::refused(&refused))),
         }
         self.status.metrics.store_append_seconds.observe(started.elapsed().as_secs_f64());
         Ok(None)

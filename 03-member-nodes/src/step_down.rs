@@ -26,6 +26,16 @@ pub enum StepDown {
     Shutdown,
 }
 
+impl StepDown {
+    /// Why the store's refusal of our block ends our term.
+    pub fn refused(refusal: &crate::block_log::AppendError) -> Self {
+        match refusal {
+            crate::block_log::AppendError::AheadOfClock { .. } => Self::ClockAhead(refusal.to_string()),
+            _ => Self::Fenced(refusal.to_string()),
+        }
+    }
+}
+
 impl std::fmt::Display for StepDown {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
