@@ -74,7 +74,7 @@ async fn produce_block(engine: &EngineClient, parent: &common::Block, args: &Arg
     // parent's, so a chain can make at most one block per second of chain time. We also
     // never let the chain run ahead of the wall clock: if the parent is from this very
     // second, wait for the next one.
-    let timestamp = payload::min_child_timestamp(parent.timestamp).max(common::auth::unix_now());
+    let timestamp = payload::min_child_timestamp(parent.timestamp).max(common::unix_time().as_secs());
     wait_until(timestamp).await;
 
     // 1. forkchoiceUpdated with attributes: keep `parent` as head and start building a
@@ -125,7 +125,7 @@ async fn produce_block(engine: &EngineClient, parent: &common::Block, args: &Arg
 
 /// Sleeps until the wall clock reaches `timestamp` (seconds since the Unix epoch).
 async fn wait_until(timestamp: u64) {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let now = common::unix_time();
     let target = Duration::from_secs(timestamp);
     if target > now {
         tokio::time::sleep(target - now).await;

@@ -1,14 +1,11 @@
 //! Time as the producers use it: the wall clock that block timestamps follow, sleeps that
 //! end early on shutdown, and the capped backoff between retries.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-/// Time since the Unix epoch by the local clock.
-pub fn unix_time() -> Duration {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default()
-}
+pub use common::unix_time;
 
 /// Sleeps for `duration`; false if `cancel` fired first. Unlike the service's own sleep
 /// ([`common::service::shutdown::sleep_or_cancel`]), a zero duration returns at once:

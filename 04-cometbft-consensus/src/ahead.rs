@@ -23,7 +23,7 @@ use tracing::{debug, info};
 
 use crate::{
     app::{App, Inbox},
-    config::Mode,
+    config::BuildAhead,
     proposal,
 };
 
@@ -51,9 +51,9 @@ pub async fn run(app: Arc<App>, mut inbox: Inbox, cometbft: RpcClient, cancel: C
         }
         let Some(head) = *inbox.committed.borrow_and_update() else { continue };
         let proposes = match app.config().build_ahead {
-            Mode::Off => false,
-            Mode::All => true,
-            Mode::Proposer => match cometbft.proposes(head.number + 1, &cancel).await {
+            BuildAhead::Off => false,
+            BuildAhead::All => true,
+            BuildAhead::Proposer => match cometbft.proposes(head.number + 1, &cancel).await {
                 Ok(proposes) => proposes,
                 Err(error) => {
                     debug!(error = %format!("{error:#}"), "cannot tell who proposes next; not building ahead");

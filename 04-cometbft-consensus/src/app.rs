@@ -44,7 +44,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::{
-    config::{Config, Mode},
+    config::{BuildAhead, Config},
     proposal::{self, Reject},
     server::{Status, lock},
 };
@@ -326,7 +326,7 @@ impl App {
 /// The build started ahead, shared by the ABCI calls and the task that starts it.
 #[derive(Debug)]
 pub struct Ahead {
-    mode: Mode,
+    mode: BuildAhead,
     slot: Mutex<Option<Building>>,
     committed: watch::Sender<Option<Head>>,
     stop: mpsc::UnboundedSender<Building>,
@@ -343,7 +343,7 @@ pub struct Inbox {
 
 impl Ahead {
     /// Nothing built ahead yet.
-    pub fn new(mode: Mode) -> (Self, Inbox) {
+    pub fn new(mode: BuildAhead) -> (Self, Inbox) {
         let (committed, committed_rx) = watch::channel(None);
         let (stop, stop_rx) = mpsc::unbounded_channel();
         (Self { mode, slot: Mutex::default(), committed, stop }, Inbox { committed: committed_rx, stop: stop_rx })
@@ -351,7 +351,7 @@ impl Ahead {
 
     /// Commit made `head` Geth's head: the next block's build can start.
     pub fn committed(&self, head: Head) {
-        if self.mode != Mode::Off {
+        if self.mode != BuildAhead::Off {
             self.committed.send_replace(Some(head));
         }
     }

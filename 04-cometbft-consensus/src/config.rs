@@ -33,8 +33,8 @@ pub struct Config {
     /// has the commit wait to fill it: `proposer` (the validator that proposes next, as
     /// CometBFT's RPC names it), `all` (every validator), or `off` (the proposer builds when
     /// PrepareProposal arrives, for `--build-time-ms`).
-    #[arg(long, env = "BUILD_AHEAD", value_enum, default_value_t = Mode::Proposer)]
-    pub build_ahead: Mode,
+    #[arg(long, env = "BUILD_AHEAD", value_enum, default_value_t = BuildAhead::Proposer)]
+    pub build_ahead: BuildAhead,
 
     /// This validator's CometBFT RPC, where `--build-ahead proposer` reads who proposes
     /// next (its `[rpc] laddr`, as http://).
@@ -60,7 +60,7 @@ pub struct Config {
 
 /// Which validators build ahead (`--build-ahead`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Mode {
+pub enum BuildAhead {
     /// Nobody: the proposer builds when PrepareProposal arrives.
     Off,
     /// Every validator, at every commit; a validator that does not propose stops its

@@ -5,10 +5,7 @@
 //! ±60 s of the execution client's clock. A token is cheap to make, so we sign a fresh one
 //! per request instead of caching one and racing its expiry.
 
-use std::{
-    path::{Path, PathBuf},
-    time::{SystemTime, UNIX_EPOCH},
-};
+use std::path::{Path, PathBuf};
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
@@ -114,7 +111,7 @@ impl JwtSecret {
 
     /// Signs a token issued now.
     pub fn token(&self) -> String {
-        self.token_at(unix_now())
+        self.token_at(crate::unix_time().as_secs())
     }
 
     /// Signs a token with the given `iat`; tests use it to make stale tokens.
@@ -143,11 +140,6 @@ impl JwtSecret {
 enum HexError {
     NotHex(String),
     WrongLength(usize),
-}
-
-/// Seconds since the Unix epoch by the local clock.
-pub fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -194,7 +186,7 @@ mod tests {
     #[test]
     fn token_round_trips() {
         let secret = JwtSecret::from_hex(HEX).ok().expect("valid hex");
-        let now = unix_now();
+        let now = crate::unix_time().as_secs();
         let claims = secret.validate(&secret.token(), now).expect("fresh token validates");
         assert!(claims.iat.abs_diff(now) <= 1);
     }
@@ -215,7 +207,7 @@ mod tests {
     #[test]
     fn other_secret_is_refused() {
         let token = JwtSecret::new([1; 32]).token();
-        let err = JwtSecret::new([2; 32]).validate(&token, unix_now()).unwrap_err();
+        let err = JwtSecret::new([2; 32]).validate(&token, crate::unix_time().as_secs()).unwrap_err();
         assert!(matches!(err, JwtError::Invalid(_)), "{err}");
     }
 

@@ -23,6 +23,7 @@
 //!   CometBFT, toxiproxy, Prometheus) per test.
 
 pub mod auth;
+mod clock;
 pub mod config;
 pub mod engine;
 pub mod error;
@@ -41,6 +42,7 @@ pub mod service;
 pub mod harness;
 
 pub use auth::JwtSecret;
+pub use clock::unix_time;
 pub use engine::EngineClient;
 pub use error::{EngineError, RpcErrorKind};
 pub use fork::ForkSchedule;

@@ -5,7 +5,6 @@ use std::{path::Path, time::Duration};
 use alloy_primitives::{Address, B256, U256};
 use common::{
     BlockTag, EngineClient,
-    auth::unix_now,
     harness::{
         Cast, Geth, default_fee_transfer, dev_signer, eventually, genesis_path, signed_blob_transaction,
         signed_transfer,
@@ -28,7 +27,7 @@ async fn one_second_blocks_follow_the_wall_clock_and_are_observable() {
     default_fee_transfer(&Cast::new(&geth.http_url()), before.number).await.expect("cast's transfer is included");
 
     let head = head_at_least(&engine, 8).await;
-    let observed_at = unix_now();
+    let observed_at = common::unix_time().as_secs();
     let chain = linked_chain(&engine, head.number).await;
     for block in &chain {
         assert!(block.timestamp <= observed_at, "block {} is not ahead of the wall clock", block.number);

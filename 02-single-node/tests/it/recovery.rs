@@ -5,7 +5,6 @@ use std::time::Duration;
 use alloy_primitives::Address;
 use common::{
     BlockTag, EngineClient, Head,
-    auth::unix_now,
     harness::{Geth, InvalidatingProxy, genesis_path},
 };
 use single_node::store::Store;
@@ -35,7 +34,7 @@ async fn geth_that_lost_its_whole_chain_gets_it_replayed_from_the_store() {
 /// Makes one block on Geth without the sequencer, as another driver would.
 async fn produce_directly(engine: &EngineClient) -> common::Block {
     let head = engine.head().await.expect("head");
-    let timestamp = (head.timestamp + 1).max(unix_now());
+    let timestamp = (head.timestamp + 1).max(common::unix_time().as_secs());
     let attributes = common::payload::attributes(head.hash, timestamp, Address::ZERO);
     let state = common::payload::finalized_at(head.hash);
     let id = engine.forkchoice_updated_v3(state, Some(attributes)).await.expect("fcu").payload_id.expect("id");
@@ -177,7 +176,7 @@ async fn a_stored_head_geth_never_found_valid_is_taken_out_and_built_again() {
     let stored = store.head().expect("read").expect("head");
     let parent = Head::from(&engine.head().await.expect("head"));
     assert_eq!(parent, stored, "a clean stop leaves Geth and the store at the same head");
-    let timestamp = (parent.timestamp + 1).max(unix_now());
+    let timestamp = (parent.timestamp + 1).max(common::unix_time().as_secs());
     let cancel = tokio_util::sync::CancellationToken::new();
     let mut bad =
         single_node::round::build(&engine, &parent, timestamp, Address::ZERO, Duration::from_millis(100), &cancel)

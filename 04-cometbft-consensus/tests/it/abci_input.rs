@@ -178,7 +178,7 @@ async fn a_proposal_is_accepted_only_once_geth_has_executed_it() {
     let before = height_and_hash(call(&lone.abci, request::Value::Info(RequestInfo::default())).await);
     let engine = lone.geth.engine();
     let genesis = common::Head::from(&engine.head().await.expect("head"));
-    let timestamp = common::auth::unix_now();
+    let timestamp = common::unix_time().as_secs();
     let seconds = i64::try_from(timestamp).expect("fits");
     let cancel = tokio_util::sync::CancellationToken::new();
     let build = Duration::from_millis(200);
@@ -247,7 +247,7 @@ async fn a_geth_that_loses_the_decided_block_before_commit_gets_it_back_from_the
     // Block 1, built by Geth as a proposer's would be, and decided.
     let engine = lone.geth.engine();
     let genesis = common::Head::from(&engine.head().await.expect("head"));
-    let timestamp = common::auth::unix_now();
+    let timestamp = common::unix_time().as_secs();
     let cancel = tokio_util::sync::CancellationToken::new();
     let build = Duration::from_millis(200);
     let block = single_node::round::build(&engine, &genesis, timestamp, Default::default(), build, &cancel)
@@ -322,7 +322,7 @@ async fn counter(lone: &Lone, name: &str) -> u64 {
 async fn a_block_built_ahead_is_proposed_when_the_rule_agrees_and_dropped_when_not() {
     let lone = lone_app_with(&["--build-ahead", "all"]).await;
     call(&lone.abci, request::Value::InitChain(RequestInitChain { initial_height: 1, ..Default::default() })).await;
-    let now = i64::try_from(common::auth::unix_now()).expect("fits");
+    let now = i64::try_from(common::unix_time().as_secs()).expect("fits");
     let (tx, first) = propose(&lone, 1, now).await;
     decide(&lone, 1, now, tx).await;
 
@@ -382,7 +382,7 @@ async fn a_decided_block_geth_calls_invalid_is_refused_and_commits_nothing() {
     call(&lone.abci, request::Value::InitChain(RequestInitChain { initial_height: 1, ..Default::default() })).await;
     let before = height_and_hash(call(&lone.abci, request::Value::Info(RequestInfo::default())).await);
     let genesis = lone.geth.engine().head().await.expect("head");
-    let now = i64::try_from(common::auth::unix_now()).expect("fits");
+    let now = i64::try_from(common::unix_time().as_secs()).expect("fits");
     let (tx, bad) = propose(&lone, 1, now).await;
     assert_eq!(bad.execution_payload.payload_inner.payload_inner.state_root, alloy_primitives::B256::repeat_byte(0xbd));
     assert_eq!(process(&lone, &bad, now).await, i32::from(ProposalStatus::Reject), "its own Geth rejects it");
@@ -406,7 +406,7 @@ async fn a_decided_block_geth_calls_invalid_is_refused_and_commits_nothing() {
 async fn a_geth_that_lost_its_blocks_is_repaired_before_it_votes_and_before_it_executes() {
     let mut lone = lone_app().await;
     call(&lone.abci, request::Value::InitChain(RequestInitChain { initial_height: 1, ..Default::default() })).await;
-    let now = i64::try_from(common::auth::unix_now()).expect("fits");
+    let now = i64::try_from(common::unix_time().as_secs()).expect("fits");
     let (tx, _) = propose(&lone, 1, now).await;
     decide(&lone, 1, now, tx).await;
     let (tx, second) = propose(&lone, 2, now + 1).await;
@@ -466,7 +466,7 @@ async fn a_stray_client_can_neither_commit_the_pending_block_nor_crowd_out_comet
     let mut consensus = Connection::open(&lone.abci).await;
     let init = RequestInitChain { initial_height: 1, ..Default::default() };
     assert!(matches!(consensus.call(request::Value::InitChain(init)).await, Some(response::Value::InitChain(_))));
-    let now = i64::try_from(common::auth::unix_now()).expect("fits");
+    let now = i64::try_from(common::unix_time().as_secs()).expect("fits");
     let time = Some(tendermint_proto::google::protobuf::Timestamp { seconds: now, nanos: 0 });
     let prepare = RequestPrepareProposal { max_tx_bytes: 1 << 20, height: 1, time, ..Default::default() };
     let Some(response::Value::PrepareProposal(proposed)) =

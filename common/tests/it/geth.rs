@@ -2,7 +2,6 @@
 
 use common::{
     EngineClient, EngineError, JwtSecret, PayloadStatus, RpcErrorKind,
-    auth::unix_now,
     harness::Geth,
     payload::{self, finalized_at},
     startup::check_execution_client,
@@ -51,14 +50,15 @@ async fn geth_answers_the_documented_errors() {
     assert_eq!(err.rpc_kind(), Some(RpcErrorKind::UnsupportedFork), "{err}");
 
     // An Osaka payload asked for with the Prague method: -38005.
-    let attrs = payload::attributes(genesis.hash, unix_now(), Default::default());
+    let attrs = payload::attributes(genesis.hash, common::unix_time().as_secs(), Default::default());
     let updated = engine.forkchoice_updated_v3(finalized_at(genesis.hash), Some(attrs)).await.expect("fcu");
     let id = updated.payload_id.expect("Geth builds on genesis");
     let err = engine.get_payload_v4(id).await.unwrap_err();
     assert_eq!(err.rpc_kind(), Some(RpcErrorKind::UnsupportedFork), "{err}");
 
     // The right version for the timestamp works, and the block executes.
-    let built = engine.get_payload(id, unix_now().max(genesis.timestamp + 1)).await.expect("getPayloadV5");
+    let built =
+        engine.get_payload(id, common::unix_time().as_secs().max(genesis.timestamp + 1)).await.expect("getPayloadV5");
     let status = engine
         .new_payload_v4(
             &built.execution_payload,
@@ -140,7 +140,7 @@ async fn a_built_block_hashes_to_the_hash_geth_gave_it_and_a_changed_one_does_no
     // is done, however long that takes on a busy machine) and ends the build. So build
     // until a block holds the transfer, giving each build longer; each build has its own
     // fee recipient, so each is a new payload.
-    let timestamp = unix_now().max(genesis.timestamp + 1);
+    let timestamp = common::unix_time().as_secs().max(genesis.timestamp + 1);
     let mut build_time = Duration::from_millis(200);
     let mut attempt = 0_u8;
     let block = loop {

@@ -11,8 +11,7 @@ use std::{
 
 use bytes::Bytes;
 use common::{
-    EngineClient, EngineError, ForkSchedule, JwtSecret, PayloadStatus, RpcErrorKind, auth::unix_now,
-    startup::check_execution_client,
+    EngineClient, EngineError, ForkSchedule, JwtSecret, PayloadStatus, RpcErrorKind, startup::check_execution_client,
 };
 use http_body_util::{BodyExt, Full};
 use hyper::{Request, Response, StatusCode, body::Incoming, server::conn::http1, service::service_fn};
@@ -89,7 +88,7 @@ async fn handle(
     };
     if let Err(e) = token
         .ok_or_else(|| "missing token".to_owned())
-        .and_then(|t| secret.validate(&t, unix_now()).map_err(|e| e.to_string()))
+        .and_then(|t| secret.validate(&t, common::unix_time().as_secs()).map_err(|e| e.to_string()))
     {
         return respond(StatusCode::UNAUTHORIZED, e);
     }
