@@ -50,6 +50,23 @@ async fn a_leader_whose_geth_dies_hands_over_and_rejoins_once_it_is_back() {
     cluster.assert_one_chain().await;
 }
 
+/// A leader whose Geth comes back empty (a lost disk) within `--el-outage-ms` is not a
+/// reason to hand over: the leader's recovery replays the stored chain into it, and it
+/// goes on producing under the same term.
+#[tokio::test]
+async fn a_leader_whose_geth_comes_back_empty_replays_the_store_into_it_and_keeps_leading() {
+    let mut cluster = Cluster::start(&["leader", "member"], &["--el-outage-ms", "30000"]).await;
+    let term = cluster.sole_leader(0).await;
+    stored_grows(&cluster, 3).await;
+
+    cluster.nodes[0].geth.wipe_and_restart().await.expect("geth comes back empty");
+    let height = stored_grows(&cluster, 3).await;
+    cluster.head_at_least(0, height).await;
+    assert_eq!(cluster.sole_leader(0).await, term, "the same term: the leader repaired its Geth itself");
+    assert!(!cluster.process(0).output().contains("stepped down"));
+    cluster.assert_one_chain().await;
+}
+
 /// A leader whose Geth hangs (SIGSTOP) is stuck in a call to it for seconds. Its lease
 /// lapses or is given up meanwhile, and from then on its `/status` says so: at no look
 /// while the standby leads does the old leader also say it leads.
