@@ -85,6 +85,15 @@ pub fn encode(block: &ExecutableBlock) -> serde_json::Result<bytes::Bytes> {
     serde_json::to_vec(block).map(bytes::Bytes::from)
 }
 
+/// The most bytes the payload of a block with `gas_limit` can take as a proposal's
+/// transaction. Transaction data costs at least 10 gas a byte (EIP-7623's floor, since
+/// Prague), so a block carries at most `gas_limit / 10` bytes of it; the Engine API's JSON
+/// writes each byte as two hex digits; 64 KiB more covers the header's fields, each
+/// transaction's envelope, and CometBFT's header and commit around the payload.
+pub const fn largest_payload(gas_limit: u64) -> u64 {
+    gas_limit / 10 * 2 + 64 * 1024
+}
+
 // ANCHOR: counted_size
 /// The bytes CometBFT counts for a proposal's one transaction against PrepareProposal's
 /// `max_tx_bytes`: the transaction as a field of its protobuf `Data` message, so a

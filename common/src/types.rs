@@ -173,6 +173,8 @@ pub struct Block {
     pub timestamp: u64,
     /// Gas used by the block's transactions.
     pub gas_used: u64,
+    /// The most gas its transactions could have used.
+    pub gas_limit: u64,
     /// Transaction hashes (we always ask for hashes, never full transactions).
     pub transactions: Vec<B256>,
 }
@@ -187,6 +189,7 @@ impl From<&ExecutionPayloadV3> for Block {
             parent_hash: block.parent_hash,
             timestamp: block.timestamp,
             gas_used: block.gas_used,
+            gas_limit: block.gas_limit,
             transactions: block.transactions.iter().map(alloy_primitives::keccak256).collect(),
         }
     }
@@ -218,6 +221,7 @@ struct RawBlock {
     parent_hash: B256,
     timestamp: U64,
     gas_used: U64,
+    gas_limit: U64,
     #[serde(default)]
     transactions: Vec<B256>,
 }
@@ -230,6 +234,7 @@ impl From<RawBlock> for Block {
             parent_hash: raw.parent_hash,
             timestamp: raw.timestamp.to(),
             gas_used: raw.gas_used.to(),
+            gas_limit: raw.gas_limit.to(),
             transactions: raw.transactions,
         }
     }

@@ -351,7 +351,8 @@ async fn a_block_built_ahead_is_proposed_when_the_rule_agrees_and_dropped_when_n
 /// What CometBFT is told at the start: the chain begins at height 1 (CometBFT height and
 /// EL block number stay equal), and the app hash is the EL genesis hash, so validators
 /// whose Geths hold different genesis blocks never agree. And transactions sent to
-/// CometBFT's mempool are refused with where to send them instead.
+/// CometBFT's mempool are refused with where to send them instead. A `block.max_bytes` too
+/// small for a full block is refused too.
 #[tokio::test]
 async fn init_chain_answers_the_el_genesis_and_refuses_a_chain_that_starts_later() {
     let lone = lone_app().await;
@@ -359,6 +360,16 @@ async fn init_chain_answers_the_el_genesis_and_refuses_a_chain_that_starts_later
     let answer = call(&lone.abci, request::Value::InitChain(later)).await;
     assert!(matches!(answer, response::Value::Exception(ref e) if e.error.contains("initial_height 1")), "{answer:?}");
     assert_eq!(height_and_hash(call(&lone.abci, request::Value::Info(RequestInfo::default())).await).0, 0);
+    // A block.max_bytes a full block does not fit in: the chain would stop once Geth's pool
+    // filled a block, so it never starts.
+    let block = tendermint_proto::v0_38::types::BlockParams { max_bytes: 1 << 20, max_gas: -1 };
+    let params = tendermint_proto::v0_38::types::ConsensusParams { block: Some(block), ..Default::default() };
+    let small = RequestInitChain { initial_height: 1, consensus_params: Some(params), ..Default::default() };
+    let answer = call(&lone.abci, request::Value::InitChain(small)).await;
+    assert!(
+        matches!(answer, response::Value::Exception(ref e) if e.error.contains("raise block.max_bytes")),
+        "{answer:?}"
+    );
 
     let answer =
         call(&lone.abci, request::Value::InitChain(RequestInitChain { initial_height: 1, ..Default::default() })).await;
