@@ -31,8 +31,11 @@ mapfile -t RUST < <(grep -E '\.rs$' <<< "$FILES")
 mapfile -t OTHER < <(grep -E '\.(sh|yml|yaml|toml)$|^\.env$|Dockerfile' <<< "$FILES")
 # Names defined in Rust (fn, type, module, const), and every identifier (for fields and
 # variants, which have no keyword).
-DEFINED="$(cat "${RUST[@]}" | grep -oE '\b(fn|struct|enum|mod|trait|type|const|static)[[:space:]]+[A-Za-z_][A-Za-z0-9_]*' |
-    awk '{print $2}' | sort -u)"
+# (`const fn` first: the leftmost match would otherwise take `const` for the keyword and
+# `fn` for the name.)
+DEFINED="$(cat "${RUST[@]}" |
+    grep -oE '\b(const[[:space:]]+fn|fn|struct|enum|mod|trait|type|const|static)[[:space:]]+[A-Za-z_][A-Za-z0-9_]*' |
+    awk '{print $NF}' | sort -u)"
 WORDS="$(cat "${RUST[@]}" | grep -oE '\b[A-Za-z_][A-Za-z0-9_]*\b' | sort -u)"
 # Modules: a `mod` or a file; crates: ours, by their library names.
 MODULES="$( { grep -oE '\bmod[[:space:]]+[a-z_][a-z0-9_]*' <<< "$(cat "${RUST[@]}")" | awk '{print $2}';
