@@ -92,9 +92,9 @@ impl Status {
         });
     }
 
-    /// Leading with `term`, or following.
+    /// Leading with `term`, or following. (`is_leader` is set at each scrape, from this
+    /// and the lease.)
     pub fn set_role(&self, role: Role, term: u64) {
-        self.metrics.is_leader.set(i64::from(role == Role::Leading));
         self.metrics.term.set(gauge(term));
         self.update(|s| {
             (s.leading, s.term) = (role == Role::Leading, term);
@@ -135,14 +135,13 @@ impl Status {
     }
 }
 
-impl Status {
+impl State {
     /// "leading" while this node leads under a valid lease; "stepping down" once the lease
     /// lapsed or was given up and the production loop has not noticed yet (it is waiting
     /// on Geth, say); "following" otherwise.
     fn role(&self) -> &'static str {
-        let s = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        match &s.lease {
-            _ if !s.leading => "following",
+        match &self.lease {
+            _ if !self.leading => "following",
             Some(lease) if !lease.borrow().is_valid(Instant::now()) => "stepping down",
             _ => "leading",
         }
@@ -168,18 +167,17 @@ impl Endpoints for Status {
     }
 
     fn metrics(&self) -> String {
-        let role = self.role();
+        let role = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner).role();
         self.metrics.is_leader.set(i64::from(role == "leading"));
         self.metrics.encode()
     }
 
     fn status(&self) -> Option<serde_json::Value> {
-        let role = self.role();
         let s = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         Some(json!({
             "instance_id": self.instance_id,
             "mode": match self.mode { Mode::Leader => "leader", Mode::Member => "member" },
-            "role": role,
+            "role": s.role(),
             "term": s.term,
             "head": s.head.map(|h| json!({"number": h.number, "hash": h.hash})),
             "store_head": s.store_head,

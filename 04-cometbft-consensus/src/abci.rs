@@ -149,11 +149,16 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, cancel: CancellationTok
     }
 }
 
-/// Answers one connection's requests, in order, until it closes.
+/// Answers one connection's requests, in order, until it closes. It stops owning the
+/// consensus methods before the stream is dropped, so before its peer sees it closed.
 async fn connection(mut stream: TcpStream, id: u64, app: &App, consensus: &Consensus) -> Result<(), FrameError> {
-    // (Declared after the stream, so dropped before it: the connection no longer answers
-    // the consensus methods by the time its peer sees it closed.)
-    let _closed = scopeguard(|| consensus.closed(id));
+    let result = answer_all(&mut stream, id, app, consensus).await;
+    consensus.closed(id);
+    result
+}
+
+/// [`connection`]'s requests and answers.
+async fn answer_all(stream: &mut TcpStream, id: u64, app: &App, consensus: &Consensus) -> Result<(), FrameError> {
     stream.set_nodelay(true)?;
     let mut buf = BytesMut::with_capacity(64 << 10);
     loop {
@@ -176,7 +181,7 @@ async fn connection(mut stream: TcpStream, id: u64, app: &App, consensus: &Conse
                 tokio::pin!(answer);
                 tokio::select! {
                     response = &mut answer => response,
-                    () = peer_gone(&mut stream, &mut buf) => {
+                    () = peer_gone(stream, &mut buf) => {
                         consensus.closed(id);
                         let _ = stream.write_all(&frame(&Response { value: answer.await })).await;
                         return Ok(());
@@ -205,19 +210,6 @@ async fn peer_gone(stream: &mut TcpStream, buf: &mut BytesMut) {
         }
     }
     std::future::pending().await
-}
-
-/// Runs `f` when dropped.
-fn scopeguard(f: impl FnOnce()) -> impl Drop {
-    struct Guard<F: FnOnce()>(Option<F>);
-    impl<F: FnOnce()> Drop for Guard<F> {
-        fn drop(&mut self) {
-            if let Some(f) = self.0.take() {
-                f();
-            }
-        }
-    }
-    Guard(Some(f))
 }
 
 #[cfg(test)]

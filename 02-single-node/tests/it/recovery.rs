@@ -31,6 +31,15 @@ async fn geth_that_lost_its_whole_chain_gets_it_replayed_from_the_store() {
     assert!(replayed >= before.number, "every block Geth lost was replayed ({replayed} of {})", before.number);
 }
 
+/// Runs a sequencer with its store in `state` until Geth's head is block 3 or later, and
+/// stops it as Ctrl-C would.
+async fn three_blocks_then_stopped(geth: &Geth, state: &std::path::Path) {
+    let mut sequencer = start(geth, state, &[]);
+    head_at_least(&geth.engine(), 3).await;
+    sequencer.service.signal(libc::SIGTERM);
+    assert_eq!(sequencer.service.wait_exit(EXIT_TIMEOUT).await, Some(0), "{}", sequencer.service.output());
+}
+
 /// Makes one block on Geth without the sequencer, as another driver would.
 async fn produce_directly(engine: &EngineClient) -> common::Block {
     let head = engine.head().await.expect("head");
@@ -50,10 +59,7 @@ async fn geth_ahead_on_our_chain_is_followed() {
     let dir = tempfile::tempdir().expect("dir");
     let state = dir.path().join("state");
     let engine = geth.engine();
-    let mut first = start(&geth, &state, &[]);
-    head_at_least(&engine, 3).await;
-    first.service.signal(libc::SIGTERM);
-    assert_eq!(first.service.wait_exit(EXIT_TIMEOUT).await, Some(0));
+    three_blocks_then_stopped(&geth, &state).await;
 
     let mut produced = linked_chain(&engine, engine.head().await.expect("head").number).await;
     for _ in 0..2 {
@@ -305,10 +311,7 @@ async fn geth_on_another_chain_at_our_height_stops_the_sequencer() {
     let dir = tempfile::tempdir().expect("dir");
     let state = dir.path().join("state");
     let engine = geth.engine();
-    let mut first = start(&geth, &state, &[]);
-    head_at_least(&engine, 3).await;
-    first.service.signal(libc::SIGTERM);
-    assert_eq!(first.service.wait_exit(EXIT_TIMEOUT).await, Some(0), "{}", first.service.output());
+    three_blocks_then_stopped(&geth, &state).await;
     let ours = Store::open(&state.join("sequencer.redb")).expect("store").head().expect("read").expect("a head");
 
     geth.wipe_and_restart().await.expect("geth starts again from genesis");

@@ -110,13 +110,7 @@ async fn a_leader_whose_geth_rejects_every_block_hands_over() {
     cluster.process(0).kill();
     cluster.set_engine_url(0, proxy.url());
     cluster.start_node(0);
-    let (first, _) = cluster.leader(&[0, 1]).await;
-    if first != 0 {
-        // Make node1 the leader: the standby waits while node2 is stopped.
-        cluster.process(1).kill();
-        cluster.sole_leader(0).await;
-        cluster.start_node(1);
-    }
+    cluster.make_leader(0).await;
     stored_grows(&cluster, 2).await;
     let term = cluster.sole_leader(0).await;
 
@@ -269,12 +263,7 @@ async fn a_leader_whose_clock_is_stepped_hands_over_and_no_block_runs_ahead_of_t
     cluster.process(0).kill();
     let clock = cluster.fake_clock(0);
     cluster.start_node(0);
-    let (first, _) = cluster.leader(&[0, 1]).await;
-    if first != 0 {
-        cluster.process(1).kill();
-        cluster.sole_leader(0).await;
-        cluster.start_node(1);
-    }
+    cluster.make_leader(0).await;
     stored_grows(&cluster, 2).await;
 
     // Back: node1 follows the standby long before its stepped clock reaches its slot.

@@ -237,6 +237,17 @@ impl Cluster {
         .await
     }
 
+    /// In a cluster of two candidates (nodes 0 and 1), makes node `i` the leader: if the
+    /// other leads, it is killed until `i` leads, then started again as the standby.
+    pub(crate) async fn make_leader(&mut self, i: usize) {
+        let (first, _) = self.leader(&[0, 1]).await;
+        if first != i {
+            self.process(first).kill();
+            self.sole_leader(i).await;
+            self.start_node(first);
+        }
+    }
+
     /// Waits until node `i` leads and no other node says it does; returns its term. A
     /// node that does not answer (killed, paused) does not lead.
     pub(crate) async fn sole_leader(&self, i: usize) -> u64 {
