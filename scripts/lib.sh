@@ -26,7 +26,8 @@ alive() {
     [[ "$pid" =~ ^[0-9]+$ ]] || return 1
     read -r state age < <(ps -o stat= -o etimes= -p "$pid" 2>/dev/null) || return 1
     [[ -n "$state" && "$state" != Z* ]] || return 1
-    written="$(stat -c %Y "$1")"
+    # (The file may be gone by now: a process such as Redis removes its own as it exits.)
+    written="$(stat -c %Y "$1" 2>/dev/null)" || return 1
     # (2 s of slack: both clocks count whole seconds.)
     (( age + 2 >= $(date +%s) - written ))
 }
