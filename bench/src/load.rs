@@ -2,7 +2,6 @@
 //! starts, sent in JSON-RPC batches, and inclusion read from the blocks themselves.
 
 use std::{
-    path::PathBuf,
     sync::{
         Arc, Mutex,
         atomic::{AtomicU64, Ordering},
@@ -12,11 +11,10 @@ use std::{
 
 use alloy_consensus::{SignableTransaction, TxEip1559, TxEnvelope};
 use alloy_eips::eip2718::Encodable2718;
-use alloy_primitives::{Address, Bytes, U256, keccak256};
+use alloy_primitives::{Address, Bytes, U256};
 use alloy_signer::SignerSync;
-use alloy_signer_local::PrivateKeySigner;
-use anyhow::Context;
 use bytes::Bytes as HttpBytes;
+pub(crate) use common::harness::{Accounts, FundedGenesis as BenchGenesis, funded_genesis as bench_genesis};
 use common::rpc::RpcClient;
 use http_body_util::{BodyExt, Full};
 use hyper_util::{client::legacy::Client, rt::TokioExecutor};
@@ -39,52 +37,6 @@ pub(crate) const MAX_PENDING: u64 = 4_000;
 /// 1 ETH per transaction (21,000 gas × 40,000 gwei = 0.84 ETH).
 const MAX_FEE: u128 = 40_000_000_000_000;
 
-/// Keys derived from a fixed seed, so every run funds and uses the same accounts.
-#[derive(Debug)]
-pub(crate) struct Accounts {
-    signers: Vec<PrivateKeySigner>,
-}
-
-impl Accounts {
-    /// The first `n` benchmark accounts.
-    pub(crate) fn new(n: usize) -> anyhow::Result<Self> {
-        let signers = (0..n as u64)
-            .map(|i| {
-                let key = keccak256([&b"geth-cl-tutorial bench account"[..], &i.to_be_bytes()].concat());
-                PrivateKeySigner::from_bytes(&key).context("a derived key is not a valid secp256k1 key")
-            })
-            .collect::<anyhow::Result<_>>()?;
-        Ok(Self { signers })
-    }
-
-    /// How many there are.
-    pub(crate) fn len(&self) -> usize {
-        self.signers.len()
-    }
-}
-
-/// A genesis file: the project's `genesis.json` with every benchmark account funded.
-#[derive(Debug)]
-pub(crate) struct BenchGenesis {
-    /// Where it is.
-    pub(crate) path: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-/// Writes the benchmark genesis for `accounts`.
-pub(crate) fn bench_genesis(accounts: &Accounts) -> anyhow::Result<BenchGenesis> {
-    let mut genesis: Value = serde_json::from_str(&std::fs::read_to_string(common::harness::genesis_path())?)?;
-    let alloc = genesis["alloc"].as_object_mut().context("genesis.json has no alloc")?;
-    for signer in &accounts.signers {
-        // 10^27 wei: any number of transfers at the max fee.
-        alloc.insert(signer.address().to_string(), json!({"balance": "0x33b2e3c9fd0803ce8000000"}));
-    }
-    let dir = tempfile::tempdir()?;
-    let path = dir.path().join("genesis.json");
-    std::fs::write(&path, serde_json::to_vec_pretty(&genesis)?)?;
-    Ok(BenchGenesis { path, _dir: dir })
-}
-
 /// A signed transfer, with the index of the account that sent it.
 #[derive(Debug, Clone)]
 pub(crate) struct Transfer {
@@ -100,7 +52,7 @@ pub(crate) fn presign(accounts: &Accounts, first_nonce: u64, per_account: u64) -
     let to = Address::repeat_byte(0x5e);
     let mut transfers = Vec::with_capacity(accounts.len() * per_account as usize);
     for nonce in first_nonce..first_nonce + per_account {
-        for (account, signer) in accounts.signers.iter().enumerate() {
+        for (account, signer) in accounts.signers().iter().enumerate() {
             let tx = TxEip1559 {
                 chain_id: 1337,
                 nonce,

@@ -1,22 +1,9 @@
 //! The processes under measurement: the release binaries of the steps, their peak memory,
 //! and the structured log lines they write.
 
-use std::{
-    path::{Path, PathBuf},
-    process::Command,
-};
+use std::{path::Path, process::Command};
 
-use anyhow::bail;
-use common::harness::{Service, workspace_root};
-
-/// `target/release/<name>`: the benchmarks measure optimised builds only.
-pub(crate) fn release_binary(name: &str) -> anyhow::Result<PathBuf> {
-    let path = workspace_root().join("target/release").join(name);
-    if !path.is_file() {
-        bail!("{} is missing: run scripts/bench.sh, which builds the release binaries", path.display());
-    }
-    Ok(path)
-}
+use common::harness::{Service, release_binary};
 
 /// Starts release binary `name` with `args` and environment `env`, logging to `dir`.
 pub(crate) fn spawn(

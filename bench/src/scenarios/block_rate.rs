@@ -100,7 +100,7 @@ async fn engine_api() -> anyhow::Result<f64> {
 
     const BLOCKS: usize = 6;
     let geth = Geth::start().await?;
-    let mut child = tokio::process::Command::new(procs::release_binary("engine-api")?)
+    let mut child = tokio::process::Command::new(common::harness::release_binary("engine-api")?)
         .args(["--blocks", &BLOCKS.to_string(), "--build-time-ms", "0"])
         .env("ETH_CLIENT_URL", geth.auth_url())
         .env("JWT_SECRET", geth.jwt_path())

@@ -39,6 +39,9 @@ pub struct CometNet {
     pub nodes: Vec<CometNode>,
     /// The proxied links of an isolatable node.
     isolation: Vec<Proxy>,
+    /// In a network started with [`CometNet::init_proxied`]: `(from, to, link)` for every
+    /// node's link to every other.
+    links: Vec<(usize, usize, Proxy)>,
     _dir: tempfile::TempDir,
 }
 
@@ -91,7 +94,7 @@ impl Testnet {
             let process = Service::stopped(&format!("cometbft{i}"), &home.join("cometbft.log"));
             nodes.push(CometNode { process, home, rpc_port: rpc, abci_addr: format!("127.0.0.1:{abci}") });
         }
-        Ok(CometNet { nodes, isolation: Vec::new(), _dir: self.dir })
+        Ok(CometNet { nodes, isolation: Vec::new(), links: Vec::new(), _dir: self.dir })
     }
 }
 
@@ -130,6 +133,31 @@ impl CometNet {
         let mut net = testnet.configure(&route, timeouts, false)?;
         net.isolation = links;
         Ok(net)
+    }
+
+    /// [`CometNet::init`], with every node's link to every other through `faults`
+    /// ([`CometNet::links_of`]), and peer exchange off, as in [`CometNet::init_isolatable`].
+    pub async fn init_proxied(n: usize, timeouts: &CometTimeouts, faults: &Toxiproxy) -> anyhow::Result<Self> {
+        let testnet = Testnet::write(n)?;
+        let mut links = Vec::new();
+        for i in 0..n {
+            for j in (0..n).filter(|&j| j != i) {
+                let upstream = format!("127.0.0.1:{}", testnet.ports[j].0);
+                links.push((i, j, faults.proxy(&format!("p2p-{i}-to-{j}"), &upstream).await?));
+            }
+        }
+        let route = |i: usize, j: usize| {
+            links.iter().find(|(from, to, _)| (*from, *to) == (i, j)).map(|(_, _, p)| p.addr().to_owned())
+        };
+        let mut net = testnet.configure(&|i, j| route(i, j).unwrap_or_default(), timeouts, false)?;
+        net.links = links;
+        Ok(net)
+    }
+
+    /// In a network from [`CometNet::init_proxied`], every link node `i` dials or is
+    /// dialled on.
+    pub fn links_of(&self, i: usize) -> Vec<&Proxy> {
+        self.links.iter().filter(|(from, to, _)| *from == i || *to == i).map(|(_, _, p)| p).collect()
     }
 
     /// Cuts every link of the node given to [`CometNet::init_isolatable`].

@@ -296,6 +296,11 @@ impl Geth {
         self.process.signal(signal);
     }
 
+    /// If it ended other than by [`Self::kill`]: its exit code (-1 for a signal).
+    pub fn exited(&mut self) -> Option<i32> {
+        self.process.exited()
+    }
+
     /// Starts Geth again on the same datadir and ports, and waits for its Engine API.
     pub async fn restart(&mut self) -> anyhow::Result<()> {
         self.spawn_and_wait().await

@@ -15,6 +15,7 @@
 //! A missing binary is a set-up failure with a message naming `scripts/setup.sh`, never a
 //! reason to skip a test. Every process is told to die with the test process.
 
+mod accounts;
 mod cast;
 mod cometbft;
 mod geth;
@@ -28,6 +29,7 @@ pub mod tx;
 
 use std::path::{Path, PathBuf};
 
+pub use accounts::{Accounts, FundedGenesis, funded_genesis};
 pub use cast::{Cast, CastReceipt, cast_binary, default_fee_transfer};
 pub use cometbft::{CometNet, CometNode, CometTimeouts, FLUSH_THROTTLE, ROUND_ESTIMATE, cometbft_binary};
 pub use geth::{
@@ -50,4 +52,16 @@ pub fn workspace_root() -> PathBuf {
 /// The project's `genesis.json`.
 pub fn genesis_path() -> PathBuf {
     workspace_root().join("genesis.json")
+}
+
+/// `target/release/<name>`, a release binary of the workspace: the benchmarks measure
+/// optimised builds only, which `scripts/bench.sh` builds first.
+pub fn release_binary(name: &str) -> anyhow::Result<PathBuf> {
+    let path = workspace_root().join("target/release").join(name);
+    anyhow::ensure!(
+        path.is_file(),
+        "{} is missing: run scripts/bench.sh, which builds the release binaries",
+        path.display()
+    );
+    Ok(path)
 }

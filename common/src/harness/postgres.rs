@@ -96,6 +96,38 @@ impl Postgres {
         self.process.kill();
     }
 
+    /// If it ended other than by [`Self::kill`]: its exit code (-1 for a signal).
+    pub fn exited(&mut self) -> Option<i32> {
+        self.process.exited()
+    }
+
+    /// Sends `signal` to the server and every process it started (its sessions, writer,
+    /// checkpointer…): SIGSTOP hangs the whole server with its connections open, SIGCONT
+    /// lets it go on.
+    pub fn signal(&self, signal: i32) {
+        let Some(pid) = self.process.pid() else { return };
+        let mut pids = vec![pid];
+        if let Ok(entries) = std::fs::read_dir("/proc") {
+            for entry in entries.flatten() {
+                let Some(child) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+                let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+                // pid (comm) state ppid …: the parent is the second field after the ")".
+                let parent = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1));
+                if parent.and_then(|p| p.parse::<u32>().ok()) == Some(pid) {
+                    pids.push(child);
+                }
+            }
+        }
+        for pid in pids {
+            let Ok(pid) = libc::pid_t::try_from(pid) else { continue };
+            #[allow(unsafe_code)]
+            // SAFETY: kill(2) on a pid has no memory effects.
+            unsafe {
+                libc::kill(pid, signal);
+            }
+        }
+    }
+
     /// Starts the server again on the same data and port, after [`Postgres::kill`] or
     /// while running (then it is killed first); it replays its WAL like after a crash.
     pub async fn restart(&mut self) -> anyhow::Result<()> {

@@ -112,6 +112,13 @@ impl Service {
         }
     }
 
+    /// If the process has ended (by itself or a signal): its exit code (-1 for a signal).
+    /// `None` while it runs, or if it was never started or was killed by [`Service::kill`].
+    pub fn exited(&mut self) -> Option<i32> {
+        let status = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())?;
+        Some(status.code().unwrap_or(-1))
+    }
+
     /// Waits up to `timeout` for the process to exit by itself; its exit code.
     pub async fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
         let deadline = Instant::now() + timeout;

@@ -52,6 +52,11 @@ impl Redis {
         self.process.signal(signal);
     }
 
+    /// If it ended other than by [`Self::kill`]: its exit code (-1 for a signal).
+    pub fn exited(&mut self) -> Option<i32> {
+        self.process.exited()
+    }
+
     /// Starts Redis again, empty, on the same port.
     pub async fn restart(&mut self) -> anyhow::Result<()> {
         self.spawn_and_wait().await

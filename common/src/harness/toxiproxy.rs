@@ -45,6 +45,11 @@ impl Toxiproxy {
         Ok(proxy)
     }
 
+    /// Its HTTP API, `http://127.0.0.1:port` (`GET /proxies` lists the links).
+    pub fn api(&self) -> &str {
+        &self.api
+    }
+
     /// A new proxy named `name`, listening on a free loopback port, in front of
     /// `upstream` (`host:port`).
     pub async fn proxy(&self, name: &str, upstream: &str) -> anyhow::Result<Proxy> {
@@ -92,8 +97,21 @@ impl Proxy {
 
     /// Delays every reply by `latency`.
     pub async fn slow(&self, latency: Duration) -> anyhow::Result<()> {
-        let ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX);
-        self.toxic("latency", "latency", "downstream", json!({"latency": ms, "jitter": 0})).await
+        self.jittery(latency, Duration::ZERO).await
+    }
+
+    /// Delays every reply by `latency`, give or take up to `jitter`.
+    pub async fn jittery(&self, latency: Duration, jitter: Duration) -> anyhow::Result<()> {
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        self.toxic("latency", "latency", "downstream", json!({"latency": ms(latency), "jitter": ms(jitter)})).await
+    }
+
+    /// Limits the link to `kib_per_s` KiB/s each way.
+    pub async fn narrow(&self, kib_per_s: u64) -> anyhow::Result<()> {
+        for stream in ["upstream", "downstream"] {
+            self.toxic(&format!("bandwidth_{stream}"), "bandwidth", stream, json!({"rate": kib_per_s})).await?;
+        }
+        Ok(())
     }
 
     /// Removes every fault: the link is up again with no toxics.

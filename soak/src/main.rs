@@ -1,0 +1,232 @@
+//! The soak: Part 3's cluster or Part 4's network, on the real Geth, Redis, PostgreSQL and
+//! CometBFT, every link through toxiproxy, under a steady load of transfers sent through
+//! every node, while random faults, several at a time, are injected and healed. At the end
+//! everything is healed and what the clients saw is checked against the chain that stands
+//! ([`check`]): no fork, no gap, no confirmed transaction lost, production back after each
+//! heal, no block from the future.
+//!
+//! ```text
+//! scripts/soak.sh part3 --minutes 30 --seed 1
+//! ```
+//!
+//! The run's history, verdict, summary and plot go to `.soak/PART-seedS/`; `--record`
+//! also writes the summary and the plot into the book (`docs/src/soak/`).
+
+mod check;
+mod faults;
+mod history;
+mod load;
+mod part3;
+mod part4;
+mod report;
+
+use std::{collections::HashMap, path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
+
+use alloy_primitives::B256;
+use anyhow::Context;
+use clap::Parser;
+use common::{harness::Accounts, rpc::RpcClient};
+use serde_json::{Value, json};
+
+use crate::{
+    faults::Devnet,
+    history::{Final, History, Recorder, now},
+    load::Load,
+};
+
+/// Soaks Part 3 or Part 4 in random overlapping faults under load, and checks what the
+/// clients saw.
+#[derive(Debug, Parser)]
+struct Args {
+    /// Which part.
+    #[arg(value_enum)]
+    part: Part,
+
+    /// How long faults are injected, minutes.
+    #[arg(long, default_value_t = 30.0)]
+    minutes: f64,
+
+    /// The seed of the fault schedule and the clients' choices.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+
+    /// Where the run's files go.
+    #[arg(long, default_value = ".soak")]
+    out: PathBuf,
+
+    /// Also write the summary and the plot into the book (docs/src/soak/).
+    #[arg(long)]
+    record: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Part {
+    /// A leader cluster on Redis and PostgreSQL.
+    Part3,
+    /// A CometBFT validator network.
+    Part4,
+}
+
+impl Part {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Part3 => "part3",
+            Self::Part4 => "part4",
+        }
+    }
+}
+
+/// The clients: one per account.
+const CLIENTS: usize = 48;
+
+/// How long the cluster gets, after the last heal, for every node to be back at the head.
+const SETTLE: Duration = Duration::from_secs(180);
+
+/// How long transactions in flight at the end get to be confirmed.
+const DRAIN: Duration = Duration::from_secs(60);
+
+/// How long one call may take.
+const CALL: Duration = Duration::from_secs(10);
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    common::logging::init();
+    let args = Args::parse();
+    match run(&args).await {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(error) => {
+            eprintln!("soak: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(args: &Args) -> anyhow::Result<bool> {
+    anyhow::ensure!(args.minutes > 0.0 && args.minutes.is_finite(), "--minutes must be a positive number");
+    let accounts = Accounts::new(CLIENTS)?;
+    let genesis = common::harness::funded_genesis(&accounts)?;
+    let dir = args.out.join(format!("{}-seed{}", args.part.name(), args.seed));
+    let (history, last, menu) = match args.part {
+        Part::Part3 => {
+            let mut cluster = part3::Cluster::start(&genesis).await?;
+            tracing::info!(logs = %cluster.log_dir().display(), "part 3 cluster started");
+            let urls = cluster.rpc_urls();
+            let history = soak(&mut cluster, &urls, args, &accounts).await?;
+            let mut last = final_chain(&urls, &history).await?;
+            last.log = Some(cluster.block_log().await?);
+            (history, last, names(&cluster))
+        }
+        Part::Part4 => {
+            let mut network = part4::Network::start(&genesis).await?;
+            tracing::info!(logs = %network.log_dir().display(), "part 4 network started");
+            let urls = network.rpc_urls();
+            let history = soak(&mut network, &urls, args, &accounts).await?;
+            (history.clone(), final_chain(&urls, &history).await?, names(&network))
+        }
+    };
+    let verdict = check::check(&history, &last, check::BOUNDS);
+    report::write(&dir, &history, &verdict, &menu)?;
+    if args.record {
+        let book = common::harness::workspace_root().join("docs/src/soak");
+        std::fs::create_dir_all(&book)?;
+        std::fs::write(book.join(format!("{}.md", args.part.name())), report::summary(&history, &verdict, &menu))?;
+        std::fs::copy(dir.join("heads.png"), book.join(format!("{}.png", args.part.name())))?;
+    }
+    println!("{}", report::summary(&history, &verdict, &menu));
+    println!("history, verdict and plot: {}", dir.display());
+    let failures = verdict.failures(&menu);
+    for failure in &failures {
+        eprintln!("soak: FAILED: {failure}");
+    }
+    Ok(failures.is_empty())
+}
+
+fn names<D: Devnet>(devnet: &D) -> Vec<String> {
+    devnet.menu().into_iter().map(faults::Kind::name).collect()
+}
+
+/// The load and the faults, for `args.minutes`; then every fault healed, the nodes given
+/// time to get back in step and the clients time to see their last receipts.
+async fn soak<D: Devnet>(devnet: &mut D, urls: &[String], args: &Args, accounts: &Accounts) -> anyhow::Result<History> {
+    let rpcs: Vec<RpcClient> = urls.iter().map(|u| RpcClient::new(u, None)).collect::<anyhow::Result<_>>()?;
+    wait_for_heads(&rpcs, 2, SETTLE).await.context("the devnet made no blocks")?;
+    let recorder = Recorder::new(History {
+        part: args.part.name().to_owned(),
+        seed: args.seed,
+        nodes: devnet.nodes(),
+        started: now(),
+        ..History::default()
+    });
+    let load = Load::start(accounts.signers(), urls, &recorder, args.seed)?;
+    faults::inject(devnet, Duration::from_secs_f64(args.minutes * 60.0), args.seed, &recorder).await?;
+    recorder.with(|h| h.healed = now());
+    let top = recorder.with(|h| h.heads.iter().map(|head| head.number).max().unwrap_or(0));
+    tracing::info!(top, "every fault healed; waiting for every node to pass the top");
+    let deadline = tokio::time::Instant::now() + SETTLE;
+    while tokio::time::Instant::now() < deadline && !all_at(&rpcs, top + 2).await {
+        faults::wait_until(devnet, tokio::time::Instant::now() + Duration::from_secs(1), &recorder).await?;
+    }
+    load.finish(DRAIN).await;
+    Ok(recorder.snapshot())
+}
+
+async fn head(rpc: &RpcClient) -> Option<u64> {
+    let number: alloy_primitives::U64 = rpc.call("eth_blockNumber", json!([]), CALL).await.ok()?;
+    Some(number.to())
+}
+
+async fn all_at(rpcs: &[RpcClient], height: u64) -> bool {
+    for rpc in rpcs {
+        if head(rpc).await.is_none_or(|h| h < height) {
+            return false;
+        }
+    }
+    true
+}
+
+async fn wait_for_heads(rpcs: &[RpcClient], height: u64, bound: Duration) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + bound;
+    while !all_at(rpcs, height).await {
+        anyhow::ensure!(tokio::time::Instant::now() < deadline, "not every node reached block {height} in {bound:?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    Ok(())
+}
+
+/// Every node's chain, and where the first node holds each confirmed transaction.
+async fn final_chain(urls: &[String], history: &History) -> anyhow::Result<Final> {
+    let rpcs: Vec<RpcClient> = urls.iter().map(|u| RpcClient::new(u, None)).collect::<anyhow::Result<_>>()?;
+    let mut chains = Vec::new();
+    for (i, rpc) in rpcs.iter().enumerate() {
+        let top = head(rpc).await.with_context(|| format!("{} does not answer", history.nodes[i]))?;
+        let mut chain = Vec::new();
+        for number in 0..=top {
+            let block: Value = rpc.call("eth_getBlockByNumber", json!([format!("{number:#x}"), false]), CALL).await?;
+            let hash: B256 = block["hash"].as_str().context("a block without a hash")?.parse()?;
+            chain.push(hash);
+        }
+        chains.push(chain);
+    }
+    let reference = Arc::new(RpcClient::new(&urls[0], None)?);
+    let mut included = HashMap::new();
+    let confirmed: Vec<B256> = history.txs.iter().filter(|t| t.confirmed.is_some()).map(|t| t.hash).collect();
+    for batch in confirmed.chunks(32) {
+        let mut tasks = tokio::task::JoinSet::new();
+        for &hash in batch {
+            let rpc = reference.clone();
+            tasks.spawn(async move {
+                let receipt: Option<Value> = rpc.call("eth_getTransactionReceipt", json!([hash]), CALL).await.ok()?;
+                let receipt = receipt?;
+                let number = u64::from_str_radix(receipt["blockNumber"].as_str()?.trim_start_matches("0x"), 16).ok()?;
+                Some((hash, (number, receipt["blockHash"].as_str()?.parse::<B256>().ok()?)))
+            });
+        }
+        while let Some(found) = tasks.join_next().await {
+            if let Some((hash, block)) = found.ok().flatten() {
+                included.insert(hash, block);
+            }
+        }
+    }
+    Ok(Final { chains, log: None, included })
+}

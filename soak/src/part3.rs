@@ -1,0 +1,193 @@
+//! Part 3's cluster, as `scripts/cluster.sh` runs it: node1 and node2 leader candidates,
+//! node3 a member, each with its own peered Geth, on one Redis and one PostgreSQL; every
+//! node's link to Redis, to PostgreSQL and to its Geth's Engine API through toxiproxy, and
+//! every node on a clock of its own (libfaketime) to step.
+
+use std::{path::PathBuf, process::Command};
+
+use alloy_primitives::B256;
+use anyhow::Context;
+use common::harness::{
+    FundedGenesis, Geth, GethOptions, Postgres, Proxy, Redis, Service, Toxiproxy, free_port, release_binary,
+};
+
+use crate::faults::{self, Devnet, Kind, Link, Process};
+
+/// A node's proxied links.
+struct Links {
+    redis: Proxy,
+    postgres: Proxy,
+    engine: Proxy,
+}
+
+/// The cluster. Fields drop in order: the nodes before the servers they use.
+pub(crate) struct Cluster {
+    nodes: Vec<Service>,
+    env: Vec<Vec<(String, String)>>,
+    clocks: Vec<PathBuf>,
+    links: Vec<Links>,
+    pub(crate) geths: Vec<Geth>,
+    redis: Redis,
+    pub(crate) postgres: Postgres,
+    _faults: Toxiproxy,
+    dir: tempfile::TempDir,
+}
+
+const NAMES: [&str; 3] = ["node1", "node2", "node3"];
+
+impl Cluster {
+    /// Starts it on `genesis`.
+    pub(crate) async fn start(genesis: &FundedGenesis) -> anyhow::Result<Self> {
+        let options = GethOptions { genesis: Some(genesis.path.clone()), ..Default::default() };
+        let geths = Geth::start_peered_group_with(NAMES.len(), &options).await?;
+        let (redis, postgres, faults) = (Redis::start().await?, Postgres::start().await?, Toxiproxy::start().await?);
+        let dir = tempfile::Builder::new().prefix("soak-part3-").tempdir()?;
+        let (mut links, mut env, mut clocks) = (Vec::new(), Vec::new(), Vec::new());
+        for (i, name) in NAMES.iter().enumerate() {
+            let engine = geths[i].auth_url().trim_start_matches("http://").to_owned();
+            let link = Links {
+                redis: faults.proxy(&format!("{name}-redis"), &redis.addr()).await?,
+                postgres: faults.proxy(&format!("{name}-postgres"), &postgres.addr()).await?,
+                engine: faults.proxy(&format!("{name}-engine"), &engine).await?,
+            };
+            let clock = dir.path().join(format!("{name}.clock"));
+            let mut vars = faults::faked_clock(&clock)?;
+            vars.extend([
+                ("INSTANCE_ID", name.to_string()),
+                ("MODE", if i < 2 { "leader" } else { "member" }.to_owned()),
+                ("ETH_CLIENT_URL", format!("http://{}", link.engine.addr())),
+                ("JWT_SECRET", geths[i].jwt_path().display().to_string()),
+                ("GENESIS", genesis.path.display().to_string()),
+                ("REDIS_ADDR", link.redis.addr().to_owned()),
+                ("POSTGRES_URL", Postgres::url_at(link.postgres.addr())),
+                ("HEALTH_ADDR", format!("127.0.0.1:{}", free_port()?)),
+                ("RUST_LOG", "info".to_owned()),
+            ]
+            .map(|(k, v)| (k.to_owned(), v)));
+            links.push(link);
+            env.push(vars);
+            clocks.push(clock);
+        }
+        let nodes = NAMES.iter().map(|n| Service::stopped(n, &dir.path().join(format!("{n}.log")))).collect();
+        let mut cluster = Self { nodes, env, clocks, links, geths, redis, postgres, _faults: faults, dir };
+        for i in 0..NAMES.len() {
+            cluster.start_node(i)?;
+        }
+        Ok(cluster)
+    }
+
+    fn start_node(&mut self, i: usize) -> anyhow::Result<()> {
+        let mut command = Command::new(release_binary("member-nodes")?);
+        command.envs(self.env[i].iter().map(|(k, v)| (k, v)));
+        self.nodes[i].start(command)
+    }
+
+    /// The public JSON-RPC URL of each node's Geth, where clients send.
+    pub(crate) fn rpc_urls(&self) -> Vec<String> {
+        self.geths.iter().map(Geth::http_url).collect()
+    }
+
+    /// Where the logs are.
+    pub(crate) fn log_dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// The block log: `(number, hash)` per row.
+    pub(crate) async fn block_log(&self) -> anyhow::Result<Vec<(u64, B256)>> {
+        let (sql, connection) = tokio_postgres::connect(&self.postgres.url(), tokio_postgres::NoTls).await?;
+        tokio::spawn(connection);
+        let rows = sql.query("SELECT number, hash FROM blocks ORDER BY number", &[]).await?;
+        rows.iter()
+            .map(|r| {
+                let number = u64::try_from(r.get::<_, i64>(0)).context("negative height")?;
+                let hash: Vec<u8> = r.get(1);
+                Ok((number, B256::try_from(hash.as_slice()).context("a hash is not 32 bytes")?))
+            })
+            .collect()
+    }
+
+    fn link(&self, node: usize, link: Link) -> &Proxy {
+        match link {
+            Link::Redis => &self.links[node].redis,
+            Link::Postgres => &self.links[node].postgres,
+            Link::Engine | Link::Peers => &self.links[node].engine,
+        }
+    }
+}
+
+/// After a Geth lost its chain it has a new node key: the others are told its new address
+/// and it theirs, as an operator would.
+pub(crate) async fn repeer(geths: &[Geth], node: usize) -> anyhow::Result<()> {
+    let enode = geths[node].enode().await?;
+    for (i, other) in geths.iter().enumerate().filter(|(i, _)| *i != node) {
+        other.add_peer(&enode).await.with_context(|| format!("geth {i} cannot add the wiped one"))?;
+        geths[node].add_peer(&other.enode().await?).await?;
+    }
+    Ok(())
+}
+
+impl Devnet for Cluster {
+    fn nodes(&self) -> Vec<String> {
+        NAMES.iter().map(|n| n.to_string()).collect()
+    }
+
+    fn menu(&self) -> Vec<Kind> {
+        let mut menu = Vec::new();
+        for process in [Process::Consensus, Process::Geth, Process::Redis, Process::Postgres] {
+            menu.extend([Kind::Kill(process), Kind::Stop(process)]);
+        }
+        menu.push(Kind::Wipe);
+        menu.extend(faults::link_faults(&[Link::Redis, Link::Postgres, Link::Engine]));
+        menu.extend([Kind::ClockForward, Kind::ClockBack]);
+        menu
+    }
+
+    async fn inject(&mut self, kind: Kind, node: usize) -> anyhow::Result<()> {
+        match kind {
+            Kind::Kill(Process::Consensus) => self.nodes[node].kill(),
+            Kind::Stop(Process::Consensus) => self.nodes[node].signal(libc::SIGSTOP),
+            Kind::Kill(Process::Geth) | Kind::Wipe => self.geths[node].kill(),
+            Kind::Stop(Process::Geth) => self.geths[node].signal(libc::SIGSTOP),
+            Kind::Kill(Process::Redis) => self.redis.kill(),
+            Kind::Stop(Process::Redis) => self.redis.signal(libc::SIGSTOP),
+            Kind::Kill(Process::Postgres) => self.postgres.kill(),
+            Kind::Stop(Process::Postgres) => self.postgres.signal(libc::SIGSTOP),
+            Kind::Link(link, toxic) => faults::apply_toxic(self.link(node, link), toxic).await?,
+            Kind::ClockForward | Kind::ClockBack => faults::set_clock(&self.clocks[node], &faults::clock_offset(kind))?,
+            Kind::Kill(Process::Comet) | Kind::Stop(Process::Comet) => anyhow::bail!("Part 3 has no CometBFT"),
+        }
+        Ok(())
+    }
+
+    async fn heal(&mut self, kind: Kind, node: usize) -> anyhow::Result<()> {
+        match kind {
+            Kind::Kill(Process::Consensus) => self.start_node(node)?,
+            Kind::Stop(Process::Consensus) => self.nodes[node].signal(libc::SIGCONT),
+            Kind::Kill(Process::Geth) => self.geths[node].restart().await?,
+            Kind::Wipe => {
+                self.geths[node].wipe_and_restart().await?;
+                repeer(&self.geths, node).await?;
+            }
+            Kind::Stop(Process::Geth) => self.geths[node].signal(libc::SIGCONT),
+            Kind::Kill(Process::Redis) => self.redis.restart().await?,
+            Kind::Stop(Process::Redis) => self.redis.signal(libc::SIGCONT),
+            Kind::Kill(Process::Postgres) => self.postgres.restart().await?,
+            Kind::Stop(Process::Postgres) => self.postgres.signal(libc::SIGCONT),
+            Kind::Link(link, _) => self.link(node, link).heal().await?,
+            Kind::ClockForward | Kind::ClockBack => faults::set_clock(&self.clocks[node], "+0")?,
+            Kind::Kill(Process::Comet) | Kind::Stop(Process::Comet) => {}
+        }
+        Ok(())
+    }
+
+    async fn supervise(&mut self) -> anyhow::Result<Vec<String>> {
+        let mut restarted = Vec::new();
+        for (i, name) in NAMES.iter().enumerate() {
+            if self.nodes[i].exited().is_some() {
+                self.start_node(i)?;
+                restarted.push((*name).to_owned());
+            }
+        }
+        Ok(restarted)
+    }
+}
