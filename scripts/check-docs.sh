@@ -19,9 +19,11 @@
 # `TX=$(...)` set carry over to its next command), like a reader's terminal window. A
 # command that runs until Ctrl-C runs in the background and gets SIGINT when the text moves
 # on. Where the text says to run something in another terminal it is run in another one.
-# Two kinds of command are not run as written, and say so in the log: `scripts/test.sh`
-# (CI runs it: it is what runs this script) and `scripts/bench.sh` (a full run takes
-# 50 minutes; it is run with --dry-run, which checks its arguments and plan).
+# Three kinds of command are not run as written, and say so in the log: `scripts/test.sh`
+# (CI runs it: it is what runs this script), `scripts/bench.sh` (a full run takes
+# 50 minutes) and the half-hour `scripts/soak.sh` runs the soak page's figures come from;
+# those two are run with --dry-run, which checks their arguments and plan. The soak page's
+# three-minute soaks run as written.
 #
 # It needs the devnets' ports free, and moves an existing .devnet/ aside while it runs
 # (restored at the end).
@@ -67,6 +69,7 @@ DOCS=(
     docs/src/part4-cometbft-consensus.md 04-cometbft-consensus/src/lib.rs
     docs/src/watching.md
     docs/src/testing.md
+    docs/src/soak.md soak/src/main.rs
     docs/src/benchmarks.md bench/src/main.rs
 )
 
@@ -189,6 +192,14 @@ doc_as() {
     doc "$file" "$run"
     sed -i '$ d' "$RAN"
     record "$file" "$documented"
+}
+
+# A command shown again in FILE that this walkthrough already ran, as written, for an
+# earlier document (a soak takes minutes: it is not run twice).
+doc_again() {
+    grep -q -F -x -- "$(printf '%s\t%s' "$3" "$2")" "$RAN" || fail "[$1] '$2' was not run for $3 first"
+    record "$1" "$2"
+    say "[$1] \$ $2    (already run as written for $3)"
 }
 
 # A command CI runs in its own right, recorded as documented and not run here.
@@ -578,6 +589,8 @@ readme() {
     doc_stop $f 'scripts/cluster.sh stop' .devnet/cluster .devnet/cluster/*.pid .devnet/cluster/*/geth.pid
 
     run_by_ci $f 'scripts/test.sh'
+    close_up
+    soak_run $f 'scripts/soak.sh part3 --minutes 3 --seed 7'
     doc_as $f 'scripts/bench.sh all' 'scripts/bench.sh all --dry-run' "a full run takes 50 minutes"
     expect '^would run All'
     close_up
@@ -848,6 +861,30 @@ testing() {
     close_up
 }
 
+# A short soak, run as written: it must pass, lose nothing, and fork nothing.
+soak_run() {
+    doc "$1" "$2" 1800
+    expect '^\| verdict \| passed \|$'
+    expect '^\| \*\*lost\*\*: shown a receipt, then not in that block \| 0 \|$'
+    expect '^\| \*\*forks\*\*: heights where two nodes or the block log disagree \| 0 \|$'
+}
+
+# The soak page: CI's short soaks (Part 3's already ran for the README), and the
+# half-hour runs its figures come from, with --dry-run (each takes over 30 minutes).
+soak_page() {
+    local f=docs/src/soak.md command
+    terminal "$f"
+    doc_again $f 'scripts/soak.sh part3 --minutes 3 --seed 7' README.md
+    soak_run $f 'scripts/soak.sh part4 --minutes 3 --seed 7'
+    for f in docs/src/soak.md soak/src/main.rs; do
+        while IFS= read -r command; do
+            [[ "$command" == *"--minutes 30"* ]] || continue
+            doc_as "$f" "$command" "$command --dry-run" "a full run takes over 30 minutes"
+            expect '^would run part[34] '
+        done < <(documented "$f")
+    done
+}
+
 benchmarks() {
     local f
     for f in docs/src/benchmarks.md bench/src/main.rs; do
@@ -1007,6 +1044,7 @@ part3_chapter
 part4_chapter
 watching
 testing
+soak_page
 benchmarks
 cleans
 compare || fail "the docs and this walkthrough disagree (above)"

@@ -119,7 +119,7 @@ check() { # doc span
             ;;
         --[a-z]*) check_flag "$doc" "$span" ;;
         *::*) [[ "$span" =~ ^[A-Za-z_][A-Za-z0-9_]*(::[A-Za-z_][A-Za-z0-9_]*)*(::|\(.*\))?$ ]] && check_path "$doc" "$span" ;;
-        .devnet/* | .tools/* | */*.go | *.go) ;;
+        .devnet/* | .tools/* | .soak/* | */*.go | *.go) ;;
         */* | *.rs | *.sh | *.patch | *.yml | *.toml | *.png)
             # A path of ours: it starts at one of the repository's own top-level entries,
             # or it names a Rust file, a script or a patch.

@@ -47,12 +47,16 @@ pub(crate) struct Verdict {
     pub(crate) forks: Vec<u64>,
     /// Heights the block log has no row for.
     pub(crate) gaps: Vec<u64>,
+    /// Heads a client was shown, `(node, height)`, that the final chain does not hold: a
+    /// fork that was there and is gone.
+    pub(crate) replaced_heads: Vec<(usize, u64)>,
     /// Nodes that did not reach, by the end, the height the cluster had at the last heal.
     pub(crate) behind: Vec<String>,
     /// The height up to which every node's chain was compared.
     pub(crate) compared_to: u64,
-    /// The furthest a block was ahead of the clock of the client that saw it, seconds, and
-    /// the blocks beyond the bound.
+    /// The furthest a block was ahead of the clock of the client that saw it, seconds
+    /// (below 0 if every block was seen after its timestamp), and the blocks beyond the
+    /// bound.
     pub(crate) max_ahead: f64,
     pub(crate) ahead: Vec<(u64, f64)>,
     /// The longest time without a new block anywhere: when it began (seconds into the
@@ -79,9 +83,19 @@ impl Verdict {
         };
         fail(!self.forks.is_empty(), format!("forks at heights {:?}", first(&self.forks)));
         fail(!self.gaps.is_empty(), format!("the block log lacks heights {:?}", first(&self.gaps)));
-        fail(!self.lost.is_empty(), format!("{} confirmed transactions lost: {:?}", self.lost.len(), first(&self.lost)));
+        fail(
+            !self.lost.is_empty(),
+            format!("{} confirmed transactions lost: {:?}", self.lost.len(), first(&self.lost)),
+        );
+        fail(
+            !self.replaced_heads.is_empty(),
+            format!("heads shown to clients and later replaced (node, height): {:?}", first(&self.replaced_heads)),
+        );
         fail(!self.behind.is_empty(), format!("nodes behind at the end: {:?}", self.behind));
-        fail(!self.ahead.is_empty(), format!("blocks ahead of the clock by more than the bound: {:?}", first(&self.ahead)));
+        fail(
+            !self.ahead.is_empty(),
+            format!("blocks ahead of the clock by more than the bound: {:?}", first(&self.ahead)),
+        );
         fail(
             !self.unrecovered.is_empty(),
             format!("no block within the bound after heals: {:?}", first(&self.unrecovered)),
@@ -109,30 +123,42 @@ pub(crate) fn check(history: &History, last: &Final, bounds: Bounds) -> Verdict 
     verdict
 }
 
-/// Forks, gaps, and nodes left behind.
+/// The final chain: every node's chain where they agree, the longest beyond that.
+fn reference(last: &Final) -> &[B256] {
+    last.chains.iter().max_by_key(|c| c.len()).map_or(&[], Vec::as_slice)
+}
+
+/// Forks, gaps, heads that were replaced, and nodes left behind.
 fn chain(history: &History, last: &Final, verdict: &mut Verdict) {
     let common = last.chains.iter().map(Vec::len).min().unwrap_or(0);
     verdict.compared_to = common.saturating_sub(1) as u64;
-    let reference = last.chains.first();
+    let reference = reference(last);
+    let mut forks = std::collections::BTreeSet::new();
     for height in 0..common {
-        if last.chains.iter().any(|chain| Some(&chain[height]) != reference.map(|r| &r[height])) {
-            verdict.forks.push(height as u64);
+        if last.chains.iter().any(|chain| chain[height] != reference[height]) {
+            forks.insert(height as u64);
         }
     }
-    if let (Some(log), Some(reference)) = (&last.log, reference) {
-        let mut expected = 0;
+    if let Some(log) = &last.log {
+        // The log begins at its anchor; from there every height has a row.
+        let mut expected = log.first().map_or(0, |row| row.0);
         for &(number, hash) in log {
             verdict.gaps.extend(expected..number);
             expected = number + 1;
-            let held = usize::try_from(number).ok().and_then(|n| reference.get(n));
-            if held.is_some_and(|h| *h != hash) && !verdict.forks.contains(&number) {
-                verdict.forks.push(number);
+            let index = usize::try_from(number).unwrap_or(usize::MAX);
+            if last.chains.iter().any(|chain| chain.get(index).is_some_and(|held| *held != hash)) {
+                forks.insert(number);
             }
         }
-        // A Geth holding a block the log has no row for is a block nobody stored.
-        let beyond = (expected..reference.len() as u64).filter(|n| !verdict.forks.contains(n));
-        verdict.gaps.extend(beyond);
-        verdict.forks.sort_unstable();
+        // A Geth holding a block the log has no row for holds a block nobody stored.
+        verdict.gaps.extend((expected..reference.len() as u64).filter(|n| !forks.contains(n)));
+    }
+    verdict.forks = forks.into_iter().collect();
+    for head in &history.heads {
+        let held = usize::try_from(head.number).ok().and_then(|n| reference.get(n));
+        if held.is_some_and(|hash| *hash != head.hash) && !verdict.replaced_heads.contains(&(head.node, head.number)) {
+            verdict.replaced_heads.push((head.node, head.number));
+        }
     }
     let at_heal = height_at(&timeline(history), history.healed);
     for (i, chain) in last.chains.iter().enumerate() {
@@ -145,7 +171,7 @@ fn chain(history: &History, last: &Final, verdict: &mut Verdict) {
 /// Sent, confirmed and lost.
 fn transactions(history: &History, last: &Final, verdict: &mut Verdict) {
     verdict.sent = history.txs.len();
-    let reference = last.chains.first();
+    let reference = reference(last);
     for tx in &history.txs {
         let Some(seen) = tx.confirmed else {
             verdict.unconfirmed += 1;
@@ -153,9 +179,8 @@ fn transactions(history: &History, last: &Final, verdict: &mut Verdict) {
         };
         verdict.confirmed += 1;
         let included = last.included.get(&tx.hash) == Some(&(seen.number, seen.block));
-        let on_chain = reference
-            .and_then(|r| r.get(usize::try_from(seen.number).ok()?))
-            .is_none_or(|hash| *hash == seen.block);
+        let on_chain =
+            usize::try_from(seen.number).ok().and_then(|n| reference.get(n)).is_none_or(|hash| *hash == seen.block);
         if !included || !on_chain {
             verdict.lost.push(tx.hash);
         }
@@ -190,11 +215,13 @@ fn timing(history: &History, bounds: Bounds, verdict: &mut Verdict) {
         }
     }
     let end = history.heads.iter().map(|h| h.at).fold(history.healed, f64::max);
-    for fault in &history.faults {
+    for (i, fault) in history.faults.iter().enumerate() {
         let Some(healed) = fault.healed else { continue };
-        let still_active = history.faults.iter().any(|other| {
-            !std::ptr::eq(other, fault) && other.injected <= healed && other.healed.is_none_or(|h| h > healed)
-        });
+        let still_active = history
+            .faults
+            .iter()
+            .enumerate()
+            .any(|(j, other)| j != i && other.injected <= healed && other.healed.is_none_or(|h| h > healed));
         if still_active {
             continue;
         }
@@ -218,12 +245,16 @@ fn timing(history: &History, bounds: Bounds, verdict: &mut Verdict) {
             _ => {}
         }
     }
+    verdict.max_ahead = f64::NEG_INFINITY;
     for head in &history.heads {
         let ahead = head.timestamp as f64 - head.at;
         verdict.max_ahead = verdict.max_ahead.max(ahead);
         if ahead > bounds.ahead && !verdict.ahead.iter().any(|(n, _)| *n == head.number) {
             verdict.ahead.push((head.number, ahead));
         }
+    }
+    if history.heads.is_empty() {
+        verdict.max_ahead = 0.0;
     }
 }
 
@@ -281,6 +312,7 @@ mod tests {
             txs,
             heads,
             faults,
+            exits: Vec::new(),
         };
         let chain: Vec<B256> = (0..=height).map(|n| hash(n, 0)).collect();
         let last = Final {
@@ -328,6 +360,37 @@ mod tests {
             log[12].1 = hash(12, 9);
         }
         assert_eq!(check(&history, &last, BOUNDS).forks, vec![12]);
+    }
+
+    #[test]
+    fn a_head_a_client_saw_that_the_final_chain_replaced_fails() {
+        let (mut history, last) = healthy();
+        // node3 showed a block at 20 that no node holds at the end: a fork that healed.
+        let shown = history.heads.iter_mut().find(|h| h.node == 2 && h.number == 20).map(|h| h.hash = hash(20, 4));
+        assert!(shown.is_some());
+        let verdict = check(&history, &last, BOUNDS);
+        assert_eq!(verdict.replaced_heads, vec![(2, 20)]);
+        assert!(verdict.forks.is_empty());
+        assert!(!verdict.failures(&menu()).is_empty());
+    }
+
+    #[test]
+    fn every_node_is_compared_with_the_block_log_up_to_its_own_head() {
+        let (history, mut last) = healthy();
+        // The longest chain differs from the log at 36, beyond the other nodes' heads.
+        last.chains[0].truncate(30);
+        last.chains[1].truncate(30);
+        last.chains[2][36] = hash(36, 5);
+        assert_eq!(check(&history, &last, BOUNDS).forks, vec![36]);
+    }
+
+    #[test]
+    fn a_block_log_begins_at_its_anchor() {
+        let (history, mut last) = healthy();
+        if let Some(log) = last.log.as_mut() {
+            log.drain(..5);
+        }
+        assert_eq!(check(&history, &last, BOUNDS).gaps, Vec::<u64>::new());
     }
 
     #[test]

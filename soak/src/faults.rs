@@ -118,6 +118,9 @@ impl Kind {
             Self::Kill(Process::Postgres) | Self::Stop(Process::Postgres) => "postgres".to_owned(),
             Self::Kill(Process::Geth) | Self::Stop(Process::Geth) | Self::Wipe => format!("{node}/geth"),
             Self::Kill(Process::Comet) | Self::Stop(Process::Comet) => format!("{node}/cometbft"),
+            // A validator's links to its peers are the peers' links to it: one such fault
+            // at a time.
+            Self::Link(Link::Peers, _) => "peer links".to_owned(),
             Self::Link(link, _) => format!("{node}/link-{link:?}"),
             Self::Kill(Process::Consensus) | Self::Stop(Process::Consensus) | Self::ClockForward | Self::ClockBack => {
                 node.to_owned()
@@ -142,8 +145,8 @@ pub(crate) trait Devnet {
     async fn inject(&mut self, kind: Kind, node: usize) -> anyhow::Result<()>;
     /// Heals it.
     async fn heal(&mut self, kind: Kind, node: usize) -> anyhow::Result<()>;
-    /// Starts again every consensus process (or CometBFT) that ended by itself, as a
-    /// service manager would; their names.
+    /// Starts again every process that ended by itself (or was killed by hand while the
+    /// soak ran), as a service manager would; their names.
     async fn supervise(&mut self) -> anyhow::Result<Vec<String>>;
 }
 
@@ -187,50 +190,28 @@ struct Active {
 }
 
 /// Injects bursts of faults into `devnet` for `duration`, recording each; returns once the
-/// last burst is healed.
+/// last burst is healed. After each burst it waits (up to `bound`) for a new block before
+/// the quiet seconds, so that every burst's recovery is timed. Whatever happens, no fault
+/// is left in force: on an error the faults of the burst are healed before returning it.
 pub(crate) async fn inject<D: Devnet>(
     devnet: &mut D,
     duration: Duration,
     seed: u64,
+    bound: Duration,
     recorder: &Recorder,
 ) -> anyhow::Result<()> {
     let mut rng = Rng::new(seed);
-    let (menu, nodes) = (devnet.menu(), devnet.nodes());
     let mut deck: Vec<Kind> = Vec::new();
     let end = tokio::time::Instant::now() + duration;
     while tokio::time::Instant::now() < end {
         let mut active: Vec<Active> = Vec::new();
-        for _ in 0..1 + rng.below(3) {
-            if deck.is_empty() {
-                deck = menu.clone();
-                shuffle(&mut deck, &mut rng);
-            }
-            let node = rng.below(nodes.len());
-            // The first kind in the deck whose target is free; a later burst takes the rest.
-            let free = deck.iter().position(|k| {
-                let resource = k.resource(&nodes[node]);
-                !active.iter().any(|a| a.resource == resource)
-            });
-            let Some(at) = free else { break };
-            let kind = deck.remove(at);
-            let target = if kind.per_node() { nodes[node].clone() } else { kind.resource("") };
-            tracing::info!(fault = kind.name(), %target, "inject");
-            devnet.inject(kind, node).await.with_context(|| format!("injecting {} on {target}", kind.name()))?;
-            let event = recorder.with(|h| {
-                h.faults.push(FaultEvent { kind: kind.name(), target, injected: now(), healed: None });
-                h.faults.len() - 1
-            });
-            let heal_at = tokio::time::Instant::now() + rng.seconds(1.0, 6.0);
-            active.push(Active { kind, node, resource: kind.resource(&nodes[node]), heal_at, event });
-            let next = tokio::time::Instant::now() + rng.seconds(0.0, 2.0);
-            wait_until(devnet, next, recorder).await?;
-        }
-        active.sort_by_key(|a| a.heal_at);
-        for fault in active {
-            wait_until(devnet, fault.heal_at, recorder).await?;
-            tracing::info!(fault = fault.kind.name(), "heal");
-            devnet.heal(fault.kind, fault.node).await.with_context(|| format!("healing {}", fault.kind.name()))?;
-            recorder.with(|h| h.faults[fault.event].healed = Some(now()));
+        let burst = burst(devnet, &mut rng, &mut deck, &mut active, recorder).await;
+        let healed = heal_all(devnet, &mut active, recorder).await;
+        burst.and(healed)?;
+        let top = recorder.with(|h| h.heads.iter().map(|head| head.number).max().unwrap_or(0));
+        let deadline = tokio::time::Instant::now() + bound;
+        while tokio::time::Instant::now() < deadline && recorder.with(|h| h.heads.iter().all(|x| x.number <= top)) {
+            wait_until(devnet, tokio::time::Instant::now() + Duration::from_millis(250), recorder).await?;
         }
         let quiet = tokio::time::Instant::now() + rng.seconds(2.0, 5.0);
         wait_until(devnet, quiet, recorder).await?;
@@ -238,8 +219,65 @@ pub(crate) async fn inject<D: Devnet>(
     Ok(())
 }
 
-/// Waits until `until`, restarting meanwhile, once a second, what ended by itself; each
-/// restart is in the history as an `exited` event.
+/// Injects one to three faults a moment apart into `devnet`, each on a free target,
+/// into `active`.
+async fn burst<D: Devnet>(
+    devnet: &mut D,
+    rng: &mut Rng,
+    deck: &mut Vec<Kind>,
+    active: &mut Vec<Active>,
+    recorder: &Recorder,
+) -> anyhow::Result<()> {
+    let nodes = devnet.nodes();
+    for _ in 0..1 + rng.below(3) {
+        if deck.is_empty() {
+            *deck = devnet.menu();
+            shuffle(deck, rng);
+        }
+        let node = rng.below(nodes.len());
+        // The first kind in the deck whose target is free; a later burst takes the rest.
+        let free = deck.iter().position(|k| {
+            let resource = k.resource(&nodes[node]);
+            !active.iter().any(|a| a.resource == resource)
+        });
+        let Some(at) = free else { break };
+        let kind = deck.remove(at);
+        let target = if kind.per_node() { nodes[node].clone() } else { kind.resource("") };
+        tracing::info!(fault = kind.name(), %target, "inject");
+        let event = recorder.with(|h| {
+            h.faults.push(FaultEvent { kind: kind.name(), target: target.clone(), injected: now(), healed: None });
+            h.faults.len() - 1
+        });
+        let heal_at = tokio::time::Instant::now() + rng.seconds(1.0, 6.0);
+        // In force from here on, even if injecting it failed half-way: it will be healed.
+        active.push(Active { kind, node, resource: kind.resource(&nodes[node]), heal_at, event });
+        devnet.inject(kind, node).await.with_context(|| format!("injecting {} on {target}", kind.name()))?;
+        let next = tokio::time::Instant::now() + rng.seconds(0.0, 2.0);
+        wait_until(devnet, next, recorder).await?;
+    }
+    Ok(())
+}
+
+/// Heals every fault in `active`, each at its time; all of them even if one fails (the
+/// first error is returned).
+async fn heal_all<D: Devnet>(devnet: &mut D, active: &mut Vec<Active>, recorder: &Recorder) -> anyhow::Result<()> {
+    active.sort_by_key(|a| a.heal_at);
+    let mut result = Ok(());
+    for fault in active.drain(..) {
+        if result.is_ok() {
+            result = wait_until(devnet, fault.heal_at, recorder).await;
+        }
+        tracing::info!(fault = fault.kind.name(), "heal");
+        let healed =
+            devnet.heal(fault.kind, fault.node).await.with_context(|| format!("healing {}", fault.kind.name()));
+        recorder.with(|h| h.faults[fault.event].healed = Some(now()));
+        result = result.and(healed);
+    }
+    result
+}
+
+/// Waits until `until`, restarting meanwhile, several times a second, what ended by
+/// itself; each restart is in the history's `exits`.
 pub(crate) async fn wait_until<D: Devnet>(
     devnet: &mut D,
     until: tokio::time::Instant,
@@ -249,18 +287,15 @@ pub(crate) async fn wait_until<D: Devnet>(
         for target in devnet.supervise().await? {
             tracing::warn!(%target, "ended by itself: started again");
             let at = now();
-            recorder.with(|h| h.faults.push(FaultEvent { kind: EXITED.into(), target, injected: at, healed: Some(at) }));
+            recorder.with(|h| h.exits.push((at, target)));
         }
         let left = until.saturating_duration_since(tokio::time::Instant::now());
         if left.is_zero() {
             return Ok(());
         }
-        tokio::time::sleep(left.min(Duration::from_secs(1))).await;
+        tokio::time::sleep(left.min(Duration::from_millis(250))).await;
     }
 }
-
-/// The history's name for a process that ended by itself and was started again.
-pub(crate) const EXITED: &str = "exited";
 
 fn shuffle<T>(items: &mut [T], rng: &mut Rng) {
     for i in (1..items.len()).rev() {
@@ -289,7 +324,7 @@ pub(crate) fn faked_clock(file: &std::path::Path) -> anyhow::Result<Vec<(String,
     ])
 }
 
-/// The clock offset a clock fault sets.
+/// The clock offset a clock fault sets (none for any other fault).
 pub(crate) fn clock_offset(kind: Kind) -> String {
     match kind {
         Kind::ClockForward => format!("+{CLOCK_STEP}"),
@@ -336,7 +371,10 @@ mod tests {
         assert_eq!(Kind::Kill(Process::Geth).resource("node1"), Kind::Wipe.resource("node1"));
         assert_eq!(Kind::ClockBack.resource("node2"), Kind::Stop(Process::Consensus).resource("node2"));
         assert_ne!(Kind::Kill(Process::Geth).resource("node1"), Kind::Kill(Process::Geth).resource("node2"));
-        assert_ne!(Kind::Link(Link::Redis, Toxic::Cut).resource("n"), Kind::Link(Link::Engine, Toxic::Cut).resource("n"));
+        assert_ne!(
+            Kind::Link(Link::Redis, Toxic::Cut).resource("n"),
+            Kind::Link(Link::Engine, Toxic::Cut).resource("n")
+        );
         assert_eq!(Kind::Kill(Process::Redis).resource("node1"), Kind::Stop(Process::Redis).resource("node3"));
     }
 }

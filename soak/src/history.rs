@@ -79,6 +79,9 @@ pub(crate) struct History {
     pub(crate) txs: Vec<Tx>,
     pub(crate) heads: Vec<Head>,
     pub(crate) faults: Vec<FaultEvent>,
+    /// Processes that ended by themselves (or by a hand other than the soak's) and were
+    /// started again: when, and which.
+    pub(crate) exits: Vec<(f64, String)>,
 }
 
 /// The chain as it stands at the end, after every fault is healed.

@@ -49,7 +49,12 @@ pub(crate) struct Load {
 
 impl Load {
     /// Starts a client per signer and a sampler per node URL.
-    pub(crate) fn start(signers: &[PrivateKeySigner], urls: &[String], recorder: &Recorder, seed: u64) -> anyhow::Result<Self> {
+    pub(crate) fn start(
+        signers: &[PrivateKeySigner],
+        urls: &[String],
+        recorder: &Recorder,
+        seed: u64,
+    ) -> anyhow::Result<Self> {
         let nodes: Vec<Arc<RpcClient>> =
             urls.iter().map(|u| RpcClient::new(u, None).map(Arc::new)).collect::<anyhow::Result<_>>()?;
         let (sending, all) = (CancellationToken::new(), CancellationToken::new());
@@ -88,9 +93,9 @@ impl Load {
 /// Samples node `node`'s latest block until `stop`.
 async fn sample(node: usize, rpc: Arc<RpcClient>, recorder: Recorder, stop: CancellationToken) {
     while !stop.is_cancelled() {
-        let at = now();
         let block: Option<Value> = rpc.call("eth_getBlockByNumber", json!(["latest", false]), CALL).await.ok();
-        if let Some(head) = block.as_ref().and_then(|b| head_of(node, at, b)) {
+        // When the answer came: the block existed by then, whenever it was asked for.
+        if let Some(head) = block.as_ref().and_then(|b| head_of(node, now(), b)) {
             recorder.with(|h| h.heads.push(head));
         }
         tokio::select! {
@@ -165,7 +170,14 @@ impl Client {
 
     /// Sends the transaction and waits for its receipt, sending it again elsewhere when
     /// none comes; true once a receipt was shown, false if stopped first.
-    async fn follow(&mut self, index: usize, hash: B256, raw: &Bytes, mut node: usize, all: &CancellationToken) -> bool {
+    async fn follow(
+        &mut self,
+        index: usize,
+        hash: B256,
+        raw: &Bytes,
+        mut node: usize,
+        all: &CancellationToken,
+    ) -> bool {
         loop {
             self.recorder.with(|h| h.txs[index].sends.push((now(), node)));
             // An error (a node down, "already known", "nonce too low" for one already in a

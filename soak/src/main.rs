@@ -6,7 +6,7 @@
 //! heal, no block from the future.
 //!
 //! ```text
-//! scripts/soak.sh part3 --minutes 30 --seed 1
+//! SOAK_PROFILE=release scripts/soak.sh part3 --minutes 30 --seed 1
 //! ```
 //!
 //! The run's history, verdict, summary and plot go to `.soak/PART-seedS/`; `--record`
@@ -18,6 +18,7 @@ mod history;
 mod load;
 mod part3;
 mod part4;
+mod processes;
 mod report;
 
 use std::{collections::HashMap, path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
@@ -57,6 +58,11 @@ struct Args {
     /// Also write the summary and the plot into the book (docs/src/soak/).
     #[arg(long)]
     record: bool,
+
+    /// Check the arguments, print what would run, and exit without running anything (the
+    /// docs' checker runs the book's 30-minute commands this way).
+    #[arg(long)]
+    dry_run: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -104,29 +110,48 @@ async fn main() -> ExitCode {
 
 async fn run(args: &Args) -> anyhow::Result<bool> {
     anyhow::ensure!(args.minutes > 0.0 && args.minutes.is_finite(), "--minutes must be a positive number");
+    if args.dry_run {
+        let (kinds, nodes) = match args.part {
+            Part::Part3 => (part3::menu(), "3 nodes (2 leader candidates, 1 member), Redis, PostgreSQL"),
+            Part::Part4 => (part4::menu(), "4 validators"),
+        };
+        println!(
+            "would run {} ({nodes}) for {} minutes of faults, seed {}, {} clients, {} fault kinds: {}",
+            args.part.name(),
+            args.minutes,
+            args.seed,
+            CLIENTS,
+            kinds.len(),
+            kinds.into_iter().map(faults::Kind::name).collect::<Vec<_>>().join(" ")
+        );
+        return Ok(true);
+    }
     let accounts = Accounts::new(CLIENTS)?;
     let genesis = common::harness::funded_genesis(&accounts)?;
     let dir = args.out.join(format!("{}-seed{}", args.part.name(), args.seed));
     let (history, last, menu) = match args.part {
         Part::Part3 => {
             let mut cluster = part3::Cluster::start(&genesis).await?;
-            tracing::info!(logs = %cluster.log_dir().display(), "part 3 cluster started");
+            tracing::info!(logs = %cluster.log_dir().display(), toxiproxy = cluster.toxiproxy(), "part 3 cluster started");
             let urls = cluster.rpc_urls();
-            let history = soak(&mut cluster, &urls, args, &accounts).await?;
+            let history = soak(&mut cluster, &urls, args, &accounts, &dir).await?;
+            report::write_history(&dir, &history)?;
             let mut last = final_chain(&urls, &history).await?;
             last.log = Some(cluster.block_log().await?);
             (history, last, names(&cluster))
         }
         Part::Part4 => {
             let mut network = part4::Network::start(&genesis).await?;
-            tracing::info!(logs = %network.log_dir().display(), "part 4 network started");
+            tracing::info!(logs = %network.log_dir().display(), toxiproxy = network.toxiproxy(), "part 4 network started");
             let urls = network.rpc_urls();
-            let history = soak(&mut network, &urls, args, &accounts).await?;
-            (history.clone(), final_chain(&urls, &history).await?, names(&network))
+            let history = soak(&mut network, &urls, args, &accounts, &dir).await?;
+            report::write_history(&dir, &history)?;
+            let last = final_chain(&urls, &history).await?;
+            (history, last, names(&network))
         }
     };
     let verdict = check::check(&history, &last, check::BOUNDS);
-    report::write(&dir, &history, &verdict, &menu)?;
+    report::write(&dir, &history, &last, &verdict, &menu)?;
     if args.record {
         let book = common::harness::workspace_root().join("docs/src/soak");
         std::fs::create_dir_all(&book)?;
@@ -148,7 +173,13 @@ fn names<D: Devnet>(devnet: &D) -> Vec<String> {
 
 /// The load and the faults, for `args.minutes`; then every fault healed, the nodes given
 /// time to get back in step and the clients time to see their last receipts.
-async fn soak<D: Devnet>(devnet: &mut D, urls: &[String], args: &Args, accounts: &Accounts) -> anyhow::Result<History> {
+async fn soak<D: Devnet>(
+    devnet: &mut D,
+    urls: &[String],
+    args: &Args,
+    accounts: &Accounts,
+    dir: &std::path::Path,
+) -> anyhow::Result<History> {
     let rpcs: Vec<RpcClient> = urls.iter().map(|u| RpcClient::new(u, None)).collect::<anyhow::Result<_>>()?;
     wait_for_heads(&rpcs, 2, SETTLE).await.context("the devnet made no blocks")?;
     let recorder = Recorder::new(History {
@@ -159,7 +190,13 @@ async fn soak<D: Devnet>(devnet: &mut D, urls: &[String], args: &Args, accounts:
         ..History::default()
     });
     let load = Load::start(accounts.signers(), urls, &recorder, args.seed)?;
-    faults::inject(devnet, Duration::from_secs_f64(args.minutes * 60.0), args.seed, &recorder).await?;
+    let duration = Duration::from_secs_f64(args.minutes * 60.0);
+    let bound = Duration::from_secs_f64(check::BOUNDS.recovery);
+    if let Err(error) = faults::inject(devnet, duration, args.seed, bound, &recorder).await {
+        // What was seen up to the error is kept for whoever looks into it.
+        let kept = report::write_history(dir, &recorder.snapshot());
+        return Err(error.context(format!("the soak stopped ({})", kept.unwrap_or_else(|e| format!("{e:#}")))));
+    }
     recorder.with(|h| h.healed = now());
     let top = recorder.with(|h| h.heads.iter().map(|head| head.number).max().unwrap_or(0));
     tracing::info!(top, "every fault healed; waiting for every node to pass the top");
@@ -208,25 +245,50 @@ async fn final_chain(urls: &[String], history: &History) -> anyhow::Result<Final
         }
         chains.push(chain);
     }
-    let reference = Arc::new(RpcClient::new(&urls[0], None)?);
+    let rpcs: Arc<Vec<RpcClient>> = Arc::new(rpcs);
     let mut included = HashMap::new();
     let confirmed: Vec<B256> = history.txs.iter().filter(|t| t.confirmed.is_some()).map(|t| t.hash).collect();
     for batch in confirmed.chunks(32) {
         let mut tasks = tokio::task::JoinSet::new();
         for &hash in batch {
-            let rpc = reference.clone();
-            tasks.spawn(async move {
-                let receipt: Option<Value> = rpc.call("eth_getTransactionReceipt", json!([hash]), CALL).await.ok()?;
-                let receipt = receipt?;
-                let number = u64::from_str_radix(receipt["blockNumber"].as_str()?.trim_start_matches("0x"), 16).ok()?;
-                Some((hash, (number, receipt["blockHash"].as_str()?.parse::<B256>().ok()?)))
-            });
+            let rpcs = rpcs.clone();
+            tasks.spawn(async move { Ok::<_, anyhow::Error>((hash, holder(&rpcs, hash).await?)) });
         }
         while let Some(found) = tasks.join_next().await {
-            if let Some((hash, block)) = found.ok().flatten() {
+            if let (hash, Some(block)) = found?? {
                 included.insert(hash, block);
             }
         }
     }
     Ok(Final { chains, log: None, included })
+}
+
+/// The block (number, hash) that holds transaction `hash`, by the receipt of the first node
+/// that answers; `None` if every node that answered has no receipt. A node that cannot
+/// answer (down, or still indexing after a wipe) is passed over; if none can, it is asked
+/// again, and an error after a minute.
+async fn holder(rpcs: &[RpcClient], hash: B256) -> anyhow::Result<Option<(u64, B256)>> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut answered = false;
+        for rpc in rpcs {
+            let Ok(receipt) = rpc.call::<_, Option<Value>>("eth_getTransactionReceipt", json!([hash]), CALL).await
+            else {
+                continue;
+            };
+            answered = true;
+            let block = receipt.and_then(|r| {
+                let number = u64::from_str_radix(r["blockNumber"].as_str()?.trim_start_matches("0x"), 16).ok()?;
+                Some((number, r["blockHash"].as_str()?.parse::<B256>().ok()?))
+            });
+            if block.is_some() {
+                return Ok(block);
+            }
+        }
+        if answered {
+            return Ok(None);
+        }
+        anyhow::ensure!(tokio::time::Instant::now() < deadline, "no node answers for the receipt of {hash}");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }

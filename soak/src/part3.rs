@@ -3,15 +3,14 @@
 //! node's link to Redis, to PostgreSQL and to its Geth's Engine API through toxiproxy, and
 //! every node on a clock of its own (libfaketime) to step.
 
-use std::{path::PathBuf, process::Command};
-
 use alloy_primitives::B256;
 use anyhow::Context;
-use common::harness::{
-    FundedGenesis, Geth, GethOptions, Postgres, Proxy, Redis, Service, Toxiproxy, free_port, release_binary,
-};
+use common::harness::{FundedGenesis, Geth, GethOptions, Postgres, Proxy, Redis, Toxiproxy, free_port};
 
-use crate::faults::{self, Devnet, Kind, Link, Process};
+use crate::{
+    faults::{self, Devnet, Kind, Link, Process},
+    processes::{self, Consensus},
+};
 
 /// A node's proxied links.
 struct Links {
@@ -22,15 +21,12 @@ struct Links {
 
 /// The cluster. Fields drop in order: the nodes before the servers they use.
 pub(crate) struct Cluster {
-    nodes: Vec<Service>,
-    env: Vec<Vec<(String, String)>>,
-    clocks: Vec<PathBuf>,
+    nodes: Consensus,
     links: Vec<Links>,
     pub(crate) geths: Vec<Geth>,
     redis: Redis,
     pub(crate) postgres: Postgres,
-    _faults: Toxiproxy,
-    dir: tempfile::TempDir,
+    faults: Toxiproxy,
 }
 
 const NAMES: [&str; 3] = ["node1", "node2", "node3"];
@@ -41,8 +37,7 @@ impl Cluster {
         let options = GethOptions { genesis: Some(genesis.path.clone()), ..Default::default() };
         let geths = Geth::start_peered_group_with(NAMES.len(), &options).await?;
         let (redis, postgres, faults) = (Redis::start().await?, Postgres::start().await?, Toxiproxy::start().await?);
-        let dir = tempfile::Builder::new().prefix("soak-part3-").tempdir()?;
-        let (mut links, mut env, mut clocks) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut nodes, mut links) = (Consensus::new("member-nodes")?, Vec::new());
         for (i, name) in NAMES.iter().enumerate() {
             let engine = geths[i].auth_url().trim_start_matches("http://").to_owned();
             let link = Links {
@@ -50,46 +45,41 @@ impl Cluster {
                 postgres: faults.proxy(&format!("{name}-postgres"), &postgres.addr()).await?,
                 engine: faults.proxy(&format!("{name}-engine"), &engine).await?,
             };
-            let clock = dir.path().join(format!("{name}.clock"));
-            let mut vars = faults::faked_clock(&clock)?;
-            vars.extend([
-                ("INSTANCE_ID", name.to_string()),
-                ("MODE", if i < 2 { "leader" } else { "member" }.to_owned()),
-                ("ETH_CLIENT_URL", format!("http://{}", link.engine.addr())),
-                ("JWT_SECRET", geths[i].jwt_path().display().to_string()),
-                ("GENESIS", genesis.path.display().to_string()),
-                ("REDIS_ADDR", link.redis.addr().to_owned()),
-                ("POSTGRES_URL", Postgres::url_at(link.postgres.addr())),
-                ("HEALTH_ADDR", format!("127.0.0.1:{}", free_port()?)),
-                ("RUST_LOG", "info".to_owned()),
-            ]
-            .map(|(k, v)| (k.to_owned(), v)));
+            nodes.add(
+                name,
+                vec![
+                    ("INSTANCE_ID", name.to_string()),
+                    ("MODE", if i < 2 { "leader" } else { "member" }.to_owned()),
+                    ("ETH_CLIENT_URL", format!("http://{}", link.engine.addr())),
+                    ("JWT_SECRET", geths[i].jwt_path().display().to_string()),
+                    ("GENESIS", genesis.path.display().to_string()),
+                    ("REDIS_ADDR", link.redis.addr().to_owned()),
+                    ("POSTGRES_URL", Postgres::url_at(link.postgres.addr())),
+                    ("HEALTH_ADDR", format!("127.0.0.1:{}", free_port()?)),
+                    ("RUST_LOG", "info".to_owned()),
+                ],
+            )?;
             links.push(link);
-            env.push(vars);
-            clocks.push(clock);
         }
-        let nodes = NAMES.iter().map(|n| Service::stopped(n, &dir.path().join(format!("{n}.log")))).collect();
-        let mut cluster = Self { nodes, env, clocks, links, geths, redis, postgres, _faults: faults, dir };
         for i in 0..NAMES.len() {
-            cluster.start_node(i)?;
+            nodes.start(i)?;
         }
-        Ok(cluster)
-    }
-
-    fn start_node(&mut self, i: usize) -> anyhow::Result<()> {
-        let mut command = Command::new(release_binary("member-nodes")?);
-        command.envs(self.env[i].iter().map(|(k, v)| (k, v)));
-        self.nodes[i].start(command)
+        Ok(Self { nodes, links, geths, redis, postgres, faults })
     }
 
     /// The public JSON-RPC URL of each node's Geth, where clients send.
     pub(crate) fn rpc_urls(&self) -> Vec<String> {
-        self.geths.iter().map(Geth::http_url).collect()
+        processes::rpc_urls(&self.geths)
+    }
+
+    /// Toxiproxy's API, where every link of the devnet can be hurt by hand too.
+    pub(crate) fn toxiproxy(&self) -> &str {
+        self.faults.api()
     }
 
     /// Where the logs are.
     pub(crate) fn log_dir(&self) -> &std::path::Path {
-        self.dir.path()
+        self.nodes.dir()
     }
 
     /// The block log: `(number, hash)` per row.
@@ -106,11 +96,12 @@ impl Cluster {
             .collect()
     }
 
-    fn link(&self, node: usize, link: Link) -> &Proxy {
+    fn link(&self, node: usize, link: Link) -> anyhow::Result<&Proxy> {
         match link {
-            Link::Redis => &self.links[node].redis,
-            Link::Postgres => &self.links[node].postgres,
-            Link::Engine | Link::Peers => &self.links[node].engine,
+            Link::Redis => Ok(&self.links[node].redis),
+            Link::Postgres => Ok(&self.links[node].postgres),
+            Link::Engine => Ok(&self.links[node].engine),
+            Link::Peers => anyhow::bail!("Part 3's nodes have no peer links"),
         }
     }
 }
@@ -132,28 +123,21 @@ impl Devnet for Cluster {
     }
 
     fn menu(&self) -> Vec<Kind> {
-        let mut menu = Vec::new();
-        for process in [Process::Consensus, Process::Geth, Process::Redis, Process::Postgres] {
-            menu.extend([Kind::Kill(process), Kind::Stop(process)]);
-        }
-        menu.push(Kind::Wipe);
-        menu.extend(faults::link_faults(&[Link::Redis, Link::Postgres, Link::Engine]));
-        menu.extend([Kind::ClockForward, Kind::ClockBack]);
-        menu
+        menu()
     }
 
     async fn inject(&mut self, kind: Kind, node: usize) -> anyhow::Result<()> {
         match kind {
-            Kind::Kill(Process::Consensus) => self.nodes[node].kill(),
-            Kind::Stop(Process::Consensus) => self.nodes[node].signal(libc::SIGSTOP),
+            Kind::Kill(Process::Consensus) => self.nodes.process(node).kill(),
+            Kind::Stop(Process::Consensus) => self.nodes.process(node).signal(libc::SIGSTOP),
             Kind::Kill(Process::Geth) | Kind::Wipe => self.geths[node].kill(),
             Kind::Stop(Process::Geth) => self.geths[node].signal(libc::SIGSTOP),
             Kind::Kill(Process::Redis) => self.redis.kill(),
             Kind::Stop(Process::Redis) => self.redis.signal(libc::SIGSTOP),
             Kind::Kill(Process::Postgres) => self.postgres.kill(),
             Kind::Stop(Process::Postgres) => self.postgres.signal(libc::SIGSTOP),
-            Kind::Link(link, toxic) => faults::apply_toxic(self.link(node, link), toxic).await?,
-            Kind::ClockForward | Kind::ClockBack => faults::set_clock(&self.clocks[node], &faults::clock_offset(kind))?,
+            Kind::Link(link, toxic) => faults::apply_toxic(self.link(node, link)?, toxic).await?,
+            Kind::ClockForward | Kind::ClockBack => self.nodes.step_clock(node, kind)?,
             Kind::Kill(Process::Comet) | Kind::Stop(Process::Comet) => anyhow::bail!("Part 3 has no CometBFT"),
         }
         Ok(())
@@ -161,8 +145,8 @@ impl Devnet for Cluster {
 
     async fn heal(&mut self, kind: Kind, node: usize) -> anyhow::Result<()> {
         match kind {
-            Kind::Kill(Process::Consensus) => self.start_node(node)?,
-            Kind::Stop(Process::Consensus) => self.nodes[node].signal(libc::SIGCONT),
+            Kind::Kill(Process::Consensus) => self.nodes.start(node)?,
+            Kind::Stop(Process::Consensus) => self.nodes.process(node).signal(libc::SIGCONT),
             Kind::Kill(Process::Geth) => self.geths[node].restart().await?,
             Kind::Wipe => {
                 self.geths[node].wipe_and_restart().await?;
@@ -173,21 +157,41 @@ impl Devnet for Cluster {
             Kind::Stop(Process::Redis) => self.redis.signal(libc::SIGCONT),
             Kind::Kill(Process::Postgres) => self.postgres.restart().await?,
             Kind::Stop(Process::Postgres) => self.postgres.signal(libc::SIGCONT),
-            Kind::Link(link, _) => self.link(node, link).heal().await?,
-            Kind::ClockForward | Kind::ClockBack => faults::set_clock(&self.clocks[node], "+0")?,
+            Kind::Link(link, _) => self.link(node, link)?.heal().await?,
+            Kind::ClockForward | Kind::ClockBack => self.nodes.set_clock_right(node)?,
             Kind::Kill(Process::Comet) | Kind::Stop(Process::Comet) => {}
         }
         Ok(())
     }
 
     async fn supervise(&mut self) -> anyhow::Result<Vec<String>> {
-        let mut restarted = Vec::new();
+        let mut restarted: Vec<String> = self.nodes.restart_ended()?.into_iter().map(|i| NAMES[i].to_owned()).collect();
         for (i, name) in NAMES.iter().enumerate() {
-            if self.nodes[i].exited().is_some() {
-                self.start_node(i)?;
-                restarted.push((*name).to_owned());
+            if self.geths[i].exited().is_some() {
+                self.geths[i].restart().await?;
+                restarted.push(format!("{name}/geth"));
             }
+        }
+        if self.redis.exited().is_some() {
+            self.redis.restart().await?;
+            restarted.push("redis".to_owned());
+        }
+        if self.postgres.exited().is_some() {
+            self.postgres.restart().await?;
+            restarted.push("postgres".to_owned());
         }
         Ok(restarted)
     }
+}
+
+/// The kinds of fault it takes.
+pub(crate) fn menu() -> Vec<Kind> {
+    let mut menu = Vec::new();
+    for process in [Process::Consensus, Process::Geth, Process::Redis, Process::Postgres] {
+        menu.extend([Kind::Kill(process), Kind::Stop(process)]);
+    }
+    menu.push(Kind::Wipe);
+    menu.extend(faults::link_faults(&[Link::Redis, Link::Postgres, Link::Engine]));
+    menu.extend([Kind::ClockForward, Kind::ClockBack]);
+    menu
 }

@@ -3,16 +3,15 @@
 //! link to every other, and every app's link to its Geth's Engine API, through toxiproxy;
 //! every app on a clock of its own (libfaketime) to step.
 
-use std::{path::PathBuf, process::Command, time::Duration};
+use std::time::Duration;
 
 use anyhow::Context;
-use common::harness::{
-    CometNet, CometTimeouts, FundedGenesis, Geth, GethOptions, Proxy, Service, Toxiproxy, free_port, release_binary,
-};
+use common::harness::{CometNet, CometTimeouts, FundedGenesis, Geth, GethOptions, Proxy, Toxiproxy, free_port};
 
 use crate::{
     faults::{self, Devnet, Kind, Link, Process},
     part3::repeer,
+    processes::{self, Consensus},
 };
 
 /// The validators.
@@ -21,13 +20,10 @@ const VALIDATORS: usize = 4;
 /// The network. Fields drop in order: CometBFT and the apps before the Geths.
 pub(crate) struct Network {
     comet: CometNet,
-    apps: Vec<Service>,
-    env: Vec<Vec<(String, String)>>,
-    clocks: Vec<PathBuf>,
+    apps: Consensus,
     engine: Vec<Proxy>,
     pub(crate) geths: Vec<Geth>,
-    _faults: Toxiproxy,
-    dir: tempfile::TempDir,
+    faults: Toxiproxy,
 }
 
 impl Network {
@@ -38,32 +34,29 @@ impl Network {
         let faults = Toxiproxy::start().await?;
         let timeouts = CometTimeouts::for_block_time(Duration::from_secs(1));
         let comet = CometNet::init_proxied(VALIDATORS, &timeouts, &faults).await?;
-        let dir = tempfile::Builder::new().prefix("soak-part4-").tempdir()?;
-        let (mut engine, mut env, mut clocks, mut apps) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut apps, mut engine) = (Consensus::new("cometbft-consensus")?, Vec::new());
         for (i, geth) in geths.iter().enumerate() {
             let name = format!("validator{i}");
             let link = faults.proxy(&format!("{name}-engine"), geth.auth_url().trim_start_matches("http://")).await?;
-            let clock = dir.path().join(format!("{name}.clock"));
-            let mut vars = faults::faked_clock(&clock)?;
-            vars.extend([
-                ("ETH_CLIENT_URL", format!("http://{}", link.addr())),
-                ("JWT_SECRET", geth.jwt_path().display().to_string()),
-                ("GENESIS", genesis.path.display().to_string()),
-                ("ABCI_ADDR", comet.nodes[i].abci_addr.clone()),
-                ("COMETBFT_RPC", format!("http://127.0.0.1:{}", comet.nodes[i].rpc_port)),
-                ("STATE_DIR", dir.path().join(format!("{name}-state")).display().to_string()),
-                ("HEALTH_ADDR", format!("127.0.0.1:{}", free_port()?)),
-                ("RUST_LOG", "info".to_owned()),
-            ]
-            .map(|(k, v)| (k.to_owned(), v)));
-            apps.push(Service::stopped(&name, &dir.path().join(format!("{name}.log"))));
+            let state = apps.dir().join(format!("{name}-state")).display().to_string();
+            apps.add(
+                &name,
+                vec![
+                    ("ETH_CLIENT_URL", format!("http://{}", link.addr())),
+                    ("JWT_SECRET", geth.jwt_path().display().to_string()),
+                    ("GENESIS", genesis.path.display().to_string()),
+                    ("ABCI_ADDR", comet.nodes[i].abci_addr.clone()),
+                    ("COMETBFT_RPC", format!("http://127.0.0.1:{}", comet.nodes[i].rpc_port)),
+                    ("STATE_DIR", state),
+                    ("HEALTH_ADDR", format!("127.0.0.1:{}", free_port()?)),
+                    ("RUST_LOG", "info".to_owned()),
+                ],
+            )?;
             engine.push(link);
-            env.push(vars);
-            clocks.push(clock);
         }
-        let mut network = Self { comet, apps, env, clocks, engine, geths, _faults: faults, dir };
+        let mut network = Self { comet, apps, engine, geths, faults };
         for i in 0..VALIDATORS {
-            network.start_app(i)?;
+            network.apps.start(i)?;
         }
         for i in 0..VALIDATORS {
             network.comet.start(i)?;
@@ -71,22 +64,20 @@ impl Network {
         Ok(network)
     }
 
-    fn start_app(&mut self, i: usize) -> anyhow::Result<()> {
-        let mut command = Command::new(release_binary("cometbft-consensus")?);
-        command.envs(self.env[i].iter().map(|(k, v)| (k, v)));
-        self.apps[i].start(command)
-    }
-
     /// The public JSON-RPC URL of each validator's Geth, where clients send.
     pub(crate) fn rpc_urls(&self) -> Vec<String> {
-        self.geths.iter().map(Geth::http_url).collect()
+        processes::rpc_urls(&self.geths)
+    }
+
+    /// Toxiproxy's API, where every link of the devnet can be hurt by hand too.
+    pub(crate) fn toxiproxy(&self) -> &str {
+        self.faults.api()
     }
 
     /// Where the apps' logs are (CometBFT's are in each node's home).
     pub(crate) fn log_dir(&self) -> &std::path::Path {
-        self.dir.path()
+        self.apps.dir()
     }
-
 }
 
 impl Devnet for Network {
@@ -95,20 +86,13 @@ impl Devnet for Network {
     }
 
     fn menu(&self) -> Vec<Kind> {
-        let mut menu = Vec::new();
-        for process in [Process::Consensus, Process::Geth, Process::Comet] {
-            menu.extend([Kind::Kill(process), Kind::Stop(process)]);
-        }
-        menu.push(Kind::Wipe);
-        menu.extend(faults::link_faults(&[Link::Peers, Link::Engine]));
-        menu.extend([Kind::ClockForward, Kind::ClockBack]);
-        menu
+        menu()
     }
 
     async fn inject(&mut self, kind: Kind, node: usize) -> anyhow::Result<()> {
         match kind {
-            Kind::Kill(Process::Consensus) => self.apps[node].kill(),
-            Kind::Stop(Process::Consensus) => self.apps[node].signal(libc::SIGSTOP),
+            Kind::Kill(Process::Consensus) => self.apps.process(node).kill(),
+            Kind::Stop(Process::Consensus) => self.apps.process(node).signal(libc::SIGSTOP),
             Kind::Kill(Process::Geth) | Kind::Wipe => self.geths[node].kill(),
             Kind::Stop(Process::Geth) => self.geths[node].signal(libc::SIGSTOP),
             Kind::Kill(Process::Comet) => self.comet.process(node).kill(),
@@ -118,8 +102,9 @@ impl Devnet for Network {
                     faults::apply_toxic(link, toxic).await?;
                 }
             }
-            Kind::Link(_, toxic) => faults::apply_toxic(&self.engine[node], toxic).await?,
-            Kind::ClockForward | Kind::ClockBack => faults::set_clock(&self.clocks[node], &faults::clock_offset(kind))?,
+            Kind::Link(Link::Engine, toxic) => faults::apply_toxic(&self.engine[node], toxic).await?,
+            Kind::Link(Link::Redis | Link::Postgres, _) => anyhow::bail!("Part 4 has no Redis or PostgreSQL"),
+            Kind::ClockForward | Kind::ClockBack => self.apps.step_clock(node, kind)?,
             Kind::Kill(Process::Redis | Process::Postgres) | Kind::Stop(Process::Redis | Process::Postgres) => {
                 anyhow::bail!("Part 4 has no Redis or PostgreSQL")
             }
@@ -131,8 +116,8 @@ impl Devnet for Network {
         match kind {
             // CometBFT ends when its app's connection breaks; if it did, the supervisor
             // starts it again.
-            Kind::Kill(Process::Consensus) => self.start_app(node)?,
-            Kind::Stop(Process::Consensus) => self.apps[node].signal(libc::SIGCONT),
+            Kind::Kill(Process::Consensus) => self.apps.start(node)?,
+            Kind::Stop(Process::Consensus) => self.apps.process(node).signal(libc::SIGCONT),
             Kind::Kill(Process::Geth) => self.geths[node].restart().await?,
             Kind::Wipe => {
                 self.geths[node].wipe_and_restart().await?;
@@ -146,25 +131,39 @@ impl Devnet for Network {
                     link.heal().await?;
                 }
             }
-            Kind::Link(..) => self.engine[node].heal().await?,
-            Kind::ClockForward | Kind::ClockBack => faults::set_clock(&self.clocks[node], "+0")?,
+            Kind::Link(Link::Engine, _) => self.engine[node].heal().await?,
+            Kind::Link(Link::Redis | Link::Postgres, _) => {}
+            Kind::ClockForward | Kind::ClockBack => self.apps.set_clock_right(node)?,
             Kind::Kill(Process::Redis | Process::Postgres) | Kind::Stop(Process::Redis | Process::Postgres) => {}
         }
         Ok(())
     }
 
     async fn supervise(&mut self) -> anyhow::Result<Vec<String>> {
-        let mut restarted = Vec::new();
+        let mut restarted: Vec<String> =
+            self.apps.restart_ended()?.into_iter().map(|i| format!("validator{i}")).collect();
         for i in 0..VALIDATORS {
-            if self.apps[i].exited().is_some() {
-                self.start_app(i)?;
-                restarted.push(format!("validator{i}"));
-            }
             if self.comet.process(i).exited().is_some() {
                 self.comet.start(i).context("cometbft restarts")?;
                 restarted.push(format!("validator{i}/cometbft"));
             }
+            if self.geths[i].exited().is_some() {
+                self.geths[i].restart().await?;
+                restarted.push(format!("validator{i}/geth"));
+            }
         }
         Ok(restarted)
     }
+}
+
+/// The kinds of fault it takes.
+pub(crate) fn menu() -> Vec<Kind> {
+    let mut menu = Vec::new();
+    for process in [Process::Consensus, Process::Geth, Process::Comet] {
+        menu.extend([Kind::Kill(process), Kind::Stop(process)]);
+    }
+    menu.push(Kind::Wipe);
+    menu.extend(faults::link_faults(&[Link::Peers, Link::Engine]));
+    menu.extend([Kind::ClockForward, Kind::ClockBack]);
+    menu
 }

@@ -9,19 +9,37 @@ use plotters::{
     style::{FontStyle, register_font},
 };
 
-use crate::{check::Verdict, faults::EXITED, history::History};
+use crate::{
+    check::Verdict,
+    history::{Final, History},
+};
 
 /// The font plotters draws text with (Debian's `fonts-dejavu-core`); `BENCH_FONT`
 /// overrides it, as for the benchmarks.
 const FONT: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
 
-/// Writes `history.json`, `verdict.json`, `summary.md` and `heads.png` into `dir`.
-pub(crate) fn write(dir: &Path, history: &History, verdict: &Verdict, menu: &[String]) -> anyhow::Result<()> {
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot make {}", dir.display()))?;
-    std::fs::write(dir.join("history.json"), serde_json::to_vec(history)?)?;
+/// Writes `history.json`, `final.json` (the chain at the end), `verdict.json`,
+/// `summary.md` and `heads.png` into `dir`.
+pub(crate) fn write(
+    dir: &Path,
+    history: &History,
+    last: &Final,
+    verdict: &Verdict,
+    menu: &[String],
+) -> anyhow::Result<()> {
+    write_history(dir, history)?;
+    std::fs::write(dir.join("final.json"), serde_json::to_vec(last)?)?;
     std::fs::write(dir.join("verdict.json"), serde_json::to_vec_pretty(verdict)?)?;
     std::fs::write(dir.join("summary.md"), summary(history, verdict, menu))?;
     plot(&dir.join("heads.png"), history)
+}
+
+/// Writes `history.json` into `dir`; where it went.
+pub(crate) fn write_history(dir: &Path, history: &History) -> anyhow::Result<String> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot make {}", dir.display()))?;
+    let path = dir.join("history.json");
+    std::fs::write(&path, serde_json::to_vec(history)?)?;
+    Ok(format!("its history is in {}", path.display()))
 }
 
 /// The run in Markdown: its totals, and the recovery after each kind of fault.
@@ -38,6 +56,10 @@ pub(crate) fn summary(history: &History, verdict: &Verdict, menu: &[String]) -> 
         ("never shown one (in flight at the end)".to_owned(), verdict.unconfirmed.to_string()),
         ("**lost**: shown a receipt, then not in that block".to_owned(), verdict.lost.len().to_string()),
         ("**forks**: heights where two nodes or the block log disagree".to_owned(), verdict.forks.len().to_string()),
+        (
+            "**heads a client saw that the final chain does not hold**".to_owned(),
+            verdict.replaced_heads.len().to_string(),
+        ),
         ("**gaps**: heights missing from the block log".to_owned(), gaps(history, verdict)),
         ("nodes behind at the end".to_owned(), verdict.behind.len().to_string()),
         ("heights compared on every node".to_owned(), (verdict.compared_to + 1).to_string()),
@@ -49,7 +71,8 @@ pub(crate) fn summary(history: &History, verdict: &Verdict, menu: &[String]) -> 
             "furthest a block was ahead of the client's clock".to_owned(),
             format!("{:.2} s (bound {} s)", verdict.max_ahead, bounds.ahead),
         ),
-        ("faults injected".to_owned(), injected(history)),
+        ("faults injected".to_owned(), injected(history, menu)),
+        ("processes that ended by themselves, started again".to_owned(), exits(history)),
         ("verdict".to_owned(), if failures.is_empty() { "passed".to_owned() } else { failures.join("; ") }),
     ];
     for (what, value) in rows {
@@ -78,11 +101,20 @@ fn gaps(history: &History, verdict: &Verdict) -> String {
     if history.part == "part4" { "– (no block log)".to_owned() } else { verdict.gaps.len().to_string() }
 }
 
-fn injected(history: &History) -> String {
-    let faults: Vec<_> = history.faults.iter().filter(|f| f.kind != EXITED).collect();
-    let kinds: BTreeMap<&str, ()> = faults.iter().map(|f| (f.kind.as_str(), ())).collect();
-    let exited = history.faults.len() - faults.len();
-    format!("{} of {} kinds; processes that ended by themselves and were started again: {exited}", faults.len(), kinds.len())
+fn injected(history: &History, menu: &[String]) -> String {
+    let kinds: BTreeMap<&str, ()> = history.faults.iter().map(|f| (f.kind.as_str(), ())).collect();
+    format!("{}, of {} of the menu's {} kinds", history.faults.len(), kinds.len(), menu.len())
+}
+
+fn exits(history: &History) -> String {
+    let mut by_process: BTreeMap<&str, usize> = BTreeMap::new();
+    for (_, process) in &history.exits {
+        *by_process.entry(process.as_str()).or_default() += 1;
+    }
+    if by_process.is_empty() {
+        return "none".to_owned();
+    }
+    by_process.iter().map(|(p, n)| format!("{p} ×{n}")).collect::<Vec<_>>().join(", ")
 }
 
 fn median(values: &[f64]) -> f64 {
@@ -120,7 +152,7 @@ fn plot(path: &Path, history: &History) -> anyhow::Result<()> {
         .draw()
         .map_err(|e| err(&e))?;
     let shade = RGBColor(214, 39, 40).mix(0.12);
-    let bands = history.faults.iter().filter(|f| f.kind != EXITED).map(|f| {
+    let bands = history.faults.iter().map(|f| {
         let end = f.healed.unwrap_or(history.healed);
         Rectangle::new([(t(f.injected), 0.0), (t(end), y_max * 1.05)], shade.filled())
     });
