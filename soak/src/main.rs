@@ -63,6 +63,11 @@ struct Args {
     /// docs' checker runs the book's 30-minute commands this way).
     #[arg(long)]
     dry_run: bool,
+
+    /// Run nothing: check the run of this part and seed again from the files it left
+    /// (`history.json`, `final.json`), and write its summary and plot again.
+    #[arg(long)]
+    again: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -74,6 +79,14 @@ enum Part {
 }
 
 impl Part {
+    /// Its fault menu.
+    fn menu(self) -> Vec<faults::Kind> {
+        match self {
+            Self::Part3 => part3::menu(),
+            Self::Part4 => part4::menu(),
+        }
+    }
+
     fn name(self) -> &'static str {
         match self {
             Self::Part3 => "part3",
@@ -112,8 +125,8 @@ async fn run(args: &Args) -> anyhow::Result<bool> {
     anyhow::ensure!(args.minutes > 0.0 && args.minutes.is_finite(), "--minutes must be a positive number");
     if args.dry_run {
         let (kinds, nodes) = match args.part {
-            Part::Part3 => (part3::menu(), "3 nodes (2 leader candidates, 1 member), Redis, PostgreSQL"),
-            Part::Part4 => (part4::menu(), "4 validators"),
+            Part::Part3 => (args.part.menu(), "3 nodes (2 leader candidates, 1 member), Redis, PostgreSQL"),
+            Part::Part4 => (args.part.menu(), "4 validators"),
         };
         println!(
             "would run {} ({nodes}) for {} minutes of faults, seed {}, {} clients, {} fault kinds: {}",
@@ -126,30 +139,9 @@ async fn run(args: &Args) -> anyhow::Result<bool> {
         );
         return Ok(true);
     }
-    let accounts = Accounts::new(CLIENTS)?;
-    let genesis = common::harness::funded_genesis(&accounts)?;
     let dir = args.out.join(format!("{}-seed{}", args.part.name(), args.seed));
-    let (history, last, menu) = match args.part {
-        Part::Part3 => {
-            let mut cluster = part3::Cluster::start(&genesis).await?;
-            tracing::info!(logs = %cluster.log_dir().display(), toxiproxy = cluster.toxiproxy(), "part 3 cluster started");
-            let urls = cluster.rpc_urls();
-            let history = soak(&mut cluster, &urls, args, &accounts, &dir).await?;
-            report::write_history(&dir, &history)?;
-            let mut last = final_chain(&urls, &history).await?;
-            last.log = Some(cluster.block_log().await?);
-            (history, last, names(&cluster))
-        }
-        Part::Part4 => {
-            let mut network = part4::Network::start(&genesis).await?;
-            tracing::info!(logs = %network.log_dir().display(), toxiproxy = network.toxiproxy(), "part 4 network started");
-            let urls = network.rpc_urls();
-            let history = soak(&mut network, &urls, args, &accounts, &dir).await?;
-            report::write_history(&dir, &history)?;
-            let last = final_chain(&urls, &history).await?;
-            (history, last, names(&network))
-        }
-    };
+    let menu: Vec<String> = args.part.menu().into_iter().map(faults::Kind::name).collect();
+    let (history, last) = if args.again { report::read(&dir)? } else { run_devnet(args, &dir).await? };
     let verdict = check::check(&history, &last, check::BOUNDS);
     report::write(&dir, &history, &last, &verdict, &menu)?;
     if args.record {
@@ -167,8 +159,31 @@ async fn run(args: &Args) -> anyhow::Result<bool> {
     Ok(failures.is_empty())
 }
 
-fn names<D: Devnet>(devnet: &D) -> Vec<String> {
-    devnet.menu().into_iter().map(faults::Kind::name).collect()
+/// Starts the devnet of `args.part`, soaks it, and reads the chain at the end.
+async fn run_devnet(args: &Args, dir: &std::path::Path) -> anyhow::Result<(History, Final)> {
+    let accounts = Accounts::new(CLIENTS)?;
+    let genesis = common::harness::funded_genesis(&accounts)?;
+    Ok(match args.part {
+        Part::Part3 => {
+            let mut cluster = part3::Cluster::start(&genesis).await?;
+            tracing::info!(logs = %cluster.log_dir().display(), toxiproxy = cluster.toxiproxy(), "part 3 cluster started");
+            let urls = cluster.rpc_urls();
+            let history = soak(&mut cluster, &urls, args, &accounts, dir).await?;
+            report::write_history(dir, &history)?;
+            let mut last = final_chain(&urls, &history).await?;
+            last.log = Some(cluster.block_log().await?);
+            (history, last)
+        }
+        Part::Part4 => {
+            let mut network = part4::Network::start(&genesis).await?;
+            tracing::info!(logs = %network.log_dir().display(), toxiproxy = network.toxiproxy(), "part 4 network started");
+            let urls = network.rpc_urls();
+            let history = soak(&mut network, &urls, args, &accounts, dir).await?;
+            report::write_history(dir, &history)?;
+            let last = final_chain(&urls, &history).await?;
+            (history, last)
+        }
+    })
 }
 
 /// The load and the faults, for `args.minutes`; then every fault healed, the nodes given

@@ -27,6 +27,7 @@ pub(crate) struct Cluster {
     redis: Redis,
     pub(crate) postgres: Postgres,
     faults: Toxiproxy,
+    enodes: Vec<String>,
 }
 
 const NAMES: [&str; 3] = ["node1", "node2", "node3"];
@@ -64,7 +65,8 @@ impl Cluster {
         for i in 0..NAMES.len() {
             nodes.start(i)?;
         }
-        Ok(Self { nodes, links, geths, redis, postgres, faults })
+        let enodes = enodes(&geths).await?;
+        Ok(Self { nodes, links, geths, redis, postgres, faults, enodes })
     }
 
     /// The public JSON-RPC URL of each node's Geth, where clients send.
@@ -106,13 +108,24 @@ impl Cluster {
     }
 }
 
-/// After a Geth lost its chain it has a new node key: the others are told its new address
-/// and it theirs, as an operator would.
-pub(crate) async fn repeer(geths: &[Geth], node: usize) -> anyhow::Result<()> {
-    let enode = geths[node].enode().await?;
+/// Every Geth's `enode://` address, as the others know it.
+pub(crate) async fn enodes(geths: &[Geth]) -> anyhow::Result<Vec<String>> {
+    let mut enodes = Vec::with_capacity(geths.len());
+    for geth in geths {
+        enodes.push(geth.enode().await?);
+    }
+    Ok(enodes)
+}
+
+/// After a Geth lost its chain it has a new node key: it is given the others' addresses
+/// (it dials them, and goes on dialling those that are down), and the others that answer
+/// are given its new one, as an operator would.
+pub(crate) async fn repeer(geths: &[Geth], enodes: &mut [String], node: usize) -> anyhow::Result<()> {
+    enodes[node] = geths[node].enode().await?;
     for (i, other) in geths.iter().enumerate().filter(|(i, _)| *i != node) {
-        other.add_peer(&enode).await.with_context(|| format!("geth {i} cannot add the wiped one"))?;
-        geths[node].add_peer(&other.enode().await?).await?;
+        geths[node].add_peer(&enodes[i]).await.with_context(|| format!("the wiped Geth cannot add Geth {i}"))?;
+        // One that is down or stopped now will be dialled by the wiped one.
+        let _ = other.add_peer(&enodes[node]).await;
     }
     Ok(())
 }
@@ -150,7 +163,7 @@ impl Devnet for Cluster {
             Kind::Kill(Process::Geth) => self.geths[node].restart().await?,
             Kind::Wipe => {
                 self.geths[node].wipe_and_restart().await?;
-                repeer(&self.geths, node).await?;
+                repeer(&self.geths, &mut self.enodes, node).await?;
             }
             Kind::Stop(Process::Geth) => self.geths[node].signal(libc::SIGCONT),
             Kind::Kill(Process::Redis) => self.redis.restart().await?,

@@ -10,7 +10,7 @@ use common::harness::{CometNet, CometTimeouts, FundedGenesis, Geth, GethOptions,
 
 use crate::{
     faults::{self, Devnet, Kind, Link, Process},
-    part3::repeer,
+    part3::{enodes, repeer},
     processes::{self, Consensus},
 };
 
@@ -24,6 +24,7 @@ pub(crate) struct Network {
     engine: Vec<Proxy>,
     pub(crate) geths: Vec<Geth>,
     faults: Toxiproxy,
+    enodes: Vec<String>,
 }
 
 impl Network {
@@ -54,7 +55,8 @@ impl Network {
             )?;
             engine.push(link);
         }
-        let mut network = Self { comet, apps, engine, geths, faults };
+        let enodes = enodes(&geths).await?;
+        let mut network = Self { comet, apps, engine, geths, faults, enodes };
         for i in 0..VALIDATORS {
             network.apps.start(i)?;
         }
@@ -121,7 +123,7 @@ impl Devnet for Network {
             Kind::Kill(Process::Geth) => self.geths[node].restart().await?,
             Kind::Wipe => {
                 self.geths[node].wipe_and_restart().await?;
-                repeer(&self.geths, node).await?;
+                repeer(&self.geths, &mut self.enodes, node).await?;
             }
             Kind::Stop(Process::Geth) => self.geths[node].signal(libc::SIGCONT),
             Kind::Kill(Process::Comet) => self.comet.start(node)?,

@@ -34,6 +34,17 @@ pub(crate) fn write(
     plot(&dir.join("heads.png"), history)
 }
 
+/// The history and the final chain a run left in `dir`.
+pub(crate) fn read(dir: &Path) -> anyhow::Result<(History, Final)> {
+    let read = |name: &str| {
+        let path = dir.join(name);
+        std::fs::read(&path).with_context(|| format!("cannot read {} (was the run finished?)", path.display()))
+    };
+    let history = serde_json::from_slice(&read("history.json")?).context("history.json does not parse")?;
+    let last = serde_json::from_slice(&read("final.json")?).context("final.json does not parse")?;
+    Ok((history, last))
+}
+
 /// Writes `history.json` into `dir`; where it went.
 pub(crate) fn write_history(dir: &Path, history: &History) -> anyhow::Result<String> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot make {}", dir.display()))?;
@@ -162,7 +173,8 @@ fn plot(path: &Path, history: &History) -> anyhow::Result<()> {
         let colour = colours[node % colours.len()];
         let points = history.heads.iter().filter(|h| h.node == node).map(|h| (t(h.at), h.number as f64));
         chart
-            .draw_series(LineSeries::new(points, colour.stroke_width(2)))
+            // One pixel wide: a thick line's joins overshoot at a wiped Geth's drop to 0.
+            .draw_series(LineSeries::new(points, colour.stroke_width(1)))
             .map_err(|e| err(&e))?
             .label(name.as_str())
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(3)));
