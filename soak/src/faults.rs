@@ -139,6 +139,14 @@ pub(crate) fn link_faults(links: &[Link]) -> Vec<Kind> {
 pub(crate) trait Devnet {
     /// The node names, by index.
     fn nodes(&self) -> Vec<String>;
+    /// The public JSON-RPC URL of each node's Geth, where clients send.
+    fn rpc_urls(&self) -> Vec<String>;
+    /// Toxiproxy's API, where every link of the devnet can be hurt by hand too.
+    fn toxiproxy(&self) -> &str;
+    /// Where the consensus processes' logs are.
+    fn log_dir(&self) -> &std::path::Path;
+    /// Part 3's block log, `(number, hash)` per row; `None` for a devnet without one.
+    async fn block_log(&self) -> anyhow::Result<Option<Vec<(u64, alloy_primitives::B256)>>>;
     /// The kinds of fault it can take.
     fn menu(&self) -> Vec<Kind>;
     /// Injects `kind` on node `node` (ignored for a shared server).

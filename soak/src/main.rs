@@ -87,6 +87,14 @@ impl Part {
         }
     }
 
+    /// What its devnet runs.
+    fn devnet(self) -> &'static str {
+        match self {
+            Self::Part3 => "3 nodes (2 leader candidates, 1 member), Redis, PostgreSQL",
+            Self::Part4 => "4 validators",
+        }
+    }
+
     fn name(self) -> &'static str {
         match self {
             Self::Part3 => "part3",
@@ -124,10 +132,7 @@ async fn main() -> ExitCode {
 async fn run(args: &Args) -> anyhow::Result<bool> {
     anyhow::ensure!(args.minutes > 0.0 && args.minutes.is_finite(), "--minutes must be a positive number");
     if args.dry_run {
-        let (kinds, nodes) = match args.part {
-            Part::Part3 => (args.part.menu(), "3 nodes (2 leader candidates, 1 member), Redis, PostgreSQL"),
-            Part::Part4 => (args.part.menu(), "4 validators"),
-        };
+        let (kinds, nodes) = (args.part.menu(), args.part.devnet());
         println!(
             "would run {} ({nodes}) for {} minutes of faults, seed {}, {} clients, {} fault kinds: {}",
             args.part.name(),
@@ -144,13 +149,14 @@ async fn run(args: &Args) -> anyhow::Result<bool> {
     let (history, last) = if args.again { report::read(&dir)? } else { run_devnet(args, &dir).await? };
     let verdict = check::check(&history, &last, check::BOUNDS);
     report::write(&dir, &history, &last, &verdict, &menu)?;
+    let summary = report::summary(&history, &verdict, &menu);
     if args.record {
         let book = common::harness::workspace_root().join("docs/src/soak");
         std::fs::create_dir_all(&book)?;
-        std::fs::write(book.join(format!("{}.md", args.part.name())), report::summary(&history, &verdict, &menu))?;
+        std::fs::write(book.join(format!("{}.md", args.part.name())), &summary)?;
         std::fs::copy(dir.join("heads.png"), book.join(format!("{}.png", args.part.name())))?;
     }
-    println!("{}", report::summary(&history, &verdict, &menu));
+    println!("{summary}");
     println!("history, verdict and plot: {}", dir.display());
     let failures = verdict.failures(&menu);
     for failure in &failures {
@@ -163,27 +169,26 @@ async fn run(args: &Args) -> anyhow::Result<bool> {
 async fn run_devnet(args: &Args, dir: &std::path::Path) -> anyhow::Result<(History, Final)> {
     let accounts = Accounts::new(CLIENTS)?;
     let genesis = common::harness::funded_genesis(&accounts)?;
-    Ok(match args.part {
-        Part::Part3 => {
-            let mut cluster = part3::Cluster::start(&genesis).await?;
-            tracing::info!(logs = %cluster.log_dir().display(), toxiproxy = cluster.toxiproxy(), "part 3 cluster started");
-            let urls = cluster.rpc_urls();
-            let history = soak(&mut cluster, &urls, args, &accounts, dir).await?;
-            report::write_history(dir, &history)?;
-            let mut last = final_chain(&urls, &history).await?;
-            last.log = Some(cluster.block_log().await?);
-            (history, last)
-        }
-        Part::Part4 => {
-            let mut network = part4::Network::start(&genesis).await?;
-            tracing::info!(logs = %network.log_dir().display(), toxiproxy = network.toxiproxy(), "part 4 network started");
-            let urls = network.rpc_urls();
-            let history = soak(&mut network, &urls, args, &accounts, dir).await?;
-            report::write_history(dir, &history)?;
-            let last = final_chain(&urls, &history).await?;
-            (history, last)
-        }
-    })
+    match args.part {
+        Part::Part3 => soaked(part3::Cluster::start(&genesis).await?, args, &accounts, dir).await,
+        Part::Part4 => soaked(part4::Network::start(&genesis).await?, args, &accounts, dir).await,
+    }
+}
+
+/// Soaks `devnet`, keeps the history, and reads the chain at the end.
+async fn soaked<D: Devnet>(
+    mut devnet: D,
+    args: &Args,
+    accounts: &Accounts,
+    dir: &std::path::Path,
+) -> anyhow::Result<(History, Final)> {
+    tracing::info!(part = args.part.name(), logs = %devnet.log_dir().display(), toxiproxy = devnet.toxiproxy(), "devnet started");
+    let urls = devnet.rpc_urls();
+    let history = soak(&mut devnet, &urls, args, accounts, dir).await?;
+    report::write_history(dir, &history)?;
+    let mut last = final_chain(&urls, &history).await?;
+    last.log = devnet.block_log().await?;
+    Ok((history, last))
 }
 
 /// The load and the faults, for `args.minutes`; then every fault healed, the nodes given

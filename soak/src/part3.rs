@@ -69,35 +69,6 @@ impl Cluster {
         Ok(Self { nodes, links, geths, redis, postgres, faults, enodes })
     }
 
-    /// The public JSON-RPC URL of each node's Geth, where clients send.
-    pub(crate) fn rpc_urls(&self) -> Vec<String> {
-        processes::rpc_urls(&self.geths)
-    }
-
-    /// Toxiproxy's API, where every link of the devnet can be hurt by hand too.
-    pub(crate) fn toxiproxy(&self) -> &str {
-        self.faults.api()
-    }
-
-    /// Where the logs are.
-    pub(crate) fn log_dir(&self) -> &std::path::Path {
-        self.nodes.dir()
-    }
-
-    /// The block log: `(number, hash)` per row.
-    pub(crate) async fn block_log(&self) -> anyhow::Result<Vec<(u64, B256)>> {
-        let (sql, connection) = tokio_postgres::connect(&self.postgres.url(), tokio_postgres::NoTls).await?;
-        tokio::spawn(connection);
-        let rows = sql.query("SELECT number, hash FROM blocks ORDER BY number", &[]).await?;
-        rows.iter()
-            .map(|r| {
-                let number = u64::try_from(r.get::<_, i64>(0)).context("negative height")?;
-                let hash: Vec<u8> = r.get(1);
-                Ok((number, B256::try_from(hash.as_slice()).context("a hash is not 32 bytes")?))
-            })
-            .collect()
-    }
-
     fn link(&self, node: usize, link: Link) -> anyhow::Result<&Proxy> {
         match link {
             Link::Redis => Ok(&self.links[node].redis),
@@ -133,6 +104,37 @@ pub(crate) async fn repeer(geths: &[Geth], enodes: &mut [String], node: usize) -
 impl Devnet for Cluster {
     fn nodes(&self) -> Vec<String> {
         NAMES.iter().map(|n| n.to_string()).collect()
+    }
+
+    /// The public JSON-RPC URL of each node's Geth, where clients send.
+    fn rpc_urls(&self) -> Vec<String> {
+        processes::rpc_urls(&self.geths)
+    }
+
+    /// Toxiproxy's API, where every link of the devnet can be hurt by hand too.
+    fn toxiproxy(&self) -> &str {
+        self.faults.api()
+    }
+
+    /// Where the logs are.
+    fn log_dir(&self) -> &std::path::Path {
+        self.nodes.dir()
+    }
+
+    /// The block log: `(number, hash)` per row.
+    async fn block_log(&self) -> anyhow::Result<Option<Vec<(u64, B256)>>> {
+        let (sql, connection) = tokio_postgres::connect(&self.postgres.url(), tokio_postgres::NoTls).await?;
+        tokio::spawn(connection);
+        let rows = sql.query("SELECT number, hash FROM blocks ORDER BY number", &[]).await?;
+        let rows = rows
+            .iter()
+            .map(|r| {
+                let number = u64::try_from(r.get::<_, i64>(0)).context("negative height")?;
+                let hash: Vec<u8> = r.get(1);
+                Ok((number, B256::try_from(hash.as_slice()).context("a hash is not 32 bytes")?))
+            })
+            .collect::<anyhow::Result<_>>()?;
+        Ok(Some(rows))
     }
 
     fn menu(&self) -> Vec<Kind> {

@@ -65,26 +65,30 @@ impl Network {
         }
         Ok(network)
     }
-
-    /// The public JSON-RPC URL of each validator's Geth, where clients send.
-    pub(crate) fn rpc_urls(&self) -> Vec<String> {
-        processes::rpc_urls(&self.geths)
-    }
-
-    /// Toxiproxy's API, where every link of the devnet can be hurt by hand too.
-    pub(crate) fn toxiproxy(&self) -> &str {
-        self.faults.api()
-    }
-
-    /// Where the apps' logs are (CometBFT's are in each node's home).
-    pub(crate) fn log_dir(&self) -> &std::path::Path {
-        self.apps.dir()
-    }
 }
 
 impl Devnet for Network {
     fn nodes(&self) -> Vec<String> {
         (0..VALIDATORS).map(|i| format!("validator{i}")).collect()
+    }
+
+    /// The public JSON-RPC URL of each validator's Geth, where clients send.
+    fn rpc_urls(&self) -> Vec<String> {
+        processes::rpc_urls(&self.geths)
+    }
+
+    /// Toxiproxy's API, where every link of the devnet can be hurt by hand too.
+    fn toxiproxy(&self) -> &str {
+        self.faults.api()
+    }
+
+    /// Where the apps' logs are (CometBFT's are in each node's home).
+    fn log_dir(&self) -> &std::path::Path {
+        self.apps.dir()
+    }
+
+    async fn block_log(&self) -> anyhow::Result<Option<Vec<(u64, alloy_primitives::B256)>>> {
+        Ok(None)
     }
 
     fn menu(&self) -> Vec<Kind> {

@@ -18,8 +18,8 @@ use crate::{
 /// overrides it, as for the benchmarks.
 const FONT: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
 
-/// Writes `history.json`, `final.json` (the chain at the end), `verdict.json`,
-/// `summary.md` and `heads.png` into `dir`.
+/// Writes `final.json` (the chain at the end), `verdict.json`, `summary.md` and
+/// `heads.png` into `dir`, beside the `history.json` the run wrote there.
 pub(crate) fn write(
     dir: &Path,
     history: &History,
@@ -27,7 +27,6 @@ pub(crate) fn write(
     verdict: &Verdict,
     menu: &[String],
 ) -> anyhow::Result<()> {
-    write_history(dir, history)?;
     std::fs::write(dir.join("final.json"), serde_json::to_vec(last)?)?;
     std::fs::write(dir.join("verdict.json"), serde_json::to_vec_pretty(verdict)?)?;
     std::fs::write(dir.join("summary.md"), summary(history, verdict, menu))?;
