@@ -11,8 +11,8 @@
 #   scripts/soak.sh part4 --dry-run                             check the arguments only
 #
 # Exits 0 if every check passed, 1 if one failed (the reasons are printed last), 2 if the
-# run itself could not go on. The history, verdict, summary and plot are in
-# .soak/PART-seedS/.
+# run itself could not go on. The history, verdict, summary, plot and every process's log
+# are in .soak/PART-seedS/.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"

@@ -8,6 +8,8 @@
 //! - **Every node back**: after the last heal each node reaches the height the cluster had.
 //! - **Production resumes**: after each heal that leaves no fault behind, a new block comes
 //!   within [`Bounds::recovery`].
+//! - **No node left behind**: a node more than [`LAG`] blocks behind the cluster is back
+//!   within [`Bounds::recovery`] of the last heal of a fault on it, or of falling behind.
 //! - **No block from the future**: no head a client saw was more than [`Bounds::ahead`]
 //!   ahead of the client's clock.
 //!
@@ -29,6 +31,10 @@ pub(crate) struct Bounds {
     /// How far a block's timestamp may be ahead of the clock of the client that saw it.
     pub(crate) ahead: f64,
 }
+
+/// How many blocks behind the highest head a node may be and still count as in step: a
+/// head sampled while a block spreads is one behind.
+pub(crate) const LAG: u64 = 2;
 
 /// The bounds the soak checks.
 pub(crate) const BOUNDS: Bounds = Bounds { recovery: 30.0, ahead: 2.0 };
@@ -52,6 +58,10 @@ pub(crate) struct Verdict {
     pub(crate) replaced_heads: Vec<(usize, u64)>,
     /// Nodes that did not reach, by the end, the height the cluster had at the last heal.
     pub(crate) behind: Vec<String>,
+    /// Nodes that stayed behind the cluster for longer than the bound with no fault on
+    /// them: node, when the wait began (seconds into the run), and how long it lasted.
+    #[serde(default)]
+    pub(crate) lagging: Vec<(String, f64, f64)>,
     /// The height up to which every node's chain was compared.
     pub(crate) compared_to: u64,
     /// The furthest a block was ahead of the clock of the client that saw it, seconds
@@ -93,6 +103,13 @@ impl Verdict {
         );
         fail(!self.behind.is_empty(), format!("nodes behind at the end: {:?}", self.behind));
         fail(
+            !self.lagging.is_empty(),
+            format!(
+                "nodes behind the cluster for longer than the bound with no fault on them (node, from, seconds): {:?}",
+                first(&self.lagging)
+            ),
+        );
+        fail(
             !self.ahead.is_empty(),
             format!("blocks ahead of the clock by more than the bound: {:?}", first(&self.ahead)),
         );
@@ -117,6 +134,7 @@ pub(crate) fn check(history: &History, last: &Final, bounds: Bounds) -> Verdict 
     chain(history, last, &mut verdict);
     transactions(history, last, &mut verdict);
     timing(history, bounds, &mut verdict);
+    lagging(history, bounds, &mut verdict);
     for fault in &history.faults {
         *verdict.injected.entry(fault.kind.clone()).or_default() += 1;
     }
@@ -203,6 +221,48 @@ fn timeline(history: &History) -> Vec<(f64, u64)> {
 /// The highest block any node showed by `at`.
 fn height_at(rises: &[(f64, u64)], at: f64) -> u64 {
     rises.iter().take_while(|(t, _)| *t <= at).last().map_or(0, |(_, n)| *n)
+}
+
+/// Nodes that stay behind the cluster: each node's samples in time order, and for each
+/// stretch where it is more than [`LAG`] blocks behind the highest head shown by then, the
+/// time since the stretch began or since the last fault on that node was healed (whichever
+/// is later; a fault still active stops the clock). Beyond the recovery bound, the node
+/// is stuck with nothing wrong around it.
+fn lagging(history: &History, bounds: Bounds, verdict: &mut Verdict) {
+    let rises = timeline(history);
+    for (node, name) in history.nodes.iter().enumerate() {
+        let mut samples: Vec<(f64, u64)> =
+            history.heads.iter().filter(|h| h.node == node).map(|h| (h.at, h.number)).collect();
+        samples.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let faults: Vec<_> = history.faults.iter().filter(|f| f.target == *name).collect();
+        // The latest moment up to `at` when a fault on this node was active.
+        let last_fault = |at: f64| {
+            faults
+                .iter()
+                .filter(|f| f.injected <= at)
+                .map(|f| f.healed.map_or(at, |h| h.min(at)))
+                .fold(f64::NEG_INFINITY, f64::max)
+        };
+        let mut behind_since: Option<f64> = None;
+        let mut worst: Option<(f64, f64)> = None;
+        for (at, number) in samples {
+            if number + LAG >= height_at(&rises, at) {
+                if let Some((from, waited)) = worst.take() {
+                    verdict.lagging.push((name.clone(), from - history.started, waited));
+                }
+                behind_since = None;
+                continue;
+            }
+            let began = *behind_since.get_or_insert(at);
+            let from = began.max(last_fault(at));
+            if at - from > bounds.recovery && worst.is_none_or(|(_, w)| at - from > w) {
+                worst = Some((from, at - from));
+            }
+        }
+        if let Some((from, waited)) = worst {
+            verdict.lagging.push((name.clone(), from - history.started, waited));
+        }
+    }
 }
 
 /// Stalls, recoveries, and blocks from the future.
@@ -485,6 +545,46 @@ mod tests {
         let verdict = check(&history, &last, BOUNDS);
         assert!(!verdict.recoveries.contains_key("geth-kill"));
         assert_eq!(verdict.recoveries["redis-stop"], vec![0.5]);
+    }
+
+    /// `node` (an index) shows height 10 from 12 s to the end, while the others go on.
+    fn stuck(history: &mut History, node: usize) {
+        for head in history.heads.iter_mut().filter(|h| h.node == node && h.at >= START + 12.0) {
+            head.number = 10;
+            head.hash = hash(10, 0);
+        }
+    }
+
+    #[test]
+    fn a_node_stuck_behind_with_no_fault_on_it_fails() {
+        let (mut history, last) = healthy();
+        stuck(&mut history, 2);
+        let bounds = Bounds { recovery: 10.0, ..BOUNDS };
+        let verdict = check(&history, &last, bounds);
+        assert_eq!(verdict.lagging.len(), 1, "{:?}", verdict.lagging);
+        let (node, from, waited) = &verdict.lagging[0];
+        assert_eq!(node, "node3");
+        // More than LAG behind from 16 s (the cluster at 13 by then) to the last sample.
+        assert_eq!((*from, *waited), (16.0, 23.5));
+        assert!(verdict.failures(&menu()).iter().any(|f| f.contains("behind the cluster for longer")));
+    }
+
+    #[test]
+    fn a_node_behind_while_a_fault_on_it_is_active_is_not_stuck() {
+        let (mut history, last) = healthy();
+        stuck(&mut history, 2);
+        history.faults.push(FaultEvent {
+            kind: "geth-wipe".into(),
+            target: "node3".into(),
+            injected: START + 12.0,
+            healed: Some(START + 33.0),
+        });
+        let bounds = Bounds { recovery: 10.0, ..BOUNDS };
+        assert_eq!(check(&history, &last, bounds).lagging, Vec::new());
+        // The same stretch, timed from an earlier heal, is too long.
+        history.faults.last_mut().unwrap().healed = Some(START + 20.0);
+        let lagging = check(&history, &last, bounds).lagging;
+        assert_eq!(lagging, vec![("node3".to_owned(), 20.0, 19.5)]);
     }
 
     #[test]

@@ -188,7 +188,34 @@ async fn soaked<D: Devnet>(
     report::write_history(dir, &history)?;
     let mut last = final_chain(&urls, &history).await?;
     last.log = devnet.block_log().await?;
+    if let Err(error) = keep_logs(&devnet, dir) {
+        tracing::warn!(error = %format!("{error:#}"), "cannot keep the logs");
+    }
     Ok((history, last))
+}
+
+/// Copies every process's log to `dir/logs`, before the devnet's directories are deleted:
+/// a run that fails must leave what it takes to find out why.
+fn keep_logs<D: Devnet>(devnet: &D, dir: &std::path::Path) -> anyhow::Result<()> {
+    let logs = dir.join("logs");
+    if logs.exists() {
+        std::fs::remove_dir_all(&logs)?;
+    }
+    std::fs::create_dir_all(&logs)?;
+    let mut files = devnet.server_logs();
+    for entry in std::fs::read_dir(devnet.log_dir())? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "log") {
+            files.push((path.file_name().unwrap_or_default().to_string_lossy().into_owned(), path));
+        }
+    }
+    for (name, path) in files {
+        // A server that never wrote has no log; that is not worth failing the run over.
+        if path.exists() {
+            std::fs::copy(&path, logs.join(&name)).with_context(|| format!("cannot keep {}", path.display()))?;
+        }
+    }
+    Ok(())
 }
 
 /// The load and the faults, for `args.minutes`; then every fault healed, the nodes given

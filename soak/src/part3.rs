@@ -121,6 +121,18 @@ impl Devnet for Cluster {
         self.nodes.dir()
     }
 
+    fn server_logs(&self) -> Vec<(String, std::path::PathBuf)> {
+        let mut logs: Vec<_> = self
+            .geths
+            .iter()
+            .zip(NAMES)
+            .map(|(geth, name)| (format!("{name}-geth.log"), geth.log_path().to_owned()))
+            .collect();
+        logs.push(("redis.log".to_owned(), self.redis.log_path().to_owned()));
+        logs.push(("postgres.log".to_owned(), self.postgres.log_path().to_owned()));
+        logs
+    }
+
     /// The block log: `(number, hash)` per row.
     async fn block_log(&self) -> anyhow::Result<Option<Vec<(u64, B256)>>> {
         let (sql, connection) = tokio_postgres::connect(&self.postgres.url(), tokio_postgres::NoTls).await?;

@@ -87,6 +87,15 @@ impl Devnet for Network {
         self.apps.dir()
     }
 
+    fn server_logs(&self) -> Vec<(String, std::path::PathBuf)> {
+        let mut logs = Vec::new();
+        for (i, geth) in self.geths.iter().enumerate() {
+            logs.push((format!("validator{i}-geth.log"), geth.log_path().to_owned()));
+            logs.push((format!("validator{i}-cometbft.log"), self.comet.log_path(i).to_owned()));
+        }
+        logs
+    }
+
     async fn block_log(&self) -> anyhow::Result<Option<Vec<(u64, alloy_primitives::B256)>>> {
         Ok(None)
     }

@@ -184,6 +184,11 @@ impl CometNet {
         node.process.start(command)
     }
 
+    /// Node `i`'s log file.
+    pub fn log_path(&self, i: usize) -> &Path {
+        self.nodes[i].process.log_path()
+    }
+
     /// Node `i`'s process, to kill or signal.
     pub fn process(&mut self, i: usize) -> &mut Service {
         &mut self.nodes[i].process

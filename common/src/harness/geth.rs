@@ -315,6 +315,11 @@ impl Geth {
         self.spawn_and_wait().await
     }
 
+    /// Geth's log file (kept across restarts and wipes).
+    pub fn log_path(&self) -> &Path {
+        self.process.log_path()
+    }
+
     /// The last `bytes` of Geth's log.
     pub fn log_tail(&self, bytes: u64) -> String {
         self.process.log_tail(bytes)

@@ -101,6 +101,11 @@ impl Postgres {
         self.process.exited()
     }
 
+    /// The server's log file.
+    pub fn log_path(&self) -> &std::path::Path {
+        self.process.log_path()
+    }
+
     /// Sends `signal` to the server and every process it started (its sessions, writer,
     /// checkpointer…): SIGSTOP hangs the whole server with its connections open, SIGCONT
     /// lets it go on.

@@ -140,6 +140,11 @@ impl Service {
     pub fn log_tail(&self, bytes: u64) -> String {
         log_tail(&self.log, bytes)
     }
+
+    /// The log file.
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
 }
 
 impl Drop for Service {

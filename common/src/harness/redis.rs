@@ -46,6 +46,11 @@ impl Redis {
         self.process.kill();
     }
 
+    /// The server's log file.
+    pub fn log_path(&self) -> &std::path::Path {
+        self.process.log_path()
+    }
+
     /// Sends `signal` to Redis: SIGSTOP leaves every connection open and unanswered, as a
     /// hung server does; SIGCONT lets it go on.
     pub fn signal(&self, signal: i32) {
