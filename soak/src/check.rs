@@ -8,8 +8,9 @@
 //! - **Every node back**: after the last heal each node reaches the height the cluster had.
 //! - **Production resumes**: after each heal that leaves no fault behind, a new block comes
 //!   within [`Bounds::recovery`].
-//! - **No node left behind**: a node more than [`LAG`] blocks behind the cluster is back
-//!   within [`Bounds::recovery`] of the last heal of a fault on it, or of falling behind.
+//! - **No node stuck**: a node more than [`LAG`] blocks behind the cluster gains a block
+//!   within [`Bounds::recovery`] of falling behind, of its last new block, or of the last
+//!   heal of a fault on it or on a server every node uses.
 //! - **No block from the future**: no head a client saw was more than [`Bounds::ahead`]
 //!   ahead of the client's clock.
 //!
@@ -33,7 +34,8 @@ pub(crate) struct Bounds {
 }
 
 /// How many blocks behind the highest head a node may be and still count as in step: a
-/// head sampled while a block spreads is one behind.
+/// head sampled while a block spreads is one behind, and one sampled just before the
+/// next block's sample elsewhere can be two.
 pub(crate) const LAG: u64 = 2;
 
 /// The bounds the soak checks.
@@ -58,8 +60,9 @@ pub(crate) struct Verdict {
     pub(crate) replaced_heads: Vec<(usize, u64)>,
     /// Nodes that did not reach, by the end, the height the cluster had at the last heal.
     pub(crate) behind: Vec<String>,
-    /// Nodes that stayed behind the cluster for longer than the bound with no fault on
-    /// them: node, when the wait began (seconds into the run), and how long it lasted.
+    /// Nodes that stayed behind the cluster without a new block for longer than the bound
+    /// with no fault on them or on a shared server: node, when the wait began (seconds
+    /// into the run), and how long it lasted (the longest such wait of each stretch).
     #[serde(default)]
     pub(crate) lagging: Vec<(String, f64, f64)>,
     /// The height up to which every node's chain was compared.
@@ -105,7 +108,7 @@ impl Verdict {
         fail(
             !self.lagging.is_empty(),
             format!(
-                "nodes behind the cluster for longer than the bound with no fault on them (node, from, seconds): {:?}",
+                "nodes stuck behind the cluster for longer than the bound with no fault on them (node, from, seconds): {:?}",
                 first(&self.lagging)
             ),
         );
@@ -223,19 +226,21 @@ fn height_at(rises: &[(f64, u64)], at: f64) -> u64 {
     rises.iter().take_while(|(t, _)| *t <= at).last().map_or(0, |(_, n)| *n)
 }
 
-/// Nodes that stay behind the cluster: each node's samples in time order, and for each
+/// Nodes stuck behind the cluster: each node's samples in time order, and for each
 /// stretch where it is more than [`LAG`] blocks behind the highest head shown by then, the
-/// time since the stretch began or since the last fault on that node was healed (whichever
-/// is later; a fault still active stops the clock). Beyond the recovery bound, the node
-/// is stuck with nothing wrong around it.
+/// time since the latest of: the stretch began, the node's head last rose (a node that
+/// replays or syncs is catching up, not stuck), and a fault on that node or on a server
+/// every node uses (Redis, PostgreSQL) was last in force. Beyond the recovery bound, the
+/// node is stuck with nothing wrong around it.
 fn lagging(history: &History, bounds: Bounds, verdict: &mut Verdict) {
     let rises = timeline(history);
     for (node, name) in history.nodes.iter().enumerate() {
         let mut samples: Vec<(f64, u64)> =
             history.heads.iter().filter(|h| h.node == node).map(|h| (h.at, h.number)).collect();
         samples.sort_by(|a, b| a.0.total_cmp(&b.0));
-        let faults: Vec<_> = history.faults.iter().filter(|f| f.target == *name).collect();
-        // The latest moment up to `at` when a fault on this node was active.
+        let shared = |target: &str| !history.nodes.iter().any(|n| n == target);
+        let faults: Vec<_> = history.faults.iter().filter(|f| f.target == *name || shared(&f.target)).collect();
+        // The latest moment up to `at` when such a fault was in force.
         let last_fault = |at: f64| {
             faults
                 .iter()
@@ -243,18 +248,22 @@ fn lagging(history: &History, bounds: Bounds, verdict: &mut Verdict) {
                 .map(|f| f.healed.map_or(at, |h| h.min(at)))
                 .fold(f64::NEG_INFINITY, f64::max)
         };
-        let mut behind_since: Option<f64> = None;
+        // While behind: since when the head has not moved.
+        let mut still: Option<(f64, u64)> = None;
         let mut worst: Option<(f64, f64)> = None;
         for (at, number) in samples {
             if number + LAG >= height_at(&rises, at) {
                 if let Some((from, waited)) = worst.take() {
                     verdict.lagging.push((name.clone(), from - history.started, waited));
                 }
-                behind_since = None;
+                still = None;
                 continue;
             }
-            let began = *behind_since.get_or_insert(at);
-            let from = began.max(last_fault(at));
+            let (since, _) = *still.insert(match still {
+                Some((since, seen)) if number <= seen => (since, seen),
+                _ => (at, number),
+            });
+            let from = since.max(last_fault(at));
             if at - from > bounds.recovery && worst.is_none_or(|(_, w)| at - from > w) {
                 worst = Some((from, at - from));
             }
@@ -585,6 +594,37 @@ mod tests {
         history.faults.last_mut().unwrap().healed = Some(START + 20.0);
         let lagging = check(&history, &last, bounds).lagging;
         assert_eq!(lagging, vec![("node3".to_owned(), 20.0, 19.5)]);
+    }
+
+    #[test]
+    fn a_node_that_catches_up_block_by_block_is_not_stuck() {
+        let (mut history, last) = healthy();
+        // node3 replays from 12 s: a block every 2 s, far behind the others, then is in
+        // step from 34 s. Behind all the while, but never still for long.
+        for head in history.heads.iter_mut().filter(|h| h.node == 2 && h.at >= START + 12.0 && h.at < START + 34.0) {
+            head.number = ((head.at - START - 12.0) / 2.0) as u64;
+        }
+        let bounds = Bounds { recovery: 10.0, ..BOUNDS };
+        assert_eq!(check(&history, &last, bounds).lagging, Vec::new());
+        // The same replay stalled at block 3 from 18 s to 34 s is stuck, then back.
+        for head in history.heads.iter_mut().filter(|h| h.node == 2 && h.at >= START + 18.0 && h.at < START + 34.0) {
+            head.number = 3;
+        }
+        assert_eq!(check(&history, &last, bounds).lagging, vec![("node3".to_owned(), 18.0, 15.5)]);
+    }
+
+    #[test]
+    fn a_fault_on_a_server_every_node_uses_stops_every_nodes_clock() {
+        let (mut history, last) = healthy();
+        stuck(&mut history, 2);
+        history.faults.push(FaultEvent {
+            kind: "postgres-kill".into(),
+            target: "postgres".into(),
+            injected: START + 12.0,
+            healed: Some(START + 33.0),
+        });
+        let bounds = Bounds { recovery: 10.0, ..BOUNDS };
+        assert_eq!(check(&history, &last, bounds).lagging, Vec::new());
     }
 
     #[test]

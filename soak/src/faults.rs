@@ -145,7 +145,7 @@ pub(crate) trait Devnet {
     fn toxiproxy(&self) -> &str;
     /// Where the consensus processes' logs are.
     fn log_dir(&self) -> &std::path::Path;
-    /// The servers' logs (Geths, CometBFT, Redis, PostgreSQL): a name to keep each under,
+    /// The servers' logs (Geths, CometBFT, Redis, PostgreSQL, toxiproxy): a name to keep each under,
     /// and where it is.
     fn server_logs(&self) -> Vec<(String, std::path::PathBuf)>;
     /// Part 3's block log, `(number, hash)` per row; `None` for a devnet without one.

@@ -184,14 +184,19 @@ async fn soaked<D: Devnet>(
 ) -> anyhow::Result<(History, Final)> {
     tracing::info!(part = args.part.name(), logs = %devnet.log_dir().display(), toxiproxy = devnet.toxiproxy(), "devnet started");
     let urls = devnet.rpc_urls();
-    let history = soak(&mut devnet, &urls, args, accounts, dir).await?;
-    report::write_history(dir, &history)?;
-    let mut last = final_chain(&urls, &history).await?;
-    last.log = devnet.block_log().await?;
+    let soaked = async {
+        let history = soak(&mut devnet, &urls, args, accounts, dir).await?;
+        report::write_history(dir, &history)?;
+        let mut last = final_chain(&urls, &history).await?;
+        last.log = devnet.block_log().await?;
+        anyhow::Ok((history, last))
+    }
+    .await;
+    // Kept whether the run went through or stopped: a run that stopped needs them most.
     if let Err(error) = keep_logs(&devnet, dir) {
         tracing::warn!(error = %format!("{error:#}"), "cannot keep the logs");
     }
-    Ok((history, last))
+    soaked
 }
 
 /// Copies every process's log to `dir/logs`, before the devnet's directories are deleted:

@@ -130,6 +130,7 @@ impl Devnet for Cluster {
             .collect();
         logs.push(("redis.log".to_owned(), self.redis.log_path().to_owned()));
         logs.push(("postgres.log".to_owned(), self.postgres.log_path().to_owned()));
+        logs.push(("toxiproxy.log".to_owned(), self.faults.log_path().to_owned()));
         logs
     }
 

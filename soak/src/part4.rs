@@ -93,6 +93,7 @@ impl Devnet for Network {
             logs.push((format!("validator{i}-geth.log"), geth.log_path().to_owned()));
             logs.push((format!("validator{i}-cometbft.log"), self.comet.log_path(i).to_owned()));
         }
+        logs.push(("toxiproxy.log".to_owned(), self.faults.log_path().to_owned()));
         logs
     }
 

@@ -50,6 +50,11 @@ impl Toxiproxy {
         &self.api
     }
 
+    /// The server's log file.
+    pub fn log_path(&self) -> &std::path::Path {
+        self.process.log_path()
+    }
+
     /// A new proxy named `name`, listening on a free loopback port, in front of
     /// `upstream` (`host:port`).
     pub async fn proxy(&self, name: &str, upstream: &str) -> anyhow::Result<Proxy> {
