@@ -64,7 +64,7 @@ pub(crate) struct Verdict {
     /// with no fault on them or on a shared server: node, when the wait began (seconds
     /// into the run), and how long it lasted (the longest such wait of each stretch).
     #[serde(default)]
-    pub(crate) lagging: Vec<(String, f64, f64)>,
+    pub(crate) stuck: Vec<(String, f64, f64)>,
     /// The height up to which every node's chain was compared.
     pub(crate) compared_to: u64,
     /// The furthest a block was ahead of the clock of the client that saw it, seconds
@@ -106,10 +106,10 @@ impl Verdict {
         );
         fail(!self.behind.is_empty(), format!("nodes behind at the end: {:?}", self.behind));
         fail(
-            !self.lagging.is_empty(),
+            !self.stuck.is_empty(),
             format!(
                 "nodes stuck behind the cluster for longer than the bound with no fault on them (node, from, seconds): {:?}",
-                first(&self.lagging)
+                first(&self.stuck)
             ),
         );
         fail(
@@ -137,7 +137,7 @@ pub(crate) fn check(history: &History, last: &Final, bounds: Bounds) -> Verdict 
     chain(history, last, &mut verdict);
     transactions(history, last, &mut verdict);
     timing(history, bounds, &mut verdict);
-    lagging(history, bounds, &mut verdict);
+    stuck(history, bounds, &mut verdict);
     for fault in &history.faults {
         *verdict.injected.entry(fault.kind.clone()).or_default() += 1;
     }
@@ -223,7 +223,10 @@ fn timeline(history: &History) -> Vec<(f64, u64)> {
 
 /// The highest block any node showed by `at`.
 fn height_at(rises: &[(f64, u64)], at: f64) -> u64 {
-    rises.iter().take_while(|(t, _)| *t <= at).last().map_or(0, |(_, n)| *n)
+    match rises.partition_point(|(t, _)| *t <= at) {
+        0 => 0,
+        seen => rises[seen - 1].1,
+    }
 }
 
 /// Nodes stuck behind the cluster: each node's samples in time order, and for each
@@ -232,7 +235,7 @@ fn height_at(rises: &[(f64, u64)], at: f64) -> u64 {
 /// replays or syncs is catching up, not stuck), and a fault on that node or on a server
 /// every node uses (Redis, PostgreSQL) was last in force. Beyond the recovery bound, the
 /// node is stuck with nothing wrong around it.
-fn lagging(history: &History, bounds: Bounds, verdict: &mut Verdict) {
+fn stuck(history: &History, bounds: Bounds, verdict: &mut Verdict) {
     let rises = timeline(history);
     for (node, name) in history.nodes.iter().enumerate() {
         let mut samples: Vec<(f64, u64)> =
@@ -251,11 +254,14 @@ fn lagging(history: &History, bounds: Bounds, verdict: &mut Verdict) {
         // While behind: since when the head has not moved.
         let mut still: Option<(f64, u64)> = None;
         let mut worst: Option<(f64, f64)> = None;
+        let mut record = |worst: Option<(f64, f64)>| {
+            if let Some((from, waited)) = worst {
+                verdict.stuck.push((name.clone(), from - history.started, waited));
+            }
+        };
         for (at, number) in samples {
             if number + LAG >= height_at(&rises, at) {
-                if let Some((from, waited)) = worst.take() {
-                    verdict.lagging.push((name.clone(), from - history.started, waited));
-                }
+                record(worst.take());
                 still = None;
                 continue;
             }
@@ -268,9 +274,7 @@ fn lagging(history: &History, bounds: Bounds, verdict: &mut Verdict) {
                 worst = Some((from, at - from));
             }
         }
-        if let Some((from, waited)) = worst {
-            verdict.lagging.push((name.clone(), from - history.started, waited));
-        }
+        record(worst);
     }
 }
 
@@ -334,6 +338,16 @@ mod tests {
 
     const START: f64 = 1_000_000.0;
 
+    /// A fault of `kind` on `target`, from `injected` to `healed` seconds into the run.
+    fn fault(kind: &str, target: &str, injected: f64, healed: Option<f64>) -> FaultEvent {
+        FaultEvent {
+            kind: kind.into(),
+            target: target.into(),
+            injected: START + injected,
+            healed: healed.map(|h| START + h),
+        }
+    }
+
     fn hash(height: u64, fork: u8) -> B256 {
         let mut bytes = [fork; 32];
         bytes[..8].copy_from_slice(&height.to_be_bytes());
@@ -366,12 +380,7 @@ mod tests {
                 confirmed: Some(Seen { at: START, node: 1, number: n, block: hash(n, 0) }),
             })
             .collect();
-        let faults = vec![FaultEvent {
-            kind: "geth-kill".into(),
-            target: "node1".into(),
-            injected: START + 10.0,
-            healed: Some(START + 13.0),
-        }];
+        let faults = vec![fault("geth-kill", "node1", 10.0, Some(13.0))];
         let history = History {
             part: "part3".into(),
             seed: 1,
@@ -545,12 +554,7 @@ mod tests {
     #[test]
     fn a_heal_with_another_fault_still_active_is_not_timed() {
         let (mut history, last) = healthy();
-        history.faults.push(FaultEvent {
-            kind: "redis-stop".into(),
-            target: "redis".into(),
-            injected: START + 12.0,
-            healed: Some(START + 13.5),
-        });
+        history.faults.push(fault("redis-stop", "redis", 12.0, Some(13.5)));
         let verdict = check(&history, &last, BOUNDS);
         assert!(!verdict.recoveries.contains_key("geth-kill"));
         assert_eq!(verdict.recoveries["redis-stop"], vec![0.5]);
@@ -570,8 +574,8 @@ mod tests {
         stuck(&mut history, 2);
         let bounds = Bounds { recovery: 10.0, ..BOUNDS };
         let verdict = check(&history, &last, bounds);
-        assert_eq!(verdict.lagging.len(), 1, "{:?}", verdict.lagging);
-        let (node, from, waited) = &verdict.lagging[0];
+        assert_eq!(verdict.stuck.len(), 1, "{:?}", verdict.stuck);
+        let (node, from, waited) = &verdict.stuck[0];
         assert_eq!(node, "node3");
         // More than LAG behind from 16 s (the cluster at 13 by then) to the last sample.
         assert_eq!((*from, *waited), (16.0, 23.5));
@@ -582,18 +586,13 @@ mod tests {
     fn a_node_behind_while_a_fault_on_it_is_active_is_not_stuck() {
         let (mut history, last) = healthy();
         stuck(&mut history, 2);
-        history.faults.push(FaultEvent {
-            kind: "geth-wipe".into(),
-            target: "node3".into(),
-            injected: START + 12.0,
-            healed: Some(START + 33.0),
-        });
+        history.faults.push(fault("geth-wipe", "node3", 12.0, Some(33.0)));
         let bounds = Bounds { recovery: 10.0, ..BOUNDS };
-        assert_eq!(check(&history, &last, bounds).lagging, Vec::new());
+        assert_eq!(check(&history, &last, bounds).stuck, Vec::new());
         // The same stretch, timed from an earlier heal, is too long.
         history.faults.last_mut().unwrap().healed = Some(START + 20.0);
-        let lagging = check(&history, &last, bounds).lagging;
-        assert_eq!(lagging, vec![("node3".to_owned(), 20.0, 19.5)]);
+        let stuck = check(&history, &last, bounds).stuck;
+        assert_eq!(stuck, vec![("node3".to_owned(), 20.0, 19.5)]);
     }
 
     #[test]
@@ -605,26 +604,21 @@ mod tests {
             head.number = ((head.at - START - 12.0) / 2.0) as u64;
         }
         let bounds = Bounds { recovery: 10.0, ..BOUNDS };
-        assert_eq!(check(&history, &last, bounds).lagging, Vec::new());
+        assert_eq!(check(&history, &last, bounds).stuck, Vec::new());
         // The same replay stalled at block 3 from 18 s to 34 s is stuck, then back.
         for head in history.heads.iter_mut().filter(|h| h.node == 2 && h.at >= START + 18.0 && h.at < START + 34.0) {
             head.number = 3;
         }
-        assert_eq!(check(&history, &last, bounds).lagging, vec![("node3".to_owned(), 18.0, 15.5)]);
+        assert_eq!(check(&history, &last, bounds).stuck, vec![("node3".to_owned(), 18.0, 15.5)]);
     }
 
     #[test]
     fn a_fault_on_a_server_every_node_uses_stops_every_nodes_clock() {
         let (mut history, last) = healthy();
         stuck(&mut history, 2);
-        history.faults.push(FaultEvent {
-            kind: "postgres-kill".into(),
-            target: "postgres".into(),
-            injected: START + 12.0,
-            healed: Some(START + 33.0),
-        });
+        history.faults.push(fault("postgres-kill", "postgres", 12.0, Some(33.0)));
         let bounds = Bounds { recovery: 10.0, ..BOUNDS };
-        assert_eq!(check(&history, &last, bounds).lagging, Vec::new());
+        assert_eq!(check(&history, &last, bounds).stuck, Vec::new());
     }
 
     #[test]

@@ -74,7 +74,7 @@ pub(crate) fn summary(history: &History, verdict: &Verdict, menu: &[String]) -> 
         ("nodes behind at the end".to_owned(), verdict.behind.len().to_string()),
         (
             format!("nodes stuck behind for over {} s with no fault on them", bounds.recovery),
-            verdict.lagging.len().to_string(),
+            verdict.stuck.len().to_string(),
         ),
         ("heights compared on every node".to_owned(), (verdict.compared_to + 1).to_string()),
         (
