@@ -82,7 +82,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     info!(number = head.number, hash = %head.hash, "starting from our stored head");
     status.set_head(head);
 
-    let result = Sequencer::new(&engine, store, &config, &status, head).run(&cancel).await;
+    let result = Sequencer::new(engine, store, config, status, head).run(&cancel).await;
     cancel.cancel();
     let _ = server.await;
     result

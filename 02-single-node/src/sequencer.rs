@@ -5,10 +5,11 @@
 //! it is the head. So Geth is never ahead of the store because of us, and whatever Geth
 //! loses can be replayed from it.
 //!
-//! This file is the loop itself. Beside it, `sequencer/recovery.rs` puts Geth back on
-//! our chain after a fault, and `sequencer/fast.rs` holds the steps that make the loop
-//! fast without changing what it does (the store beside newPayload, the next build started
-//! by finalize, the stopwatch).
+//! This file is the loop itself. `sequencer/fast.rs` holds the steps that make the loop
+//! fast without changing what it does (the store beside newPayload, the next build
+//! started by finalize, the stopwatch that says where each block's time went).
+//!
+//! Beside it, `sequencer/recovery.rs` puts Geth back on our chain after a fault.
 
 mod fast;
 mod recovery;
@@ -19,7 +20,7 @@ use common::{EngineClient, Head, payload::ExecutableBlock};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use self::fast::{Build, Imported};
+use self::fast::{Build, Imported, Produced};
 use crate::{
     clock::{self, sleep_or_cancel, unix_time},
     config::Config,
@@ -27,7 +28,6 @@ use crate::{
     server::Status,
     slot,
     store::Store,
-    timing::Timing,
 };
 
 /// What one production step did.
@@ -43,20 +43,13 @@ enum Outcome {
     Cancelled,
 }
 
-/// A block made, and where the time went while making it ([`Timing`]).
-#[derive(Debug)]
-struct Produced {
-    block: ExecutableBlock,
-    timing: Timing,
-}
-
 /// The sequencer's state: the client, the store, and the head it stands on.
 #[derive(Debug)]
-pub struct Sequencer<'a> {
-    engine: &'a EngineClient,
+pub struct Sequencer {
+    engine: EngineClient,
     store: Arc<Store>,
-    config: &'a Config,
-    status: &'a Status,
+    config: Config,
+    status: Arc<Status>,
     head: Head,
     /// Lowest timestamp for the next block; raised past a skipped slot.
     earliest: u64,
@@ -67,15 +60,9 @@ pub struct Sequencer<'a> {
     next: Option<Build>,
 }
 
-impl<'a> Sequencer<'a> {
+impl Sequencer {
     /// A sequencer on the store's head. Call [`Sequencer::run`] to start producing.
-    pub fn new(
-        engine: &'a EngineClient,
-        store: Arc<Store>,
-        config: &'a Config,
-        status: &'a Status,
-        head: Head,
-    ) -> Self {
+    pub fn new(engine: EngineClient, store: Arc<Store>, config: Config, status: Arc<Status>, head: Head) -> Self {
         Self { engine, store, config, status, head, earliest: 0, last_block_at: Instant::now(), next: None }
     }
 
@@ -123,7 +110,7 @@ impl<'a> Sequencer<'a> {
     /// One block: plan the slot and build, import and store, finalize.
     async fn produce(&mut self, cancel: &CancellationToken) -> Result<Outcome, Fault> {
         let Some(mut build) = self.start_build(cancel).await? else { return Ok(Outcome::Cancelled) };
-        let Some(block) = build.take(self.engine, cancel).await? else { return Ok(Outcome::Cancelled) };
+        let Some(block) = build.take(&self.engine, cancel).await? else { return Ok(Outcome::Cancelled) };
         if self.skips(&block) {
             return Ok(Outcome::Skipped);
         }

@@ -8,7 +8,10 @@
 //! A block that fails, or that Geth finds INVALID, halts the follower there: it applies
 //! neither that block nor anything after it, and says why on `/ready`.
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use alloy_primitives::B256;
 use anyhow::anyhow;
@@ -43,10 +46,10 @@ pub enum FollowError {
 
 /// A node's Geth, following the stored chain.
 #[derive(Debug)]
-pub struct Follower<'a> {
-    engine: &'a EngineClient,
-    store: &'a Store,
-    status: &'a Status,
+pub struct Follower {
+    engine: Arc<EngineClient>,
+    store: Store,
+    status: Arc<Status>,
     /// Where the store begins.
     anchor: u64,
     head: Head,
@@ -54,14 +57,14 @@ pub struct Follower<'a> {
     stale: bool,
 }
 
-impl<'a> Follower<'a> {
+impl Follower {
     /// Checks that this node's Geth is on the stored chain, and follows from its head.
     /// A Geth on another chain, or with blocks the store does not have, is a fatal fault:
     /// only a person can say which chain is right.
     pub async fn attach(
-        engine: &'a EngineClient,
-        store: &'a Store,
-        status: &'a Status,
+        engine: Arc<EngineClient>,
+        store: Store,
+        status: Arc<Status>,
         chain: &Chain,
     ) -> Result<Self, FollowError> {
         let genesis = engine.block(BlockTag::Number(0)).await.map_err(engine_fault)?;
@@ -108,7 +111,7 @@ impl<'a> Follower<'a> {
                 )));
             }
         }
-        round::finalize(self.engine, geth.hash).await.map_err(FollowError::Engine)?;
+        round::finalize(&self.engine, geth.hash).await.map_err(FollowError::Engine)?;
         if geth.number < self.head.number {
             info!(geth = geth.number, ours = self.head.number, "Geth came back behind where we left it; replaying");
         }
@@ -127,8 +130,8 @@ impl<'a> Follower<'a> {
 
     /// The client, the store and the status this follower works with, for the leader that
     /// builds on it.
-    pub const fn parts(&self) -> (&'a EngineClient, &'a Store, &'a Status) {
-        (self.engine, self.store, self.status)
+    pub fn parts(&self) -> (Arc<EngineClient>, Store, Arc<Status>) {
+        (self.engine.clone(), self.store.clone(), self.status.clone())
     }
 
     /// This node's Geth head, as far as we made it.
@@ -188,7 +191,7 @@ impl<'a> Follower<'a> {
     /// Checks one stored block and gives it to Geth on top of `parent`.
     async fn apply(&self, row: &StoredRow, parent: B256) -> Result<Head, FollowError> {
         let block = row.block().map_err(|e| FollowError::Halted(e.to_string()))?;
-        round::replay(self.engine, &block, parent).await.map_err(|e| match e {
+        round::replay(&self.engine, &block, parent).await.map_err(|e| match e {
             round::ReplayError::Call(fault) => FollowError::Engine(fault),
             refused => FollowError::Halted(refused.to_string()),
         })?;
@@ -199,7 +202,7 @@ impl<'a> Follower<'a> {
     /// Makes the last applied block head (and final), and accounts for the batch.
     async fn finalize(&mut self, applied: &[(Head, Duration)], fetched: Instant) -> Result<(), FollowError> {
         let Some((last, last_age)) = applied.last() else { return Ok(()) };
-        round::finalize(self.engine, last.hash).await.map_err(FollowError::Engine)?;
+        round::finalize(&self.engine, last.hash).await.map_err(FollowError::Engine)?;
         let since_fetch = fetched.elapsed();
         for (_, age) in applied {
             self.status.metrics.apply_delay_seconds.observe((*age + since_fetch).as_secs_f64());

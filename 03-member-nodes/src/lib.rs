@@ -94,14 +94,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     let wake = Arc::new(Notify::new());
     let listening = tokio::spawn(block_log::listen(store.config().clone(), wake.clone(), cancel.clone()));
 
-    let node = Node {
-        engine: &engine,
-        store: &store,
-        election: election.as_ref(),
-        config: &config,
-        status: &status,
-        wake: &wake,
-    };
+    let node = Node { engine: Arc::new(engine), store, election, config, status, wake };
     let result = node.run(&cancel).await;
     cancel.cancel();
     let _ = tokio::join!(server, listening);

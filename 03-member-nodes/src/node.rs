@@ -5,7 +5,7 @@
 //! every quarter-lease while it is in step with the store; on promotion it claims the
 //! store for its term and hands over to the production loop (`sequencer.rs`).
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use common::{BlockTag, EngineClient, Head};
 use single_node::{
@@ -57,24 +57,24 @@ enum Following {
     Retry,
 }
 
-/// Everything a node uses, borrowed for the length of [`Node::run`].
+/// Everything a node uses.
 #[derive(Debug)]
-pub struct Node<'a> {
+pub struct Node {
     /// This node's Geth.
-    pub engine: &'a EngineClient,
+    pub engine: Arc<EngineClient>,
     /// The block log.
-    pub store: &'a Store,
+    pub store: Store,
     /// The lease, for leader candidates; `None` for members.
-    pub election: Option<&'a Election>,
+    pub election: Option<Election>,
     /// The flags.
-    pub config: &'a Config,
+    pub config: Config,
     /// What the endpoints report.
-    pub status: &'a Status,
+    pub status: Arc<Status>,
     /// Woken by `NOTIFY blocks`.
-    pub wake: &'a Notify,
+    pub wake: Arc<Notify>,
 }
 
-impl<'a> Node<'a> {
+impl Node {
     /// Runs until `cancel` fires; `Err` only for faults no retry can fix.
     pub async fn run(&self, cancel: &CancellationToken) -> anyhow::Result<()> {
         let Some(chain) = self.chain(cancel).await? else { return Ok(()) };
@@ -86,7 +86,7 @@ impl<'a> Node<'a> {
         loop {
             let state = self.follow(&mut follower).await?;
             if state == Following::InStep
-                && let Some(election) = self.election
+                && let Some(election) = &self.election
                 && Instant::now() >= next_try
             {
                 next_try = Instant::now() + election.timing().renew_every();
@@ -109,7 +109,7 @@ impl<'a> Node<'a> {
             let wait = match state {
                 Following::InStep => {
                     backoff.reset();
-                    self.election.map_or(POLL, |e| e.timing().renew_every())
+                    self.election.as_ref().map_or(POLL, |e| e.timing().renew_every())
                 }
                 Following::Halted => HALTED_RETRY,
                 Following::Retry => backoff.next_delay(),
@@ -155,12 +155,14 @@ impl<'a> Node<'a> {
     }
 
     /// A follower on this node's Geth, retried while Geth or PostgreSQL fail.
-    async fn attach(&self, chain: &Chain, cancel: &CancellationToken) -> anyhow::Result<Option<Follower<'a>>> {
+    async fn attach(&self, chain: &Chain, cancel: &CancellationToken) -> anyhow::Result<Option<Follower>> {
         let step = || async {
-            Follower::attach(self.engine, self.store, self.status, chain).await.map_err(|error| match error {
-                FollowError::Engine(fault) => fault,
-                other => Fault::Passing(other.into()),
-            })
+            Follower::attach(self.engine.clone(), self.store.clone(), self.status.clone(), chain).await.map_err(
+                |error| match error {
+                    FollowError::Engine(fault) => fault,
+                    other => Fault::Passing(other.into()),
+                },
+            )
         };
         retry(cancel, step, |waiting| {
             if waiting.worth_logging() {
@@ -171,7 +173,7 @@ impl<'a> Node<'a> {
     }
 
     /// One catch-up, and what it means for `/ready`.
-    async fn follow(&self, follower: &mut Follower<'a>) -> anyhow::Result<Following> {
+    async fn follow(&self, follower: &mut Follower) -> anyhow::Result<Following> {
         match follower.catch_up().await {
             Ok(()) => {
                 if self.status.set_halted(None) {
@@ -205,7 +207,7 @@ impl<'a> Node<'a> {
     async fn try_lead(
         &self,
         election: &Election,
-        follower: &mut Follower<'a>,
+        follower: &mut Follower,
         cancel: &CancellationToken,
     ) -> anyhow::Result<Attempt> {
         // The term must be newer than any that ever held the store, even if Redis lost
@@ -255,7 +257,7 @@ impl<'a> Node<'a> {
         election: &Election,
         lease: &Lease,
         view: LeaseView,
-        follower: &mut Follower<'a>,
+        follower: &mut Follower,
         cancel: &CancellationToken,
     ) -> anyhow::Result<StepDown> {
         let (publish, lease_view) = watch::channel(view);
@@ -264,7 +266,7 @@ impl<'a> Node<'a> {
         let stop_renewing = CancellationToken::new();
         let renewing = election.keep_renewed(lease, &publish, &stop_renewing, &progress, self.config.stall());
         let leading = async {
-            let mut sequencer = Sequencer::new(self.config, follower, lease_view, lease.term, &made_block);
+            let mut sequencer = Sequencer::new(&self.config, follower, lease_view, lease.term, &made_block);
             let result = sequencer.run(cancel).await;
             stop_renewing.cancel();
             result

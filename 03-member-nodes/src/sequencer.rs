@@ -9,12 +9,13 @@
 //! checked before building and again before storing ([`Sequencer::lease_problem`]), the
 //! store takes a block only while our term holds its fence ([`Sequencer::store`]), and a
 //! node that cannot produce for `--el-outage-ms` steps down ([`Sequencer::cannot_produce`]).
-//! The store is shared, so a block is stored only once Geth found it VALID. Beside it,
-//! `sequencer/recovery.rs` puts Geth back on the stored chain after a fault.
+//! The store is shared, so a block is stored only once Geth found it VALID.
+//!
+//! Beside it, `sequencer/recovery.rs` puts Geth back on our chain after a fault.
 
 mod recovery;
 
-use std::time::Instant;
+use std::{sync::Arc, time::Instant};
 
 use common::{EngineClient, payload::ExecutableBlock};
 use single_node::{
@@ -45,17 +46,19 @@ enum Outcome {
     Invalid(String),
     /// We must stop leading; nothing was stored by this step.
     StepDown(StepDown),
+    /// Shutdown was asked for before the block was taken from Geth; nothing was changed.
+    Cancelled,
 }
 
 /// The leader's state: the client, the store, the follower that keeps its Geth's head,
 /// and its lease.
 #[derive(Debug)]
-pub struct Sequencer<'a, 'f> {
-    engine: &'a EngineClient,
-    store: &'a Store,
-    config: &'a Config,
-    status: &'a Status,
-    follower: &'f mut Follower<'a>,
+pub struct Sequencer<'f> {
+    engine: Arc<EngineClient>,
+    store: Store,
+    config: &'f Config,
+    status: Arc<Status>,
+    follower: &'f mut Follower,
     /// The lease as the renewal last saw it, and its term (the fence our writes need).
     lease: watch::Receiver<LeaseView>,
     term: u64,
@@ -65,12 +68,12 @@ pub struct Sequencer<'a, 'f> {
     trouble: Option<Instant>,
 }
 
-impl<'a, 'f> Sequencer<'a, 'f> {
+impl<'f> Sequencer<'f> {
     /// A leader with the lease `term` on `follower`'s Geth. Call [`Sequencer::run`] to
     /// start producing.
     pub fn new(
-        config: &'a Config,
-        follower: &'f mut Follower<'a>,
+        config: &'f Config,
+        follower: &'f mut Follower,
         lease: watch::Receiver<LeaseView>,
         term: u64,
         made_block: &'f watch::Sender<tokio::time::Instant>,
@@ -111,6 +114,7 @@ impl<'a, 'f> Sequencer<'a, 'f> {
                     // No slot's wait (Part 2's): the renewal gives up after a slot plus --el-outage-ms.
                 }
                 Ok(Outcome::StepDown(reason)) => return Ok(reason),
+                Ok(Outcome::Cancelled) => break,
                 Err(Fault::Passing(error)) => {
                     warn!(error = %format!("{error:#}"), "fault; recovering");
                     if let Some(step_down) = self.cannot_produce(&format!("{error:#}")) {
@@ -127,22 +131,23 @@ impl<'a, 'f> Sequencer<'a, 'f> {
     }
 
     // ANCHOR: produce
-    /// One block: plan the slot and build, import, store (fenced), finalize; with the
-    /// lease checked before building and before storing.
+    /// One block: plan the slot and build, import and store, finalize. The lease is
+    /// checked before building and again before storing; the store is fenced.
     async fn produce(&mut self, cancel: &CancellationToken) -> Result<Outcome, Fault> {
         let slot = self.plan(cancel).await;
         if let Some(reason) = self.lease_problem() {
             return Ok(Outcome::StepDown(reason));
         }
-        let Some(slot) = slot else { return Ok(Outcome::StepDown(StepDown::Shutdown)) };
+        let Some(slot) = slot else { return Ok(Outcome::Cancelled) };
         let (head, fee_recipient) = (self.follower.head(), self.config.block.fee_recipient);
-        let built = round::build(self.engine, &head, slot.timestamp, fee_recipient, slot.build_time, cancel).await?;
-        let Some(block) = built else { return Ok(Outcome::StepDown(StepDown::Shutdown)) };
+        let built = round::build(&self.engine, &head, slot.timestamp, fee_recipient, slot.build_time, cancel).await?;
+        let Some(block) = built else { return Ok(Outcome::Cancelled) };
 
         // The write-ahead rule: the block is stored before anything makes it head. From
         // here on the block is finished even if asked to stop, so the store and Geth
-        // agree when we exit. The store is shared: only a VALID block, under a lease checked again.
-        if let Verdict::Invalid(reason) = round::execute(self.engine, &block).await? {
+        // agree when we exit.
+        // The store is shared: only a VALID block is stored, under a lease checked again.
+        if let Verdict::Invalid(reason) = round::execute(&self.engine, &block).await? {
             return Ok(Outcome::Invalid(reason));
         }
         if let Some(reason) = self.lease_problem() {
@@ -158,13 +163,13 @@ impl<'a, 'f> Sequencer<'a, 'f> {
 
     // ANCHOR: plan
     /// Plans the next slot and sleeps until its build should start, planning again at
-    /// least every second (a clock stepped meanwhile moves the plan). `None` on shutdown,
-    /// or once the lease is gone (a clock stepped back must not keep us asleep).
+    /// least every second (a clock stepped meanwhile moves the plan). `None` on shutdown.
+    /// Also `None` once the lease is gone (a clock stepped back must not keep us asleep).
     async fn plan(&self, cancel: &CancellationToken) -> Option<slot::Slot> {
-        let (parent, schedule) = (self.follower.head().timestamp, self.config.block.schedule());
-        let mut slot = slot::next_slot(parent, 0, unix_time(), &schedule);
+        let (parent, earliest, schedule) = (self.follower.head().timestamp, 0, self.config.block.schedule());
+        let mut slot = slot::next_slot(parent, earliest, unix_time(), &schedule);
         let due = |now| {
-            slot = slot::next_slot(parent, 0, now, &schedule);
+            slot = slot::next_slot(parent, earliest, now, &schedule);
             slot.build_at
         };
         tokio::select! {
@@ -211,7 +216,7 @@ impl<'a, 'f> Sequencer<'a, 'f> {
     /// Makes `block` head, safe and final on our Geth.
     async fn finalize(&mut self, block: &ExecutableBlock) -> Result<(), Fault> {
         self.follower.advance(block.head());
-        round::finalize(self.engine, block.hash()).await?;
+        round::finalize(&self.engine, block.hash()).await?;
         self.status.set_lag(block.number(), 0, 0.0);
         Ok(())
     }

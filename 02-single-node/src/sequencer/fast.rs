@@ -19,7 +19,7 @@ use crate::{
     fault::Fault,
     round::{self, Verdict},
     slot,
-    timing::Stopwatch,
+    timing::{Stopwatch, Timing},
 };
 
 // ANCHOR: imported
@@ -32,6 +32,13 @@ pub(super) enum Imported {
 }
 // ANCHOR_END: imported
 
+/// A block made, and where the time went while making it.
+#[derive(Debug)]
+pub(super) struct Produced {
+    pub(super) block: ExecutableBlock,
+    pub(super) timing: Timing,
+}
+
 /// A block Geth is building for us, with its deadline, and the step's stopwatch.
 #[derive(Debug)]
 pub(super) struct Build {
@@ -41,7 +48,7 @@ pub(super) struct Build {
     pub(super) stopwatch: Stopwatch,
 }
 
-impl Sequencer<'_> {
+impl Sequencer {
     // ANCHOR: start_build
     /// Plans the next slot, waits for it, and asks Geth to start building the block; or
     /// takes the build that finalizing the last block already started. `None` on shutdown.
@@ -53,7 +60,7 @@ impl Sequencer<'_> {
         }
         let Some(slot) = self.plan(cancel).await else { return Ok(None) };
         let stopwatch = Stopwatch::start(engine_metrics);
-        let building = round::start(self.engine, &self.head, slot.timestamp, self.config.block.fee_recipient).await?;
+        let building = round::start(&self.engine, &self.head, slot.timestamp, self.config.block.fee_recipient).await?;
         Ok(Some(Build { building, build_time: slot.build_time, stopwatch }))
     }
     // ANCHOR_END: start_build
@@ -63,7 +70,7 @@ impl Sequencer<'_> {
     /// store commits it. A block Geth does not find VALID is taken out of the store again
     /// before anything else happens.
     pub(super) async fn import_and_store(&self, block: &ExecutableBlock) -> Result<Imported, Fault> {
-        let (verdict, stored) = tokio::join!(round::execute(self.engine, block), self.store_in_background(block));
+        let (verdict, stored) = tokio::join!(round::execute(&self.engine, block), self.store_in_background(block));
         let stored = stored?;
         let not_valid = match verdict {
             Ok(Verdict::Valid) => return Ok(Imported::Valid(stored)),
@@ -98,9 +105,9 @@ impl Sequencer<'_> {
         self.last_block_at = Instant::now();
         let next = slot::next_slot(self.head.timestamp, 0, unix_time(), &self.config.block.schedule());
         if next.build_at > unix_time() {
-            return round::finalize(self.engine, self.head.hash).await;
+            return round::finalize(&self.engine, self.head.hash).await;
         }
-        let building = round::start(self.engine, &self.head, next.timestamp, self.config.block.fee_recipient).await?;
+        let building = round::start(&self.engine, &self.head, next.timestamp, self.config.block.fee_recipient).await?;
         let stopwatch = Stopwatch::start(&self.status.metrics.engine);
         self.next = Some(Build { building, build_time: next.build_time, stopwatch });
         Ok(())

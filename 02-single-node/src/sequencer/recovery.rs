@@ -15,11 +15,11 @@ use crate::{
     store::{self, Reconciled, Store},
 };
 
-impl Sequencer<'_> {
+impl Sequencer {
     /// Retries [`reconcile`] until it succeeds, a fatal fault occurs, or shutdown is asked
     /// for. `/ready` reports 503 meanwhile.
     pub(super) async fn recover(&mut self, cancel: &CancellationToken) -> anyhow::Result<()> {
-        let (engine, store, status, head) = (self.engine, &*self.store, self.status, self.head);
+        let (engine, store, status, head) = (&self.engine, &*self.store, &*self.status, self.head);
         let recovered = retry(
             cancel,
             || reconcile(engine, store, status, head),

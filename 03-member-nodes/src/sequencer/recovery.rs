@@ -12,7 +12,7 @@ use tracing::warn;
 use super::Sequencer;
 use crate::{follower::FollowError, step_down::StepDown};
 
-impl Sequencer<'_, '_> {
+impl Sequencer<'_> {
     // ANCHOR: recover
     /// Brings Geth to the stored head (applying whatever it lacks, including a block a
     /// previous leader stored but did not finalize, or our own write whose commit we did
@@ -27,7 +27,7 @@ impl Sequencer<'_, '_> {
             // Whatever failed, Geth may have restarted: start from its real head.
             self.follower.mark_stale();
             let (fault, geth_failed) = match self.follower.catch_up().await {
-                Ok(()) => match round::finalize(self.engine, self.follower.head().hash).await {
+                Ok(()) => match round::finalize(&self.engine, self.follower.head().hash).await {
                     Ok(()) => {
                         self.status.set_el_reachable(true);
                         return Ok(None);
