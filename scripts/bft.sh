@@ -12,7 +12,8 @@
 #                                     so and exits 0, like stop); start starts what is not
 #                                     running (an app run by hand stays)
 #   scripts/bft.sh timeouts           the CometBFT timeouts a new network gets, for a block
-#                                     every BLOCK_TIME_MS (default 1000)
+#                                     every BLOCK_TIME_MS (default 1000) and the apps'
+#                                     BUILD_TIME_MS (default 200)
 #   scripts/bft.sh env nodeI          the environment to run validator I's app by hand:
 #                                     eval "$(scripts/bft.sh env node0)"; cargo run -p cometbft-consensus
 #   scripts/bft.sh run [N]            start, then wait in the foreground until SIGTERM (Docker)
@@ -41,14 +42,21 @@ port_taken() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 # The CometBFT timeouts for a block every BLOCK_TIME_MS (default 1000), as the test harness
 # derives them (common/src/harness/cometbft.rs, CometTimeouts::for_block_time): the commit
 # wait is the block time less one round (ROUND_ESTIMATE_MS, measured on a small machine
-# with blocks built ahead), and connections flush every 10 ms (CometBFT's 100 ms default
-# suits links across the world). The Part 4 chapter explains both.
+# with blocks built ahead); connections flush every 10 ms (CometBFT's 100 ms default suits
+# links across the world); and a proposal is waited for half the block time, but at least a
+# round more than the apps' build deadline (BUILD_TIME_MS, which they read too; default
+# 200) or a proposer's hold for the clock (up to a second less the commit wait). The Part 4
+# chapter explains all three.
 ROUND_ESTIMATE_MS=250
 timeouts() {
-    local block="${BLOCK_TIME_MS:-1000}"
+    local block="${BLOCK_TIME_MS:-1000}" build="${BUILD_TIME_MS:-200}"
     [[ "$block" =~ ^[0-9]+$ ]] || { say "BLOCK_TIME_MS must be a number of milliseconds, not '$block'"; exit 2; }
+    [[ "$build" =~ ^[0-9]+$ ]] || { say "BUILD_TIME_MS must be a number of milliseconds, not '$build'"; exit 2; }
     local commit=$((block > ROUND_ESTIMATE_MS ? block - ROUND_ESTIMATE_MS : 0))
-    echo "timeout_commit=${commit}ms flush_throttle_timeout=10ms"
+    local hold=$((commit < 1000 ? 1000 - commit : 0))
+    local propose=$((block / 2)) floor=$(((build > hold ? build : hold) + ROUND_ESTIMATE_MS))
+    ((propose >= floor)) || propose=$floor
+    echo "timeout_commit=${commit}ms timeout_propose=${propose}ms flush_throttle_timeout=10ms"
 }
 
 # cometbft testnet, then each node's ports moved to its own (see the table above), and the
@@ -56,9 +64,10 @@ timeouts() {
 init() {
     local n="$1"
     [[ -d "$DIR/node0/cometbft/config" ]] && return
-    local derived commit flush
+    local derived commit propose flush
     derived="$(timeouts)"
     commit="${derived#timeout_commit=}"; commit="${commit%% *}"
+    propose="${derived#*timeout_propose=}"; propose="${propose%% *}"
     flush="${derived##*flush_throttle_timeout=}"
     mkdir -p "$DIR"
     "$COMETBFT" testnet --v "$n" --o "$DIR/testnet" --populate-persistent-peers=false > /dev/null
@@ -78,6 +87,7 @@ init() {
             -e "s|^laddr = \"tcp://0.0.0.0:26656\"|laddr = \"tcp://127.0.0.1:$((26656 + 10 * i))\"|" \
             -e "s|^persistent_peers = .*|persistent_peers = \"$(IFS=,; echo "${others[*]}")\"|" \
             -e "s|^timeout_commit = .*|timeout_commit = \"$commit\"|" \
+            -e "s|^timeout_propose = .*|timeout_propose = \"$propose\"|" \
             -e "s|^flush_throttle_timeout = .*|flush_throttle_timeout = \"$flush\"|" \
             -e "s|^prometheus = .*|prometheus = true|" \
             -e "s|^prometheus_listen_addr = .*|prometheus_listen_addr = \"127.0.0.1:$((26660 + 10 * i))\"|" \

@@ -25,7 +25,8 @@ pub struct Config {
     pub fee_recipient: Address,
 
     /// How long the proposer's Geth may fill a block with pending transactions before it
-    /// is proposed (ms); it must fit well within CometBFT's `timeout_propose` (3 s).
+    /// is proposed (ms); it must fit well within CometBFT's `timeout_propose`, which
+    /// `scripts/bft.sh` derives from this (`BUILD_TIME_MS`) and the block time.
     #[arg(long, env = "BUILD_TIME_MS", default_value_t = 200)]
     pub build_time_ms: u64,
 
@@ -76,7 +77,7 @@ impl Config {
     pub fn validate(&self) -> anyhow::Result<()> {
         ensure!(
             self.build_time_ms <= 2_000,
-            "--build-time-ms ({}) must leave the proposal time to reach the others within CometBFT's 3 s timeout_propose",
+            "--build-time-ms ({}) is over 2 s: every round would wait that long for its proposal (CometBFT's timeout_propose must be longer still)",
             self.build_time_ms
         );
         ensure!(self.ready_max_age >= 1, "--ready-max-age must be at least 1 second");

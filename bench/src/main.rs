@@ -25,8 +25,14 @@ use clap::Parser;
 use serde::{Deserialize, Serialize};
 
 use crate::scenarios::{
-    Plan, bft::Bft, block_rate::BlockRate, engine_round::EngineRound, failover::Failover, member_replay::MemberReplay,
-    throughput::Throughput, watch::Watch,
+    Plan,
+    bft::{Bft, Liveness},
+    block_rate::BlockRate,
+    engine_round::EngineRound,
+    failover::Failover,
+    member_replay::MemberReplay,
+    throughput::Throughput,
+    watch::Watch,
 };
 
 /// Runs benchmarks against real Geth, Redis, PostgreSQL and CometBFT, and writes the
@@ -71,6 +77,8 @@ enum Scenario {
     MemberReplay,
     Failover,
     Bft,
+    /// Part 4's blocks a second with one of four validators down.
+    Liveness,
     /// A failover as Prometheus records it (the plot of the "Watching your chain" chapter).
     Watch,
     /// Every scenario, in this order.
@@ -101,6 +109,9 @@ pub(crate) struct Results {
     /// See [`Watch`].
     #[serde(default)]
     pub(crate) watch: Option<Watch>,
+    /// See [`Liveness`].
+    #[serde(default)]
+    pub(crate) liveness: Option<Liveness>,
 }
 
 /// The plan, as stored.
@@ -182,6 +193,10 @@ async fn main() -> anyhow::Result<()> {
     }
     if all || args.scenario == Scenario::Bft {
         results.bft = Some(scenarios::bft::run(&plan).await?);
+        save_results(&results)?;
+    }
+    if all || args.scenario == Scenario::Liveness {
+        results.liveness = Some(scenarios::bft::liveness(&plan).await?);
         save_results(&results)?;
     }
     if all || args.scenario == Scenario::Watch {

@@ -6,6 +6,7 @@ use std::{fmt::Write, path::Path};
 use crate::{
     Results,
     plot::{self, Series},
+    scenarios::bft::Down,
 };
 
 /// A goal from the benchmark issue, and whether a figure meets it.
@@ -58,7 +59,7 @@ pub(crate) fn write(results: &Results, docs: &Path) -> anyhow::Result<()> {
     }
     writeln!(
         md,
-        "```sh\nscripts/bench.sh all                  # every scenario, about 50 minutes on two cores\nscripts/bench.sh throughput           # one scenario: engine-round, block-rate, throughput,\n                                      # member-replay, failover, bft, watch\nscripts/bench.sh all --repeats 5 --duration 60\n```\n"
+        "```sh\nscripts/bench.sh all                  # every scenario, about 50 minutes on two cores\nscripts/bench.sh throughput           # one scenario: engine-round, block-rate, throughput,\n                                      # member-replay, failover, bft, liveness, watch\nscripts/bench.sh all --repeats 5 --duration 60\n```\n"
     )?;
 
     if let Some(r) = &results.engine_round {
@@ -448,6 +449,61 @@ pub(crate) fn write(results: &Results, docs: &Path) -> anyhow::Result<()> {
                     met: share >= 0.8,
                 });
             }
+        }
+    }
+
+    if let Some(l) = &results.liveness {
+        writeln!(body, "## BFT: one validator down\n")?;
+        writeln!(
+            body,
+            "The BFT scenario's network at the project's defaults, under the steady 100 transfers a \
+             second (sent to the live validators' Geths only), with the last of the four validators \
+             out for the whole run: its CometBFT and app killed with SIGKILL, or its Geth stopped \
+             with SIGSTOP (its app and CometBFT run on, but can neither build nor check a block). \
+             Every fourth round or so is then the missing validator's to propose: the others wait \
+             `timeout_propose` for its proposal, vote nil, and the next round's proposer makes the \
+             block. Blocks a second over the measured window; extra rounds per block as the first \
+             validator's app counts them (`bft_round_changes_total`).\n"
+        )?;
+        writeln!(body, "| validator out | `timeout_propose` | blocks/s | extra rounds per block |\n|---|---|---|---|")?;
+        for run in &l.runs {
+            let down = match run.down {
+                Down::None => "none",
+                Down::Killed => "killed",
+                Down::GethHung => "its Geth hung",
+            };
+            writeln!(
+                body,
+                "| {down} | {} | {} | {} |",
+                run.timeout_propose,
+                run.blocks_per_s.show(2),
+                run.extra_rounds_per_block.show(2)
+            )?;
+        }
+        writeln!(body)?;
+        let derived = |down: Down| l.runs.iter().rev().find(|run| run.down == down);
+        for (down, figure) in [
+            (Down::Killed, "blocks/s at a 1 s target, one of four validators killed"),
+            (Down::GethHung, "blocks/s at a 1 s target, one of four validators' Geth hung"),
+        ] {
+            if let Some(run) = derived(down) {
+                goals.push(Goal {
+                    scenario: "BFT",
+                    figure,
+                    goal: "≥ 0.75",
+                    result: format!("{} (timeout_propose {})", run.blocks_per_s.show(2), run.timeout_propose),
+                    met: run.blocks_per_s.median >= 0.75,
+                });
+            }
+        }
+        if let Some(run) = derived(Down::None) {
+            goals.push(Goal {
+                scenario: "BFT",
+                figure: "extra rounds per block, all validators up",
+                goal: "≤ 0.01",
+                result: format!("{} (timeout_propose {})", run.extra_rounds_per_block.show(3), run.timeout_propose),
+                met: run.extra_rounds_per_block.median <= 0.01,
+            });
         }
     }
 

@@ -116,6 +116,77 @@ fn unmeasured() -> Summary {
     Summary::of(&[0.0])
 }
 
+/// A validator kept out of the network for a whole liveness run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Down {
+    /// All four validators up.
+    None,
+    /// The last validator's CometBFT and app SIGKILLed as the warm-up starts.
+    Killed,
+    /// The last validator's Geth stopped (SIGSTOP) as the warm-up starts: its app and
+    /// CometBFT run on, but it cannot build or check a block.
+    GethHung,
+}
+
+/// Blocks a second with the project's defaults, with every validator up or one down, under
+/// the steady load.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct LivenessRun {
+    /// Which validator was out, and how.
+    pub(crate) down: Down,
+    /// CometBFT's `timeout_propose`.
+    pub(crate) timeout_propose: String,
+    /// Blocks a second over the measured window.
+    pub(crate) blocks_per_s: Summary,
+    /// Rounds beyond the first, per block (the first validator's app counts them).
+    pub(crate) extra_rounds_per_block: Summary,
+}
+
+/// What the liveness scenario found.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Liveness {
+    /// One run per case.
+    pub(crate) runs: Vec<LivenessRun>,
+}
+
+/// The liveness cases: all up; one validator killed, with CometBFT's default
+/// `timeout_propose` (3 s) and with the derived one; one validator's Geth hung.
+fn liveness_cases() -> [(Down, CometTimeouts); 4] {
+    let derived = SETTINGS[DEFAULTS].timeouts();
+    let cometbft_propose = CometTimeouts { timeout_propose: "3s".to_owned(), ..derived.clone() };
+    [
+        (Down::None, derived.clone()),
+        (Down::Killed, cometbft_propose),
+        (Down::Killed, derived.clone()),
+        (Down::GethHung, derived),
+    ]
+}
+
+/// Runs the liveness scenario: the project's defaults under the steady load.
+pub(crate) async fn liveness(plan: &Plan) -> anyhow::Result<Liveness> {
+    let accounts = Accounts::new(load::ACCOUNTS)?;
+    let genesis = load::bench_genesis(&accounts)?;
+    let setting = &SETTINGS[DEFAULTS];
+    let mut runs = Vec::new();
+    for (down, timeouts) in liveness_cases() {
+        let (mut rates, mut extra) = (Vec::new(), Vec::new());
+        for repeat in 0..plan.repeats {
+            tracing::info!(?down, timeout_propose = %timeouts.timeout_propose, repeat, "bft liveness");
+            let measured = one_repeat(plan, &accounts, &genesis.path, setting, &timeouts, Some(100.0), down).await?;
+            let blocks = measured.intervals.len() as f64 + 1.0;
+            rates.push(blocks / plan.duration.as_secs_f64());
+            extra.push(measured.extra_rounds as f64 / blocks);
+        }
+        runs.push(LivenessRun {
+            down,
+            timeout_propose: timeouts.timeout_propose,
+            blocks_per_s: Summary::of(&rates),
+            extra_rounds_per_block: Summary::of(&extra),
+        });
+    }
+    Ok(Liveness { runs })
+}
+
 /// Runs the scenario.
 pub(crate) async fn run(plan: &Plan) -> anyhow::Result<Bft> {
     let accounts = Accounts::new(load::ACCOUNTS)?;
@@ -127,9 +198,10 @@ pub(crate) async fn run(plan: &Plan) -> anyhow::Result<Bft> {
         let (mut ahead_used, mut ahead_dropped, mut cpu) = (0, 0, Vec::new());
         for repeat in 0..plan.repeats {
             tracing::info!(?setting, repeat, "bft: steady load");
-            let steady = one_repeat(plan, &accounts, &genesis.path, setting, Some(100.0)).await?;
+            let steady =
+                one_repeat(plan, &accounts, &genesis.path, setting, &timeouts, Some(100.0), Down::None).await?;
             tracing::info!(?setting, repeat, "bft: saturated");
-            let flood = one_repeat(plan, &accounts, &genesis.path, setting, None).await?;
+            let flood = one_repeat(plan, &accounts, &genesis.path, setting, &timeouts, None, Down::None).await?;
             tracing::info!(steady = percentile(&steady.intervals, 50.0), tps = flood.tps, "bft done");
             intervals.push(percentile(&steady.intervals, 50.0));
             saturated.push(percentile(&flood.intervals, 50.0));
@@ -171,6 +243,9 @@ struct Measured {
     ahead: (u64, u64),
     /// Each group of processes' share of all cores over the measured window.
     cpu: Vec<(String, f64)>,
+    /// Rounds beyond the first over the measured window, as the first validator's app
+    /// counted them.
+    extra_rounds: u64,
 }
 
 async fn one_repeat(
@@ -178,12 +253,14 @@ async fn one_repeat(
     accounts: &Accounts,
     genesis: &std::path::Path,
     setting: &Setting,
+    timeouts: &CometTimeouts,
     rate: Option<f64>,
+    down: Down,
 ) -> anyhow::Result<Measured> {
     let options = GethOptions { genesis: Some(genesis.to_owned()), ..Default::default() };
     let validators = setting.validators;
     let geths = Geth::start_peered_group_with(validators, &options).await?;
-    let mut comet = CometNet::init(validators, &setting.timeouts())?;
+    let mut comet = CometNet::init(validators, timeouts)?;
     let dir = tempfile::tempdir()?;
     let mut apps: Vec<Service> = Vec::new();
     let mut health = Vec::new();
@@ -207,9 +284,19 @@ async fn one_repeat(
         comet.start(i)?;
     }
     let tracker = Tracker::start(&geths[0].http_url()).await?;
+    let last = validators - 1;
+    match down {
+        Down::None => {}
+        Down::Killed => {
+            comet.process(last).kill();
+            apps[last].kill();
+        }
+        Down::GethHung => geths[last].signal(libc::SIGSTOP),
+    }
     let seconds = (plan.warmup + plan.duration).as_secs_f64() + 10.0;
     let transfers = load::presign(accounts, 0, (seconds * 3_000.0 / accounts.len() as f64).ceil() as u64);
-    let urls = geths.iter().map(Geth::http_url).collect();
+    let live = if down == Down::None { validators } else { last };
+    let urls = geths[..live].iter().map(Geth::http_url).collect();
     let load = Load::start(urls, transfers, tracker.included.clone(), rate);
     tokio::time::sleep(plan.warmup).await;
     let groups: Vec<(&str, Vec<u32>)> = vec![
@@ -220,9 +307,11 @@ async fn one_repeat(
     ];
     let spent = |pids: &[u32]| pids.iter().filter_map(|pid| procs::cpu_seconds(*pid)).sum::<f64>();
     let before: Vec<f64> = groups.iter().map(|(_, pids)| spent(pids)).collect();
+    let rounds_before = metric(&health[0], "bft_round_changes_total").await;
     let from = tracker.now();
     tokio::time::sleep(plan.duration).await;
     let to = tracker.now();
+    let extra_rounds = metric(&health[0], "bft_round_changes_total").await.saturating_sub(rounds_before);
     let cores = std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64);
     let cpu = groups
         .iter()
@@ -245,7 +334,10 @@ async fn one_repeat(
     for i in 0..validators {
         comet.process(i).kill();
     }
-    Ok(Measured { intervals, block_txs, tps: load::throughput(&blocks, from, to), memory, ahead, cpu })
+    if down == Down::GethHung {
+        geths[last].signal(libc::SIGCONT);
+    }
+    Ok(Measured { intervals, block_txs, tps: load::throughput(&blocks, from, to), memory, ahead, cpu, extra_rounds })
 }
 
 /// A counter from an app's `/metrics` at `addr` (0 if it cannot be read).

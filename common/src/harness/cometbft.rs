@@ -239,26 +239,43 @@ pub const ROUND_ESTIMATE: Duration = Duration::from_millis(250);
 /// a wait, about 40% of the round at one-second blocks (see the benchmarks).
 pub const FLUSH_THROTTLE: &str = "10ms";
 
+/// The app's default build deadline (`--build-time-ms`): how long a proposer takes to
+/// answer PrepareProposal when no block was built ahead.
+pub const BUILD_TIME: Duration = Duration::from_millis(200);
+
 /// The CometBFT timeouts the project writes into each validator's `config.toml`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CometTimeouts {
     /// `[consensus] timeout_commit`: the wait after a commit before the next height.
     pub timeout_commit: String,
+    /// `[consensus] timeout_propose`: how long validators wait for a round's proposal
+    /// before they vote nil and the round moves on to the next proposer.
+    pub timeout_propose: String,
     /// `[p2p] flush_throttle_timeout`.
     pub flush_throttle: String,
 }
 
 impl CometTimeouts {
     /// The timeouts for a block every `block_time`: the commit wait is the block time less
-    /// [`ROUND_ESTIMATE`], and connections flush every [`FLUSH_THROTTLE`].
+    /// [`ROUND_ESTIMATE`]; connections flush every [`FLUSH_THROTTLE`]; and a proposal is
+    /// waited for half the block time, so a dead proposer costs half a block. But at least
+    /// a round more than a live proposer needs to answer PrepareProposal: the build
+    /// deadline ([`BUILD_TIME`]), or its hold for the clock, which keeps the EL chain at a
+    /// block a second at most and so lasts up to a second less the commit wait.
     pub fn for_block_time(block_time: Duration) -> Self {
         let commit = block_time.saturating_sub(ROUND_ESTIMATE);
-        Self { timeout_commit: format!("{}ms", commit.as_millis()), flush_throttle: FLUSH_THROTTLE.to_owned() }
+        let hold = Duration::from_secs(1).saturating_sub(commit);
+        let propose = (block_time / 2).max(BUILD_TIME.max(hold) + ROUND_ESTIMATE);
+        Self {
+            timeout_commit: format!("{}ms", commit.as_millis()),
+            timeout_propose: format!("{}ms", propose.as_millis()),
+            flush_throttle: FLUSH_THROTTLE.to_owned(),
+        }
     }
 
     /// CometBFT's own defaults, for comparison.
     pub fn cometbft_defaults() -> Self {
-        Self { timeout_commit: "1s".to_owned(), flush_throttle: "100ms".to_owned() }
+        Self { timeout_commit: "1s".to_owned(), timeout_propose: "3s".to_owned(), flush_throttle: "100ms".to_owned() }
     }
 }
 // ANCHOR_END: timeouts
@@ -272,7 +289,7 @@ fn configure(
     timeouts: &CometTimeouts,
     pex: bool,
 ) -> anyhow::Result<()> {
-    let (timeout_commit, flush_throttle) = (&timeouts.timeout_commit, &timeouts.flush_throttle);
+    let CometTimeouts { timeout_commit, timeout_propose, flush_throttle } = timeouts;
     let text = std::fs::read_to_string(path)?;
     let text = set(&text, "", "proxy_app", &format!("\"tcp://127.0.0.1:{abci}\""))?;
     let text = set(&text, "rpc", "laddr", &format!("\"tcp://127.0.0.1:{rpc}\""))?;
@@ -280,6 +297,7 @@ fn configure(
     let text = set(&text, "p2p", "persistent_peers", &format!("\"{peers}\""))?;
     let text = set(&text, "p2p", "pex", if pex { "true" } else { "false" })?;
     let text = set(&text, "consensus", "timeout_commit", &format!("\"{timeout_commit}\""))?;
+    let text = set(&text, "consensus", "timeout_propose", &format!("\"{timeout_propose}\""))?;
     let text = set(&text, "p2p", "flush_throttle_timeout", &format!("\"{flush_throttle}\""))?;
     std::fs::write(path, text)?;
     Ok(())
@@ -313,11 +331,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_commit_wait_is_the_block_time_less_a_round() {
+    fn the_commit_wait_is_the_block_time_less_a_round_and_a_proposal_is_waited_for_half_a_block() {
         let second = CometTimeouts::for_block_time(Duration::from_secs(1));
         assert_eq!(second.timeout_commit, "750ms");
+        assert_eq!(second.timeout_propose, "500ms");
         assert_eq!(second.flush_throttle, FLUSH_THROTTLE);
-        assert_eq!(CometTimeouts::for_block_time(Duration::from_millis(100)).timeout_commit, "0ms");
+        // Rounds faster than a second: the proposer may hold its block for the clock.
+        let short = CometTimeouts::for_block_time(Duration::from_millis(750));
+        assert_eq!((short.timeout_commit.as_str(), short.timeout_propose.as_str()), ("500ms", "750ms"));
+        let shortest = CometTimeouts::for_block_time(Duration::from_millis(100));
+        assert_eq!((shortest.timeout_commit.as_str(), shortest.timeout_propose.as_str()), ("0ms", "1250ms"));
+        // Long blocks: the build deadline and a round, or half a block.
+        assert_eq!(CometTimeouts::for_block_time(Duration::from_millis(1200)).timeout_propose, "600ms");
+        assert_eq!(CometTimeouts::for_block_time(Duration::from_secs(4)).timeout_propose, "2000ms");
     }
 
     #[test]

@@ -206,13 +206,18 @@ fn bft_sh_and_compose_derive_cometbfts_timeouts_as_the_harness_does() {
         let output = std::process::Command::new("bash")
             .args(["scripts/bft.sh", "timeouts"])
             .env("BLOCK_TIME_MS", ms.to_string())
+            .env_remove("BUILD_TIME_MS")
             .current_dir(&root)
             .output()
             .expect("bft.sh runs");
         let ours = CometTimeouts::for_block_time(std::time::Duration::from_millis(ms));
-        let expected = format!("timeout_commit={} flush_throttle_timeout={}", ours.timeout_commit, ours.flush_throttle);
+        let expected = format!(
+            "timeout_commit={} timeout_propose={} flush_throttle_timeout={}",
+            ours.timeout_commit, ours.timeout_propose, ours.flush_throttle
+        );
         assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), expected, "BLOCK_TIME_MS={ms}");
     }
     let compose = std::fs::read_to_string(root.join("docker-compose.yml")).expect("compose");
     assert!(compose.contains("BLOCK_TIME_MS: ${BLOCK_TIME_MS:-1000}"), "the bft profile passes the block time on");
+    assert!(compose.contains("BUILD_TIME_MS: ${BUILD_TIME_MS:-200}"), "and the build deadline");
 }
