@@ -52,6 +52,7 @@ timeouts() {
     local block="${BLOCK_TIME_MS:-1000}" build="${BUILD_TIME_MS:-200}"
     [[ "$block" =~ ^[0-9]+$ ]] || { say "BLOCK_TIME_MS must be a number of milliseconds, not '$block'"; exit 2; }
     [[ "$build" =~ ^[0-9]+$ ]] || { say "BUILD_TIME_MS must be a number of milliseconds, not '$build'"; exit 2; }
+    block=$((10#$block)) build=$((10#$build))
     local commit=$((block > ROUND_ESTIMATE_MS ? block - ROUND_ESTIMATE_MS : 0))
     local hold=$((commit < 1000 ? 1000 - commit : 0))
     local propose=$((block / 2)) floor=$(((build > hold ? build : hold) + ROUND_ESTIMATE_MS))

@@ -146,7 +146,7 @@ impl<'f> Sequencer<'f> {
         // The write-ahead rule: the block is stored before anything makes it head. From
         // here on the block is finished even if asked to stop, so the store and Geth
         // agree when we exit.
-        // The store is shared: only a VALID block is stored, under a lease checked again.
+        // Unlike Part 2's, the store is shared: only a VALID block goes in, under a lease checked again.
         if let Verdict::Invalid(reason) = round::execute(&self.engine, &block).await? {
             return Ok(Outcome::Invalid(reason));
         }
@@ -166,6 +166,7 @@ impl<'f> Sequencer<'f> {
     /// least every second (a clock stepped meanwhile moves the plan). `None` on shutdown.
     /// Also `None` once the lease is gone (a clock stepped back must not keep us asleep).
     async fn plan(&self, cancel: &CancellationToken) -> Option<slot::Slot> {
+        // (No `--skip-empty` here, so no earliest timestamp beyond the parent's next second.)
         let (parent, earliest, schedule) = (self.follower.head().timestamp, 0, self.config.block.schedule());
         let mut slot = slot::next_slot(parent, earliest, unix_time(), &schedule);
         let due = |now| {

@@ -61,9 +61,11 @@ pub const fn timestamp(parent: u64, block_time_secs: i64) -> u64 {
 }
 // ANCHOR_END: timestamp
 
-/// The longest a proposer holds its proposal for the wall clock: well within CometBFT's
-/// `timeout_propose` (3 s), so a chain whose timestamps ran ahead still gets a proposal
-/// every round, and comes back to the clock by up to this much a block.
+/// The longest a proposer holds its proposal for the wall clock: a chain whose timestamps
+/// ran ahead comes back to the clock by up to this much a block. The `timeout_propose` the
+/// project derives leaves room for the hold a chain at a block a second needs (up to a
+/// second less `timeout_commit`); a longer hold costs a nil round, and the next round's
+/// proposer, later by then, holds less.
 pub const MAX_HOLD: Duration = Duration::from_secs(1);
 
 // ANCHOR: hold

@@ -3,6 +3,8 @@
 
 use std::{fmt::Write, path::Path};
 
+use common::harness::CometTimeouts;
+
 use crate::{
     Results,
     plot::{self, Series},
@@ -481,7 +483,9 @@ pub(crate) fn write(results: &Results, docs: &Path) -> anyhow::Result<()> {
             )?;
         }
         writeln!(body)?;
-        let derived = |down: Down| l.runs.iter().rev().find(|run| run.down == down);
+        let cometbft_default = CometTimeouts::cometbft_defaults().timeout_propose;
+        let derived =
+            |down: Down| l.runs.iter().find(|run| run.down == down && run.timeout_propose != cometbft_default);
         for (down, figure) in [
             (Down::Killed, "blocks/s at a 1 s target, one of four validators killed"),
             (Down::GethHung, "blocks/s at a 1 s target, one of four validators' Geth hung"),

@@ -153,7 +153,8 @@ pub(crate) struct Liveness {
 /// `timeout_propose` (3 s) and with the derived one; one validator's Geth hung.
 fn liveness_cases() -> [(Down, CometTimeouts); 4] {
     let derived = SETTINGS[DEFAULTS].timeouts();
-    let cometbft_propose = CometTimeouts { timeout_propose: "3s".to_owned(), ..derived.clone() };
+    let cometbft_propose =
+        CometTimeouts { timeout_propose: CometTimeouts::cometbft_defaults().timeout_propose, ..derived.clone() };
     [
         (Down::None, derived.clone()),
         (Down::Killed, cometbft_propose),
@@ -173,9 +174,9 @@ pub(crate) async fn liveness(plan: &Plan) -> anyhow::Result<Liveness> {
         for repeat in 0..plan.repeats {
             tracing::info!(?down, timeout_propose = %timeouts.timeout_propose, repeat, "bft liveness");
             let measured = one_repeat(plan, &accounts, &genesis.path, setting, &timeouts, Some(100.0), down).await?;
-            let blocks = measured.intervals.len() as f64 + 1.0;
+            let blocks = measured.block_txs.len() as f64;
             rates.push(blocks / plan.duration.as_secs_f64());
-            extra.push(measured.extra_rounds as f64 / blocks);
+            extra.push(measured.extra_rounds as f64 / blocks.max(1.0));
         }
         runs.push(LivenessRun {
             down,

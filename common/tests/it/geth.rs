@@ -202,7 +202,7 @@ async fn peered_geths_gossip_transactions() {
 fn bft_sh_and_compose_derive_cometbfts_timeouts_as_the_harness_does() {
     use common::harness::CometTimeouts;
     let root = common::harness::workspace_root();
-    for ms in [1000_u64, 750, 2000, 100] {
+    for ms in [1000_u64, 750, 2000, 100, 999, 1, 1200, 4000] {
         let output = std::process::Command::new("bash")
             .args(["scripts/bft.sh", "timeouts"])
             .env("BLOCK_TIME_MS", ms.to_string())
