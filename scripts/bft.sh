@@ -45,8 +45,9 @@ port_taken() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 # with blocks built ahead); connections flush every 10 ms (CometBFT's 100 ms default suits
 # links across the world); and a proposal is waited for half the block time, but at least a
 # round more than the apps' build deadline (BUILD_TIME_MS, which they read too; default
-# 200) or a proposer's hold for the clock (up to a second less the commit wait). The Part 4
-# chapter explains all three.
+# 200) or a proposer's hold for the clock (up to a second less the commit wait); a round
+# that decided nothing waits half a round for its last precommits. The Part 4 chapter
+# explains them all.
 ROUND_ESTIMATE_MS=250
 timeouts() {
     local block="${BLOCK_TIME_MS:-1000}" build="${BUILD_TIME_MS:-200}"
@@ -57,7 +58,7 @@ timeouts() {
     local hold=$((commit < 1000 ? 1000 - commit : 0))
     local propose=$((block / 2)) floor=$(((build > hold ? build : hold) + ROUND_ESTIMATE_MS))
     ((propose >= floor)) || propose=$floor
-    echo "timeout_commit=${commit}ms timeout_propose=${propose}ms flush_throttle_timeout=10ms"
+    echo "timeout_commit=${commit}ms timeout_propose=${propose}ms timeout_precommit=$((ROUND_ESTIMATE_MS / 2))ms flush_throttle_timeout=10ms"
 }
 
 # cometbft testnet, then each node's ports moved to its own (see the table above), and the
@@ -65,10 +66,11 @@ timeouts() {
 init() {
     local n="$1"
     [[ -d "$DIR/node0/cometbft/config" ]] && return
-    local derived commit propose flush
+    local derived commit propose precommit flush
     derived="$(timeouts)"
     commit="${derived#timeout_commit=}"; commit="${commit%% *}"
     propose="${derived#*timeout_propose=}"; propose="${propose%% *}"
+    precommit="${derived#*timeout_precommit=}"; precommit="${precommit%% *}"
     flush="${derived##*flush_throttle_timeout=}"
     mkdir -p "$DIR"
     "$COMETBFT" testnet --v "$n" --o "$DIR/testnet" --populate-persistent-peers=false > /dev/null
@@ -89,6 +91,7 @@ init() {
             -e "s|^persistent_peers = .*|persistent_peers = \"$(IFS=,; echo "${others[*]}")\"|" \
             -e "s|^timeout_commit = .*|timeout_commit = \"$commit\"|" \
             -e "s|^timeout_propose = .*|timeout_propose = \"$propose\"|" \
+            -e "s|^timeout_precommit = .*|timeout_precommit = \"$precommit\"|" \
             -e "s|^flush_throttle_timeout = .*|flush_throttle_timeout = \"$flush\"|" \
             -e "s|^prometheus = .*|prometheus = true|" \
             -e "s|^prometheus_listen_addr = .*|prometheus_listen_addr = \"127.0.0.1:$((26660 + 10 * i))\"|" \

@@ -462,12 +462,16 @@ pub(crate) fn write(results: &Results, docs: &Path) -> anyhow::Result<()> {
              second (sent to the live validators' Geths only), with the last of the four validators \
              out for the whole run: its CometBFT and app killed with SIGKILL, or its Geth stopped \
              with SIGSTOP (its app and CometBFT run on, but can neither build nor check a block). \
-             Every fourth round or so is then the missing validator's to propose: the others wait \
-             `timeout_propose` for its proposal, vote nil, and the next round's proposer makes the \
-             block. Blocks a second over the measured window; extra rounds per block as the first \
+             Every fourth height or so it is the missing validator's turn to propose: the others \
+             wait `timeout_propose` for its proposal, vote nil, wait `timeout_precommit` for the \
+             last precommits (the dead validator's never come), and the next round's proposer \
+             makes the block. Blocks a second over the measured window; extra rounds per block as the first \
              validator's app counts them (`bft_round_changes_total`).\n"
         )?;
-        writeln!(body, "| validator out | `timeout_propose` | blocks/s | extra rounds per block |\n|---|---|---|---|")?;
+        writeln!(
+            body,
+            "| validator out | `timeout_propose` | `timeout_precommit` | blocks/s | extra rounds per block |\n|---|---|---|---|---|"
+        )?;
         for run in &l.runs {
             let down = match run.down {
                 Down::None => "none",
@@ -476,8 +480,9 @@ pub(crate) fn write(results: &Results, docs: &Path) -> anyhow::Result<()> {
             };
             writeln!(
                 body,
-                "| {down} | {} | {} | {} |",
+                "| {down} | {} | {} | {} | {} |",
                 run.timeout_propose,
+                run.timeout_precommit,
                 run.blocks_per_s.show(2),
                 run.extra_rounds_per_block.show(2)
             )?;

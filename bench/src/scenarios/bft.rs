@@ -136,6 +136,9 @@ pub(crate) struct LivenessRun {
     pub(crate) down: Down,
     /// CometBFT's `timeout_propose`.
     pub(crate) timeout_propose: String,
+    /// CometBFT's `timeout_precommit`.
+    #[serde(default)]
+    pub(crate) timeout_precommit: String,
     /// Blocks a second over the measured window.
     pub(crate) blocks_per_s: Summary,
     /// Rounds beyond the first, per block (the first validator's app counts them).
@@ -149,15 +152,20 @@ pub(crate) struct Liveness {
     pub(crate) runs: Vec<LivenessRun>,
 }
 
-/// The liveness cases: all up; one validator killed, with CometBFT's default
-/// `timeout_propose` (3 s) and with the derived one; one validator's Geth hung.
+/// The liveness cases: all up; one validator killed, with CometBFT's own `timeout_propose`
+/// and `timeout_precommit` (3 s and 1 s) and with the derived ones; one validator's Geth
+/// hung.
 fn liveness_cases() -> [(Down, CometTimeouts); 4] {
     let derived = SETTINGS[DEFAULTS].timeouts();
-    let cometbft_propose =
-        CometTimeouts { timeout_propose: CometTimeouts::cometbft_defaults().timeout_propose, ..derived.clone() };
+    let cometbft = CometTimeouts::cometbft_defaults();
+    let cometbft_waits = CometTimeouts {
+        timeout_propose: cometbft.timeout_propose,
+        timeout_precommit: cometbft.timeout_precommit,
+        ..derived.clone()
+    };
     [
         (Down::None, derived.clone()),
-        (Down::Killed, cometbft_propose),
+        (Down::Killed, cometbft_waits),
         (Down::Killed, derived.clone()),
         (Down::GethHung, derived),
     ]
@@ -181,6 +189,7 @@ pub(crate) async fn liveness(plan: &Plan) -> anyhow::Result<Liveness> {
         runs.push(LivenessRun {
             down,
             timeout_propose: timeouts.timeout_propose,
+            timeout_precommit: timeouts.timeout_precommit,
             blocks_per_s: Summary::of(&rates),
             extra_rounds_per_block: Summary::of(&extra),
         });

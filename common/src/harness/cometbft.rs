@@ -251,6 +251,10 @@ pub struct CometTimeouts {
     /// `[consensus] timeout_propose`: how long validators wait for a round's proposal
     /// before they vote nil and the round moves on to the next proposer.
     pub timeout_propose: String,
+    /// `[consensus] timeout_precommit`: how long validators wait for the last precommits
+    /// once two thirds are in without deciding a block (two thirds for nil, say) before
+    /// the next round.
+    pub timeout_precommit: String,
     /// `[p2p] flush_throttle_timeout`.
     pub flush_throttle: String,
 }
@@ -261,7 +265,9 @@ impl CometTimeouts {
     /// waited for half the block time, so a dead proposer costs half a block. But at least
     /// a round more than a live proposer needs to answer PrepareProposal: the build
     /// deadline ([`BUILD_TIME`]), or its hold for the clock, which keeps the EL chain at a
-    /// block a second at most and so lasts up to a second less the commit wait.
+    /// block a second at most and so lasts up to a second less the commit wait. A round
+    /// that decided nothing waits half a round for its last precommits: they are a gossip
+    /// step away, and a dead validator's never come.
     pub fn for_block_time(block_time: Duration) -> Self {
         let commit = block_time.saturating_sub(ROUND_ESTIMATE);
         let hold = Duration::from_secs(1).saturating_sub(commit);
@@ -269,13 +275,19 @@ impl CometTimeouts {
         Self {
             timeout_commit: format!("{}ms", commit.as_millis()),
             timeout_propose: format!("{}ms", propose.as_millis()),
+            timeout_precommit: format!("{}ms", (ROUND_ESTIMATE / 2).as_millis()),
             flush_throttle: FLUSH_THROTTLE.to_owned(),
         }
     }
 
     /// CometBFT's own defaults, for comparison.
     pub fn cometbft_defaults() -> Self {
-        Self { timeout_commit: "1s".to_owned(), timeout_propose: "3s".to_owned(), flush_throttle: "100ms".to_owned() }
+        Self {
+            timeout_commit: "1s".to_owned(),
+            timeout_propose: "3s".to_owned(),
+            timeout_precommit: "1s".to_owned(),
+            flush_throttle: "100ms".to_owned(),
+        }
     }
 }
 // ANCHOR_END: timeouts
@@ -289,7 +301,7 @@ fn configure(
     timeouts: &CometTimeouts,
     pex: bool,
 ) -> anyhow::Result<()> {
-    let CometTimeouts { timeout_commit, timeout_propose, flush_throttle } = timeouts;
+    let CometTimeouts { timeout_commit, timeout_propose, timeout_precommit, flush_throttle } = timeouts;
     let text = std::fs::read_to_string(path)?;
     let text = set(&text, "", "proxy_app", &format!("\"tcp://127.0.0.1:{abci}\""))?;
     let text = set(&text, "rpc", "laddr", &format!("\"tcp://127.0.0.1:{rpc}\""))?;
@@ -298,6 +310,7 @@ fn configure(
     let text = set(&text, "p2p", "pex", if pex { "true" } else { "false" })?;
     let text = set(&text, "consensus", "timeout_commit", &format!("\"{timeout_commit}\""))?;
     let text = set(&text, "consensus", "timeout_propose", &format!("\"{timeout_propose}\""))?;
+    let text = set(&text, "consensus", "timeout_precommit", &format!("\"{timeout_precommit}\""))?;
     let text = set(&text, "p2p", "flush_throttle_timeout", &format!("\"{flush_throttle}\""))?;
     std::fs::write(path, text)?;
     Ok(())
@@ -335,6 +348,7 @@ mod tests {
         let second = CometTimeouts::for_block_time(Duration::from_secs(1));
         assert_eq!(second.timeout_commit, "750ms");
         assert_eq!(second.timeout_propose, "500ms");
+        assert_eq!(second.timeout_precommit, "125ms");
         assert_eq!(second.flush_throttle, FLUSH_THROTTLE);
         // Rounds faster than a second: the proposer may hold its block for the clock.
         let short = CometTimeouts::for_block_time(Duration::from_millis(750));

@@ -212,8 +212,8 @@ fn bft_sh_and_compose_derive_cometbfts_timeouts_as_the_harness_does() {
             .expect("bft.sh runs");
         let ours = CometTimeouts::for_block_time(std::time::Duration::from_millis(ms));
         let expected = format!(
-            "timeout_commit={} timeout_propose={} flush_throttle_timeout={}",
-            ours.timeout_commit, ours.timeout_propose, ours.flush_throttle
+            "timeout_commit={} timeout_propose={} timeout_precommit={} flush_throttle_timeout={}",
+            ours.timeout_commit, ours.timeout_propose, ours.timeout_precommit, ours.flush_throttle
         );
         assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), expected, "BLOCK_TIME_MS={ms}");
     }
