@@ -72,8 +72,9 @@ mutants() { # mode scope
     fresh_copy "$MUTANTS_COPY"
     seed_target "$MUTANTS_TARGET"
     # A mutant is caught at its first failing test (TEST_FAIL_FAST, see the harness's
-    # process.rs): the rest of the suite would only wait out its timeouts. Tests ended that
-    # way leave their temporary directories behind; they go to a directory of their own.
+    # process.rs): the rest of the suite would only wait out its timeouts. The harness removes
+    # its servers' temporary directories as it ends the binary; whatever else a test made
+    # goes to a directory of its own, removed after the run.
     rm -rf "$MUTANTS_TMP" && mkdir -p "$MUTANTS_TMP"
     # shellcheck disable=SC2086
     TEST_FAIL_FAST=1 TMPDIR="$MUTANTS_TMP" CARGO_TARGET_DIR="$MUTANTS_TARGET" \

@@ -58,7 +58,7 @@ impl Testnet {
     /// Runs `cometbft testnet` for `n` validators into a temp dir, and picks their ports.
     fn write(n: usize) -> anyhow::Result<Self> {
         let binary = cometbft_binary()?;
-        let dir = tempfile::Builder::new().prefix("cometbft-test-").tempdir().context("cannot make a temp dir")?;
+        let dir = super::process::temp_dir("cometbft-test-")?;
         let output = Command::new(&binary)
             .args(["testnet", "--v", &n.to_string(), "--populate-persistent-peers=false", "--o"])
             .arg(dir.path())

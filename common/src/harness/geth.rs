@@ -192,7 +192,7 @@ impl Geth {
     /// Starts a Geth that holds a share of `slots`, peerable on `p2p_port` if given.
     async fn launch(slots: Slots, p2p_port: Option<u16>, options: GethOptions) -> anyhow::Result<Self> {
         let binary = geth_binary()?;
-        let dir = tempfile::Builder::new().prefix("geth-test-").tempdir().context("cannot make a temp datadir")?;
+        let dir = super::process::temp_dir("geth-test-")?;
         let genesis = options.genesis.clone().unwrap_or_else(genesis_path);
         run_init(&binary, dir.path(), &genesis)?;
         let jwt = JwtSecret::new(rand_bytes());

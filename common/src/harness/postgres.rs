@@ -52,7 +52,7 @@ impl Postgres {
     /// Initialises a fresh cluster and starts it; returns once it accepts connections.
     pub async fn start() -> anyhow::Result<Self> {
         let bin = postgres_bin_dir()?;
-        let dir = tempfile::Builder::new().prefix("postgres-test-").tempdir().context("cannot make a temp dir")?;
+        let dir = super::process::temp_dir("postgres-test-")?;
         let data = dir.path().join("data");
         std::fs::create_dir(&data)?;
         if let Some(user) = run_as() {

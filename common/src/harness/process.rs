@@ -257,12 +257,26 @@ pub(crate) fn die_with_parent(command: &mut Command) {
     }
 }
 
+/// The temporary directories of the servers this test binary started, for the fail-fast
+/// exit to remove ([`fail_fast_if_asked`]).
+static TEMP_DIRS: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+/// A temporary directory named `prefix…` for a server's data and logs, removed when
+/// dropped, or by the fail-fast exit.
+pub(crate) fn temp_dir(prefix: &str) -> anyhow::Result<tempfile::TempDir> {
+    let dir = tempfile::Builder::new().prefix(prefix).tempdir().context("cannot make a temp dir")?;
+    TEMP_DIRS.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(dir.path().to_owned());
+    Ok(dir)
+}
+
 /// With `TEST_FAIL_FAST=1` in the environment, the first test that fails ends its whole
 /// test binary at once (exit code 101), instead of leaving every other test to run on to
 /// its own timeouts. Mutation testing sets it (`scripts/mutants.sh`): a mutant that stops
 /// production would otherwise make each test of a suite wait out its bound, minutes per
 /// mutant. The servers and programs the harness started die with the binary
-/// ([`die_with_parent`]); only their temporary directories stay behind.
+/// ([`die_with_parent`]), and their temporary directories are removed first: without
+/// that, a mutation run left gigabytes of Geth datadirs behind per caught mutant, and
+/// filled the disk.
 fn fail_fast_if_asked() {
     static INSTALL: std::sync::Once = std::sync::Once::new();
     INSTALL.call_once(|| {
@@ -271,6 +285,9 @@ fn fail_fast_if_asked() {
             std::panic::set_hook(Box::new(move |info| {
                 report(info);
                 eprintln!("TEST_FAIL_FAST: a test failed; ending the test binary without the other tests");
+                for dir in TEMP_DIRS.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter() {
+                    let _ = std::fs::remove_dir_all(dir);
+                }
                 std::process::exit(101);
             }));
         }

@@ -60,7 +60,7 @@ impl Prometheus {
     /// Starts Prometheus scraping `targets` every second and evaluating the project's rules,
     /// and waits until it is ready.
     pub async fn start(targets: &[ScrapeTarget]) -> anyhow::Result<Self> {
-        let dir = tempfile::Builder::new().prefix("prometheus-test-").tempdir().context("cannot make a temp dir")?;
+        let dir = super::process::temp_dir("prometheus-test-")?;
         std::fs::copy(workspace_root().join("monitoring/rules.yml"), dir.path().join("rules.yml"))
             .context("cannot copy monitoring/rules.yml")?;
         let mut config = String::from(

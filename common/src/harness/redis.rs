@@ -29,7 +29,7 @@ pub struct Redis {
 impl Redis {
     /// Starts a fresh Redis and waits until it answers PING.
     pub async fn start() -> anyhow::Result<Self> {
-        let dir = tempfile::Builder::new().prefix("redis-test-").tempdir().context("cannot make a temp dir")?;
+        let dir = super::process::temp_dir("redis-test-")?;
         let process = Service::stopped("redis", &dir.path().join("redis.log"));
         let mut redis = Self { process, dir, port: free_port()? };
         redis.spawn_and_wait().await?;

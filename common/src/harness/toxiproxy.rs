@@ -31,7 +31,7 @@ pub struct Toxiproxy {
 impl Toxiproxy {
     /// Starts a server on a free loopback port and waits for its API.
     pub async fn start() -> anyhow::Result<Self> {
-        let dir = tempfile::Builder::new().prefix("toxiproxy-test-").tempdir().context("cannot make a temp dir")?;
+        let dir = super::process::temp_dir("toxiproxy-test-")?;
         let port = free_port()?;
         let mut command = Command::new(toxiproxy_binary()?);
         command.args(["-host", "127.0.0.1", "-port", &port.to_string()]).env("LOG_LEVEL", "warn");
