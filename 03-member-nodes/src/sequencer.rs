@@ -69,8 +69,7 @@ pub struct Sequencer<'f> {
 }
 
 impl<'f> Sequencer<'f> {
-    /// A leader with the lease `term` on `follower`'s Geth. Call [`Sequencer::run`] to
-    /// start producing.
+    /// A leader on `follower`'s Geth with the lease `term`; [`Sequencer::run`] produces.
     pub fn new(
         config: &'f Config,
         follower: &'f mut Follower,
@@ -146,7 +145,6 @@ impl<'f> Sequencer<'f> {
         // The write-ahead rule: the block is stored before anything makes it head. From
         // here on the block is finished even if asked to stop, so the store and Geth
         // agree when we exit.
-        // Unlike Part 2's, the store is shared: only a VALID block goes in, under a lease checked again.
         if let Verdict::Invalid(reason) = round::execute(&self.engine, &block).await? {
             return Ok(Outcome::Invalid(reason));
         }
