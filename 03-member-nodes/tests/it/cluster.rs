@@ -3,8 +3,15 @@
 
 use std::{collections::BTreeSet, time::Duration};
 
-use common::harness::{Cast, default_fee_transfer, eventually};
+use alloy_primitives::Address;
+use alloy_rpc_types_engine::ForkchoiceState;
+use common::{
+    BlockTag, Head,
+    harness::{Cast, default_fee_transfer, eventually},
+};
+use single_node::round::Verdict;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use crate::support::{Cluster, Load, TIMEOUT, receipts, stored_grows};
 
@@ -353,6 +360,62 @@ async fn a_corrupted_row_halts_a_member_before_it_until_the_row_is_repaired() {
     cluster.head_at_least(1, height).await;
     eventually("/ready again", TIMEOUT, || async { cluster.ready(1).await.filter(|(code, _)| *code == 200) }).await;
     cluster.assert_one_chain().await;
+}
+
+/// A member whose Geth holds another block at a stored height is on another fork: it exits
+/// naming it, and never finalizes that block (nor anything else) on its Geth.
+#[tokio::test]
+async fn a_member_whose_geth_is_on_another_fork_exits_and_finalizes_nothing() {
+    let mut cluster = Cluster::start(&["leader", "member"], &[]).await;
+    cluster.head_at_least(1, 3).await;
+    cluster.process(1).kill();
+    let engine = cluster.nodes[1].geth.engine();
+    let ours = engine.head().await.expect("head");
+    let finalized = engine.block(BlockTag::Finalized).await.expect("call").expect("a finalized block");
+
+    // While the member is down, its Geth is given a block of its own at the next height
+    // (another fee recipient than any leader's), made head but not finalized; the leader
+    // stores its own block there.
+    let fork = single_node::round::build(
+        &engine,
+        &Head::from(&ours),
+        ours.timestamp + 1,
+        Address::repeat_byte(0xee),
+        Duration::from_millis(100),
+        &CancellationToken::new(),
+    )
+    .await
+    .expect("build")
+    .expect("not cancelled");
+    assert_eq!(single_node::round::execute(&engine, &fork).await.expect("execute"), Verdict::Valid);
+    let state = ForkchoiceState {
+        head_block_hash: fork.hash(),
+        safe_block_hash: finalized.hash,
+        finalized_block_hash: finalized.hash,
+    };
+    engine.forkchoice_updated_v3(state, None).await.expect("fork made head");
+    eventually("the leader to store its own block at that height", TIMEOUT, || async {
+        cluster.rows().await.into_iter().find(|row| row.0 == fork.number()).filter(|row| row.1 != fork.hash())
+    })
+    .await;
+
+    // Watched from its start until it exits: its Geth's finalized block never moves.
+    cluster.start_node(1);
+    let deadline = Instant::now() + TIMEOUT;
+    let code = loop {
+        let now = engine.block(BlockTag::Finalized).await.expect("call").expect("a finalized block");
+        assert_eq!(now.hash, finalized.hash, "the member finalized block {} on a Geth on another fork", now.number);
+        if let Some(code) = cluster.process(1).exited() {
+            break code;
+        }
+        assert!(Instant::now() < deadline, "still running:\n{}", cluster.process_output(1));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let output = cluster.process_output(1);
+    assert_ne!(code, 0, "{output}");
+    assert!(output.contains(&format!("has block {} {}", fork.number(), fork.hash())), "{output}");
+    assert!(output.contains("it is on another fork"), "{output}");
+    assert_eq!(engine.head().await.expect("head").hash, fork.hash(), "its Geth left as it was found");
 }
 
 /// Runs the binary with `env` and `args`; it must exit non-zero saying `message`. Returns
