@@ -1,20 +1,26 @@
 #!/usr/bin/env bash
 # Part 4's validator network on this machine, natively (no Docker): N validators (default
 # 4), each with its own Geth (peered with the others, for transaction gossip), its own
-# cometbft-consensus app, and its own CometBFT node, all from `cometbft testnet`.
+# cometbft-consensus app, and its own CometBFT node, all from `cometbft testnet`; and the
+# full nodes added to it, which follow the chain without voting.
 #
 #   scripts/bft.sh start [N]          start whatever is not running (builds the app); N
 #                                     validators (1 to 10, default 4) for a new network
-#   scripts/bft.sh status             each validator's height and app status
-#   scripts/bft.sh node nodeI start|stop|kill
-#                                     validator I's CometBFT and app (kill = SIGKILL, and
-#                                     says which it killed: if neither was running, it says
-#                                     so and exits 0, like stop); start starts what is not
-#                                     running (an app run by hand stays)
+#   scripts/bft.sh full               add a full node (fullK) to the network and start it: a
+#                                     Geth from genesis, peered with the others, an app, and
+#                                     a CometBFT node from `cometbft init` and the validators'
+#                                     genesis, which syncs the chain from them and follows
+#   scripts/bft.sh status             each node's height and app status
+#   scripts/bft.sh node NAME start|stop|kill
+#                                     a validator's (nodeI) or full node's (fullK) CometBFT
+#                                     and app (kill = SIGKILL, and says which it killed: if
+#                                     neither was running, it says so and exits 0, like
+#                                     stop); start starts what is not running (an app run by
+#                                     hand stays)
 #   scripts/bft.sh timeouts           the CometBFT timeouts a new network gets, for a block
 #                                     every BLOCK_TIME_MS (default 1000) and the apps'
 #                                     BUILD_TIME_MS (default 200)
-#   scripts/bft.sh env nodeI          the environment to run validator I's app by hand:
+#   scripts/bft.sh env NAME           the environment to run a node's app by hand:
 #                                     eval "$(scripts/bft.sh env node0)"; cargo run -p cometbft-consensus
 #   scripts/bft.sh run [N]            start, then wait in the foreground until SIGTERM (Docker)
 #   scripts/bft.sh stop               stop everything (the chains stay in .devnet/bft)
@@ -23,7 +29,9 @@
 # Ports (all on 127.0.0.1), for validator I: CometBFT P2P 26656+10I, RPC 26657+10I, the
 # app's ABCI 26658+10I, CometBFT's Prometheus metrics 26660+10I; Geth's Engine API 8650+I,
 # JSON-RPC 8660+I, metrics 6070+I, devp2p 30310+I; the app's /health, /ready, /metrics and
-# /status 9300+I. Data and logs in .devnet/bft/.
+# /status 9300+I. Full node K takes I = 10+K in the same table (CometBFT RPC 26757+10K,
+# app 9310+K, ...), except its Geth's Engine API 8670+K and JSON-RPC 8680+K. Data and logs
+# in .devnet/bft/.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck source=lib.sh
@@ -33,10 +41,22 @@ COMETBFT="${COMETBFT_BIN:-$ROOT/.tools/bin/cometbft}"
 APP="${APP_BIN:-$ROOT/target/debug/cometbft-consensus}"
 
 count() { [[ -d "$DIR" ]] && compgen -G "$DIR/node*" | wc -l || echo 0; }
-index_of() {
-    [[ "$1" =~ ^node([0-9]+)$ && -d "$DIR/$1" ]] || { say "no validator '$1' (node0 … node$(( $(count) - 1 )))"; exit 2; }
-    echo "${BASH_REMATCH[1]}"
+# Every node's name: the validators in order, then the full nodes.
+names() {
+    local i k
+    for ((i = 0; i < $(count); i++)); do echo "node$i"; done
+    for ((k = 0; k < 10; k++)); do [[ -d "$DIR/full$k" ]] && echo "full$k"; done
+    return 0
 }
+checked_name() {
+    [[ "$1" =~ ^(node|full)[0-9]+$ && -d "$DIR/$1" ]] ||
+        { say "no node '$1' in .devnet/bft (there: $(names | paste -sd ' '))"; exit 2; }
+    echo "$1"
+}
+# A node's place in the port table: I for validator nodeI, 10+K for full node fullK.
+slot() { local n="${1#node}"; [[ "$1" == full* ]] && n=$((10 + ${1#full})); echo "$n"; }
+engine_port() { local s; s="$(slot "$1")"; echo $((s < 10 ? 8650 + s : 8660 + s)); }
+geth_rpc_port() { local s; s="$(slot "$1")"; echo $((s < 10 ? 8660 + s : 8670 + s)); }
 port_taken() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 # The CometBFT timeouts for a block every BLOCK_TIME_MS (default 1000), as the test harness
@@ -59,6 +79,25 @@ timeouts() {
     local propose=$((block / 2)) floor=$(((build > hold ? build : hold) + ROUND_ESTIMATE_MS))
     ((propose >= floor)) || propose=$floor
     echo "timeout_commit=${commit}ms timeout_propose=${propose}ms timeout_precommit=$((ROUND_ESTIMATE_MS / 2))ms flush_throttle_timeout=10ms"
+}
+
+# Node NAME's config.toml: its ports (see the table above), its persistent peers, and the
+# timeouts commit, propose, precommit and flush.
+configure() {
+    local name="$1" peers="$2" commit="$3" propose="$4" precommit="$5" flush="$6" s
+    s="$(slot "$name")"
+    sed -i \
+        -e "s|^proxy_app = .*|proxy_app = \"tcp://127.0.0.1:$((26658 + 10 * s))\"|" \
+        -e "s|^laddr = \"tcp://127.0.0.1:26657\"|laddr = \"tcp://127.0.0.1:$((26657 + 10 * s))\"|" \
+        -e "s|^laddr = \"tcp://0.0.0.0:26656\"|laddr = \"tcp://127.0.0.1:$((26656 + 10 * s))\"|" \
+        -e "s|^persistent_peers = .*|persistent_peers = \"$peers\"|" \
+        -e "s|^timeout_commit = .*|timeout_commit = \"$commit\"|" \
+        -e "s|^timeout_propose = .*|timeout_propose = \"$propose\"|" \
+        -e "s|^timeout_precommit = .*|timeout_precommit = \"$precommit\"|" \
+        -e "s|^flush_throttle_timeout = .*|flush_throttle_timeout = \"$flush\"|" \
+        -e "s|^prometheus = .*|prometheus = true|" \
+        -e "s|^prometheus_listen_addr = .*|prometheus_listen_addr = \"127.0.0.1:$((26660 + 10 * s))\"|" \
+        "$DIR/$name/cometbft/config/config.toml"
 }
 
 # cometbft testnet, then each node's ports moved to its own (see the table above), and the
@@ -84,82 +123,89 @@ init() {
     for ((i = 0; i < n; i++)); do
         local others=() j
         for ((j = 0; j < n; j++)); do [[ $j -ne $i ]] && others+=("${peers[j]}"); done
-        sed -i \
-            -e "s|^proxy_app = .*|proxy_app = \"tcp://127.0.0.1:$((26658 + 10 * i))\"|" \
-            -e "s|^laddr = \"tcp://127.0.0.1:26657\"|laddr = \"tcp://127.0.0.1:$((26657 + 10 * i))\"|" \
-            -e "s|^laddr = \"tcp://0.0.0.0:26656\"|laddr = \"tcp://127.0.0.1:$((26656 + 10 * i))\"|" \
-            -e "s|^persistent_peers = .*|persistent_peers = \"$(IFS=,; echo "${others[*]}")\"|" \
-            -e "s|^timeout_commit = .*|timeout_commit = \"$commit\"|" \
-            -e "s|^timeout_propose = .*|timeout_propose = \"$propose\"|" \
-            -e "s|^timeout_precommit = .*|timeout_precommit = \"$precommit\"|" \
-            -e "s|^flush_throttle_timeout = .*|flush_throttle_timeout = \"$flush\"|" \
-            -e "s|^prometheus = .*|prometheus = true|" \
-            -e "s|^prometheus_listen_addr = .*|prometheus_listen_addr = \"127.0.0.1:$((26660 + 10 * i))\"|" \
-            "$DIR/node$i/cometbft/config/config.toml"
+        configure "node$i" "$(IFS=,; echo "${others[*]}")" "$commit" "$propose" "$precommit" "$flush"
     done
     say "wrote a $n-validator network to .devnet/bft ($derived)"
 }
 
 node_env() {
-    local i="$1"
+    local name="$1" s; s="$(slot "$1")"
     cat <<ENV
-export ETH_CLIENT_URL=http://127.0.0.1:$((8650 + i)) JWT_SECRET=$DIR/jwt.hex GENESIS=$ROOT/genesis.json
-export ABCI_ADDR=127.0.0.1:$((26658 + 10 * i)) STATE_DIR=$DIR/node$i/app HEALTH_ADDR=127.0.0.1:$((9300 + i))
-export COMETBFT_RPC=http://127.0.0.1:$((26657 + 10 * i))
+export ETH_CLIENT_URL=http://127.0.0.1:$(engine_port "$name") JWT_SECRET=$DIR/jwt.hex GENESIS=$ROOT/genesis.json
+export ABCI_ADDR=127.0.0.1:$((26658 + 10 * s)) STATE_DIR=$DIR/$name/app HEALTH_ADDR=127.0.0.1:$((9300 + s))
+export COMETBFT_RPC=http://127.0.0.1:$((26657 + 10 * s))
 ENV
 }
 
-# Starts whichever of validator I's app and CometBFT node is not running. An app run by
+# Starts whichever of node NAME's app and CometBFT node is not running. An app run by
 # hand (see `env`) is not ours to start: its ABCI port is taken, and only CometBFT starts.
-start_validator() {
-    local i="$1"
-    local abci=$((26658 + 10 * i))
-    if alive "$DIR/node$i/app.pid"; then
+start_node() {
+    local name="$1" s; s="$(slot "$1")"
+    local abci=$((26658 + 10 * s))
+    if alive "$DIR/$name/app.pid"; then
         :
     elif port_taken "$abci"; then
-        say "node$i's app: 127.0.0.1:$abci is in use (an app run by hand?); starting only its CometBFT"
+        say "$name's app: 127.0.0.1:$abci is in use (an app run by hand?); starting only its CometBFT"
     else
-        (eval "$(node_env "$i")"; nohup "$APP" >> "$DIR/node$i/app.log" 2>&1 < /dev/null & echo $! > "$DIR/node$i/app.pid")
+        (eval "$(node_env "$name")"; nohup "$APP" >> "$DIR/$name/app.log" 2>&1 < /dev/null & echo $! > "$DIR/$name/app.pid")
     fi
     # CometBFT gives up at once if its app is not listening.
     for _ in $(seq 1 600); do port_taken "$abci" && break; sleep 0.1; done
-    port_taken "$abci" || { say "node$i's app is not listening on 127.0.0.1:$abci; see .devnet/bft/node$i/app.log"; exit 1; }
-    if ! alive "$DIR/node$i/cometbft.pid"; then
-        nohup "$COMETBFT" start --home "$DIR/node$i/cometbft" >> "$DIR/node$i/cometbft.log" 2>&1 < /dev/null &
-        echo $! > "$DIR/node$i/cometbft.pid"
+    port_taken "$abci" || { say "$name's app is not listening on 127.0.0.1:$abci; see .devnet/bft/$name/app.log"; exit 1; }
+    if ! alive "$DIR/$name/cometbft.pid"; then
+        nohup "$COMETBFT" start --home "$DIR/$name/cometbft" >> "$DIR/$name/cometbft.log" 2>&1 < /dev/null &
+        echo $! > "$DIR/$name/cometbft.pid"
     fi
-    say "node$i running: CometBFT RPC http://127.0.0.1:$((26657 + 10 * i)), app http://127.0.0.1:$((9300 + i))/status, Geth JSON-RPC http://127.0.0.1:$((8660 + i)), logs .devnet/bft/node$i/"
+    say "$name running: CometBFT RPC http://127.0.0.1:$((26657 + 10 * s)), app http://127.0.0.1:$((9300 + s))/status, Geth JSON-RPC http://127.0.0.1:$(geth_rpc_port "$name"), logs .devnet/bft/$name/"
 }
 
-stop_validator() {
-    stop_pid "$DIR/node$1/cometbft.pid" "node$1's cometbft"
-    stop_pid "$DIR/node$1/app.pid" "node$1's app"
+stop_node() {
+    stop_pid "$DIR/$1/cometbft.pid" "$1's cometbft"
+    stop_pid "$DIR/$1/app.pid" "$1's app"
 }
 
-# SIGKILLs validator I's CometBFT and app, and says which it killed: one that was not
+# SIGKILLs node NAME's CometBFT and app, and says which it killed: one that was not
 # running is not reported killed (an app run by hand is not ours to kill, and says so).
-kill_validator() {
-    local i="$1" part killed=()
-    local abci=$((26658 + 10 * i))
+kill_node() {
+    local name="$1" part killed=() s; s="$(slot "$1")"
+    local abci=$((26658 + 10 * s))
     for part in cometbft app; do
-        if kill_pid "$DIR/node$i/$part.pid" "node$i's $part"; then killed+=("$part"); fi
+        if kill_pid "$DIR/$name/$part.pid" "$name's $part"; then killed+=("$part"); fi
     done
     local app="its app was not running"
     port_taken "$abci" && app="its app runs by hand (127.0.0.1:$abci), not ours to kill"
     case "${killed[*]}" in
-        "cometbft app") say "killed node$i's cometbft and app" ;;
-        cometbft) say "killed node$i's cometbft; $app" ;;
-        app) say "killed node$i's app; its cometbft was not running" ;;
+        "cometbft app") say "killed $name's cometbft and app" ;;
+        cometbft) say "killed $name's cometbft; $app" ;;
+        app) say "killed $name's app; its cometbft was not running" ;;
         *) if [[ "$app" == *"by hand"* ]]; then
-               say "node$i's cometbft was not running, and $app: nothing killed"
+               say "$name's cometbft was not running, and $app: nothing killed"
            else
-               say "node$i was not running (neither its cometbft nor its app): nothing to kill"
+               say "$name was not running (neither its cometbft nor its app): nothing to kill"
            fi ;;
     esac
 }
 
+# Starts node NAME's Geth, peered with every other node's.
+start_node_geth() {
+    local name="$1" s; s="$(slot "$1")"
+    start_geth "$DIR/$name/geth" "$(engine_port "$name")" "$(geth_rpc_port "$name")" $((6070 + s)) "$DIR/jwt.hex" \
+        "$DIR/$name/geth.log" "$DIR/$name/geth.pid" $((30310 + s))
+}
+peer_all() {
+    local name peers=()
+    for name in $(names); do peers+=("$(geth_rpc_port "$name"):$((30310 + $(slot "$name")))"); done
+    peer_geths "${peers[@]}"
+}
+
+tools() {
+    if [[ -z "${GETH_BIN:-}" || -z "${COMETBFT_BIN:-}" ]]; then "$ROOT/scripts/setup.sh" geth cometbft; fi
+    install_cast
+    if [[ -z "${APP_BIN:-}" ]]; then (cd "$ROOT" && cargo build --quiet -p cometbft-consensus); fi
+}
+
 # Starts an N-validator network (N from the argument; default 4, or the existing
-# network's size), or whatever of it is not running.
+# network's size), or whatever of it (and of its full nodes) is not running.
 start() {
     local n="${1:-}" have; have="$(count)"
     if [[ -n "$n" ]]; then
@@ -171,51 +217,74 @@ start() {
     fi
     [[ "$have" -gt 0 ]] && n="$have"
     n="${n:-4}"
-    if [[ -z "${GETH_BIN:-}" || -z "${COMETBFT_BIN:-}" ]]; then "$ROOT/scripts/setup.sh" geth cometbft; fi
-    install_cast
-    if [[ -z "${APP_BIN:-}" ]]; then (cd "$ROOT" && cargo build --quiet -p cometbft-consensus); fi
+    tools
     init "$n"
     ensure_jwt "$DIR/jwt.hex"
-    local i
-    local peers=()
-    for ((i = 0; i < n; i++)); do
-        start_geth "$DIR/node$i/geth" $((8650 + i)) $((8660 + i)) $((6070 + i)) "$DIR/jwt.hex" "$DIR/node$i/geth.log" "$DIR/node$i/geth.pid" $((30310 + i))
-        peers+=("$((8660 + i)):$((30310 + i))")
+    local name
+    for name in $(names); do start_node_geth "$name"; done
+    peer_all
+    for name in $(names); do start_node "$name"; done
+}
+
+# Adds full node fullK (the first K free): a CometBFT home from `cometbft init` (keys of
+# its own, which the genesis does not name, so it never votes), the validators' genesis and
+# timeouts, every validator as a persistent peer; and a Geth from genesis, peered with the
+# others, so that transactions sent to it reach the proposers.
+add_full() {
+    [[ -f "$DIR/node0/cometbft/config/genesis.json" ]] || { say "no network in .devnet/bft to follow: scripts/bft.sh start first"; exit 1; }
+    local k=0
+    while [[ -d "$DIR/full$k" ]]; do k=$((k + 1)); done
+    ((k < 10)) || { say "ten full nodes at most (the port table has room for ten)"; exit 2; }
+    tools
+    ensure_jwt "$DIR/jwt.hex"
+    local name="full$k" config="$DIR/node0/cometbft/config/config.toml" peers=() i
+    for ((i = 0; i < $(count); i++)); do
+        peers+=("$("$COMETBFT" show-node-id --home "$DIR/node$i/cometbft")@127.0.0.1:$((26656 + 10 * i))")
     done
-    peer_geths "${peers[@]}"
-    for ((i = 0; i < n; i++)); do start_validator "$i"; done
+    config_value() { sed -n "s/^$1 = \"\(.*\)\"$/\1/p" "$config"; }
+    mkdir -p "$DIR/$name"
+    "$COMETBFT" init --home "$DIR/$name/cometbft" > /dev/null
+    cp "$DIR/node0/cometbft/config/genesis.json" "$DIR/$name/cometbft/config/genesis.json"
+    configure "$name" "$(IFS=,; echo "${peers[*]}")" "$(config_value timeout_commit)" "$(config_value timeout_propose)" \
+        "$(config_value timeout_precommit)" "$(config_value flush_throttle_timeout)"
+    say "wrote full node $name to .devnet/bft/$name: it follows node0 … node$(( $(count) - 1 )) and never votes"
+    start_node_geth "$name"
+    peer_all
+    start_node "$name"
 }
 
 stop() {
-    local i
-    for ((i = 0; i < $(count); i++)); do stop_validator "$i"; done
-    for ((i = 0; i < $(count); i++)); do stop_pid "$DIR/node$i/geth.pid" "node$i's geth"; done
+    local name
+    for name in $(names); do stop_node "$name"; done
+    for name in $(names); do stop_pid "$DIR/$name/geth.pid" "$name's geth"; done
 }
 
 status() {
-    local i height
-    for ((i = 0; i < $(count); i++)); do
-        height="$(curl -sf --max-time 2 "http://127.0.0.1:$((26657 + 10 * i))/status" |
+    local name s height
+    for name in $(names); do
+        s="$(slot "$name")"
+        height="$(curl -sf --max-time 2 "http://127.0.0.1:$((26657 + 10 * s))/status" |
             sed -E 's/.*"latest_block_height":"([0-9]+)".*/\1/' || echo 'no answer')"
-        echo "node$i: height $height, app $(curl -sf --max-time 2 "http://127.0.0.1:$((9300 + i))/status" || echo 'no answer')"
+        echo "$name: height $height, app $(curl -sf --max-time 2 "http://127.0.0.1:$((9300 + s))/status" || echo 'no answer')"
     done
 }
 
 case "${1:-}" in
     start) start "${2:-}" ;;
     run) start "${2:-}"; trap 'stop; exit 0' TERM INT; while true; do sleep 1; done ;;
+    full) add_full ;;
     stop) stop ;;
     clean) stop; rm -rf "$DIR"; say "removed .devnet/bft" ;;
     status) status ;;
     timeouts) timeouts ;;
-    env) node_env "$(index_of "${2:-}")" ;;
+    env) node_env "$(checked_name "${2:-}")" ;;
     node)
-        i="$(index_of "${2:-}")"
+        name="$(checked_name "${2:-}")"
         case "${3:-}" in
-            start) start_validator "$i" ;;
-            stop) stop_validator "$i" ;;
-            kill) kill_validator "$i" ;;
-            *) echo "usage: $0 node nodeI start|stop|kill" >&2; exit 2 ;;
+            start) start_node "$name" ;;
+            stop) stop_node "$name" ;;
+            kill) kill_node "$name" ;;
+            *) echo "usage: $0 node NAME start|stop|kill" >&2; exit 2 ;;
         esac ;;
-    *) echo "usage: $0 start [N]|run [N]|stop|clean|status|timeouts|env nodeI|node nodeI start|stop|kill" >&2; exit 2 ;;
+    *) echo "usage: $0 start [N]|run [N]|full|stop|clean|status|timeouts|env NAME|node NAME start|stop|kill" >&2; exit 2 ;;
 esac

@@ -430,6 +430,7 @@ PATH_ONLY="export PATH=\"\$PWD/.tools/bin:\$PATH\""
 PATH_AND_RPC="export PATH=\"\$PWD/.tools/bin:\$PATH\" ETH_RPC_URL=http://127.0.0.1:8545"
 SEND_TO_NODE3="TX=\$(cast send --async --rpc-url http://127.0.0.1:8573 --private-key $KEY $DEAD --value 1ether)"
 SEND_TO_VALIDATOR2="TX=\$(cast send --async --rpc-url http://127.0.0.1:8662 --private-key $KEY $DEAD --value 1ether)"
+SEND_TO_FULL0="TX=\$(cast send --async --rpc-url http://127.0.0.1:8680 --private-key $KEY $DEAD --value 1ether)"
 
 # A block number that grows: the devnet's head passes `$1` within 30 s.
 chain_grows() { eventually "the chain to grow past block $1" 30 head_above 8545 "$1"; }
@@ -488,6 +489,25 @@ bft_intro() {
     doc "$f" "$PATH_ONLY"
     doc "$f" "$SEND_TO_VALIDATOR2"
     doc "$f" 'cast receipt --rpc-url http://127.0.0.1:8660 $TX' 180
+    expect_success_receipt
+}
+
+# `bft.sh full`: full0 is written and started, its CometBFT syncs past the validators'
+# height at the time and goes on with them, and a transfer sent to its Geth is included.
+bft_full() {
+    local f="$1" height
+    [[ ! -e .devnet/bft/full0 ]] || fail ".devnet/bft/full0 exists before 'scripts/bft.sh full' made it"
+    height="$(bft_height 0)"
+    doc "$f" 'scripts/bft.sh full'
+    expect "wrote full node full0"
+    expect "full0 running: CometBFT RPC http://127.0.0.1:26757"
+    eventually "full0 to sync past height $height" 180 bft_above 10 "$height"
+    doc "$f" 'scripts/bft.sh status'
+    expect "^full0: height [0-9]+, app \\{"
+    height="$(number_in_out "full0's height" "s/^full0: height ([0-9]+), .*/\\1/p")"
+    eventually "full0 to follow past the height $height it showed" 120 bft_above 10 "$height"
+    doc "$f" "$SEND_TO_FULL0"
+    doc "$f" 'cast receipt --rpc-url http://127.0.0.1:8680 $TX' 180
     expect_success_receipt
 }
 
@@ -775,6 +795,7 @@ part4_chapter() {
     terminal part4
     doc_diff $f 'scripts/diff-steps.sh diff 04'
     bft_intro $f
+    bft_full $f
     bft_kill_node2 $f
     doc $f 'scripts/bft.sh node node2 start'
     height="$(bft_height 0)"
@@ -1001,7 +1022,7 @@ compare() {
 
 # --- setting up and cleaning up -----------------------------------------------------
 
-PORTS=(9090 8545 8551 9100 6379 5432 8561 8562 8563 8571 8572 8573 9201 9202 9203 26657 26667 26677 26687 9300 9301 9302 9303)
+PORTS=(9090 8545 8551 9100 6379 5432 8561 8562 8563 8571 8572 8573 9201 9202 9203 26657 26667 26677 26687 9300 9301 9302 9303 26757 8670 8680 9310)
 preflight() {
     local port
     for port in "${PORTS[@]}"; do

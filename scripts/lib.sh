@@ -136,13 +136,15 @@ enode_id() {
 # every other as a static peer on loopback, so a restarted one is dialled again. Peered,
 # a transaction sent to any of them reaches the one that builds the next block.
 peer_geths() {
-    local from to
+    local from to answer
     for from in "$@"; do
         for to in "$@"; do
             [[ "$from" == "$to" ]] && continue
-            curl -sf --max-time 2 -H 'Content-Type: application/json' \
+            answer="$(curl -sf --max-time 2 -H 'Content-Type: application/json' \
                 -d "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"admin_addPeer\",\"params\":[\"enode://$(enode_id "${to%%:*}")@127.0.0.1:${to##*:}\"]}" \
-                "http://127.0.0.1:${from%%:*}" > /dev/null
+                "http://127.0.0.1:${from%%:*}")" || answer="no answer"
+            [[ "$answer" == *'"result":true'* ]] ||
+                { say "the Geth on port ${from%%:*} cannot add the one on ${to%%:*} as a peer: $answer"; exit 1; }
         done
     done
 }

@@ -17,7 +17,8 @@
 # whatever answers on the devnet scripts' own port table (natively or in Docker):
 #   devnet      Geth 6060 (metrics), single-node 9100 (if it runs)
 #   cluster     node N 920N, its Geth 606N
-#   bft         validator I's app 9300+I, CometBFT 26660+10I, Geth 6070+I
+#   bft         validator I's app 9300+I, CometBFT 26660+10I, Geth 6070+I; full node K's
+#               app 9310+K, CometBFT 26760+10K, Geth 6080+K
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck source=lib.sh
@@ -48,10 +49,12 @@ config() {
         if port_taken "920$n"; then members+=("127.0.0.1:920$n" cluster "node$n"); fi
         if port_taken "606$n"; then geths+=("127.0.0.1:606$n" cluster "node$n"); fi
     done
-    for ((i = 0; i < 10; i++)); do
-        if port_taken $((9300 + i)); then apps+=("127.0.0.1:$((9300 + i))" bft "node$i"); fi
-        if port_taken $((26660 + 10 * i)); then comets+=("127.0.0.1:$((26660 + 10 * i))" bft "node$i"); fi
-        if port_taken $((6070 + i)); then geths+=("127.0.0.1:$((6070 + i))" bft "node$i"); fi
+    local name
+    for ((i = 0; i < 20; i++)); do
+        name="node$i"; ((i < 10)) || name="full$((i - 10))"
+        if port_taken $((9300 + i)); then apps+=("127.0.0.1:$((9300 + i))" bft "$name"); fi
+        if port_taken $((26660 + 10 * i)); then comets+=("127.0.0.1:$((26660 + 10 * i))" bft "$name"); fi
+        if port_taken $((6070 + i)); then geths+=("127.0.0.1:$((6070 + i))" bft "$name"); fi
     done
     cat <<YAML
 # Written by scripts/monitor.sh for the devnets that ran when it was started.

@@ -1,9 +1,9 @@
 //! Networks of validators: blocks, a lone validator's clock, a stopped validator, a faulty
-//! proposer, transactions, a Geth restarted under a running app.
+//! proposer, transactions, a Geth restarted under a running app, a full node that joins late.
 
 use common::harness::eventually;
 
-use crate::support::Network;
+use crate::support::{Network, Setup};
 
 #[tokio::test]
 async fn four_validators_agree_on_every_block() {
@@ -167,4 +167,35 @@ async fn a_validators_geth_restarted_mid_run_is_brought_back_by_its_app() {
         network.get(1, "/ready").await.filter(|(code, _)| *code == 200)
     })
     .await;
+}
+
+#[tokio::test]
+async fn a_full_node_started_late_catches_up_follows_and_includes_transactions_sent_to_it() {
+    use common::harness::{Cast, default_fee_transfer};
+
+    let setup = Setup { peered_geths: true, isolatable: None, full_nodes: 1 };
+    let mut network = Network::start_with(4, &[], setup).await;
+    let joined_at = network.geth_at_least(0, 15).await.number;
+
+    // A node that joins at block 15 with an empty Geth: CometBFT's block sync gives its
+    // app every decided block, which it replays, then it follows the validators' rounds.
+    let full = network.start_full_node();
+    let caught_up = network.geth_at_least(full, joined_at + 5).await;
+    eventually("the full node's CometBFT to follow the validators", crate::support::TIMEOUT, || async {
+        let (ours, theirs) = (network.comet.height(full).await?, network.comet.height(0).await?);
+        (ours + 1 >= theirs && ours > caught_up.number).then_some(())
+    })
+    .await;
+    assert_eq!(network.metric(full, "bft_proposals_built_total").await, 0.0, "a full node never proposes");
+
+    // A user of the full node's JSON-RPC: the transfer travels to the validators' Geths and
+    // is included, and the full node sees the receipt in the block every validator has.
+    let cast = Cast::new(&network.geths[full].http_url());
+    let head = network.geths[full].engine().head().await.expect("head");
+    default_fee_transfer(&cast, head.number).await.expect("a transfer sent to the full node is included");
+    let to = network.geths[full].engine().head().await.expect("head").number;
+    for i in 0..4 {
+        network.geth_at_least(i, to).await;
+    }
+    network.assert_one_chain(&[full, 0, 1, 2, 3], to).await;
 }

@@ -15,7 +15,7 @@ pub(crate) const TIMEOUT: Duration = Duration::from_secs(180);
 /// The block time the tests run with: shorter than the 1 s default, to keep them short.
 const BLOCK_TIME: Duration = Duration::from_millis(750);
 
-/// A validator's app.
+/// A validator's app (or a full node's, after the validators' in [`Network::validators`]).
 #[derive(Debug)]
 pub(crate) struct Validator {
     pub(crate) app: Service,
@@ -42,21 +42,26 @@ pub(crate) struct Setup {
     /// This validator's CometBFT links to the others go through toxiproxy, so
     /// `comet.isolate()` can cut it off.
     pub(crate) isolatable: Option<usize>,
+    /// Geths started (peered like the rest) for this many full nodes, whose app and
+    /// CometBFT [`Network::start_full_node`] starts later.
+    pub(crate) full_nodes: usize,
 }
 
 impl Network {
     /// `n` validators, all running, as `scripts/bft.sh` runs them; `extra[i]` are flags
     /// for validator `i`'s app.
     pub(crate) async fn start(n: usize, extra: &[(usize, &[&str])]) -> Self {
-        Self::start_with(n, extra, Setup { peered_geths: true, isolatable: None }).await
+        Self::start_with(n, extra, Setup { peered_geths: true, isolatable: None, full_nodes: 0 }).await
     }
 
     /// [`Network::start`], set up as `setup` says.
     pub(crate) async fn start_with(n: usize, extra: &[(usize, &[&str])], setup: Setup) -> Self {
+        // A full node's Geth starts with the others, from genesis as a new node's would, so
+        // that the whole network takes its slots at once.
         let geths = if setup.peered_geths {
-            Geth::start_peered_group(n).await.expect("peered geths")
+            Geth::start_peered_group(n + setup.full_nodes).await.expect("peered geths")
         } else {
-            Geth::start_group(n).await.expect("geths")
+            Geth::start_group(n + setup.full_nodes).await.expect("geths")
         };
         let (comet, faults) = match setup.isolatable {
             Some(node) => {
@@ -107,6 +112,18 @@ impl Network {
             .env("HEALTH_ADDR", health)
             .env("RUST_LOG", "info");
         command
+    }
+
+    /// Starts the next full node ([`Setup::full_nodes`]): its app on its Geth, then a
+    /// CometBFT node that follows the validators without voting. Returns its index, which
+    /// its Geth, app and CometBFT share, after the validators'.
+    pub(crate) fn start_full_node(&mut self) -> usize {
+        let i = self.comet.add_full_node().expect("a full node's home");
+        assert!(i < self.geths.len(), "no Geth left for a full node: raise Setup::full_nodes");
+        let node = self.spawn_app(i, Vec::new());
+        self.validators.push(node);
+        self.comet.start(i).expect("cometbft starts");
+        i
     }
 
     /// Stops validator `i` (its CometBFT and its app) with SIGKILL.

@@ -1,6 +1,7 @@
 //! A real CometBFT network per test: `cometbft testnet` writes the validators' homes into
 //! a temp dir, each node's listen addresses move to free loopback ports, and every node
-//! runs as a [`Service`].
+//! runs as a [`Service`]. Full nodes (which follow the chain without voting) join later,
+//! from `cometbft init` and the validators' genesis, as `scripts/bft.sh full` adds them.
 
 use std::{
     path::{Path, PathBuf},
@@ -20,7 +21,7 @@ pub fn cometbft_binary() -> anyhow::Result<PathBuf> {
     tool_binary("COMETBFT_BIN", "cometbft", "CometBFT")
 }
 
-/// One validator's CometBFT.
+/// One node's CometBFT: a validator's, or a full node's.
 #[derive(Debug)]
 pub struct CometNode {
     process: Service,
@@ -32,17 +33,24 @@ pub struct CometNode {
     pub abci_addr: String,
 }
 
-/// A network of validators, each with equal voting power.
+/// A network of validators, each with equal voting power, and the full nodes added to it.
 #[derive(Debug)]
 pub struct CometNet {
-    /// The nodes, in `cometbft testnet` order.
+    /// The validators, in `cometbft testnet` order, then the full nodes in the order they
+    /// were added.
     pub nodes: Vec<CometNode>,
+    /// How a full node dials each validator: `id@127.0.0.1:port`, around any proxy.
+    validators: Vec<String>,
+    /// The timeouts every node's `config.toml` has.
+    timeouts: CometTimeouts,
     /// The proxied links of an isolatable node.
     isolation: Vec<Proxy>,
     /// In a network started with [`CometNet::init_proxied`]: `(from, to, link)` for every
     /// node's link to every other.
     links: Vec<(usize, usize, Proxy)>,
-    _dir: tempfile::TempDir,
+    /// Whether peer exchange is on (off where links go through proxies).
+    pex: bool,
+    dir: tempfile::TempDir,
 }
 
 /// `cometbft testnet`'s output, before the nodes' config files are written.
@@ -86,6 +94,7 @@ impl Testnet {
         pex: bool,
     ) -> anyhow::Result<CometNet> {
         let n = self.homes.len();
+        let validators = self.ids.iter().zip(&self.ports).map(|(id, p)| format!("{id}@127.0.0.1:{}", p.0)).collect();
         let mut nodes = Vec::with_capacity(n);
         for (i, (home, &(p2p, rpc, abci))) in self.homes.into_iter().zip(&self.ports).enumerate() {
             let peers: Vec<String> =
@@ -94,7 +103,15 @@ impl Testnet {
             let process = Service::stopped(&format!("cometbft{i}"), &home.join("cometbft.log"));
             nodes.push(CometNode { process, home, rpc_port: rpc, abci_addr: format!("127.0.0.1:{abci}") });
         }
-        Ok(CometNet { nodes, isolation: Vec::new(), links: Vec::new(), _dir: self.dir })
+        Ok(CometNet {
+            nodes,
+            validators,
+            timeouts: timeouts.clone(),
+            isolation: Vec::new(),
+            links: Vec::new(),
+            pex,
+            dir: self.dir,
+        })
     }
 }
 
@@ -174,6 +191,38 @@ impl CometNet {
             link.heal().await?;
         }
         Ok(())
+    }
+
+    /// Writes a full node's home, as an operator makes one: `cometbft init` (its own keys,
+    /// which no genesis names, so it never votes), the validators' `genesis.json`, and a
+    /// config with its own ports, every validator as a persistent peer, and the network's
+    /// timeouts. Returns its index in [`CometNet::nodes`]; it runs from [`CometNet::start`].
+    /// CometBFT's block sync brings it from genesis to the validators' height, then it
+    /// follows their consensus without taking part.
+    pub fn add_full_node(&mut self) -> anyhow::Result<usize> {
+        let i = self.nodes.len();
+        let home = self.dir.path().join(format!("full{}", i - self.validators.len()));
+        let output = Command::new(cometbft_binary()?)
+            .args(["init", "--home"])
+            .arg(&home)
+            .output()
+            .context("cannot run cometbft init")?;
+        if !output.status.success() {
+            bail!("cometbft init failed: {}", String::from_utf8_lossy(&output.stderr));
+        }
+        std::fs::copy(self.nodes[0].home.join("config/genesis.json"), home.join("config/genesis.json"))
+            .context("cannot copy the validators' genesis")?;
+        let (p2p, rpc, abci) = (free_port()?, free_port()?, free_port()?);
+        configure(
+            &home.join("config/config.toml"),
+            (p2p, rpc, abci),
+            &self.validators.join(","),
+            &self.timeouts,
+            self.pex,
+        )?;
+        let process = Service::stopped(&format!("cometbft{i}"), &home.join("cometbft.log"));
+        self.nodes.push(CometNode { process, home, rpc_port: rpc, abci_addr: format!("127.0.0.1:{abci}") });
+        Ok(i)
     }
 
     /// Starts (or restarts) node `i`.
