@@ -88,6 +88,10 @@ pub(crate) struct Cluster {
     pub(crate) redis: Redis,
     /// The block log.
     pub(crate) postgres: Postgres,
+    /// Its synchronous standby, in a cluster started with
+    /// [`Cluster::start_with_postgres_standby`]; the nodes then reach whichever of the
+    /// two takes writes.
+    pub(crate) standby: Option<Postgres>,
     /// Extra flags every node gets.
     args: Vec<String>,
     /// The fault proxy, when the nodes' links go through it.
@@ -98,20 +102,31 @@ pub(crate) struct Cluster {
 impl Cluster {
     /// Starts Redis, PostgreSQL and one Geth per mode, and a node on each.
     pub(crate) async fn start(modes: &[&'static str], args: &[&str]) -> Self {
-        Self::start_with(modes, args, false).await
+        Self::start_with(modes, args, false, false).await
+    }
+
+    /// [`Cluster::start`], with PostgreSQL replicated to a synchronous standby, and the
+    /// nodes given a URL with both servers that connects only to the one taking writes.
+    pub(crate) async fn start_with_postgres_standby(modes: &[&'static str], args: &[&str]) -> Self {
+        Self::start_with(modes, args, false, true).await
     }
 
     /// [`Cluster::start`], with every node's links to Redis, PostgreSQL and its Geth
     /// through toxiproxy ([`Node::links`]).
     pub(crate) async fn start_behind_proxies(modes: &[&'static str], args: &[&str]) -> Self {
-        Self::start_with(modes, args, true).await
+        Self::start_with(modes, args, true, false).await
     }
 
-    async fn start_with(modes: &[&'static str], args: &[&str], proxied: bool) -> Self {
+    async fn start_with(modes: &[&'static str], args: &[&str], proxied: bool, replicated: bool) -> Self {
         // Peered, as `scripts/cluster.sh` runs them: a transaction sent to any node's Geth
         // reaches the leader's.
         let geths = Geth::start_peered_group(modes.len()).await.expect("geths");
         let (redis, postgres) = (Redis::start().await.expect("redis"), Postgres::start().await.expect("postgres"));
+        let standby = if replicated {
+            Some(Postgres::start_synchronous_standby(&postgres).await.expect("a synchronous standby"))
+        } else {
+            None
+        };
         let faults = if proxied { Some(Toxiproxy::start().await.expect("toxiproxy")) } else { None };
         let mut nodes = Vec::new();
         for (i, (geth, mode)) in geths.into_iter().zip(modes).enumerate() {
@@ -132,11 +147,20 @@ impl Cluster {
         }
         let dir = tempfile::tempdir().expect("dir");
         let args = args.iter().map(|s| s.to_string()).collect();
-        let mut cluster = Self { nodes, redis, postgres, args, _faults: faults, dir };
+        let mut cluster = Self { nodes, redis, postgres, standby, args, _faults: faults, dir };
         for i in 0..modes.len() {
             cluster.start_node(i);
         }
         cluster
+    }
+
+    /// The block log's URL: the server's, or with a standby, one that reaches whichever of
+    /// the two takes writes.
+    pub(crate) fn postgres_url(&self) -> String {
+        match &self.standby {
+            Some(standby) => Postgres::read_write_url(&[&self.postgres, standby]),
+            None => self.postgres.url(),
+        }
     }
 
     /// Starts (or restarts) node `i`'s process.
@@ -148,7 +172,7 @@ impl Cluster {
                 links.redis.addr().to_owned(),
                 Postgres::url_at(links.postgres.addr()),
             ),
-            None => (node.geth.auth_url(), self.redis.addr(), self.postgres.url()),
+            None => (node.geth.auth_url(), self.redis.addr(), self.postgres_url()),
         };
         let engine_url = node.engine_url.clone().unwrap_or(engine_url);
         let mut command = Command::new(env!("CARGO_BIN_EXE_member-nodes"));
@@ -323,7 +347,7 @@ impl Cluster {
     /// A connection to the block log.
     pub(crate) async fn sql(&self) -> tokio_postgres::Client {
         let (client, connection) =
-            tokio_postgres::connect(&self.postgres.url(), tokio_postgres::NoTls).await.expect("connect");
+            tokio_postgres::connect(&self.postgres_url(), tokio_postgres::NoTls).await.expect("connect");
         tokio::spawn(connection);
         client
     }

@@ -76,6 +76,71 @@ impl Postgres {
         Ok(postgres)
     }
 
+    /// A streaming replica of `primary`, made as an operator makes one (`pg_basebackup
+    /// -R`: a copy of its data, and `standby.signal` with the primary's address), started
+    /// on a port of its own; returns once it is replaying the primary's WAL. The primary
+    /// then waits for it at every commit (`synchronous_standby_names`), so a block
+    /// PostgreSQL says it committed is on both servers.
+    pub async fn start_synchronous_standby(primary: &Self) -> anyhow::Result<Self> {
+        let bin = primary.bin.clone();
+        let dir = super::process::temp_dir("postgres-test-")?;
+        if let Some(user) = run_as() {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
+            std::os::unix::fs::chown(dir.path(), Some(user.0), Some(user.1)).context("cannot chown the data dir")?;
+        }
+        let data = dir.path().join("data");
+        let output = as_server_user(Command::new(bin.join("pg_basebackup")))
+            .args(["-h", "127.0.0.1", "-p", &primary.port.to_string(), "-U", "postgres", "-R", "-X", "stream", "-D"])
+            .arg(&data)
+            .output()
+            .context("cannot run pg_basebackup")?;
+        if !output.status.success() {
+            bail!("pg_basebackup failed: {}", String::from_utf8_lossy(&output.stderr));
+        }
+        let process = Service::stopped("postgres-standby", &dir.path().join("postgres.log"));
+        let mut standby = Self { process, dir, port: free_port()?, bin };
+        standby.spawn_and_wait().await?;
+        primary.psql("ALTER SYSTEM SET synchronous_standby_names = '*'")?;
+        primary.psql("SELECT pg_reload_conf()")?;
+        let deadline = std::time::Instant::now() + STARTUP_TIMEOUT;
+        while primary.psql("SELECT sync_state FROM pg_stat_replication")?.trim() != "sync" {
+            if std::time::Instant::now() > deadline {
+                bail!("the standby did not become synchronous within {STARTUP_TIMEOUT:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(standby)
+    }
+
+    /// Promotes this standby to a primary that takes writes, as a failover tool does once
+    /// the old primary is gone, and returns once it does. It has no standby of its own,
+    /// so its commits wait for no one.
+    pub async fn promote(&self) -> anyhow::Result<()> {
+        self.psql("SELECT pg_promote(true, 60)")?;
+        Ok(())
+    }
+
+    /// Runs one SQL statement with `psql`; its output, unaligned, without headers.
+    pub fn psql(&self, sql: &str) -> anyhow::Result<String> {
+        let output = Command::new(self.bin.join("psql"))
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "postgres", "-XAtc", sql])
+            .output()
+            .context("cannot run psql")?;
+        if !output.status.success() {
+            bail!("psql {sql:?} failed: {}", String::from_utf8_lossy(&output.stderr));
+        }
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+
+    /// A URL that reaches whichever of `servers` takes writes (a primary and its
+    /// standby, say), as libpq's multi-host URLs do: tried in order, read-only ones
+    /// skipped.
+    pub fn read_write_url(servers: &[&Self]) -> String {
+        let hosts: Vec<String> = servers.iter().map(|s| s.addr()).collect();
+        format!("postgres://postgres@{}/postgres?target_session_attrs=read-write", hosts.join(","))
+    }
+
     /// A connection URL for the `postgres` database as the `postgres` user.
     pub fn url(&self) -> String {
         Self::url_at(&self.addr())
@@ -110,7 +175,28 @@ impl Postgres {
     /// checkpointer…): SIGSTOP hangs the whole server with its connections open, SIGCONT
     /// lets it go on.
     pub fn signal(&self, signal: i32) {
-        let Some(pid) = self.process.pid() else { return };
+        self.signal_all(signal);
+    }
+
+    /// Kills the server and every process it started with SIGKILL, even stopped ones (a
+    /// server stopped with SIGSTOP, then lost), and returns once they are gone: whatever
+    /// they held in memory, WAL received but not yet written included, is lost.
+    pub async fn kill_all(&mut self) {
+        let pids = self.signal_all(libc::SIGKILL);
+        self.process.kill();
+        let deadline = std::time::Instant::now() + STARTUP_TIMEOUT;
+        let gone = |pid: &u32| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next()).is_none_or(|state| state == "Z")
+        };
+        while !pids.iter().all(gone) && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Sends `signal` to the server and its children; their pids.
+    fn signal_all(&self, signal: i32) -> Vec<u32> {
+        let Some(pid) = self.process.pid() else { return Vec::new() };
         let mut pids = vec![pid];
         if let Ok(entries) = std::fs::read_dir("/proc") {
             for entry in entries.flatten() {
@@ -123,7 +209,7 @@ impl Postgres {
                 }
             }
         }
-        for pid in pids {
+        for &pid in &pids {
             let Ok(pid) = libc::pid_t::try_from(pid) else { continue };
             #[allow(unsafe_code)]
             // SAFETY: kill(2) on a pid has no memory effects.
@@ -131,6 +217,7 @@ impl Postgres {
                 libc::kill(pid, signal);
             }
         }
+        pids
     }
 
     /// Starts the server again on the same data and port, after [`Postgres::kill`] or
