@@ -52,24 +52,10 @@ impl Postgres {
     /// Initialises a fresh cluster and starts it; returns once it accepts connections.
     pub async fn start() -> anyhow::Result<Self> {
         let bin = postgres_bin_dir()?;
-        let dir = super::process::temp_dir("postgres-test-")?;
-        let data = dir.path().join("data");
-        std::fs::create_dir(&data)?;
-        if let Some(user) = run_as() {
-            // The server's user must reach and own its data directory.
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
-            std::os::unix::fs::chown(&data, Some(user.0), Some(user.1)).context("cannot chown the data dir")?;
-        }
-        let output = as_server_user(Command::new(bin.join("initdb")))
-            .arg("-D")
-            .arg(&data)
-            .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"])
-            .output()
-            .context("cannot run initdb")?;
-        if !output.status.success() {
-            bail!("initdb failed: {}", String::from_utf8_lossy(&output.stderr));
-        }
+        let (dir, data) = data_dir()?;
+        let mut initdb = as_server_user(Command::new(bin.join("initdb")));
+        initdb.arg("-D").arg(&data).args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"]);
+        run(initdb, "initdb")?;
         let process = Service::stopped("postgres", &dir.path().join("postgres.log"));
         let mut postgres = Self { process, dir, port: free_port()?, bin };
         postgres.spawn_and_wait().await?;
@@ -83,21 +69,11 @@ impl Postgres {
     /// PostgreSQL says it committed is on both servers.
     pub async fn start_synchronous_standby(primary: &Self) -> anyhow::Result<Self> {
         let bin = primary.bin.clone();
-        let dir = super::process::temp_dir("postgres-test-")?;
-        if let Some(user) = run_as() {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
-            std::os::unix::fs::chown(dir.path(), Some(user.0), Some(user.1)).context("cannot chown the data dir")?;
-        }
-        let data = dir.path().join("data");
-        let output = as_server_user(Command::new(bin.join("pg_basebackup")))
-            .args(["-h", "127.0.0.1", "-p", &primary.port.to_string(), "-U", "postgres", "-R", "-X", "stream", "-D"])
-            .arg(&data)
-            .output()
-            .context("cannot run pg_basebackup")?;
-        if !output.status.success() {
-            bail!("pg_basebackup failed: {}", String::from_utf8_lossy(&output.stderr));
-        }
+        let (dir, data) = data_dir()?;
+        let mut backup = as_server_user(Command::new(bin.join("pg_basebackup")));
+        let port = primary.port.to_string();
+        backup.args(["-h", "127.0.0.1", "-p", &port, "-U", "postgres", "-R", "-X", "stream", "-D"]).arg(&data);
+        run(backup, "pg_basebackup")?;
         let process = Service::stopped("postgres-standby", &dir.path().join("postgres.log"));
         let mut standby = Self { process, dir, port: free_port()?, bin };
         standby.spawn_and_wait().await?;
@@ -123,14 +99,9 @@ impl Postgres {
 
     /// Runs one SQL statement with `psql`; its output, unaligned, without headers.
     pub fn psql(&self, sql: &str) -> anyhow::Result<String> {
-        let output = Command::new(self.bin.join("psql"))
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "postgres", "-XAtc", sql])
-            .output()
-            .context("cannot run psql")?;
-        if !output.status.success() {
-            bail!("psql {sql:?} failed: {}", String::from_utf8_lossy(&output.stderr));
-        }
-        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+        let mut psql = Command::new(self.bin.join("psql"));
+        psql.args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "postgres", "-XAtc", sql]);
+        run(psql, &format!("psql {sql:?}"))
     }
 
     /// A URL that reaches whichever of `servers` takes writes (a primary and its
@@ -248,6 +219,31 @@ impl Postgres {
             })
             .await
     }
+}
+
+/// A temp dir with an empty `data` directory in it that the server's user owns.
+fn data_dir() -> anyhow::Result<(tempfile::TempDir, PathBuf)> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = super::process::temp_dir("postgres-test-")?;
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data)?;
+    if let Some(user) = run_as() {
+        // The server's user must reach and own its data directory.
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
+        std::os::unix::fs::chown(&data, Some(user.0), Some(user.1)).context("cannot chown the data dir")?;
+    }
+    // The server refuses a data directory others can read.
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700))?;
+    Ok((dir, data))
+}
+
+/// Runs `command` (the program `what`) to its end; an error with its stderr if it fails.
+fn run(mut command: Command, what: &str) -> anyhow::Result<String> {
+    let output = command.output().with_context(|| format!("cannot run {what}"))?;
+    if !output.status.success() {
+        bail!("{what} failed: {}", String::from_utf8_lossy(&output.stderr));
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
 /// The uid and gid of the `postgres` user when we are root (PostgreSQL will not run as
