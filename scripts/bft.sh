@@ -40,7 +40,7 @@ DIR="$ROOT/.devnet/bft"
 COMETBFT="${COMETBFT_BIN:-$ROOT/.tools/bin/cometbft}"
 APP="${APP_BIN:-$ROOT/target/debug/cometbft-consensus}"
 
-count() { [[ -d "$DIR" ]] && compgen -G "$DIR/node*" | wc -l || echo 0; }
+count() { local homes=("$DIR"/node[0-9]*); [[ -e "${homes[0]}" ]] && echo "${#homes[@]}" || echo 0; }
 # Every node's name: the validators in order, then the full nodes.
 names() {
     local i k
@@ -49,7 +49,7 @@ names() {
     return 0
 }
 checked_name() {
-    [[ "$1" =~ ^(node|full)[0-9]+$ && -d "$DIR/$1" ]] ||
+    [[ "$1" =~ ^(node|full)(0|[1-9][0-9]*)$ && -d "$DIR/$1" ]] ||
         { say "no node '$1' in .devnet/bft (there: $(names | paste -sd ' '))"; exit 2; }
     echo "$1"
 }
@@ -82,22 +82,27 @@ timeouts() {
 }
 
 # Node NAME's config.toml: its ports (see the table above), its persistent peers, and the
-# timeouts commit, propose, precommit and flush.
+# timeouts commit, propose, precommit and flush (and the file, if not yet in place). Every node is on 127.0.0.1, so each must
+# accept several peers at one address (`cometbft testnet` sets the same for validators;
+# `cometbft init`, which makes a full node, does not).
 configure() {
     local name="$1" peers="$2" commit="$3" propose="$4" precommit="$5" flush="$6" s
+    local file="${7:-$DIR/$name/cometbft/config/config.toml}"
     s="$(slot "$name")"
     sed -i \
         -e "s|^proxy_app = .*|proxy_app = \"tcp://127.0.0.1:$((26658 + 10 * s))\"|" \
         -e "s|^laddr = \"tcp://127.0.0.1:26657\"|laddr = \"tcp://127.0.0.1:$((26657 + 10 * s))\"|" \
         -e "s|^laddr = \"tcp://0.0.0.0:26656\"|laddr = \"tcp://127.0.0.1:$((26656 + 10 * s))\"|" \
         -e "s|^persistent_peers = .*|persistent_peers = \"$peers\"|" \
+        -e "s|^allow_duplicate_ip = .*|allow_duplicate_ip = true|" \
+        -e "s|^addr_book_strict = .*|addr_book_strict = false|" \
         -e "s|^timeout_commit = .*|timeout_commit = \"$commit\"|" \
         -e "s|^timeout_propose = .*|timeout_propose = \"$propose\"|" \
         -e "s|^timeout_precommit = .*|timeout_precommit = \"$precommit\"|" \
         -e "s|^flush_throttle_timeout = .*|flush_throttle_timeout = \"$flush\"|" \
         -e "s|^prometheus = .*|prometheus = true|" \
         -e "s|^prometheus_listen_addr = .*|prometheus_listen_addr = \"127.0.0.1:$((26660 + 10 * s))\"|" \
-        "$DIR/$name/cometbft/config/config.toml"
+        "$file"
 }
 
 # cometbft testnet, then each node's ports moved to its own (see the table above), and the
@@ -135,6 +140,10 @@ export ETH_CLIENT_URL=http://127.0.0.1:$(engine_port "$name") JWT_SECRET=$DIR/jw
 export ABCI_ADDR=127.0.0.1:$((26658 + 10 * s)) STATE_DIR=$DIR/$name/app HEALTH_ADDR=127.0.0.1:$((9300 + s))
 export COMETBFT_RPC=http://127.0.0.1:$((26657 + 10 * s))
 ENV
+    # A full node never proposes: it has nothing to build ahead for, whatever BUILD_AHEAD
+    # the validators were given.
+    [[ "$name" == full* ]] && echo "export BUILD_AHEAD=off"
+    return 0
 }
 
 # Starts whichever of node NAME's app and CometBFT node is not running. An app run by
@@ -232,21 +241,30 @@ start() {
 # others, so that transactions sent to it reach the proposers.
 add_full() {
     [[ -f "$DIR/node0/cometbft/config/genesis.json" ]] || { say "no network in .devnet/bft to follow: scripts/bft.sh start first"; exit 1; }
+    local i
+    for ((i = 0; i < $(count); i++)); do
+        alive "$DIR/node$i/geth.pid" && alive "$DIR/node$i/cometbft.pid" ||
+            { say "node$i is not running: a full node syncs from running validators (scripts/bft.sh start first)"; exit 1; }
+    done
     local k=0
     while [[ -d "$DIR/full$k" ]]; do k=$((k + 1)); done
     ((k < 10)) || { say "ten full nodes at most (the port table has room for ten)"; exit 2; }
     tools
-    ensure_jwt "$DIR/jwt.hex"
-    local name="full$k" config="$DIR/node0/cometbft/config/config.toml" peers=() i
+    local name="full$k" config="$DIR/node0/cometbft/config/config.toml" peers=()
     for ((i = 0; i < $(count); i++)); do
         peers+=("$("$COMETBFT" show-node-id --home "$DIR/node$i/cometbft")@127.0.0.1:$((26656 + 10 * i))")
     done
     config_value() { sed -n "s/^$1 = \"\(.*\)\"$/\1/p" "$config"; }
-    mkdir -p "$DIR/$name"
-    "$COMETBFT" init --home "$DIR/$name/cometbft" > /dev/null
-    cp "$DIR/node0/cometbft/config/genesis.json" "$DIR/$name/cometbft/config/genesis.json"
+    # Written aside and moved into place whole, so that a failure leaves no half-made node
+    # for `start` to find.
+    local tmp="$DIR/.$name.new"
+    rm -rf "$tmp"
+    mkdir -p "$tmp"
+    "$COMETBFT" init --home "$tmp/cometbft" > /dev/null
+    cp "$DIR/node0/cometbft/config/genesis.json" "$tmp/cometbft/config/genesis.json"
     configure "$name" "$(IFS=,; echo "${peers[*]}")" "$(config_value timeout_commit)" "$(config_value timeout_propose)" \
-        "$(config_value timeout_precommit)" "$(config_value flush_throttle_timeout)"
+        "$(config_value timeout_precommit)" "$(config_value flush_throttle_timeout)" "$tmp/cometbft/config/config.toml"
+    mv "$tmp" "$DIR/$name"
     say "wrote full node $name to .devnet/bft/$name: it follows node0 … node$(( $(count) - 1 )) and never votes"
     start_node_geth "$name"
     peer_all
@@ -277,7 +295,7 @@ case "${1:-}" in
     clean) stop; rm -rf "$DIR"; say "removed .devnet/bft" ;;
     status) status ;;
     timeouts) timeouts ;;
-    env) node_env "$(checked_name "${2:-}")" ;;
+    env) name="$(checked_name "${2:-}")"; node_env "$name" ;;
     node)
         name="$(checked_name "${2:-}")"
         case "${3:-}" in

@@ -181,12 +181,24 @@ async fn a_full_node_started_late_catches_up_follows_and_includes_transactions_s
     // app every decided block, which it replays, then it follows the validators' rounds.
     let full = network.start_full_node();
     let caught_up = network.geth_at_least(full, joined_at + 5).await;
-    eventually("the full node's CometBFT to follow the validators", crate::support::TIMEOUT, || async {
+    // In step, it keeps up with heights decided after it caught up, through a link to
+    // every validator (so that no one of them going down cuts it off).
+    eventually("the full node to follow the validators", crate::support::TIMEOUT, || async {
         let (ours, theirs) = (network.comet.height(full).await?, network.comet.height(0).await?);
-        (ours + 1 >= theirs && ours > caught_up.number).then_some(())
+        (ours + 1 >= theirs && ours >= caught_up.number + 3).then_some(())
     })
     .await;
-    assert_eq!(network.metric(full, "bft_proposals_built_total").await, 0.0, "a full node never proposes");
+    eventually("the full node to peer with every validator", crate::support::TIMEOUT, || async {
+        (network.comet.peer_count(full).await? == 4).then_some(())
+    })
+    .await;
+    assert_eq!(network.metric(full, "bft_proposals_built_total").await, 0.0, "a full node builds nothing");
+    let address = network.comet.validator_address(full).expect("its key's address");
+    let height = network.comet.height(0).await.expect("height");
+    for h in 1..=height {
+        let proposer = network.comet.block_proposer(0, h).await.expect("block");
+        assert_ne!(proposer, address, "block {h} was proposed by the full node");
+    }
 
     // A user of the full node's JSON-RPC: the transfer travels to the validators' Geths and
     // is included, and the full node sees the receipt in the block every validator has.

@@ -57,7 +57,9 @@ impl Network {
     /// [`Network::start`], set up as `setup` says.
     pub(crate) async fn start_with(n: usize, extra: &[(usize, &[&str])], setup: Setup) -> Self {
         // A full node's Geth starts with the others, from genesis as a new node's would, so
-        // that the whole network takes its slots at once.
+        // that the whole network takes its slots at once. Unpeered, nothing sent to it
+        // would ever reach a proposer.
+        assert!(setup.peered_geths || setup.full_nodes == 0, "a full node's Geth must be peered with the others");
         let geths = if setup.peered_geths {
             Geth::start_peered_group(n + setup.full_nodes).await.expect("peered geths")
         } else {
@@ -120,7 +122,8 @@ impl Network {
     pub(crate) fn start_full_node(&mut self) -> usize {
         let i = self.comet.add_full_node().expect("a full node's home");
         assert!(i < self.geths.len(), "no Geth left for a full node: raise Setup::full_nodes");
-        let node = self.spawn_app(i, Vec::new());
+        // As `scripts/bft.sh full` runs it: it never proposes, so it never builds ahead.
+        let node = self.spawn_app(i, vec!["--build-ahead".to_owned(), "off".to_owned()]);
         self.validators.push(node);
         self.comet.start(i).expect("cometbft starts");
         i

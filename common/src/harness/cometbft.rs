@@ -199,7 +199,14 @@ impl CometNet {
     /// timeouts. Returns its index in [`CometNet::nodes`]; it runs from [`CometNet::start`].
     /// CometBFT's block sync brings it from genesis to the validators' height, then it
     /// follows their consensus without taking part.
+    ///
+    /// Only in a network from [`CometNet::init`]: a full node dials the validators
+    /// directly, so it would carry messages around the proxies of the others.
     pub fn add_full_node(&mut self) -> anyhow::Result<usize> {
+        anyhow::ensure!(
+            self.isolation.is_empty() && self.links.is_empty(),
+            "a full node would dial around this network's proxies"
+        );
         let i = self.nodes.len();
         let home = self.dir.path().join(format!("full{}", i - self.validators.len()));
         let output = Command::new(cometbft_binary()?)
@@ -263,6 +270,13 @@ impl CometNet {
         let (_, body) = http_get(&url).await?;
         let block: serde_json::Value = serde_json::from_str(&body).ok()?;
         block["result"]["block"]["header"]["proposer_address"].as_str().map(str::to_owned)
+    }
+
+    /// How many peers node `i` has, if its RPC answers.
+    pub async fn peer_count(&self, i: usize) -> Option<usize> {
+        let (_, body) = http_get(&format!("http://127.0.0.1:{}/net_info", self.nodes[i].rpc_port)).await?;
+        let info: serde_json::Value = serde_json::from_str(&body).ok()?;
+        info["result"]["n_peers"].as_str()?.parse().ok()
     }
 
     /// The app hash in the header of node `i`'s block at `height`, hex.
@@ -357,6 +371,10 @@ fn configure(
     let text = set(&text, "p2p", "laddr", &format!("\"tcp://127.0.0.1:{p2p}\""))?;
     let text = set(&text, "p2p", "persistent_peers", &format!("\"{peers}\""))?;
     let text = set(&text, "p2p", "pex", if pex { "true" } else { "false" })?;
+    // Every node is on 127.0.0.1: each must take several peers at one address (`cometbft
+    // testnet` sets these for validators, `cometbft init` does not for a full node).
+    let text = set(&text, "p2p", "allow_duplicate_ip", "true")?;
+    let text = set(&text, "p2p", "addr_book_strict", "false")?;
     let text = set(&text, "consensus", "timeout_commit", &format!("\"{timeout_commit}\""))?;
     let text = set(&text, "consensus", "timeout_propose", &format!("\"{timeout_propose}\""))?;
     let text = set(&text, "consensus", "timeout_precommit", &format!("\"{timeout_precommit}\""))?;
