@@ -294,15 +294,11 @@ async fn postgres_down_finalizes_nothing_unstored_and_its_restart_resumes_produc
 
     cluster.postgres.restart().await.expect("postgres restarts");
     let stored = cluster.stored_before(killed_at).await;
-    for (i, tag, number, hash) in marked {
-        assert_eq!(
-            stored.get(&number),
-            Some(&hash),
-            "{}'s Geth marked block {number} ({hash}) as {tag:?} while PostgreSQL was down, \
-             but the store did not hold it when PostgreSQL died",
-            cluster.nodes[i].id
-        );
-    }
+    cluster.assert_marked_in(
+        marked,
+        &stored,
+        "while PostgreSQL was down, but the store did not hold it when PostgreSQL died",
+    );
     let height = stored_grows(&cluster, 3).await;
     cluster.head_at_least(2, height).await;
     cluster.assert_one_chain().await;
@@ -336,15 +332,7 @@ async fn a_postgres_primary_killed_and_its_synchronous_standby_promoted_loses_no
     standby.restart().await.expect("the standby starts again");
     standby.promote().await.expect("the standby is promoted");
     let stored = cluster.stored_before(epoch_now()).await;
-    for (i, tag, number, hash) in marked {
-        assert_eq!(
-            stored.get(&number),
-            Some(&hash),
-            "{}'s Geth marked block {number} ({hash}) as {tag:?} before the primary died, \
-             but the promoted standby does not hold it",
-            cluster.nodes[i].id
-        );
-    }
+    cluster.assert_marked_in(marked, &stored, "before the primary died, but the promoted standby does not hold it");
 
     // The nodes reach the new primary by themselves, and production resumes.
     let height = stored_grows(&cluster, 5).await;

@@ -335,6 +335,25 @@ impl Cluster {
         }
     }
 
+    /// Each block in `marked` (node, tag, height, hash, as [`Cluster::marks`] gives them)
+    /// is the one `stored` has at its height; `when` says when it was marked and what
+    /// should have held it.
+    pub(crate) fn assert_marked_in(
+        &self,
+        marked: impl IntoIterator<Item = (usize, BlockTag, u64, B256)>,
+        stored: &std::collections::BTreeMap<u64, B256>,
+        when: &str,
+    ) {
+        for (i, tag, number, hash) in marked {
+            assert_eq!(
+                stored.get(&number),
+                Some(&hash),
+                "{}'s Geth marked block {number} ({hash}) as {tag:?} {when}",
+                self.nodes[i].id
+            );
+        }
+    }
+
     /// Waits until node `i`'s Geth is at height `number` or above.
     pub(crate) async fn head_at_least(&self, i: usize, number: u64) -> common::Block {
         let engine = self.nodes[i].geth.engine();

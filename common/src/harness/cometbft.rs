@@ -12,7 +12,7 @@ use std::{
 use anyhow::{Context, bail};
 
 use super::{
-    process::{Service, free_port, http_get, tool_binary},
+    process::{Service, free_port, http_get, run_tool, tool_binary},
     toxiproxy::{Proxy, Toxiproxy},
 };
 
@@ -67,14 +67,9 @@ impl Testnet {
     fn write(n: usize) -> anyhow::Result<Self> {
         let binary = cometbft_binary()?;
         let dir = super::process::temp_dir("cometbft-test-")?;
-        let output = Command::new(&binary)
-            .args(["testnet", "--v", &n.to_string(), "--populate-persistent-peers=false", "--o"])
-            .arg(dir.path())
-            .output()
-            .context("cannot run cometbft testnet")?;
-        if !output.status.success() {
-            bail!("cometbft testnet failed: {}", String::from_utf8_lossy(&output.stderr));
-        }
+        let mut testnet = Command::new(&binary);
+        testnet.args(["testnet", "--v", &n.to_string(), "--populate-persistent-peers=false", "--o"]).arg(dir.path());
+        run_tool(testnet, "cometbft testnet")?;
         let homes: Vec<PathBuf> = (0..n).map(|i| dir.path().join(format!("node{i}"))).collect();
         let (mut ids, mut ports) = (Vec::with_capacity(n), Vec::with_capacity(n));
         for home in &homes {
@@ -209,14 +204,9 @@ impl CometNet {
         );
         let i = self.nodes.len();
         let home = self.dir.path().join(format!("full{}", i - self.validators.len()));
-        let output = Command::new(cometbft_binary()?)
-            .args(["init", "--home"])
-            .arg(&home)
-            .output()
-            .context("cannot run cometbft init")?;
-        if !output.status.success() {
-            bail!("cometbft init failed: {}", String::from_utf8_lossy(&output.stderr));
-        }
+        let mut init = Command::new(cometbft_binary()?);
+        init.args(["init", "--home"]).arg(&home);
+        run_tool(init, "cometbft init")?;
         std::fs::copy(self.nodes[0].home.join("config/genesis.json"), home.join("config/genesis.json"))
             .context("cannot copy the validators' genesis")?;
         let (p2p, rpc, abci) = (free_port()?, free_port()?, free_port()?);

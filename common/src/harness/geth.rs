@@ -24,7 +24,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::{
     genesis_path,
-    process::{Service, free_port, tool_binary},
+    process::{Service, free_port, run_tool, tool_binary},
     tx::Receipt,
 };
 use crate::{auth::JwtSecret, engine::EngineClient, fork::ForkSchedule, rpc::RpcClient};
@@ -376,17 +376,9 @@ impl Geth {
 }
 
 fn run_init(binary: &Path, dir: &Path, genesis: &Path) -> anyhow::Result<()> {
-    let output = Command::new(binary)
-        .arg("init")
-        .arg("--state.scheme=hash")
-        .arg("--datadir")
-        .arg(dir.join("data"))
-        .arg(genesis)
-        .output()
-        .context("cannot run geth init")?;
-    if !output.status.success() {
-        bail!("geth init failed: {}", String::from_utf8_lossy(&output.stderr));
-    }
+    let mut init = Command::new(binary);
+    init.arg("init").arg("--state.scheme=hash").arg("--datadir").arg(dir.join("data")).arg(genesis);
+    run_tool(init, "geth init")?;
     Ok(())
 }
 

@@ -12,7 +12,7 @@ use std::{
 
 use anyhow::{Context, bail};
 
-use super::process::{Service, find_program, free_port};
+use super::process::{Service, find_program, free_port, run_tool};
 
 /// How long PostgreSQL may take to accept connections (WAL recovery after a crash included).
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
@@ -55,7 +55,7 @@ impl Postgres {
         let (dir, data) = data_dir()?;
         let mut initdb = as_server_user(Command::new(bin.join("initdb")));
         initdb.arg("-D").arg(&data).args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"]);
-        run(initdb, "initdb")?;
+        run_tool(initdb, "initdb")?;
         let process = Service::stopped("postgres", &dir.path().join("postgres.log"));
         let mut postgres = Self { process, dir, port: free_port()?, bin };
         postgres.spawn_and_wait().await?;
@@ -73,7 +73,7 @@ impl Postgres {
         let mut backup = as_server_user(Command::new(bin.join("pg_basebackup")));
         let port = primary.port.to_string();
         backup.args(["-h", "127.0.0.1", "-p", &port, "-U", "postgres", "-R", "-X", "stream", "-D"]).arg(&data);
-        run(backup, "pg_basebackup")?;
+        run_tool(backup, "pg_basebackup")?;
         let process = Service::stopped("postgres-standby", &dir.path().join("postgres.log"));
         let mut standby = Self { process, dir, port: free_port()?, bin };
         standby.spawn_and_wait().await?;
@@ -101,7 +101,7 @@ impl Postgres {
     pub fn psql(&self, sql: &str) -> anyhow::Result<String> {
         let mut psql = Command::new(self.bin.join("psql"));
         psql.args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "postgres", "-XAtc", sql]);
-        run(psql, &format!("psql {sql:?}"))
+        run_tool(psql, &format!("psql {sql:?}"))
     }
 
     /// A URL that reaches whichever of `servers` takes writes (a primary and its
@@ -235,15 +235,6 @@ fn data_dir() -> anyhow::Result<(tempfile::TempDir, PathBuf)> {
     // The server refuses a data directory others can read.
     std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700))?;
     Ok((dir, data))
-}
-
-/// Runs `command` (the program `what`) to its end; an error with its stderr if it fails.
-fn run(mut command: Command, what: &str) -> anyhow::Result<String> {
-    let output = command.output().with_context(|| format!("cannot run {what}"))?;
-    if !output.status.success() {
-        bail!("{what} failed: {}", String::from_utf8_lossy(&output.stderr));
-    }
-    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
 /// The uid and gid of the `postgres` user when we are root (PostgreSQL will not run as

@@ -321,3 +321,12 @@ pub async fn http_request(method: &str, url: &str, body: Option<String>) -> Opti
     };
     tokio::time::timeout(Duration::from_secs(5), fetch).await.ok().flatten()
 }
+
+/// Runs `command` (the program `what`) to its end; an error with its stderr if it fails.
+pub(crate) fn run_tool(mut command: std::process::Command, what: &str) -> anyhow::Result<String> {
+    let output = command.output().with_context(|| format!("cannot run {what}"))?;
+    if !output.status.success() {
+        anyhow::bail!("{what} failed: {}", String::from_utf8_lossy(&output.stderr));
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
