@@ -13,7 +13,7 @@ use single_node::round::Verdict;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::support::{Cluster, Load, TIMEOUT, receipts, stored_grows};
+use crate::support::{Cluster, Load, TIMEOUT, epoch_now, receipts, stored_grows};
 
 #[tokio::test]
 async fn a_leader_produces_and_every_node_follows_the_store() {
@@ -302,58 +302,6 @@ async fn postgres_down_finalizes_nothing_unstored_and_its_restart_resumes_produc
     let height = stored_grows(&cluster, 3).await;
     cluster.head_at_least(2, height).await;
     cluster.assert_one_chain().await;
-}
-
-/// PostgreSQL with a synchronous standby, its primary killed under load and the standby
-/// promoted, as a failover tool does: every block any Geth had made final is on the new
-/// primary, the nodes find it through their multi-host URL, and the chain goes on with no
-/// fork, no gap and no confirmed transfer lost.
-#[tokio::test]
-async fn a_postgres_primary_killed_and_its_synchronous_standby_promoted_loses_no_final_block() {
-    let mut cluster = Cluster::start_with_postgres_standby(&["leader", "leader", "member"], &[]).await;
-    let (leader, _) = cluster.leader(&[0, 1]).await;
-    cluster.head_at_least(2, 3).await;
-    let load = Load::start(&cluster, &[0, 1, 2]);
-    stored_grows(&cluster, 5).await;
-
-    // The whole standby stops (SIGSTOP) for a few blocks' time; the primary dies; the
-    // standby is killed too, losing whatever WAL it had received but not yet written, and
-    // started again on its data. A primary that did not wait for the standby would have
-    // committed blocks meanwhile that only it had, and the leader would have finalized them.
-    cluster.standby.as_ref().expect("a standby").signal(libc::SIGSTOP);
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    cluster.postgres.kill();
-    // What every Geth marks as head, safe and finalized when the primary died: each a
-    // block PostgreSQL said it committed, and so one the standby holds.
-    let marked = cluster.marks().await;
-    let confirmed = receipts(&cluster.nodes[2].geth, &load.sent()).await;
-    let standby = cluster.standby.as_mut().expect("a standby");
-    standby.kill_all().await;
-    standby.restart().await.expect("the standby starts again");
-    standby.promote().await.expect("the standby is promoted");
-    let stored = cluster.stored_before(epoch_now()).await;
-    cluster.assert_marked_in(marked, &stored, "before the primary died, but the promoted standby does not hold it");
-
-    // The nodes reach the new primary by themselves, and production resumes.
-    let height = stored_grows(&cluster, 5).await;
-    eventually("/ready again on the leader", TIMEOUT, || async {
-        cluster.ready(leader).await.filter(|(code, _)| *code == 200)
-    })
-    .await;
-    let sent = load.stop().await;
-    for node in 0..3 {
-        cluster.head_at_least(node, height).await;
-    }
-    let now = receipts(&cluster.nodes[2].geth, &sent).await;
-    for (hash, block) in &confirmed {
-        assert!(now.contains(&(*hash, *block)), "transfer {hash}, confirmed in {block} before the failover, is lost");
-    }
-    cluster.assert_one_chain().await;
-}
-
-/// Now, as seconds since the epoch (the clock PostgreSQL's `stored_at` is read with).
-fn epoch_now() -> f64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("after 1970").as_secs_f64()
 }
 
 #[tokio::test]

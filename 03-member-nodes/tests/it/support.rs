@@ -7,7 +7,7 @@ use alloy_primitives::{Address, B256, Bytes, U256};
 use alloy_rpc_types_engine::{ExecutionPayloadV1, ExecutionPayloadV2, ExecutionPayloadV3};
 use common::{
     BlockTag,
-    harness::{Geth, Postgres, Proxy, Redis, Service, Toxiproxy, eventually, genesis_path, http_get},
+    harness::{Geth, Postgres, Proxy, Redis, RedisSentinels, Service, Toxiproxy, eventually, genesis_path, http_get},
     payload::ExecutableBlock,
 };
 use serde_json::Value;
@@ -88,14 +88,16 @@ pub(crate) struct Cluster {
     pub(crate) redis: Redis,
     /// The block log.
     pub(crate) postgres: Postgres,
-    /// Its synchronous standby, in a cluster started with
-    /// [`Cluster::start_with_postgres_standby`]; the nodes then reach whichever of the
-    /// two takes writes.
+    /// In a cluster started with [`Cluster::start_ha`]: Redis's replica and Sentinels,
+    /// through which the nodes find the Redis primary.
+    pub(crate) sentinels: Option<RedisSentinels>,
+    /// Also in a cluster from [`Cluster::start_ha`]: PostgreSQL's synchronous standby; the
+    /// nodes then reach whichever of the two takes writes.
     pub(crate) standby: Option<Postgres>,
     /// Extra flags every node gets.
     args: Vec<String>,
     /// The fault proxy, when the nodes' links go through it.
-    _faults: Option<Toxiproxy>,
+    faults: Option<Toxiproxy>,
     dir: tempfile::TempDir,
 }
 
@@ -105,9 +107,11 @@ impl Cluster {
         Self::start_with(modes, args, false, false).await
     }
 
-    /// [`Cluster::start`], with PostgreSQL replicated to a synchronous standby, and the
-    /// nodes given a URL with both servers that connects only to the one taking writes.
-    pub(crate) async fn start_with_postgres_standby(modes: &[&'static str], args: &[&str]) -> Self {
+    /// [`Cluster::start`] with no single point of failure: Redis with a replica and three
+    /// Sentinels, which the nodes ask where the primary is; PostgreSQL replicated to a
+    /// synchronous standby, and the nodes given a URL with both servers that connects only
+    /// to the one taking writes.
+    pub(crate) async fn start_ha(modes: &[&'static str], args: &[&str]) -> Self {
         Self::start_with(modes, args, false, true).await
     }
 
@@ -122,10 +126,13 @@ impl Cluster {
         // reaches the leader's.
         let geths = Geth::start_peered_group(modes.len()).await.expect("geths");
         let (redis, postgres) = (Redis::start().await.expect("redis"), Postgres::start().await.expect("postgres"));
-        let standby = if replicated {
-            Some(Postgres::start_synchronous_standby(&postgres).await.expect("a synchronous standby"))
+        let (sentinels, standby) = if replicated {
+            (
+                Some(RedisSentinels::start(&redis).await.expect("a Redis replica and Sentinels")),
+                Some(Postgres::start_synchronous_standby(&postgres).await.expect("a synchronous standby")),
+            )
         } else {
-            None
+            (None, None)
         };
         let faults = if proxied { Some(Toxiproxy::start().await.expect("toxiproxy")) } else { None };
         let mut nodes = Vec::new();
@@ -147,11 +154,21 @@ impl Cluster {
         }
         let dir = tempfile::tempdir().expect("dir");
         let args = args.iter().map(|s| s.to_string()).collect();
-        let mut cluster = Self { nodes, redis, postgres, standby, args, _faults: faults, dir };
+        let mut cluster = Self { nodes, redis, postgres, sentinels, standby, args, faults, dir };
         for i in 0..modes.len() {
             cluster.start_node(i);
         }
         cluster
+    }
+
+    /// The fault proxy, in a cluster from [`Cluster::start_behind_proxies`].
+    pub(crate) fn faults(&self) -> &Toxiproxy {
+        self.faults.as_ref().expect("a cluster behind proxies")
+    }
+
+    /// The lease's Redis: the server's address, or with Sentinels, their URL.
+    pub(crate) fn redis_url(&self) -> String {
+        self.sentinels.as_ref().map_or_else(|| self.redis.addr(), RedisSentinels::url)
     }
 
     /// The block log's URL: the server's, or with a standby, one that reaches whichever of
@@ -172,7 +189,7 @@ impl Cluster {
                 links.redis.addr().to_owned(),
                 Postgres::url_at(links.postgres.addr()),
             ),
-            None => (node.geth.auth_url(), self.redis.addr(), self.postgres_url()),
+            None => (node.geth.auth_url(), self.redis_url(), self.postgres_url()),
         };
         let engine_url = node.engine_url.clone().unwrap_or(engine_url);
         let mut command = Command::new(env!("CARGO_BIN_EXE_member-nodes"));
@@ -464,6 +481,11 @@ impl Cluster {
     }
 }
 
+/// Now, as seconds since the epoch (the clock PostgreSQL's `stored_at` is read with).
+pub(crate) fn epoch_now() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("after 1970").as_secs_f64()
+}
+
 /// Lets `cluster`'s store grow by `more` blocks past where it is now; returns its height.
 pub(crate) async fn stored_grows(cluster: &Cluster, more: u64) -> u64 {
     let now = cluster.rows().await.len() as u64 - 1;
@@ -520,6 +542,28 @@ impl Load {
         self.task.await.expect("load task");
         sent.lock().expect("lock").clone()
     }
+}
+
+/// The end of a failover under load: stops `load`, waits until every node's Geth has
+/// reached `height`, checks that every transfer in `confirmed` (hash, block, as a client
+/// saw it `when`) is in the same block now, and that the store and every Geth hold one
+/// chain.
+pub(crate) async fn assert_nothing_lost(
+    cluster: &Cluster,
+    load: Load,
+    height: u64,
+    confirmed: &[(B256, B256)],
+    when: &str,
+) {
+    let sent = load.stop().await;
+    for node in 0..cluster.nodes.len() {
+        cluster.head_at_least(node, height).await;
+    }
+    let now = receipts(&cluster.nodes[0].geth, &sent).await;
+    for (hash, block) in confirmed {
+        assert!(now.contains(&(*hash, *block)), "transfer {hash}, confirmed in {block} {when}, is lost");
+    }
+    cluster.assert_one_chain().await;
 }
 
 /// The transactions among `hashes` that have a receipt on `geth`: hash, block hash.

@@ -119,6 +119,13 @@ impl Proxy {
         Ok(())
     }
 
+    /// Points the link at another `upstream` (`host:port`), as a virtual IP or a proxy
+    /// in front of a failed-over server does: open connections are closed, new ones go to
+    /// the new upstream.
+    pub async fn redirect(&self, upstream: &str) -> anyhow::Result<()> {
+        call(&self.api, "POST", Some(json!({"upstream": upstream}))).await.map(drop)
+    }
+
     /// Removes every fault: the link is up again with no toxics.
     pub async fn heal(&self) -> anyhow::Result<()> {
         let toxics = call(&format!("{}/toxics", self.api), "GET", None).await?;
