@@ -39,7 +39,7 @@ pub use geth::{
 pub use postgres::{Postgres, postgres_bin_dir};
 pub use process::{Service, eventually, faketime_library, free_port, http_get, http_request};
 pub use prometheus::{Alert, Prometheus, ScrapeTarget, check_metrics, prometheus_binary};
-pub use redis::{Redis, RedisSentinels, SENTINEL_SERVICE, redis_binary};
+pub use redis::{Redis, RedisSentinels, redis_binary};
 pub use tamper::InvalidatingProxy;
 pub use toxiproxy::{Proxy, Toxiproxy, toxiproxy_binary};
 pub use tx::{DEV_PRIVATE_KEY, Receipt, dev_signer, signed_blob_transaction, signed_transfer};

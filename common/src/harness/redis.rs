@@ -122,7 +122,7 @@ async fn ping(port: u16) -> bool {
 }
 
 /// The name the Sentinels know the primary by.
-pub const SENTINEL_SERVICE: &str = "lease";
+const SENTINEL_SERVICE: &str = "lease";
 
 /// What makes a Redis primary no single point of failure, as an operator runs it: a
 /// replica, and three Sentinels that watch the primary and, once two of them agree it is down,
