@@ -388,6 +388,12 @@ impl Cluster {
         client
     }
 
+    /// The store's fence: the newest term that claimed it.
+    pub(crate) async fn fence(&self) -> u64 {
+        let row = self.sql().await.query_one("SELECT fence_term FROM chain", &[]).await.expect("the fence");
+        u64::try_from(row.get::<_, i64>(0)).expect("a term")
+    }
+
     /// When the last block stored under `term` was stored, as seconds since the epoch.
     pub(crate) async fn stored_at(&self, term: u64) -> Option<f64> {
         let term = i64::try_from(term).expect("fits");
