@@ -21,7 +21,7 @@ mod stats;
 use std::{path::PathBuf, time::Duration};
 
 use anyhow::{Context, ensure};
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 use serde::{Deserialize, Serialize};
 
 use crate::scenarios::{
@@ -30,6 +30,7 @@ use crate::scenarios::{
     block_rate::BlockRate,
     engine_round::EngineRound,
     failover::Failover,
+    ha_failover::HaFailover,
     member_replay::MemberReplay,
     throughput::Throughput,
     watch::Watch,
@@ -76,6 +77,8 @@ enum Scenario {
     Throughput,
     MemberReplay,
     Failover,
+    /// Part 3's Redis and PostgreSQL primaries killed, with no single point of failure.
+    HaFailover,
     Bft,
     /// Part 4's blocks a second with one of four validators down.
     Liveness,
@@ -90,8 +93,12 @@ enum Scenario {
 /// Every stored result; a scenario not run yet is `None`.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub(crate) struct Results {
-    /// Where the last run was made.
+    /// Where the last run of every scenario (`all`) was made.
     pub(crate) machine: Option<machine::Machine>,
+    /// Where and when each scenario run on its own since was made, by scenario name: its
+    /// section of the report says so.
+    #[serde(default)]
+    pub(crate) apart: std::collections::BTreeMap<String, machine::Machine>,
     /// The plan of the last run.
     pub(crate) plan: Option<PlanRecord>,
     /// Results per scenario.
@@ -104,6 +111,9 @@ pub(crate) struct Results {
     pub(crate) member_replay: Option<MemberReplay>,
     /// See [`Failover`].
     pub(crate) failover: Option<Failover>,
+    /// See [`HaFailover`].
+    #[serde(default)]
+    pub(crate) ha_failover: Option<HaFailover>,
     /// See [`Bft`].
     pub(crate) bft: Option<Bft>,
     /// See [`Watch`].
@@ -167,7 +177,12 @@ async fn main() -> anyhow::Result<()> {
             common::harness::max_concurrent() >= 4,
             "the benchmarks run up to four Geths at once: set GETH_TEST_SLOTS=4 or more (scripts/bench.sh does)"
         );
-        results.machine = Some(machine::Machine::read());
+        if args.scenario == Scenario::All {
+            results.machine = Some(machine::Machine::read());
+            results.apart.clear();
+        } else if let Some(name) = args.scenario.to_possible_value() {
+            results.apart.insert(name.get_name().to_owned(), machine::Machine::read());
+        }
         results.plan = Some(PlanRecord { duration: args.duration, warmup: args.warmup, repeats: plan.repeats });
     }
     let all = args.scenario == Scenario::All;
@@ -189,6 +204,10 @@ async fn main() -> anyhow::Result<()> {
     }
     if all || args.scenario == Scenario::Failover {
         results.failover = Some(scenarios::failover::run(args.kills).await?);
+        save_results(&results)?;
+    }
+    if all || args.scenario == Scenario::HaFailover {
+        results.ha_failover = Some(scenarios::ha_failover::run(args.kills).await?);
         save_results(&results)?;
     }
     if all || args.scenario == Scenario::Bft {

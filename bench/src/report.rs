@@ -61,11 +61,12 @@ pub(crate) fn write(results: &Results, docs: &Path) -> anyhow::Result<()> {
     }
     writeln!(
         md,
-        "```sh\nscripts/bench.sh all                  # every scenario, about 75 minutes on two cores\nscripts/bench.sh throughput           # one scenario: engine-round, block-rate, throughput,\n                                      # member-replay, failover, bft, liveness, watch\nscripts/bench.sh all --repeats 5 --duration 60\n```\n"
+        "```sh\nscripts/bench.sh all                  # every scenario, about 75 minutes on two cores\nscripts/bench.sh throughput           # one scenario: engine-round, block-rate, throughput,\n                                      # member-replay, failover, ha-failover, bft, liveness, watch\nscripts/bench.sh all --repeats 5 --duration 60\n```\n"
     )?;
 
     if let Some(r) = &results.engine_round {
         writeln!(body, "## The Engine API round\n")?;
+        run_apart(&mut body, results, "engine-round")?;
         writeln!(
             body,
             "A bare driver in the benchmark process times each Engine API call on a fresh Geth, \
@@ -127,6 +128,7 @@ pub(crate) fn write(results: &Results, docs: &Path) -> anyhow::Result<()> {
 
     if let Some(r) = &results.block_rate {
         writeln!(body, "## Block rate\n")?;
+        run_apart(&mut body, results, "block-rate")?;
         writeln!(
             body,
             "Blocks a second. \"Fed one at a time\": a transfer is sent, and the next one once \
@@ -158,6 +160,7 @@ pub(crate) fn write(results: &Results, docs: &Path) -> anyhow::Result<()> {
 
     if let Some(r) = &results.throughput {
         writeln!(body, "## Transfer throughput at 1 s blocks\n")?;
+        run_apart(&mut body, results, "throughput")?;
         writeln!(
             body,
             "Saturated: 1,000 accounts funded by a benchmark genesis, transfers signed before the \
@@ -196,6 +199,7 @@ pub(crate) fn write(results: &Results, docs: &Path) -> anyhow::Result<()> {
 
     if let Some(r) = &results.member_replay {
         writeln!(body, "## Member replay and lag\n")?;
+        run_apart(&mut body, results, "member-replay")?;
         writeln!(
             body,
             "A leader fills the store with {} blocks back to back under a flood of transfers \
@@ -233,6 +237,7 @@ pub(crate) fn write(results: &Results, docs: &Path) -> anyhow::Result<()> {
 
     if let Some(r) = &results.failover {
         writeln!(body, "## Failover\n")?;
+        run_apart(&mut body, results, "failover")?;
         writeln!(
             body,
             "Two leader candidates and a member, each with its own Geth (peered), on Redis and \
@@ -322,8 +327,66 @@ pub(crate) fn write(results: &Results, docs: &Path) -> anyhow::Result<()> {
         writeln!(body, "![Failover times](benchmarks/failover.png)\n")?;
     }
 
+    if let Some(r) = &results.ha_failover {
+        writeln!(body, "## Failover of Redis and PostgreSQL\n")?;
+        run_apart(&mut body, results, "ha-failover")?;
+        writeln!(
+            body,
+            "The same cluster and load, with no single point of failure, as `scripts/cluster.sh start --ha` \
+             runs it: Redis with a replica and three Sentinels (a primary is down after 2 s without an \
+             answer), PostgreSQL with a synchronous standby; the nodes (`--lease-ms {}`, `--build-time-ms {}`) \
+             find each primary through the Sentinels and a multi-host URL. The primary is killed with \
+             SIGKILL, at points spread over the second; the Sentinels promote the replica, or the standby \
+             is promoted, as a failover tool does. The failover time is from the kill until the Sentinels \
+             name the new primary, or until the promotion returns; the longest time without a block is \
+             between two blocks stored from a lease before the kill to the first block after the \
+             failover (PostgreSQL's `stored_at`; a slot is 1 s, so 1 s means no slot was lost). The killed \
+             server comes back as the new primary's replica or standby before the next kill. Afterwards \
+             every stored height and every Geth's chain is checked.\n",
+            r.lease_ms, r.build_ms
+        )?;
+        writeln!(
+            body,
+            "| killed | kills | kill → failover, p50, ms | max, ms | longest time without a block, p50, ms | max, ms | forks | gaps |\n|---|---|---|---|---|---|---|---|"
+        )?;
+        for run in &r.runs {
+            let max = |v: &[f64]| v.iter().copied().fold(0.0, f64::max);
+            let stall_max = max(&run.stall_ms);
+            writeln!(
+                body,
+                "| {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {} | {} |",
+                run.primary.name(),
+                run.stall_ms.len(),
+                crate::stats::percentile(&run.failover_ms, 50.0),
+                max(&run.failover_ms),
+                crate::stats::percentile(&run.stall_ms, 50.0),
+                stall_max,
+                run.forks,
+                run.gaps
+            )?;
+            // A Redis failover waits 2 s before the Sentinels call the primary down, and the
+            // leader stops on its own clock meanwhile; a PostgreSQL one only for the nodes to
+            // reconnect.
+            let redis = run.primary == crate::scenarios::ha_failover::Primary::Redis;
+            let bound = if redis { 5_000.0 } else { 3_000.0 };
+            goals.push(Goal {
+                scenario: "HA failover",
+                figure: if redis {
+                    "Redis primary killed: longest time without a block, max"
+                } else {
+                    "PostgreSQL primary killed: longest time without a block, max"
+                },
+                goal: if redis { "≤ 5 s, no fork or gap" } else { "≤ 3 s, no fork or gap" },
+                result: format!("{:.1} s, {} forks, {} gaps", stall_max / 1e3, run.forks, run.gaps),
+                met: stall_max <= bound && run.forks == 0 && run.gaps == 0,
+            });
+        }
+        writeln!(body)?;
+    }
+
     if let Some(r) = &results.bft {
         writeln!(body, "## BFT: four validators\n")?;
+        run_apart(&mut body, results, "bft")?;
         writeln!(
             body,
             "Four validators, each with a Geth (peered with the others), the app and a CometBFT \
@@ -456,6 +519,7 @@ pub(crate) fn write(results: &Results, docs: &Path) -> anyhow::Result<()> {
 
     if let Some(l) = &results.liveness {
         writeln!(body, "## BFT: one validator down\n")?;
+        run_apart(&mut body, results, "liveness")?;
         writeln!(
             body,
             "The BFT scenario's network at the project's defaults, under the steady 100 transfers a \
@@ -518,6 +582,7 @@ pub(crate) fn write(results: &Results, docs: &Path) -> anyhow::Result<()> {
 
     if let Some(w) = &results.watch {
         writeln!(body, "## A failover, as Prometheus saw it\n")?;
+        run_apart(&mut body, results, "watch")?;
         writeln!(
             body,
             "The failover scenario's cluster (defaults: a 2 s lease, a 500 ms build deadline) under a steady \
@@ -593,6 +658,24 @@ pub(crate) fn write(results: &Results, docs: &Path) -> anyhow::Result<()> {
     writeln!(md, "\nWhy a goal is missed, and what limits each figure: see [Benchmark notes](benchmark-notes.md).\n")?;
     md.push_str(&body);
     std::fs::write(docs.join("benchmarks.md"), md)?;
+    Ok(())
+}
+
+/// A line under a section's heading when its scenario was run on its own, after the run
+/// the machine table at the top describes: when, and on what.
+fn run_apart(body: &mut String, results: &Results, scenario: &str) -> std::fmt::Result {
+    if let Some(m) = results.apart.get(scenario) {
+        writeln!(
+            body,
+            "*Run on its own, {}, on {} ({} logical CPUs, {:.1} GiB), Geth {}, CometBFT {}.*\n",
+            m.date,
+            m.cpu,
+            m.cpus,
+            m.memory_gib,
+            m.geth.trim_start_matches("Version: "),
+            m.cometbft
+        )?;
+    }
     Ok(())
 }
 

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use common::{
     BlockTag,
-    harness::{Geth, GethOptions, Postgres, Redis, Service, http_get},
+    harness::{Geth, GethOptions, Postgres, Redis, RedisSentinels, Service, http_get},
 };
 use serde::{Deserialize, Serialize};
 
@@ -104,8 +104,12 @@ pub(crate) struct Cluster {
     pub(crate) nodes: Vec<Option<Service>>,
     pub(crate) geths: Vec<Geth>,
     pub(crate) health: Vec<String>,
-    redis: Redis,
+    pub(crate) redis: Redis,
     pub(crate) postgres: Postgres,
+    /// With no single point of failure ([`Cluster::start_ha`]): Redis's replica and
+    /// Sentinels, and PostgreSQL's synchronous standby.
+    pub(crate) sentinels: Option<RedisSentinels>,
+    pub(crate) standby: Option<Postgres>,
     genesis: std::path::PathBuf,
     args: Vec<String>,
     dir: tempfile::TempDir,
@@ -116,16 +120,35 @@ pub(crate) struct Cluster {
 impl Cluster {
     /// Starts it, every node running with `--lease-ms` and `--build-time-ms` as given.
     pub(crate) async fn start(accounts: &Accounts, lease_ms: u64, build_ms: u64) -> anyhow::Result<Self> {
+        Self::start_with(accounts, lease_ms, build_ms, false).await
+    }
+
+    /// [`Cluster::start`] as `scripts/cluster.sh start --ha` runs it: Redis with a replica
+    /// and three Sentinels, PostgreSQL with a synchronous standby; the nodes find each
+    /// primary through the Sentinels and a multi-host URL.
+    pub(crate) async fn start_ha(accounts: &Accounts, lease_ms: u64, build_ms: u64) -> anyhow::Result<Self> {
+        Self::start_with(accounts, lease_ms, build_ms, true).await
+    }
+
+    async fn start_with(accounts: &Accounts, lease_ms: u64, build_ms: u64, ha: bool) -> anyhow::Result<Self> {
         let genesis = load::bench_genesis(accounts)?;
         let options = GethOptions { genesis: Some(genesis.path.clone()), ..Default::default() };
         // Peered, as `scripts/cluster.sh` runs them.
         let geths = Geth::start_peered_group_with(3, &options).await?;
+        let (redis, postgres) = (Redis::start().await?, Postgres::start().await?);
+        let (sentinels, standby) = if ha {
+            (Some(RedisSentinels::start(&redis).await?), Some(Postgres::start_synchronous_standby(&postgres).await?))
+        } else {
+            (None, None)
+        };
         let mut cluster = Self {
             nodes: vec![None, None, None],
             health: (0..3).map(|_| format!("127.0.0.1:{}", common::harness::free_port().unwrap_or(0))).collect(),
             geths,
-            redis: Redis::start().await?,
-            postgres: Postgres::start().await?,
+            redis,
+            postgres,
+            sentinels,
+            standby,
             genesis: genesis.path.clone(),
             args: vec!["--lease-ms".into(), lease_ms.to_string(), "--build-time-ms".into(), build_ms.to_string()],
             dir: tempfile::tempdir()?,
@@ -145,8 +168,8 @@ impl Cluster {
             ("ETH_CLIENT_URL", geth.auth_url()),
             ("JWT_SECRET", geth.jwt_path().display().to_string()),
             ("GENESIS", self.genesis.display().to_string()),
-            ("REDIS_ADDR", self.redis.addr()),
-            ("POSTGRES_URL", self.postgres.url()),
+            ("REDIS_ADDR", self.sentinels.as_ref().map_or_else(|| self.redis.addr(), RedisSentinels::url)),
+            ("POSTGRES_URL", self.postgres_url()),
             ("HEALTH_ADDR", self.health[i].clone()),
         ];
         let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
@@ -154,7 +177,16 @@ impl Cluster {
         Ok(())
     }
 
-    async fn status(&self, i: usize) -> Option<serde_json::Value> {
+    /// The block log's URL: the server's, or both servers', keeping the one that takes
+    /// writes.
+    pub(crate) fn postgres_url(&self) -> String {
+        match &self.standby {
+            Some(standby) => Postgres::read_write_url(&[&self.postgres, standby]),
+            None => self.postgres.url(),
+        }
+    }
+
+    pub(crate) async fn status(&self, i: usize) -> Option<serde_json::Value> {
         let (_, body) = http_get(&format!("http://{}/status", self.health[i])).await?;
         serde_json::from_str(&body).ok()
     }
@@ -271,7 +303,7 @@ async fn one_setting(
 }
 
 /// Heights where a Geth disagrees with the store, and heights the store lacks.
-async fn check_chain(sql: &tokio_postgres::Client, geths: &[Geth]) -> anyhow::Result<(u64, u64)> {
+pub(crate) async fn check_chain(sql: &tokio_postgres::Client, geths: &[Geth]) -> anyhow::Result<(u64, u64)> {
     let rows = sql.query("SELECT number, hash FROM blocks ORDER BY number", &[]).await?;
     let stored: Vec<(u64, Vec<u8>)> =
         rows.iter().map(|r| (u64::try_from(r.get::<_, i64>(0)).unwrap_or(0), r.get(1))).collect();
@@ -297,11 +329,11 @@ pub(crate) fn kill_phase(kill: usize, kills: usize) -> f64 {
 }
 
 /// How long from `now` (Unix seconds) until the fraction of the second is `phase`.
-fn until_phase(now: f64, phase: f64) -> Duration {
+pub(crate) fn until_phase(now: f64, phase: f64) -> Duration {
     Duration::from_secs_f64((phase - now.fract()).rem_euclid(1.0))
 }
 
-fn unix_seconds() -> f64 {
+pub(crate) fn unix_seconds() -> f64 {
     single_node::clock::unix_time().as_secs_f64()
 }
 

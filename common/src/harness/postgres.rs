@@ -70,23 +70,50 @@ impl Postgres {
     pub async fn start_synchronous_standby(primary: &Self) -> anyhow::Result<Self> {
         let bin = primary.bin.clone();
         let (dir, data) = data_dir()?;
-        let mut backup = as_server_user(Command::new(bin.join("pg_basebackup")));
-        let port = primary.port.to_string();
-        backup.args(["-h", "127.0.0.1", "-p", &port, "-U", "postgres", "-R", "-X", "stream", "-D"]).arg(&data);
-        run_tool(backup, "pg_basebackup")?;
+        primary.base_backup(&data)?;
         let process = Service::stopped("postgres-standby", &dir.path().join("postgres.log"));
         let mut standby = Self { process, dir, port: free_port()?, bin };
         standby.spawn_and_wait().await?;
-        primary.psql("ALTER SYSTEM SET synchronous_standby_names = '*'")?;
-        primary.psql("SELECT pg_reload_conf()")?;
+        primary.wait_for_synchronous_standby().await?;
+        Ok(standby)
+    }
+
+    /// Makes this server (a primary that died, say) a synchronous standby of `primary`,
+    /// on its own port, as a failover tool rebuilds a lost primary: its data, which may end
+    /// in commits no standby confirmed, is replaced by a fresh copy of `primary`'s.
+    pub async fn rejoin_as_standby_of(&mut self, primary: &Self) -> anyhow::Result<()> {
+        self.kill_all().await;
+        let data = self.dir.path().join("data");
+        std::fs::remove_dir_all(&data).context("cannot remove the old data")?;
+        make_data_dir(self.dir.path(), &data)?;
+        primary.base_backup(&data)?;
+        self.spawn_and_wait().await?;
+        primary.wait_for_synchronous_standby().await
+    }
+
+    /// A copy of this server's data in `data`, set to stream from it (`pg_basebackup -R`).
+    fn base_backup(&self, data: &Path) -> anyhow::Result<()> {
+        let mut backup = as_server_user(Command::new(self.bin.join("pg_basebackup")));
+        let port = self.port.to_string();
+        backup
+            .args(["-h", "127.0.0.1", "-p", &port, "-U", "postgres", "-R", "-X", "stream", "-c", "fast", "-D"])
+            .arg(data);
+        run_tool(backup, "pg_basebackup").map(drop)
+    }
+
+    /// Makes every commit wait for a standby (`synchronous_standby_names`), and returns
+    /// once one is streaming synchronously.
+    async fn wait_for_synchronous_standby(&self) -> anyhow::Result<()> {
+        self.psql("ALTER SYSTEM SET synchronous_standby_names = '*'")?;
+        self.psql("SELECT pg_reload_conf()")?;
         let deadline = std::time::Instant::now() + STARTUP_TIMEOUT;
-        while primary.psql("SELECT sync_state FROM pg_stat_replication")?.trim() != "sync" {
+        while self.psql("SELECT sync_state FROM pg_stat_replication")?.trim() != "sync" {
             if std::time::Instant::now() > deadline {
                 bail!("the standby did not become synchronous within {STARTUP_TIMEOUT:?}");
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        Ok(standby)
+        Ok(())
     }
 
     /// Promotes this standby to a primary that takes writes, as a failover tool does once
@@ -223,18 +250,24 @@ impl Postgres {
 
 /// A temp dir with an empty `data` directory in it that the server's user owns.
 fn data_dir() -> anyhow::Result<(tempfile::TempDir, PathBuf)> {
-    use std::os::unix::fs::PermissionsExt;
     let dir = super::process::temp_dir("postgres-test-")?;
     let data = dir.path().join("data");
-    std::fs::create_dir(&data)?;
+    make_data_dir(dir.path(), &data)?;
+    Ok((dir, data))
+}
+
+/// Makes `data`, in `dir`, an empty directory that the server's user owns.
+fn make_data_dir(dir: &Path, data: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir(data)?;
     if let Some(user) = run_as() {
         // The server's user must reach and own its data directory.
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
-        std::os::unix::fs::chown(&data, Some(user.0), Some(user.1)).context("cannot chown the data dir")?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))?;
+        std::os::unix::fs::chown(data, Some(user.0), Some(user.1)).context("cannot chown the data dir")?;
     }
     // The server refuses a data directory others can read.
-    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700))?;
-    Ok((dir, data))
+    std::fs::set_permissions(data, std::fs::Permissions::from_mode(0o700))?;
+    Ok(())
 }
 
 /// The uid and gid of the `postgres` user when we are root (PostgreSQL will not run as

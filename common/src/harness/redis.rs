@@ -145,13 +145,15 @@ impl RedisSentinels {
         for k in 0..3 {
             let port = free_port()?;
             let conf = dir.path().join(format!("sentinel{k}.conf"));
-            // Down after a second without an answer; the failover itself is quick on one
-            // machine. (The Sentinels rewrite this file as they learn.)
+            // Down after 2 s without an answer, as `scripts/cluster.sh start --ha` and
+            // compose's `ha` profile run them, so that the bench measures the devnet's
+            // failover; the failover itself is quick on one machine. (The Sentinels rewrite
+            // this file as they learn.)
             std::fs::write(
                 &conf,
                 format!(
                     "bind 127.0.0.1\nport {port}\nsentinel monitor {SENTINEL_SERVICE} 127.0.0.1 {} 2\n\
-                     sentinel down-after-milliseconds {SENTINEL_SERVICE} 1000\n\
+                     sentinel down-after-milliseconds {SENTINEL_SERVICE} 2000\n\
                      sentinel failover-timeout {SENTINEL_SERVICE} 10000\n",
                     primary.port
                 ),
