@@ -764,6 +764,7 @@ part3_chapter() {
     doc_stop $f 'scripts/cluster.sh stop' .devnet/cluster .devnet/cluster/*.pid .devnet/cluster/*/geth.pid
     terminal part3
     ctrl_c
+    cluster_ha $f
 
     f=03-member-nodes/src/lib.rs
     terminal part3-root
@@ -771,6 +772,40 @@ part3_chapter() {
     member_by_hand $f
     ctrl_c
     close_up
+}
+
+# `cluster.sh start --ha` on the stopped cluster: a Redis replica and three Sentinels, a
+# synchronous PostgreSQL standby, and the nodes' URLs for them; each primary killed, and
+# the chain goes on; then `clean`, and nothing is left.
+cluster_ha() {
+    local f="$1"
+    doc "$f" 'scripts/cluster.sh start --ha'
+    expect 'redis running on 127.0.0.1:6380 \(a replica of 127.0.0.1:6379\)'
+    expect 'sentinels running on 127.0.0.1:26379, 26380, 26381'
+    expect 'postgresql running on 127.0.0.1:5433 \(a standby of 127.0.0.1:5432\)'
+    expect 'postgresql on 127.0.0.1:5432 commits synchronously to its standby'
+    eventually "a cluster leader" 120 cluster_leader
+    eventually "the Redis replica's link" 60 bash -c 'redis-cli -p 6380 INFO replication | grep -q "master_link_status:up"'
+    doc "$f" 'scripts/cluster.sh status'
+    expect '^redis: primary 127.0.0.1:6379 \(PONG\), replica 127.0.0.1:6380 \(link up\)$'
+    expect '^postgresql: primary 127.0.0.1:5432, standby 127.0.0.1:5433 \(sync\)$'
+    doc "$f" 'scripts/cluster.sh env node1'
+    expect "^export REDIS_ADDR='redis-sentinel://127.0.0.1:26379/0\\?sentinelServiceName=lease&node=127.0.0.1:26380&node=127.0.0.1:26381'$"
+    expect "^export POSTGRES_URL='postgres://tutorial:tutorial@127.0.0.1:5432,127.0.0.1:5433/tutorial\\?target_session_attrs=read-write'$"
+    grep -q 'commits each block to disk and to a synchronous standby' .devnet/cluster/node1.log ||
+        fail "node1 does not say it commits to a synchronous standby"
+    doc "$f" 'scripts/cluster.sh fault redis-primary'
+    expect 'killed the Redis primary on 127.0.0.1:6379'
+    expect 'the Sentinels promoted the replica on 127.0.0.1:6380'
+    expect 'block [0-9]+ stored, [0-9.]+ s after the kill; the longest time without a block: [0-9.]+ s'
+    expect 'redis running on 127.0.0.1:6379 \(a replica of 127.0.0.1:6380\)'
+    doc "$f" 'scripts/cluster.sh fault pg-primary'
+    expect 'killed the PostgreSQL primary on 127.0.0.1:5432'
+    expect 'promoted the standby on 127.0.0.1:5433'
+    expect 'block [0-9]+ stored, [0-9.]+ s after the kill; the longest time without a block: [0-9.]+ s'
+    expect 'postgresql on 127.0.0.1:5433 commits synchronously to its standby'
+    doc_stop "$f" 'scripts/cluster.sh clean' .devnet/cluster .devnet/cluster/*.pid .devnet/cluster/*/geth.pid
+    [[ ! -e .devnet/cluster ]] || fail "clean left .devnet/cluster"
 }
 
 # `cluster.sh node node3 stop`, node3's settings, and node3 run by hand: it follows the

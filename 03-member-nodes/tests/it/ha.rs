@@ -176,3 +176,32 @@ async fn a_lease_write_lost_in_a_redis_failover_makes_two_holders_and_the_fence_
     watch.lock().await.check(&cluster).await;
     assert_nothing_lost(&cluster, load, height, &confirmed, "during the split").await;
 }
+
+/// Docker users get the topology `scripts/cluster.sh start --ha` starts: the same
+/// Sentinel settings, the same standby made the same way, and the primary told to wait
+/// for it, on the same ports. The harness's Sentinels, which the tests and the bench
+/// run, wait as long before they fail over.
+#[test]
+fn the_devnet_and_compose_start_the_same_ha_topology() {
+    let root = common::harness::workspace_root();
+    let native = std::fs::read_to_string(root.join("scripts/cluster.sh")).expect("cluster.sh");
+    let compose = std::fs::read_to_string(root.join("docker-compose.yml")).expect("compose");
+    for (native_text, compose_text) in [
+        ("sentinel monitor $SERVICE 127.0.0.1 $primary 2", "sentinel monitor lease 127.0.0.1 6379 2"),
+        ("sentinel down-after-milliseconds $SERVICE 2000", "sentinel down-after-milliseconds lease 2000"),
+        ("sentinel failover-timeout $SERVICE 10000", "sentinel failover-timeout lease 10000"),
+        ("SERVICE=lease", "--replicaof\", \"127.0.0.1\", \"6379\""),
+        ("SENTINEL_PORTS=(26379 26380 26381)", "port $$((26378 + k))"),
+        (
+            "pg_basebackup\" -h 127.0.0.1 -p \"$of\" -U postgres -R -X stream -c fast",
+            "pg_basebackup -h 127.0.0.1 -p 5432 -U tutorial -R -X stream -c fast",
+        ),
+        ("SET synchronous_standby_names = '*'", "SET synchronous_standby_names = '*'"),
+        ("$((PG_PORT + 1))", "-p 5433 -c listen_addresses=127.0.0.1"),
+    ] {
+        assert!(native.contains(native_text), "scripts/cluster.sh has {native_text:?}");
+        assert!(compose.contains(compose_text), "docker-compose.yml has {compose_text:?}");
+    }
+    let harness = std::fs::read_to_string(root.join("common/src/harness/redis.rs")).expect("redis.rs");
+    assert!(harness.contains("down-after-milliseconds {SENTINEL_SERVICE} 2000"), "the harness's Sentinels wait 2 s");
+}
