@@ -32,6 +32,7 @@ use crate::scenarios::{
     failover::Failover,
     ha_failover::HaFailover,
     member_replay::MemberReplay,
+    replicas::Replicas,
     throughput::Throughput,
     watch::Watch,
 };
@@ -77,6 +78,8 @@ enum Scenario {
     Throughput,
     MemberReplay,
     Failover,
+    /// Saturated blocks executed by four Geths at once: the machine's limit for Part 4.
+    Replicas,
     /// Part 3's Redis and PostgreSQL primaries killed, with no single point of failure.
     HaFailover,
     Bft,
@@ -114,6 +117,9 @@ pub(crate) struct Results {
     /// See [`HaFailover`].
     #[serde(default)]
     pub(crate) ha_failover: Option<HaFailover>,
+    /// See [`Replicas`].
+    #[serde(default)]
+    pub(crate) replicas: Option<Replicas>,
     /// See [`Bft`].
     pub(crate) bft: Option<Bft>,
     /// See [`Watch`].
@@ -208,6 +214,10 @@ async fn main() -> anyhow::Result<()> {
     }
     if all || args.scenario == Scenario::HaFailover {
         results.ha_failover = Some(scenarios::ha_failover::run(args.kills).await?);
+        save_results(&results)?;
+    }
+    if all || args.scenario == Scenario::Replicas {
+        results.replicas = Some(scenarios::replicas::run(&plan).await?);
         save_results(&results)?;
     }
     if all || args.scenario == Scenario::Bft {

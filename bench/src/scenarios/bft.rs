@@ -83,7 +83,7 @@ pub(crate) struct Setting {
 }
 
 impl Setting {
-    fn timeouts(&self) -> CometTimeouts {
+    pub(crate) fn timeouts(&self) -> CometTimeouts {
         self.block_time.map_or_else(CometTimeouts::cometbft_defaults, CometTimeouts::for_block_time)
     }
 }
@@ -102,7 +102,7 @@ pub(crate) const SETTINGS: [Setting; 5] = [
 ];
 
 /// Which of [`SETTINGS`] is the project's defaults.
-const DEFAULTS: usize = 3;
+pub(crate) const DEFAULTS: usize = 3;
 
 fn off() -> String {
     "off".to_owned()
@@ -244,21 +244,21 @@ pub(crate) async fn run(plan: &Plan) -> anyhow::Result<Bft> {
 }
 
 /// What one run of the network measured.
-struct Measured {
+pub(crate) struct Measured {
     intervals: Vec<f64>,
     block_txs: Vec<f64>,
-    tps: f64,
+    pub(crate) tps: f64,
     memory: Option<Memory>,
     /// Blocks built ahead used and dropped, all validators.
     ahead: (u64, u64),
     /// Each group of processes' share of all cores over the measured window.
-    cpu: Vec<(String, f64)>,
+    pub(crate) cpu: Vec<(String, f64)>,
     /// Rounds beyond the first over the measured window, as the first validator's app
     /// counted them.
     extra_rounds: u64,
 }
 
-async fn one_repeat(
+pub(crate) async fn one_repeat(
     plan: &Plan,
     accounts: &Accounts,
     genesis: &std::path::Path,

@@ -7,6 +7,7 @@ pub(crate) mod engine_round;
 pub(crate) mod failover;
 pub(crate) mod ha_failover;
 pub(crate) mod member_replay;
+pub(crate) mod replicas;
 pub(crate) mod throughput;
 pub(crate) mod watch;
 
