@@ -244,10 +244,13 @@ fault_redis_primary() {
         sleep 0.1
     done
     [[ "$new" != "$primary" ]] || { say "the Sentinels promoted no replica within 60 s; see .devnet/cluster/sentinel*.log"; exit 1; }
+    local promoted; promoted="$(date +%s.%N)"
     say "the Sentinels promoted the replica on 127.0.0.1:$new, $(since "$started") s after the kill"
-    wait_for_block "$started" "$(date +%s.%N)" "$(pg_port "$(pg_primary)")"
-    # As a supervisor restarts it: the Sentinels make it a replica of the new primary.
+    # As a supervisor restarts it, as a replica of the new primary (the Sentinels would
+    # make it one too, once they see it back); before the wait for a block, so that the
+    # pair is whole again even if no block comes.
     start_redis "$name" "$primary" "$new"
+    wait_for_block "$started" "$promoted" "$(pg_port "$(pg_primary)")"
 }
 
 fault_pg_primary() {
