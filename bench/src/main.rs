@@ -101,7 +101,7 @@ pub(crate) struct Results {
     /// Where and when each scenario run on its own since was made, by scenario name: its
     /// section of the report says so.
     #[serde(default)]
-    pub(crate) apart: std::collections::BTreeMap<String, machine::Machine>,
+    pub(crate) apart: std::collections::BTreeMap<String, Apart>,
     /// The plan of the last run.
     pub(crate) plan: Option<PlanRecord>,
     /// Results per scenario.
@@ -128,6 +128,17 @@ pub(crate) struct Results {
     /// See [`Liveness`].
     #[serde(default)]
     pub(crate) liveness: Option<Liveness>,
+}
+
+/// A scenario run on its own: where, when, and with which plan.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Apart {
+    /// The machine and the date.
+    #[serde(flatten)]
+    pub(crate) machine: machine::Machine,
+    /// Its plan (runs stored before plans were kept per scenario have none).
+    #[serde(default)]
+    pub(crate) plan: Option<PlanRecord>,
 }
 
 /// The plan, as stored.
@@ -183,13 +194,15 @@ async fn main() -> anyhow::Result<()> {
             common::harness::max_concurrent() >= 4,
             "the benchmarks run up to four Geths at once: set GETH_TEST_SLOTS=4 or more (scripts/bench.sh does)"
         );
+        let record = PlanRecord { duration: args.duration, warmup: args.warmup, repeats: plan.repeats };
         if args.scenario == Scenario::All {
             results.machine = Some(machine::Machine::read());
+            results.plan = Some(record);
             results.apart.clear();
         } else if let Some(name) = args.scenario.to_possible_value() {
-            results.apart.insert(name.get_name().to_owned(), machine::Machine::read());
+            let apart = Apart { machine: machine::Machine::read(), plan: Some(record) };
+            results.apart.insert(name.get_name().to_owned(), apart);
         }
-        results.plan = Some(PlanRecord { duration: args.duration, warmup: args.warmup, repeats: plan.repeats });
     }
     let all = args.scenario == Scenario::All;
     if all || args.scenario == Scenario::EngineRound {

@@ -501,6 +501,20 @@ pub(crate) fn write(results: &Results, docs: &Path) -> anyhow::Result<()> {
                 limit.exec_cpu_ms.show(2),
                 limit.network_cpu_ms.show(2)
             )?;
+            if !limit.segments.is_empty() {
+                let repeats: Vec<String> = limit
+                    .segments
+                    .iter()
+                    .map(|rates| rates.iter().map(|r| format!("{r:.0}")).collect::<Vec<_>>().join(", "))
+                    .collect();
+                writeln!(
+                    body,
+                    "The validators' transfers a second in each {} s of the window, repeat by repeat \
+                     (a run that drifts shows here): {}.\n",
+                    crate::scenarios::bft::SEGMENT,
+                    repeats.join("; ")
+                )?;
+            }
         }
         plot::chart(
             &images.join("bft-intervals.png"),
@@ -714,10 +728,14 @@ pub(crate) fn write(results: &Results, docs: &Path) -> anyhow::Result<()> {
 /// A line under a section's heading when its scenario was run on its own, after the run
 /// the machine table at the top describes: when, and on what.
 fn run_apart(body: &mut String, results: &Results, scenario: &str) -> std::fmt::Result {
-    if let Some(m) = results.apart.get(scenario) {
+    if let Some(apart) = results.apart.get(scenario) {
+        let m = &apart.machine;
+        let plan = apart.plan.as_ref().map_or(String::new(), |p| {
+            format!(", {} s measured after a {} s warm-up, {} repeats", p.duration, p.warmup, p.repeats)
+        });
         writeln!(
             body,
-            "*Run on its own, {}, on {} ({} logical CPUs, {:.1} GiB), Geth {}, CometBFT {}.*\n",
+            "*Run on its own, {}, on {} ({} logical CPUs, {:.1} GiB), Geth {}, CometBFT {}{plan}.*\n",
             m.date,
             m.cpu,
             m.cpus,

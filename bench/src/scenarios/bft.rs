@@ -256,7 +256,13 @@ pub(crate) struct Measured {
     /// Rounds beyond the first over the measured window, as the first validator's app
     /// counted them.
     extra_rounds: u64,
+    /// Transfers included a second in each [`SEGMENT`] of the measured window, in order:
+    /// whether a run drifts.
+    pub(crate) segments: Vec<f64>,
 }
+
+/// The part of a measured window whose rate [`Measured::segments`] gives.
+pub(crate) const SEGMENT: f64 = 10.0;
 
 pub(crate) async fn one_repeat(
     plan: &Plan,
@@ -347,7 +353,22 @@ pub(crate) async fn one_repeat(
     if down == Down::GethHung {
         geths[last].signal(libc::SIGCONT);
     }
-    Ok(Measured { intervals, block_txs, tps: load::throughput(&blocks, from, to), memory, ahead, cpu, extra_rounds })
+    let segments = (0..((to - from) / SEGMENT).floor() as usize)
+        .map(|k| {
+            let start = from + k as f64 * SEGMENT;
+            load::throughput(&blocks, start, start + SEGMENT)
+        })
+        .collect();
+    Ok(Measured {
+        intervals,
+        block_txs,
+        tps: load::throughput(&blocks, from, to),
+        memory,
+        ahead,
+        cpu,
+        extra_rounds,
+        segments,
+    })
 }
 
 /// A counter from an app's `/metrics` at `addr` (0 if it cannot be read).

@@ -57,6 +57,9 @@ pub(crate) struct Replicas {
     pub(crate) exec_cpu_ms: Summary,
     /// See `exec_cpu_ms`.
     pub(crate) network_cpu_ms: Summary,
+    /// The validators' transfers a second in each 10 s of each repeat's window, in order.
+    #[serde(default)]
+    pub(crate) segments: Vec<Vec<f64>>,
 }
 
 /// Runs the scenario: per repeat, fresh blocks, then the four Geths and the one.
@@ -65,7 +68,7 @@ pub(crate) async fn run(plan: &Plan) -> anyhow::Result<Replicas> {
     let genesis = load::bench_genesis(&accounts)?;
     let options = GethOptions { genesis: Some(genesis.path.clone()), ..Default::default() };
     let (mut tps, mut one_tps, mut validators, mut ratio) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let (mut exec_cpu, mut network_cpu) = (Vec::new(), Vec::new());
+    let (mut exec_cpu, mut network_cpu, mut segments) = (Vec::new(), Vec::new(), Vec::new());
     let setting = &bft::SETTINGS[bft::DEFAULTS];
     let (mut txs_per_block, mut gas_share) = (0.0, 0.0);
     for repeat in 0..plan.repeats {
@@ -89,6 +92,7 @@ pub(crate) async fn run(plan: &Plan) -> anyhow::Result<Replicas> {
             bft::one_repeat(plan, &accounts, &genesis.path, setting, &setting.timeouts(), None, bft::Down::None)
                 .await?;
         let network = measured.tps;
+        segments.push(measured.segments);
         // The Geths' share of all cores over the window, as CPU seconds a second.
         let cores = std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64);
         let geths = measured.cpu.iter().find(|(group, _)| group == "Geth").map_or(0.0, |(_, share)| *share);
@@ -111,6 +115,7 @@ pub(crate) async fn run(plan: &Plan) -> anyhow::Result<Replicas> {
         ratio: Summary::of(&ratio),
         exec_cpu_ms: Summary::of(&exec_cpu),
         network_cpu_ms: Summary::of(&network_cpu),
+        segments,
     })
 }
 
