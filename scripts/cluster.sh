@@ -169,7 +169,7 @@ pg_port() { [[ "$1" == postgres ]] && echo "$PG_PORT" || echo $((PG_PORT + 1)); 
 # The primary and a synchronous standby of it.
 start_postgres_ha() {
     local primary other
-    primary="$(pg_primary)" other="$(pg_other "$(pg_primary)")"
+    primary="$(pg_primary)" other="$(pg_other "$primary")"
     start_postgres "$primary" "$(pg_port "$primary")"
     start_postgres "$other" "$(pg_port "$other")" "$(pg_port "$primary")"
     make_synchronous "$(pg_port "$primary")"
@@ -234,7 +234,7 @@ need_ha() { ha || { say "fault $1 needs the HA cluster: scripts/cluster.sh start
 fault_redis_primary() {
     need_ha redis-primary
     local primary name started new=""
-    primary="$(redis_primary)" name="$(redis_name "$(redis_primary)")"
+    primary="$(redis_primary)" name="$(redis_name "$primary")"
     started="$(date +%s.%N)"
     kill_pid "$DIR/$name.pid" "$name" || { say "the Redis primary (127.0.0.1:$primary) is not running"; exit 1; }
     say "killed the Redis primary on 127.0.0.1:$primary"
@@ -256,7 +256,7 @@ fault_redis_primary() {
 fault_pg_primary() {
     need_ha pg-primary
     local primary standby started pid
-    primary="$(pg_primary)" standby="$(pg_other "$(pg_primary)")"
+    primary="$(pg_primary)" standby="$(pg_other "$primary")"
     alive "$DIR/$standby.pid" || { say "the standby ($standby) is not running: a failover would lose blocks"; exit 1; }
     alive "$DIR/$primary.pid" || { say "the PostgreSQL primary ($primary) is not running"; exit 1; }
     started="$(date +%s.%N)"
@@ -385,9 +385,9 @@ status() {
     done
     if ha; then
         local primary replica standby
-        primary="$(redis_primary)" replica=$(( $(redis_primary) == REDIS_PORT ? REDIS_PORT + 1 : REDIS_PORT ))
+        primary="$(redis_primary)" replica=$(( primary == REDIS_PORT ? REDIS_PORT + 1 : REDIS_PORT ))
         echo "redis: primary 127.0.0.1:$primary ($(redis-cli -p "$primary" ping 2>/dev/null || echo 'no answer')), replica 127.0.0.1:$replica ($(redis-cli -p "$replica" INFO replication 2>/dev/null | tr -d '\r' | sed -n 's/^master_link_status:/link /p' || true))"
-        primary="$(pg_primary)" standby="$(pg_other "$(pg_primary)")"
+        primary="$(pg_primary)" standby="$(pg_other "$primary")"
         echo "postgresql: primary 127.0.0.1:$(pg_port "$primary"), standby 127.0.0.1:$(pg_port "$standby") ($(psql_at "$(pg_port "$primary")" "SELECT sync_state FROM pg_stat_replication" 2>/dev/null || echo 'no answer'))"
     fi
 }
