@@ -1080,6 +1080,10 @@ finish() {
         rm -rf "$WORK/devnet-logs"; cp -r .devnet "$WORK/devnet-logs" 2>/dev/null || true
         say "the devnets' data and logs of the failed run: $WORK/devnet-logs"
     fi
+    if [[ $rc -ne 0 && -d .soak ]]; then
+        rm -rf "$WORK/soak"; cp -r .soak "$WORK/soak" 2>/dev/null || true
+        say "the soaks' histories, verdicts and logs: $WORK/soak"
+    fi
     rm -rf .devnet
     if [[ -e .devnet.before-check-docs ]]; then mv .devnet.before-check-docs .devnet; fi
     [[ $rc -eq 0 ]] && rm -rf "$WORK"
