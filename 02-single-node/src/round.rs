@@ -185,11 +185,21 @@ impl ReplayError {
 /// Gives Geth a block it does not have, from a store: the block must extend `parent`
 /// (Geth's block at the height below) and Geth must find it VALID. The caller finalizes
 /// when it has given all it wanted to give.
+///
+/// A Geth killed while it wrote can come back holding a block without its state: it
+/// answers VALID for that block ("already known") and ACCEPTED for the next ("state not
+/// available"), for ever. Making the parent head makes Geth execute it again from the
+/// newest state it has; the parent is a stored block, so it is final.
 pub async fn replay(engine: &EngineClient, block: &ExecutableBlock, parent: B256) -> Result<(), ReplayError> {
     if block.parent_hash() != parent {
         return Err(ReplayError::NotChild { number: block.number(), parent: block.parent_hash(), expected: parent });
     }
-    match import(engine, block).await? {
+    let mut status = import(engine, block).await?;
+    if matches!(status, PayloadStatus::Accepted) {
+        finalize(engine, parent).await?;
+        status = import(engine, block).await?;
+    }
+    match status {
         PayloadStatus::Valid { .. } => Ok(()),
         status if status.is_pending() => {
             Err(Fault::Passing(anyhow!("Geth did not execute block {}: {status}", block.number())).into())

@@ -273,6 +273,29 @@ async fn syncing_during_a_replay_is_waited_out_not_taken_as_a_rejection() {
     }
 }
 
+/// A Geth killed while it wrote can come back holding a block without its state: it takes
+/// that block again as "already known" and answers ACCEPTED ("state not available") for
+/// the next, until the block is made head and so executed again. Here Geth's chain is
+/// wiped and, while the store gives it back, the proxy plays that Geth for block 2: the
+/// replay makes block 2 head and gives Geth the rest of the chain.
+#[tokio::test]
+async fn a_replayed_block_whose_state_geth_lost_is_made_head_and_the_replay_goes_on() {
+    let Proxied { mut geth, proxy, state, dir: _dir } = Proxied::start().await;
+    let engine = geth.engine();
+    let sequencer = through(&proxy, &geth, &state);
+    let before = head_at_least_while(&sequencer, &engine, 4).await;
+    let produced = linked_chain(&engine, before.number).await;
+
+    proxy.lose_state_of(2);
+    geth.wipe_and_restart().await.expect("geth starts again from genesis");
+    while_running(&sequencer, "block 3's replay answered ACCEPTED", || async {
+        (!proxy.accepted().is_empty()).then_some(())
+    })
+    .await;
+    head_at_least_while(&sequencer, &engine, before.number + 2).await;
+    keeps_and_extends(&engine, &produced, 2).await;
+}
+
 /// A store kept for another chain (another genesis) is never continued on this one: the
 /// sequencer stops at start, naming the store's genesis and the fix, and changes neither
 /// what the store holds nor Geth's chain.

@@ -8,6 +8,11 @@
 //!   executed the block, the consensus layer is told Geth cannot tell yet, as a Geth
 //!   catching up would say. The proxy remembers the blocks it said that of
 //!   ([`InvalidatingProxy::syncing`]).
+//! - newPayload answered ACCEPTED for the block after one whose state Geth lost
+//!   ([`InvalidatingProxy::lose_state_of`]), as Geth answers after a crash that kept a
+//!   block but not its state, until a forkchoiceUpdated makes that block head (which makes
+//!   Geth execute it again). The proxy remembers those answers
+//!   ([`InvalidatingProxy::accepted`]).
 //! - forkchoiceUpdated answers withheld ([`InvalidatingProxy::hold_forkchoice`]) for the
 //!   updates that make a new block head: Geth has acted on the update (the block is head),
 //!   the consensus layer never hears back, as when a link drops after the request went
@@ -44,6 +49,10 @@ struct Tamper {
     syncing_at: AtomicU64,
     /// The blocks answered SYNCING (height and hash), once per answer, in order.
     answered_syncing: Mutex<Vec<(u64, B256)>>,
+    /// The height of the block whose state Geth is to have lost, and its hash once seen.
+    lost_state: Mutex<Option<(u64, Option<B256>)>>,
+    /// The blocks answered ACCEPTED (height and hash), once per answer, in order.
+    answered_accepted: Mutex<Vec<(u64, B256)>>,
     /// True while forkchoiceUpdated answers are withheld.
     hold: watch::Sender<bool>,
     /// The blocks Geth was given (newPayload) while answers are withheld: the new heads.
@@ -73,6 +82,8 @@ impl InvalidatingProxy {
             syncing: AtomicU64::new(0),
             syncing_at: AtomicU64::new(0),
             answered_syncing: Mutex::default(),
+            lost_state: Mutex::default(),
+            answered_accepted: Mutex::default(),
             hold: watch::channel(false).0,
             fresh: Mutex::default(),
             held: Mutex::default(),
@@ -128,6 +139,18 @@ impl InvalidatingProxy {
         self.tamper.answered_syncing.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
+    /// Plays a Geth that holds block `number` but lost its state: newPayload of block
+    /// `number + 1` goes to Geth, but is answered ACCEPTED ("state not available"), until a
+    /// forkchoiceUpdated makes block `number` head.
+    pub fn lose_state_of(&self, number: u64) {
+        *self.tamper.lost_state.lock().unwrap_or_else(PoisonError::into_inner) = Some((number, None));
+    }
+
+    /// The blocks answered ACCEPTED so far, once per answer, in order: height and hash.
+    pub fn accepted(&self) -> Vec<(u64, B256)> {
+        self.tamper.answered_accepted.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
     /// While `on`, a forkchoiceUpdated that makes head a block Geth was given (newPayload)
     /// since then still goes to Geth, which acts on it (the block is head), but its answer
     /// is held back until this is called again with `false` (by then the caller has timed
@@ -144,8 +167,9 @@ impl InvalidatingProxy {
     }
 }
 
-/// Sends `request` to `target`, and returns Geth's answer; or, as `tamper` says, INVALID or
-/// SYNCING in place of a newPayload answer, or a forkchoiceUpdated answer held back.
+/// Sends `request` to `target`, and returns Geth's answer; or, as `tamper` says, INVALID,
+/// SYNCING or ACCEPTED in place of a newPayload answer, or a forkchoiceUpdated answer held
+/// back.
 async fn forward(
     client: HttpClient,
     target: String,
@@ -186,6 +210,20 @@ async fn forward(
             replace("SYNCING", None, &tamper.answered_syncing);
         }
     }
+    let head: Option<B256> = request["params"][0]["headBlockHash"].as_str().and_then(|h| h.parse().ok());
+    {
+        let mut lost = tamper.lost_state.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((number, seen)) = lost.as_mut() {
+            match block {
+                Some((at, hash)) if method == "engine_newPayloadV4" && at == *number => *seen = Some(hash),
+                Some((at, _)) if method == "engine_newPayloadV4" && at == *number + 1 => {
+                    replace("ACCEPTED", None, &tamper.answered_accepted);
+                }
+                _ if method.starts_with("engine_forkchoiceUpdated") && head.is_some() && head == *seen => *lost = None,
+                _ => {}
+            }
+        }
+    }
     if !*tamper.hold.borrow() {
         return Ok(hyper::Response::from_parts(parts, Full::new(answer)));
     }
@@ -194,7 +232,6 @@ async fn forward(
     {
         tamper.fresh.lock().unwrap_or_else(PoisonError::into_inner).insert(hash);
     }
-    let head: Option<B256> = request["params"][0]["headBlockHash"].as_str().and_then(|h| h.parse().ok());
     if method.starts_with("engine_forkchoiceUpdated")
         && let Some(head) =
             head.filter(|head| tamper.fresh.lock().unwrap_or_else(PoisonError::into_inner).contains(head))
