@@ -231,19 +231,23 @@ impl App {
     /// and repaired from our store; a Geth that calls a decided block INVALID is a fatal
     /// disagreement.
     async fn execute(&self, block: &ExecutableBlock) -> anyhow::Result<()> {
-        self.until_done(&format!("execute block {}", block.number()), || async {
-            match round::import(&self.engine, block).await? {
-                PayloadStatus::Valid { .. } => Ok(()),
-                status if status.is_pending() => {
-                    // Most likely Geth restarted and lost the parent: give it back.
-                    self.reconcile().await?;
-                    Err(Fault::Passing(anyhow!("Geth did not execute block {}: {status}", block.number())))
+        let what = format!("execute block {}", block.number());
+        let engine = &self.engine;
+        // Most likely a Geth that cannot execute it restarted and lost the parent:
+        // `repairing` gives it back and tries again at once, without the retry's backoff.
+        self.until_done(&what, || {
+            self.repairing(&what, || async move {
+                match round::import(engine, block).await? {
+                    PayloadStatus::Valid { .. } => Ok(()),
+                    status if status.is_pending() => {
+                        Err(Fault::Passing(anyhow!("Geth did not execute block {}: {status}", block.number())))
+                    }
+                    status => Err(Fault::Fatal(anyhow!(
+                        "Geth calls block {} INVALID, which the network decided: {status}",
+                        block.number()
+                    ))),
                 }
-                status => Err(Fault::Fatal(anyhow!(
-                    "Geth calls block {} INVALID, which the network decided: {status}",
-                    block.number()
-                ))),
-            }
+            })
         })
         .await
     }
