@@ -169,9 +169,16 @@ fn stored_head(meta: &redb::Table<'_, &str, &[u8]>) -> anyhow::Result<Head> {
     }
 }
 
+/// A replay makes every this-many-th block Geth's head as it goes.
+pub const REPLAY_HEAD_EVERY: u64 = 64;
+
 // ANCHOR: replay_into
 /// Gives Geth the stored blocks above its head `geth`, up to height `to`, each checked to
 /// extend the one before; the caller finalizes. Returns how many it gave.
+///
+/// Every [`REPLAY_HEAD_EVERY`] blocks the last one given is made head (it is stored, so
+/// final): Geth's head rises while a long replay runs, instead of staying at the old
+/// height until the end, and a replay cut short leaves Geth where it got to.
 pub async fn replay_into(
     engine: &EngineClient,
     store: &Store,
@@ -188,6 +195,9 @@ pub async fn replay_into(
         })?;
         round::replay(engine, &block, parent).await?;
         parent = block.hash();
+        if number % REPLAY_HEAD_EVERY == 0 && number < to {
+            round::finalize(engine, parent).await?;
+        }
     }
     Ok(to.saturating_sub(geth.number))
 }

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use alloy_primitives::Address;
+use common::payload::ExecutableBlock;
 use common::{
     BlockTag, EngineClient, Head,
     harness::{Geth, InvalidatingProxy, genesis_path},
@@ -41,16 +42,47 @@ async fn three_blocks_then_stopped(geth: &Geth, state: &std::path::Path) {
 }
 
 /// Makes one block on Geth without the sequencer, as another driver would.
-async fn produce_directly(engine: &EngineClient) -> common::Block {
+async fn produce_directly(engine: &EngineClient) -> ExecutableBlock {
     let head = engine.head().await.expect("head");
     let timestamp = (head.timestamp + 1).max(common::unix_time().as_secs());
     let attributes = common::payload::attributes(head.hash, timestamp, Address::ZERO);
     let state = common::payload::finalized_at(head.hash);
     let id = engine.forkchoice_updated_v3(state, Some(attributes)).await.expect("fcu").payload_id.expect("id");
-    let block = common::payload::ExecutableBlock::from(engine.get_payload(id, timestamp).await.expect("payload"));
+    let block = ExecutableBlock::from(engine.get_payload(id, timestamp).await.expect("payload"));
     assert!(engine.import(&block).await.expect("newPayload").is_valid());
     engine.forkchoice_updated_v3(common::payload::finalized_at(block.hash()), None).await.expect("fcu");
-    block.header()
+    block
+}
+
+/// A long replay makes every 64th block head as it goes, so Geth's head rises while it
+/// works. Here a store holds 139 blocks, Geth is wiped, and a replay asked for 150 stops
+/// at block 140, which the store lacks: Geth's head is block 128, the last one made head
+/// on the way, and every block up to it is the stored one.
+#[tokio::test]
+async fn a_long_replay_moves_geths_head_as_it_goes() {
+    let mut geth = Geth::start().await.expect("geth");
+    let engine = geth.engine();
+    let dir = tempfile::tempdir().expect("dir");
+    let store = Store::open(&dir.path().join("sequencer.redb")).expect("store");
+    let genesis = engine.head().await.expect("head");
+    store.init(genesis.hash, Head::from(&genesis)).expect("init");
+    let mut stored = Vec::new();
+    for _ in 0..139 {
+        let block = produce_directly(&engine).await;
+        store.append(&block).expect("append");
+        stored.push(block.hash());
+    }
+
+    geth.wipe_and_restart().await.expect("geth starts again from genesis");
+    let error =
+        single_node::store::replay_into(&engine, &store, &genesis, 150).await.expect_err("block 140 is missing");
+    assert!(error.to_string().contains("no block 140"), "{error}");
+    let head = engine.head().await.expect("head");
+    assert_eq!(head.number, 128, "the last block made head on the way");
+    let chain = linked_chain(&engine, 128).await;
+    for (block, hash) in chain.iter().skip(1).zip(&stored) {
+        assert_eq!(block.hash, *hash, "block {} is the stored one", block.number);
+    }
 }
 
 #[tokio::test]
@@ -63,7 +95,7 @@ async fn geth_ahead_on_our_chain_is_followed() {
 
     let mut produced = linked_chain(&engine, engine.head().await.expect("head").number).await;
     for _ in 0..2 {
-        produced.push(produce_directly(&engine).await);
+        produced.push(produce_directly(&engine).await.header());
     }
     let second = start(&geth, &state, &[]);
     keeps_and_extends(&engine, &produced, 2).await;
