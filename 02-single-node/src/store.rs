@@ -169,16 +169,16 @@ fn stored_head(meta: &redb::Table<'_, &str, &[u8]>) -> anyhow::Result<Head> {
     }
 }
 
-/// A replay makes every this-many-th block Geth's head as it goes.
+/// A replay makes the blocks at multiples of this height Geth's head as it goes.
 pub const REPLAY_HEAD_EVERY: u64 = 64;
 
 // ANCHOR: replay_into
 /// Gives Geth the stored blocks above its head `geth`, up to height `to`, each checked to
 /// extend the one before; the caller finalizes. Returns how many it gave.
 ///
-/// Every [`REPLAY_HEAD_EVERY`] blocks the last one given is made head (it is stored, so
-/// final): Geth's head rises while a long replay runs, instead of staying at the old
-/// height until the end, and a replay cut short leaves Geth where it got to.
+/// Each block whose height is a multiple of [`REPLAY_HEAD_EVERY`] is made head once given
+/// (it is stored, so final): Geth's head rises while a long replay runs, instead of staying
+/// at the old height until the end, and a replay cut short leaves Geth at the last of them.
 pub async fn replay_into(
     engine: &EngineClient,
     store: &Store,

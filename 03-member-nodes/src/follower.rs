@@ -24,7 +24,8 @@ use crate::{
     server::Status,
 };
 
-/// Stored blocks fetched per query while catching up; Geth's head moves once per batch.
+/// Stored blocks fetched per query while catching up; Geth's head moves once per batch
+/// (and where `round::replay` repairs a block whose state Geth lost).
 pub const BATCH: u32 = 64;
 /// Stored payload fetched per query, at most (beyond the first block): 64 small blocks,
 /// or a few full ones.
