@@ -3,10 +3,10 @@
 use std::time::Duration;
 
 use alloy_primitives::Address;
-use common::payload::ExecutableBlock;
 use common::{
     BlockTag, EngineClient, Head,
     harness::{Geth, InvalidatingProxy, genesis_path},
+    payload::ExecutableBlock,
 };
 use single_node::store::Store;
 

@@ -219,7 +219,9 @@ async fn forward(
                 Some((at, _)) if method == "engine_newPayloadV4" && at == *number + 1 => {
                     replace("ACCEPTED", None, &tamper.answered_accepted);
                 }
-                _ if method.starts_with("engine_forkchoiceUpdated") && head.is_some() && head == *seen => *lost = None,
+                _ if method.starts_with("engine_forkchoiceUpdated") && head.is_some_and(|h| *seen == Some(h)) => {
+                    *lost = None
+                }
                 _ => {}
             }
         }
