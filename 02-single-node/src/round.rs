@@ -189,7 +189,8 @@ impl ReplayError {
 /// A Geth killed while it wrote can come back holding a block without its state: it
 /// answers VALID for that block ("already known") and ACCEPTED for the next ("state not
 /// available"), for ever. Making the parent head makes Geth execute it again from the
-/// newest state it has; the parent is a stored block, so it is final.
+/// newest state it has (once Geth counts itself synced: see [`crate::store::reconcile`]);
+/// the parent is a stored block, so it is final.
 pub async fn replay(engine: &EngineClient, block: &ExecutableBlock, parent: B256) -> Result<(), ReplayError> {
     if block.parent_hash() != parent {
         return Err(ReplayError::NotChild { number: block.number(), parent: block.parent_hash(), expected: parent });

@@ -307,8 +307,9 @@ async fn syncing_during_a_replay_is_waited_out_not_taken_as_a_rejection() {
 
 /// A Geth killed while it wrote can come back holding a block without its state: it takes
 /// that block again as "already known" and answers ACCEPTED ("state not available") for
-/// the next, until the block is made head and so executed again. Here Geth's chain is
-/// wiped and, while the store gives it back, the proxy plays that Geth for block 2: the
+/// the next, until the block is made head and so executed again; and having just started,
+/// it ignores that update until it has taken one naming its own head. Here Geth's chain
+/// is wiped and, while the store gives it back, the proxy plays that Geth for block 2: the
 /// replay makes block 2 head and gives Geth the rest of the chain.
 #[tokio::test]
 async fn a_replayed_block_whose_state_geth_lost_is_made_head_and_the_replay_goes_on() {

@@ -11,7 +11,9 @@
 //! - newPayload answered ACCEPTED for the block after one whose state Geth lost
 //!   ([`InvalidatingProxy::lose_state_of`]), as Geth answers after a crash that kept a
 //!   block but not its state, until a forkchoiceUpdated makes that block head (which makes
-//!   Geth execute it again). The proxy remembers those answers
+//!   Geth execute it again). Like a Geth that has just started, the proxy drops (and
+//!   answers VALID) a forkchoiceUpdated naming that block until Geth has answered VALID to
+//!   an update naming another block. The proxy remembers the ACCEPTED answers
 //!   ([`InvalidatingProxy::accepted`]).
 //! - forkchoiceUpdated answers withheld ([`InvalidatingProxy::hold_forkchoice`]) for the
 //!   updates that make a new block head: Geth has acted on the update (the block is head),
@@ -49,8 +51,8 @@ struct Tamper {
     syncing_at: AtomicU64,
     /// The blocks answered SYNCING (height and hash), once per answer, in order.
     answered_syncing: Mutex<Vec<(u64, B256)>>,
-    /// The height of the block whose state Geth is to have lost, and its hash once seen.
-    lost_state: Mutex<Option<(u64, Option<B256>)>>,
+    /// The block whose state Geth is to have lost.
+    lost_state: Mutex<Option<LostState>>,
     /// The blocks answered ACCEPTED (height and hash), once per answer, in order.
     answered_accepted: Mutex<Vec<(u64, B256)>>,
     /// True while forkchoiceUpdated answers are withheld.
@@ -59,6 +61,18 @@ struct Tamper {
     fresh: Mutex<HashSet<B256>>,
     /// The head of every forkchoiceUpdated whose answer was withheld, in order.
     held: Mutex<Vec<B256>>,
+}
+
+/// A block Geth holds without its state, as the proxy plays it.
+#[derive(Debug)]
+struct LostState {
+    /// Its height.
+    number: u64,
+    /// Its hash, once Geth was given it.
+    seen: Option<B256>,
+    /// Whether Geth has answered a forkchoiceUpdated VALID since the loss: until then it
+    /// counts itself not synced.
+    synced: bool,
 }
 
 /// The proxy; clones share it.
@@ -139,11 +153,16 @@ impl InvalidatingProxy {
         self.tamper.answered_syncing.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
-    /// Plays a Geth that holds block `number` but lost its state: newPayload of block
-    /// `number + 1` goes to Geth, but is answered ACCEPTED ("state not available"), until a
-    /// forkchoiceUpdated makes block `number` head.
+    /// Plays a Geth that has just started again holding block `number` without its state:
+    /// newPayload of block `number + 1` goes to Geth, but is answered ACCEPTED ("state not
+    /// available"), until a forkchoiceUpdated makes block `number` head. And as Geth does
+    /// with an update naming a block its index holds above its head before it counts itself
+    /// synced ("Ignoring beacon update to old head while syncing"), a forkchoiceUpdated
+    /// naming block `number` is answered VALID and not passed on, until Geth has answered
+    /// VALID to an update naming another block (its own head, say; not a block it lacks).
     pub fn lose_state_of(&self, number: u64) {
-        *self.tamper.lost_state.lock().unwrap_or_else(PoisonError::into_inner) = Some((number, None));
+        let lost = LostState { number, seen: None, synced: false };
+        *self.tamper.lost_state.lock().unwrap_or_else(PoisonError::into_inner) = Some(lost);
     }
 
     /// The blocks answered ACCEPTED so far, once per answer, in order: height and hash.
@@ -178,6 +197,25 @@ async fn forward(
 ) -> Result<hyper::Response<Full<Bytes>>, Box<dyn std::error::Error + Send + Sync>> {
     let (parts, body) = request.into_parts();
     let body = body.collect().await?.to_bytes();
+    let request: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    let method = request["method"].as_str().unwrap_or_default();
+    let head: Option<B256> = request["params"][0]["headBlockHash"].as_str().and_then(|h| h.parse().ok());
+    if method.starts_with("engine_forkchoiceUpdated")
+        && let Some(lost) = tamper.lost_state.lock().unwrap_or_else(PoisonError::into_inner).as_ref()
+        && !lost.synced
+        && head.is_some()
+        && head == lost.seen
+    {
+        // What a Geth not yet synced answers to an update it ignores.
+        let result = serde_json::json!({
+            "payloadStatus": {"status": "VALID", "latestValidHash": head, "validationError": null},
+            "payloadId": null,
+        });
+        let answer = serde_json::json!({"jsonrpc": "2.0", "id": request["id"], "result": result});
+        let mut response = hyper::Response::new(Full::new(Bytes::from(answer.to_string())));
+        response.headers_mut().insert(hyper::header::CONTENT_TYPE, "application/json".parse()?);
+        return Ok(response);
+    }
     let mut outgoing = hyper::Request::post(target.as_str());
     for name in [hyper::header::AUTHORIZATION, hyper::header::CONTENT_TYPE] {
         if let Some(value) = parts.headers.get(&name) {
@@ -188,8 +226,9 @@ async fn forward(
     let (mut parts, answer) = response.into_parts();
     parts.headers.remove(hyper::header::CONTENT_LENGTH);
     let mut answer = answer.collect().await?.to_bytes();
-    let request: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-    let method = request["method"].as_str().unwrap_or_default();
+    let forkchoice_valid = method.starts_with("engine_forkchoiceUpdated")
+        && serde_json::from_slice::<serde_json::Value>(&answer)
+            .is_ok_and(|answer| answer["result"]["payloadStatus"]["status"] == "VALID");
     let take = |n: u64| (n > 0).then(|| if n == u64::MAX { n } else { n - 1 });
     let payload = &request["params"][0];
     let block = payload["blockNumber"]
@@ -210,10 +249,10 @@ async fn forward(
             replace("SYNCING", None, &tamper.answered_syncing);
         }
     }
-    let head: Option<B256> = request["params"][0]["headBlockHash"].as_str().and_then(|h| h.parse().ok());
     {
         let mut lost = tamper.lost_state.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some((number, seen)) = lost.as_mut() {
+        if let Some(LostState { number, seen, synced }) = lost.as_mut() {
+            *synced |= forkchoice_valid;
             match block {
                 Some((at, hash)) if method == "engine_newPayloadV4" && at == *number => *seen = Some(hash),
                 Some((at, _)) if method == "engine_newPayloadV4" && at == *number + 1 => {
