@@ -88,6 +88,18 @@ impl Load {
         included: Arc<AtomicU64>,
         rate: Option<f64>,
     ) -> Self {
+        Self::start_within(urls, transfers, included, rate, MAX_PENDING)
+    }
+
+    /// [`Load::start`], with at most `max_pending` sent but not included, in place of
+    /// [`MAX_PENDING`].
+    pub(crate) fn start_within(
+        urls: Vec<String>,
+        transfers: Vec<Transfer>,
+        included: Arc<AtomicU64>,
+        rate: Option<f64>,
+        max_pending: u64,
+    ) -> Self {
         let stop = CancellationToken::new();
         let token = stop.clone();
         let task = tokio::spawn(async move {
@@ -103,7 +115,7 @@ impl Load {
                         return sent;
                     }
                 }
-                while sent.saturating_sub(included.load(Ordering::Relaxed) - start_included) > MAX_PENDING {
+                while sent.saturating_sub(included.load(Ordering::Relaxed) - start_included) > max_pending {
                     if !single_node::clock::sleep_or_cancel(Duration::from_millis(5), &token).await {
                         return sent;
                     }

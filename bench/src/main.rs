@@ -30,6 +30,7 @@ use crate::scenarios::{
     block_rate::BlockRate,
     engine_round::EngineRound,
     failover::Failover,
+    growth::Growth,
     ha_failover::HaFailover,
     member_replay::MemberReplay,
     replicas::Replicas,
@@ -65,6 +66,10 @@ struct Args {
     #[arg(long, default_value_t = 500)]
     replay_blocks: u64,
 
+    /// Chain lengths the growth scenario measures at, in blocks, comma-separated.
+    #[arg(long, value_delimiter = ',', default_values_t = [1_000, 10_000, 50_000])]
+    lengths: Vec<u64>,
+
     /// Check the arguments, print what would run, and exit without running anything (the
     /// docs' checker runs the documented benchmark commands this way).
     #[arg(long)]
@@ -85,6 +90,9 @@ enum Scenario {
     Bft,
     /// Part 4's blocks a second with one of four validators down.
     Liveness,
+    /// What a chain costs as it grows: bytes per block in every store, Part 2's restart,
+    /// Part 3's new member, at each of `--lengths`.
+    Growth,
     /// A failover as Prometheus records it (the plot of the "Watching your chain" chapter).
     Watch,
     /// Every scenario, in this order.
@@ -128,6 +136,9 @@ pub(crate) struct Results {
     /// See [`Liveness`].
     #[serde(default)]
     pub(crate) liveness: Option<Liveness>,
+    /// See [`Growth`].
+    #[serde(default)]
+    pub(crate) growth: Option<Growth>,
 }
 
 /// A scenario run on its own: where, when, and with which plan.
@@ -182,8 +193,8 @@ async fn main() -> anyhow::Result<()> {
     };
     if args.dry_run {
         println!(
-            "would run {:?}: {} s warm-up and {} s measured per repeat, {} repeats, {} failover kills per setting, {} blocks replayed",
-            args.scenario, args.warmup, args.duration, plan.repeats, args.kills, args.replay_blocks
+            "would run {:?}: {} s warm-up and {} s measured per repeat, {} repeats, {} failover kills per setting, {} blocks replayed, growth measured at {:?} blocks",
+            args.scenario, args.warmup, args.duration, plan.repeats, args.kills, args.replay_blocks, args.lengths
         );
         return Ok(());
     }
@@ -200,7 +211,9 @@ async fn main() -> anyhow::Result<()> {
             results.plan = Some(record);
             results.apart.clear();
         } else if let Some(name) = args.scenario.to_possible_value() {
-            let apart = Apart { machine: machine::Machine::read(), plan: Some(record) };
+            // The growth scenario measures at chain lengths, not for a time.
+            let plan = (args.scenario != Scenario::Growth).then_some(record);
+            let apart = Apart { machine: machine::Machine::read(), plan };
             results.apart.insert(name.get_name().to_owned(), apart);
         }
     }
@@ -243,6 +256,10 @@ async fn main() -> anyhow::Result<()> {
     }
     if all || args.scenario == Scenario::Watch {
         results.watch = Some(scenarios::watch::run().await?);
+        save_results(&results)?;
+    }
+    if all || args.scenario == Scenario::Growth {
+        results.growth = Some(scenarios::growth::run(&args.lengths).await?);
         save_results(&results)?;
     }
     report::write(&results, &out_dir())?;

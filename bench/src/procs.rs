@@ -23,6 +23,17 @@ pub(crate) fn spawn(
 
 /// Part 2's `single-node` on `geth` with `args`, its store in `dir`.
 pub(crate) fn single_node(geth: &common::harness::Geth, args: &[&str], dir: &Path) -> anyhow::Result<Service> {
+    single_node_as("single-node", geth, args, dir)
+}
+
+/// [`single_node`], logging to `dir/label.log`: a sequencer started again on the same
+/// store keeps the log of each run.
+pub(crate) fn single_node_as(
+    label: &str,
+    geth: &common::harness::Geth,
+    args: &[&str],
+    dir: &Path,
+) -> anyhow::Result<Service> {
     let env = [
         ("ETH_CLIENT_URL", geth.auth_url()),
         ("JWT_SECRET", geth.jwt_path().display().to_string()),
@@ -30,7 +41,7 @@ pub(crate) fn single_node(geth: &common::harness::Geth, args: &[&str], dir: &Pat
         ("STATE_DIR", dir.join("state").display().to_string()),
         ("HEALTH_ADDR", format!("127.0.0.1:{}", common::harness::free_port()?)),
     ];
-    spawn("single-node", "single-node", args, &env, dir)
+    spawn("single-node", label, args, &env, dir)
 }
 
 /// The process's peak resident memory so far (VmHWM), in KiB.

@@ -644,6 +644,10 @@ pub(crate) fn write(results: &Results, docs: &Path) -> anyhow::Result<()> {
         }
     }
 
+    if let Some(g) = &results.growth {
+        growth(&mut body, &mut goals, &images, results, g)?;
+    }
+
     if let Some(w) = &results.watch {
         writeln!(body, "## A failover, as Prometheus saw it\n")?;
         run_apart(&mut body, results, "watch")?;
@@ -722,6 +726,141 @@ pub(crate) fn write(results: &Results, docs: &Path) -> anyhow::Result<()> {
     writeln!(md, "\nWhy a goal is missed, and what limits each figure: see [Benchmark notes](benchmark-notes.md).\n")?;
     md.push_str(&body);
     std::fs::write(docs.join("benchmarks.md"), md)?;
+    Ok(())
+}
+
+/// The growth section: one table of bytes per block, one of times and rates, a plot of
+/// each against chain length, and the goals.
+fn growth(
+    body: &mut String,
+    goals: &mut Vec<Goal<'_>>,
+    images: &Path,
+    results: &Results,
+    g: &crate::scenarios::growth::Growth,
+) -> anyhow::Result<()> {
+    writeln!(body, "## A growing chain\n")?;
+    run_apart(body, results, "growth")?;
+    writeln!(
+        body,
+        "One chain, made back to back by Part 2's sequencer (`--back-to-back --build-time-ms 20`) \
+         under a steady stream of transfers ({:.1} a block on average), stopped and measured at \
+         each length: the size of Part 2's store (redb), of Part 3's log (the same blocks appended \
+         to PostgreSQL with the leader's own `append`: the `blocks` table with its indexes and \
+         out-of-line data) and of Geth's datadir (an archive node, as every devnet here runs); \
+         a new Part 3 member from an empty Geth to in step (`member-nodes --mode member`, timed \
+         from its process start), beside the bare newPayload loop on the same blocks to another \
+         empty Geth; and Part 2 stopped with SIGTERM and started again, timed from its start to \
+         its first new block (median of 5 restarts, lowest and highest in brackets).\n",
+        g.txs_per_block
+    )?;
+    let mb = |bytes: u64| bytes as f64 / 1e6;
+    let per_block = |bytes: u64, blocks: u64| bytes as f64 / blocks.max(1) as f64;
+    writeln!(
+        body,
+        "| blocks | Part 2 store, bytes/block (total MB) | Part 3 log, bytes/block (total MB) | Geth, bytes/block (total MB) |\n|---|---|---|---|"
+    )?;
+    for p in &g.points {
+        writeln!(
+            body,
+            "| {} | {:.0} ({:.1}) | {:.0} ({:.1}) | {:.0} ({:.1}) |",
+            p.blocks,
+            per_block(p.store_bytes, p.blocks),
+            mb(p.store_bytes),
+            per_block(p.log_bytes, p.blocks),
+            mb(p.log_bytes),
+            per_block(p.geth_bytes, p.blocks),
+            mb(p.geth_bytes)
+        )?;
+    }
+    writeln!(body)?;
+    writeln!(
+        body,
+        "| blocks | Part 2 restart, s | new member, blocks/s | bare loop, blocks/s | member ÷ bare | sequencer peak, MiB | member peak, MiB |\n|---|---|---|---|---|---|---|"
+    )?;
+    for p in &g.points {
+        writeln!(
+            body,
+            "| {} | {} | {:.0} | {:.0} | {:.3} | {:.1} | {:.1} |",
+            p.blocks,
+            p.restart_s.show(3),
+            p.member_bps,
+            p.bare_bps,
+            p.member_bps / p.bare_bps,
+            p.sequencer_mib,
+            p.member_mib
+        )?;
+    }
+    writeln!(body)?;
+    let series = |name: &str, y: &dyn Fn(&crate::scenarios::growth::Point) -> f64| -> Series {
+        (name.to_owned(), g.points.iter().map(|p| (p.blocks as f64, y(p))).collect())
+    };
+    let plots: [(&str, &str, &str, Vec<Series>); 4] = [
+        (
+            "growth-bytes.png",
+            "Bytes on disk per block",
+            "bytes per block",
+            vec![
+                series("Part 2 store", &|p| per_block(p.store_bytes, p.blocks)),
+                series("Part 3 log", &|p| per_block(p.log_bytes, p.blocks)),
+                series("Geth (archive)", &|p| per_block(p.geth_bytes, p.blocks)),
+            ],
+        ),
+        (
+            "growth-restart.png",
+            "Part 2: restart to first new block",
+            "seconds",
+            vec![series("median of 5", &|p| p.restart_s.median)],
+        ),
+        (
+            "growth-catch-up.png",
+            "A new member catching up from an empty Geth",
+            "blocks/s",
+            vec![series("member", &|p| p.member_bps), series("bare loop", &|p| p.bare_bps)],
+        ),
+        (
+            "growth-memory.png",
+            "Peak resident memory",
+            "MiB",
+            vec![series("sequencer", &|p| p.sequencer_mib), series("member", &|p| p.member_mib)],
+        ),
+    ];
+    for (file, title, y, data) in &plots {
+        plot::chart(&images.join(file), title, ("chain length, blocks", y), data, false, None)?;
+        writeln!(body, "![{title}](benchmarks/{file})\n")?;
+    }
+    let (Some(short), Some(long)) = (g.points.first(), g.points.last()) else { return Ok(()) };
+    let restart = long.restart_s.median / short.restart_s.median;
+    goals.push(Goal {
+        scenario: "growth",
+        figure: "Part 2 restart, longest ÷ shortest chain",
+        goal: "≤ 1.10",
+        result: format!("{restart:.2} ({} and {} blocks)", long.blocks, short.blocks),
+        met: restart <= 1.10,
+    });
+    let catch_up = long.member_bps / short.member_bps;
+    goals.push(Goal {
+        scenario: "growth",
+        figure: "new member's blocks/s, longest ÷ shortest chain",
+        goal: "0.90–1.10",
+        result: format!("{catch_up:.2}"),
+        met: (0.90..=1.10).contains(&catch_up),
+    });
+    let against_bare = long.member_bps / long.bare_bps;
+    goals.push(Goal {
+        scenario: "growth",
+        figure: "new member ÷ bare loop, longest chain",
+        goal: "≥ 0.90",
+        result: format!("{against_bare:.3}"),
+        met: against_bare >= 0.90,
+    });
+    let peak = long.sequencer_mib.max(long.member_mib);
+    goals.push(Goal {
+        scenario: "growth",
+        figure: "peak RSS at the longest chain",
+        goal: "≤ 20 MB",
+        result: format!("{peak:.1} MiB ({:.1} MB)", peak * 1.048_576),
+        met: peak * 1.048_576 <= 20.0,
+    });
     Ok(())
 }
 

@@ -79,7 +79,7 @@ struct Repeat {
     memory: Vec<Memory>,
 }
 
-fn node_env(
+pub(crate) fn node_env(
     geth: &Geth,
     genesis: &BenchGenesis,
     redis: &Redis,
@@ -134,26 +134,11 @@ async fn one_repeat(plan: &Plan, accounts: &Accounts, genesis: &BenchGenesis, bl
     let env = node_env(&member_geth, genesis, &redis, &postgres, "member", "member");
     let started = Instant::now();
     let mut member = procs::spawn("member-nodes", "member", &[], &env, dir.path())?;
-    wait_for_head(&member_geth, height).await?;
+    wait_for_head(&member_geth, height, Duration::from_secs(600)).await?;
     let member_bps = height as f64 / started.elapsed().as_secs_f64();
 
-    // The bare loop: the same blocks, to another fresh Geth, straight from memory, with
-    // the fewest calls a catching-up node can make: a newPayload per block, and a
-    // forkchoiceUpdated per batch, as the member moves its head.
-    let bare_geth = Geth::start_with(options).await?;
-    let engine = bare_geth.engine();
-    let started = Instant::now();
-    for batch in chain.chunks(member_nodes::follower::BATCH as usize) {
-        for block in batch {
-            let status = engine.import(block).await?;
-            anyhow::ensure!(status.is_valid(), "Geth refused stored block {}: {status}", block.number());
-        }
-        if let Some(last) = batch.last() {
-            engine.forkchoice_updated_v3(finalized_at(last.hash()), None).await?;
-        }
-    }
-    let bare_bps = chain.len() as f64 / started.elapsed().as_secs_f64();
-    drop(bare_geth);
+    // The bare loop: the same blocks, to another fresh Geth.
+    let bare_bps = bare_loop(options, &chain).await?;
 
     // Steady state: the leader back at one-second blocks, the member following.
     let env = node_env(&leader_geth, genesis, &redis, &postgres, "leader", "leader");
@@ -173,6 +158,25 @@ async fn one_repeat(plan: &Plan, accounts: &Accounts, genesis: &BenchGenesis, bl
     Ok(Repeat { member_bps, bare_bps, txs_per_block, lags_ms, memory })
 }
 
+/// The bare loop: `chain` to a fresh Geth, straight from memory, with the fewest calls a
+/// catching-up node can make: a newPayload per block, and a forkchoiceUpdated per batch,
+/// as the member moves its head. Blocks a second.
+pub(crate) async fn bare_loop(options: GethOptions, chain: &[ExecutableBlock]) -> anyhow::Result<f64> {
+    let bare_geth = Geth::start_with(options).await?;
+    let engine = bare_geth.engine();
+    let started = Instant::now();
+    for batch in chain.chunks(member_nodes::follower::BATCH as usize) {
+        for block in batch {
+            let status = engine.import(block).await?;
+            anyhow::ensure!(status.is_valid(), "Geth refused stored block {}: {status}", block.number());
+        }
+        if let Some(last) = batch.last() {
+            engine.forkchoice_updated_v3(finalized_at(last.hash()), None).await?;
+        }
+    }
+    Ok(chain.len() as f64 / started.elapsed().as_secs_f64())
+}
+
 /// Every stored block up to `height`, decoded and checked.
 async fn stored_blocks(store: &Store, height: u64) -> anyhow::Result<Vec<ExecutableBlock>> {
     let mut chain = Vec::new();
@@ -188,18 +192,19 @@ async fn stored_blocks(store: &Store, height: u64) -> anyhow::Result<Vec<Executa
     Ok(chain)
 }
 
-/// Waits until a Geth's head reaches `height`.
-async fn wait_for_head(geth: &Geth, height: u64) -> anyhow::Result<()> {
+/// Waits until a Geth's head reaches `height`, for at most `within`.
+pub(crate) async fn wait_for_head(geth: &Geth, height: u64, within: Duration) -> anyhow::Result<()> {
     let engine = geth.engine();
-    let deadline = Instant::now() + Duration::from_secs(600);
+    let deadline = Instant::now() + within;
     while engine.head().await?.number < height {
-        anyhow::ensure!(Instant::now() < deadline, "the member did not catch up within 10 minutes");
+        anyhow::ensure!(Instant::now() < deadline, "Geth did not reach block {height} within {within:?}");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     Ok(())
 }
 
-async fn stop(service: &mut Service) {
+/// Stops a process the way an operator does (SIGTERM), waiting up to 30 s for it to exit.
+pub(crate) async fn stop(service: &mut Service) {
     service.signal(libc::SIGTERM);
     service.wait_exit(Duration::from_secs(30)).await;
 }

@@ -5,6 +5,7 @@ pub(crate) mod bft;
 pub(crate) mod block_rate;
 pub(crate) mod engine_round;
 pub(crate) mod failover;
+pub(crate) mod growth;
 pub(crate) mod ha_failover;
 pub(crate) mod member_replay;
 pub(crate) mod replicas;

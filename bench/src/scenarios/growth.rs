@@ -1,0 +1,213 @@
+//! A chain that grows: what each block costs on disk in every store, and whether a
+//! restart or a new member gets slower as the chain gets longer.
+//!
+//! One chain is made back to back by Part 2's sequencer under a steady stream of
+//! transfers. At each length asked for, the sequencer is stopped and everything is measured
+//! on that chain: its store's size and Geth's; the same blocks written to Part 3's
+//! PostgreSQL log (with the leader's own `append`) and its size; a new Part 3 member from an
+//! empty Geth to in step, beside the bare newPayload loop on the same blocks; and the
+//! sequencer started again, timed to its first new block. Then the chain goes on.
+
+use std::{
+    path::Path,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, anyhow, ensure};
+use common::{
+    BlockTag, Head,
+    harness::{Geth, GethOptions, Postgres, Redis},
+    payload::ExecutableBlock,
+};
+use member_nodes::block_log::Store as Log;
+use serde::{Deserialize, Serialize};
+use single_node::store::Store;
+
+use super::member_replay::{bare_loop, node_env, stop, wait_for_head};
+use crate::{
+    load::{self, Accounts, Load, Tracker},
+    procs,
+    stats::Summary,
+};
+
+/// Transfers a second sent while the chain is made: a handful in every block at the
+/// sequencer's back-to-back pace, far from full blocks (which would make a long chain take
+/// hours to build).
+const RATE: f64 = 300.0;
+
+/// Transfers sent but not yet in a block, at most. Geth hands over the block it has when
+/// the 20 ms build time is up, and its first block with transactions comes only once it has
+/// gone through its whole pool: a pool of thousands (the load's usual bound) takes longer
+/// than that, every block comes out empty, and the pool never drains. A few hundred are
+/// built in time.
+const MAX_PENDING: u64 = 200;
+
+/// Transfers signed per block of the longest chain: more than [`RATE`] needs at the pace
+/// blocks are made here, so the stream does not run dry before the end.
+const SIGNED_PER_BLOCK: u64 = 12;
+
+/// How the sequencer makes the chain: back to back, Geth building for 20 ms.
+const SEQUENCER_ARGS: [&str; 3] = ["--back-to-back", "--build-time-ms", "20"];
+
+/// Restarts of the sequencer timed at each length.
+const RESTARTS: usize = 5;
+
+/// What the scenario found.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Growth {
+    /// Transfers per block, on average, over the whole chain.
+    pub(crate) txs_per_block: f64,
+    /// One point per length measured, shortest first.
+    pub(crate) points: Vec<Point>,
+}
+
+/// Everything measured at one chain length.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Point {
+    /// Chain length, blocks.
+    pub(crate) blocks: u64,
+    /// Part 2's store file, bytes.
+    pub(crate) store_bytes: u64,
+    /// Part 3's log: the `blocks` table with its indexes and out-of-line (TOAST) data, bytes.
+    pub(crate) log_bytes: u64,
+    /// Geth's datadir (an archive node, as every devnet here runs one), bytes.
+    pub(crate) geth_bytes: u64,
+    /// Part 2 stopped with SIGTERM and started again: seconds from its start to its first
+    /// new block, over [`RESTARTS`] restarts.
+    pub(crate) restart_s: Summary,
+    /// Peak RSS of the sequencer that made the blocks since the last length, MiB.
+    pub(crate) sequencer_mib: f64,
+    /// A new Part 3 member, from an empty Geth to in step: blocks a second, timed from its
+    /// process start.
+    pub(crate) member_bps: f64,
+    /// That member's peak RSS, MiB.
+    pub(crate) member_mib: f64,
+    /// The bare newPayload loop on the same blocks, to another empty Geth: blocks a second.
+    pub(crate) bare_bps: f64,
+}
+
+/// Runs the scenario, measuring at each of `lengths` (blocks).
+pub(crate) async fn run(lengths: &[u64]) -> anyhow::Result<Growth> {
+    let mut lengths = lengths.to_vec();
+    lengths.sort_unstable();
+    lengths.dedup();
+    let longest = *lengths.last().context("--lengths names no chain length")?;
+    ensure!(lengths[0] > 0, "a chain length must be at least one block");
+
+    let accounts = Accounts::new(load::ACCOUNTS)?;
+    let genesis = load::bench_genesis(&accounts)?;
+    let options = GethOptions { genesis: Some(genesis.path.clone()), ..Default::default() };
+    let per_account = (longest * SIGNED_PER_BLOCK).div_ceil(accounts.len() as u64);
+    tracing::info!(transfers = per_account * accounts.len() as u64, "signing");
+    let transfers = load::presign(&accounts, 0, per_account);
+
+    let (redis, postgres) = (Redis::start().await?, Postgres::start().await?);
+    let dir = tempfile::tempdir()?;
+    let store_path = dir.path().join("state/sequencer.redb");
+    let geth = Geth::start_with(options.clone()).await?;
+    let engine = geth.engine();
+
+    // Part 3's log, on the same chain: the leader's own calls, under a fence of its own.
+    let log = Log::connect(&postgres.url(), Duration::from_secs(2)).await?;
+    let block0 = engine.block(BlockTag::Number(0)).await?.context("Geth has no block 0")?;
+    log.init(block0.hash, Head::from(&block0)).await?;
+    ensure!(log.claim(1, "bench").await?, "a fresh log refused the bench's fence");
+    let mut logged = 0_u64;
+
+    let tracker = Tracker::start(&geth.http_url()).await?;
+    let mut node = procs::single_node_as("sequencer-0", &geth, &SEQUENCER_ARGS, dir.path())?;
+    let mut sent = 0_usize;
+    let mut points = Vec::new();
+    for &length in &lengths {
+        let rest = transfers[sent..].to_vec();
+        let load = Load::start_within(vec![geth.http_url()], rest, tracker.included.clone(), Some(RATE), MAX_PENDING);
+        tracing::info!(length, "making the chain");
+        let deadline = Instant::now() + Duration::from_secs(length + 600);
+        while engine.head().await?.number < length {
+            ensure!(node.exited().is_none(), "the sequencer exited:\n{}", node.log_tail(2000));
+            ensure!(Instant::now() < deadline, "the sequencer did not reach block {length} in time");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        sent += usize::try_from(load.stop().await)?;
+        let sequencer_mib = procs::memory_of(&node, "").map_or(0.0, |m| m.peak_mib);
+        stop(&mut node).await;
+
+        let store = Store::open(&store_path)?;
+        let head = store.head()?.context("the sequencer's store has no head")?;
+        let store_bytes = std::fs::metadata(&store_path)?.len();
+        let geth_bytes = dir_bytes(&geth.datadir());
+        let chain = (1..=head.number)
+            .map(|n| store.block(n)?.with_context(|| format!("the sequencer's store lacks block {n}")))
+            .collect::<anyhow::Result<Vec<ExecutableBlock>>>()?;
+        drop(store);
+        for block in chain.iter().skip(usize::try_from(logged)?) {
+            log.append(block, 1, "bench").await.map_err(|e| anyhow!("cannot log block {}: {e}", block.number()))?;
+        }
+        logged = head.number;
+        let log_bytes: u64 = postgres.psql("SELECT pg_total_relation_size('blocks')")?.trim().parse()?;
+
+        tracing::info!(blocks = head.number, "a new member catches up");
+        let member_geth = Geth::start_with(options.clone()).await?;
+        let label = format!("member-{}", head.number);
+        let env = node_env(&member_geth, &genesis, &redis, &postgres, &label, "member");
+        let started = Instant::now();
+        let mut member = procs::spawn("member-nodes", &label, &[], &env, dir.path())?;
+        wait_for_head(&member_geth, head.number, Duration::from_secs(head.number / 10 + 600)).await?;
+        let member_bps = head.number as f64 / started.elapsed().as_secs_f64();
+        let member_mib = procs::memory_of(&member, "").map_or(0.0, |m| m.peak_mib);
+        stop(&mut member).await;
+        drop(member_geth);
+        let bare_bps = bare_loop(options.clone(), &chain).await?;
+        drop(chain);
+
+        tracing::info!(blocks = head.number, "the sequencer is restarted");
+        let mut restarts_s = Vec::new();
+        for restart in 0..RESTARTS {
+            if restart > 0 {
+                stop(&mut node).await;
+            }
+            let from = engine.head().await?.number;
+            let started = Instant::now();
+            let label = format!("sequencer-{}-{restart}", head.number);
+            node = procs::single_node_as(&label, &geth, &SEQUENCER_ARGS, dir.path())?;
+            while engine.head().await?.number <= from {
+                ensure!(node.exited().is_none(), "the restarted sequencer exited:\n{}", node.log_tail(2000));
+                ensure!(started.elapsed() < Duration::from_secs(120), "no new block 120 s after a restart");
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            restarts_s.push(started.elapsed().as_secs_f64());
+        }
+        let restart_s = Summary::of(&restarts_s);
+        let point = Point {
+            blocks: head.number,
+            store_bytes,
+            log_bytes,
+            geth_bytes,
+            restart_s,
+            sequencer_mib,
+            member_bps,
+            member_mib,
+            bare_bps,
+        };
+        tracing::info!(?point, "measured");
+        points.push(point);
+    }
+    stop(&mut node).await;
+    let seen = tracker.stop().await;
+    let txs_per_block = seen.iter().map(|b| b.txs).sum::<u64>() as f64 / seen.len().max(1) as f64;
+    Ok(Growth { txs_per_block, points })
+}
+
+/// Bytes in the files under `dir` (a file that goes while it is walked, as a running
+/// Geth's compaction does, counts as gone).
+fn dir_bytes(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    entries
+        .flatten()
+        .map(|entry| match entry.file_type() {
+            Ok(kind) if kind.is_dir() => dir_bytes(&entry.path()),
+            Ok(_) => entry.metadata().map_or(0, |m| m.len()),
+            Err(_) => 0,
+        })
+        .sum()
+}
