@@ -223,11 +223,12 @@ pub enum Reconciled {
 pub async fn reconcile(engine: &EngineClient, store: &Store, ours: Head) -> Result<Reconciled, round::ReplayError> {
     let geth = engine.head().await.map_err(Fault::from)?;
     if geth.number < ours.number {
-        // Geth's own head first, once it is known to be ours (block 0 is, by the genesis
-        // check): a Geth that has just started counts itself not synced until an update
-        // reaches it, and until then ignores one naming a block its index holds above its
-        // head, which is what the replay sends to repair a block kept without its state.
-        if geth.number == 0 || store.block(geth.number).map_err(Fault::Fatal)?.is_some_and(|b| b.hash() == geth.hash) {
+        // Geth's own head first, once it is known to be ours (the stored block above it
+        // names it as parent): a Geth that has just started counts itself not synced until
+        // it takes an update, and until then ignores one naming a block its index holds
+        // above its head, which is what the replay sends to repair a block kept without
+        // its state.
+        if store.block(geth.number + 1).map_err(Fault::Fatal)?.is_some_and(|b| b.parent_hash() == geth.hash) {
             round::finalize(engine, geth.hash).await?;
         }
         info!(geth = geth.number, ours = ours.number, "Geth is behind the store; replaying");

@@ -13,7 +13,7 @@
 //!   block but not its state, until a forkchoiceUpdated makes that block head (which makes
 //!   Geth execute it again). Like a Geth that has just started, the proxy drops (and
 //!   answers VALID) a forkchoiceUpdated naming that block until Geth has answered VALID to
-//!   an update naming another block. The proxy remembers the ACCEPTED answers
+//!   an update naming a block below it. The proxy remembers the ACCEPTED answers
 //!   ([`InvalidatingProxy::accepted`]).
 //! - forkchoiceUpdated answers withheld ([`InvalidatingProxy::hold_forkchoice`]) for the
 //!   updates that make a new block head: Geth has acted on the update (the block is head),
@@ -24,7 +24,7 @@
 //! Everything else passes through untouched, after Geth has seen the request.
 
 use std::{
-    collections::HashSet,
+    collections::{HashMap, HashSet},
     sync::{
         Arc, Mutex, PoisonError,
         atomic::{AtomicU64, Ordering},
@@ -55,6 +55,8 @@ struct Tamper {
     lost_state: Mutex<Option<LostState>>,
     /// The blocks answered ACCEPTED (height and hash), once per answer, in order.
     answered_accepted: Mutex<Vec<(u64, B256)>>,
+    /// The height of every block Geth was given (newPayload), by hash.
+    heights: Mutex<HashMap<B256, u64>>,
     /// True while forkchoiceUpdated answers are withheld.
     hold: watch::Sender<bool>,
     /// The blocks Geth was given (newPayload) while answers are withheld: the new heads.
@@ -70,8 +72,10 @@ struct LostState {
     number: u64,
     /// Its hash, once Geth was given it.
     seen: Option<B256>,
-    /// Whether Geth has answered a forkchoiceUpdated VALID since the loss: until then it
-    /// counts itself not synced.
+    /// Whether Geth has answered VALID to a forkchoiceUpdated naming a block below the lost
+    /// one (as its own head after the crash is): until then it counts itself not synced.
+    /// Updates naming the blocks above, which the consensus layer sent before the crash,
+    /// do not count.
     synced: bool,
 }
 
@@ -98,6 +102,7 @@ impl InvalidatingProxy {
             answered_syncing: Mutex::default(),
             lost_state: Mutex::default(),
             answered_accepted: Mutex::default(),
+            heights: Mutex::default(),
             hold: watch::channel(false).0,
             fresh: Mutex::default(),
             held: Mutex::default(),
@@ -159,7 +164,7 @@ impl InvalidatingProxy {
     /// with an update naming a block its index holds above its head before it counts itself
     /// synced ("Ignoring beacon update to old head while syncing"), a forkchoiceUpdated
     /// naming block `number` is answered VALID and not passed on, until Geth has answered
-    /// VALID to an update naming another block (its own head, say; not a block it lacks).
+    /// VALID to an update naming a block below it (its own head, say; not a block it lacks).
     pub fn lose_state_of(&self, number: u64) {
         let lost = LostState { number, seen: None, synced: false };
         *self.tamper.lost_state.lock().unwrap_or_else(PoisonError::into_inner) = Some(lost);
@@ -241,6 +246,11 @@ async fn forward(
         answer = serde_json::json!({"jsonrpc": "2.0", "id": request["id"], "result": result}).to_string().into();
     };
     if method == "engine_newPayloadV4" {
+        tamper
+            .heights
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend(block.map(|(number, hash)| (hash, number)));
         if tamper.remaining.fetch_update(Ordering::SeqCst, Ordering::SeqCst, take).is_ok() {
             replace("INVALID", Some("proxy says: invalid for the test"), &tamper.rejected);
         } else if [0, block.map_or(0, |(number, _)| number)].contains(&tamper.syncing_at.load(Ordering::SeqCst))
@@ -252,7 +262,11 @@ async fn forward(
     {
         let mut lost = tamper.lost_state.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(LostState { number, seen, synced }) = lost.as_mut() {
-            *synced |= forkchoice_valid;
+            // A head Geth was never given through the proxy is block 0.
+            let below = head.is_some_and(|head| {
+                tamper.heights.lock().unwrap_or_else(PoisonError::into_inner).get(&head).copied().unwrap_or(0) < *number
+            });
+            *synced |= forkchoice_valid && below;
             match block {
                 Some((at, hash)) if method == "engine_newPayloadV4" && at == *number => *seen = Some(hash),
                 Some((at, _)) if method == "engine_newPayloadV4" && at == *number + 1 => {
