@@ -750,8 +750,11 @@ fn growth(
          a new Part 3 member from an empty Geth to in step (`member-nodes --mode member`, timed \
          from its process start), beside the bare newPayload loop on the same blocks to another \
          empty Geth; and Part 2 stopped with SIGTERM and started again, timed from its start to \
-         its first new block (median of 5 restarts, lowest and highest in brackets).\n",
-        g.txs_per_block
+         its first new block (median of {} restarts, lowest and highest in brackets). The \
+         sequencer's peak memory at a length is that of the process that made the blocks since \
+         the previous length.\n",
+        g.txs_per_block,
+        crate::scenarios::growth::RESTARTS
     )?;
     let mb = |bytes: u64| bytes as f64 / 1e6;
     let per_block = |bytes: u64, blocks: u64| bytes as f64 / blocks.max(1) as f64;
@@ -809,7 +812,7 @@ fn growth(
             "growth-restart.png",
             "Part 2: restart to first new block",
             "seconds",
-            vec![series("median of 5", &|p| p.restart_s.median)],
+            vec![series(&format!("median of {}", crate::scenarios::growth::RESTARTS), &|p| p.restart_s.median)],
         ),
         (
             "growth-catch-up.png",

@@ -43,14 +43,15 @@ const RATE: f64 = 300.0;
 const MAX_PENDING: u64 = 200;
 
 /// Transfers signed per block of the longest chain: more than [`RATE`] needs at the pace
-/// blocks are made here, so the stream does not run dry before the end.
-const SIGNED_PER_BLOCK: u64 = 12;
+/// blocks are made here (about 22 a second at 50,000 blocks), so the stream does not run
+/// dry before the end; the run stops if it does.
+const SIGNED_PER_BLOCK: u64 = 20;
 
 /// How the sequencer makes the chain: back to back, Geth building for 20 ms.
 const SEQUENCER_ARGS: [&str; 3] = ["--back-to-back", "--build-time-ms", "20"];
 
 /// Restarts of the sequencer timed at each length.
-const RESTARTS: usize = 5;
+pub(crate) const RESTARTS: usize = 5;
 
 /// What the scenario found.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -122,13 +123,15 @@ pub(crate) async fn run(lengths: &[u64]) -> anyhow::Result<Growth> {
         let rest = transfers[sent..].to_vec();
         let load = Load::start_within(vec![geth.http_url()], rest, tracker.included.clone(), Some(RATE), MAX_PENDING);
         tracing::info!(length, "making the chain");
-        let deadline = Instant::now() + Duration::from_secs(length + 600);
+        let made = engine.head().await?.number;
+        let deadline = Instant::now() + Duration::from_secs(length.saturating_sub(made) + 600);
         while engine.head().await?.number < length {
             ensure!(node.exited().is_none(), "the sequencer exited:\n{}", node.log_tail(2000));
             ensure!(Instant::now() < deadline, "the sequencer did not reach block {length} in time");
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         sent += usize::try_from(load.stop().await)?;
+        ensure!(sent < transfers.len(), "the signed transfers ran out before block {length}: sign more a block");
         let sequencer_mib = procs::memory_of(&node, "").map_or(0.0, |m| m.peak_mib);
         stop(&mut node).await;
 
