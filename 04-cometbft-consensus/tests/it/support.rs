@@ -159,7 +159,12 @@ impl Network {
 
     /// Every Geth in `among` has the same block at every height up to `to`; returns the
     /// hashes. And CometBFT's block `h + 1` carries EL block `h`'s hash as its app hash.
+    /// Each Geth is first given the time to reach `to`: a validator imports a decided
+    /// block at its own FinalizeBlock, a moment after another has.
     pub(crate) async fn assert_one_chain(&self, among: &[usize], to: u64) -> Vec<B256> {
+        for &i in among {
+            self.geth_at_least(i, to).await;
+        }
         let first = self.geths[among[0]].engine();
         let mut hashes = Vec::new();
         for number in 0..=to {
