@@ -26,9 +26,14 @@ pub struct Config {
     #[arg(long, env = "MAX_IDLE", default_value_t = 60)]
     pub max_idle: u64,
 
-    /// Directory of the sequencer's own store (every block it produced, and its head).
+    /// Directory of the sequencer's own store (the blocks it produced, and its head).
     #[arg(long, env = "STATE_DIR", default_value = ".devnet/single-node")]
     pub state_dir: PathBuf,
+
+    /// How many of the newest blocks the store keeps, to give back to a Geth that lost
+    /// them in a crash (0: every block). Geth keeps the whole chain itself.
+    #[arg(long, env = "RETAIN_BLOCKS", default_value_t = 10_000)]
+    pub retain_blocks: u64,
 
     #[command(flatten)]
     pub service: ServiceArgs,
@@ -39,6 +44,7 @@ impl Config {
     pub fn validate(&self) -> anyhow::Result<()> {
         self.block.validate()?;
         ensure!(!self.skip_empty || self.max_idle >= self.block.block_time, "--max-idle must be at least --block-time");
+        crate::store::check_retain(self.retain_blocks)?;
         Ok(())
     }
 

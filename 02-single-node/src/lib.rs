@@ -77,7 +77,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     if cancel.is_cancelled() {
         return Ok(());
     }
-    let store = Arc::new(Store::open(&config.store_path())?);
+    let store = Arc::new(Store::open(&config.store_path())?.retaining(config.retain_blocks)?);
     let head = starting_head(&engine, &store).await?;
     info!(number = head.number, hash = %head.hash, "starting from our stored head");
     status.set_head(head);

@@ -1,12 +1,17 @@
 //! A consensus layer's own record of its chain, in an embedded database (redb: one file,
 //! no server, crash-safe commits). Part 2's sequencer and Part 4's ABCI app keep one.
 //!
-//! Why keep every block, when Geth has them? Because Geth may lose them. Killed with
+//! Why keep blocks, when Geth has them? Because Geth may lose them. Killed with
 //! SIGKILL, Geth v1.17 restarts from the last state it flushed to disk and deletes the
 //! blocks above it: with the default path scheme that can be genesis, and even with the
 //! hash scheme it can be dozens of blocks back. So each block is written here *before*
 //! Geth is told it is the head, and [`replay_into`] gives Geth what it lacks when it
 //! comes back.
+//!
+//! Only the newest blocks are needed for that, so the store can keep a window of them
+//! ([`Store::retaining`]): its file then stops growing once the window is full (redb
+//! reuses the pages of the blocks it drops). A Geth further behind than the window cannot
+//! be given its blocks back from here; it needs a copy of a datadir that has them.
 
 use std::path::Path;
 
@@ -30,10 +35,25 @@ const META: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("meta");
 /// buffers written pages (redb writes the rest through at once).
 pub const CACHE_BYTES: usize = 1024 * 1024;
 
+/// The smallest window a store may keep: well above the dozens of blocks Geth was seen to
+/// lose in a crash, so that a crash never leaves Geth behind the window.
+pub const MIN_RETAIN: u64 = 128;
+
+/// Checks a `--retain-blocks` value: 0 (every block) or at least [`MIN_RETAIN`].
+pub fn check_retain(retain: u64) -> anyhow::Result<()> {
+    ensure!(
+        retain == 0 || retain >= MIN_RETAIN,
+        "--retain-blocks must be 0 (keep every block) or at least {MIN_RETAIN}, not {retain}"
+    );
+    Ok(())
+}
+
 /// The embedded store.
 #[derive(Debug)]
 pub struct Store {
     db: Database,
+    /// How many of the newest blocks to keep; 0 keeps every block.
+    retain: u64,
 }
 
 impl Store {
@@ -52,7 +72,14 @@ impl Store {
         txn.open_table(BLOCKS)?;
         txn.open_table(META)?;
         txn.commit()?;
-        Ok(Self { db })
+        Ok(Self { db, retain: 0 })
+    }
+
+    /// Keeps only the newest `retain` blocks from now on (0: every block): each append
+    /// drops the blocks that fall out of the window, the first append also any older ones.
+    pub fn retaining(self, retain: u64) -> anyhow::Result<Self> {
+        check_retain(retain)?;
+        Ok(Self { retain, ..self })
     }
 
     /// The genesis hash recorded at first start, if any.
@@ -96,7 +123,11 @@ impl Store {
                 current.number,
                 current.hash
             );
-            txn.open_table(BLOCKS)?.insert(block.number(), serde_json::to_vec(block)?.as_slice())?;
+            let mut blocks = txn.open_table(BLOCKS)?;
+            blocks.insert(block.number(), serde_json::to_vec(block)?.as_slice())?;
+            if let Some(last_dropped) = block.number().checked_sub(self.retain).filter(|_| self.retain > 0) {
+                blocks.retain_in(..=last_dropped, |_, _| false)?;
+            }
             meta.insert("head", serde_json::to_vec(&head)?.as_slice())?;
         }
         txn.commit().context("cannot commit the block to the block store")?;
@@ -155,6 +186,13 @@ impl Store {
         Ok(Some(block))
     }
 
+    /// The lowest block the store holds, if any: below it, blocks were dropped or never
+    /// stored (the store began later).
+    pub fn first(&self) -> anyhow::Result<Option<u64>> {
+        let txn = self.db.begin_read()?;
+        Ok(txn.open_table(BLOCKS)?.first()?.map(|(number, _)| number.value()))
+    }
+
     fn meta(&self, key: &str) -> anyhow::Result<Option<Vec<u8>>> {
         let txn = self.db.begin_read()?;
         Ok(txn.open_table(META)?.get(key)?.map(|v| v.value().to_vec()))
@@ -187,12 +225,9 @@ pub async fn replay_into(
 ) -> Result<u64, round::ReplayError> {
     let mut parent = geth.hash;
     for number in geth.number + 1..=to {
-        let block = store.block(number).map_err(Fault::Fatal)?.ok_or_else(|| {
-            Fault::Fatal(anyhow!(
-                "Geth is at height {} but the block store has no block {number} to give it (it began later); restore Geth's datadir",
-                geth.number
-            ))
-        })?;
+        let Some(block) = store.block(number).map_err(Fault::Fatal)? else {
+            return Err(Fault::Fatal(behind_the_store(store, geth.number, number)).into());
+        };
         round::replay(engine, &block, parent).await?;
         parent = block.hash();
         if number % REPLAY_HEAD_EVERY == 0 && number < to {
@@ -202,6 +237,27 @@ pub async fn replay_into(
     Ok(to.saturating_sub(geth.number))
 }
 // ANCHOR_END: replay_into
+
+/// Why a Geth at `geth` cannot be given block `missing`, and what to do about it.
+fn behind_the_store(store: &Store, geth: u64, missing: u64) -> anyhow::Error {
+    let first = store.first().ok().flatten().filter(|first| *first > missing);
+    let holds = first.map_or_else(|| "it began later".to_owned(), |first| format!("it holds blocks from {first} on"));
+    anyhow!(
+        "Geth is at height {geth} but the block store has no block {missing} to give it ({holds}); {}",
+        restore_hint(store)
+    )
+}
+
+/// How to give Geth a chain the store can bring to its head: from genesis while the store
+/// holds every block from 1 on, otherwise from a copy of a datadir that reaches the store.
+fn restore_hint(store: &Store) -> String {
+    match store.first() {
+        Ok(Some(first)) if first > 1 => {
+            format!("start Geth from a copy of a datadir of this chain at block {} or above", first - 1)
+        }
+        _ => "wipe Geth's datadir and let it replay".to_owned(),
+    }
+}
 
 /// Where Geth stood against the stored head, and what [`reconcile`] did about it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -238,12 +294,109 @@ pub async fn reconcile(engine: &EngineClient, store: &Store, ours: Head) -> Resu
     if at_ours != Some(ours.hash) {
         let theirs = at_ours.map_or_else(|| "no block".to_owned(), |hash| hash.to_string());
         return Err(Fault::Fatal(anyhow!(
-            "Geth's chain differs from the stored one at height {}: Geth has {theirs} there, the store has {}; wipe Geth's datadir and let it replay",
+            "Geth's chain differs from the stored one at height {}: Geth has {theirs} there, the store has {}; {}",
             ours.number,
-            ours.hash
+            ours.hash,
+            restore_hint(store)
         ))
         .into());
     }
     Ok(if geth.hash == ours.hash { Reconciled::InStep } else { Reconciled::Ahead(Head::from(&geth)) })
 }
 // ANCHOR_END: reconcile
+
+#[cfg(test)]
+mod tests {
+    use alloy_primitives::{Address, Bytes, U256};
+    use alloy_rpc_types_engine::{ExecutionPayloadV1, ExecutionPayloadV2, ExecutionPayloadV3};
+
+    use super::*;
+
+    fn hash(number: u64) -> B256 {
+        B256::from(U256::from(number + 1))
+    }
+
+    /// Block `number` of a made-up chain, carrying `bytes` of transaction data (the store
+    /// checks only that each block names the one below it).
+    fn block(number: u64, bytes: usize) -> ExecutableBlock {
+        ExecutableBlock {
+            execution_payload: ExecutionPayloadV3 {
+                payload_inner: ExecutionPayloadV2 {
+                    payload_inner: ExecutionPayloadV1 {
+                        parent_hash: hash(number - 1),
+                        fee_recipient: Address::ZERO,
+                        state_root: B256::ZERO,
+                        receipts_root: B256::ZERO,
+                        logs_bloom: Default::default(),
+                        prev_randao: B256::ZERO,
+                        block_number: number,
+                        gas_limit: 60_000_000,
+                        gas_used: 0,
+                        timestamp: number,
+                        extra_data: Bytes::new(),
+                        base_fee_per_gas: U256::from(7),
+                        block_hash: hash(number),
+                        transactions: vec![Bytes::from(vec![0xab; bytes])],
+                    },
+                    withdrawals: Vec::new(),
+                },
+                blob_gas_used: 0,
+                excess_blob_gas: 0,
+            },
+            execution_requests: Vec::new(),
+        }
+    }
+
+    fn fresh(dir: &Path) -> Store {
+        let store = Store::open(&dir.join("store.redb")).expect("open");
+        store.init(hash(0), Head { number: 0, hash: hash(0), timestamp: 0 }).expect("init");
+        store
+    }
+
+    fn append_up_to(store: &Store, from: u64, to: u64, bytes: usize) {
+        for number in from..=to {
+            store.append(&block(number, bytes)).expect("append");
+        }
+    }
+
+    #[test]
+    fn a_store_keeps_the_newest_blocks_of_its_window_and_drops_the_rest() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = fresh(dir.path()).retaining(MIN_RETAIN).expect("window");
+        append_up_to(&store, 1, 300, 100);
+        let first = 300 - MIN_RETAIN + 1;
+        assert_eq!(store.first().expect("read"), Some(first));
+        assert!(store.block(first - 1).expect("read").is_none(), "block {} was dropped", first - 1);
+        assert_eq!(store.block(first).expect("read").map(|b| b.hash()), Some(hash(first)));
+        assert_eq!(store.head().expect("read").map(|h| h.number), Some(300));
+    }
+
+    #[test]
+    fn a_window_set_on_a_store_that_kept_everything_drops_the_old_blocks_at_the_next_append() {
+        let dir = tempfile::tempdir().expect("dir");
+        append_up_to(&fresh(dir.path()), 1, 300, 100);
+        let store = Store::open(&dir.path().join("store.redb")).expect("reopen").retaining(MIN_RETAIN).expect("window");
+        assert_eq!(store.first().expect("read"), Some(1), "nothing is dropped before an append");
+        store.append(&block(301, 100)).expect("append");
+        assert_eq!(store.first().expect("read"), Some(301 - MIN_RETAIN + 1));
+    }
+
+    #[test]
+    fn a_store_with_a_window_stops_growing_once_the_window_is_full() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = fresh(dir.path()).retaining(MIN_RETAIN).expect("window");
+        let size = || std::fs::metadata(dir.path().join("store.redb")).expect("file").len();
+        append_up_to(&store, 1, 4 * MIN_RETAIN, 8_000);
+        let full = size();
+        append_up_to(&store, 4 * MIN_RETAIN + 1, 40 * MIN_RETAIN, 8_000);
+        let later = size();
+        assert!(later <= full, "the file grew from {full} to {later} bytes with ten times the blocks through it");
+    }
+
+    #[test]
+    fn a_window_too_small_to_outlast_a_geth_crash_is_refused() {
+        let error = check_retain(MIN_RETAIN - 1).expect_err("too small");
+        assert!(error.to_string().contains("at least 128"), "{error}");
+        assert!(check_retain(0).is_ok() && check_retain(MIN_RETAIN).is_ok());
+    }
+}

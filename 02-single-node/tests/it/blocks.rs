@@ -257,6 +257,11 @@ async fn bad_input_gets_a_clear_error_and_leaves_the_store_intact() {
     refused(start(&geth, &state, &["--block-time", "0"]), "--block-time must be at least 1").await;
     refused(start(&geth, &state, &["--build-time-ms", "1000"]), "must be shorter than --block-time").await;
     refused(start(&geth, &state, &["--fee-recipient", "0x12"]), "--fee-recipient").await;
+    refused(
+        start(&geth, &state, &["--retain-blocks", "10"]),
+        "--retain-blocks must be 0 (keep every block) or at least 128",
+    )
+    .await;
     let busy = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let busy_addr = busy.local_addr().expect("addr").to_string();
     refused(start(&geth, &state, &["--health-addr", &busy_addr]), "cannot listen on --health-addr").await;

@@ -329,6 +329,45 @@ async fn a_replayed_block_whose_state_geth_lost_is_made_head_and_the_replay_goes
     keeps_and_extends(&engine, &produced, 2).await;
 }
 
+/// A store keeps the newest `--retain-blocks` blocks, and a Geth further behind than that
+/// cannot be given its chain back from it: the sequencer stops at start, saying which
+/// blocks the store holds and how to start Geth instead, and gives Geth nothing.
+#[tokio::test]
+async fn a_geth_behind_the_stores_window_stops_the_sequencer_with_the_way_out() {
+    let mut geth = Geth::start().await.expect("geth");
+    let dir = tempfile::tempdir().expect("dir");
+    let state = dir.path().join("state");
+    let engine = geth.engine();
+    let window = single_node::store::MIN_RETAIN;
+    let args = ["--retain-blocks", "128", "--back-to-back", "--build-time-ms", "20"];
+    let mut sequencer = start(&geth, &state, &args);
+    head_at_least_while(&sequencer, &engine, window + 40).await;
+    sequencer.service.signal(libc::SIGTERM);
+    assert_eq!(sequencer.service.wait_exit(EXIT_TIMEOUT).await, Some(0), "{}", sequencer.service.output());
+
+    let store = Store::open(&state.join("sequencer.redb")).expect("store");
+    let head = store.head().expect("read").expect("a head").number;
+    let first = head - window + 1;
+    assert_eq!(store.first().expect("read"), Some(first), "the store holds the newest {window} blocks");
+    assert!(store.block(first - 1).expect("read").is_none(), "and not block {}", first - 1);
+    drop(store);
+
+    geth.wipe_and_restart().await.expect("geth starts again from genesis");
+    let mut second = start(&geth, &state, &args);
+    let code = second.service.wait_exit(EXIT_TIMEOUT).await;
+    let output = second.service.output();
+    assert!(code.is_some_and(|c| c != 0), "the sequencer must stop ({code:?}):\n{output}");
+    assert!(
+        output.contains(&format!("no block 1 to give it (it holds blocks from {first} on)"))
+            && output.contains(&format!(
+                "start Geth from a copy of a datadir of this chain at block {} or above",
+                first - 1
+            )),
+        "{output}"
+    );
+    assert_eq!(engine.head().await.expect("head").number, 0, "Geth got no block");
+}
+
 /// A store kept for another chain (another genesis) is never continued on this one: the
 /// sequencer stops at start, naming the store's genesis and the fix, and changes neither
 /// what the store holds nor Geth's chain.
