@@ -26,6 +26,10 @@ pub use self::{
     row::{RowError, StoredRow},
 };
 
+/// With `--retain-blocks`, the leader drops the blocks that fell out of the window each
+/// time the head reaches a multiple of this.
+pub const PRUNE_EVERY: u64 = 64;
+
 /// No single database call may take longer than this; a hung server is a failed call.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -220,17 +224,19 @@ impl Store {
             let Some(chain) = client.query_opt("SELECT genesis_hash, fence_term FROM chain", &[]).await? else {
                 return Ok(None);
             };
-            let anchor = client
-                .query_one("SELECT number, hash, timestamp FROM blocks WHERE parent_hash IS NULL", &[])
-                .await
-                .context("the store has a chain but no anchor block")?;
             Ok(Some(Chain {
                 genesis: b256(chain.get(0))?,
                 fence_term: u64::try_from(chain.get::<_, i64>(1))?,
-                anchor: head_from(&anchor)?,
+                anchor: anchor(&**client).await?,
             }))
         })
         .await
+    }
+
+    /// Where the log begins now: the anchor moves up as a leader drops old blocks
+    /// ([`Store::prune`]).
+    pub async fn anchor(&self) -> anyhow::Result<Head> {
+        timed(async { anchor(&**self.client().await?).await }).await
     }
 
     /// Records the chain and where the log begins, unless another node did first; returns
@@ -338,6 +344,34 @@ impl Store {
     }
     // ANCHOR_END: append
 
+    // ANCHOR: prune
+    /// Keeps the newest `retain` blocks of the log and drops the rest, if `term` still
+    /// holds the fence: the block below the kept ones becomes the anchor (its payload goes
+    /// too; every node's Geth that follows the log has it). Returns the new anchor's height,
+    /// or `None` if nothing was dropped.
+    pub async fn prune(&self, retain: u64, term: u64) -> anyhow::Result<Option<u64>> {
+        timed(async {
+            let mut client = self.client().await?;
+            let tx = client.transaction().await?;
+            let fence: i64 = tx.query_one("SELECT fence_term FROM chain FOR SHARE", &[]).await?.get(0);
+            let head: Option<i64> = tx.query_one("SELECT max(number) FROM blocks", &[]).await?.get(0);
+            let anchor = anchor(&*tx).await?.number;
+            let new_anchor = head.map(u64::try_from).transpose()?.unwrap_or(0).saturating_sub(retain);
+            if u64::try_from(fence)? != term || new_anchor <= anchor {
+                return Ok(None);
+            }
+            let new_anchor_sql = i64::try_from(new_anchor)?;
+            tx.batch_execute("SET CONSTRAINTS blocks_parent_number_parent_hash_fkey DEFERRED").await?;
+            tx.execute("DELETE FROM blocks WHERE number < $1", &[&new_anchor_sql]).await?;
+            tx.execute("UPDATE blocks SET parent_hash = NULL, payload = NULL WHERE number = $1", &[&new_anchor_sql])
+                .await?;
+            tx.commit().await?;
+            Ok(Some(new_anchor))
+        })
+        .await
+    }
+    // ANCHOR_END: prune
+
     /// The highest stored block, if any.
     pub async fn head(&self) -> anyhow::Result<Option<Head>> {
         timed(async {
@@ -443,6 +477,15 @@ async fn timed<T>(call: impl Future<Output = anyhow::Result<T>>) -> anyhow::Resu
 
 fn b256(bytes: &[u8]) -> anyhow::Result<B256> {
     B256::try_from(bytes).map_err(|_| anyhow!("a stored hash has {} bytes, not 32", bytes.len()))
+}
+
+/// The anchor row, on any client or transaction.
+async fn anchor(client: &impl tokio_postgres::GenericClient) -> anyhow::Result<Head> {
+    let row = client
+        .query_one("SELECT number, hash, timestamp FROM blocks WHERE parent_hash IS NULL", &[])
+        .await
+        .context("the store has a chain but no anchor block")?;
+    head_from(&row)
 }
 
 fn head_from(row: &tokio_postgres::Row) -> anyhow::Result<Head> {

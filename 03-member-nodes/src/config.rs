@@ -54,6 +54,12 @@ pub struct Config {
     #[arg(long, env = "EL_OUTAGE_MS", default_value_t = 1000)]
     pub el_outage_ms: u64,
 
+    /// How many of the newest blocks the block log keeps (0: every block). A leader drops
+    /// older ones every 64 blocks; a node whose Geth is further behind syncs it from its
+    /// peers' Geths (devp2p) up to where the log begins, then follows the log.
+    #[arg(long, env = "RETAIN_BLOCKS", default_value_t = 0)]
+    pub retain_blocks: u64,
+
     /// `/ready` answers 503 when this node's Geth is more blocks behind the store.
     #[arg(long, env = "READY_MAX_LAG", default_value_t = 5)]
     pub ready_max_lag: u64,
@@ -71,6 +77,7 @@ impl Config {
         ensure!(!self.instance_id.trim().is_empty(), "--instance-id must not be empty");
         ensure!(self.lease_ms >= 200, "--lease-ms must be at least 200 (renewals go every quarter of it)");
         ensure!(self.el_outage_ms >= 100, "--el-outage-ms must be at least 100");
+        single_node::store::check_retain(self.retain_blocks)?;
         ensure!(
             self.mode == Mode::Member || self.lease() > self.block.build_time(),
             "--lease-ms ({} ms) must be longer than --build-time-ms ({} ms): a leader must be able to finish a block within its lease",

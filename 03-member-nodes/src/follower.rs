@@ -43,6 +43,9 @@ pub enum FollowError {
     /// Geth failed: the fault says whether a retry can help.
     #[error("execution client: {0}")]
     Engine(Fault),
+    /// Geth is below where the log begins, and syncing from its peers: retry later.
+    #[error("{0}")]
+    Syncing(String),
 }
 
 /// A node's Geth, following the stored chain.
@@ -51,8 +54,6 @@ pub struct Follower {
     engine: Arc<EngineClient>,
     store: Store,
     status: Arc<Status>,
-    /// Where the store begins.
-    anchor: u64,
     head: Head,
     /// Geth failed since we last read its head: read it again before going on.
     stale: bool,
@@ -75,7 +76,7 @@ impl Follower {
                 chain.genesis
             )));
         }
-        let mut follower = Self { engine, store, status, anchor: chain.anchor.number, head: chain.anchor, stale: true };
+        let mut follower = Self { engine, store, status, head: chain.anchor, stale: true };
         follower.resync().await?;
         Ok(follower)
     }
@@ -86,14 +87,11 @@ impl Follower {
     /// back behind where we left it (we saw one lose the block we had just made head),
     /// and after a restart it takes payloads only on top of a head it was told about.
     async fn resync(&mut self) -> Result<(), FollowError> {
-        let geth = self.engine.head().await.map_err(engine_fault)?;
-        if geth.number < self.anchor {
-            return Err(fatal(anyhow!(
-                "this node's Geth is at block {}, below block {} where the store begins; start it from a copy of a datadir that has block {}",
-                geth.number,
-                self.anchor,
-                self.anchor
-            )));
+        let mut geth = self.engine.head().await.map_err(engine_fault)?;
+        let anchor = self.store.anchor().await.map_err(FollowError::Store)?;
+        if geth.number < anchor.number {
+            self.sync_from_peers(geth.number, anchor).await?;
+            geth = self.engine.head().await.map_err(engine_fault)?;
         }
         match self.store.hash_at(geth.number).await.map_err(FollowError::Store)? {
             Some(hash) if hash == geth.hash => {}
@@ -122,6 +120,27 @@ impl Follower {
         Ok(())
     }
     // ANCHOR_END: resync
+
+    // ANCHOR: sync_from_peers
+    /// Brings a Geth that is below where the log begins (`anchor`: the log dropped the
+    /// blocks it lacks) up to the anchor from its peers: a forkchoiceUpdated naming a block
+    /// Geth does not have makes it fetch that block's header from its peers and sync to it
+    /// over devp2p, executing every block on the way (its own beacon sync). Until Geth
+    /// holds the anchor it answers SYNCING, and the follower asks again later.
+    async fn sync_from_peers(&self, geth: u64, anchor: Head) -> Result<(), FollowError> {
+        match round::finalize(&self.engine, anchor.hash).await {
+            Ok(()) => {
+                info!(anchor = anchor.number, "Geth synced from its peers to where the log begins");
+                Ok(())
+            }
+            Err(Fault::Passing(_)) => Err(FollowError::Syncing(format!(
+                "this node's Geth is at block {geth}, below block {} where the log begins: it is syncing from its peers (devp2p); a Geth without peers needs a copy of a datadir that has block {}",
+                anchor.number, anchor.number
+            ))),
+            Err(fatal) => Err(FollowError::Engine(fatal)),
+        }
+    }
+    // ANCHOR_END: sync_from_peers
 
     /// Makes the next catch-up read Geth's head again first (after a Geth failure seen
     /// by someone else, such as the leader's production loop).
@@ -169,6 +188,15 @@ impl Follower {
                 self.store.blocks_after(self.head.number, BATCH, BATCH_BYTES).await.map_err(FollowError::Store)?;
             if rows.is_empty() {
                 return Ok(());
+            }
+            if rows[0].number != self.head.number + 1 {
+                // The log dropped the blocks above our head while we were behind: start
+                // again from Geth's head, which finds it below the anchor.
+                self.stale = true;
+                return Err(FollowError::Syncing(format!(
+                    "the log no longer holds block {}: it begins further up",
+                    self.head.number + 1
+                )));
             }
             let fetched = Instant::now();
             let mut applied: Vec<(Head, Duration)> = Vec::with_capacity(rows.len());

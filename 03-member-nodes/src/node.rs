@@ -197,6 +197,10 @@ impl Node {
                 warn!(error = %format!("{error:#}"), "cannot reach Geth");
                 Ok(Following::Retry)
             }
+            Err(FollowError::Syncing(reason)) => {
+                info!(%reason, "waiting for Geth to sync");
+                Ok(Following::Retry)
+            }
             Err(FollowError::Engine(Fault::Fatal(error))) => Err(error),
         }
     }

@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::{
-    block_log::{AppendError, Store},
+    block_log::{AppendError, PRUNE_EVERY, Store},
     config::Config,
     election::{self, LeaseView},
     follower::Follower,
@@ -208,9 +208,27 @@ impl<'f> Sequencer<'f> {
             Err(refused) => return Ok(Some(StepDown::refused(&refused))),
         }
         self.status.metrics.store_append_seconds.observe(started.elapsed().as_secs_f64());
+        self.prune_behind(block.number());
         Ok(None)
     }
     // ANCHOR_END: store
+
+    /// With `--retain-blocks`, drops the blocks that fell out of the window every
+    /// [`PRUNE_EVERY`] blocks, beside the production loop (it never holds up a block).
+    fn prune_behind(&self, number: u64) {
+        let retain = self.config.retain_blocks;
+        if retain == 0 || number % PRUNE_EVERY != 0 {
+            return;
+        }
+        let (store, term) = (self.store.clone(), self.term);
+        tokio::spawn(async move {
+            match store.prune(retain, term).await {
+                Ok(Some(anchor)) => info!(anchor, "dropped the log's blocks below the window"),
+                Ok(None) => {}
+                Err(error) => warn!(error = %format!("{error:#}"), "cannot drop old blocks from the log"),
+            }
+        });
+    }
 
     /// Makes `block` head, safe and final on our Geth.
     async fn finalize(&mut self, block: &ExecutableBlock) -> Result<(), Fault> {

@@ -37,6 +37,7 @@ impl Sequencer<'_> {
                 Err(FollowError::Halted(reason)) => return Ok(Some(StepDown::Halted(reason))),
                 Err(FollowError::Store(error)) => (Fault::Passing(error), false),
                 Err(FollowError::Engine(fault)) => (fault, true),
+                Err(FollowError::Syncing(reason)) => (Fault::Passing(anyhow::anyhow!(reason)), true),
             };
             let reason = if geth_failed {
                 self.status.set_el_reachable(false);

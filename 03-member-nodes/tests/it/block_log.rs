@@ -274,3 +274,34 @@ async fn a_block_ahead_of_the_database_clock_is_refused() {
     in_time.execution_payload.payload_inner.payload_inner.timestamp = now;
     store.append(&in_time, 1, "a").await.expect("a block of now is stored");
 }
+
+/// `--retain-blocks`: a prune keeps the newest blocks, makes the block below them the
+/// anchor, and leaves a log that still takes the next block and still refuses a fork; a
+/// leader whose term no longer holds the fence drops nothing.
+#[tokio::test]
+async fn a_prune_keeps_the_window_moves_the_anchor_and_leaves_one_chain() {
+    let postgres = Postgres::start().await.expect("postgres");
+    let store = initialised(&postgres).await;
+    assert!(store.claim(1, "a").await.expect("claim"));
+    let at = |n: u64| if n == 0 { ANCHOR.hash } else { B256::from(alloy_primitives::U256::from(1_000 + n)) };
+    for n in 1..=300 {
+        store.append(&fake_block(n, at(n - 1), at(n)), 1, "a").await.expect("append");
+    }
+
+    assert_eq!(store.prune(128, 2).await.expect("prune"), None, "a term that does not hold the fence drops nothing");
+    assert_eq!(store.anchor().await.expect("anchor").number, 0);
+    assert_eq!(store.prune(128, 1).await.expect("prune"), Some(172));
+    let anchor = store.anchor().await.expect("anchor");
+    assert_eq!((anchor.number, anchor.hash), (172, at(172)), "the block below the window is the anchor");
+    assert_eq!(store.chain().await.expect("chain").expect("a chain").anchor, anchor);
+    assert_eq!(store.hash_at(171).await.expect("read"), None, "the blocks below it are gone");
+    let rows = store.blocks_after(0, 1_000, u32::MAX).await.expect("rows");
+    assert_eq!(rows.iter().map(|r| r.number).collect::<Vec<_>>(), (173..=300).collect::<Vec<_>>());
+    assert_eq!(store.prune(128, 1).await.expect("prune"), None, "nothing more to drop");
+
+    let fork = fake_block(173, at(172), B256::repeat_byte(0x77));
+    assert!(matches!(store.append(&fork, 1, "a").await, Err(AppendError::Conflict { number: 173, .. })));
+    let orphan = fake_block(301, B256::repeat_byte(0x78), at(301));
+    assert!(matches!(store.append(&orphan, 1, "a").await, Err(AppendError::Conflict { number: 301, .. })));
+    store.append(&fake_block(301, at(300), at(301)), 1, "a").await.expect("the next block");
+}

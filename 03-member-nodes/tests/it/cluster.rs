@@ -473,3 +473,46 @@ async fn bad_input_at_start_gets_a_clear_error_and_no_secret_is_printed() {
     refused(&[("INSTANCE_ID", "n1")], &[], "--mode <MODE>").await;
     refused(&[("INSTANCE_ID", "n1"), ("MODE", "boss")], &[], "invalid value 'boss'").await;
 }
+
+/// With `--retain-blocks`, the leader drops the log's oldest blocks, and a member whose
+/// Geth is below where the log now begins (here: wiped while the member was stopped) has
+/// it synced by its peers over devp2p up to that block, then follows the log: its Geth
+/// ends with the leader's block at every height.
+#[tokio::test]
+async fn a_member_behind_the_logs_window_syncs_its_geth_from_its_peers_then_follows() {
+    let args = ["--back-to-back", "--build-time-ms", "20", "--retain-blocks", "128"];
+    let mut cluster = Cluster::start(&["leader", "member"], &args).await;
+    cluster.sole_leader(0).await;
+    cluster.head_at_least(1, 3).await;
+    cluster.process(1).kill();
+    cluster.nodes[1].geth.wipe_and_restart().await.expect("geth comes back empty");
+    // A wiped Geth has a new node key: the peers learn it again, as an operator's would.
+    let (member, leader) = (&cluster.nodes[1].geth, &cluster.nodes[0].geth);
+    leader.add_peer(&member.enode().await.expect("enode")).await.expect("peer");
+    member.add_peer(&leader.enode().await.expect("enode")).await.expect("peer");
+
+    let sql = cluster.sql().await;
+    let anchor = eventually("the log to drop blocks", TIMEOUT, || async {
+        let row = sql.query_one("SELECT number FROM blocks WHERE parent_hash IS NULL", &[]).await.ok()?;
+        u64::try_from(row.get::<_, i64>(0)).ok().filter(|n| *n >= 64)
+    })
+    .await;
+    let kept: i64 =
+        sql.query_one("SELECT count(*) FROM blocks WHERE payload IS NOT NULL", &[]).await.expect("count").get(0);
+    assert!(kept <= 128 + 64, "the log keeps its window and at most one prune's worth more ({kept} blocks)");
+
+    cluster.start_node(1);
+    let target = cluster.nodes[0].geth.engine().head().await.expect("head").number;
+    let head = cluster.head_at_least(1, target).await;
+    let output = cluster.process_output(1);
+    assert!(output.contains("below block") && output.contains("it is syncing from its peers"), "{output}");
+    let (member, leader) = (cluster.nodes[1].geth.engine(), cluster.nodes[0].geth.engine());
+    for number in (0..=head.number).rev() {
+        let theirs = leader.block(BlockTag::Number(number)).await.expect("call").expect("the leader's block");
+        let ours = member.block(BlockTag::Number(number)).await.expect("call").expect("the member's block");
+        assert_eq!(
+            ours.hash, theirs.hash,
+            "the member has the leader's block at height {number} (the anchor was {anchor})"
+        );
+    }
+}
