@@ -217,7 +217,7 @@ impl<'f> Sequencer<'f> {
     /// [`PRUNE_EVERY`] blocks, beside the production loop (it never holds up a block).
     fn prune_behind(&self, number: u64) {
         let retain = self.config.retain_blocks;
-        if retain == 0 || number % PRUNE_EVERY != 0 {
+        if retain == 0 || !number.is_multiple_of(PRUNE_EVERY) {
             return;
         }
         let (store, term) = (self.store.clone(), self.term);
