@@ -54,10 +54,11 @@ pub struct Config {
     #[arg(long, env = "EL_OUTAGE_MS", default_value_t = 1000)]
     pub el_outage_ms: u64,
 
-    /// How many of the newest blocks the block log keeps (0: every block). A leader drops
-    /// older ones every 64 blocks; a node whose Geth is further behind syncs it from its
-    /// peers' Geths (devp2p) up to where the log begins, then follows the log.
-    #[arg(long, env = "RETAIN_BLOCKS", default_value_t = 0)]
+    /// How many of the newest blocks the block log keeps (0: every block); the default is
+    /// about a day at one block a second. A leader drops older ones every 64 blocks; a node
+    /// whose Geth is further behind syncs it from its peers' Geths (devp2p) up to where the
+    /// log begins, then follows the log.
+    #[arg(long, env = "RETAIN_BLOCKS", default_value_t = 100_000)]
     pub retain_blocks: u64,
 
     /// `/ready` answers 503 when this node's Geth is more blocks behind the store.
