@@ -10,6 +10,10 @@
 #                                     Geth from genesis, peered with the others, an app, and
 #                                     a CometBFT node from `cometbft init` and the validators'
 #                                     genesis, which syncs the chain from them and follows
+#   scripts/bft.sh full --state-sync  the same, but its CometBFT starts from a validator's
+#                                     snapshot, trusting node0's latest header, and its Geth
+#                                     syncs the blocks below it from its peers: for a network
+#                                     whose validators run with RETAIN_BLOCKS
 #   scripts/bft.sh status             each node's height and app status
 #   scripts/bft.sh node NAME start|stop|kill
 #                                     a validator's (nodeI) or full node's (fullK) CometBFT
@@ -240,6 +244,12 @@ start() {
 # timeouts, every validator as a persistent peer; and a Geth from genesis, peered with the
 # others, so that transactions sent to it reach the proposers.
 add_full() {
+    local state_sync=false
+    case "${1:-}" in
+        "") ;;
+        --state-sync) state_sync=true ;;
+        *) say "unknown option '$1' for full (the only one is --state-sync)"; exit 2 ;;
+    esac
     [[ -f "$DIR/node0/cometbft/config/genesis.json" ]] || { say "no network in .devnet/bft to follow: scripts/bft.sh start first"; exit 1; }
     local i
     for ((i = 0; i < $(count); i++)); do
@@ -264,11 +274,33 @@ add_full() {
     cp "$DIR/node0/cometbft/config/genesis.json" "$tmp/cometbft/config/genesis.json"
     configure "$name" "$(IFS=,; echo "${peers[*]}")" "$(config_value timeout_commit)" "$(config_value timeout_propose)" \
         "$(config_value timeout_precommit)" "$(config_value flush_throttle_timeout)" "$tmp/cometbft/config/config.toml"
+    $state_sync && state_sync_from_node0 "$tmp/cometbft/config/config.toml"
     mv "$tmp" "$DIR/$name"
     say "wrote full node $name to .devnet/bft/$name: it follows node0 … node$(( $(count) - 1 )) and never votes"
     start_node_geth "$name"
     peer_all
     start_node "$name"
+}
+
+# Sets a new node's config ($1) to state sync: its light client trusts node0's latest
+# header but one (height and hash from node0's RPC, as an operator would take them from a
+# node they trust) and checks the snapshot against node0's and node1's RPC.
+state_sync_from_node0() {
+    local rpc="http://127.0.0.1:26657" height hash servers="127.0.0.1:26657,127.0.0.1:26667"
+    (($(count) > 1)) || servers="127.0.0.1:26657,127.0.0.1:26657"
+    height="$(curl -sf --max-time 5 "$rpc/status" | sed -nE 's/.*"latest_block_height":"([0-9]+)".*/\1/p')"
+    [[ -n "$height" && "$height" -gt 1 ]] || { say "node0's RPC gives no height to trust: is the network making blocks?"; exit 1; }
+    height=$((height - 1))
+    hash="$(curl -sf --max-time 5 "$rpc/block?height=$height" | grep -o '"block_id":{"hash":"[0-9A-F]*"' | head -n 1 |
+        sed -E 's/.*"hash":"([0-9A-F]*)"/\1/')"
+    [[ ${#hash} -eq 64 ]] || { say "node0's RPC gives no hash for block $height"; exit 1; }
+    sed -i -e '/^\[statesync\]/,/^\[/ {' \
+        -e 's|^enable = .*|enable = true|' \
+        -e "s|^rpc_servers = .*|rpc_servers = \"$servers\"|" \
+        -e "s|^trust_height = .*|trust_height = $height|" \
+        -e "s|^trust_hash = .*|trust_hash = \"$hash\"|" \
+        -e '}' "$1"
+    say "state sync: trusting node0's block $height ($hash)"
 }
 
 stop() {
@@ -290,7 +322,7 @@ status() {
 case "${1:-}" in
     start) start "${2:-}" ;;
     run) start "${2:-}"; trap 'stop; exit 0' TERM INT; while true; do sleep 1; done ;;
-    full) add_full ;;
+    full) add_full "${2:-}" ;;
     stop) stop ;;
     clean) stop; rm -rf "$DIR"; say "removed .devnet/bft" ;;
     status) status ;;
@@ -304,5 +336,5 @@ case "${1:-}" in
             kill) kill_node "$name" ;;
             *) echo "usage: $0 node NAME start|stop|kill" >&2; exit 2 ;;
         esac ;;
-    *) echo "usage: $0 start [N]|run [N]|full|stop|clean|status|timeouts|env NAME|node NAME start|stop|kill" >&2; exit 2 ;;
+    *) echo "usage: $0 start [N]|run [N]|full [--state-sync]|stop|clean|status|timeouts|env NAME|node NAME start|stop|kill" >&2; exit 2 ;;
 esac

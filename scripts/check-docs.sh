@@ -511,6 +511,21 @@ bft_full() {
     expect_success_receipt
 }
 
+# `bft.sh full --state-sync`: once node0 is past a snapshot height (64, two blocks below
+# its head), full1 is written trusting node0's header, starts from a snapshot (its
+# CometBFT's first block is above 1: no block sync from genesis) and follows the validators.
+bft_full_state_sync() {
+    local f="$1" height base
+    eventually "node0 past the first snapshot height" 180 bft_above 0 66
+    doc "$f" 'scripts/bft.sh full --state-sync'
+    expect "state sync: trusting node0's block [0-9]+ \\([0-9A-F]{64}\\)"
+    expect "wrote full node full1"
+    height="$(bft_height 0)"
+    eventually "full1 to sync past height $height" 240 bft_above 11 "$height"
+    base="$(curl -sf --max-time 5 http://127.0.0.1:26767/status | json_field earliest_block_height)"
+    ((base > 1)) || fail "full1's CometBFT begins at block $base: it did not start from a snapshot"
+}
+
 # SIGKILL validator 2: its CometBFT and app were running, they are gone, and the other
 # three go on.
 bft_kill_node2() {
@@ -831,6 +846,7 @@ part4_chapter() {
     doc_diff $f 'scripts/diff-steps.sh diff 04'
     bft_intro $f
     bft_full $f
+    bft_full_state_sync $f
     bft_kill_node2 $f
     doc $f 'scripts/bft.sh node node2 start'
     height="$(bft_height 0)"

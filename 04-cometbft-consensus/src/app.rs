@@ -8,6 +8,8 @@
 //! | `ProcessProposal` (everyone) | newPayload: VALID accepts, anything else rejects | — |
 //! | `FinalizeBlock` | newPayload until VALID | — (app hash = the EL block hash) |
 //! | `Commit` | forkchoiceUpdated: head, safe and finalized | stores the block first |
+//! | `ListSnapshots`, `LoadSnapshotChunk` (state sync, serving) | — | the EL block at a multiple of 64 |
+//! | `OfferSnapshot`, `ApplySnapshotChunk` (state sync, joining) | forkchoiceUpdated to the snapshot's block: Geth syncs from its peers | the block becomes our head |
 //!
 //! What CometBFT requires of an app (`spec/abci/abci++_app_requirements.md`), and how
 //! this one meets it:
@@ -24,6 +26,7 @@
 //! network: the app answers with an exception, and CometBFT halts.
 
 mod proposals;
+mod snapshots;
 
 use std::sync::{Arc, Mutex};
 
@@ -36,8 +39,8 @@ use single_node::{
 };
 use tendermint_proto::v0_38::abci::{
     ExecTxResult, RequestFinalizeBlock, RequestInitChain, ResponseCheckTx, ResponseCommit, ResponseEcho,
-    ResponseException, ResponseFinalizeBlock, ResponseFlush, ResponseInfo, ResponseInitChain, ResponseOfferSnapshot,
-    ResponseVerifyVoteExtension, request, response, response_offer_snapshot, response_verify_vote_extension,
+    ResponseException, ResponseFinalizeBlock, ResponseFlush, ResponseInfo, ResponseInitChain,
+    ResponseVerifyVoteExtension, request, response, response_verify_vote_extension,
 };
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -71,6 +74,8 @@ pub struct App {
     pending: Mutex<Option<Pending>>,
     /// The next block's build, started at Commit (`--build-ahead`).
     ahead: Ahead,
+    /// The state-sync snapshot CometBFT offered and we accepted, until its chunk comes.
+    offered: Mutex<Option<snapshots::Offered>>,
 }
 
 impl App {
@@ -86,8 +91,17 @@ impl App {
         let head = store.head()?;
         let (ahead, inbox) = Ahead::new(config.build_ahead);
         let store = Arc::new(store);
-        let app =
-            Self { engine, store, config, status, cancel, head: Mutex::new(head), pending: Mutex::new(None), ahead };
+        let app = Self {
+            engine,
+            store,
+            config,
+            status,
+            cancel,
+            head: Mutex::new(head),
+            pending: Mutex::default(),
+            ahead,
+            offered: Mutex::default(),
+        };
         Ok((app, inbox))
     }
 
@@ -111,8 +125,9 @@ impl App {
     }
 
     // ANCHOR: handle
-    /// Answers one request. Vote extensions are off (CometBFT's default consensus params)
-    /// and we serve no state-sync snapshots, so those calls get neutral answers.
+    /// Answers one request. Vote extensions are off (CometBFT's default consensus params),
+    /// so those calls get neutral answers. The snapshot calls serve state sync
+    /// (`app/snapshots.rs`).
     pub async fn handle(&self, request: request::Value) -> Option<response::Value> {
         use request::Value as Req;
         use response::Value as Res;
@@ -137,12 +152,10 @@ impl App {
             Req::VerifyVoteExtension(_) => Res::VerifyVoteExtension(ResponseVerifyVoteExtension {
                 status: response_verify_vote_extension::VerifyStatus::Accept.into(),
             }),
-            Req::ListSnapshots(_) => Res::ListSnapshots(Default::default()),
-            Req::OfferSnapshot(_) => Res::OfferSnapshot(ResponseOfferSnapshot {
-                result: response_offer_snapshot::Result::Reject.into(),
-            }),
-            Req::LoadSnapshotChunk(_) => Res::LoadSnapshotChunk(Default::default()),
-            Req::ApplySnapshotChunk(_) => Res::ApplySnapshotChunk(Default::default()),
+            Req::ListSnapshots(_) => Res::ListSnapshots(self.list_snapshots()),
+            Req::OfferSnapshot(offer) => Res::OfferSnapshot(self.offer_snapshot(offer)),
+            Req::LoadSnapshotChunk(load) => Res::LoadSnapshotChunk(self.load_snapshot_chunk(&load)),
+            Req::ApplySnapshotChunk(apply) => Res::ApplySnapshotChunk(self.apply_snapshot_chunk(apply).await),
         })
     }
     // ANCHOR_END: handle
@@ -272,7 +285,7 @@ impl App {
         self.status.committed(height, head, block.transaction_count());
         info!(height, hash = %head.hash, txs = block.transaction_count(), "committed");
         self.ahead.committed(head);
-        Ok(ResponseCommit { retain_height: 0 })
+        Ok(ResponseCommit { retain_height: self.config.retain_height(height) })
     }
     // ANCHOR_END: commit
 

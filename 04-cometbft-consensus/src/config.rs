@@ -46,6 +46,13 @@ pub struct Config {
     #[arg(long, env = "STATE_DIR", default_value = ".devnet/bft/node0/app")]
     pub state_dir: PathBuf,
 
+    /// How many of the newest blocks this validator keeps (0: every block): its store
+    /// drops older ones, and Commit's `retain_height` lets CometBFT drop them too. A node
+    /// that joins later than the window reaches back cannot block-sync from a validator
+    /// that dropped them.
+    #[arg(long, env = "RETAIN_BLOCKS", default_value_t = 0)]
+    pub retain_blocks: u64,
+
     /// `/ready` answers 503 when no block was committed for this long (seconds).
     #[arg(long, env = "READY_MAX_AGE", default_value_t = 10)]
     pub ready_max_age: u64,
@@ -81,6 +88,7 @@ impl Config {
             self.build_time_ms
         );
         ensure!(self.ready_max_age >= 1, "--ready-max-age must be at least 1 second");
+        single_node::store::check_retain(self.retain_blocks)?;
         Ok(())
     }
 
@@ -93,6 +101,13 @@ impl Config {
     /// The proposer's build deadline.
     pub const fn build_time(&self) -> Duration {
         Duration::from_millis(self.build_time_ms)
+    }
+
+    /// Commit's `retain_height` at `height`: CometBFT may drop the blocks below it, which
+    /// keeps the newest `--retain-blocks` (0, every block, until there are more).
+    pub fn retain_height(&self, height: i64) -> i64 {
+        let retain = i64::try_from(self.retain_blocks).unwrap_or(i64::MAX);
+        if retain == 0 || height <= retain { 0 } else { height - retain + 1 }
     }
 
     /// The path of the embedded store.

@@ -1,7 +1,8 @@
 //! Networks of validators: blocks, a lone validator's clock, a stopped validator, a faulty
-//! proposer, transactions, a Geth restarted under a running app, a full node that joins late.
+//! proposer, transactions, a Geth restarted under a running app, a full node that joins late, and one that joins
+//! behind the retained window.
 
-use common::harness::eventually;
+use common::{BlockTag, harness::eventually};
 
 use crate::support::{Network, Setup};
 
@@ -210,4 +211,36 @@ async fn a_full_node_started_late_catches_up_follows_and_includes_transactions_s
         network.geth_at_least(i, to).await;
     }
     network.assert_one_chain(&[full, 0, 1, 2, 3], to).await;
+}
+
+/// With `--retain-blocks`, the validators' CometBFT drops the blocks below the window
+/// (Commit's `retain_height`), so a node that joins later cannot block-sync from block 1.
+/// It state-syncs instead: it takes a validator's snapshot (the EL block at a height, which
+/// its light client checks against the signed headers), its Geth syncs the chain below
+/// that block from its peers over devp2p, and then it block-syncs and follows. Its Geth
+/// ends with the validator's block at every height.
+#[tokio::test]
+async fn a_node_joining_behind_the_retained_window_state_syncs_then_follows() {
+    let setup = Setup { peered_geths: true, isolatable: None, full_nodes: 1 };
+    let mut network = Network::start_with(1, &[(0, &["--retain-blocks", "128"])], setup).await;
+    let base = eventually("the validator's CometBFT to drop its first blocks", crate::support::TIMEOUT, || async {
+        network.comet.base(0).await.filter(|base| *base > 1)
+    })
+    .await;
+    let trust_height = network.comet.height(0).await.expect("height") - 1;
+    let trust_hash = network.comet.block_hash(0, trust_height).await.expect("the trusted block");
+
+    let full = network.start_state_synced_node(trust_height, &trust_hash);
+    let to = network.comet.height(0).await.expect("height") + 3;
+    network.geth_at_least(full, to).await;
+    let ours = network.comet.base(full).await.expect("the full node's base");
+    assert!(ours > base, "the full node started from a snapshot (its base {ours}), not block 1");
+    let log = std::fs::read_to_string(network.log(full)).expect("the full node's app log");
+    assert!(log.contains("state sync: Geth has the snapshot's block"), "{log}");
+    let (theirs, mine) = (network.geths[0].engine(), network.geths[full].engine());
+    for number in 0..=to {
+        let expected = theirs.block(BlockTag::Number(number)).await.expect("call").expect("block").hash;
+        let got = mine.block(BlockTag::Number(number)).await.expect("call").map(|b| b.hash);
+        assert_eq!(got, Some(expected), "the full node's Geth at height {number}");
+    }
 }

@@ -96,7 +96,7 @@ impl Network {
         Validator { app, health, state, extra }
     }
 
-    fn log(&self, i: usize) -> std::path::PathBuf {
+    pub(crate) fn log(&self, i: usize) -> std::path::PathBuf {
         self.dir.path().join(format!("app{i}.log"))
     }
 
@@ -121,6 +121,19 @@ impl Network {
     /// its Geth, app and CometBFT share, after the validators'.
     pub(crate) fn start_full_node(&mut self) -> usize {
         let i = self.comet.add_full_node().expect("a full node's home");
+        self.start_added(i)
+    }
+
+    /// [`Network::start_full_node`], with CometBFT set to state sync
+    /// ([`CometNet::add_state_synced_node`]) from the header at `trust_height`.
+    pub(crate) fn start_state_synced_node(&mut self, trust_height: u64, trust_hash: &str) -> usize {
+        let i = self.comet.add_state_synced_node(trust_height, trust_hash).expect("a state-synced node's home");
+        self.start_added(i)
+    }
+
+    /// Starts the app and CometBFT of node `i`, just added to [`Network::comet`], on the
+    /// next Geth ([`Setup::full_nodes`]).
+    fn start_added(&mut self, i: usize) -> usize {
         assert!(i < self.geths.len(), "no Geth left for a full node: raise Setup::full_nodes");
         // As `scripts/bft.sh full` runs it: it never proposes, so it never builds ahead.
         let node = self.spawn_app(i, vec!["--build-ahead".to_owned(), "off".to_owned()]);

@@ -222,6 +222,27 @@ impl CometNet {
         Ok(i)
     }
 
+    /// [`CometNet::add_full_node`], set to start by state sync instead of block 1: it finds
+    /// a snapshot at its peers, checks it with a light client against the validators' RPC
+    /// from the header at `trust_height` (whose hash is `trust_hash`), has its app restore
+    /// it, and block-syncs from there.
+    pub fn add_state_synced_node(&mut self, trust_height: u64, trust_hash: &str) -> anyhow::Result<usize> {
+        let i = self.add_full_node()?;
+        // At least two RPC servers, as CometBFT requires: a primary and a witness.
+        let servers: Vec<String> =
+            (0..2).map(|k| format!("127.0.0.1:{}", self.nodes[k % self.validators.len()].rpc_port)).collect();
+        let path = self.nodes[i].home.join("config/config.toml");
+        let text = std::fs::read_to_string(&path)?;
+        let text = set(&text, "statesync", "enable", "true")?;
+        let text = set(&text, "statesync", "rpc_servers", &format!("\"{}\"", servers.join(",")))?;
+        let text = set(&text, "statesync", "trust_height", &trust_height.to_string())?;
+        let text = set(&text, "statesync", "trust_hash", &format!("\"{trust_hash}\""))?;
+        let text = set(&text, "statesync", "trust_period", "\"168h0m0s\"")?;
+        let text = set(&text, "statesync", "discovery_time", "\"5s\"")?;
+        std::fs::write(&path, text)?;
+        Ok(i)
+    }
+
     /// Starts (or restarts) node `i`.
     pub fn start(&mut self, i: usize) -> anyhow::Result<()> {
         let node = &mut self.nodes[i];
@@ -245,6 +266,21 @@ impl CometNet {
         let (code, body) = http_get(&format!("http://127.0.0.1:{}/status", self.nodes[i].rpc_port)).await?;
         let status: serde_json::Value = serde_json::from_str(&body).ok().filter(|_| code == 200)?;
         status["result"]["sync_info"]["latest_block_height"].as_str()?.parse().ok()
+    }
+
+    /// The lowest height node `i`'s block store still holds, if its RPC answers.
+    pub async fn base(&self, i: usize) -> Option<u64> {
+        let (code, body) = http_get(&format!("http://127.0.0.1:{}/status", self.nodes[i].rpc_port)).await?;
+        let status: serde_json::Value = serde_json::from_str(&body).ok().filter(|_| code == 200)?;
+        status["result"]["sync_info"]["earliest_block_height"].as_str()?.parse().ok()
+    }
+
+    /// The hash of node `i`'s block at `height` (hex, as CometBFT shows it).
+    pub async fn block_hash(&self, i: usize, height: u64) -> Option<String> {
+        let url = format!("http://127.0.0.1:{}/block?height={height}", self.nodes[i].rpc_port);
+        let (_, body) = http_get(&url).await?;
+        let block: serde_json::Value = serde_json::from_str(&body).ok()?;
+        block["result"]["block_id"]["hash"].as_str().map(str::to_owned)
     }
 
     /// Node `i`'s validator address, as block headers show it (`proposer_address`).

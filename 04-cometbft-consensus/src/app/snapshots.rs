@@ -1,0 +1,163 @@
+//! State sync: how a node joins later than the validators' block stores reach back
+//! (`--retain-blocks`). CometBFT's block sync can give it only the blocks its peers still
+//! hold, so it starts from a snapshot instead of block 1.
+//!
+//! The app's state is Geth's chain, and a Geth can fetch that itself, from its peers over
+//! devp2p. So a snapshot here is only the EL block at its height (number, hash,
+//! timestamp), in one chunk, and restoring it is asking this node's Geth to sync to that
+//! block. CometBFT's light client first checks the snapshot against the app hash in the
+//! validators' signed headers (the EL block hash at that height); the app then checks that
+//! the chunk names that very block, so a peer cannot point Geth at another chain.
+
+use std::time::{Duration, Instant};
+
+use alloy_primitives::{B256, keccak256};
+use anyhow::Context;
+use common::{BlockTag, Head};
+use single_node::{fault::Fault, round};
+use tendermint_proto::v0_38::abci::{
+    RequestApplySnapshotChunk, RequestLoadSnapshotChunk, RequestOfferSnapshot, ResponseApplySnapshotChunk,
+    ResponseListSnapshots, ResponseLoadSnapshotChunk, ResponseOfferSnapshot, Snapshot, response_apply_snapshot_chunk,
+    response_offer_snapshot,
+};
+use tracing::{info, warn};
+
+use super::App;
+use crate::server::lock;
+
+/// The one snapshot format: a JSON [`Head`], in one chunk.
+pub(super) const FORMAT: u32 = 1;
+
+/// Snapshots are offered at heights that are multiples of this: every validator offers
+/// the same one, so a joining node finds it at several peers.
+pub(super) const EVERY: u64 = 64;
+
+/// A snapshot CometBFT offered and the app accepted, waiting for its chunk.
+#[derive(Debug, Clone)]
+pub(super) struct Offered {
+    snapshot: Snapshot,
+    app_hash: B256,
+}
+
+impl App {
+    // ANCHOR: list_snapshots
+    /// The newest snapshot height at least two blocks below our head (CometBFT's light
+    /// client verifies the two headers above it), if our store still holds that block.
+    pub(super) fn list_snapshots(&self) -> ResponseListSnapshots {
+        let snapshots = self.head().and_then(|head| {
+            let height = head.number.checked_sub(2)? / EVERY * EVERY;
+            let chunk = self.chunk(height)?;
+            Some(Snapshot {
+                height,
+                format: FORMAT,
+                chunks: 1,
+                hash: keccak256(&chunk).to_vec().into(),
+                ..Default::default()
+            })
+        });
+        ResponseListSnapshots { snapshots: snapshots.into_iter().collect() }
+    }
+    // ANCHOR_END: list_snapshots
+
+    /// The chunk of the snapshot at `height`: the stored block's head, as JSON.
+    fn chunk(&self, height: u64) -> Option<Vec<u8>> {
+        if height == 0 {
+            return None;
+        }
+        let block = self.store.block(height).ok().flatten()?;
+        serde_json::to_vec(&block.head()).ok()
+    }
+
+    pub(super) fn load_snapshot_chunk(&self, load: &RequestLoadSnapshotChunk) -> ResponseLoadSnapshotChunk {
+        let chunk = if load.format == FORMAT && load.chunk == 0 { self.chunk(load.height) } else { None };
+        ResponseLoadSnapshotChunk { chunk: chunk.unwrap_or_default().into() }
+    }
+
+    /// Takes a snapshot of our format onto a store that holds no block beyond genesis.
+    pub(super) fn offer_snapshot(&self, offer: RequestOfferSnapshot) -> ResponseOfferSnapshot {
+        use response_offer_snapshot::Result as Offer;
+        let result = match (offer.snapshot, B256::try_from(offer.app_hash.as_ref())) {
+            (Some(snapshot), Ok(app_hash)) if snapshot.format == FORMAT && snapshot.chunks == 1 => {
+                if self.head().is_some_and(|head| head.number > 0) {
+                    warn!(height = snapshot.height, "offered a snapshot, but this node has blocks already");
+                    Offer::Abort
+                } else {
+                    info!(height = snapshot.height, %app_hash, "state sync: taking the snapshot");
+                    *lock(&self.offered) = Some(Offered { snapshot, app_hash });
+                    Offer::Accept
+                }
+            }
+            (Some(_), _) => Offer::RejectFormat,
+            (None, _) => Offer::Reject,
+        };
+        ResponseOfferSnapshot { result: result.into() }
+    }
+
+    // ANCHOR: apply_snapshot_chunk
+    /// Checks the chunk names the block CometBFT verified, has Geth sync to it from its
+    /// peers, and makes it our head: `Info` then reports it, which is what CometBFT checks
+    /// before it block-syncs the blocks above it.
+    pub(super) async fn apply_snapshot_chunk(&self, apply: RequestApplySnapshotChunk) -> ResponseApplySnapshotChunk {
+        use response_apply_snapshot_chunk::Result as Apply;
+        let answer = |result: Apply| ResponseApplySnapshotChunk { result: result.into(), ..Default::default() };
+        let Some(Offered { snapshot, app_hash }) = lock(&self.offered).take() else { return answer(Apply::Abort) };
+        let head: Option<Head> = serde_json::from_slice(&apply.chunk).ok();
+        let Some(head) = head.filter(|h| {
+            keccak256(&apply.chunk).as_slice() == snapshot.hash.as_ref()
+                && h.number == snapshot.height
+                && h.hash == app_hash
+        }) else {
+            warn!(
+                sender = apply.sender,
+                height = snapshot.height,
+                "a snapshot chunk that does not name the verified block"
+            );
+            return ResponseApplySnapshotChunk {
+                result: Apply::RejectSnapshot.into(),
+                reject_senders: vec![apply.sender],
+                ..Default::default()
+            };
+        };
+        match self.sync_geth_to(head).await {
+            Ok(()) => answer(Apply::Accept),
+            Err(error) => {
+                warn!(error = %format!("{error:#}"), "state sync: cannot restore the snapshot");
+                answer(Apply::Abort)
+            }
+        }
+    }
+    // ANCHOR_END: apply_snapshot_chunk
+
+    /// Asks Geth to make `head` its head until it can, which it does once it has synced
+    /// the chain below it from its peers; then records `head` as where our store begins.
+    async fn sync_geth_to(&self, head: Head) -> anyhow::Result<()> {
+        let started = Instant::now();
+        let mut said = Instant::now();
+        loop {
+            match round::finalize(&self.engine, head.hash).await {
+                Ok(()) => break,
+                Err(Fault::Passing(error)) => {
+                    if said.elapsed() >= Duration::from_secs(10) {
+                        info!(block = head.number, error = %format!("{error:#}"), "state sync: Geth is syncing from its peers (devp2p)");
+                        said = Instant::now();
+                    }
+                }
+                Err(Fault::Fatal(error)) => return Err(error),
+            }
+            if !single_node::clock::sleep_or_cancel(Duration::from_secs(1), &self.cancel).await {
+                anyhow::bail!("shutting down while Geth syncs");
+            }
+        }
+        let genesis = self.engine.block(BlockTag::Number(0)).await?.context("Geth has no block 0")?;
+        match self.store.head()? {
+            None => self.store.init(genesis.hash, head)?,
+            Some(_) => {
+                self.store.check_genesis(genesis.hash)?;
+                self.store.adopt(head)?;
+            }
+        }
+        *lock(&self.head) = Some(head);
+        info!(block = head.number, hash = %head.hash, secs = started.elapsed().as_secs(), "state sync: Geth has the snapshot's block; block sync goes on from the next");
+        Ok(())
+    }
+}
