@@ -34,6 +34,7 @@ use crate::scenarios::{
     ha_failover::HaFailover,
     member_replay::MemberReplay,
     replicas::Replicas,
+    retention::Retention,
     throughput::Throughput,
     watch::Watch,
 };
@@ -70,6 +71,10 @@ struct Args {
     #[arg(long, value_delimiter = ',', default_values_t = [1_000, 10_000, 50_000])]
     lengths: Vec<u64>,
 
+    /// Blocks the retention scenario makes with each store kept to its window.
+    #[arg(long, default_value_t = 10_000)]
+    chain_blocks: u64,
+
     /// Check the arguments, print what would run, and exit without running anything (the
     /// docs' checker runs the documented benchmark commands this way).
     #[arg(long)]
@@ -93,6 +98,9 @@ enum Scenario {
     /// What a chain costs as it grows: bytes per block in every store, Part 2's restart,
     /// Part 3's new member, at each of `--lengths`.
     Growth,
+    /// Part 2's store and Part 3's log kept to a window (`--retain-blocks`), sampled while
+    /// the chain grows to `--chain-blocks`.
+    Retention,
     /// A failover as Prometheus records it (the plot of the "Watching your chain" chapter).
     Watch,
     /// Every scenario, in this order.
@@ -139,6 +147,9 @@ pub(crate) struct Results {
     /// See [`Growth`].
     #[serde(default)]
     pub(crate) growth: Option<Growth>,
+    /// See [`Retention`].
+    #[serde(default)]
+    pub(crate) retention: Option<Retention>,
 }
 
 /// A scenario run on its own: where, when, and with which plan.
@@ -193,8 +204,8 @@ async fn main() -> anyhow::Result<()> {
     };
     if args.dry_run {
         println!(
-            "would run {:?}: {} s warm-up and {} s measured per repeat, {} repeats, {} failover kills per setting, {} blocks replayed, growth measured at {:?} blocks",
-            args.scenario, args.warmup, args.duration, plan.repeats, args.kills, args.replay_blocks, args.lengths
+            "would run {:?}: {} s warm-up and {} s measured per repeat, {} repeats, {} failover kills per setting, {} blocks replayed, growth measured at {:?} blocks, {} blocks made with a window",
+            args.scenario, args.warmup, args.duration, plan.repeats, args.kills, args.replay_blocks, args.lengths, args.chain_blocks
         );
         return Ok(());
     }
@@ -211,8 +222,8 @@ async fn main() -> anyhow::Result<()> {
             results.plan = Some(record);
             results.apart.clear();
         } else if let Some(name) = args.scenario.to_possible_value() {
-            // The growth scenario measures at chain lengths, not for a time.
-            let plan = (args.scenario != Scenario::Growth).then_some(record);
+            // The growth and retention scenarios measure along a chain, not for a time.
+            let plan = (!matches!(args.scenario, Scenario::Growth | Scenario::Retention)).then_some(record);
             let apart = Apart { machine: machine::Machine::read(), plan };
             results.apart.insert(name.get_name().to_owned(), apart);
         }
@@ -260,6 +271,10 @@ async fn main() -> anyhow::Result<()> {
     }
     if all || args.scenario == Scenario::Growth {
         results.growth = Some(scenarios::growth::run(&args.lengths).await?);
+        save_results(&results)?;
+    }
+    if all || args.scenario == Scenario::Retention {
+        results.retention = Some(scenarios::retention::run(args.chain_blocks).await?);
         save_results(&results)?;
     }
     report::write(&results, &out_dir())?;

@@ -648,6 +648,10 @@ pub(crate) fn write(results: &Results, docs: &Path) -> anyhow::Result<()> {
         growth(&mut body, &mut goals, &images, results, g)?;
     }
 
+    if let Some(r) = &results.retention {
+        retention(&mut body, &mut goals, &images, results, r)?;
+    }
+
     if let Some(w) = &results.watch {
         writeln!(body, "## A failover, as Prometheus saw it\n")?;
         run_apart(&mut body, results, "watch")?;
@@ -864,6 +868,64 @@ fn growth(
         result: format!("{peak:.1} MiB ({:.1} MB)", peak * 1.048_576),
         met: peak * 1.048_576 <= 20.0,
     });
+    Ok(())
+}
+
+/// The retention section: each store's size as the chain grows past its window, in a table
+/// and a plot, and the goal that it stays flat once the window is full.
+fn retention(
+    body: &mut String,
+    goals: &mut Vec<Goal<'_>>,
+    images: &Path,
+    results: &Results,
+    r: &crate::scenarios::retention::Retention,
+) -> anyhow::Result<()> {
+    use crate::scenarios::retention::{SAMPLE_EVERY, WINDOW};
+    writeln!(body, "## Storage that stays bounded\n")?;
+    run_apart(body, results, "retention")?;
+    writeln!(
+        body,
+        "Part 2's sequencer, then a Part 3 leader (alone), each on its own Geth, make blocks back to \
+         back (`--back-to-back --build-time-ms 20`) under the growth scenario's stream of transfers, \
+         with `--retain-blocks {WINDOW}`. Every {SAMPLE_EVERY} blocks, while they run, the size of \
+         Part 2's store file and of Part 3's log (the `blocks` table with its indexes and \
+         out-of-line data) is read.\n"
+    )?;
+    writeln!(body, "| height | Part 2 store, MB | Part 3 log, MB |\n|---|---|---|")?;
+    let mb = |bytes: u64| bytes as f64 / 1e6;
+    for ((height, store), (_, log)) in r.store.iter().zip(&r.log) {
+        writeln!(body, "| {height} | {:.2} | {:.2} |", mb(*store), mb(*log))?;
+    }
+    writeln!(body)?;
+    let series = |name: &str, samples: &[(u64, u64)]| -> Series {
+        (name.to_owned(), samples.iter().map(|(height, bytes)| (*height as f64, mb(*bytes))).collect())
+    };
+    let title = format!("Size on disk, {WINDOW} blocks kept");
+    plot::chart(
+        &images.join("retention-bytes.png"),
+        &title,
+        ("chain length, blocks", "MB"),
+        &[series("Part 2 store", &r.store), series("Part 3 log", &r.log)],
+        false,
+        None,
+    )?;
+    writeln!(body, "![{title}](benchmarks/retention-bytes.png)\n")?;
+    for (name, samples) in [("Part 2 store", &r.store), ("Part 3 log", &r.log)] {
+        let full = samples.iter().find(|(height, _)| *height >= 2 * WINDOW);
+        let (Some((from, at_full)), Some((to, last))) = (full, samples.last()) else { continue };
+        let grown = *last as f64 / (*at_full).max(1) as f64;
+        goals.push(Goal {
+            scenario: "retention",
+            figure: if name == "Part 2 store" {
+                "Part 2 store, size at the end ÷ at twice the window"
+            } else {
+                "Part 3 log, size at the end ÷ at twice the window"
+            },
+            goal: "≤ 1.10",
+            result: format!("{grown:.2} (blocks {from} and {to})"),
+            met: grown <= 1.10,
+        });
+    }
     Ok(())
 }
 

@@ -33,19 +33,19 @@ use crate::{
 /// Transfers a second sent while the chain is made: a handful in every block at the
 /// sequencer's back-to-back pace, far from full blocks (which would make a long chain take
 /// hours to build).
-const RATE: f64 = 300.0;
+pub(crate) const RATE: f64 = 300.0;
 
 /// Transfers sent but not yet in a block, at most. Geth hands over the block it has when
 /// the 20 ms build time is up, and its first block with transactions comes only once it has
 /// gone through its whole pool: a pool of thousands (the load's usual bound) takes longer
 /// than that, every block comes out empty, and the pool never drains. A few hundred are
 /// built in time.
-const MAX_PENDING: u64 = 200;
+pub(crate) const MAX_PENDING: u64 = 200;
 
 /// Transfers signed per block of the longest chain: more than [`RATE`] needs at the pace
 /// blocks are made here (about 22 a second at 50,000 blocks), so the stream does not run
 /// dry before the end; the run stops if it does.
-const SIGNED_PER_BLOCK: u64 = 20;
+pub(crate) const SIGNED_PER_BLOCK: u64 = 20;
 
 /// How the sequencer makes the chain: back to back, Geth building for 20 ms.
 const SEQUENCER_ARGS: [&str; 3] = ["--back-to-back", "--build-time-ms", "20"];

@@ -9,6 +9,7 @@ pub(crate) mod growth;
 pub(crate) mod ha_failover;
 pub(crate) mod member_replay;
 pub(crate) mod replicas;
+pub(crate) mod retention;
 pub(crate) mod throughput;
 pub(crate) mod watch;
 
