@@ -383,6 +383,62 @@ async fn init_chain_answers_the_el_genesis_and_refuses_a_chain_that_starts_later
     assert!(check.log.contains("eth_sendRawTransaction"), "and says where transactions go: {}", check.log);
 }
 
+/// State sync, joining: the app takes a snapshot of its own format only, and a chunk only
+/// if it names the very block CometBFT's light client verified (the app hash) and hashes to
+/// the snapshot's hash. A peer that sends another block is rejected, and Geth is never
+/// pointed at it: its head and the app's stay where they were.
+#[tokio::test]
+async fn a_snapshot_chunk_that_does_not_name_the_verified_block_is_rejected_and_geth_is_left_alone() {
+    use alloy_primitives::{B256, keccak256};
+    use tendermint_proto::v0_38::abci::{
+        RequestApplySnapshotChunk, RequestOfferSnapshot, Snapshot, response_apply_snapshot_chunk,
+        response_offer_snapshot,
+    };
+
+    let lone = lone_app().await;
+    let verified = B256::repeat_byte(0x11);
+    let chunk_naming = |hash: B256| -> bytes::Bytes {
+        serde_json::to_vec(&common::Head { number: 64, hash, timestamp: 64 }).expect("json").into()
+    };
+    let offer = |chunk: &bytes::Bytes, format: u32| {
+        let hash = keccak256(chunk).to_vec().into();
+        let snapshot = Snapshot { height: 64, format, chunks: 1, hash, metadata: Default::default() };
+        request::Value::OfferSnapshot(RequestOfferSnapshot {
+            snapshot: Some(snapshot),
+            app_hash: verified.to_vec().into(),
+        })
+    };
+    let apply = |chunk: bytes::Bytes| {
+        request::Value::ApplySnapshotChunk(RequestApplySnapshotChunk { index: 0, chunk, sender: "peer".into() })
+    };
+    let offered = |answer: response::Value| match answer {
+        response::Value::OfferSnapshot(r) => r.result,
+        other => panic!("{other:?}"),
+    };
+    let applied = |answer: response::Value| match answer {
+        response::Value::ApplySnapshotChunk(r) => (r.result, r.reject_senders),
+        other => panic!("{other:?}"),
+    };
+    let rejected = (response_apply_snapshot_chunk::Result::RejectSnapshot as i32, vec!["peer".to_owned()]);
+
+    let other_block = chunk_naming(B256::repeat_byte(0x22));
+    assert_eq!(
+        offered(call(&lone.abci, offer(&other_block, 2)).await),
+        response_offer_snapshot::Result::RejectFormat as i32,
+        "a format the app does not know"
+    );
+    assert_eq!(offered(call(&lone.abci, offer(&other_block, 1)).await), response_offer_snapshot::Result::Accept as i32);
+    assert_eq!(applied(call(&lone.abci, apply(other_block)).await), rejected, "a chunk naming another block");
+
+    let right_block = chunk_naming(verified);
+    assert_eq!(offered(call(&lone.abci, offer(&right_block, 1)).await), response_offer_snapshot::Result::Accept as i32);
+    let tampered = chunk_naming(verified).iter().copied().chain(*b" ").collect::<Vec<u8>>().into();
+    assert_eq!(applied(call(&lone.abci, apply(tampered)).await), rejected, "a chunk that is not the snapshot's");
+
+    assert_eq!(lone.geth.engine().head().await.expect("head").number, 0, "Geth was never pointed elsewhere");
+    assert_eq!(height_and_hash(call(&lone.abci, request::Value::Info(RequestInfo::default())).await).0, 0);
+}
+
 /// The faulty proposer of `--test-corrupt-proposals` proposes a block with a wrong state
 /// root: its own ProcessProposal rejects it, and if the network decided it anyway (more
 /// than a third faulty), FinalizeBlock stops with Geth's INVALID instead of retrying or
