@@ -205,7 +205,14 @@ async fn main() -> anyhow::Result<()> {
     if args.dry_run {
         println!(
             "would run {:?}: {} s warm-up and {} s measured per repeat, {} repeats, {} failover kills per setting, {} blocks replayed, growth measured at {:?} blocks, {} blocks made with a window",
-            args.scenario, args.warmup, args.duration, plan.repeats, args.kills, args.replay_blocks, args.lengths, args.chain_blocks
+            args.scenario,
+            args.warmup,
+            args.duration,
+            plan.repeats,
+            args.kills,
+            args.replay_blocks,
+            args.lengths,
+            args.chain_blocks
         );
         return Ok(());
     }

@@ -56,10 +56,13 @@ pub(crate) async fn run(blocks: u64) -> anyhow::Result<Retention> {
         sample(&geth, node, &transfers, blocks, || Ok(std::fs::metadata(&path)?.len())).await?
     };
     let log = {
-        let (redis, postgres, geth) = (Redis::start().await?, Postgres::start().await?, Geth::start_with(options).await?);
+        let (redis, postgres, geth) =
+            (Redis::start().await?, Postgres::start().await?, Geth::start_with(options).await?);
         let node = leader(&geth, &genesis, &redis, &postgres, dir.path())?;
-        sample(&geth, node, &transfers, blocks, || Ok(postgres.psql("SELECT pg_total_relation_size('blocks')")?.trim().parse()?))
-            .await?
+        sample(&geth, node, &transfers, blocks, || {
+            Ok(postgres.psql("SELECT pg_total_relation_size('blocks')")?.trim().parse()?)
+        })
+        .await?
     };
     Ok(Retention { store, log })
 }
@@ -87,7 +90,13 @@ async fn sample(
 ) -> anyhow::Result<Vec<(u64, u64)>> {
     let engine = geth.engine();
     let tracker = Tracker::start(&geth.http_url()).await?;
-    let load = Load::start_within(vec![geth.http_url()], transfers.to_vec(), tracker.included.clone(), Some(RATE), MAX_PENDING);
+    let load = Load::start_within(
+        vec![geth.http_url()],
+        transfers.to_vec(),
+        tracker.included.clone(),
+        Some(RATE),
+        MAX_PENDING,
+    );
     let deadline = Instant::now() + Duration::from_secs(blocks + 600);
     let mut samples = Vec::new();
     let mut next = SAMPLE_EVERY;
