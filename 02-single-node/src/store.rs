@@ -39,6 +39,10 @@ pub const CACHE_BYTES: usize = 1024 * 1024;
 /// lose in a crash, so that a crash never leaves Geth behind the window.
 pub const MIN_RETAIN: u64 = 128;
 
+/// The most blocks one append drops: a window set on a store that kept a long chain is
+/// reached over the next appends, never in one long commit on the block path.
+pub const MAX_DROP: u64 = 1_000;
+
 /// Checks a `--retain-blocks` value: 0 (every block) or at least [`MIN_RETAIN`].
 pub fn check_retain(retain: u64) -> anyhow::Result<()> {
     ensure!(
@@ -76,7 +80,8 @@ impl Store {
     }
 
     /// Keeps only the newest `retain` blocks from now on (0: every block): each append
-    /// drops the blocks that fall out of the window, the first append also any older ones.
+    /// drops the block that falls out of the window, and older ones too (at most
+    /// [`MAX_DROP`] an append) when the window was set on a store that kept more.
     pub fn retaining(self, retain: u64) -> anyhow::Result<Self> {
         check_retain(retain)?;
         Ok(Self { retain, ..self })
@@ -126,7 +131,10 @@ impl Store {
             let mut blocks = txn.open_table(BLOCKS)?;
             blocks.insert(block.number(), serde_json::to_vec(block)?.as_slice())?;
             if let Some(last_dropped) = block.number().checked_sub(self.retain).filter(|_| self.retain > 0) {
-                blocks.retain_in(..=last_dropped, |_, _| false)?;
+                let first = blocks.first()?.map(|(number, _)| number.value());
+                if let Some(first) = first.filter(|first| *first <= last_dropped) {
+                    blocks.retain_in(first..=last_dropped.min(first + MAX_DROP - 1), |_, _| false)?;
+                }
             }
             meta.insert("head", serde_json::to_vec(&head)?.as_slice())?;
         }
@@ -372,13 +380,15 @@ mod tests {
     }
 
     #[test]
-    fn a_window_set_on_a_store_that_kept_everything_drops_the_old_blocks_at_the_next_append() {
+    fn a_window_set_on_a_store_that_kept_everything_is_reached_a_thousand_blocks_an_append() {
         let dir = tempfile::tempdir().expect("dir");
-        append_up_to(&fresh(dir.path()), 1, 300, 100);
+        append_up_to(&fresh(dir.path()), 1, 2_500, 10);
         let store = Store::open(&dir.path().join("store.redb")).expect("reopen").retaining(MIN_RETAIN).expect("window");
         assert_eq!(store.first().expect("read"), Some(1), "nothing is dropped before an append");
-        store.append(&block(301, 100)).expect("append");
-        assert_eq!(store.first().expect("read"), Some(301 - MIN_RETAIN + 1));
+        store.append(&block(2_501, 10)).expect("append");
+        assert_eq!(store.first().expect("read"), Some(1 + MAX_DROP), "one append drops at most {MAX_DROP}");
+        append_up_to(&store, 2_502, 2_503, 10);
+        assert_eq!(store.first().expect("read"), Some(2_503 - MIN_RETAIN + 1), "and the window is reached");
     }
 
     #[test]

@@ -30,6 +30,9 @@ pub use self::{
 /// time the head reaches a multiple of this.
 pub const PRUNE_EVERY: u64 = 64;
 
+/// The most blocks one [`Store::prune`] drops: well within [`CALL_TIMEOUT`].
+pub const PRUNE_BATCH: u64 = 10_000;
+
 /// No single database call may take longer than this; a hung server is a failed call.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -347,8 +350,9 @@ impl Store {
     // ANCHOR: prune
     /// Keeps the newest `retain` blocks of the log and drops the rest, if `term` still
     /// holds the fence: the block below the kept ones becomes the anchor (its payload goes
-    /// too; every node's Geth that follows the log has it). Returns the new anchor's height,
-    /// or `None` if nothing was dropped.
+    /// too; every node's Geth that follows the log has it). At most [`PRUNE_BATCH`] blocks
+    /// go in one call, so a window set on a long log is reached over several. Returns the
+    /// new anchor's height, or `None` if nothing was dropped.
     pub async fn prune(&self, retain: u64, term: u64) -> anyhow::Result<Option<u64>> {
         timed(async {
             let mut client = self.client().await?;
@@ -356,7 +360,8 @@ impl Store {
             let fence: i64 = tx.query_one("SELECT fence_term FROM chain FOR SHARE", &[]).await?.get(0);
             let head: Option<i64> = tx.query_one("SELECT max(number) FROM blocks", &[]).await?.get(0);
             let anchor = anchor(&*tx).await?.number;
-            let new_anchor = head.map(u64::try_from).transpose()?.unwrap_or(0).saturating_sub(retain);
+            let below_window = head.map(u64::try_from).transpose()?.unwrap_or(0).saturating_sub(retain);
+            let new_anchor = below_window.min(anchor + PRUNE_BATCH);
             if u64::try_from(fence)? != term || new_anchor <= anchor {
                 return Ok(None);
             }

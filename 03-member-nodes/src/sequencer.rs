@@ -214,7 +214,8 @@ impl<'f> Sequencer<'f> {
     // ANCHOR_END: store
 
     /// With `--retain-blocks`, drops the blocks that fell out of the window every
-    /// [`PRUNE_EVERY`] blocks, beside the production loop (it never holds up a block).
+    /// [`PRUNE_EVERY`] blocks, beside the production loop (it never holds up a block), in
+    /// as many calls as it takes.
     fn prune_behind(&self, number: u64) {
         let retain = self.config.retain_blocks;
         if retain == 0 || !number.is_multiple_of(PRUNE_EVERY) {
@@ -222,10 +223,12 @@ impl<'f> Sequencer<'f> {
         }
         let (store, term) = (self.store.clone(), self.term);
         tokio::spawn(async move {
-            match store.prune(retain, term).await {
-                Ok(Some(anchor)) => info!(anchor, "dropped the log's blocks below the window"),
-                Ok(None) => {}
-                Err(error) => warn!(error = %format!("{error:#}"), "cannot drop old blocks from the log"),
+            loop {
+                match store.prune(retain, term).await {
+                    Ok(Some(anchor)) => info!(anchor, "dropped the log's blocks below the window"),
+                    Ok(None) => return,
+                    Err(error) => return warn!(error = %format!("{error:#}"), "cannot drop old blocks from the log"),
+                }
             }
         });
     }
