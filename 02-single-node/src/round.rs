@@ -142,6 +142,34 @@ pub async fn finalize(engine: &EngineClient, hash: B256) -> Result<(), Fault> {
 }
 // ANCHOR_END: import
 
+/// Where a Geth asked to sync to a block stands ([`sync_to`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sync {
+    /// The block is Geth's head, safe and final.
+    Done,
+    /// Geth is still getting the chain below it from its peers; what it answered.
+    Syncing(String),
+}
+
+/// Asks Geth to make `hash` head, safe and final. A Geth that lacks the block fetches it
+/// and the chain below it from its peers (devp2p) and answers SYNCING until it has them;
+/// while it restarts a sync cycle it answers with an error instead ("beacon syncer
+/// reorging"), which is waited out too. INVALID is fatal; an unreachable Geth is passing.
+/// Parts 3 and 4 use this for a node that is behind what its consensus layer still holds.
+pub async fn sync_to(engine: &EngineClient, hash: B256) -> Result<Sync, Fault> {
+    match engine.forkchoice_updated_v3(finalized_at(hash), None).await {
+        Ok(updated) => match updated.payload_status {
+            PayloadStatus::Valid { .. } => Ok(Sync::Done),
+            status @ (PayloadStatus::Invalid { .. } | PayloadStatus::InvalidBlockHash { .. }) => {
+                Err(Fault::Fatal(anyhow!("Geth refuses {hash} as head: {status}")))
+            }
+            status => Ok(Sync::Syncing(status.to_string())),
+        },
+        Err(error) if error.rpc_kind().is_some() => Ok(Sync::Syncing(error.to_string())),
+        Err(error) => Err(Fault::from(error)),
+    }
+}
+
 // ANCHOR: replay_error
 /// Why a stored block could not be given to Geth again.
 #[derive(Debug, thiserror::Error)]

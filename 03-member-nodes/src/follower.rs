@@ -55,6 +55,8 @@ pub struct Follower {
     store: Store,
     status: Arc<Status>,
     head: Head,
+    /// The block a Geth below the log's anchor is syncing to from its peers.
+    syncing_to: Option<Head>,
     /// Geth failed since we last read its head: read it again before going on.
     stale: bool,
 }
@@ -76,7 +78,7 @@ impl Follower {
                 chain.genesis
             )));
         }
-        let mut follower = Self { engine, store, status, head: chain.anchor, stale: true };
+        let mut follower = Self { engine, store, status, head: chain.anchor, syncing_to: None, stale: true };
         follower.resync().await?;
         Ok(follower)
     }
@@ -103,6 +105,15 @@ impl Follower {
                 )));
             }
             None => {
+                // A prune may have moved the anchor past Geth's head since we read it (or
+                // Geth synced to an older anchor): then the next try syncs it further.
+                let anchor = self.store.anchor().await.map_err(FollowError::Store)?;
+                if geth.number < anchor.number {
+                    return Err(FollowError::Syncing(format!(
+                        "the log now begins at block {}, above this node's Geth at {}",
+                        anchor.number, geth.number
+                    )));
+                }
                 return Err(fatal(anyhow!(
                     "this node's Geth has block {} {}, which the store does not: it has blocks no leader stored",
                     geth.number,
@@ -126,18 +137,23 @@ impl Follower {
     /// blocks it lacks) up to the anchor from its peers: a forkchoiceUpdated naming a block
     /// Geth does not have makes it fetch that block's header from its peers and sync to it
     /// over devp2p, executing every block on the way (its own beacon sync). Until Geth
-    /// holds the anchor it answers SYNCING, and the follower asks again later.
-    async fn sync_from_peers(&self, geth: u64, anchor: Head) -> Result<(), FollowError> {
-        match round::finalize(&self.engine, anchor.hash).await {
-            Ok(()) => {
-                info!(anchor = anchor.number, "Geth synced from its peers to where the log begins");
+    /// holds the block it answers SYNCING, and the follower asks again later. It keeps
+    /// asking for the same block while the anchor moves on (a new target would restart
+    /// Geth's sync); once Geth has it, the next target is nearer.
+    async fn sync_from_peers(&mut self, geth: u64, anchor: Head) -> Result<(), FollowError> {
+        let target = self.syncing_to.filter(|target| target.number > geth).unwrap_or(anchor);
+        self.syncing_to = Some(target);
+        match round::sync_to(&self.engine, target.hash).await {
+            Ok(round::Sync::Done) => {
+                self.syncing_to = None;
+                info!(block = target.number, "Geth synced from its peers to where the log began");
                 Ok(())
             }
-            Err(Fault::Passing(_)) => Err(FollowError::Syncing(format!(
-                "this node's Geth is at block {geth}, below block {} where the log begins: it is syncing from its peers (devp2p); a Geth without peers needs a copy of a datadir that has block {}",
-                anchor.number, anchor.number
+            Ok(round::Sync::Syncing(answer)) => Err(FollowError::Syncing(format!(
+                "this node's Geth is at block {geth}, below block {} where the log begins: it is syncing from its peers (devp2p) to block {} (Geth: {answer}); a Geth without peers needs a copy of a datadir that has block {}",
+                anchor.number, target.number, anchor.number
             ))),
-            Err(fatal) => Err(FollowError::Engine(fatal)),
+            Err(fault) => Err(FollowError::Engine(fault)),
         }
     }
     // ANCHOR_END: sync_from_peers

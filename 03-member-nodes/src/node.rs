@@ -32,6 +32,9 @@ const POLL: Duration = Duration::from_secs(2);
 /// How long a halted follower waits before it reads the bad block again.
 const HALTED_RETRY: Duration = Duration::from_secs(5);
 
+/// How often a node whose Geth syncs from its peers asks whether it is done.
+const SYNC_RETRY: Duration = Duration::from_secs(5);
+
 /// At most one warning per this long about a dependency that stays down.
 const WARN_EVERY: Duration = Duration::from_secs(10);
 
@@ -55,6 +58,9 @@ enum Following {
     Halted,
     /// Geth or PostgreSQL failed; try again after a backoff.
     Retry,
+    /// Geth is syncing from its peers up to where the log begins: ask again every
+    /// [`SYNC_RETRY`], whatever blocks are stored meanwhile.
+    Syncing,
 }
 
 /// Everything a node uses.
@@ -113,9 +119,12 @@ impl Node {
                 }
                 Following::Halted => HALTED_RETRY,
                 Following::Retry => backoff.next_delay(),
+                Following::Syncing => SYNC_RETRY,
             };
+            // A new stored block changes nothing for a Geth that is still syncing.
+            let woken = state != Following::Syncing;
             tokio::select! {
-                () = self.wake.notified() => {}
+                () = self.wake.notified(), if woken => {}
                 () = tokio::time::sleep(wait) => {}
                 () = cancel.cancelled() => return Ok(()),
             }
@@ -199,7 +208,7 @@ impl Node {
             }
             Err(FollowError::Syncing(reason)) => {
                 info!(%reason, "waiting for Geth to sync");
-                Ok(Following::Retry)
+                Ok(Following::Syncing)
             }
             Err(FollowError::Engine(Fault::Fatal(error))) => Err(error),
         }

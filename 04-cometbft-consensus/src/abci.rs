@@ -9,8 +9,10 @@
 //! not a `Request`, or a `Request` without a method, gets a `ResponseException` naming
 //! what was wrong. At most [`MAX_CONNECTIONS`] are served at once, and the consensus
 //! methods are answered on one connection only: the first to send one, for as long as it
-//! stays open (CometBFT's consensus connection). A stray local client can neither
-//! exhaust memory with connections nor commit the block CometBFT is deciding.
+//! stays open (CometBFT's consensus connection); so are the two that restore a state-sync
+//! snapshot (its snapshot connection). A stray local client can neither exhaust memory
+//! with connections, nor commit the block CometBFT is deciding, nor apply a chunk to the
+//! snapshot CometBFT offered.
 
 use std::sync::{
     Arc, Mutex,
@@ -82,38 +84,52 @@ pub fn frame(message: &impl Message) -> Vec<u8> {
 }
 // ANCHOR_END: frames
 
-/// Which connection answers the consensus methods: the first to send one, until it closes.
+/// Which connection answers the consensus methods, and which the two that restore a
+/// state-sync snapshot (`OfferSnapshot`, `ApplySnapshotChunk`): for each, the first
+/// connection to send one, until it closes.
 #[derive(Debug, Default)]
 struct Consensus {
     owner: Mutex<Option<u64>>,
+    restorer: Mutex<Option<u64>>,
 }
 
 impl Consensus {
-    /// Whether connection `id` may send `request`: any connection may send the others; a
-    /// consensus method makes `id` the consensus connection if there is none.
+    /// Whether connection `id` may send `request`: any connection may send the others; an
+    /// owned method makes `id` its owner if there is none.
     fn allows(&self, id: u64, request: &request::Value) -> bool {
         use request::Value as Req;
-        let consensus = matches!(
-            request,
+        let slot = match request {
             Req::InitChain(_)
-                | Req::PrepareProposal(_)
-                | Req::ProcessProposal(_)
-                | Req::FinalizeBlock(_)
-                | Req::Commit(_)
-                | Req::ExtendVote(_)
-                | Req::VerifyVoteExtension(_)
-        );
-        let mut owner = self.owner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        !consensus || *owner.get_or_insert(id) == id
+            | Req::PrepareProposal(_)
+            | Req::ProcessProposal(_)
+            | Req::FinalizeBlock(_)
+            | Req::Commit(_)
+            | Req::ExtendVote(_)
+            | Req::VerifyVoteExtension(_) => &self.owner,
+            Req::OfferSnapshot(_) | Req::ApplySnapshotChunk(_) => &self.restorer,
+            _ => return true,
+        };
+        *lock(slot).get_or_insert(id) == id
     }
 
-    /// Connection `id` closed.
-    fn closed(&self, id: u64) {
-        let mut owner = self.owner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    /// Connection `id` closed: true if it was restoring a snapshot (the app forgets the
+    /// snapshot it was offered, so no other connection can apply a chunk to it).
+    fn closed(&self, id: u64) -> bool {
+        let mut owner = lock(&self.owner);
         if *owner == Some(id) {
             *owner = None;
         }
+        let mut restorer = lock(&self.restorer);
+        let restoring = *restorer == Some(id);
+        if restoring {
+            *restorer = None;
+        }
+        restoring
     }
+}
+
+fn lock(slot: &Mutex<Option<u64>>) -> std::sync::MutexGuard<'_, Option<u64>> {
+    slot.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Accepts CometBFT's connections until `cancel` fires.
@@ -153,7 +169,9 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, cancel: CancellationTok
 /// consensus methods before the stream is dropped, so before its peer sees it closed.
 async fn connection(mut stream: TcpStream, id: u64, app: &App, consensus: &Consensus) -> Result<(), FrameError> {
     let result = answer_all(&mut stream, id, app, consensus).await;
-    consensus.closed(id);
+    if consensus.closed(id) {
+        app.forget_snapshot();
+    }
     result
 }
 
@@ -182,15 +200,18 @@ async fn answer_all(stream: &mut TcpStream, id: u64, app: &App, consensus: &Cons
                 tokio::select! {
                     response = &mut answer => response,
                     () = peer_gone(stream, &mut buf) => {
-                        consensus.closed(id);
+                        if consensus.closed(id) {
+                            app.forget_snapshot();
+                        }
                         let _ = stream.write_all(&frame(&Response { value: answer.await })).await;
                         return Ok(());
                     }
                 }
             }
-            Ok(Request { value: Some(_) }) => {
-                exception("a consensus method on a connection other than CometBFT's consensus connection".into())
-            }
+            Ok(Request { value: Some(_) }) => exception(
+                "a consensus or snapshot-restoring method on a connection other than the one CometBFT uses for it"
+                    .into(),
+            ),
             Ok(Request { value: None }) => exception("an ABCI request without a method".into()),
             Err(error) => exception(format!("an undecodable ABCI request: {error}")),
         };
@@ -260,5 +281,19 @@ mod tests {
         assert!(!consensus.allows(2, &commit), "another connection closing changes nothing");
         consensus.closed(1);
         assert!(consensus.allows(2, &commit), "once it closed, the next to ask owns them");
+    }
+
+    #[test]
+    fn a_snapshot_is_restored_on_one_connection_until_it_closes() {
+        let consensus = Consensus::default();
+        let offer = request::Value::OfferSnapshot(Default::default());
+        let apply = request::Value::ApplySnapshotChunk(Default::default());
+        let list = request::Value::ListSnapshots(Default::default());
+        assert!(consensus.allows(1, &offer), "the first to offer restores");
+        assert!(!consensus.allows(2, &offer) && !consensus.allows(2, &apply), "another connection may not");
+        assert!(consensus.allows(2, &list), "anyone may list snapshots");
+        assert!(!consensus.closed(2), "another connection closing changes nothing");
+        assert!(consensus.closed(1), "the restoring connection closing is reported");
+        assert!(consensus.allows(2, &apply), "once it closed, the next to ask restores");
     }
 }

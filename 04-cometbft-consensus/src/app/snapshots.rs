@@ -32,6 +32,13 @@ pub(super) const FORMAT: u32 = 1;
 /// the same one, so a joining node finds it at several peers.
 pub(super) const EVERY: u64 = 64;
 
+/// How long Geth may take to sync to a snapshot's block for the restore to go on. The
+/// validators hold the blocks above a snapshot for at least their window less the 66 blocks
+/// a snapshot can be below their head (a minute at one block a second with the smallest
+/// window); after a longer sync, block sync could find no peer holding the next block, so
+/// the app asks for a newer snapshot, which Geth then reaches in seconds.
+pub(super) const FRESH_FOR: Duration = Duration::from_secs(30);
+
 /// A snapshot CometBFT offered and the app accepted, waiting for its chunk.
 #[derive(Debug, Clone)]
 pub(super) struct Offered {
@@ -73,24 +80,31 @@ impl App {
         ResponseLoadSnapshotChunk { chunk: chunk.unwrap_or_default().into() }
     }
 
-    /// Takes a snapshot of our format onto a store that holds no block beyond genesis.
+    /// Takes a snapshot of our format at or above our head (a node that restarts by state
+    /// sync may have blocks already); refuses others, so CometBFT tries another.
     pub(super) fn offer_snapshot(&self, offer: RequestOfferSnapshot) -> ResponseOfferSnapshot {
         use response_offer_snapshot::Result as Offer;
         let result = match (offer.snapshot, B256::try_from(offer.app_hash.as_ref())) {
-            (Some(snapshot), Ok(app_hash)) if snapshot.format == FORMAT && snapshot.chunks == 1 => {
-                if self.head().is_some_and(|head| head.number > 0) {
-                    warn!(height = snapshot.height, "offered a snapshot, but this node has blocks already");
-                    Offer::Abort
-                } else {
+            (Some(snapshot), Ok(app_hash)) if snapshot.format == FORMAT && snapshot.chunks == 1 => match self.head() {
+                Some(head) if head.number > snapshot.height => {
+                    warn!(height = snapshot.height, head = head.number, "refused a snapshot below our head");
+                    Offer::Reject
+                }
+                _ => {
                     info!(height = snapshot.height, %app_hash, "state sync: taking the snapshot");
                     *lock(&self.offered) = Some(Offered { snapshot, app_hash });
                     Offer::Accept
                 }
-            }
+            },
             (Some(_), _) => Offer::RejectFormat,
             (None, _) => Offer::Reject,
         };
         ResponseOfferSnapshot { result: result.into() }
+    }
+
+    /// The connection that was restoring a snapshot closed: its offer is void.
+    pub fn forget_snapshot(&self) {
+        lock(&self.offered).take();
     }
 
     // ANCHOR: apply_snapshot_chunk
@@ -119,7 +133,15 @@ impl App {
             };
         };
         match self.sync_geth_to(head).await {
-            Ok(()) => answer(Apply::Accept),
+            Ok(Restored::Now) => answer(Apply::Accept),
+            Ok(Restored::TooLate(took)) => {
+                info!(
+                    block = head.number,
+                    secs = took.as_secs(),
+                    "state sync: Geth has the snapshot's block, but took long enough that the validators may have dropped the blocks above it; asking for a newer snapshot"
+                );
+                answer(Apply::RejectSnapshot)
+            }
             Err(error) => {
                 warn!(error = %format!("{error:#}"), "state sync: cannot restore the snapshot");
                 answer(Apply::Abort)
@@ -129,25 +151,34 @@ impl App {
     // ANCHOR_END: apply_snapshot_chunk
 
     /// Asks Geth to make `head` its head until it can, which it does once it has synced
-    /// the chain below it from its peers; then records `head` as where our store begins.
-    async fn sync_geth_to(&self, head: Head) -> anyhow::Result<()> {
+    /// the chain below it from its peers. Done within [`FRESH_FOR`]: records the block,
+    /// as Geth has it, as where our store begins. Done later: leaves the store alone, for
+    /// a newer snapshot (whose block Geth reaches quickly now) to be restored instead.
+    async fn sync_geth_to(&self, head: Head) -> anyhow::Result<Restored> {
         let started = Instant::now();
         let mut said = Instant::now();
         loop {
-            match round::finalize(&self.engine, head.hash).await {
-                Ok(()) => break,
-                Err(Fault::Passing(error)) => {
-                    if said.elapsed() >= Duration::from_secs(10) {
-                        info!(block = head.number, error = %format!("{error:#}"), "state sync: Geth is syncing from its peers (devp2p)");
-                        said = Instant::now();
-                    }
+            match round::sync_to(&self.engine, head.hash).await {
+                Ok(round::Sync::Done) => break,
+                Ok(round::Sync::Syncing(answer)) if said.elapsed() >= Duration::from_secs(10) => {
+                    info!(block = head.number, %answer, "state sync: Geth is syncing from its peers (devp2p)");
+                    said = Instant::now();
                 }
+                Ok(round::Sync::Syncing(_)) => {}
+                Err(Fault::Passing(error)) => warn!(error = %format!("{error:#}"), "state sync: cannot reach Geth"),
                 Err(Fault::Fatal(error)) => return Err(error),
             }
             if !single_node::clock::sleep_or_cancel(Duration::from_secs(1), &self.cancel).await {
                 anyhow::bail!("shutting down while Geth syncs");
             }
         }
+        if started.elapsed() > FRESH_FOR {
+            return Ok(Restored::TooLate(started.elapsed()));
+        }
+        let block =
+            self.engine.block(BlockTag::Number(head.number)).await?.context("Geth lost the block it synced to")?;
+        anyhow::ensure!(block.hash == head.hash, "Geth's block {} is not the snapshot's", head.number);
+        let head = Head::from(&block);
         let genesis = self.engine.block(BlockTag::Number(0)).await?.context("Geth has no block 0")?;
         match self.store.head()? {
             None => self.store.init(genesis.hash, head)?,
@@ -158,6 +189,14 @@ impl App {
         }
         *lock(&self.head) = Some(head);
         info!(block = head.number, hash = %head.hash, secs = started.elapsed().as_secs(), "state sync: Geth has the snapshot's block; block sync goes on from the next");
-        Ok(())
+        Ok(Restored::Now)
     }
+}
+
+/// How a snapshot's restore ended.
+enum Restored {
+    /// Geth has the block, and the store begins there.
+    Now,
+    /// Geth has the block, after this long: a newer snapshot should be restored instead.
+    TooLate(Duration),
 }

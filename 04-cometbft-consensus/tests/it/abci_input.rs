@@ -386,7 +386,9 @@ async fn init_chain_answers_the_el_genesis_and_refuses_a_chain_that_starts_later
 /// State sync, joining: the app takes a snapshot of its own format only, and a chunk only
 /// if it names the very block CometBFT's light client verified (the app hash) and hashes to
 /// the snapshot's hash. A peer that sends another block is rejected, and Geth is never
-/// pointed at it: its head and the app's stay where they were.
+/// pointed at it: its head and the app's stay where they were. The restore is CometBFT's
+/// snapshot connection's alone: a stray client can neither offer nor apply meanwhile, and
+/// once that connection closes its offer is void.
 #[tokio::test]
 async fn a_snapshot_chunk_that_does_not_name_the_verified_block_is_rejected_and_geth_is_left_alone() {
     use alloy_primitives::{B256, keccak256};
@@ -411,29 +413,53 @@ async fn a_snapshot_chunk_that_does_not_name_the_verified_block_is_rejected_and_
     let apply = |chunk: bytes::Bytes| {
         request::Value::ApplySnapshotChunk(RequestApplySnapshotChunk { index: 0, chunk, sender: "peer".into() })
     };
-    let offered = |answer: response::Value| match answer {
-        response::Value::OfferSnapshot(r) => r.result,
+    let offered = |answer: Option<response::Value>| match answer {
+        Some(response::Value::OfferSnapshot(r)) => r.result,
         other => panic!("{other:?}"),
     };
-    let applied = |answer: response::Value| match answer {
-        response::Value::ApplySnapshotChunk(r) => (r.result, r.reject_senders),
+    let applied = |answer: Option<response::Value>| match answer {
+        Some(response::Value::ApplySnapshotChunk(r)) => (r.result, r.reject_senders),
         other => panic!("{other:?}"),
     };
     let rejected = (response_apply_snapshot_chunk::Result::RejectSnapshot as i32, vec!["peer".to_owned()]);
+    let accepted = response_offer_snapshot::Result::Accept as i32;
 
+    let mut comet = Connection::open(&lone.abci).await;
     let other_block = chunk_naming(B256::repeat_byte(0x22));
     assert_eq!(
-        offered(call(&lone.abci, offer(&other_block, 2)).await),
+        offered(comet.call(offer(&other_block, 2)).await),
         response_offer_snapshot::Result::RejectFormat as i32,
         "a format the app does not know"
     );
-    assert_eq!(offered(call(&lone.abci, offer(&other_block, 1)).await), response_offer_snapshot::Result::Accept as i32);
-    assert_eq!(applied(call(&lone.abci, apply(other_block)).await), rejected, "a chunk naming another block");
+    assert_eq!(offered(comet.call(offer(&other_block, 1)).await), accepted);
+    assert_eq!(applied(comet.call(apply(other_block.clone())).await), rejected, "a chunk naming another block");
 
     let right_block = chunk_naming(verified);
-    assert_eq!(offered(call(&lone.abci, offer(&right_block, 1)).await), response_offer_snapshot::Result::Accept as i32);
+    assert_eq!(offered(comet.call(offer(&right_block, 1)).await), accepted);
     let tampered = chunk_naming(verified).iter().copied().chain(*b" ").collect::<Vec<u8>>().into();
-    assert_eq!(applied(call(&lone.abci, apply(tampered)).await), rejected, "a chunk that is not the snapshot's");
+    assert_eq!(applied(comet.call(apply(tampered)).await), rejected, "a chunk that is not the snapshot's");
+
+    assert_eq!(offered(comet.call(offer(&right_block, 1)).await), accepted);
+    let mut stray = Connection::open(&lone.abci).await;
+    for request in [offer(&other_block, 1), apply(other_block.clone())] {
+        let answer = stray.call(request).await;
+        assert!(matches!(answer, Some(response::Value::Exception(_))), "a stray client restores nothing: {answer:?}");
+    }
+    drop(comet);
+    // The app sees the connection close a moment later; until then the stray is refused.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let result = loop {
+        if let Some(response::Value::ApplySnapshotChunk(r)) = stray.call(apply(right_block.clone())).await {
+            break r.result;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the app did not see the connection close within 30 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        result,
+        response_apply_snapshot_chunk::Result::Abort as i32,
+        "once the connection that was offered the snapshot closed, nobody can apply a chunk to it"
+    );
 
     assert_eq!(lone.geth.engine().head().await.expect("head").number, 0, "Geth was never pointed elsewhere");
     assert_eq!(height_and_hash(call(&lone.abci, request::Value::Info(RequestInfo::default())).await).0, 0);
