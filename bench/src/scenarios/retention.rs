@@ -41,7 +41,7 @@ pub(crate) struct Retention {
 
 /// Runs the scenario: each store through a chain of `blocks` blocks.
 pub(crate) async fn run(blocks: u64) -> anyhow::Result<Retention> {
-    ensure!(blocks >= 2 * WINDOW, "--chain-blocks must be at least twice the window ({WINDOW} blocks)");
+    ensure!(blocks >= 4 * WINDOW, "--chain-blocks must be at least four times the window ({WINDOW} blocks)");
     let accounts = Accounts::new(load::ACCOUNTS)?;
     let genesis = load::bench_genesis(&accounts)?;
     let options = GethOptions { genesis: Some(genesis.path.clone()), ..Default::default() };
