@@ -209,7 +209,7 @@ async fn answer_all(stream: &mut TcpStream, id: u64, app: &App, consensus: &Cons
                 }
             }
             Ok(Request { value: Some(_) }) => exception(
-                "a consensus or snapshot-restoring method on a connection other than the one CometBFT uses for it"
+                "a method owned by another connection: CometBFT's consensus connection (or, to restore a snapshot, its snapshot connection)"
                     .into(),
             ),
             Ok(Request { value: None }) => exception("an ABCI request without a method".into()),
