@@ -41,7 +41,8 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct Chain {
     /// Hash of block 0: every node's Geth must have the same.
     pub genesis: B256,
-    /// Where the store begins: a block every node's Geth already has.
+    /// Where the store begins: the first leader's Geth head, or, once old blocks were
+    /// dropped (`--retain-blocks`), the row just below the blocks kept.
     pub anchor: Head,
     /// The newest leader's term.
     pub fence_term: u64,
