@@ -248,19 +248,22 @@ pub async fn replay_into(
 
 /// Why a Geth at `geth` cannot be given block `missing`, and what to do about it.
 fn behind_the_store(store: &Store, geth: u64, missing: u64) -> anyhow::Error {
-    let first = store.first().ok().flatten().filter(|first| *first > missing);
-    let holds = first.map_or_else(|| "it began later".to_owned(), |first| format!("it holds blocks from {first} on"));
+    let first = store.first().ok().flatten();
+    let holds = first
+        .filter(|first| *first > missing)
+        .map_or_else(|| "it began later".to_owned(), |first| format!("it holds blocks from {first} on"));
     anyhow!(
         "Geth is at height {geth} but the block store has no block {missing} to give it ({holds}); {}",
-        restore_hint(store)
+        restore_hint(first)
     )
 }
 
-/// How to give Geth a chain the store can bring to its head: from genesis while the store
-/// holds every block from 1 on, otherwise from a copy of a datadir that reaches the store.
-fn restore_hint(store: &Store) -> String {
-    match store.first() {
-        Ok(Some(first)) if first > 1 => {
+/// How to give Geth a chain the store (whose lowest block is `first`) can bring to its
+/// head: from genesis while the store holds every block from 1 on, otherwise from a copy
+/// of a datadir that reaches the store.
+fn restore_hint(first: Option<u64>) -> String {
+    match first {
+        Some(first) if first > 1 => {
             format!("start Geth from a copy of a datadir of this chain at block {} or above", first - 1)
         }
         _ => "wipe Geth's datadir and let it replay".to_owned(),
@@ -305,7 +308,7 @@ pub async fn reconcile(engine: &EngineClient, store: &Store, ours: Head) -> Resu
             "Geth's chain differs from the stored one at height {}: Geth has {theirs} there, the store has {}; {}",
             ours.number,
             ours.hash,
-            restore_hint(store)
+            restore_hint(store.first().ok().flatten())
         ))
         .into());
     }
