@@ -64,6 +64,12 @@ pub struct Config {
     /// only executing them shows they are invalid.
     #[arg(long, env = "TEST_CORRUPT_PROPOSALS", hide = true)]
     pub test_corrupt_proposals: bool,
+
+    /// Bench only: never hold a proposal for the clock, so that a benchmark can make a long
+    /// chain faster than a block a second (its EL timestamps run ahead of the clock, a
+    /// second a block).
+    #[arg(long, env = "BENCH_NO_HOLD", hide = true)]
+    pub bench_no_hold: bool,
 }
 
 /// Which validators build ahead (`--build-ahead`).
@@ -110,8 +116,34 @@ impl Config {
         if retain == 0 || height <= retain { 0 } else { height - retain + 1 }
     }
 
+    /// How long the proposer holds a block with `timestamp` for the clock now
+    /// ([`crate::proposal::hold`]; nothing with `--bench-no-hold`).
+    pub fn hold(&self, timestamp: u64) -> Duration {
+        if self.bench_no_hold {
+            Duration::ZERO
+        } else {
+            crate::proposal::hold(timestamp, single_node::clock::unix_time())
+        }
+    }
+
     /// The path of the embedded store.
     pub fn store_path(&self) -> PathBuf {
         self.state_dir.join("app.redb")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[test]
+    fn a_proposal_is_held_for_the_clock_unless_a_bench_turns_the_hold_off() {
+        let ahead = single_node::clock::unix_time().as_secs() + 3_600;
+        let config = Config::try_parse_from(["cometbft-consensus"]).expect("the defaults parse");
+        assert_eq!(config.hold(ahead), crate::proposal::MAX_HOLD, "a chain an hour ahead of the clock");
+        let bench = Config::try_parse_from(["cometbft-consensus", "--bench-no-hold"]).expect("the flag parses");
+        assert_eq!(bench.hold(ahead), Duration::ZERO);
     }
 }

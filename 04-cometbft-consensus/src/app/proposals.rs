@@ -3,7 +3,7 @@
 
 use anyhow::anyhow;
 use common::{Head, PayloadStatus, payload::ExecutableBlock};
-use single_node::{clock::unix_time, fault::Fault, round};
+use single_node::{fault::Fault, round};
 use tendermint_proto::{
     google::protobuf::Timestamp,
     v0_38::abci::{
@@ -78,7 +78,7 @@ impl App {
             );
             return None;
         }
-        let hold = proposal::hold(timestamp, unix_time());
+        let hold = self.config.hold(timestamp);
         if !single_node::clock::sleep_or_cancel(hold, &self.cancel).await {
             return None;
         }
@@ -101,7 +101,7 @@ impl App {
     /// timestamp, whichever is longer, repairing Geth first if it lost blocks.
     async fn build(&self, head: &Head, timestamp: u64) -> Result<Option<ExecutableBlock>, Fault> {
         self.repairing("build a proposal", || {
-            let build_time = self.config.build_time().max(proposal::hold(timestamp, unix_time()));
+            let build_time = self.config.build_time().max(self.config.hold(timestamp));
             round::build(&self.engine, head, timestamp, self.config.fee_recipient, build_time, &self.cancel)
         })
         .await
