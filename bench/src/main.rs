@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use crate::scenarios::{
     Plan,
     bft::{Bft, Liveness},
+    bft_growth::BftGrowth,
     block_rate::BlockRate,
     engine_round::EngineRound,
     failover::Failover,
@@ -98,6 +99,9 @@ enum Scenario {
     /// What a chain costs as it grows: bytes per block in every store, Part 2's restart,
     /// Part 3's new member, at each of `--lengths`.
     Growth,
+    /// The growth scenario's figures for Part 4: CometBFT's and the app's bytes per block,
+    /// and a full node that joins, at each of `--lengths`.
+    BftGrowth,
     /// Part 2's store and Part 3's log kept to a window (`--retain-blocks`), sampled while
     /// the chain grows to `--chain-blocks`.
     Retention,
@@ -150,6 +154,9 @@ pub(crate) struct Results {
     /// See [`Retention`].
     #[serde(default)]
     pub(crate) retention: Option<Retention>,
+    /// See [`BftGrowth`].
+    #[serde(default)]
+    pub(crate) bft_growth: Option<BftGrowth>,
 }
 
 /// A scenario run on its own: where, when, and with which plan.
@@ -230,7 +237,8 @@ async fn main() -> anyhow::Result<()> {
             results.apart.clear();
         } else if let Some(name) = args.scenario.to_possible_value() {
             // The growth and retention scenarios measure along a chain, not for a time.
-            let plan = (!matches!(args.scenario, Scenario::Growth | Scenario::Retention)).then_some(record);
+            let plan = (!matches!(args.scenario, Scenario::Growth | Scenario::BftGrowth | Scenario::Retention))
+                .then_some(record);
             let apart = Apart { machine: machine::Machine::read(), plan };
             results.apart.insert(name.get_name().to_owned(), apart);
         }
@@ -278,6 +286,10 @@ async fn main() -> anyhow::Result<()> {
     }
     if all || args.scenario == Scenario::Growth {
         results.growth = Some(scenarios::growth::run(&args.lengths).await?);
+        save_results(&results)?;
+    }
+    if all || args.scenario == Scenario::BftGrowth {
+        results.bft_growth = Some(scenarios::bft_growth::run(&args.lengths).await?);
         save_results(&results)?;
     }
     if all || args.scenario == Scenario::Retention {

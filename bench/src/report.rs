@@ -648,6 +648,9 @@ pub(crate) fn write(results: &Results, docs: &Path) -> anyhow::Result<()> {
         growth(&mut body, &mut goals, &images, results, g)?;
     }
 
+    if let Some(g) = &results.bft_growth {
+        bft_growth(&mut body, &mut goals, &images, results, g)?;
+    }
     if let Some(r) = &results.retention {
         retention(&mut body, &mut goals, &images, results, r)?;
     }
@@ -864,6 +867,134 @@ fn growth(
     goals.push(Goal {
         scenario: "growth",
         figure: "peak RSS at the longest chain",
+        goal: "≤ 20 MB",
+        result: format!("{peak:.1} MiB ({:.1} MB)", peak * 1.048_576),
+        met: peak * 1.048_576 <= 20.0,
+    });
+    Ok(())
+}
+
+/// The Part 4 growth section: bytes per block in CometBFT's data and the app's store, a
+/// full node that joins, plots against chain length, and the goals.
+fn bft_growth(
+    body: &mut String,
+    goals: &mut Vec<Goal<'_>>,
+    images: &Path,
+    results: &Results,
+    g: &crate::scenarios::bft_growth::BftGrowth,
+) -> anyhow::Result<()> {
+    writeln!(body, "## A growing chain: Part 4\n")?;
+    run_apart(body, results, "bft-growth")?;
+    writeln!(
+        body,
+        "One validator (its CometBFT, app and Geth) makes the chain under the growth scenario's \
+         stream of transfers ({:.1} a block on average). A Part 4 chain cannot grow faster than a \
+         block a second on its own (an EL timestamp is whole seconds, above its parent's, and the \
+         proposer holds a block until the clock reaches it), so the validator makes it with that \
+         hold off (`--bench-no-hold`, hidden, for benchmarks only) and `timeout_commit = 0`: its \
+         timestamps run ahead of the clock. At each length it is stopped and measured: CometBFT's \
+         `data` directory (block store, state, transaction index, WAL), the app's store (redb, \
+         every block: `--retain-blocks 0`) and Geth's datadir; the bare newPayload loop runs on the \
+         same blocks to an empty Geth. Then the validator runs as it normally does (holding each \
+         proposal, so about a block a second) and a full node joins: its own CometBFT (block \
+         sync from genesis), app and empty Geth, timed from its start until its Geth has the \
+         validator's head of then. Its rate is counted from its Geth's block 1 to that head; the \
+         start (CometBFT starting, finding its peer, asking for blocks) is its own column.\n",
+        g.txs_per_block
+    )?;
+    let mb = |bytes: u64| bytes as f64 / 1e6;
+    let per_block = |bytes: u64, blocks: u64| bytes as f64 / blocks.max(1) as f64;
+    writeln!(
+        body,
+        "| blocks | CometBFT data, bytes/block (total MB) | app store, bytes/block (total MB) | Geth, bytes/block (total MB) | made, blocks/s |\n|---|---|---|---|---|"
+    )?;
+    for p in &g.points {
+        writeln!(
+            body,
+            "| {} | {:.0} ({:.1}) | {:.0} ({:.1}) | {:.0} ({:.1}) | {:.1} |",
+            p.blocks,
+            per_block(p.cometbft_bytes, p.blocks),
+            mb(p.cometbft_bytes),
+            per_block(p.store_bytes, p.blocks),
+            mb(p.store_bytes),
+            per_block(p.geth_bytes, p.blocks),
+            mb(p.geth_bytes),
+            p.made_bps
+        )?;
+    }
+    writeln!(body)?;
+    writeln!(
+        body,
+        "| blocks | joining node in step after, s | its start, s | its catch-up, blocks/s | bare loop, blocks/s | catch-up ÷ bare | validator's app peak, MiB | joining app peak, MiB | joining CometBFT peak, MiB |\n|---|---|---|---|---|---|---|---|---|"
+    )?;
+    for p in &g.points {
+        writeln!(
+            body,
+            "| {} | {:.1} | {:.1} | {:.0} | {:.0} | {:.3} | {:.1} | {:.1} | {:.1} |",
+            p.blocks,
+            p.join_s,
+            p.first_s,
+            p.join_bps,
+            p.bare_bps,
+            p.join_bps / p.bare_bps,
+            p.validator_mib,
+            p.join_app_mib,
+            p.join_cometbft_mib
+        )?;
+    }
+    writeln!(body)?;
+    let series = |name: &str, y: &dyn Fn(&crate::scenarios::bft_growth::BftPoint) -> f64| -> Series {
+        (name.to_owned(), g.points.iter().map(|p| (p.blocks as f64, y(p))).collect())
+    };
+    let plots: [(&str, &str, &str, Vec<Series>); 3] = [
+        (
+            "bft-growth-bytes.png",
+            "Part 4: bytes on disk per block",
+            "bytes per block",
+            vec![
+                series("CometBFT data", &|p| per_block(p.cometbft_bytes, p.blocks)),
+                series("app store", &|p| per_block(p.store_bytes, p.blocks)),
+                series("Geth (archive)", &|p| per_block(p.geth_bytes, p.blocks)),
+            ],
+        ),
+        (
+            "bft-growth-catch-up.png",
+            "Part 4: a full node catching up from an empty Geth",
+            "blocks/s",
+            vec![series("joining node", &|p| p.join_bps), series("bare loop", &|p| p.bare_bps)],
+        ),
+        (
+            "bft-growth-memory.png",
+            "Part 4: peak resident memory of the apps",
+            "MiB",
+            vec![series("validator's app", &|p| p.validator_mib), series("joining app", &|p| p.join_app_mib)],
+        ),
+    ];
+    for (file, title, y, data) in &plots {
+        plot::chart(&images.join(file), title, ("chain length, blocks", y), data, false, None)?;
+        writeln!(body, "![{title}](benchmarks/{file})\n")?;
+    }
+    let (Some(short), Some(long)) = (g.points.first(), g.points.last()) else { return Ok(()) };
+    let catch_up = long.join_bps / short.join_bps;
+    goals.push(Goal {
+        scenario: "bft-growth",
+        figure: "joining node's blocks/s, longest ÷ shortest chain",
+        goal: "0.90–1.10",
+        result: format!("{catch_up:.2} ({} and {} blocks)", long.blocks, short.blocks),
+        met: (0.90..=1.10).contains(&catch_up),
+    });
+    let against_bare = long.join_bps / long.bare_bps;
+    goals.push(Goal {
+        scenario: "bft-growth",
+        figure: "joining node ÷ bare loop, longest chain",
+        goal: "≥ 0.90",
+        result: format!("{against_bare:.3}"),
+        met: against_bare >= 0.90,
+    });
+    let peak = long.validator_mib.max(long.join_app_mib);
+    goals.push(Goal {
+        scenario: "bft-growth",
+        figure: "peak RSS of an app at the longest chain",
         goal: "≤ 20 MB",
         result: format!("{peak:.1} MiB ({:.1} MB)", peak * 1.048_576),
         met: peak * 1.048_576 <= 20.0,

@@ -203,7 +203,7 @@ pub(crate) async fn run(lengths: &[u64]) -> anyhow::Result<Growth> {
 
 /// Bytes in the files under `dir` (a file that goes while it is walked, as a running
 /// Geth's compaction does, counts as gone).
-fn dir_bytes(dir: &Path) -> u64 {
+pub(crate) fn dir_bytes(dir: &Path) -> u64 {
     let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
     entries
         .flatten()

@@ -2,6 +2,7 @@
 //! requested time after a warm-up, repeats, and returns a serialisable result.
 
 pub(crate) mod bft;
+pub(crate) mod bft_growth;
 pub(crate) mod block_rate;
 pub(crate) mod engine_round;
 pub(crate) mod failover;

@@ -1,0 +1,255 @@
+//! A growing Part 4 chain: what each block costs in CometBFT's data and the app's store,
+//! and whether a node that joins later catches up slower as the chain gets longer.
+//!
+//! One validator (CometBFT, the app, Geth) makes the chain under the growth scenario's
+//! stream of transfers. A Part 4 chain cannot grow faster than a block a second on its own:
+//! an EL timestamp is whole seconds, one above its parent's at least, and the proposer holds
+//! a block until the clock reaches its timestamp. So the validator makes the chain with
+//! that hold off (`--bench-no-hold`, hidden, for benchmarks only) and CometBFT's commit
+//! wait at zero, and its timestamps run ahead of the clock. At each length asked for, it is
+//! stopped and its stores measured, the bare newPayload loop runs on the same blocks, and it
+//! is started again as a validator runs normally, holding each proposal for the clock (a
+//! second a block, as its timestamps are ahead): then a full node (its own CometBFT, app
+//! and empty Geth) joins, and is timed from its start until its Geth has the block that
+//! was the validator's head then. Then the chain goes on.
+
+use std::{
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, ensure};
+use common::{
+    harness::{CometNet, CometTimeouts, FLUSH_THROTTLE, Geth, GethOptions, Service, free_port},
+    payload::ExecutableBlock,
+};
+use serde::{Deserialize, Serialize};
+use single_node::store::Store;
+
+use super::{
+    growth::{MAX_PENDING, RATE, SIGNED_PER_BLOCK, dir_bytes},
+    member_replay::{bare_loop, stop, wait_for_head},
+};
+use crate::{
+    load::{self, Accounts, Load, Tracker},
+    procs,
+};
+
+/// The app's build deadline while the chain is made: Geth builds for 20 ms, as Part 2's
+/// sequencer does in the growth scenario.
+const BUILD_MS: &str = "20";
+
+/// What the scenario found.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct BftGrowth {
+    /// Transfers per block, on average, over the whole chain.
+    pub(crate) txs_per_block: f64,
+    /// One point per length measured, shortest first.
+    pub(crate) points: Vec<BftPoint>,
+}
+
+/// Everything measured at one chain length.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct BftPoint {
+    /// Chain length, blocks.
+    pub(crate) blocks: u64,
+    /// The validator's CometBFT `data` directory (block store, state, transaction index,
+    /// consensus WAL), bytes.
+    pub(crate) cometbft_bytes: u64,
+    /// The validator's app store (redb), bytes.
+    pub(crate) store_bytes: u64,
+    /// The validator's Geth datadir, bytes.
+    pub(crate) geth_bytes: u64,
+    /// Blocks a second the validator made since the last length, hold off.
+    pub(crate) made_bps: f64,
+    /// Peak RSS of the validator's app that made the blocks since the last length, MiB.
+    pub(crate) validator_mib: f64,
+    /// The joining full node, from its start until its Geth has the validator's head of
+    /// then: seconds.
+    pub(crate) join_s: f64,
+    /// From its start until its Geth has block 1 (CometBFT starts, finds its peer, asks for
+    /// blocks): seconds.
+    pub(crate) first_s: f64,
+    /// Blocks a second from block 1 to the validator's head of then: the catch-up itself.
+    pub(crate) join_bps: f64,
+    /// The joining node's app: peak RSS, MiB.
+    pub(crate) join_app_mib: f64,
+    /// The joining node's CometBFT: peak RSS, MiB.
+    pub(crate) join_cometbft_mib: f64,
+    /// The bare newPayload loop on the same blocks, to another empty Geth: blocks a second.
+    pub(crate) bare_bps: f64,
+}
+
+/// One node's app and the directory of its store.
+struct App {
+    service: Service,
+    state_dir: PathBuf,
+}
+
+/// Where the scenario's files go: the EL genesis every app is given, and the directory of
+/// the apps' logs and stores.
+struct Files<'a> {
+    genesis: &'a Path,
+    dir: &'a Path,
+}
+
+impl Files<'_> {
+    /// Starts the app of CometBFT node `i` on `geth`, its store in `state`, `args` added.
+    fn start_app(
+        &self,
+        label: &str,
+        comet: &CometNet,
+        i: usize,
+        geth: &Geth,
+        state: &str,
+        args: &[&str],
+    ) -> anyhow::Result<App> {
+        let state_dir = self.dir.join(state);
+        let env = [
+            ("ETH_CLIENT_URL", geth.auth_url()),
+            ("JWT_SECRET", geth.jwt_path().display().to_string()),
+            ("GENESIS", self.genesis.display().to_string()),
+            ("ABCI_ADDR", comet.nodes[i].abci_addr.clone()),
+            ("COMETBFT_RPC", format!("http://127.0.0.1:{}", comet.nodes[i].rpc_port)),
+            ("STATE_DIR", state_dir.display().to_string()),
+            ("HEALTH_ADDR", format!("127.0.0.1:{}", free_port()?)),
+        ];
+        let mut all = vec!["--build-time-ms", BUILD_MS];
+        all.extend_from_slice(args);
+        let service = procs::spawn("cometbft-consensus", label, &all, &env, self.dir)?;
+        Ok(App { service, state_dir })
+    }
+}
+
+/// Starts node `i`'s CometBFT once its app listens for it.
+async fn start_comet(comet: &mut CometNet, i: usize, app: &mut App) -> anyhow::Result<()> {
+    let addr = comet.nodes[i].abci_addr.clone();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while tokio::net::TcpStream::connect(&addr).await.is_err() {
+        ensure!(app.service.exited().is_none(), "the app exited:\n{}", app.service.log_tail(2000));
+        ensure!(Instant::now() < deadline, "the app did not listen on {addr} within 30 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    comet.start(i)
+}
+
+/// Runs the scenario, measuring at each of `lengths` (blocks).
+pub(crate) async fn run(lengths: &[u64]) -> anyhow::Result<BftGrowth> {
+    let mut lengths = lengths.to_vec();
+    lengths.sort_unstable();
+    lengths.dedup();
+    let longest = *lengths.last().context("--lengths names no chain length")?;
+    ensure!(lengths[0] > 0, "a chain length must be at least one block");
+
+    let accounts = Accounts::new(load::ACCOUNTS)?;
+    let genesis = load::bench_genesis(&accounts)?;
+    let options = GethOptions { genesis: Some(genesis.path.clone()), ..Default::default() };
+    let per_account = (longest * SIGNED_PER_BLOCK).div_ceil(accounts.len() as u64);
+    tracing::info!(transfers = per_account * accounts.len() as u64, "signing");
+    let transfers = load::presign(&accounts, 0, per_account);
+
+    // No commit wait: the chain is made as fast as a round goes. A proposal is waited for
+    // CometBFT's own 3 s, longer than the second a held proposal takes.
+    let timeouts = CometTimeouts {
+        timeout_commit: "0ms".to_owned(),
+        timeout_propose: "3s".to_owned(),
+        timeout_precommit: "125ms".to_owned(),
+        flush_throttle: FLUSH_THROTTLE.to_owned(),
+    };
+    let mut comet = CometNet::init(1, &timeouts)?;
+    let dir = tempfile::tempdir()?;
+    let geth = Geth::start_with(options.clone()).await?;
+    let engine = geth.engine();
+    let files = Files { genesis: &genesis.path, dir: dir.path() };
+    let mut app = files.start_app("validator-0", &comet, 0, &geth, "validator", &["--bench-no-hold"])?;
+    start_comet(&mut comet, 0, &mut app).await?;
+
+    let tracker = Tracker::start(&geth.http_url()).await?;
+    let mut sent = 0_usize;
+    let mut points = Vec::new();
+    for &length in &lengths {
+        let rest = transfers[sent..].to_vec();
+        let load = Load::start_within(vec![geth.http_url()], rest, tracker.included.clone(), Some(RATE), MAX_PENDING);
+        tracing::info!(length, "making the chain");
+        let made = engine.head().await?.number;
+        let started = Instant::now();
+        let deadline = started + Duration::from_secs(length.saturating_sub(made) + 600);
+        while engine.head().await?.number < length {
+            ensure!(app.service.exited().is_none(), "the validator's app exited:\n{}", app.service.log_tail(2000));
+            ensure!(Instant::now() < deadline, "the validator did not reach block {length} in time");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let made_bps = (engine.head().await?.number - made) as f64 / started.elapsed().as_secs_f64();
+        sent += usize::try_from(load.stop().await)?;
+        ensure!(sent < transfers.len(), "the signed transfers ran out before block {length}: sign more a block");
+        let validator_mib = procs::memory_of(&app.service, "").map_or(0.0, |m| m.peak_mib);
+        stop(comet.process(0)).await;
+        stop(&mut app.service).await;
+
+        let store_path = app.state_dir.join("app.redb");
+        let store = Store::open(&store_path)?;
+        let head = store.head()?.context("the validator's store has no head")?;
+        let chain = (1..=head.number)
+            .map(|n| store.block(n)?.with_context(|| format!("the validator's store lacks block {n}")))
+            .collect::<anyhow::Result<Vec<ExecutableBlock>>>()?;
+        drop(store);
+        let store_bytes = std::fs::metadata(&store_path)?.len();
+        let cometbft_bytes = dir_bytes(&comet.nodes[0].home.join("data"));
+        let geth_bytes = dir_bytes(&geth.datadir());
+        let bare_bps = bare_loop(options.clone(), &chain).await?;
+        drop(chain);
+
+        // The validator as it runs normally: it holds each proposal for the clock.
+        let label = format!("validator-{}-held", head.number);
+        let mut held = files.start_app(&label, &comet, 0, &geth, "validator", &[])?;
+        start_comet(&mut comet, 0, &mut held).await?;
+
+        tracing::info!(blocks = head.number, "a full node joins");
+        let join_geth = Geth::start_with(options.clone()).await?;
+        let full = comet.add_full_node()?;
+        let target = engine.head().await?.number;
+        let started = Instant::now();
+        let label = format!("full-{}", head.number);
+        let mut joiner = files.start_app(&label, &comet, full, &join_geth, &label, &[])?;
+        start_comet(&mut comet, full, &mut joiner).await?;
+        wait_for_head(&join_geth, 1, Duration::from_secs(600)).await?;
+        let first_s = started.elapsed().as_secs_f64();
+        wait_for_head(&join_geth, target, Duration::from_secs(target / 10 + 600)).await?;
+        let join_s = started.elapsed().as_secs_f64();
+        let join_app_mib = procs::memory_of(&joiner.service, "").map_or(0.0, |m| m.peak_mib);
+        let join_cometbft_mib =
+            comet.process(full).pid().and_then(procs::peak_rss_kib).map_or(0.0, |kib| kib as f64 / 1024.0);
+        comet.process(full).kill();
+        joiner.service.kill();
+        drop(join_geth);
+
+        // Back to making the chain.
+        stop(comet.process(0)).await;
+        stop(&mut held.service).await;
+        let label = format!("validator-{}", head.number);
+        app = files.start_app(&label, &comet, 0, &geth, "validator", &["--bench-no-hold"])?;
+        start_comet(&mut comet, 0, &mut app).await?;
+
+        let point = BftPoint {
+            blocks: head.number,
+            cometbft_bytes,
+            store_bytes,
+            geth_bytes,
+            made_bps,
+            validator_mib,
+            join_s,
+            first_s,
+            join_bps: target.saturating_sub(1) as f64 / (join_s - first_s),
+            join_app_mib,
+            join_cometbft_mib,
+            bare_bps,
+        };
+        tracing::info!(?point, "measured");
+        points.push(point);
+    }
+    comet.process(0).kill();
+    app.service.kill();
+    let seen = tracker.stop().await;
+    let txs_per_block = seen.iter().map(|b| b.txs).sum::<u64>() as f64 / seen.len().max(1) as f64;
+    Ok(BftGrowth { txs_per_block, points })
+}
