@@ -95,6 +95,11 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
 
     let building_ahead = tokio::spawn(ahead::run(app.clone(), inbox, cometbft, cancel.clone()));
     info!(addr = %config.abci_addr, build_ahead = ?config.build_ahead, "serving ABCI to CometBFT");
+    if config.bench_no_hold {
+        warn!(
+            "--bench-no-hold: proposals are not held for the clock, and this chain's timestamps will run ahead of it (for benchmarks only)"
+        );
+    }
     abci::serve(abci, app, cancel.clone()).await;
     let _ = tokio::join!(server, building_ahead);
     info!("stopped");

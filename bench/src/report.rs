@@ -895,11 +895,12 @@ fn bft_growth(
          timestamps run ahead of the clock. At each length it is stopped and measured: CometBFT's \
          `data` directory (block store, state, transaction index, WAL), the app's store (redb, \
          every block: `--retain-blocks 0`) and Geth's datadir; the bare newPayload loop runs on the \
-         same blocks to an empty Geth. Then the validator runs as it normally does (holding each \
-         proposal, so about a block a second) and a full node joins: its own CometBFT (block \
+         same blocks to an empty Geth. Then the validator runs with the hold back on (so about a \
+         block a second) and a full node joins: its own CometBFT (block \
          sync from genesis), app and empty Geth, timed from its start until its Geth has the \
          validator's head of then. Its rate is counted from its Geth's block 1 to that head; the \
-         start (CometBFT starting, finding its peer, asking for blocks) is its own column.\n",
+         start (CometBFT starting, finding its peer, asking for blocks) is its own column. The \
+         bare loop runs alone, with the validator stopped; the joining node runs beside it.\n",
         g.txs_per_block
     )?;
     let mb = |bytes: u64| bytes as f64 / 1e6;
@@ -925,7 +926,7 @@ fn bft_growth(
     writeln!(body)?;
     writeln!(
         body,
-        "| blocks | joining node in step after, s | its start, s | its catch-up, blocks/s | bare loop, blocks/s | catch-up ÷ bare | validator's app peak, MiB | joining app peak, MiB | joining CometBFT peak, MiB |\n|---|---|---|---|---|---|---|---|---|"
+        "| blocks | joining node at the validator's head of its start after, s | its start, s | its catch-up, blocks/s | bare loop, blocks/s | catch-up ÷ bare | validator's app peak, MiB | joining app peak, MiB | joining CometBFT peak, MiB |\n|---|---|---|---|---|---|---|---|---|"
     )?;
     for p in &g.points {
         writeln!(

@@ -8,10 +8,12 @@
 //! that hold off (`--bench-no-hold`, hidden, for benchmarks only) and CometBFT's commit
 //! wait at zero, and its timestamps run ahead of the clock. At each length asked for, it is
 //! stopped and its stores measured, the bare newPayload loop runs on the same blocks, and it
-//! is started again as a validator runs normally, holding each proposal for the clock (a
-//! second a block, as its timestamps are ahead): then a full node (its own CometBFT, app
-//! and empty Geth) joins, and is timed from its start until its Geth has the block that
-//! was the validator's head then. Then the chain goes on.
+//! is started again with the hold back on (a second a block, as its timestamps are ahead;
+//! its 20 ms build and zero commit wait stay): then a full node (its own CometBFT, app with
+//! `--build-ahead off` as `scripts/bft.sh full` starts one, and empty Geth) joins, and is
+//! timed from its start until its Geth has the block that was the validator's head then.
+//! The bare loop runs alone, the joining node beside the running validator. Then the chain
+//! goes on. The apps' logs are copied to `target/bench-logs/bft-growth/` at the end.
 
 use std::{
     path::{Path, PathBuf},
@@ -210,7 +212,7 @@ pub(crate) async fn run(lengths: &[u64]) -> anyhow::Result<BftGrowth> {
         let target = engine.head().await?.number;
         let started = Instant::now();
         let label = format!("full-{}", head.number);
-        let mut joiner = files.start_app(&label, &comet, full, &join_geth, &label, &[])?;
+        let mut joiner = files.start_app(&label, &comet, full, &join_geth, &label, &["--build-ahead", "off"])?;
         start_comet(&mut comet, full, &mut joiner).await?;
         wait_for_head(&join_geth, 1, Duration::from_secs(600)).await?;
         let first_s = started.elapsed().as_secs_f64();
@@ -222,6 +224,7 @@ pub(crate) async fn run(lengths: &[u64]) -> anyhow::Result<BftGrowth> {
         comet.process(full).kill();
         joiner.service.kill();
         drop(join_geth);
+        std::fs::remove_dir_all(&joiner.state_dir)?;
 
         // Back to making the chain.
         stop(comet.process(0)).await;
@@ -250,6 +253,22 @@ pub(crate) async fn run(lengths: &[u64]) -> anyhow::Result<BftGrowth> {
     comet.process(0).kill();
     app.service.kill();
     let seen = tracker.stop().await;
+    keep_logs(dir.path())?;
     let txs_per_block = seen.iter().map(|b| b.txs).sum::<u64>() as f64 / seen.len().max(1) as f64;
     Ok(BftGrowth { txs_per_block, points })
+}
+
+/// Copies the apps' logs from `dir` to `target/bench-logs/bft-growth/`, which outlives the
+/// run: what a figure does not say, they may.
+fn keep_logs(dir: &Path) -> anyhow::Result<()> {
+    let kept = common::harness::workspace_root().join("target/bench-logs/bft-growth");
+    std::fs::create_dir_all(&kept)?;
+    for entry in std::fs::read_dir(dir)?.flatten() {
+        let path = entry.path();
+        if path.extension().is_some_and(|e| e == "log") {
+            std::fs::copy(&path, kept.join(entry.file_name()))?;
+        }
+    }
+    tracing::info!(dir = %kept.display(), "the apps' logs are kept");
+    Ok(())
 }
