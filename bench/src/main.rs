@@ -72,6 +72,11 @@ struct Args {
     #[arg(long, value_delimiter = ',', default_values_t = [1_000, 10_000, 50_000])]
     lengths: Vec<u64>,
 
+    /// bft-growth only: seconds of Go CPU profile of the joining node's Geth and CometBFT,
+    /// and of the bare loop's Geth, at each length (0: none).
+    #[arg(long, default_value_t = 0)]
+    profile_secs: u64,
+
     /// Blocks the retention scenario makes with each store kept to its window.
     #[arg(long, default_value_t = 10_000)]
     chain_blocks: u64,
@@ -289,7 +294,7 @@ async fn main() -> anyhow::Result<()> {
         save_results(&results)?;
     }
     if all || args.scenario == Scenario::BftGrowth {
-        results.bft_growth = Some(scenarios::bft_growth::run(&args.lengths).await?);
+        results.bft_growth = Some(scenarios::bft_growth::run(&args.lengths, args.profile_secs).await?);
         save_results(&results)?;
     }
     if all || args.scenario == Scenario::Retention {

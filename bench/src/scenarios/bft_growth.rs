@@ -14,6 +14,10 @@
 //! timed from its start until its Geth has the block that was the validator's head then.
 //! The bare loop runs alone, the joining node beside the running validator. Then the chain
 //! goes on. The apps' logs are copied to `target/bench-logs/bft-growth/` at the end.
+//!
+//! With `--profile-secs N`, Go's CPU profiles of the joining node's Geth and CometBFT and
+//! of the bare loop's Geth, N seconds each from a second after each starts on the blocks,
+//! are kept there too (`go tool pprof -top FILE` reads them).
 
 use std::{
     path::{Path, PathBuf},
@@ -136,7 +140,7 @@ async fn start_comet(comet: &mut CometNet, i: usize, app: &mut App) -> anyhow::R
 }
 
 /// Runs the scenario, measuring at each of `lengths` (blocks).
-pub(crate) async fn run(lengths: &[u64]) -> anyhow::Result<BftGrowth> {
+pub(crate) async fn run(lengths: &[u64], profile_secs: u64) -> anyhow::Result<BftGrowth> {
     let mut lengths = lengths.to_vec();
     lengths.sort_unstable();
     lengths.dedup();
@@ -198,7 +202,12 @@ pub(crate) async fn run(lengths: &[u64]) -> anyhow::Result<BftGrowth> {
         let store_bytes = std::fs::metadata(&store_path)?.len();
         let cometbft_bytes = dir_bytes(&comet.nodes[0].home.join("data"));
         let geth_bytes = dir_bytes(&geth.datadir());
-        let bare_bps = bare_loop(options.clone(), &chain).await?;
+        let (bare_options, bare_pprof) = with_pprof(&options, profile_secs)?;
+        let profile = bare_pprof.map(|url| profile_later(url, profile_secs, format!("geth-bare-{}", head.number)));
+        let bare_bps = bare_loop(bare_options, &chain).await?;
+        if let Some(profile) = profile {
+            profile.await??;
+        }
         drop(chain);
 
         // The validator as it runs normally: it holds each proposal for the clock.
@@ -207,8 +216,16 @@ pub(crate) async fn run(lengths: &[u64]) -> anyhow::Result<BftGrowth> {
         start_comet(&mut comet, 0, &mut held).await?;
 
         tracing::info!(blocks = head.number, "a full node joins");
-        let join_geth = Geth::start_with(options.clone()).await?;
+        let (join_options, geth_pprof) = with_pprof(&options, profile_secs)?;
+        let join_geth = Geth::start_with(join_options).await?;
         let full = comet.add_full_node()?;
+        let comet_pprof = if profile_secs > 0 {
+            let port = free_port()?;
+            comet.set_config(full, "rpc", "pprof_laddr", &format!("\"127.0.0.1:{port}\""))?;
+            Some(format!("http://127.0.0.1:{port}"))
+        } else {
+            None
+        };
         let target = engine.head().await?.number;
         let started = Instant::now();
         let label = format!("full-{}", head.number);
@@ -216,8 +233,17 @@ pub(crate) async fn run(lengths: &[u64]) -> anyhow::Result<BftGrowth> {
         start_comet(&mut comet, full, &mut joiner).await?;
         wait_for_head(&join_geth, 1, Duration::from_secs(600)).await?;
         let first_s = started.elapsed().as_secs_f64();
+        let profiles: Vec<_> = [(geth_pprof, "geth"), (comet_pprof, "cometbft")]
+            .into_iter()
+            .filter_map(|(url, what)| {
+                url.map(|url| profile_later(url, profile_secs, format!("{what}-joining-{}", head.number)))
+            })
+            .collect();
         wait_for_head(&join_geth, target, Duration::from_secs(target / 10 + 600)).await?;
         let join_s = started.elapsed().as_secs_f64();
+        for profile in profiles {
+            profile.await??;
+        }
         let join_app_mib = procs::memory_of(&joiner.service, "").map_or(0.0, |m| m.peak_mib);
         let join_cometbft_mib =
             comet.process(full).pid().and_then(procs::peak_rss_kib).map_or(0.0, |kib| kib as f64 / 1024.0);
@@ -258,11 +284,52 @@ pub(crate) async fn run(lengths: &[u64]) -> anyhow::Result<BftGrowth> {
     Ok(BftGrowth { txs_per_block, points })
 }
 
+/// `options` with Go's pprof server on a free port if `profile_secs` is set, and its URL.
+fn with_pprof(options: &GethOptions, profile_secs: u64) -> anyhow::Result<(GethOptions, Option<String>)> {
+    let mut options = options.clone();
+    if profile_secs == 0 {
+        return Ok((options, None));
+    }
+    let port = free_port()?;
+    options.extra.extend(["--pprof".to_owned(), "--pprof.addr=127.0.0.1".to_owned(), format!("--pprof.port={port}")]);
+    Ok((options, Some(format!("http://127.0.0.1:{port}"))))
+}
+
+/// In a second, a CPU profile of `secs` seconds from the pprof server at `url`, saved as
+/// `name.pprof` beside the kept logs.
+fn profile_later(url: String, secs: u64, name: String) -> tokio::task::JoinHandle<anyhow::Result<()>> {
+    tokio::spawn(async move {
+        use http_body_util::{BodyExt, Empty};
+        use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let client: Client<_, Empty<bytes::Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+        let uri: hyper::Uri = format!("{url}/debug/pprof/profile?seconds={secs}").parse()?;
+        let fetch = async {
+            let response = client.get(uri).await?;
+            ensure!(response.status().is_success(), "{url} answered {}", response.status());
+            anyhow::Ok(response.into_body().collect().await?.to_bytes())
+        };
+        let profile = tokio::time::timeout(Duration::from_secs(secs + 30), fetch)
+            .await
+            .with_context(|| format!("no CPU profile from {url} within {} s", secs + 30))??;
+        let kept = kept_dir()?;
+        std::fs::write(kept.join(format!("{name}.pprof")), profile)?;
+        Ok(())
+    })
+}
+
+/// `target/bench-logs/bft-growth/`, made if missing.
+fn kept_dir() -> anyhow::Result<PathBuf> {
+    let kept = common::harness::workspace_root().join("target/bench-logs/bft-growth");
+    std::fs::create_dir_all(&kept)?;
+    Ok(kept)
+}
+
 /// Copies the apps' logs from `dir` to `target/bench-logs/bft-growth/`, which outlives the
 /// run: what a figure does not say, they may.
 fn keep_logs(dir: &Path) -> anyhow::Result<()> {
-    let kept = common::harness::workspace_root().join("target/bench-logs/bft-growth");
-    std::fs::create_dir_all(&kept)?;
+    let kept = kept_dir()?;
     for entry in std::fs::read_dir(dir)?.flatten() {
         let path = entry.path();
         if path.extension().is_some_and(|e| e == "log") {

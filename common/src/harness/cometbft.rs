@@ -243,6 +243,14 @@ impl CometNet {
         Ok(i)
     }
 
+    /// Sets `key` in `[section]` of node `i`'s `config.toml` to `value` (TOML, quoted if
+    /// a string), before the node starts.
+    pub fn set_config(&self, i: usize, section: &str, key: &str, value: &str) -> anyhow::Result<()> {
+        let path = self.nodes[i].home.join("config/config.toml");
+        std::fs::write(&path, set(&std::fs::read_to_string(&path)?, section, key, value)?)?;
+        Ok(())
+    }
+
     /// Starts (or restarts) node `i`.
     pub fn start(&mut self, i: usize) -> anyhow::Result<()> {
         let node = &mut self.nodes[i];
