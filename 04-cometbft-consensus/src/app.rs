@@ -7,7 +7,7 @@
 //! | `PrepareProposal` (proposer) | forkchoiceUpdated with attributes, getPayload | — |
 //! | `ProcessProposal` (everyone) | newPayload: VALID accepts, anything else rejects | — |
 //! | `FinalizeBlock` | newPayload until VALID | — (app hash = the EL block hash) |
-//! | `Commit` | forkchoiceUpdated: head, safe and finalized | stores the block first |
+//! | `Commit` | forkchoiceUpdated: head, safe and finalized (while block sync catches up, every 64th block) | stores the block first |
 //! | `ListSnapshots`, `LoadSnapshotChunk` (state sync, serving) | — | the EL block at a multiple of 64 |
 //! | `OfferSnapshot`, `ApplySnapshotChunk` (state sync, joining) | forkchoiceUpdated to the snapshot's block: Geth syncs from its peers | the block becomes our head |
 //!
@@ -28,10 +28,13 @@
 mod proposals;
 mod snapshots;
 
-use std::sync::{Arc, Mutex};
+use std::{
+    sync::{Arc, Mutex},
+    time::{Duration, SystemTime},
+};
 
 use anyhow::{Context, anyhow, bail};
-use common::{BlockTag, EngineClient, Head, PayloadStatus, payload::ExecutableBlock};
+use common::{BlockTag, EngineClient, Head, PayloadStatus, payload::ExecutableBlock, rpc::RpcClient};
 use single_node::{
     fault::{Fault, retry},
     round::{self, Building, ReplayError},
@@ -57,12 +60,20 @@ use crate::{
 struct Pending {
     height: i64,
     block: ExecutableBlock,
+    /// The block's time (BFT time, from the validators' votes), if it has a valid one.
+    time: Option<SystemTime>,
 }
+
+/// A block committed this long after its time may be one block sync is catching up on;
+/// a younger one is made head at once without asking CometBFT.
+const CATCH_UP_AGE: Duration = Duration::from_secs(5);
 
 /// The application. One value serves all four ABCI connections.
 #[derive(Debug)]
 pub struct App {
     engine: EngineClient,
+    /// This node's CometBFT RPC (`--cometbft-rpc`): whether it is catching up.
+    cometbft: RpcClient,
     /// Shared with the blocking thread that writes to it (Commit).
     store: Arc<Store>,
     config: Config,
@@ -93,6 +104,7 @@ impl App {
         let store = Arc::new(store);
         let app = Self {
             engine,
+            cometbft: config.cometbft_client()?,
             store,
             config,
             status,
@@ -235,7 +247,11 @@ impl App {
         }
         let app_hash = block.hash().to_vec().into();
         let results = vec![ExecTxResult::default(); finalize.txs.len()];
-        *lock(&self.pending) = Some(Pending { height: finalize.height, block });
+        let time = finalize.time.and_then(|t| {
+            let since_epoch = Duration::new(u64::try_from(t.seconds).ok()?, u32::try_from(t.nanos).ok()?);
+            SystemTime::UNIX_EPOCH.checked_add(since_epoch)
+        });
+        *lock(&self.pending) = Some(Pending { height: finalize.height, block, time });
         Ok(ResponseFinalizeBlock { tx_results: results, app_hash, ..Default::default() })
     }
     // ANCHOR_END: finalize
@@ -269,23 +285,39 @@ impl App {
     /// Persists the decided block, then makes it Geth's head, safe and final. BFT
     /// finality is immediate, so the forkchoice state marks the block finalized at once.
     async fn commit(&self) -> anyhow::Result<ResponseCommit> {
-        let Pending { height, block } = lock(&self.pending).take().context("Commit without FinalizeBlock")?;
+        let Pending { height, block, time } = lock(&self.pending).take().context("Commit without FinalizeBlock")?;
         self.store_in_background(&block).await?;
         let head = block.head();
         *lock(&self.head) = Some(head);
-        // A Geth that lost the block since FinalizeBlock (it restarted) answers SYNCING: it
-        // gets the stored blocks it lacks, this one included, and is made head again.
-        self.until_done(&format!("finalize block {}", head.number), || async {
-            match round::finalize(&self.engine, head.hash).await {
-                Err(Fault::Passing(_)) => self.reconcile().await,
-                done => done,
-            }
-        })
-        .await?;
+        if self.head_moves_now(head.number, time).await {
+            // A Geth that lost the block since FinalizeBlock (it restarted) answers SYNCING:
+            // it gets the stored blocks it lacks, this one included, and is made head again.
+            self.until_done(&format!("finalize block {}", head.number), || async {
+                match round::finalize(&self.engine, head.hash).await {
+                    Err(Fault::Passing(_)) => self.reconcile().await,
+                    done => done,
+                }
+            })
+            .await?;
+        }
         self.status.committed(height, head, block.transaction_count());
         info!(height, hash = %head.hash, txs = block.transaction_count(), "committed");
         self.ahead.committed(head);
         Ok(ResponseCommit { retain_height: self.config.retain_height(height) })
+    }
+
+    /// Whether Commit makes block `number` Geth's head now. While CometBFT block-syncs,
+    /// the next block is already at hand, and the head moves only at every
+    /// [`store::REPLAY_HEAD_EVERY`]th block, as a replay moves it: each move costs Geth more
+    /// than executing a small block (its log index rewrites its newest map). The blocks
+    /// between are stored, and in Geth: the next move makes them canonical, and after a
+    /// crash the reconcile at start does.
+    async fn head_moves_now(&self, number: u64, time: Option<SystemTime>) -> bool {
+        let age = time.and_then(|time| SystemTime::now().duration_since(time).ok());
+        if number.is_multiple_of(store::REPLAY_HEAD_EVERY) || age.is_none_or(|age| age < CATCH_UP_AGE) {
+            return true;
+        }
+        !crate::ahead::catching_up(&self.cometbft).await.unwrap_or(false)
     }
     // ANCHOR_END: commit
 

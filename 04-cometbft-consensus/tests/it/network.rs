@@ -2,6 +2,8 @@
 //! proposer, transactions, a Geth restarted under a running app, a full node that joins late, and one that joins
 //! behind the retained window.
 
+use std::time::Duration;
+
 use common::{BlockTag, harness::eventually};
 
 use crate::support::{Network, Setup};
@@ -189,6 +191,16 @@ async fn a_full_node_started_late_catches_up_follows_and_includes_transactions_s
         (ours + 1 >= theirs && ours >= caught_up.number + 3).then_some(())
     })
     .await;
+    // While block sync caught up, its app moved its Geth's head every 64 blocks; in step,
+    // each new block is its Geth's head as soon as it is committed.
+    for _ in 0..3 {
+        let next = network.geths[0].engine().head().await.expect("head").number + 1;
+        let engine = network.geths[full].engine();
+        eventually(&format!("the full node's Geth at block {next}"), Duration::from_secs(20), || async {
+            engine.head().await.ok().filter(|h| h.number >= next)
+        })
+        .await;
+    }
     eventually("the full node to peer with every validator", crate::support::TIMEOUT, || async {
         (network.comet.peer_count(full).await? == 4).then_some(())
     })
