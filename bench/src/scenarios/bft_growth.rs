@@ -13,7 +13,8 @@
 //! `--build-ahead off` as `scripts/bft.sh full` starts one, and empty Geth) joins, and is
 //! timed from its start until its Geth has the block that was the validator's head then.
 //! The bare loop runs alone, the joining node beside the running validator. Then the chain
-//! goes on. The apps' logs are copied to `target/bench-logs/bft-growth/` at the end.
+//! goes on. The apps' and CometBFT's logs are copied to `target/bench-logs/bft-growth/` at
+//! the end.
 //!
 //! With `--profile-secs N`, Go's CPU profiles of the joining node's Geth and CometBFT and
 //! of the bare loop's Geth, N seconds each from a second after each starts on the blocks,
@@ -279,7 +280,7 @@ pub(crate) async fn run(lengths: &[u64], profile_secs: u64) -> anyhow::Result<Bf
     comet.process(0).kill();
     app.service.kill();
     let seen = tracker.stop().await;
-    keep_logs(dir.path())?;
+    keep_logs(dir.path(), &comet)?;
     let txs_per_block = seen.iter().map(|b| b.txs).sum::<u64>() as f64 / seen.len().max(1) as f64;
     Ok(BftGrowth { txs_per_block, points })
 }
@@ -326,10 +327,14 @@ fn kept_dir() -> anyhow::Result<PathBuf> {
     Ok(kept)
 }
 
-/// Copies the apps' logs from `dir` to `target/bench-logs/bft-growth/`, which outlives the
-/// run: what a figure does not say, they may.
-fn keep_logs(dir: &Path) -> anyhow::Result<()> {
+/// Copies the apps' logs from `dir`, and every CometBFT node's, to
+/// `target/bench-logs/bft-growth/`, which outlives the run: what a figure does not say,
+/// they may.
+fn keep_logs(dir: &Path, comet: &CometNet) -> anyhow::Result<()> {
     let kept = kept_dir()?;
+    for i in 0..comet.nodes.len() {
+        std::fs::copy(comet.log_path(i), kept.join(format!("cometbft{i}.log")))?;
+    }
     for entry in std::fs::read_dir(dir)?.flatten() {
         let path = entry.path();
         if path.extension().is_some_and(|e| e == "log") {
