@@ -412,7 +412,8 @@ impl Ahead {
         (Self { mode, slot: Mutex::default(), committed, stop }, Inbox { committed: committed_rx, stop: stop_rx })
     }
 
-    /// Commit made `head` Geth's head: the next block's build can start.
+    /// Commit stored `head` (and made it Geth's head, unless block sync is catching up):
+    /// the next block's build can start on it.
     pub fn committed(&self, head: Head) {
         if self.mode != BuildAhead::Off {
             self.committed.send_replace(Some(head));

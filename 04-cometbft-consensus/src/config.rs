@@ -38,7 +38,7 @@ pub struct Config {
     pub build_ahead: BuildAhead,
 
     /// This validator's CometBFT RPC, where `--build-ahead proposer` reads who proposes
-    /// next (its `[rpc] laddr`, as http://).
+    /// next, and Commit whether block sync is catching up (its `[rpc] laddr`, as http://).
     #[arg(long, env = "COMETBFT_RPC", default_value = "http://127.0.0.1:26657")]
     pub cometbft_rpc: String,
 
