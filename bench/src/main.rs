@@ -72,8 +72,9 @@ struct Args {
     #[arg(long, value_delimiter = ',', default_values_t = [1_000, 10_000, 50_000])]
     lengths: Vec<u64>,
 
-    /// bft-growth only: seconds of Go CPU profile of the joining node's Geth and CometBFT,
-    /// and of the bare loop's Geth, at each length (0: none).
+    /// Seconds of Go CPU profile (0: none), kept in target/bench-logs/: bft-growth, of the
+    /// joining node's Geth and CometBFT and of the bare loop's Geth at each length; bft and
+    /// replicas, of each validator's Geth in each saturated window.
     #[arg(long, default_value_t = 0)]
     profile_secs: u64,
 
@@ -213,6 +214,7 @@ async fn main() -> anyhow::Result<()> {
         duration: Duration::from_secs(args.duration),
         warmup: Duration::from_secs(args.warmup),
         repeats: args.repeats.max(1),
+        profile_secs: args.profile_secs,
     };
     if args.dry_run {
         println!(

@@ -4,8 +4,9 @@
 
 use std::time::Duration;
 
-use common::harness::{CometNet, CometTimeouts, Geth, GethOptions, Service, http_get};
+use common::harness::{CometNet, CometTimeouts, GETH_PEERED_FLAGS, Geth, GethOptions, Service, http_get};
 use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
 
 use super::Plan;
 use crate::{
@@ -273,7 +274,13 @@ pub(crate) async fn one_repeat(
     rate: Option<f64>,
     down: Down,
 ) -> anyhow::Result<Measured> {
-    let options = GethOptions { genesis: Some(genesis.to_owned()), ..Default::default() };
+    let profile =
+        if rate.is_none() { Duration::from_secs(plan.profile_secs).min(plan.duration) } else { Duration::ZERO };
+    // A profile is asked for over JSON-RPC: the peered Geths' namespaces, and `debug`.
+    let extra =
+        GETH_PEERED_FLAGS.iter().filter(|flag| flag.starts_with("--http.api=")).map(|api| format!("{api},debug"));
+    let extra = if profile.is_zero() { Vec::new() } else { extra.collect() };
+    let options = GethOptions { genesis: Some(genesis.to_owned()), extra, ..Default::default() };
     let validators = setting.validators;
     let geths = Geth::start_peered_group_with(validators, &options).await?;
     let mut comet = CometNet::init(validators, timeouts)?;
@@ -325,7 +332,18 @@ pub(crate) async fn one_repeat(
     let before: Vec<f64> = groups.iter().map(|(_, pids)| spent(pids)).collect();
     let rounds_before = metric(&health[0], "bft_round_changes_total").await;
     let from = tracker.now();
-    tokio::time::sleep(plan.duration).await;
+    let run = SATURATED_RUNS.fetch_add(u64::from(rate.is_none()), std::sync::atomic::Ordering::Relaxed);
+    if !profile.is_zero() {
+        for (i, geth) in geths.iter().enumerate() {
+            let path = kept_dir()?.join(format!("geth{i}-saturated-{run}.pprof"));
+            geth.http().call::<_, Value>("debug_startCPUProfile", json!([path]), Duration::from_secs(5)).await?;
+        }
+        tokio::time::sleep(profile).await;
+        for geth in &geths {
+            geth.http().call::<_, Value>("debug_stopCPUProfile", json!([]), Duration::from_secs(30)).await?;
+        }
+    }
+    tokio::time::sleep(plan.duration - profile).await;
     let to = tracker.now();
     let extra_rounds = metric(&health[0], "bft_round_changes_total").await.saturating_sub(rounds_before);
     let cores = std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64);
@@ -345,6 +363,14 @@ pub(crate) async fn one_repeat(
     load.stop().await;
     let blocks = tracker.stop().await;
     let window: Vec<_> = blocks.iter().filter(|b| b.seen >= from && b.seen < to).collect();
+    if rate.is_none() {
+        let kept = kept_dir()?;
+        std::fs::write(kept.join(format!("blocks-saturated-{run}.json")), serde_json::to_vec(&window)?)?;
+        for i in 0..apps.len() {
+            std::fs::copy(dir.path().join(format!("app{i}.log")), kept.join(format!("app{i}-saturated-{run}.log")))?;
+        }
+        tracing::info!(dir = %kept.display(), "the saturated window's blocks and the apps' logs are kept");
+    }
     let intervals = window.windows(2).map(|w| w[1].seen - w[0].seen).collect();
     let block_txs = window.iter().map(|b| b.txs as f64).collect();
     for i in 0..validators {
@@ -369,6 +395,18 @@ pub(crate) async fn one_repeat(
         extra_rounds,
         segments,
     })
+}
+
+/// Saturated windows measured so far in this run: names what is kept of each.
+static SATURATED_RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// `target/bench-logs/bft/`, made if missing: what the saturated windows keep (each
+/// block's arrival and size, the apps' logs, and the Geths' CPU profiles with
+/// `--profile-secs`).
+fn kept_dir() -> anyhow::Result<std::path::PathBuf> {
+    let kept = common::harness::workspace_root().join("target/bench-logs/bft");
+    std::fs::create_dir_all(&kept)?;
+    Ok(kept)
 }
 
 /// A counter from an app's `/metrics` at `addr` (0 if it cannot be read).

@@ -25,4 +25,7 @@ pub(crate) struct Plan {
     pub(crate) warmup: Duration,
     /// How many times each measurement is repeated.
     pub(crate) repeats: usize,
+    /// Seconds of Go CPU profile to keep of the Geths under measurement, where a scenario
+    /// takes them (0: none).
+    pub(crate) profile_secs: u64,
 }
