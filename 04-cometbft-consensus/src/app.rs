@@ -62,6 +62,8 @@ struct Pending {
     block: ExecutableBlock,
     /// The block's time (BFT time, from the validators' votes), if it has a valid one.
     time: Option<SystemTime>,
+    /// When FinalizeBlock came: this node's clock once two thirds of the precommits had.
+    decided: SystemTime,
 }
 
 /// A block committed this long after its time may be one block sync is catching up on;
@@ -233,6 +235,7 @@ impl App {
     /// CometBFT replays or block-syncs it) and answer with its hash as the app hash.
     /// Nothing is persisted here; `Commit` does that.
     async fn finalize_block(&self, finalize: RequestFinalizeBlock) -> anyhow::Result<ResponseFinalizeBlock> {
+        let decided = SystemTime::now();
         let head = self.head().context("FinalizeBlock before InitChain")?;
         let block = proposal::decode(&finalize.txs)
             .and_then(|block| proposal::extends(&block, &head).map(|()| block))
@@ -251,7 +254,7 @@ impl App {
             let since_epoch = Duration::new(u64::try_from(t.seconds).ok()?, u32::try_from(t.nanos).ok()?);
             SystemTime::UNIX_EPOCH.checked_add(since_epoch)
         });
-        *lock(&self.pending) = Some(Pending { height: finalize.height, block, time });
+        *lock(&self.pending) = Some(Pending { height: finalize.height, block, time, decided });
         Ok(ResponseFinalizeBlock { tx_results: results, app_hash, ..Default::default() })
     }
     // ANCHOR_END: finalize
@@ -285,7 +288,8 @@ impl App {
     /// Persists the decided block, then makes it Geth's head, safe and final. BFT
     /// finality is immediate, so the forkchoice state marks the block finalized at once.
     async fn commit(&self) -> anyhow::Result<ResponseCommit> {
-        let Pending { height, block, time } = lock(&self.pending).take().context("Commit without FinalizeBlock")?;
+        let Pending { height, block, time, decided } =
+            lock(&self.pending).take().context("Commit without FinalizeBlock")?;
         self.store_in_background(&block).await?;
         let head = block.head();
         *lock(&self.head) = Some(head);
@@ -302,7 +306,7 @@ impl App {
         }
         self.status.committed(height, head, block.transaction_count());
         info!(height, hash = %head.hash, txs = block.transaction_count(), "committed");
-        self.ahead.committed(head);
+        self.ahead.committed(Committed { head, decided });
         Ok(ResponseCommit { retain_height: self.config.retain_height(height) })
     }
 
@@ -391,15 +395,25 @@ impl App {
 pub struct Ahead {
     mode: BuildAhead,
     slot: Mutex<Option<Building>>,
-    committed: watch::Sender<Option<Head>>,
+    committed: watch::Sender<Option<Committed>>,
     stop: mpsc::UnboundedSender<Building>,
+}
+
+/// A committed block, as the task that builds ahead needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Committed {
+    /// The new head.
+    pub head: Head,
+    /// When the network decided it, by this node's clock (FinalizeBlock): the next block's
+    /// time, the median of the precommits that decided it, is at or before this.
+    pub decided: SystemTime,
 }
 
 /// The receiving ends, for [`crate::ahead::run`].
 #[derive(Debug)]
 pub struct Inbox {
-    /// The head of each Commit: the next block's build can start on it.
-    pub committed: watch::Receiver<Option<Head>>,
+    /// Each Commit's head: the next block's build can start on it.
+    pub committed: watch::Receiver<Option<Committed>>,
     /// Builds that will not be used: Geth can stop them.
     pub stop: mpsc::UnboundedReceiver<Building>,
 }
@@ -412,11 +426,11 @@ impl Ahead {
         (Self { mode, slot: Mutex::default(), committed, stop }, Inbox { committed: committed_rx, stop: stop_rx })
     }
 
-    /// Commit stored `head` (and made it Geth's head, unless block sync is catching up):
-    /// the next block's build can start on it.
-    pub fn committed(&self, head: Head) {
+    /// Commit stored the block (and made it Geth's head, unless block sync is catching
+    /// up): the next block's build can start on it.
+    pub fn committed(&self, committed: Committed) {
         if self.mode != BuildAhead::Off {
-            self.committed.send_replace(Some(head));
+            self.committed.send_replace(Some(committed));
         }
     }
 

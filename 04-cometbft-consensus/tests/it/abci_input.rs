@@ -291,10 +291,20 @@ async fn propose(lone: &Lone, height: i64, seconds: i64) -> (bytes::Bytes, commo
 
 /// FinalizeBlock and Commit of `tx` at `height`.
 async fn decide(lone: &Lone, height: i64, seconds: i64, tx: bytes::Bytes) {
+    finalize(lone, height, seconds, tx).await;
+    commit(lone).await;
+}
+
+/// FinalizeBlock of `tx` at `height`, with block time `seconds`.
+async fn finalize(lone: &Lone, height: i64, seconds: i64, tx: bytes::Bytes) {
     let time = Some(tendermint_proto::google::protobuf::Timestamp { seconds, nanos: 0 });
     let finalize = RequestFinalizeBlock { txs: vec![tx], height, time, ..Default::default() };
     let answer = call(&lone.abci, request::Value::FinalizeBlock(finalize)).await;
     assert!(matches!(answer, response::Value::FinalizeBlock(_)), "{answer:?}");
+}
+
+/// Commit of the block FinalizeBlock gave.
+async fn commit(lone: &Lone) {
     let answer = call(&lone.abci, request::Value::Commit(Default::default())).await;
     assert!(matches!(answer, response::Value::Commit(_)), "{answer:?}");
 }
@@ -346,6 +356,34 @@ async fn a_block_built_ahead_is_proposed_when_the_rule_agrees_and_dropped_when_n
     assert_eq!(counter(&lone, "bft_ahead_builds_dropped_total").await, 1);
     assert_eq!(counter(&lone, "bft_ahead_builds_used_total").await, 1);
     assert!(lone.app.output().contains("dropping the block built ahead"));
+}
+
+/// The next block's time is the median of the precommits that decided this one, so it is
+/// at or before FinalizeBlock: the block built ahead is built for that second, not for the
+/// second of the Commit, which a block that takes Geth long to make head or the store long
+/// to write can push into the next one.
+#[tokio::test]
+async fn a_block_built_ahead_is_built_for_the_second_its_parent_was_decided_in() {
+    let lone = lone_app_with(&["--build-ahead", "all"]).await;
+    call(&lone.abci, request::Value::InitChain(RequestInitChain { initial_height: 1, ..Default::default() })).await;
+    // Block times well in the past: the rule gives the block time, not the parent's plus one.
+    let past = i64::try_from(common::unix_time().as_secs()).expect("fits") - 1_000;
+    let (tx, _) = propose(&lone, 1, past).await;
+    let before = common::unix_time().as_secs();
+    finalize(&lone, 1, past, tx).await;
+    let finalized = common::unix_time();
+    // Commit comes in a later second than FinalizeBlock's answer.
+    let next_second = Duration::from_secs(1) - Duration::from_nanos(u64::from(finalized.subsec_nanos()));
+    tokio::time::sleep(next_second + Duration::from_millis(50)).await;
+    let committing = common::unix_time().as_secs();
+    assert!(committing > finalized.as_secs());
+    commit(&lone).await;
+    let predicted = built_ahead(&lone, 2).await;
+    assert!(
+        (before..=finalized.as_secs()).contains(&predicted),
+        "built ahead for {predicted}: FinalizeBlock came in {before}..={}, Commit in {committing}",
+        finalized.as_secs()
+    );
 }
 
 /// What CometBFT is told at the start: the chain begins at height 1 (CometBFT height and
