@@ -3,10 +3,10 @@
 //! it, instead of the few hundred milliseconds PrepareProposal can spare.
 //!
 //! The rules of a proposal do not change. The block is built for the timestamp the rule
-//! will most likely give (the parent's plus one, or the current second: the next block's
-//! BFT time is the median time of the precommits that just committed this one); at
-//! PrepareProposal, a block built ahead is used only if its parent and timestamp are
-//! exactly what the rule gives there, and dropped otherwise, for a fresh build. Every
+//! will most likely give (the parent's plus one, or the second in which this one was
+//! decided: the next block's BFT time is the median time of the precommits that decided
+//! it); at PrepareProposal, a block built ahead is used only if its parent and timestamp
+//! are exactly what the rule gives there, and dropped otherwise, for a fresh build. Every
 //! validator then checks it like any other proposal.
 //!
 //! This module is the task that starts the builds; the build waits for PrepareProposal in
@@ -30,12 +30,13 @@ use crate::{
 };
 
 /// The timestamp a block built ahead on `parent` gets: what [`proposal::timestamp`] gives
-/// for a block time in the second `parent` was decided. The next block's time is the
-/// median of the precommits that decided `parent`, and FinalizeBlock comes once two
-/// thirds of them are in, so the guess is wrong only if a second ticked over between the
-/// median precommit and the one that made two thirds. The clock after Commit (Geth made
-/// the block head, the store wrote it) is later, and was a second late for a third of a
-/// saturated network's blocks.
+/// for a block time in the second FinalizeBlock brought `parent` (`decided`). The next
+/// block's time is the weighted median of the precommit times in `parent`'s commit.
+/// FinalizeBlock comes only once precommits with more than two thirds of the voting power
+/// are in, more than half the weight of any commit, so with the validators' clocks in step
+/// the median is at or before `decided`, and the guess is wrong only if a second ticked
+/// over in between. The clock after Commit is later still: in a saturated network it was
+/// a second late for a third of the proposals.
 pub fn predicted_timestamp(parent: &Head, decided: SystemTime) -> u64 {
     let decided = decided.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |since| since.as_secs());
     proposal::timestamp(parent.timestamp, i64::try_from(decided).unwrap_or(i64::MAX))

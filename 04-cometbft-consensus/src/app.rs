@@ -62,7 +62,7 @@ struct Pending {
     block: ExecutableBlock,
     /// The block's time (BFT time, from the validators' votes), if it has a valid one.
     time: Option<SystemTime>,
-    /// When FinalizeBlock came: this node's clock once two thirds of the precommits had.
+    /// When FinalizeBlock came, by this node's clock.
     decided: SystemTime,
 }
 
@@ -404,8 +404,9 @@ pub struct Ahead {
 pub struct Committed {
     /// The new head.
     pub head: Head,
-    /// When the network decided it, by this node's clock (FinalizeBlock): the next block's
-    /// time, the median of the precommits that decided it, is at or before this.
+    /// When FinalizeBlock brought it, by this node's clock: for a block the network has
+    /// just decided, the next block's time (the median of the precommits that decided
+    /// it) is at or before this, with the validators' clocks in step.
     pub decided: SystemTime,
 }
 
