@@ -167,7 +167,7 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, cancel: CancellationTok
 
 /// Answers one connection's requests, in order, until it closes. It stops owning the
 /// consensus methods before the stream is dropped, so before its peer sees it closed.
-async fn connection(mut stream: TcpStream, id: u64, app: &App, consensus: &Consensus) -> Result<(), FrameError> {
+async fn connection(mut stream: TcpStream, id: u64, app: &Arc<App>, consensus: &Consensus) -> Result<(), FrameError> {
     let result = answer_all(&mut stream, id, app, consensus).await;
     if consensus.closed(id) {
         app.forget_snapshot();
@@ -176,7 +176,7 @@ async fn connection(mut stream: TcpStream, id: u64, app: &App, consensus: &Conse
 }
 
 /// [`connection`]'s requests and answers.
-async fn answer_all(stream: &mut TcpStream, id: u64, app: &App, consensus: &Consensus) -> Result<(), FrameError> {
+async fn answer_all(stream: &mut TcpStream, id: u64, app: &Arc<App>, consensus: &Consensus) -> Result<(), FrameError> {
     stream.set_nodelay(true)?;
     let mut buf = BytesMut::with_capacity(64 << 10);
     loop {

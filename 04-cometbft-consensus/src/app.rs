@@ -6,7 +6,7 @@
 //! | `InitChain` | reads block 0 | records the chain; app hash = the EL genesis hash |
 //! | `PrepareProposal` (proposer) | forkchoiceUpdated with attributes, getPayload | — |
 //! | `ProcessProposal` (everyone) | newPayload: VALID accepts, anything else rejects | — |
-//! | `FinalizeBlock` | newPayload until VALID | — (app hash = the EL block hash) |
+//! | `FinalizeBlock` | starts newPayload: the next call waits for its VALID | — (app hash = the EL block hash) |
 //! | `Commit` | forkchoiceUpdated: head, safe and finalized (while block sync catches up, every 64th block) | stores the block first |
 //! | `ListSnapshots`, `LoadSnapshotChunk` (state sync, serving) | — | the EL block at a multiple of 64 |
 //! | `OfferSnapshot`, `ApplySnapshotChunk` (state sync, joining) | forkchoiceUpdated to the snapshot's block: Geth syncs from its peers | the block becomes our head |
@@ -45,7 +45,10 @@ use tendermint_proto::v0_38::abci::{
     ResponseException, ResponseFinalizeBlock, ResponseFlush, ResponseInfo, ResponseInitChain,
     ResponseVerifyVoteExtension, request, response, response_verify_vote_extension,
 };
-use tokio::sync::{mpsc, watch};
+use tokio::{
+    sync::{mpsc, watch},
+    task::JoinHandle,
+};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
@@ -85,6 +88,9 @@ pub struct App {
     head: Mutex<Option<Head>>,
     /// Set by `FinalizeBlock`, taken by `Commit`.
     pending: Mutex<Option<Pending>>,
+    /// The decided block's import, started by `FinalizeBlock`: awaited before Geth is
+    /// asked anything else about the chain.
+    importing: Mutex<Option<JoinHandle<anyhow::Result<()>>>>,
     /// The next block's build, started at Commit (`--build-ahead`).
     ahead: Ahead,
     /// The state-sync snapshot CometBFT offered and we accepted, until its chunk comes.
@@ -113,6 +119,7 @@ impl App {
             cancel,
             head: Mutex::new(head),
             pending: Mutex::default(),
+            importing: Mutex::default(),
             ahead,
             offered: Mutex::default(),
         };
@@ -142,9 +149,16 @@ impl App {
     /// Answers one request. Vote extensions are off (CometBFT's default consensus params),
     /// so those calls get neutral answers. The snapshot calls serve state sync
     /// (`app/snapshots.rs`).
-    pub async fn handle(&self, request: request::Value) -> Option<response::Value> {
+    pub async fn handle(self: &Arc<Self>, request: request::Value) -> Option<response::Value> {
         use request::Value as Req;
         use response::Value as Res;
+        // The last decided block is in Geth before the next one, and before a proposal is
+        // built or checked on it.
+        if matches!(request, Req::PrepareProposal(_) | Req::ProcessProposal(_) | Req::FinalizeBlock(_))
+            && let Err(error) = self.imported().await
+        {
+            return fail(error);
+        }
         Some(match request {
             Req::Echo(echo) => Res::Echo(ResponseEcho { message: echo.message }),
             Req::Flush(_) => Res::Flush(ResponseFlush {}),
@@ -233,8 +247,9 @@ impl App {
     // ANCHOR: finalize
     /// The network decided: execute the block (again, or for the first time when
     /// CometBFT replays or block-syncs it) and answer with its hash as the app hash.
-    /// Nothing is persisted here; `Commit` does that.
-    async fn finalize_block(&self, finalize: RequestFinalizeBlock) -> anyhow::Result<ResponseFinalizeBlock> {
+    /// Geth executes it while CometBFT goes on; the next call that needs Geth waits for it
+    /// (`imported`). Nothing is persisted here; `Commit` does that.
+    async fn finalize_block(self: &Arc<Self>, finalize: RequestFinalizeBlock) -> anyhow::Result<ResponseFinalizeBlock> {
         let decided = SystemTime::now();
         let head = self.head().context("FinalizeBlock before InitChain")?;
         let block = proposal::decode(&finalize.txs)
@@ -242,7 +257,8 @@ impl App {
             .map_err(|reject: Reject| {
                 anyhow!("the network decided block {} but it cannot be applied here: {reject}", finalize.height)
             })?;
-        self.execute(&block).await?;
+        let (app, decided_block) = (self.clone(), block.clone());
+        *lock(&self.importing) = Some(tokio::spawn(async move { app.execute(&decided_block).await }));
         if let Some(commit) = &finalize.decided_last_commit
             && commit.round > 0
         {
@@ -258,6 +274,13 @@ impl App {
         Ok(ResponseFinalizeBlock { tx_results: results, app_hash, ..Default::default() })
     }
     // ANCHOR_END: finalize
+
+    /// Waits for the decided block's import, if one is running. Geth's INVALID (a
+    /// disagreement with the network) becomes the answer to the ABCI call that waits.
+    async fn imported(&self) -> anyhow::Result<()> {
+        let Some(import) = lock(&self.importing).take() else { return Ok(()) };
+        import.await.context("the decided block's import stopped")?
+    }
 
     /// newPayload until Geth says VALID. A Geth that is down or lost blocks is waited for
     /// and repaired from our store; a Geth that calls a decided block INVALID is a fatal
@@ -290,10 +313,16 @@ impl App {
     async fn commit(&self) -> anyhow::Result<ResponseCommit> {
         let Pending { height, block, time, decided } =
             lock(&self.pending).take().context("Commit without FinalizeBlock")?;
-        self.store_in_background(&block).await?;
         let head = block.head();
+        let moves = self.head_moves_now(head.number, time).await;
+        if moves {
+            self.imported().await?;
+        }
+        // A block whose import may still run (block sync is catching up on it) is stored
+        // all the same: it was decided, and a restart gives Geth what it lacks.
+        self.store_in_background(&block).await?;
         *lock(&self.head) = Some(head);
-        if self.head_moves_now(head.number, time).await {
+        if moves {
             // A Geth that lost the block since FinalizeBlock (it restarted) answers SYNCING:
             // it gets the stored blocks it lacks, this one included, and is made head again.
             self.until_done(&format!("finalize block {}", head.number), || async {
@@ -303,10 +332,10 @@ impl App {
                 }
             })
             .await?;
+            self.ahead.committed(Committed { head, decided });
         }
         self.status.committed(height, head, block.transaction_count());
         info!(height, hash = %head.hash, txs = block.transaction_count(), "committed");
-        self.ahead.committed(Committed { head, decided });
         Ok(ResponseCommit { retain_height: self.config.retain_height(height) })
     }
 
@@ -314,8 +343,8 @@ impl App {
     /// the next block is already at hand, and the head moves only at every
     /// [`store::REPLAY_HEAD_EVERY`]th block, as a replay moves it: each move costs Geth more
     /// than executing a small block (its log index rewrites its newest map). The blocks
-    /// between are stored, and in Geth: the next move makes them canonical, and after a
-    /// crash the reconcile at start does.
+    /// between are stored, and in Geth or on their way: the next move makes them
+    /// canonical, and after a crash the reconcile at start does.
     async fn head_moves_now(&self, number: u64, time: Option<SystemTime>) -> bool {
         let age = time.and_then(|time| SystemTime::now().duration_since(time).ok());
         if number.is_multiple_of(store::REPLAY_HEAD_EVERY) || age.is_none_or(|age| age < CATCH_UP_AGE) {
@@ -427,8 +456,9 @@ impl Ahead {
         (Self { mode, slot: Mutex::default(), committed, stop }, Inbox { committed: committed_rx, stop: stop_rx })
     }
 
-    /// Commit stored the block (and made it Geth's head, unless block sync is catching
-    /// up): the next block's build can start on it.
+    /// Commit stored the block and made it Geth's head: the next block's build can start
+    /// on it. (While block sync catches up, Commit makes only every 64th block head, and
+    /// nothing is built on the others.)
     pub fn committed(&self, committed: Committed) {
         if self.mode != BuildAhead::Off {
             self.committed.send_replace(Some(committed));
