@@ -6,8 +6,8 @@
 //! | `InitChain` | reads block 0 | records the chain; app hash = the EL genesis hash |
 //! | `PrepareProposal` (proposer) | forkchoiceUpdated with attributes, getPayload | — |
 //! | `ProcessProposal` (everyone) | newPayload: VALID accepts, anything else rejects | — |
-//! | `FinalizeBlock` | starts newPayload: the next call waits for its VALID | — (app hash = the EL block hash) |
-//! | `Commit` | forkchoiceUpdated: head, safe and finalized (while block sync catches up, every 64th block) | stores the block first |
+//! | `FinalizeBlock` | starts newPayload, which goes on until VALID | — (app hash = the EL block hash) |
+//! | `Commit` | waits for the VALID, then forkchoiceUpdated: head, safe and finalized (while block sync catches up, every 64th block) | stores the block first |
 //! | `ListSnapshots`, `LoadSnapshotChunk` (state sync, serving) | — | the EL block at a multiple of 64 |
 //! | `OfferSnapshot`, `ApplySnapshotChunk` (state sync, joining) | forkchoiceUpdated to the snapshot's block: Geth syncs from its peers | the block becomes our head |
 //!
@@ -45,10 +45,7 @@ use tendermint_proto::v0_38::abci::{
     ResponseException, ResponseFinalizeBlock, ResponseFlush, ResponseInfo, ResponseInitChain,
     ResponseVerifyVoteExtension, request, response, response_verify_vote_extension,
 };
-use tokio::{
-    sync::{mpsc, watch},
-    task::JoinHandle,
-};
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
@@ -67,6 +64,16 @@ struct Pending {
     time: Option<SystemTime>,
     /// When FinalizeBlock came, by this node's clock.
     decided: SystemTime,
+}
+
+/// A decided block's import, running beside CometBFT (`FinalizeBlock` starts it).
+#[derive(Debug)]
+struct Import {
+    block: Arc<ExecutableBlock>,
+    /// The head it was decided on.
+    parent: Head,
+    /// `None` while it runs; then its outcome, for every call that waits for it.
+    outcome: watch::Receiver<Option<Result<(), String>>>,
 }
 
 /// A block committed this long after its time may be one block sync is catching up on;
@@ -88,9 +95,9 @@ pub struct App {
     head: Mutex<Option<Head>>,
     /// Set by `FinalizeBlock`, taken by `Commit`.
     pending: Mutex<Option<Pending>>,
-    /// The decided block's import, started by `FinalizeBlock`: awaited before Geth is
-    /// asked anything else about the chain.
-    importing: Mutex<Option<JoinHandle<anyhow::Result<()>>>>,
+    /// The decided block's import, started by `FinalizeBlock`: the next FinalizeBlock, a
+    /// proposal, and a Commit that moves Geth's head wait for it.
+    importing: Mutex<Option<Import>>,
     /// The next block's build, started at Commit (`--build-ahead`).
     ahead: Ahead,
     /// The state-sync snapshot CometBFT offered and we accepted, until its chunk comes.
@@ -257,8 +264,7 @@ impl App {
             .map_err(|reject: Reject| {
                 anyhow!("the network decided block {} but it cannot be applied here: {reject}", finalize.height)
             })?;
-        let (app, decided_block) = (self.clone(), block.clone());
-        *lock(&self.importing) = Some(tokio::spawn(async move { app.execute(&decided_block).await }));
+        self.start_import(&block, head);
         if let Some(commit) = &finalize.decided_last_commit
             && commit.round > 0
         {
@@ -273,14 +279,49 @@ impl App {
         *lock(&self.pending) = Some(Pending { height: finalize.height, block, time, decided });
         Ok(ResponseFinalizeBlock { tx_results: results, app_hash, ..Default::default() })
     }
-    // ANCHOR_END: finalize
 
-    /// Waits for the decided block's import, if one is running. Geth's INVALID (a
-    /// disagreement with the network) becomes the answer to the ABCI call that waits.
-    async fn imported(&self) -> anyhow::Result<()> {
-        let Some(import) = lock(&self.importing).take() else { return Ok(()) };
-        import.await.context("the decided block's import stopped")?
+    /// Has Geth execute `block` (on `parent`) beside CometBFT, until [`App::imported`].
+    fn start_import(self: &Arc<Self>, block: &ExecutableBlock, parent: Head) {
+        let (sender, outcome) = watch::channel(None);
+        let (app, decided) = (self.clone(), block.clone());
+        tokio::spawn(async move {
+            let imported = app.execute(&decided).await.map_err(|error| format!("{error:#}"));
+            if let Err(error) = &imported {
+                error!(%error, "the decided block's import failed; the call that waits for it answers with this");
+            }
+            sender.send_replace(Some(imported));
+        });
+        *lock(&self.importing) = Some(Import { block: Arc::new(block.clone()), parent, outcome });
     }
+
+    /// Waits for the last decided block's import. Geth's INVALID (a disagreement with the
+    /// network) becomes the answer of the ABCI call that waits, and CometBFT halts. A
+    /// block Commit stored while its import ran (block sync catching up) is taken out of
+    /// the store again: the store keeps only blocks this Geth found VALID, and CometBFT,
+    /// restarted, gives the block again.
+    async fn imported(&self) -> anyhow::Result<()> {
+        let Some((block, parent, mut outcome)) =
+            lock(&self.importing).as_ref().map(|import| (import.block.clone(), import.parent, import.outcome.clone()))
+        else {
+            return Ok(());
+        };
+        let error = match outcome.wait_for(Option::is_some).await.map(|done| done.clone()) {
+            Ok(Some(Ok(()))) => return Ok(()),
+            Ok(Some(Err(error))) => error,
+            Ok(None) | Err(_) => "the decided block's import stopped".to_owned(),
+        };
+        if self.store.head()? == Some(block.head()) {
+            self.store.revert(&block, parent)?;
+            *lock(&self.head) = Some(parent);
+        }
+        bail!(error)
+    }
+
+    /// Whether the last decided block's import has finished.
+    fn import_finished(&self) -> bool {
+        lock(&self.importing).as_ref().is_none_or(|import| import.outcome.borrow().is_some())
+    }
+    // ANCHOR_END: finalize
 
     /// newPayload until Geth says VALID. A Geth that is down or lost blocks is waited for
     /// and repaired from our store; a Geth that calls a decided block INVALID is a fatal
@@ -315,15 +356,15 @@ impl App {
             lock(&self.pending).take().context("Commit without FinalizeBlock")?;
         let head = block.head();
         let moves = self.head_moves_now(head.number, time).await;
-        if moves {
+        // A block whose import still runs (block sync is catching up on it) is stored all
+        // the same: it was decided, and a restart gives Geth what it lacks.
+        if moves || self.import_finished() {
             self.imported().await?;
         }
-        // A block whose import may still run (block sync is catching up on it) is stored
-        // all the same: it was decided, and a restart gives Geth what it lacks.
         self.store_in_background(&block).await?;
         *lock(&self.head) = Some(head);
         if moves {
-            // A Geth that lost the block since FinalizeBlock (it restarted) answers SYNCING:
+            // A Geth that lost the block since its import (it restarted) answers SYNCING:
             // it gets the stored blocks it lacks, this one included, and is made head again.
             self.until_done(&format!("finalize block {}", head.number), || async {
                 match round::finalize(&self.engine, head.hash).await {
@@ -356,9 +397,18 @@ impl App {
 
     /// Appends `block` to the store on a blocking thread, as Part 2 does: the commit waits
     /// for the disk, which would hold up every other task on this executor thread.
+    /// A block stored already is left as it is: a CometBFT restarted while we waited for
+    /// Geth gives the block again, and both Commits come here.
     async fn store_in_background(&self, block: &ExecutableBlock) -> anyhow::Result<()> {
         let (store, block) = (self.store.clone(), block.clone());
-        tokio::task::spawn_blocking(move || store.append(&block)).await.context("the store write did not finish")?
+        tokio::task::spawn_blocking(move || {
+            if store.head()? == Some(block.head()) {
+                return Ok(());
+            }
+            store.append(&block)
+        })
+        .await
+        .context("the store write did not finish")?
     }
 
     // ANCHOR: reconcile

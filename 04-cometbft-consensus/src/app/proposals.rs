@@ -112,7 +112,7 @@ impl App {
     /// Only VALID accepts: INVALID is a bad block; SYNCING, ACCEPTED or no answer means
     /// this Geth cannot vouch for it, and a validator votes only for what it checked. The
     /// block still commits if two thirds of the voting power accept it, and this node then
-    /// imports it in `FinalizeBlock`.
+    /// imports it from `FinalizeBlock` on.
     pub(super) async fn process_proposal(&self, process: RequestProcessProposal) -> ResponseProcessProposal {
         // A proposal arrived: a build we started ahead was not taken by our own
         // PrepareProposal, so someone else proposed, and Geth can stop it.

@@ -267,7 +267,12 @@ async fn a_geth_that_loses_the_decided_block_before_commit_gets_it_back_from_the
     let response::Value::FinalizeBlock(finalized) = answer else { panic!("{answer:?}") };
     assert_eq!(finalized.app_hash.as_ref(), block.hash().as_slice());
 
-    // Geth loses everything between FinalizeBlock and Commit (a crash, a lost disk).
+    // Geth loses everything after the import FinalizeBlock started, before Commit (a
+    // crash, a lost disk).
+    common::harness::eventually("Geth to import block 1", Duration::from_secs(60), || async {
+        holds(&lone.geth, block.hash()).await.then_some(())
+    })
+    .await;
     lone.geth.wipe_and_restart().await.expect("geth comes back empty");
     let commit = call(&lone.abci, request::Value::Commit(Default::default()));
     let answer = tokio::time::timeout(Duration::from_secs(120), commit).await.expect("Commit answers");
@@ -528,6 +533,82 @@ async fn a_decided_block_geth_calls_invalid_is_refused_and_commits_nothing() {
     let after = height_and_hash(call(&lone.abci, request::Value::Info(RequestInfo::default())).await);
     assert_eq!(before, after, "nothing was committed");
     assert_eq!(lone.geth.engine().head().await.expect("head").hash, genesis.hash, "Geth's head did not move");
+}
+
+/// While block sync catches up (an old block, and CometBFT's `status` says so), Commit
+/// stores a decided block whose import may still be running. If Geth then calls it
+/// INVALID, the next call that waits for the import answers with the exception and takes
+/// the block out of the store again: the store keeps only blocks this Geth found VALID,
+/// and a restarted CometBFT gives the block again.
+#[tokio::test]
+async fn a_block_stored_while_catching_up_and_then_found_invalid_is_taken_out_of_the_store() {
+    let rpc = catching_up_rpc().await;
+    let lone = lone_app_with(&["--test-corrupt-proposals", "--cometbft-rpc", &rpc]).await;
+    call(&lone.abci, request::Value::InitChain(RequestInitChain { initial_height: 1, ..Default::default() })).await;
+    let before = height_and_hash(call(&lone.abci, request::Value::Info(RequestInfo::default())).await);
+    let genesis = lone.geth.engine().head().await.expect("head");
+    let past = i64::try_from(common::unix_time().as_secs()).expect("fits") - 60;
+    let (tx, _bad) = propose(&lone, 1, past).await;
+
+    // Geth hangs, so the import FinalizeBlock starts is still waiting at Commit.
+    lone.geth.signal(libc::SIGSTOP);
+    finalize(&lone, 1, past, tx).await;
+    commit(&lone).await;
+    let stored = height_and_hash(call(&lone.abci, request::Value::Info(RequestInfo::default())).await);
+    assert_eq!(stored.0, 1, "Commit stored the block while its import waited for Geth");
+
+    lone.geth.signal(libc::SIGCONT);
+    let time = Some(tendermint_proto::google::protobuf::Timestamp { seconds: past + 1, nanos: 0 });
+    let next = RequestProcessProposal { height: 2, time, ..Default::default() };
+    let answer = call(&lone.abci, request::Value::ProcessProposal(next)).await;
+    assert!(matches!(answer, response::Value::Exception(ref e) if e.error.contains("INVALID")), "{answer:?}");
+    let after = height_and_hash(call(&lone.abci, request::Value::Info(RequestInfo::default())).await);
+    assert_eq!(after, before, "the block Geth calls INVALID is out of the store");
+    assert_eq!(lone.geth.engine().head().await.expect("head").hash, genesis.hash, "Geth's head did not move");
+}
+
+/// A stand-in for CometBFT's RPC whose `status` says it is catching up. A real CometBFT
+/// says so only while block sync drives the app, and here the test drives it.
+async fn catching_up_rpc() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let body = loop {
+                    let mut chunk = [0; 4096];
+                    match stream.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => request.extend_from_slice(&chunk[..n]),
+                    }
+                    let text = String::from_utf8_lossy(&request).into_owned();
+                    let Some((head, body)) = text.split_once("\r\n\r\n") else { continue };
+                    let length = head
+                        .lines()
+                        .find_map(|line| line.to_ascii_lowercase().strip_prefix("content-length:").map(str::to_owned))
+                        .and_then(|length| length.trim().parse::<usize>().ok())
+                        .unwrap_or(0);
+                    if body.len() >= length {
+                        break body.to_owned();
+                    }
+                };
+                let id = serde_json::from_str::<serde_json::Value>(&body).map(|r| r["id"].clone()).unwrap_or_default();
+                let answer = serde_json::json!({
+                    "jsonrpc": "2.0",
+                    "id": id,
+                    "result": {"validator_info": {"address": "00"}, "sync_info": {"catching_up": true}},
+                })
+                .to_string();
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
+                    answer.len()
+                );
+                let _ = stream.write_all(response.as_bytes()).await;
+            });
+        }
+    });
+    format!("http://{addr}")
 }
 
 /// A validator whose Geth lost its blocks (wiped, restarted from genesis) is repaired
