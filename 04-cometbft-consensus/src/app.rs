@@ -7,7 +7,7 @@
 //! | `PrepareProposal` (proposer) | forkchoiceUpdated with attributes, getPayload | — |
 //! | `ProcessProposal` (everyone) | newPayload: VALID accepts, anything else rejects | — |
 //! | `FinalizeBlock` | starts newPayload, which goes on until VALID | — (app hash = the EL block hash) |
-//! | `Commit` | waits for the VALID, then forkchoiceUpdated: head, safe and finalized (while block sync catches up, every 64th block) | stores the block first |
+//! | `Commit` | waits for the VALID, then forkchoiceUpdated: head, safe and finalized (while block sync catches up, both only at every 64th block) | stores the block first |
 //! | `ListSnapshots`, `LoadSnapshotChunk` (state sync, serving) | — | the EL block at a multiple of 64 |
 //! | `OfferSnapshot`, `ApplySnapshotChunk` (state sync, joining) | forkchoiceUpdated to the snapshot's block: Geth syncs from its peers | the block becomes our head |
 //!
@@ -20,7 +20,9 @@
 //! - `PrepareProposal` and `ProcessProposal` do not change the committed state (9):
 //!   newPayload stores a block in Geth without making it head.
 //! - `FinalizeBlock` "MUST NOT persist" the new state; "persisting MUST be done during
-//!   `Commit`": we store the block and move Geth's head only in `Commit`.
+//!   `Commit`": we store the block and move Geth's head only in `Commit`. (The one other
+//!   write takes a stored block out again: one that Commit stored while block sync
+//!   caught up, and that Geth then calls INVALID.)
 //!
 //! A decided block that this Geth finds INVALID means this validator disagrees with the
 //! network: the app answers with an exception, and CometBFT halts.
@@ -73,7 +75,25 @@ struct Import {
     /// The head it was decided on.
     parent: Head,
     /// `None` while it runs; then its outcome, for every call that waits for it.
-    outcome: watch::Receiver<Option<Result<(), String>>>,
+    outcome: watch::Receiver<Option<Imported>>,
+}
+
+/// How an import ended.
+#[derive(Debug, Clone)]
+enum Imported {
+    Valid,
+    /// Geth calls the decided block INVALID.
+    Invalid(String),
+    /// Anything else that stopped it: shutting down, a Geth that answers nonsense.
+    Failed(String),
+}
+
+/// Geth's verdict on a block the network decided: this node disagrees with the network.
+#[derive(Debug, thiserror::Error)]
+#[error("Geth calls block {number} INVALID, which the network decided: {status}")]
+struct DecidedInvalid {
+    number: u64,
+    status: PayloadStatus,
 }
 
 /// A block committed this long after its time may be one block sync is catching up on;
@@ -285,8 +305,12 @@ impl App {
         let (sender, outcome) = watch::channel(None);
         let (app, decided) = (self.clone(), block.clone());
         tokio::spawn(async move {
-            let imported = app.execute(&decided).await.map_err(|error| format!("{error:#}"));
-            if let Err(error) = &imported {
+            let imported = match app.execute(&decided).await {
+                Ok(()) => Imported::Valid,
+                Err(error) if error.is::<DecidedInvalid>() => Imported::Invalid(format!("{error:#}")),
+                Err(error) => Imported::Failed(format!("{error:#}")),
+            };
+            if let Imported::Invalid(error) | Imported::Failed(error) = &imported {
                 error!(%error, "the decided block's import failed; the call that waits for it answers with this");
             }
             sender.send_replace(Some(imported));
@@ -294,26 +318,45 @@ impl App {
         *lock(&self.importing) = Some(Import { block: Arc::new(block.clone()), parent, outcome });
     }
 
-    /// Waits for the last decided block's import. Geth's INVALID (a disagreement with the
-    /// network) becomes the answer of the ABCI call that waits, and CometBFT halts. A
-    /// block Commit stored while its import ran (block sync catching up) is taken out of
-    /// the store again: the store keeps only blocks this Geth found VALID, and CometBFT,
-    /// restarted, gives the block again.
+    /// Waits for the last decided block's import. A failure becomes the answer of the ABCI
+    /// calls that wait, and CometBFT halts. A block Commit stored while its import ran
+    /// (block sync catching up) and that Geth calls INVALID is taken out of the store
+    /// again: the store keeps only blocks this Geth found VALID, and CometBFT, restarted,
+    /// gives the block again (and halts again, if Geth still calls it INVALID).
     async fn imported(&self) -> anyhow::Result<()> {
         let Some((block, parent, mut outcome)) =
             lock(&self.importing).as_ref().map(|import| (import.block.clone(), import.parent, import.outcome.clone()))
         else {
             return Ok(());
         };
-        let error = match outcome.wait_for(Option::is_some).await.map(|done| done.clone()) {
-            Ok(Some(Ok(()))) => return Ok(()),
-            Ok(Some(Err(error))) => error,
+        let imported = outcome.wait_for(Option::is_some).await.map(|done| done.clone());
+        // Reported, it is done with: the next FinalizeBlock (CometBFT restarted) starts
+        // afresh.
+        lock(&self.importing).take_if(|import| Arc::ptr_eq(&import.block, &block));
+        let error = match imported {
+            Ok(Some(Imported::Valid)) => return Ok(()),
+            Ok(Some(Imported::Failed(error))) => error,
             Ok(None) | Err(_) => "the decided block's import stopped".to_owned(),
+            Ok(Some(Imported::Invalid(error))) => {
+                let store = self.store.clone();
+                let reverted = tokio::task::spawn_blocking(move || {
+                    if store.head()? == Some(block.head()) {
+                        store.revert(&block, parent)?;
+                    }
+                    store.head()
+                })
+                .await
+                .context("the store write did not finish")
+                .and_then(|head| head);
+                match reverted {
+                    Ok(head) => *lock(&self.head) = head,
+                    Err(revert) => {
+                        warn!(error = %format!("{revert:#}"), "cannot take the INVALID block out of the store")
+                    }
+                }
+                error
+            }
         };
-        if self.store.head()? == Some(block.head()) {
-            self.store.revert(&block, parent)?;
-            *lock(&self.head) = Some(parent);
-        }
         bail!(error)
     }
 
@@ -338,10 +381,7 @@ impl App {
                     status if status.is_pending() => {
                         Err(Fault::Passing(anyhow!("Geth did not execute block {}: {status}", block.number())))
                     }
-                    status => Err(Fault::Fatal(anyhow!(
-                        "Geth calls block {} INVALID, which the network decided: {status}",
-                        block.number()
-                    ))),
+                    status => Err(Fault::Fatal(DecidedInvalid { number: block.number(), status }.into())),
                 }
             })
         })

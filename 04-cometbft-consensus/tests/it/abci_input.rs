@@ -22,7 +22,7 @@ struct Lone {
     abci: String,
     health: String,
     geth: Geth,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 async fn lone_app() -> Lone {
@@ -35,22 +35,30 @@ async fn lone_app_with(args: &[&str]) -> Lone {
     let dir = tempfile::tempdir().expect("dir");
     let (abci, health) =
         (format!("127.0.0.1:{}", free_port().expect("port")), format!("127.0.0.1:{}", free_port().expect("port")));
+    let app = Service::stopped("app", &dir.path().join("app.log"));
+    let mut lone = Lone { app, abci, health, geth, dir };
+    restart_app(&mut lone, args).await;
+    lone
+}
+
+/// Starts the lone app (again, on the same store, if it ran before), and waits until it
+/// serves ABCI.
+async fn restart_app(lone: &mut Lone, args: &[&str]) {
+    let starts = lone.app.output().matches("serving ABCI").count();
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_cometbft-consensus"));
     command
         .args(args)
-        .env("ETH_CLIENT_URL", geth.auth_url())
-        .env("JWT_SECRET", geth.jwt_path())
+        .env("ETH_CLIENT_URL", lone.geth.auth_url())
+        .env("JWT_SECRET", lone.geth.jwt_path())
         .env("GENESIS", genesis_path())
-        .env("ABCI_ADDR", &abci)
-        .env("STATE_DIR", dir.path().join("app"))
-        .env("HEALTH_ADDR", &health);
-    let app = Service::spawn("app", command, &dir.path().join("app.log")).expect("app starts");
-    let lone = Lone { app, abci, health, geth, _dir: dir };
+        .env("ABCI_ADDR", &lone.abci)
+        .env("STATE_DIR", lone.dir.path().join("app"))
+        .env("HEALTH_ADDR", &lone.health);
+    lone.app.start(command).expect("app starts");
     common::harness::eventually("the app to serve ABCI", Duration::from_secs(60), || async {
-        lone.app.output().contains("serving ABCI").then_some(())
+        (lone.app.output().matches("serving ABCI").count() > starts).then_some(())
     })
     .await;
-    lone
 }
 
 /// Sends raw bytes and reads until the app answers one frame or closes the connection.
@@ -543,7 +551,8 @@ async fn a_decided_block_geth_calls_invalid_is_refused_and_commits_nothing() {
 #[tokio::test]
 async fn a_block_stored_while_catching_up_and_then_found_invalid_is_taken_out_of_the_store() {
     let rpc = catching_up_rpc().await;
-    let lone = lone_app_with(&["--test-corrupt-proposals", "--cometbft-rpc", &rpc]).await;
+    let args = ["--test-corrupt-proposals", "--cometbft-rpc", &rpc];
+    let mut lone = lone_app_with(&args).await;
     call(&lone.abci, request::Value::InitChain(RequestInitChain { initial_height: 1, ..Default::default() })).await;
     let before = height_and_hash(call(&lone.abci, request::Value::Info(RequestInfo::default())).await);
     let genesis = lone.geth.engine().head().await.expect("head");
@@ -563,8 +572,14 @@ async fn a_block_stored_while_catching_up_and_then_found_invalid_is_taken_out_of
     let answer = call(&lone.abci, request::Value::ProcessProposal(next)).await;
     assert!(matches!(answer, response::Value::Exception(ref e) if e.error.contains("INVALID")), "{answer:?}");
     let after = height_and_hash(call(&lone.abci, request::Value::Info(RequestInfo::default())).await);
-    assert_eq!(after, before, "the block Geth calls INVALID is out of the store");
+    assert_eq!(after, before, "the app's head is back on its parent");
     assert_eq!(lone.geth.engine().head().await.expect("head").hash, genesis.hash, "Geth's head did not move");
+    // What the store holds, read by the app started again on it (with block 1 still
+    // stored, its reconcile at start would give it to Geth, and stop at Geth's INVALID).
+    lone.app.kill();
+    restart_app(&mut lone, &args).await;
+    let restarted = height_and_hash(call(&lone.abci, request::Value::Info(RequestInfo::default())).await);
+    assert_eq!(restarted, before, "the block Geth calls INVALID is out of the store");
 }
 
 /// A stand-in for CometBFT's RPC whose `status` says it is catching up. A real CometBFT
