@@ -299,10 +299,13 @@ impl App {
         *lock(&self.pending) = Some(Pending { height: finalize.height, block, time, decided });
         Ok(ResponseFinalizeBlock { tx_results: results, app_hash, ..Default::default() })
     }
+    // ANCHOR_END: finalize
 
+    // ANCHOR: import
     /// Has Geth execute `block` (on `parent`) beside CometBFT, until [`App::imported`].
     fn start_import(self: &Arc<Self>, block: &ExecutableBlock, parent: Head) {
         let (sender, outcome) = watch::channel(None);
+        let block = Arc::new(block.clone());
         let (app, decided) = (self.clone(), block.clone());
         tokio::spawn(async move {
             let imported = match app.execute(&decided).await {
@@ -315,7 +318,7 @@ impl App {
             }
             sender.send_replace(Some(imported));
         });
-        *lock(&self.importing) = Some(Import { block: Arc::new(block.clone()), parent, outcome });
+        *lock(&self.importing) = Some(Import { block, parent, outcome });
     }
 
     /// Waits for the last decided block's import. A failure becomes the answer of the ABCI
@@ -364,7 +367,7 @@ impl App {
     fn import_finished(&self) -> bool {
         lock(&self.importing).as_ref().is_none_or(|import| import.outcome.borrow().is_some())
     }
-    // ANCHOR_END: finalize
+    // ANCHOR_END: import
 
     /// newPayload until Geth says VALID. A Geth that is down or lost blocks is waited for
     /// and repaired from our store; a Geth that calls a decided block INVALID is a fatal
@@ -442,10 +445,10 @@ impl App {
     async fn store_in_background(&self, block: &ExecutableBlock) -> anyhow::Result<()> {
         let (store, block) = (self.store.clone(), block.clone());
         tokio::task::spawn_blocking(move || {
-            if store.head()? == Some(block.head()) {
-                return Ok(());
-            }
-            store.append(&block)
+            store.append(&block).or_else(|error| match store.head()? {
+                Some(head) if head == block.head() => Ok(()),
+                _ => Err(error),
+            })
         })
         .await
         .context("the store write did not finish")?
