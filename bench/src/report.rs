@@ -736,6 +736,20 @@ pub(crate) fn write(results: &Results, docs: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The restart's parts against chain length, where every point has them.
+fn restart_parts(g: &crate::scenarios::growth::Growth) -> Vec<Series> {
+    let phases: Option<Vec<_>> = g.points.iter().map(|p| Some((p.blocks as f64, p.restart_phases.as_ref()?))).collect();
+    let Some(phases) = phases else { return Vec::new() };
+    let part = |name: &str, y: &dyn Fn(&crate::scenarios::growth::RestartPhases) -> f64| -> Series {
+        (name.to_owned(), phases.iter().map(|(x, p)| (*x, y(p))).collect())
+    };
+    vec![
+        part("to the stored head", &|p| p.to_head_s.median),
+        part("to the first block, less Geth's calls", &|p| p.between_s.median),
+        part("the first block's Engine API calls", &|p| p.engine_s.median),
+    ]
+}
+
 /// The growth section: one table of bytes per block, one of times and rates, a plot of
 /// each against chain length, and the goals.
 fn growth(
@@ -801,6 +815,40 @@ fn growth(
         )?;
     }
     writeln!(body)?;
+    if g.points.iter().all(|p| p.restart_phases.is_some()) {
+        writeln!(
+            body,
+            "Where a restart's time went, from each restarted sequencer's log (timestamps of its lines; \
+             median of the {} restarts, lowest and highest in brackets): from the start to \
+             \"starting from our stored head\" (the process starting, Geth answering, the store \
+             opened and its head read); from there to the first block's line, less that block's \
+             Engine API calls (Geth brought to the stored head again, the 20 ms Geth is given to \
+             build, and the sequencer's own work in the block's step); and the first block's \
+             Engine API calls, Geth's time answering them. The restart figure also holds the \
+             bench's own polling of Geth's head (every 2 ms) and the log line's write.\n",
+            crate::scenarios::growth::RESTARTS
+        )?;
+        writeln!(
+            body,
+            "| blocks | restart, ms | to the stored head, ms | to the first block, less Geth's calls, ms | the first block's Engine API calls, ms |\n|---|---|---|---|---|"
+        )?;
+        let ms = |s: &crate::stats::Summary| {
+            crate::stats::Summary { median: s.median * 1e3, min: s.min * 1e3, max: s.max * 1e3 }.show(1)
+        };
+        for p in &g.points {
+            let Some(phases) = &p.restart_phases else { continue };
+            writeln!(
+                body,
+                "| {} | {} | {} | {} | {} |",
+                p.blocks,
+                ms(&p.restart_s),
+                ms(&phases.to_head_s),
+                ms(&phases.between_s),
+                ms(&phases.engine_s)
+            )?;
+        }
+        writeln!(body)?;
+    }
     let series = |name: &str, y: &dyn Fn(&crate::scenarios::growth::Point) -> f64| -> Series {
         (name.to_owned(), g.points.iter().map(|p| (p.blocks as f64, y(p))).collect())
     };
@@ -819,7 +867,13 @@ fn growth(
             "growth-restart.png",
             "Part 2: restart to first new block",
             "seconds",
-            vec![series(&format!("median of {}", crate::scenarios::growth::RESTARTS), &|p| p.restart_s.median)],
+            [
+                vec![series(&format!("restart, median of {}", crate::scenarios::growth::RESTARTS), &|p| {
+                    p.restart_s.median
+                })],
+                restart_parts(g),
+            ]
+            .concat(),
         ),
         (
             "growth-catch-up.png",

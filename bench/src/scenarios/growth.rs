@@ -6,11 +6,13 @@
 //! on that chain: its store's size and Geth's; the same blocks written to Part 3's
 //! PostgreSQL log (with the leader's own `append`) and its size; a new Part 3 member from an
 //! empty Geth to in step, beside the bare newPayload loop on the same blocks; and the
-//! sequencer started again, timed to its first new block. Then the chain goes on.
+//! sequencer started again, timed to its first new block, and its log read for where that
+//! time went. Then the chain goes on. Every process's log is kept in
+//! `target/bench-logs/growth/`.
 
 use std::{
-    path::Path,
-    time::{Duration, Instant},
+    path::{Path, PathBuf},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
 use anyhow::{Context, anyhow, ensure};
@@ -47,8 +49,10 @@ pub(crate) const MAX_PENDING: u64 = 200;
 /// dry before the end; the run stops if it does.
 pub(crate) const SIGNED_PER_BLOCK: u64 = 20;
 
-/// How the sequencer makes the chain: back to back, Geth building for 20 ms.
-const SEQUENCER_ARGS: [&str; 3] = ["--back-to-back", "--build-time-ms", "20"];
+/// How the sequencer makes the chain: back to back, Geth building for 20 ms, its store
+/// keeping every block (the scenario measures what each block costs and reads the whole
+/// chain back; the default window of 10,000 would bound the store).
+const SEQUENCER_ARGS: [&str; 5] = ["--back-to-back", "--build-time-ms", "20", "--retain-blocks", "0"];
 
 /// Restarts of the sequencer timed at each length.
 pub(crate) const RESTARTS: usize = 5;
@@ -76,6 +80,10 @@ pub(crate) struct Point {
     /// Part 2 stopped with SIGTERM and started again: seconds from its start to its first
     /// new block, over [`RESTARTS`] restarts.
     pub(crate) restart_s: Summary,
+    /// Where a restart's time went, from the restarted sequencer's log (absent from runs
+    /// before it was recorded).
+    #[serde(default)]
+    pub(crate) restart_phases: Option<RestartPhases>,
     /// Peak RSS of the sequencer that made the blocks since the last length, MiB.
     pub(crate) sequencer_mib: f64,
     /// A new Part 3 member, from an empty Geth to in step: blocks a second, timed from its
@@ -85,6 +93,43 @@ pub(crate) struct Point {
     pub(crate) member_mib: f64,
     /// The bare newPayload loop on the same blocks, to another empty Geth: blocks a second.
     pub(crate) bare_bps: f64,
+}
+
+/// A restart in three parts, each over [`RESTARTS`] restarts, seconds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct RestartPhases {
+    /// From the start to the log line "starting from our stored head": the process
+    /// starting, Geth answering, the store opened and its head read.
+    pub(crate) to_head_s: Summary,
+    /// From there to the first block's log line, less that block's Engine API calls:
+    /// bringing Geth to the stored head again (its head read, a forkchoiceUpdated), the
+    /// 20 ms Geth is given to build, and the sequencer's own work in the block's step.
+    pub(crate) between_s: Summary,
+    /// The first block's Engine API calls (`engine_us` in its log line): Geth's time
+    /// answering forkchoiceUpdated with attributes, getPayload, newPayload and the
+    /// forkchoiceUpdated that makes the block head.
+    pub(crate) engine_s: Summary,
+}
+
+/// One restart's parts, from the log of a sequencer spawned at `spawned` (Unix seconds):
+/// to its stored head, the rest before its first block's log line, and that block's
+/// Engine API calls.
+fn restart_phases(log: &str, spawned: f64) -> anyhow::Result<[f64; 3]> {
+    let at = |message: &'static str| {
+        let line = procs::lines_with(log, message).next().with_context(|| format!("no '{message}' in the log"))?;
+        let time = procs::line_time(line).with_context(|| format!("no timestamp on '{line}'"))?;
+        Ok::<_, anyhow::Error>((line, time))
+    };
+    let (_, head_at) = at("starting from our stored head")?;
+    let (block, block_at) = at("block produced")?;
+    let engine_us: f64 = procs::field(block, "engine_us").context("no engine_us in the first block's line")?.parse()?;
+    let engine = engine_us / 1e6;
+    Ok([head_at - spawned, block_at - head_at - engine, engine])
+}
+
+/// Seconds since the Unix epoch, now.
+fn unix_now() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// Runs the scenario, measuring at each of `lengths` (blocks).
@@ -165,12 +210,13 @@ pub(crate) async fn run(lengths: &[u64]) -> anyhow::Result<Growth> {
 
         tracing::info!(blocks = head.number, "the sequencer is restarted");
         let mut restarts_s = Vec::new();
+        let mut phases: [Vec<f64>; 3] = Default::default();
         for restart in 0..RESTARTS {
             if restart > 0 {
                 stop(&mut node).await;
             }
             let from = engine.head().await?.number;
-            let started = Instant::now();
+            let (started, spawned) = (Instant::now(), unix_now());
             let label = format!("sequencer-{}-{restart}", head.number);
             node = procs::single_node_as(&label, &geth, &SEQUENCER_ARGS, dir.path())?;
             while engine.head().await?.number <= from {
@@ -179,14 +225,23 @@ pub(crate) async fn run(lengths: &[u64]) -> anyhow::Result<Growth> {
                 tokio::time::sleep(Duration::from_millis(2)).await;
             }
             restarts_s.push(started.elapsed().as_secs_f64());
+            // The first block's line is written just after Geth's head moves.
+            let log = wait_for_line(node.log_path(), "block produced").await?;
+            let parts = restart_phases(&log, spawned).with_context(|| format!("the log of {label}"))?;
+            for (phase, value) in phases.iter_mut().zip(parts) {
+                phase.push(value);
+            }
         }
         let restart_s = Summary::of(&restarts_s);
+        let [to_head, between, engine_calls] = phases.map(|p| Summary::of(&p));
+        let restart_phases = Some(RestartPhases { to_head_s: to_head, between_s: between, engine_s: engine_calls });
         let point = Point {
             blocks: head.number,
             store_bytes,
             log_bytes,
             geth_bytes,
             restart_s,
+            restart_phases,
             sequencer_mib,
             member_bps,
             member_mib,
@@ -194,11 +249,41 @@ pub(crate) async fn run(lengths: &[u64]) -> anyhow::Result<Growth> {
         };
         tracing::info!(?point, "measured");
         points.push(point);
+        keep_logs(dir.path())?;
     }
     stop(&mut node).await;
+    keep_logs(dir.path())?;
     let seen = tracker.stop().await;
     let txs_per_block = seen.iter().map(|b| b.txs).sum::<u64>() as f64 / seen.len().max(1) as f64;
     Ok(Growth { txs_per_block, points })
+}
+
+/// The text of the log at `path` once it holds `message`, within 10 s.
+async fn wait_for_line(path: &Path, message: &str) -> anyhow::Result<String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let log = std::fs::read_to_string(path).unwrap_or_default();
+        if log.contains(message) {
+            return Ok(log);
+        }
+        ensure!(Instant::now() < deadline, "no '{message}' in {} within 10 s", path.display());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Copies the sequencers' and members' logs from `dir` to `target/bench-logs/growth/`,
+/// which outlives the run.
+fn keep_logs(dir: &Path) -> anyhow::Result<PathBuf> {
+    let kept = common::harness::workspace_root().join("target/bench-logs/growth");
+    std::fs::create_dir_all(&kept)?;
+    for entry in std::fs::read_dir(dir)?.flatten() {
+        let path = entry.path();
+        if path.extension().is_some_and(|e| e == "log") {
+            std::fs::copy(&path, kept.join(entry.file_name()))?;
+        }
+    }
+    tracing::info!(dir = %kept.display(), "the sequencers' and members' logs are kept");
+    Ok(kept)
 }
 
 /// Bytes in the files under `dir` (a file that goes while it is walked, as a running
@@ -213,4 +298,23 @@ pub(crate) fn dir_bytes(dir: &Path) -> u64 {
             Err(_) => 0,
         })
         .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_restart_is_split_by_the_sequencers_log_lines() {
+        let log = "2026-12-04T10:00:00.010000Z  INFO single_node: serving /health, /ready and /metrics addr=127.0.0.1:1\n\
+                   2026-12-04T10:00:00.030000Z  INFO single_node: starting from our stored head number=9 hash=0x1\n\
+                   2026-12-04T10:00:00.070000Z  INFO single_node::sequencer: block produced number=10 hash=0x2 txs=0 engine_us=25000 overhead_us=90 store_us=300\n\
+                   2026-12-04T10:00:00.900000Z  INFO single_node::sequencer: block produced number=11 hash=0x3 txs=0 engine_us=99000 overhead_us=90 store_us=300\n";
+        let start = procs::line_time("2026-12-04T10:00:00.000000Z").unwrap();
+        let [to_head, between, engine] = restart_phases(log, start).unwrap();
+        assert!((to_head - 0.030).abs() < 1e-6, "{to_head}");
+        assert!((between - 0.015).abs() < 1e-6, "{between}");
+        assert!((engine - 0.025).abs() < 1e-9, "{engine}");
+        assert!(restart_phases("2026-12-04T10:00:00.030000Z  INFO x: starting from our stored head\n", start).is_err());
+    }
 }
