@@ -88,7 +88,9 @@ timeouts() {
 # Node NAME's config.toml: its ports (see the table above), its persistent peers, and the
 # timeouts commit, propose, precommit and flush (and the file, if not yet in place). Every node is on 127.0.0.1, so each must
 # accept several peers at one address (`cometbft testnet` sets the same for validators;
-# `cometbft init`, which makes a full node, does not).
+# `cometbft init`, which makes a full node, does not). No transaction index: each block's
+# one transaction is the whole EL payload, which the index would keep a second time, never
+# pruned; transactions are Geth's to look up.
 configure() {
     local name="$1" peers="$2" commit="$3" propose="$4" precommit="$5" flush="$6" s
     local file="${7:-$DIR/$name/cometbft/config/config.toml}"
@@ -104,6 +106,7 @@ configure() {
         -e "s|^timeout_propose = .*|timeout_propose = \"$propose\"|" \
         -e "s|^timeout_precommit = .*|timeout_precommit = \"$precommit\"|" \
         -e "s|^flush_throttle_timeout = .*|flush_throttle_timeout = \"$flush\"|" \
+        -e "s|^indexer = .*|indexer = \"null\"|" \
         -e "s|^prometheus = .*|prometheus = true|" \
         -e "s|^prometheus_listen_addr = .*|prometheus_listen_addr = \"127.0.0.1:$((26660 + 10 * s))\"|" \
         "$file"

@@ -947,7 +947,8 @@ fn bft_growth(
          proposer holds a block until the clock reaches it), so the validator makes it with that \
          hold off (`--bench-no-hold`, hidden, for benchmarks only) and `timeout_commit = 0`: its \
          timestamps run ahead of the clock. At each length it is stopped and measured: CometBFT's \
-         `data` directory (block store, state, transaction index, WAL), the app's store (redb, \
+         `data` directory (block store, state, consensus WAL, and the transaction index in runs \
+         made before the project turned it off), the app's store (redb, \
          every block: `--retain-blocks 0`) and Geth's datadir; the bare newPayload loop runs on the \
          same blocks to an empty Geth. Then the validator runs with the hold back on (so about a \
          block a second) and a full node joins: its own CometBFT (block \
@@ -978,6 +979,27 @@ fn bft_growth(
         )?;
     }
     writeln!(body)?;
+    if !g.points.is_empty() && g.points.iter().all(|p| !p.cometbft_parts.is_empty()) {
+        writeln!(body, "CometBFT's `data` by what is in it, bytes per block:\n")?;
+        let mut names: Vec<&str> = Vec::new();
+        for (name, _) in g.points.iter().flat_map(|p| &p.cometbft_parts) {
+            if !names.contains(&name.as_str()) {
+                names.push(name);
+            }
+        }
+        writeln!(body, "| blocks | {} |\n|---|{}", names.join(" | "), "---|".repeat(names.len()))?;
+        for p in &g.points {
+            let cells: Vec<String> = names
+                .iter()
+                .map(|name| {
+                    let bytes = p.cometbft_parts.iter().find(|(n, _)| n == name).map_or(0, |(_, b)| *b);
+                    format!("{:.0}", per_block(bytes, p.blocks))
+                })
+                .collect();
+            writeln!(body, "| {} | {} |", p.blocks, cells.join(" | "))?;
+        }
+        writeln!(body)?;
+    }
     writeln!(
         body,
         "| blocks | joining node at the validator's head of its start after, s | its start, s | its catch-up, blocks/s | bare loop, blocks/s | catch-up ÷ bare | validator's app peak, MiB | joining app peak, MiB | joining CometBFT peak, MiB |\n|---|---|---|---|---|---|---|---|---|"

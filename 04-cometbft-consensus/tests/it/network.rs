@@ -239,6 +239,13 @@ async fn a_node_joining_behind_the_retained_window_state_syncs_then_follows() {
         network.comet.base(0).await.filter(|base| *base > 1)
     })
     .await;
+    // Nor does its transaction index keep block 1's payload (its one transaction) for
+    // ever: the index is off.
+    let indexed = network.comet.indexed_txs(0, 1).await.expect("the validator's RPC answers /tx_search");
+    assert!(
+        matches!(&indexed, Err(error) if error.contains("indexing is disabled")),
+        "the validator's CometBFT dropped block 1 (its base is {base}), but its transaction index answers {indexed:?}"
+    );
     let trust_height = network.comet.height(0).await.expect("height") - 1;
     let trust_hash = network.comet.block_hash(0, trust_height).await.expect("the trusted block");
 

@@ -60,9 +60,13 @@ pub(crate) struct BftGrowth {
 pub(crate) struct BftPoint {
     /// Chain length, blocks.
     pub(crate) blocks: u64,
-    /// The validator's CometBFT `data` directory (block store, state, transaction index,
-    /// consensus WAL), bytes.
+    /// The validator's CometBFT `data` directory (block store, state, consensus WAL; the
+    /// transaction index too, before the project turned it off), bytes.
     pub(crate) cometbft_bytes: u64,
+    /// That directory by what is in it (`blockstore.db`, `state.db`, `tx_index.db`,
+    /// `cs.wal`, ...), largest first, bytes (absent from runs before it was recorded).
+    #[serde(default)]
+    pub(crate) cometbft_parts: Vec<(String, u64)>,
     /// The validator's app store (redb), bytes.
     pub(crate) store_bytes: u64,
     /// The validator's Geth datadir, bytes.
@@ -202,6 +206,7 @@ pub(crate) async fn run(lengths: &[u64], profile_secs: u64) -> anyhow::Result<Bf
         drop(store);
         let store_bytes = std::fs::metadata(&store_path)?.len();
         let cometbft_bytes = dir_bytes(&comet.nodes[0].home.join("data"));
+        let cometbft_parts = parts_of(&comet.nodes[0].home.join("data"));
         let geth_bytes = dir_bytes(&geth.datadir());
         let (bare_options, bare_pprof) = with_pprof(&options, profile_secs)?;
         let profile = bare_pprof.map(|url| profile_later(url, profile_secs, format!("geth-bare-{}", head.number)));
@@ -263,6 +268,7 @@ pub(crate) async fn run(lengths: &[u64], profile_secs: u64) -> anyhow::Result<Bf
         let point = BftPoint {
             blocks: head.number,
             cometbft_bytes,
+            cometbft_parts,
             store_bytes,
             geth_bytes,
             made_bps,
@@ -318,6 +324,21 @@ fn profile_later(url: String, secs: u64, name: String) -> tokio::task::JoinHandl
         std::fs::write(kept.join(format!("{name}.pprof")), profile)?;
         Ok(())
     })
+}
+
+/// The bytes of each file and directory in `dir`, largest first.
+fn parts_of(dir: &Path) -> Vec<(String, u64)> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    let mut parts: Vec<(String, u64)> = entries
+        .flatten()
+        .map(|entry| {
+            let path = entry.path();
+            let bytes = if path.is_dir() { dir_bytes(&path) } else { entry.metadata().map_or(0, |m| m.len()) };
+            (entry.file_name().to_string_lossy().into_owned(), bytes)
+        })
+        .collect();
+    parts.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    parts
 }
 
 /// `target/bench-logs/bft-growth/`, made if missing.

@@ -291,6 +291,19 @@ impl CometNet {
         block["result"]["block_id"]["hash"].as_str().map(str::to_owned)
     }
 
+    /// How many transactions node `i`'s transaction index gives for block `height`
+    /// (`/tx_search`), or the error its RPC answers with (a node with the index off:
+    /// "transaction indexing is disabled"); `None` if its RPC does not answer.
+    pub async fn indexed_txs(&self, i: usize, height: u64) -> Option<Result<u64, String>> {
+        let url = format!("http://127.0.0.1:{}/tx_search?query=%22tx.height%3D{height}%22", self.nodes[i].rpc_port);
+        let (_, body) = http_get(&url).await?;
+        let found: serde_json::Value = serde_json::from_str(&body).ok()?;
+        if let Some(error) = found.get("error") {
+            return Some(Err(error["data"].as_str().or_else(|| error["message"].as_str()).unwrap_or("").to_owned()));
+        }
+        found["result"]["total_count"].as_str()?.parse().ok().map(Ok)
+    }
+
     /// Node `i`'s validator address, as block headers show it (`proposer_address`).
     pub fn validator_address(&self, i: usize) -> anyhow::Result<String> {
         let path = self.nodes[i].home.join("config/priv_validator_key.json");
@@ -413,6 +426,9 @@ fn configure(
     let text = set(&text, "consensus", "timeout_propose", &format!("\"{timeout_propose}\""))?;
     let text = set(&text, "consensus", "timeout_precommit", &format!("\"{timeout_precommit}\""))?;
     let text = set(&text, "p2p", "flush_throttle_timeout", &format!("\"{flush_throttle}\""))?;
+    // No transaction index, as scripts/bft.sh: it would keep every block's payload a
+    // second time, and CometBFT never prunes it.
+    let text = set(&text, "tx_index", "indexer", "\"null\"")?;
     std::fs::write(path, text)?;
     Ok(())
 }
