@@ -763,7 +763,7 @@ fn growth(
     run_apart(body, results, "growth")?;
     writeln!(
         body,
-        "One chain, made back to back by Part 2's sequencer (`--back-to-back --build-time-ms 20`) \
+        "One chain, made back to back by Part 2's sequencer (`--back-to-back --build-time-ms 20 --retain-blocks 0`: every block kept) \
          under a steady stream of transfers ({:.1} a block on average), stopped and measured at \
          each length: the size of Part 2's store (redb), of Part 3's log (the same blocks appended \
          to PostgreSQL with the leader's own `append`: the `blocks` table with its indexes and \
