@@ -1,7 +1,10 @@
 //! The processes under measurement: the release binaries of the steps, their peak memory,
 //! and the structured log lines they write.
 
-use std::{path::Path, process::Command};
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
 
 use common::harness::{Service, release_binary};
 
@@ -42,6 +45,28 @@ pub(crate) fn single_node_as(
         ("HEALTH_ADDR", format!("127.0.0.1:{}", common::harness::free_port()?)),
     ];
     spawn("single-node", label, args, &env, dir)
+}
+
+/// `target/bench-logs/SCENARIO/`, made if missing: what a scenario keeps beyond its run
+/// (logs, profiles, blocks), since what a figure does not say, they may.
+pub(crate) fn kept_dir(scenario: &str) -> anyhow::Result<PathBuf> {
+    let kept = common::harness::workspace_root().join("target/bench-logs").join(scenario);
+    std::fs::create_dir_all(&kept)?;
+    Ok(kept)
+}
+
+/// Copies every log in `dir` (the processes [`spawn`] started there) to
+/// [`kept_dir`]`(scenario)`, and returns that directory.
+pub(crate) fn keep_logs(dir: &Path, scenario: &str) -> anyhow::Result<PathBuf> {
+    let kept = kept_dir(scenario)?;
+    for entry in std::fs::read_dir(dir)?.flatten() {
+        let path = entry.path();
+        if path.extension().is_some_and(|e| e == "log") {
+            std::fs::copy(&path, kept.join(entry.file_name()))?;
+        }
+    }
+    tracing::info!(dir = %kept.display(), "the logs are kept");
+    Ok(kept)
 }
 
 /// The process's peak resident memory so far (VmHWM), in KiB.

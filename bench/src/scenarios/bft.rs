@@ -335,7 +335,7 @@ pub(crate) async fn one_repeat(
     let run = SATURATED_RUNS.fetch_add(u64::from(rate.is_none()), std::sync::atomic::Ordering::Relaxed);
     if !profile.is_zero() {
         for (i, geth) in geths.iter().enumerate() {
-            let path = kept_dir()?.join(format!("geth{i}-saturated-{run}.pprof"));
+            let path = crate::procs::kept_dir("bft")?.join(format!("geth{i}-saturated-{run}.pprof"));
             geth.http().call::<_, Value>("debug_startCPUProfile", json!([path]), Duration::from_secs(5)).await?;
         }
         tokio::time::sleep(profile).await;
@@ -364,7 +364,7 @@ pub(crate) async fn one_repeat(
     let blocks = tracker.stop().await;
     let window: Vec<_> = blocks.iter().filter(|b| b.seen >= from && b.seen < to).collect();
     if rate.is_none() {
-        let kept = kept_dir()?;
+        let kept = crate::procs::kept_dir("bft")?;
         std::fs::write(kept.join(format!("blocks-saturated-{run}.json")), serde_json::to_vec(&window)?)?;
         for i in 0..apps.len() {
             std::fs::copy(dir.path().join(format!("app{i}.log")), kept.join(format!("app{i}-saturated-{run}.log")))?;
@@ -399,15 +399,6 @@ pub(crate) async fn one_repeat(
 
 /// Saturated windows measured so far in this run: names what is kept of each.
 static SATURATED_RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-
-/// `target/bench-logs/bft/`, made if missing: what the saturated windows keep (each
-/// block's arrival and size, the apps' logs, and the Geths' CPU profiles with
-/// `--profile-secs`).
-fn kept_dir() -> anyhow::Result<std::path::PathBuf> {
-    let kept = common::harness::workspace_root().join("target/bench-logs/bft");
-    std::fs::create_dir_all(&kept)?;
-    Ok(kept)
-}
 
 /// A counter from an app's `/metrics` at `addr` (0 if it cannot be read).
 async fn metric(addr: &str, name: &str) -> u64 {

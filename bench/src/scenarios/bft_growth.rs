@@ -320,7 +320,7 @@ fn profile_later(url: String, secs: u64, name: String) -> tokio::task::JoinHandl
         let profile = tokio::time::timeout(Duration::from_secs(secs + 30), fetch)
             .await
             .with_context(|| format!("no CPU profile from {url} within {} s", secs + 30))??;
-        let kept = kept_dir()?;
+        let kept = procs::kept_dir("bft-growth")?;
         std::fs::write(kept.join(format!("{name}.pprof")), profile)?;
         Ok(())
     })
@@ -341,27 +341,12 @@ fn parts_of(dir: &Path) -> Vec<(String, u64)> {
     parts
 }
 
-/// `target/bench-logs/bft-growth/`, made if missing.
-fn kept_dir() -> anyhow::Result<PathBuf> {
-    let kept = common::harness::workspace_root().join("target/bench-logs/bft-growth");
-    std::fs::create_dir_all(&kept)?;
-    Ok(kept)
-}
-
 /// Copies the apps' logs from `dir`, and every CometBFT node's, to
-/// `target/bench-logs/bft-growth/`, which outlives the run: what a figure does not say,
-/// they may.
+/// `target/bench-logs/bft-growth/`, which outlives the run.
 fn keep_logs(dir: &Path, comet: &CometNet) -> anyhow::Result<()> {
-    let kept = kept_dir()?;
+    let kept = procs::keep_logs(dir, "bft-growth")?;
     for i in 0..comet.nodes.len() {
         std::fs::copy(comet.log_path(i), kept.join(format!("cometbft{i}.log")))?;
     }
-    for entry in std::fs::read_dir(dir)?.flatten() {
-        let path = entry.path();
-        if path.extension().is_some_and(|e| e == "log") {
-            std::fs::copy(&path, kept.join(entry.file_name()))?;
-        }
-    }
-    tracing::info!(dir = %kept.display(), "the apps' logs are kept");
     Ok(())
 }

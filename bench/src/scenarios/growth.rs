@@ -11,7 +11,7 @@
 //! `target/bench-logs/growth/`.
 
 use std::{
-    path::{Path, PathBuf},
+    path::Path,
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
@@ -249,10 +249,10 @@ pub(crate) async fn run(lengths: &[u64]) -> anyhow::Result<Growth> {
         };
         tracing::info!(?point, "measured");
         points.push(point);
-        keep_logs(dir.path())?;
+        procs::keep_logs(dir.path(), "growth")?;
     }
     stop(&mut node).await;
-    keep_logs(dir.path())?;
+    procs::keep_logs(dir.path(), "growth")?;
     let seen = tracker.stop().await;
     let txs_per_block = seen.iter().map(|b| b.txs).sum::<u64>() as f64 / seen.len().max(1) as f64;
     Ok(Growth { txs_per_block, points })
@@ -269,21 +269,6 @@ async fn wait_for_line(path: &Path, message: &str) -> anyhow::Result<String> {
         ensure!(Instant::now() < deadline, "no '{message}' in {} within 10 s", path.display());
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-/// Copies the sequencers' and members' logs from `dir` to `target/bench-logs/growth/`,
-/// which outlives the run.
-fn keep_logs(dir: &Path) -> anyhow::Result<PathBuf> {
-    let kept = common::harness::workspace_root().join("target/bench-logs/growth");
-    std::fs::create_dir_all(&kept)?;
-    for entry in std::fs::read_dir(dir)?.flatten() {
-        let path = entry.path();
-        if path.extension().is_some_and(|e| e == "log") {
-            std::fs::copy(&path, kept.join(entry.file_name()))?;
-        }
-    }
-    tracing::info!(dir = %kept.display(), "the sequencers' and members' logs are kept");
-    Ok(kept)
 }
 
 /// Bytes in the files under `dir` (a file that goes while it is walked, as a running
