@@ -547,9 +547,45 @@ async fn a_decided_block_geth_calls_invalid_is_refused_and_commits_nothing() {
 /// stores a decided block whose import may still be running. If Geth then calls it
 /// INVALID, the next call that waits for the import answers with the exception and takes
 /// the block out of the store again: the store keeps only blocks this Geth found VALID,
-/// and a restarted CometBFT gives the block again.
+/// and a restarted CometBFT gives the block again. Here the next call is a proposal.
 #[tokio::test]
 async fn a_block_stored_while_catching_up_and_then_found_invalid_is_taken_out_of_the_store() {
+    stored_while_catching_up_then_found_invalid(|past, _| {
+        let time = Some(tendermint_proto::google::protobuf::Timestamp { seconds: past + 1, nanos: 0 });
+        request::Value::ProcessProposal(RequestProcessProposal { height: 2, time, ..Default::default() })
+    })
+    .await;
+}
+
+/// The same, with the call block sync itself makes next: FinalizeBlock of the following
+/// block. It waits for the last block's import before it looks at its own, so the block
+/// Geth calls INVALID stops the node there and is taken out of the store. (Block sync
+/// gives no proposal to wait in its place: without this wait the INVALID verdict would be
+/// lost, and the block left stored.)
+#[tokio::test]
+async fn a_block_found_invalid_while_catching_up_stops_the_next_finalize_block_and_leaves_the_store() {
+    stored_while_catching_up_then_found_invalid(|past, first| {
+        // Block 2 on block 1, as the network would have decided it (made by hand here: no
+        // Geth builds on a block it calls INVALID).
+        let mut second = first.clone();
+        let inner = &mut second.execution_payload.payload_inner.payload_inner;
+        inner.parent_hash = first.hash();
+        inner.block_number = 2;
+        inner.timestamp += 1;
+        second.execution_payload.payload_inner.payload_inner.block_hash = second.computed_hash().expect("hash");
+        let txs = vec![cometbft_consensus::proposal::encode(&second).expect("encode")];
+        let time = Some(tendermint_proto::google::protobuf::Timestamp { seconds: past + 1, nanos: 0 });
+        request::Value::FinalizeBlock(RequestFinalizeBlock { txs, height: 2, time, ..Default::default() })
+    })
+    .await;
+}
+
+/// Block 1 (one Geth calls INVALID) is finalized and committed while its import waits on
+/// a hung Geth, as block sync does; then `next` (at height 2) must answer Geth's INVALID
+/// and leave the store, Geth and the app where they were before block 1.
+async fn stored_while_catching_up_then_found_invalid(
+    next: impl FnOnce(i64, &common::payload::ExecutableBlock) -> request::Value,
+) {
     let rpc = catching_up_rpc().await;
     let args = ["--test-corrupt-proposals", "--cometbft-rpc", &rpc];
     let mut lone = lone_app_with(&args).await;
@@ -557,7 +593,7 @@ async fn a_block_stored_while_catching_up_and_then_found_invalid_is_taken_out_of
     let before = height_and_hash(call(&lone.abci, request::Value::Info(RequestInfo::default())).await);
     let genesis = lone.geth.engine().head().await.expect("head");
     let past = i64::try_from(common::unix_time().as_secs()).expect("fits") - 60;
-    let (tx, _bad) = propose(&lone, 1, past).await;
+    let (tx, bad) = propose(&lone, 1, past).await;
 
     // Geth hangs, so the import FinalizeBlock starts is still waiting at Commit.
     lone.geth.signal(libc::SIGSTOP);
@@ -567,10 +603,11 @@ async fn a_block_stored_while_catching_up_and_then_found_invalid_is_taken_out_of
     assert_eq!(stored.0, 1, "Commit stored the block while its import waited for Geth");
 
     lone.geth.signal(libc::SIGCONT);
-    let time = Some(tendermint_proto::google::protobuf::Timestamp { seconds: past + 1, nanos: 0 });
-    let next = RequestProcessProposal { height: 2, time, ..Default::default() };
-    let answer = call(&lone.abci, request::Value::ProcessProposal(next)).await;
-    assert!(matches!(answer, response::Value::Exception(ref e) if e.error.contains("INVALID")), "{answer:?}");
+    let answer = call(&lone.abci, next(past, &bad)).await;
+    assert!(
+        matches!(answer, response::Value::Exception(ref e) if e.error.contains("INVALID")),
+        "the call after the block Geth calls INVALID answers Geth's verdict: {answer:?}"
+    );
     let after = height_and_hash(call(&lone.abci, request::Value::Info(RequestInfo::default())).await);
     assert_eq!(after, before, "the app's head is back on its parent");
     assert_eq!(lone.geth.engine().head().await.expect("head").hash, genesis.hash, "Geth's head did not move");

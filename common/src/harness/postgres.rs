@@ -12,7 +12,7 @@ use std::{
 
 use anyhow::{Context, bail};
 
-use super::process::{Service, find_program, free_port, run_tool};
+use super::process::{Service, find_program, free_port, run_tool, state};
 
 /// How long PostgreSQL may take to accept connections (WAL recovery after a crash included).
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
@@ -183,10 +183,7 @@ impl Postgres {
         let pids = self.signal_all(libc::SIGKILL);
         self.process.kill();
         let deadline = std::time::Instant::now() + STARTUP_TIMEOUT;
-        let gone = |pid: &u32| {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next()).is_none_or(|state| state == "Z")
-        };
+        let gone = |pid: &u32| state(Path::new(&format!("/proc/{pid}/stat"))).is_none_or(|state| state == "Z");
         while !pids.iter().all(gone) && std::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

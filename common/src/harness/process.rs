@@ -94,13 +94,23 @@ impl Service {
         self.child.as_ref().map(Child::id)
     }
 
-    /// Sends a signal (`libc::SIGTERM`, `SIGSTOP`, `SIGCONT`, …).
+    /// Sends a signal (`libc::SIGTERM`, `SIGSTOP`, `SIGCONT`, …). `SIGSTOP` returns once
+    /// every thread of the process has stopped: the kernel stops them one at a time, each
+    /// when it next runs, and on a busy machine a thread not yet stopped (Geth's HTTP
+    /// server, say) can still answer a request a millisecond after kill(2) returned.
     pub fn signal(&self, signal: i32) {
         let Some(pid) = self.child.as_ref().and_then(|c| libc::pid_t::try_from(c.id()).ok()) else { return };
         #[allow(unsafe_code)]
         // SAFETY: kill(2) on our own child's pid has no memory effects.
         unsafe {
             libc::kill(pid, signal);
+        }
+        if signal == libc::SIGSTOP {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !all_threads_stopped(pid) {
+                assert!(Instant::now() < deadline, "process {pid} did not stop within 10 s of SIGSTOP");
+                std::thread::sleep(Duration::from_millis(1));
+            }
         }
     }
 
@@ -329,4 +339,19 @@ pub(crate) fn run_tool(mut command: std::process::Command, what: &str) -> anyhow
         anyhow::bail!("{what} failed: {}", String::from_utf8_lossy(&output.stderr));
     }
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// Whether every thread of process `pid` is stopped (or gone).
+fn all_threads_stopped(pid: libc::pid_t) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return true };
+    tasks.flatten().all(|task| {
+        state(&task.path().join("stat")).is_none_or(|state| matches!(state.as_str(), "T" | "t" | "Z" | "X"))
+    })
+}
+
+/// The state letter (`R`, `S`, `T`, `Z`, …) in a process's or thread's `/proc/…/stat`, or
+/// `None` if it is gone.
+pub(crate) fn state(stat: &Path) -> Option<String> {
+    let stat = std::fs::read_to_string(stat).ok()?;
+    stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next()).map(str::to_owned)
 }
