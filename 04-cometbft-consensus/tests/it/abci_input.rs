@@ -403,7 +403,7 @@ async fn a_block_built_ahead_is_built_for_the_second_its_parent_was_decided_in()
 /// EL block number stay equal), and the app hash is the EL genesis hash, so validators
 /// whose Geths hold different genesis blocks never agree. And transactions sent to
 /// CometBFT's mempool are refused with where to send them instead. A `block.max_bytes` too
-/// small for a full block is refused too.
+/// small for a full block is refused too, by a byte or more.
 #[tokio::test]
 async fn init_chain_answers_the_el_genesis_and_refuses_a_chain_that_starts_later() {
     let lone = lone_app().await;
@@ -411,16 +411,31 @@ async fn init_chain_answers_the_el_genesis_and_refuses_a_chain_that_starts_later
     let answer = call(&lone.abci, request::Value::InitChain(later)).await;
     assert!(matches!(answer, response::Value::Exception(ref e) if e.error.contains("initial_height 1")), "{answer:?}");
     assert_eq!(height_and_hash(call(&lone.abci, request::Value::Info(RequestInfo::default())).await).0, 0);
-    // A block.max_bytes a full block does not fit in: the chain would stop once Geth's pool
-    // filled a block, so it never starts.
-    let block = tendermint_proto::v0_38::types::BlockParams { max_bytes: 1 << 20, max_gas: -1 };
-    let params = tendermint_proto::v0_38::types::ConsensusParams { block: Some(block), ..Default::default() };
-    let small = RequestInitChain { initial_height: 1, consensus_params: Some(params), ..Default::default() };
-    let answer = call(&lone.abci, request::Value::InitChain(small)).await;
-    assert!(
-        matches!(answer, response::Value::Exception(ref e) if e.error.contains("raise block.max_bytes")),
-        "{answer:?}"
-    );
+    // A block.max_bytes a full block does not fit in, by a byte or by much: the chain would
+    // stop once Geth's pool filled a block, so it never starts. Exactly the room a full block
+    // needs is enough, and so is no limit at all (-1).
+    let genesis_block = lone.geth.engine().block(common::BlockTag::Number(0)).await.expect("block 0").expect("block 0");
+    let needed = i64::try_from(cometbft_consensus::proposal::largest_payload(genesis_block.gas_limit)).expect("fits");
+    let init_with = |max_bytes| {
+        let block = tendermint_proto::v0_38::types::BlockParams { max_bytes, max_gas: -1 };
+        let params = tendermint_proto::v0_38::types::ConsensusParams { block: Some(block), ..Default::default() };
+        request::Value::InitChain(RequestInitChain {
+            initial_height: 1,
+            consensus_params: Some(params),
+            ..Default::default()
+        })
+    };
+    for max_bytes in [1 << 20, needed - 1] {
+        let answer = call(&lone.abci, init_with(max_bytes)).await;
+        assert!(
+            matches!(answer, response::Value::Exception(ref e) if e.error.contains("raise block.max_bytes")),
+            "block.max_bytes = {max_bytes}: {answer:?}"
+        );
+    }
+    for max_bytes in [needed, -1] {
+        let answer = call(&lone.abci, init_with(max_bytes)).await;
+        assert!(matches!(answer, response::Value::InitChain(_)), "block.max_bytes = {max_bytes}: {answer:?}");
+    }
 
     let answer =
         call(&lone.abci, request::Value::InitChain(RequestInitChain { initial_height: 1, ..Default::default() })).await;
@@ -578,6 +593,32 @@ async fn a_block_found_invalid_while_catching_up_stops_the_next_finalize_block_a
         request::Value::FinalizeBlock(RequestFinalizeBlock { txs, height: 2, time, ..Default::default() })
     })
     .await;
+}
+
+/// While catching up, Commit does not wait for an import that still runs, but one that has
+/// ended is its answer: a block Geth has already called INVALID is refused at Commit, and
+/// never stored (an app that crashed with it stored would stop at Geth's INVALID on every
+/// start, when it gives its stored blocks to Geth).
+#[tokio::test]
+async fn a_block_found_invalid_while_catching_up_before_its_commit_is_not_stored() {
+    let rpc = catching_up_rpc().await;
+    let lone = lone_app_with(&["--test-corrupt-proposals", "--cometbft-rpc", &rpc]).await;
+    call(&lone.abci, request::Value::InitChain(RequestInitChain { initial_height: 1, ..Default::default() })).await;
+    let before = height_and_hash(call(&lone.abci, request::Value::Info(RequestInfo::default())).await);
+    let past = i64::try_from(common::unix_time().as_secs()).expect("fits") - 60;
+    let (tx, _bad) = propose(&lone, 1, past).await;
+    finalize(&lone, 1, past, tx).await;
+    common::harness::eventually("the import's INVALID in the app's log", Duration::from_secs(60), || async {
+        lone.app.output().contains("the decided block's import failed").then_some(())
+    })
+    .await;
+    let answer = call(&lone.abci, request::Value::Commit(Default::default())).await;
+    assert!(
+        matches!(answer, response::Value::Exception(ref e) if e.error.contains("INVALID")),
+        "Commit of a block Geth has called INVALID answers Geth's verdict: {answer:?}"
+    );
+    let after = height_and_hash(call(&lone.abci, request::Value::Info(RequestInfo::default())).await);
+    assert_eq!(after, before, "nothing was stored");
 }
 
 /// Block 1 (one Geth calls INVALID) is finalized and committed while its import waits on
