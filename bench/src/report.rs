@@ -849,8 +849,44 @@ fn growth(
         }
         writeln!(body)?;
     }
+    let split = g.points.iter().map(|p| p.after_first).collect::<Option<Vec<_>>>();
+    if let Some(split) = &split {
+        writeln!(
+            body,
+            "Each catch-up in two parts: from its start until the catching-up Geth's head first moved \
+             (the end of the first batch of 64 blocks: the member's own start, connecting to Redis \
+             and PostgreSQL, and each Geth's one-off costs fall here), and its pace from there to the \
+             last block. The goals below are judged on that pace: the first part is a fixed cost, \
+             which weighs on a short chain's rate and not on a long one's.\n"
+        )?;
+        writeln!(
+            body,
+            "| blocks | member: to the first head, s | member after it, blocks/s | bare loop: to the first head, s | bare loop after it, blocks/s | member ÷ bare |\n|---|---|---|---|---|---|"
+        )?;
+        for (p, a) in g.points.iter().zip(split) {
+            writeln!(
+                body,
+                "| {} | {:.2} | {:.0} | {:.2} | {:.0} | {:.3} |",
+                p.blocks,
+                a.member_first_s,
+                a.member_bps,
+                a.bare_first_s,
+                a.bare_bps,
+                a.member_bps / a.bare_bps
+            )?;
+        }
+        writeln!(body)?;
+    }
     let series = |name: &str, y: &dyn Fn(&crate::scenarios::growth::Point) -> f64| -> Series {
         (name.to_owned(), g.points.iter().map(|p| (p.blocks as f64, y(p))).collect())
+    };
+    let paces = if split.is_some() {
+        vec![
+            series("member, after its first head", &|p| p.after_first.map_or(0.0, |a| a.member_bps)),
+            series("bare loop, after its first head", &|p| p.after_first.map_or(0.0, |a| a.bare_bps)),
+        ]
+    } else {
+        Vec::new()
     };
     let plots: [(&str, &str, &str, Vec<Series>); 4] = [
         (
@@ -879,7 +915,7 @@ fn growth(
             "growth-catch-up.png",
             "A new member catching up from an empty Geth",
             "blocks/s",
-            vec![series("member", &|p| p.member_bps), series("bare loop", &|p| p.bare_bps)],
+            [vec![series("member", &|p| p.member_bps), series("bare loop", &|p| p.bare_bps)], paces].concat(),
         ),
         (
             "growth-memory.png",
@@ -901,20 +937,25 @@ fn growth(
         result: format!("{restart:.2} ({} and {} blocks)", long.blocks, short.blocks),
         met: restart <= 1.10,
     });
-    let catch_up = long.member_bps / short.member_bps;
+    // The pace after the first head when the run recorded it, else the whole catch-up.
+    let (short_bps, long_bps, long_bare, pace) = match (short.after_first, long.after_first) {
+        (Some(s), Some(l)) => (s.member_bps, l.member_bps, l.bare_bps, "after its first head"),
+        _ => (short.member_bps, long.member_bps, long.bare_bps, "whole catch-up"),
+    };
+    let catch_up = long_bps / short_bps;
     goals.push(Goal {
         scenario: "growth",
         figure: "new member's blocks/s, longest ÷ shortest chain",
         goal: "0.90–1.10",
-        result: format!("{catch_up:.2}"),
+        result: format!("{catch_up:.2} ({pace})"),
         met: (0.90..=1.10).contains(&catch_up),
     });
-    let against_bare = long.member_bps / long.bare_bps;
+    let against_bare = long_bps / long_bare;
     goals.push(Goal {
         scenario: "growth",
         figure: "new member ÷ bare loop, longest chain",
         goal: "≥ 0.90",
-        result: format!("{against_bare:.3}"),
+        result: format!("{against_bare:.3} ({pace})"),
         met: against_bare >= 0.90,
     });
     let peak = long.sequencer_mib.max(long.member_mib);

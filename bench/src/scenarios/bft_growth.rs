@@ -78,10 +78,11 @@ pub(crate) struct BftPoint {
     /// The joining full node, from its start until its Geth has the validator's head of
     /// then: seconds.
     pub(crate) join_s: f64,
-    /// From its start until its Geth has block 1 (CometBFT starts, finds its peer, asks for
-    /// blocks): seconds.
+    /// From its start until its Geth's head first moved (CometBFT starts, finds its peer,
+    /// asks for blocks; while block sync catches up the app moves the head every 64th
+    /// block): seconds.
     pub(crate) first_s: f64,
-    /// Blocks a second from block 1 to the validator's head of then: the catch-up itself.
+    /// Blocks a second from that head to the validator's head of then: the catch-up itself.
     pub(crate) join_bps: f64,
     /// The joining node's app: peak RSS, MiB.
     pub(crate) join_app_mib: f64,
@@ -210,7 +211,7 @@ pub(crate) async fn run(lengths: &[u64], profile_secs: u64) -> anyhow::Result<Bf
         let geth_bytes = dir_bytes(&geth.datadir());
         let (bare_options, bare_pprof) = with_pprof(&options, profile_secs)?;
         let profile = bare_pprof.map(|url| profile_later(url, profile_secs, format!("geth-bare-{}", head.number)));
-        let bare_bps = bare_loop(bare_options, &chain).await?;
+        let bare_bps = bare_loop(bare_options, &chain).await?.bps();
         if let Some(profile) = profile {
             profile.await??;
         }
@@ -237,7 +238,7 @@ pub(crate) async fn run(lengths: &[u64], profile_secs: u64) -> anyhow::Result<Bf
         let label = format!("full-{}", head.number);
         let mut joiner = files.start_app(&label, &comet, full, &join_geth, &label, &["--build-ahead", "off"])?;
         start_comet(&mut comet, full, &mut joiner).await?;
-        wait_for_head(&join_geth, 1, Duration::from_secs(600)).await?;
+        let first_head = wait_for_head(&join_geth, 1, Duration::from_secs(600)).await?;
         let first_s = started.elapsed().as_secs_f64();
         let profiles: Vec<_> = [(geth_pprof, "geth"), (comet_pprof, "cometbft")]
             .into_iter()
@@ -275,7 +276,7 @@ pub(crate) async fn run(lengths: &[u64], profile_secs: u64) -> anyhow::Result<Bf
             validator_mib,
             join_s,
             first_s,
-            join_bps: target.saturating_sub(1) as f64 / (join_s - first_s),
+            join_bps: target.saturating_sub(first_head) as f64 / (join_s - first_s),
             join_app_mib,
             join_cometbft_mib,
             bare_bps,

@@ -25,7 +25,7 @@ use member_nodes::block_log::Store as Log;
 use serde::{Deserialize, Serialize};
 use single_node::store::Store;
 
-use super::member_replay::{bare_loop, node_env, stop, wait_for_head};
+use super::member_replay::{CatchUp, bare_loop, node_env, stop, wait_for_head};
 use crate::{
     load::{self, Accounts, Load, Tracker},
     procs,
@@ -92,6 +92,21 @@ pub(crate) struct Point {
     /// That member's peak RSS, MiB.
     pub(crate) member_mib: f64,
     /// The bare newPayload loop on the same blocks, to another empty Geth: blocks a second.
+    pub(crate) bare_bps: f64,
+    /// Each catch-up in two parts (absent from runs before it was recorded): seconds until
+    /// the catching-up Geth's head first moved (the member's start, and each Geth's one-off
+    /// costs), and blocks a second from there on.
+    #[serde(default)]
+    pub(crate) after_first: Option<AfterFirst>,
+}
+
+/// The member's and the bare loop's catch-ups split at the Geth's head's first move (the end
+/// of the first batch of 64 blocks).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub(crate) struct AfterFirst {
+    pub(crate) member_first_s: f64,
+    pub(crate) member_bps: f64,
+    pub(crate) bare_first_s: f64,
     pub(crate) bare_bps: f64,
 }
 
@@ -200,13 +215,21 @@ pub(crate) async fn run(lengths: &[u64]) -> anyhow::Result<Growth> {
         let env = node_env(&member_geth, &genesis, &redis, &postgres, &label, "member");
         let started = Instant::now();
         let mut member = procs::spawn("member-nodes", &label, &[], &env, dir.path())?;
+        let first_head = wait_for_head(&member_geth, 1, Duration::from_secs(600)).await?;
+        let first_s = started.elapsed().as_secs_f64();
         wait_for_head(&member_geth, head.number, Duration::from_secs(head.number / 10 + 600)).await?;
-        let member_bps = head.number as f64 / started.elapsed().as_secs_f64();
+        let caught_up = CatchUp { blocks: head.number, first_head, first_s, total_s: started.elapsed().as_secs_f64() };
         let member_mib = procs::memory_of(&member, "").map_or(0.0, |m| m.peak_mib);
         stop(&mut member).await;
         drop(member_geth);
-        let bare_bps = bare_loop(options.clone(), &chain).await?;
+        let bare = bare_loop(options.clone(), &chain).await?;
         drop(chain);
+        let after_first = AfterFirst {
+            member_first_s: caught_up.first_s,
+            member_bps: caught_up.after_first_bps(),
+            bare_first_s: bare.first_s,
+            bare_bps: bare.after_first_bps(),
+        };
 
         tracing::info!(blocks = head.number, "the sequencer is restarted");
         let mut restarts_s = Vec::new();
@@ -243,9 +266,10 @@ pub(crate) async fn run(lengths: &[u64]) -> anyhow::Result<Growth> {
             restart_s,
             restart_phases,
             sequencer_mib,
-            member_bps,
+            member_bps: caught_up.bps(),
             member_mib,
-            bare_bps,
+            bare_bps: bare.bps(),
+            after_first: Some(after_first),
         };
         tracing::info!(?point, "measured");
         points.push(point);
