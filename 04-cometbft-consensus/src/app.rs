@@ -313,10 +313,15 @@ impl App {
                 Err(error) if error.is::<DecidedInvalid>() => Imported::Invalid(format!("{error:#}")),
                 Err(error) => Imported::Failed(format!("{error:#}")),
             };
-            if let Imported::Invalid(error) | Imported::Failed(error) = &imported {
+            let failed = match &imported {
+                Imported::Invalid(error) | Imported::Failed(error) => Some(error.clone()),
+                Imported::Valid => None,
+            };
+            // The outcome first: once the failure is logged, every call sees it.
+            sender.send_replace(Some(imported));
+            if let Some(error) = failed {
                 error!(%error, "the decided block's import failed; the call that waits for it answers with this");
             }
-            sender.send_replace(Some(imported));
         });
         *lock(&self.importing) = Some(Import { block, parent, outcome });
     }

@@ -578,7 +578,7 @@ async fn a_block_stored_while_catching_up_and_then_found_invalid_is_taken_out_of
 /// gives no proposal to wait in its place: without this wait the INVALID verdict would be
 /// lost, and the block left stored.)
 #[tokio::test]
-async fn a_block_found_invalid_while_catching_up_stops_the_next_finalize_block_and_leaves_the_store() {
+async fn a_block_found_invalid_while_catching_up_stops_the_next_finalize_block_and_is_taken_out_of_the_store() {
     stored_while_catching_up_then_found_invalid(|past, first| {
         // Block 2 on block 1, as the network would have decided it (made by hand here: no
         // Geth builds on a block it calls INVALID).

@@ -12,7 +12,7 @@ use std::{
 
 use anyhow::{Context, bail};
 
-use super::process::{Service, find_program, free_port, run_tool, state};
+use super::process::{Service, find_program, free_port, run_tool, state, wait_stopped};
 
 /// How long PostgreSQL may take to accept connections (WAL recovery after a crash included).
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
@@ -171,9 +171,14 @@ impl Postgres {
 
     /// Sends `signal` to the server and every process it started (its sessions, writer,
     /// checkpointer…): SIGSTOP hangs the whole server with its connections open, SIGCONT
-    /// lets it go on.
+    /// lets it go on. SIGSTOP returns once every one of them has stopped.
     pub fn signal(&self, signal: i32) {
-        self.signal_all(signal);
+        let pids = self.signal_all(signal);
+        if signal == libc::SIGSTOP {
+            for pid in pids.into_iter().filter_map(|pid| libc::pid_t::try_from(pid).ok()) {
+                wait_stopped(pid);
+            }
+        }
     }
 
     /// Kills the server and every process it started with SIGKILL, even stopped ones (a

@@ -106,11 +106,7 @@ impl Service {
             libc::kill(pid, signal);
         }
         if signal == libc::SIGSTOP {
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while !all_threads_stopped(pid) {
-                assert!(Instant::now() < deadline, "process {pid} did not stop within 10 s of SIGSTOP");
-                std::thread::sleep(Duration::from_millis(1));
-            }
+            wait_stopped(pid);
         }
     }
 
@@ -339,6 +335,17 @@ pub(crate) fn run_tool(mut command: std::process::Command, what: &str) -> anyhow
         anyhow::bail!("{what} failed: {}", String::from_utf8_lossy(&output.stderr));
     }
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// Returns once every thread of process `pid` is stopped (or gone), after a SIGSTOP. It
+/// blocks the calling thread, for the millisecond or so this takes, so the signal's sender
+/// sees the process stopped when the call returns.
+pub(crate) fn wait_stopped(pid: libc::pid_t) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !all_threads_stopped(pid) {
+        assert!(Instant::now() < deadline, "process {pid} did not stop within 10 s of SIGSTOP");
+        std::thread::sleep(Duration::from_millis(1));
+    }
 }
 
 /// Whether every thread of process `pid` is stopped (or gone).
