@@ -90,6 +90,23 @@ pub(crate) struct BftPoint {
     pub(crate) join_cometbft_mib: f64,
     /// The bare newPayload loop on the same blocks, to another empty Geth: blocks a second.
     pub(crate) bare_bps: f64,
+    /// The head the joining node's Geth first had, which its rate counts from (absent from
+    /// runs before it was recorded: those counted from block 1, though the clock started
+    /// when the head first moved, at the end of the first batch).
+    #[serde(default)]
+    pub(crate) first_head: Option<u64>,
+    /// The bare loop's pace after its first batch, as the join's is counted (absent from
+    /// runs before it was recorded).
+    #[serde(default)]
+    pub(crate) bare_after_first_bps: Option<f64>,
+}
+
+impl BftPoint {
+    /// The bare loop's rate to set the join's against: its pace after its first batch where
+    /// the run recorded it, else its whole run.
+    pub(crate) fn bare_pace(&self) -> f64 {
+        self.bare_after_first_bps.unwrap_or(self.bare_bps)
+    }
 }
 
 /// One node's app and the directory of its store.
@@ -211,7 +228,7 @@ pub(crate) async fn run(lengths: &[u64], profile_secs: u64) -> anyhow::Result<Bf
         let geth_bytes = dir_bytes(&geth.datadir());
         let (bare_options, bare_pprof) = with_pprof(&options, profile_secs)?;
         let profile = bare_pprof.map(|url| profile_later(url, profile_secs, format!("geth-bare-{}", head.number)));
-        let bare_bps = bare_loop(bare_options, &chain).await?.bps();
+        let bare = bare_loop(bare_options, &chain).await?;
         if let Some(profile) = profile {
             profile.await??;
         }
@@ -277,9 +294,11 @@ pub(crate) async fn run(lengths: &[u64], profile_secs: u64) -> anyhow::Result<Bf
             join_s,
             first_s,
             join_bps: target.saturating_sub(first_head) as f64 / (join_s - first_s),
+            first_head: Some(first_head),
+            bare_after_first_bps: bare.after_first_bps(),
             join_app_mib,
             join_cometbft_mib,
-            bare_bps,
+            bare_bps: bare.bps(),
         };
         tracing::info!(?point, "measured");
         points.push(point);

@@ -93,7 +93,8 @@ pub(crate) struct Point {
     pub(crate) member_mib: f64,
     /// The bare newPayload loop on the same blocks, to another empty Geth: blocks a second.
     pub(crate) bare_bps: f64,
-    /// Each catch-up in two parts (absent from runs before it was recorded): seconds until
+    /// Each catch-up in two parts (absent from runs before it was recorded, and from a chain
+    /// of one batch, where there is no "after"): seconds until
     /// the catching-up Geth's head first moved (the member's start, and each Geth's one-off
     /// costs), and blocks a second from there on.
     #[serde(default)]
@@ -224,12 +225,9 @@ pub(crate) async fn run(lengths: &[u64]) -> anyhow::Result<Growth> {
         drop(member_geth);
         let bare = bare_loop(options.clone(), &chain).await?;
         drop(chain);
-        let after_first = AfterFirst {
-            member_first_s: caught_up.first_s,
-            member_bps: caught_up.after_first_bps(),
-            bare_first_s: bare.first_s,
-            bare_bps: bare.after_first_bps(),
-        };
+        let after_first = caught_up.after_first_bps().zip(bare.after_first_bps()).map(|(member_bps, bare_bps)| {
+            AfterFirst { member_first_s: caught_up.first_s, member_bps, bare_first_s: bare.first_s, bare_bps }
+        });
 
         tracing::info!(blocks = head.number, "the sequencer is restarted");
         let mut restarts_s = Vec::new();
@@ -269,7 +267,7 @@ pub(crate) async fn run(lengths: &[u64]) -> anyhow::Result<Growth> {
             member_bps: caught_up.bps(),
             member_mib,
             bare_bps: bare.bps(),
-            after_first: Some(after_first),
+            after_first,
         };
         tracing::info!(?point, "measured");
         points.push(point);

@@ -178,9 +178,11 @@ impl CatchUp {
         self.blocks as f64 / self.total_s
     }
 
-    /// Blocks a second after the head first moved: the catch-up's own pace.
-    pub(crate) fn after_first_bps(&self) -> f64 {
-        self.blocks.saturating_sub(self.first_head) as f64 / (self.total_s - self.first_s)
+    /// Blocks a second after the head first moved: the catch-up's own pace. `None` if the
+    /// first move was already to the last block (a chain of one batch).
+    pub(crate) fn after_first_bps(&self) -> Option<f64> {
+        let (blocks, secs) = (self.blocks.saturating_sub(self.first_head), self.total_s - self.first_s);
+        (blocks > 0 && secs > 0.0).then(|| blocks as f64 / secs)
     }
 }
 
