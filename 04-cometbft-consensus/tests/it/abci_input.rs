@@ -660,9 +660,47 @@ async fn stored_while_catching_up_then_found_invalid(
     assert_eq!(restarted, before, "the block Geth calls INVALID is out of the store");
 }
 
+/// While block sync catches up, Commit makes a block Geth's head only at every 64th block
+/// (`REPLAY_HEAD_EVERY`), as a replay does: each move costs Geth more than a small block's
+/// execution. The blocks between are executed and stored, and the 64th makes them
+/// canonical. Here one app makes 64 blocks, and a second, on an empty Geth, is given them
+/// as block sync gives them: old, with its CometBFT saying it is catching up.
+#[tokio::test]
+async fn while_catching_up_geths_head_moves_at_every_64th_block() {
+    let every = i64::try_from(single_node::store::REPLAY_HEAD_EVERY).expect("fits");
+    let start = i64::try_from(common::unix_time().as_secs()).expect("fits") - 600;
+    let init = || request::Value::InitChain(RequestInitChain { initial_height: 1, ..Default::default() });
+    let (caught_up, catching_up) = (status_rpc(false).await, status_rpc(true).await);
+    let maker = lone_app_with(&["--cometbft-rpc", &caught_up]).await;
+    call(&maker.abci, init()).await;
+    let mut txs = Vec::new();
+    for height in 1..=every {
+        let (tx, _) = propose(&maker, height, start + height).await;
+        decide(&maker, height, start + height, tx.clone()).await;
+        txs.push(tx);
+    }
+    assert_eq!(maker.geth.engine().head().await.expect("head").number, 64, "the maker's Geth has every block");
+
+    let joiner = lone_app_with(&["--cometbft-rpc", &catching_up]).await;
+    call(&joiner.abci, init()).await;
+    for (height, tx) in (1..).zip(txs) {
+        decide(&joiner, height, start + height, tx).await;
+        let stored = height_and_hash(call(&joiner.abci, request::Value::Info(RequestInfo::default())).await).0;
+        assert_eq!(stored, height, "Commit stored block {height}");
+        let head = joiner.geth.engine().head().await.expect("head").number;
+        let expected = if height == every { 64 } else { 0 };
+        assert_eq!(head, expected, "Geth's head after Commit of block {height} while catching up");
+    }
+}
+
 /// A stand-in for CometBFT's RPC whose `status` says it is catching up. A real CometBFT
 /// says so only while block sync drives the app, and here the test drives it.
 async fn catching_up_rpc() -> String {
+    status_rpc(true).await
+}
+
+/// A stand-in for CometBFT's RPC whose `status` says whether it is `catching_up`.
+async fn status_rpc(catching_up: bool) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move {
@@ -690,7 +728,7 @@ async fn catching_up_rpc() -> String {
                 let answer = serde_json::json!({
                     "jsonrpc": "2.0",
                     "id": id,
-                    "result": {"validator_info": {"address": "00"}, "sync_info": {"catching_up": true}},
+                    "result": {"validator_info": {"address": "00"}, "sync_info": {"catching_up": catching_up}},
                 })
                 .to_string();
                 let response = format!(
