@@ -95,8 +95,8 @@ pub(crate) struct Point {
     pub(crate) bare_bps: f64,
     /// Each catch-up in two parts (absent from runs before it was recorded, and from a chain
     /// of one batch, where there is no "after"): seconds until
-    /// the catching-up Geth's head first moved (the member's start, and each Geth's one-off
-    /// costs), and blocks a second from there on.
+    /// the catching-up Geth's head first moved (the member's start and its first batch), and
+    /// blocks a second from there on.
     #[serde(default)]
     pub(crate) after_first: Option<AfterFirst>,
 }

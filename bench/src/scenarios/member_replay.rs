@@ -158,9 +158,9 @@ async fn one_repeat(plan: &Plan, accounts: &Accounts, genesis: &BenchGenesis, bl
     Ok(Repeat { member_bps, bare_bps, txs_per_block, lags_ms, memory })
 }
 
-/// A catch-up timed in two parts: until the catching-up Geth's head first moved (to the
-/// end of the first batch: Geth's one-off start costs, its KZG set-up among them, fall
-/// here), and from there to the last block.
+/// A catch-up timed in two parts: until the catching-up Geth's head first moved (the end
+/// of the first batch, with whatever the catching-up process does at its start), and from
+/// there to the last block.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct CatchUp {
     /// Blocks caught up on.
