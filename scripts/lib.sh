@@ -134,17 +134,40 @@ enode_id() {
 
 # Peers the Geths given as HTTP_PORT:P2P_PORT arguments with each other: every one adds
 # every other as a static peer on loopback, so a restarted one is dialled again. Peered,
-# a transaction sent to any of them reaches the one that builds the next block.
+# a transaction sent to any of them reaches the one that builds the next block. One side of
+# a pair dials, and the other adds it once they are peers: were both to dial at once, each
+# could drop the other's link as a duplicate ("already connected"), and Geth dials a static
+# peer again only 35 s later, at the same moment on both sides.
 peer_geths() {
-    local from to answer
-    for from in "$@"; do
-        for to in "$@"; do
-            [[ "$from" == "$to" ]] && continue
-            answer="$(curl -sf --max-time 2 -H 'Content-Type: application/json' \
-                -d "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"admin_addPeer\",\"params\":[\"enode://$(enode_id "${to%%:*}")@127.0.0.1:${to##*:}\"]}" \
-                "http://127.0.0.1:${from%%:*}")" || answer="no answer"
-            [[ "$answer" == *'"result":true'* ]] ||
-                { say "the Geth on port ${from%%:*} cannot add the one on ${to%%:*} as a peer: $answer"; exit 1; }
+    local nodes=("$@") i j
+    for ((i = 0; i < ${#nodes[@]}; i++)); do
+        for ((j = i + 1; j < ${#nodes[@]}; j++)); do
+            add_geth_peer "${nodes[i]}" "${nodes[j]}"
+            wait_geth_peer "${nodes[j]}" "${nodes[i]}"
+            add_geth_peer "${nodes[j]}" "${nodes[i]}"
         done
     done
+}
+
+# The Geth HTTP_PORT:P2P_PORT $1 adds the one $2 as a static peer.
+add_geth_peer() {
+    local from="$1" to="$2" answer
+    answer="$(curl -sf --max-time 2 -H 'Content-Type: application/json' \
+        -d "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"admin_addPeer\",\"params\":[\"enode://$(enode_id "${to%%:*}")@127.0.0.1:${to##*:}\"]}" \
+        "http://127.0.0.1:${from%%:*}")" || answer="no answer"
+    [[ "$answer" == *'"result":true'* ]] ||
+        { say "the Geth on port ${from%%:*} cannot add the one on ${to%%:*} as a peer: $answer"; exit 1; }
+}
+
+# Waits until the Geth HTTP_PORT:P2P_PORT $1 has the one $2 as a peer: up to 60 s, as Geth
+# dials a peer again 35 s after a dial that failed.
+wait_geth_peer() {
+    local id
+    id="$(enode_id "${2%%:*}")"
+    for _ in $(seq 1 600); do
+        [[ "$(rpc "${1%%:*}" admin_peers)" == *"enode://$id@"* ]] && return
+        sleep 0.1
+    done
+    say "the Geths on ports ${2%%:*} and ${1%%:*} did not become peers within 60 s; see their logs"
+    exit 1
 }

@@ -6,6 +6,7 @@
 use alloy_primitives::B256;
 use anyhow::Context;
 use common::harness::{FundedGenesis, Geth, GethOptions, Postgres, Proxy, Redis, Toxiproxy, free_port};
+use std::time::Duration;
 
 use crate::{
     faults::{self, Devnet, Kind, Link, Process},
@@ -90,12 +91,21 @@ pub(crate) async fn enodes(geths: &[Geth]) -> anyhow::Result<Vec<String>> {
 
 /// After a Geth lost its chain it has a new node key: it is given the others' addresses
 /// (it dials them, and goes on dialling those that are down), and the others that answer
-/// are given its new one, as an operator would.
+/// are given its new one, as an operator would. They are given it once it is their peer,
+/// so that only one side dials (see [`Geth::link`]).
 pub(crate) async fn repeer(geths: &[Geth], enodes: &mut [String], node: usize) -> anyhow::Result<()> {
     enodes[node] = geths[node].enode().await?;
-    for (i, other) in geths.iter().enumerate().filter(|(i, _)| *i != node) {
+    for (i, _) in geths.iter().enumerate().filter(|(i, _)| *i != node) {
         geths[node].add_peer(&enodes[i]).await.with_context(|| format!("the wiped Geth cannot add Geth {i}"))?;
-        // One that is down or stopped now will be dialled by the wiped one.
+    }
+    for (_, other) in geths.iter().enumerate().filter(|(i, _)| *i != node) {
+        // One that is down or stopped now is dialled by the wiped one once it is back.
+        let peered = async {
+            while !other.has_peer(&enodes[node]).await.unwrap_or(false) {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(10), peered).await;
         let _ = other.add_peer(&enodes[node]).await;
     }
     Ok(())

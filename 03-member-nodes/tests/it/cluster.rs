@@ -487,9 +487,7 @@ async fn a_member_behind_the_logs_window_syncs_its_geth_from_its_peers_then_foll
     cluster.process(1).kill();
     cluster.nodes[1].geth.wipe_and_restart().await.expect("geth comes back empty");
     // A wiped Geth has a new node key: the peers learn it again, as an operator's would.
-    let (member, leader) = (&cluster.nodes[1].geth, &cluster.nodes[0].geth);
-    leader.add_peer(&member.enode().await.expect("enode")).await.expect("peer");
-    member.add_peer(&leader.enode().await.expect("enode")).await.expect("peer");
+    cluster.nodes[0].geth.link(&cluster.nodes[1].geth).await.expect("the leader's Geth peers with the wiped one");
 
     let sql = cluster.sql().await;
     let anchor = eventually("the log to drop blocks", TIMEOUT, || async {

@@ -125,6 +125,11 @@ pub struct Geth {
     _slots: Slots,
 }
 
+/// The node key of an `enode://key@host:port` URL.
+fn node_key(enode: &str) -> &str {
+    enode.trim_start_matches("enode://").split('@').next().unwrap_or_default()
+}
+
 impl Geth {
     /// Starts a fresh Geth on the project's genesis and waits for its Engine API.
     pub async fn start() -> anyhow::Result<Self> {
@@ -141,8 +146,8 @@ impl Geth {
         Ok(nodes)
     }
 
-    /// `n` fresh Geths peered with each other (Part 4's validators): every node adds every
-    /// other as a peer, so a restarted node is dialled again by the rest. Returns once
+    /// `n` fresh Geths peered with each other (Part 4's validators): every pair is
+    /// [linked](Geth::link), so a restarted node is dialled again by the rest. Returns once
     /// each has all the others as peers.
     pub async fn start_peered_group(n: usize) -> anyhow::Result<Vec<Self>> {
         Self::start_peered_group_with(n, &GethOptions::default()).await
@@ -155,24 +160,9 @@ impl Geth {
         for _ in 0..n {
             nodes.push(Self::launch(slots.clone(), Some(free_port()?), options.clone()).await?);
         }
-        let mut enodes = Vec::with_capacity(n);
-        for node in &nodes {
-            enodes.push(node.enode().await?);
-        }
         for (i, node) in nodes.iter().enumerate() {
-            for (j, enode) in enodes.iter().enumerate() {
-                if i != j {
-                    node.add_peer(enode).await?;
-                }
-            }
-        }
-        let deadline = Instant::now() + STARTUP_TIMEOUT;
-        for node in &nodes {
-            while node.peer_count().await? < n - 1 {
-                if Instant::now() > deadline {
-                    bail!("the Geths did not all peer within {STARTUP_TIMEOUT:?}");
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
+            for other in &nodes[i + 1..] {
+                node.link(other).await?;
             }
         }
         Ok(nodes)
@@ -267,7 +257,7 @@ impl Geth {
         let port = self.p2p_port.context("this Geth was started without peering")?;
         let info: serde_json::Value = self.http().call("admin_nodeInfo", json!([]), Duration::from_secs(10)).await?;
         let enode = info["enode"].as_str().context("admin_nodeInfo has no enode")?;
-        let key = enode.trim_start_matches("enode://").split('@').next().unwrap_or_default();
+        let key = node_key(enode);
         Ok(format!("enode://{key}@127.0.0.1:{port}"))
     }
 
@@ -276,6 +266,32 @@ impl Geth {
         let added: bool = self.http().call("admin_addPeer", json!([enode]), Duration::from_secs(10)).await?;
         anyhow::ensure!(added, "admin_addPeer {enode} refused");
         Ok(())
+    }
+
+    /// Peers this Geth and `other` both ways, one side at a time: this one dials `other`,
+    /// and once they are peers `other` adds this one too (no dial: they are connected), so
+    /// whichever of them restarts is dialled again by the other. Were both to dial at
+    /// once, each could keep the link the other started and drop its own as a duplicate
+    /// ("already connected"), leaving none; Geth dials a static peer again only 35 s later,
+    /// at the same moment on both sides. Returns once each has the other as a peer.
+    pub async fn link(&self, other: &Geth) -> anyhow::Result<()> {
+        let (ours, theirs) = (self.enode().await?, other.enode().await?);
+        self.add_peer(&theirs).await?;
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        while !(self.has_peer(&theirs).await? && other.has_peer(&ours).await?) {
+            if Instant::now() > deadline {
+                bail!("{ours} and {theirs} did not peer within {STARTUP_TIMEOUT:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        other.add_peer(&ours).await
+    }
+
+    /// Whether the node of `enode` is one of this Geth's peers (matched by node key: an
+    /// inbound peer's address has its own port).
+    pub async fn has_peer(&self, enode: &str) -> anyhow::Result<bool> {
+        let peers: Vec<serde_json::Value> = self.http().call("admin_peers", json!([]), Duration::from_secs(10)).await?;
+        Ok(peers.iter().any(|peer| peer["enode"].as_str().is_some_and(|e| node_key(e) == node_key(enode))))
     }
 
     /// How many peers Geth has.
