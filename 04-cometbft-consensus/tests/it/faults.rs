@@ -8,7 +8,7 @@ use crate::support::{Network, Setup, TIMEOUT};
 #[tokio::test]
 async fn geths_that_lose_their_chains_with_no_peer_to_sync_from_are_repaired_by_their_apps() {
     // Geths NOT peered: nobody but the app can give a wiped Geth its blocks back.
-    let mut network = Network::start_with(4, &[], Setup { peered_geths: false, isolatable: None, full_nodes: 0 }).await;
+    let mut network = Network::start_with(4, &[], Setup { peered_geths: false, ..Setup::PEERED }).await;
     let head = network.geth_at_least(0, 5).await;
     // What each Geth about to be wiped holds: its app's store holds at least that (Geth
     // is made head only after the store has the block), so its app must replay at least
@@ -44,7 +44,7 @@ async fn geths_that_lose_their_chains_with_no_peer_to_sync_from_are_repaired_by_
 
 #[tokio::test]
 async fn a_validator_cut_off_from_its_peers_leaves_the_rest_going_and_catches_up_when_healed() {
-    let network = Network::start_with(4, &[], Setup { peered_geths: true, isolatable: Some(3), full_nodes: 0 }).await;
+    let network = Network::start_with(4, &[], Setup { isolatable: Some(3), ..Setup::PEERED }).await;
     network.geth_at_least(3, 3).await;
 
     network.comet.isolate().await.expect("cut node 3 off");

@@ -176,7 +176,7 @@ async fn a_validators_geth_restarted_mid_run_is_brought_back_by_its_app() {
 async fn a_full_node_started_late_catches_up_follows_and_includes_transactions_sent_to_it() {
     use common::harness::{Cast, default_fee_transfer};
 
-    let setup = Setup { peered_geths: true, isolatable: None, full_nodes: 1 };
+    let setup = Setup { full_nodes: 1, ..Setup::PEERED };
     let mut network = Network::start_with(4, &[], setup).await;
     let joined_at = network.geth_at_least(0, 15).await.number;
 
@@ -231,9 +231,13 @@ async fn a_full_node_started_late_catches_up_follows_and_includes_transactions_s
 /// its light client checks against the signed headers), its Geth syncs the chain below
 /// that block from its peers over devp2p, and then it block-syncs and follows. Its Geth
 /// ends with the validator's block at every height.
+///
+/// Here the joining Geth has no peer for the restore's first 30 s. A restore that took
+/// longer than that may have left the validators without the blocks above its snapshot, so
+/// once Geth has the block the app asks for a newer snapshot, and the node begins there.
 #[tokio::test]
-async fn a_node_joining_behind_the_retained_window_state_syncs_then_follows() {
-    let setup = Setup { peered_geths: true, isolatable: None, full_nodes: 1 };
+async fn a_node_joining_behind_the_retained_window_state_syncs_a_fresh_snapshot_then_follows() {
+    let setup = Setup { full_nodes: 1, full_nodes_unlinked: true, ..Setup::PEERED };
     let mut network = Network::start_with(1, &[(0, &["--retain-blocks", "128"])], setup).await;
     let base = eventually("the validator's CometBFT to drop its first blocks", crate::support::TIMEOUT, || async {
         network.comet.base(0).await.filter(|base| *base > 1)
@@ -250,12 +254,32 @@ async fn a_node_joining_behind_the_retained_window_state_syncs_then_follows() {
     let trust_hash = network.comet.block_hash(0, trust_height).await.expect("the trusted block");
 
     let full = network.start_state_synced_node(trust_height, &trust_hash);
+    let log = || std::fs::read_to_string(network.log(full)).unwrap_or_default();
+    let first = eventually("the joining app to take a snapshot", crate::support::TIMEOUT, || async {
+        let log = log();
+        let line = log.lines().find(|line| line.contains("state sync: taking the snapshot"))?;
+        line.split("height=").nth(1)?.split(' ').next()?.parse::<u64>().ok()
+    })
+    .await;
+    // While Geth syncs, the app says so every 10 s: the third time, 30 s have passed.
+    let deadline = std::time::Instant::now() + crate::support::TIMEOUT;
+    while log().matches("state sync: Geth is syncing from its peers").count() < 3 {
+        assert!(std::time::Instant::now() < deadline, "the restore did not run for 30 s:\n{}", log());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    network.geths[0].link(&network.geths[full]).await.expect("the Geths peer again");
+
     let to = network.comet.height(0).await.expect("height") + 3;
     network.geth_at_least(full, to).await;
+    let log = log();
+    assert!(log.contains("took long enough that the validators may have dropped"), "{log}");
+    assert!(log.contains("state sync: Geth has the snapshot's block; block sync goes on"), "{log}");
     let ours = network.comet.base(full).await.expect("the full node's base");
     assert!(ours > base, "the full node started from a snapshot (its base {ours}), not block 1");
-    let log = std::fs::read_to_string(network.log(full)).expect("the full node's app log");
-    assert!(log.contains("state sync: Geth has the snapshot's block"), "{log}");
+    assert!(
+        ours > first + 1,
+        "the full node began at a newer snapshot than block {first}, which its Geth reached too late (its base is {ours})"
+    );
     let (theirs, mine) = (network.geths[0].engine(), network.geths[full].engine());
     for number in 0..=to {
         let expected = theirs.block(BlockTag::Number(number)).await.expect("call").expect("block").hash;

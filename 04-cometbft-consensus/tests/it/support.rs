@@ -45,13 +45,22 @@ pub(crate) struct Setup {
     /// Geths started (peered like the rest) for this many full nodes, whose app and
     /// CometBFT [`Network::start_full_node`] starts later.
     pub(crate) full_nodes: usize,
+    /// The full nodes' Geths start with no peer, for the test to [link](Geth::link) them
+    /// when it chooses.
+    pub(crate) full_nodes_unlinked: bool,
+}
+
+impl Setup {
+    /// Peered Geths, as `scripts/bft.sh` runs them, and no full node.
+    pub(crate) const PEERED: Setup =
+        Setup { peered_geths: true, isolatable: None, full_nodes: 0, full_nodes_unlinked: false };
 }
 
 impl Network {
     /// `n` validators, all running, as `scripts/bft.sh` runs them; `extra[i]` are flags
     /// for validator `i`'s app.
     pub(crate) async fn start(n: usize, extra: &[(usize, &[&str])]) -> Self {
-        Self::start_with(n, extra, Setup { peered_geths: true, isolatable: None, full_nodes: 0 }).await
+        Self::start_with(n, extra, Setup::PEERED).await
     }
 
     /// [`Network::start`], set up as `setup` says.
@@ -61,7 +70,10 @@ impl Network {
         // would ever reach a proposer.
         assert!(setup.peered_geths || setup.full_nodes == 0, "a full node's Geth must be peered with the others");
         let geths = if setup.peered_geths {
-            Geth::start_peered_group(n + setup.full_nodes).await.expect("peered geths")
+            let geths = Geth::start_peerable_group(n + setup.full_nodes, &Default::default()).await.expect("geths");
+            let linked = if setup.full_nodes_unlinked { n } else { geths.len() };
+            Geth::link_all(&geths[..linked]).await.expect("peered geths");
+            geths
         } else {
             Geth::start_group(n + setup.full_nodes).await.expect("geths")
         };

@@ -155,17 +155,30 @@ impl Geth {
 
     /// [`Geth::start_peered_group`], each node started as `options` say.
     pub async fn start_peered_group_with(n: usize, options: &GethOptions) -> anyhow::Result<Vec<Self>> {
+        let nodes = Self::start_peerable_group(n, options).await?;
+        Self::link_all(&nodes).await?;
+        Ok(nodes)
+    }
+
+    /// `n` fresh Geths that listen for peers but have none yet, started as `options` say:
+    /// [`Geth::link`] or [`Geth::link_all`] peers them.
+    pub async fn start_peerable_group(n: usize, options: &GethOptions) -> anyhow::Result<Vec<Self>> {
         let slots = take_slots(n).await?;
         let mut nodes = Vec::with_capacity(n);
         for _ in 0..n {
             nodes.push(Self::launch(slots.clone(), Some(free_port()?), options.clone()).await?);
         }
+        Ok(nodes)
+    }
+
+    /// [Links](Geth::link) every pair of `nodes`, one pair at a time.
+    pub async fn link_all(nodes: &[Geth]) -> anyhow::Result<()> {
         for (i, node) in nodes.iter().enumerate() {
             for other in &nodes[i + 1..] {
                 node.link(other).await?;
             }
         }
-        Ok(nodes)
+        Ok(())
     }
 
     /// Starts a Geth without peers that holds a share of `slots`.
