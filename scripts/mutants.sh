@@ -35,7 +35,7 @@ declare -A SCOPES=(
     [part3-sequencer]="member-nodes|--lib --test it|03-member-nodes/src/sequencer.rs 03-member-nodes/src/sequencer/recovery.rs"
     [part3-follower]="member-nodes|--lib --test it|03-member-nodes/src/follower.rs"
     [part4-proposal]="cometbft-consensus|--lib --test it -- proposal:: abci_input::|04-cometbft-consensus/src/proposal.rs 04-cometbft-consensus/src/app/proposals.rs"
-    [part4-app]="cometbft-consensus|--lib --test it -- abci_input::|04-cometbft-consensus/src/app.rs"
+    [part4-app]="cometbft-consensus|--lib --test it -- abci_input:: app::|04-cometbft-consensus/src/app.rs"
 )
 ORDER=(part2-round part2-store part3-election part3-block-log part3-sequencer part3-follower part4-proposal part4-app)
 

@@ -443,20 +443,14 @@ impl App {
     }
     // ANCHOR_END: commit
 
-    /// Appends `block` to the store on a blocking thread, as Part 2 does: the commit waits
-    /// for the disk, which would hold up every other task on this executor thread.
-    /// A block stored already is left as it is: a CometBFT restarted while we waited for
-    /// Geth gives the block again, and both Commits come here.
+    /// Appends `block` to the store ([`store_once`]) on a blocking thread, as Part 2 does:
+    /// the commit waits for the disk, which would hold up every other task on this
+    /// executor thread.
     async fn store_in_background(&self, block: &ExecutableBlock) -> anyhow::Result<()> {
         let (store, block) = (self.store.clone(), block.clone());
-        tokio::task::spawn_blocking(move || {
-            store.append(&block).or_else(|error| match store.head()? {
-                Some(head) if head == block.head() => Ok(()),
-                _ => Err(error),
-            })
-        })
-        .await
-        .context("the store write did not finish")?
+        tokio::task::spawn_blocking(move || store_once(&store, &block))
+            .await
+            .context("the store write did not finish")?
     }
 
     // ANCHOR: reconcile
@@ -588,7 +582,42 @@ fn fail(error: anyhow::Error) -> Option<response::Value> {
     exception(format!("{error:#}"))
 }
 
+/// Appends `block` to `store`. A block stored already as the head is left as it is: a
+/// CometBFT restarted while we waited for Geth gives the block again, and both Commits
+/// come here. Any other failed write is an error: Commit must not answer for a block it
+/// did not store.
+fn store_once(store: &Store, block: &ExecutableBlock) -> anyhow::Result<()> {
+    store.append(block).or_else(|error| match store.head()? {
+        Some(head) if head == block.head() => Ok(()),
+        _ => Err(error),
+    })
+}
+
 /// A `ResponseException` carrying `error`.
 pub fn exception(error: String) -> Option<response::Value> {
     Some(response::Value::Exception(ResponseException { error }))
+}
+
+#[cfg(test)]
+mod tests {
+    use alloy_primitives::B256;
+
+    use super::*;
+    use crate::proposal::tests::{HEAD, child};
+
+    #[test]
+    fn a_decided_block_is_stored_once_and_a_write_the_store_refuses_is_an_error() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = Store::open(&dir.path().join("store.redb")).expect("open");
+        store.init(B256::repeat_byte(9), HEAD).expect("init");
+        let block = child(HEAD.timestamp + 1);
+        store_once(&store, &block).expect("the decided block is stored");
+        store_once(&store, &block).expect("a second Commit of the stored head (a restarted CometBFT) passes");
+        // Another block at the same height does not extend the stored head: the store
+        // refuses it, and so must Commit.
+        let other = child(HEAD.timestamp + 2);
+        let error = store_once(&store, &other).expect_err("a block the store refused was answered as stored");
+        assert!(error.to_string().contains("does not extend"), "{error:#}");
+        assert_eq!(store.head().expect("read"), Some(block.head()));
+    }
 }

@@ -152,16 +152,16 @@ pub fn check(txs: &[impl AsRef<[u8]>], head: &Head, block_time_secs: Option<i64>
 // ANCHOR_END: check
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use alloy_primitives::{Address, Bytes, U256};
     use alloy_rpc_types_engine::{ExecutionPayloadV1, ExecutionPayloadV2, ExecutionPayloadV3};
 
     use super::*;
 
-    const HEAD: Head = Head { number: 7, hash: B256::repeat_byte(7), timestamp: 1_000 };
+    pub(crate) const HEAD: Head = Head { number: 7, hash: B256::repeat_byte(7), timestamp: 1_000 };
 
     /// A well-formed child of `HEAD` with a correct hash.
-    fn child(timestamp: u64) -> ExecutableBlock {
+    pub(crate) fn child(timestamp: u64) -> ExecutableBlock {
         let mut block = ExecutableBlock {
             execution_payload: ExecutionPayloadV3 {
                 payload_inner: ExecutionPayloadV2 {
