@@ -42,8 +42,8 @@ pub(crate) struct Setup {
     /// This validator's CometBFT links to the others go through toxiproxy, so
     /// `comet.isolate()` can cut it off.
     pub(crate) isolatable: Option<usize>,
-    /// Geths started (peered like the rest) for this many full nodes, whose app and
-    /// CometBFT [`Network::start_full_node`] starts later.
+    /// Geths started (peered like the rest, unless [`Setup::full_nodes_unlinked`]) for this
+    /// many full nodes, whose app and CometBFT [`Network::start_full_node`] starts later.
     pub(crate) full_nodes: usize,
     /// The full nodes' Geths start with no peer, for the test to [link](Geth::link) them
     /// when it chooses.
@@ -69,6 +69,7 @@ impl Network {
         // that the whole network takes its slots at once. Unpeered, nothing sent to it
         // would ever reach a proposer.
         assert!(setup.peered_geths || setup.full_nodes == 0, "a full node's Geth must be peered with the others");
+        assert!(setup.peered_geths || !setup.full_nodes_unlinked, "only peerable Geths can be linked later");
         let geths = if setup.peered_geths {
             let geths = Geth::start_peerable_group(n + setup.full_nodes, &Default::default()).await.expect("geths");
             let linked = if setup.full_nodes_unlinked { n } else { geths.len() };
