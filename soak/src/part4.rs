@@ -25,7 +25,16 @@ pub(crate) struct Network {
     pub(crate) geths: Vec<Geth>,
     faults: Toxiproxy,
     enodes: Vec<String>,
+    /// When each validator's app last died: its CometBFT must exit then, and is made to.
+    app_died: Vec<Option<std::time::Instant>>,
 }
+
+/// How long a CometBFT may outlive its app. CometBFT stops when its app's connection
+/// breaks, but its process does not always exit (cometbft/cometbft#4054: after "captured
+/// terminated, exiting" some services stay up), and a node left so never catches up. A
+/// service manager that restarts CometBFT with its app kills it after a stop timeout, as
+/// the supervisor here does.
+const COMETBFT_EXIT_WITHIN: Duration = Duration::from_secs(15);
 
 impl Network {
     /// Starts it on `genesis`.
@@ -56,7 +65,8 @@ impl Network {
             engine.push(link);
         }
         let enodes = enodes(&geths).await?;
-        let mut network = Self { comet, apps, engine, geths, faults, enodes };
+        let app_died = vec![None; VALIDATORS];
+        let mut network = Self { comet, apps, engine, geths, faults, enodes, app_died };
         for i in 0..VALIDATORS {
             network.apps.start(i)?;
         }
@@ -107,7 +117,10 @@ impl Devnet for Network {
 
     async fn inject(&mut self, kind: Kind, node: usize) -> anyhow::Result<()> {
         match kind {
-            Kind::Kill(Process::Consensus) => self.apps.process(node).kill(),
+            Kind::Kill(Process::Consensus) => {
+                self.apps.process(node).kill();
+                self.app_died[node] = Some(std::time::Instant::now());
+            }
             Kind::Stop(Process::Consensus) => self.apps.process(node).signal(libc::SIGSTOP),
             Kind::Kill(Process::Geth) | Kind::Wipe => self.geths[node].kill(),
             Kind::Stop(Process::Geth) => self.geths[node].signal(libc::SIGSTOP),
@@ -156,10 +169,21 @@ impl Devnet for Network {
     }
 
     async fn supervise(&mut self) -> anyhow::Result<Vec<String>> {
-        let mut restarted: Vec<String> =
-            self.apps.restart_ended()?.into_iter().map(|i| format!("validator{i}")).collect();
+        let ended = self.apps.restart_ended()?;
+        for &i in &ended {
+            self.app_died[i].get_or_insert_with(std::time::Instant::now);
+        }
+        let mut restarted: Vec<String> = ended.into_iter().map(|i| format!("validator{i}")).collect();
         for i in 0..VALIDATORS {
+            if self.app_died[i].is_some_and(|died| died.elapsed() > COMETBFT_EXIT_WITHIN)
+                && self.comet.process(i).exited().is_none()
+            {
+                tracing::warn!(node = i, "CometBFT outlived its app: killed, to be started again");
+                self.comet.process(i).kill();
+                self.comet.process(i).wait_exit(Duration::from_secs(10)).await;
+            }
             if self.comet.process(i).exited().is_some() {
+                self.app_died[i] = None;
                 self.comet.start(i).context("cometbft restarts")?;
                 restarted.push(format!("validator{i}/cometbft"));
             }
