@@ -95,18 +95,15 @@ pub(crate) async fn enodes(geths: &[Geth]) -> anyhow::Result<Vec<String>> {
 /// so that only one side dials (see [`Geth::link`]).
 pub(crate) async fn repeer(geths: &[Geth], enodes: &mut [String], node: usize) -> anyhow::Result<()> {
     enodes[node] = geths[node].enode().await?;
-    for (i, _) in geths.iter().enumerate().filter(|(i, _)| *i != node) {
+    let others = (0..geths.len()).filter(|&i| i != node);
+    for i in others.clone() {
         geths[node].add_peer(&enodes[i]).await.with_context(|| format!("the wiped Geth cannot add Geth {i}"))?;
     }
-    for (_, other) in geths.iter().enumerate().filter(|(i, _)| *i != node) {
+    for i in others {
         // One that is down or stopped now is dialled by the wiped one once it is back.
-        let peered = async {
-            while !other.has_peer(&enodes[node]).await.unwrap_or(false) {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        };
-        let _ = tokio::time::timeout(Duration::from_secs(10), peered).await;
-        let _ = other.add_peer(&enodes[node]).await;
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let _ = geths[i].wait_for_peer(&enodes[node], deadline).await;
+        let _ = geths[i].add_peer(&enodes[node]).await;
     }
     Ok(())
 }

@@ -291,13 +291,20 @@ impl Geth {
         let (ours, theirs) = (self.enode().await?, other.enode().await?);
         self.add_peer(&theirs).await?;
         let deadline = Instant::now() + STARTUP_TIMEOUT;
-        while !(self.has_peer(&theirs).await? && other.has_peer(&ours).await?) {
+        self.wait_for_peer(&theirs, deadline).await?;
+        other.wait_for_peer(&ours, deadline).await?;
+        other.add_peer(&ours).await
+    }
+
+    /// Waits until the node of `enode` is one of this Geth's peers, failing at `deadline`.
+    pub async fn wait_for_peer(&self, enode: &str, deadline: Instant) -> anyhow::Result<()> {
+        while !self.has_peer(enode).await? {
             if Instant::now() > deadline {
-                bail!("{ours} and {theirs} did not peer within {STARTUP_TIMEOUT:?}");
+                bail!("{enode} did not become a peer of {} in time", self.http_url());
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        other.add_peer(&ours).await
+        Ok(())
     }
 
     /// Whether the node of `enode` is one of this Geth's peers (matched by node key: an
