@@ -35,6 +35,7 @@ use std::{
     time::{Duration, SystemTime},
 };
 
+use alloy_primitives::B256;
 use anyhow::{Context, anyhow, bail};
 use common::{BlockTag, EngineClient, Head, PayloadStatus, payload::ExecutableBlock, rpc::RpcClient};
 use single_node::{
@@ -108,6 +109,8 @@ pub struct App {
     cometbft: RpcClient,
     /// Shared with the blocking thread that writes to it (Commit).
     store: Arc<Store>,
+    /// Geth's block 0, read at startup, where the store was checked against it.
+    genesis: B256,
     config: Config,
     status: Arc<Status>,
     cancel: CancellationToken,
@@ -125,11 +128,13 @@ pub struct App {
 }
 
 impl App {
-    /// An app on `store`; call [`App::reconcile`] before serving CometBFT, and run
-    /// [`crate::ahead::run`] with the returned inbox beside it.
+    /// An app on `store`, whose chain begins at `genesis` (Geth's block 0); call
+    /// [`App::reconcile`] before serving CometBFT, and run [`crate::ahead::run`] with the
+    /// returned inbox beside it.
     pub fn new(
         engine: EngineClient,
         store: Store,
+        genesis: B256,
         config: Config,
         status: Arc<Status>,
         cancel: CancellationToken,
@@ -141,6 +146,7 @@ impl App {
             engine,
             cometbft: config.cometbft_client()?,
             store,
+            genesis,
             config,
             status,
             cancel,
@@ -600,8 +606,6 @@ pub fn exception(error: String) -> Option<response::Value> {
 
 #[cfg(test)]
 mod tests {
-    use alloy_primitives::B256;
-
     use super::*;
     use crate::proposal::tests::{HEAD, child};
 

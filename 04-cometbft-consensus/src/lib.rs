@@ -87,7 +87,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     let store = Store::open(&config.store_path())?.retaining(config.retain_blocks)?;
     let genesis = engine.block(BlockTag::Number(0)).await?.context("Geth has no block 0")?;
     store.check_genesis(genesis.hash)?;
-    let (app, inbox) = App::new(engine, store, config.clone(), status, cancel.clone())?;
+    let (app, inbox) = App::new(engine, store, genesis.hash, config.clone(), status, cancel.clone())?;
     let app = Arc::new(app);
     if !reconcile(&app, &cancel).await? {
         return Ok(());

@@ -4,29 +4,43 @@
 //!
 //! The app's state is Geth's chain, and a Geth can fetch that itself, from its peers over
 //! devp2p. So a snapshot here is only the EL block at its height (number, hash,
-//! timestamp), in one chunk, and restoring it is asking this node's Geth to sync to that
-//! block. CometBFT's light client first checks the snapshot against the app hash in the
-//! validators' signed headers (the EL block hash at that height); the app then checks that
-//! the chunk names that very block, so a peer cannot point Geth at another chain.
+//! timestamp) and the chain's block 0, in one chunk, and restoring it is asking this
+//! node's Geth to sync to that block. CometBFT's light client first checks the snapshot
+//! against the app hash in the validators' signed headers (the EL block hash at that
+//! height); the app then checks that the chunk names that very block, so a peer cannot
+//! point Geth at another chain, and that its block 0 is our Geth's, as a Geth of another
+//! chain could never sync to it.
 
 use std::time::{Duration, Instant};
 
 use alloy_primitives::{B256, keccak256};
 use anyhow::Context;
 use common::{BlockTag, Head};
+use serde::{Deserialize, Serialize};
 use single_node::{fault::Fault, round};
 use tendermint_proto::v0_38::abci::{
     RequestApplySnapshotChunk, RequestLoadSnapshotChunk, RequestOfferSnapshot, ResponseApplySnapshotChunk,
     ResponseListSnapshots, ResponseLoadSnapshotChunk, ResponseOfferSnapshot, Snapshot, response_apply_snapshot_chunk,
     response_offer_snapshot,
 };
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use super::App;
 use crate::server::lock;
 
-/// The one snapshot format: a JSON [`Head`], in one chunk.
-pub(super) const FORMAT: u32 = 1;
+/// The one snapshot format: a JSON [`Chunk`], in one chunk. (Format 1 was the
+/// [`Head`] alone.)
+pub(super) const FORMAT: u32 = 2;
+
+/// A snapshot's one chunk.
+#[derive(Debug, Serialize, Deserialize)]
+struct Chunk {
+    /// The chain's block 0. Geth's peers refuse a Geth whose genesis is another, so
+    /// such a Geth would wait for ever to sync: the app says so at once instead.
+    genesis: B256,
+    /// The EL block at the snapshot's height.
+    head: Head,
+}
 
 /// Snapshots are offered at heights that are multiples of this: every validator offers
 /// the same one, so a joining node finds it at several peers.
@@ -66,13 +80,14 @@ impl App {
     }
     // ANCHOR_END: list_snapshots
 
-    /// The chunk of the snapshot at `height`: the stored block's head, as JSON.
+    /// The chunk of the snapshot at `height`, as JSON: the stored block's head, and our
+    /// block 0.
     fn chunk(&self, height: u64) -> Option<Vec<u8>> {
         if height == 0 {
             return None;
         }
         let block = self.store.block(height).ok().flatten()?;
-        serde_json::to_vec(&block.head()).ok()
+        serde_json::to_vec(&Chunk { genesis: self.genesis, head: block.head() }).ok()
     }
 
     pub(super) fn load_snapshot_chunk(&self, load: &RequestLoadSnapshotChunk) -> ResponseLoadSnapshotChunk {
@@ -108,30 +123,44 @@ impl App {
     }
 
     // ANCHOR: apply_snapshot_chunk
-    /// Checks the chunk names the block CometBFT verified, has Geth sync to it from its
-    /// peers, and makes it our head: `Info` then reports it, which is what CometBFT checks
-    /// before it block-syncs the blocks above it.
+    /// Checks the chunk names the block CometBFT verified, on our Geth's chain, has Geth
+    /// sync to it from its peers, and makes it our head: `Info` then reports it, which is
+    /// what CometBFT checks before it block-syncs the blocks above it.
     pub(super) async fn apply_snapshot_chunk(&self, apply: RequestApplySnapshotChunk) -> ResponseApplySnapshotChunk {
         use response_apply_snapshot_chunk::Result as Apply;
         let answer = |result: Apply| ResponseApplySnapshotChunk { result: result.into(), ..Default::default() };
+        let reject_sender = |sender: String| ResponseApplySnapshotChunk {
+            result: Apply::RejectSnapshot.into(),
+            reject_senders: vec![sender],
+            ..Default::default()
+        };
         let Some(Offered { snapshot, app_hash }) = lock(&self.offered).take() else { return answer(Apply::Abort) };
-        let head: Option<Head> = serde_json::from_slice(&apply.chunk).ok();
-        let Some(head) = head.filter(|h| {
+        let chunk: Option<Chunk> = serde_json::from_slice(&apply.chunk).ok();
+        let Some(Chunk { genesis, head }) = chunk.filter(|c| {
             keccak256(&apply.chunk).as_slice() == snapshot.hash.as_ref()
-                && h.number == snapshot.height
-                && h.hash == app_hash
+                && c.head.number == snapshot.height
+                && c.head.hash == app_hash
         }) else {
             warn!(
                 sender = apply.sender,
                 height = snapshot.height,
                 "a snapshot chunk that does not name the verified block"
             );
-            return ResponseApplySnapshotChunk {
-                result: Apply::RejectSnapshot.into(),
-                reject_senders: vec![apply.sender],
-                ..Default::default()
-            };
+            return reject_sender(apply.sender);
         };
+        // The light client cannot check this one (nor can we: either our Geth or the peer
+        // is wrong), so the peer is dropped too.
+        if genesis != self.genesis {
+            error!(
+                sender = apply.sender,
+                ours = %self.genesis,
+                theirs = %genesis,
+                "state sync: the snapshot's chain has another block 0 than our Geth, which can never sync to it; \
+                 if this node's Geth was initialised from another genesis file, or its datadir is another chain's, \
+                 initialise it again from the network's"
+            );
+            return reject_sender(apply.sender);
+        }
         match self.sync_geth_to(head).await {
             Ok(Restored::Now) => answer(Apply::Accept),
             Ok(Restored::TooLate(took)) => {
@@ -179,13 +208,9 @@ impl App {
             self.engine.block(BlockTag::Number(head.number)).await?.context("Geth lost the block it synced to")?;
         anyhow::ensure!(block.hash == head.hash, "Geth's block {} is not the snapshot's", head.number);
         let head = Head::from(&block);
-        let genesis = self.engine.block(BlockTag::Number(0)).await?.context("Geth has no block 0")?;
         match self.store.head()? {
-            None => self.store.init(genesis.hash, head)?,
-            Some(_) => {
-                self.store.check_genesis(genesis.hash)?;
-                self.store.adopt(head)?;
-            }
+            None => self.store.init(self.genesis, head)?,
+            Some(_) => self.store.adopt(head)?,
         }
         *lock(&self.head) = Some(head);
         info!(block = head.number, hash = %head.hash, secs = started.elapsed().as_secs(), "state sync: Geth has the snapshot's block; block sync goes on from the next");

@@ -5,7 +5,10 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use cometbft_consensus::abci::{frame, take_frame};
-use common::harness::{Geth, Service, free_port, genesis_path, http_get};
+use common::{
+    BlockTag,
+    harness::{Geth, Service, free_port, genesis_path, http_get},
+};
 use prost::Message;
 use tendermint_proto::v0_38::abci::{
     Request, RequestFinalizeBlock, RequestInfo, RequestInitChain, RequestPrepareProposal, RequestProcessProposal,
@@ -465,9 +468,8 @@ async fn a_snapshot_chunk_that_does_not_name_the_verified_block_is_rejected_and_
 
     let lone = lone_app().await;
     let verified = B256::repeat_byte(0x11);
-    let chunk_naming = |hash: B256| -> bytes::Bytes {
-        serde_json::to_vec(&common::Head { number: 64, hash, timestamp: 64 }).expect("json").into()
-    };
+    let genesis = lone.geth.engine().block(BlockTag::Number(0)).await.expect("call").expect("block 0").hash;
+    let chunk_naming = |hash: B256| snapshot_chunk(genesis, hash);
     let offer = |chunk: &bytes::Bytes, format: u32| {
         let hash = keccak256(chunk).to_vec().into();
         let snapshot = Snapshot { height: 64, format, chunks: 1, hash, metadata: Default::default() };
@@ -492,22 +494,24 @@ async fn a_snapshot_chunk_that_does_not_name_the_verified_block_is_rejected_and_
 
     let mut comet = Connection::open(&lone.abci).await;
     let other_block = chunk_naming(B256::repeat_byte(0x22));
-    assert_eq!(
-        offered(comet.call(offer(&other_block, 2)).await),
-        response_offer_snapshot::Result::RejectFormat as i32,
-        "a format the app does not know"
-    );
-    assert_eq!(offered(comet.call(offer(&other_block, 1)).await), accepted);
+    for format in [1, 3] {
+        assert_eq!(
+            offered(comet.call(offer(&other_block, format)).await),
+            response_offer_snapshot::Result::RejectFormat as i32,
+            "format {format}, which the app does not take (1 was the head alone)"
+        );
+    }
+    assert_eq!(offered(comet.call(offer(&other_block, 2)).await), accepted);
     assert_eq!(applied(comet.call(apply(other_block.clone())).await), rejected, "a chunk naming another block");
 
     let right_block = chunk_naming(verified);
-    assert_eq!(offered(comet.call(offer(&right_block, 1)).await), accepted);
+    assert_eq!(offered(comet.call(offer(&right_block, 2)).await), accepted);
     let tampered = chunk_naming(verified).iter().copied().chain(*b" ").collect::<Vec<u8>>().into();
     assert_eq!(applied(comet.call(apply(tampered)).await), rejected, "a chunk that is not the snapshot's");
 
-    assert_eq!(offered(comet.call(offer(&right_block, 1)).await), accepted);
+    assert_eq!(offered(comet.call(offer(&right_block, 2)).await), accepted);
     let mut stray = Connection::open(&lone.abci).await;
-    for request in [offer(&other_block, 1), apply(other_block.clone())] {
+    for request in [offer(&other_block, 2), apply(other_block.clone())] {
         let answer = stray.call(request).await;
         assert!(matches!(answer, Some(response::Value::Exception(_))), "a stray client restores nothing: {answer:?}");
     }
@@ -527,6 +531,67 @@ async fn a_snapshot_chunk_that_does_not_name_the_verified_block_is_rejected_and_
         "once the connection that was offered the snapshot closed, nobody can apply a chunk to it"
     );
 
+    assert_eq!(lone.geth.engine().head().await.expect("head").number, 0, "Geth was never pointed elsewhere");
+    assert_eq!(height_and_hash(call(&lone.abci, request::Value::Info(RequestInfo::default())).await).0, 0);
+}
+
+/// A snapshot chunk as validators serve it (format 2): the chain's block 0, and the EL
+/// block at height 64, named by `hash`.
+fn snapshot_chunk(genesis: alloy_primitives::B256, hash: alloy_primitives::B256) -> bytes::Bytes {
+    let head = common::Head { number: 64, hash, timestamp: 64 };
+    serde_json::to_vec(&serde_json::json!({ "genesis": genesis, "head": head })).expect("json").into()
+}
+
+/// State sync, joining on a Geth of another chain (initialised from another genesis file,
+/// or on another chain's datadir): Geth's peers would refuse it, so it could never sync
+/// to the snapshot's block. The app says so at once, naming both blocks 0, and rejects the
+/// snapshot and its sender (either could be wrong); Geth is left alone. Without the check
+/// the restore waits for that sync for ever, and this test's call times out.
+#[tokio::test]
+async fn a_snapshot_of_another_chain_than_our_geths_is_refused_with_a_clear_error() {
+    use alloy_primitives::{B256, keccak256};
+    use tendermint_proto::v0_38::abci::{
+        RequestApplySnapshotChunk, RequestOfferSnapshot, Snapshot, response_apply_snapshot_chunk,
+        response_offer_snapshot,
+    };
+
+    let lone = lone_app().await;
+    let ours = lone.geth.engine().block(BlockTag::Number(0)).await.expect("call").expect("block 0").hash;
+    let theirs = B256::repeat_byte(0x33);
+    let verified = B256::repeat_byte(0x11);
+    let chunk = snapshot_chunk(theirs, verified);
+    let snapshot = Snapshot {
+        height: 64,
+        format: 2,
+        chunks: 1,
+        hash: keccak256(&chunk).to_vec().into(),
+        metadata: Default::default(),
+    };
+    let mut comet = Connection::open(&lone.abci).await;
+    let answer = comet
+        .call(request::Value::OfferSnapshot(RequestOfferSnapshot {
+            snapshot: Some(snapshot),
+            app_hash: verified.to_vec().into(),
+        }))
+        .await;
+    assert!(
+        matches!(&answer, Some(response::Value::OfferSnapshot(r)) if r.result == response_offer_snapshot::Result::Accept as i32),
+        "the offer is of our format, and nothing says yet which chain it is: {answer:?}"
+    );
+    let answer = comet
+        .call(request::Value::ApplySnapshotChunk(RequestApplySnapshotChunk { index: 0, chunk, sender: "peer".into() }))
+        .await;
+    let Some(response::Value::ApplySnapshotChunk(applied)) = answer else { panic!("{answer:?}") };
+    assert_eq!(
+        (applied.result, applied.reject_senders),
+        (response_apply_snapshot_chunk::Result::RejectSnapshot as i32, vec!["peer".to_owned()])
+    );
+    let output = lone.app.output();
+    let said = output.lines().find(|line| line.contains("has another block 0 than our Geth"));
+    assert!(
+        said.is_some_and(|line| line.contains(&ours.to_string()) && line.contains(&theirs.to_string())),
+        "the app says the snapshot is of another chain, naming both blocks 0:\n{output}"
+    );
     assert_eq!(lone.geth.engine().head().await.expect("head").number, 0, "Geth was never pointed elsewhere");
     assert_eq!(height_and_hash(call(&lone.abci, request::Value::Info(RequestInfo::default())).await).0, 0);
 }
