@@ -8,7 +8,7 @@
 //! | `ProcessProposal` (everyone) | newPayload: VALID accepts, anything else rejects | — |
 //! | `FinalizeBlock` | starts newPayload, which goes on until VALID | — (app hash = the EL block hash) |
 //! | `Commit` | waits for the VALID, then forkchoiceUpdated: head, safe and finalized (while block sync catches up, both only at every 64th block) | stores the block first |
-//! | `ListSnapshots`, `LoadSnapshotChunk` (state sync, serving) | — | the EL block at a multiple of 64 |
+//! | `ListSnapshots`, `LoadSnapshotChunk` (state sync, serving) | — | the EL block at a multiple of 64, and block 0 |
 //! | `OfferSnapshot`, `ApplySnapshotChunk` (state sync, joining) | forkchoiceUpdated to the snapshot's block: Geth syncs from its peers | the block becomes our head |
 //!
 //! What CometBFT requires of an app (`spec/abci/abci++_app_requirements.md`), and how

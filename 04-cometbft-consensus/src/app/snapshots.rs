@@ -155,9 +155,9 @@ impl App {
                 sender = apply.sender,
                 ours = %self.genesis,
                 theirs = %genesis,
-                "state sync: the snapshot's chain has another block 0 than our Geth, which can never sync to it; \
-                 if this node's Geth was initialised from another genesis file, or its datadir is another chain's, \
-                 initialise it again from the network's"
+                "state sync: the snapshot's chain has another block 0 than our Geth, which could never sync to it; \
+                 if every peer's snapshot says so, this node's Geth was initialised from another genesis file \
+                 (or its datadir is another chain's): initialise it again from the network's, then restart this app"
             );
             return reject_sender(apply.sender);
         }
