@@ -6,7 +6,8 @@ use std::{
     process::Command,
 };
 
-use common::harness::{Service, release_binary};
+use anyhow::Context;
+use common::harness::{Geth, GethOptions, Service, release_binary};
 
 /// Starts release binary `name` with `args` and environment `env`, logging to `dir`.
 pub(crate) fn spawn(
@@ -131,6 +132,34 @@ pub(crate) fn cpu_seconds(pid: u32) -> Option<f64> {
     Some(ticks as f64 / CLOCK_TICKS)
 }
 
+/// Starts a fresh Geth, and returns once its start-up work is done. Geth answers JSON-RPC
+/// about 0.3 s after it starts, but goes on initialising its KZG library for about 2 s more
+/// on one core (`cmd/utils/flags.go` starts that in the background): on a two-core
+/// machine, half the machine taken from the first blocks a scenario times.
+pub(crate) async fn fresh_geth(options: GethOptions) -> anyhow::Result<Geth> {
+    let geth = Geth::start_with(options).await?;
+    let pid = geth.pid().context("a Geth just started has no pid")?;
+    wait_until_idle(pid, std::time::Duration::from_secs(60)).await.context("a fresh Geth")?;
+    Ok(geth)
+}
+
+/// Waits until process `pid` uses less than a tenth of a core over half a second, for at
+/// most `within`.
+async fn wait_until_idle(pid: u32, within: std::time::Duration) -> anyhow::Result<()> {
+    let deadline = std::time::Instant::now() + within;
+    let spent = || cpu_seconds(pid).with_context(|| format!("process {pid} is gone"));
+    let mut before = spent()?;
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let now = spent()?;
+        if now - before < 0.05 {
+            return Ok(());
+        }
+        anyhow::ensure!(std::time::Instant::now() < deadline, "process {pid} was still busy after {within:?}");
+        before = now;
+    }
+}
+
 /// Linux's `USER_HZ`, the unit of `/proc/PID/stat`'s CPU times: 100 on every architecture
 /// Linux runs on today.
 const CLOCK_TICKS: f64 = 100.0;
@@ -174,6 +203,23 @@ mod tests {
         let most = wall * cores + 2.0 / CLOCK_TICKS;
         assert!(after - before <= most, "{} s of CPU in {wall} s of wall time on {cores} cores", after - before);
         assert!(cpu_seconds(u32::MAX).is_none(), "no such process");
+    }
+
+    /// A process at rest is found idle at once; one that spins is not, until the wait
+    /// gives up.
+    #[tokio::test]
+    async fn a_busy_process_is_waited_for_and_an_idle_one_is_not() {
+        let spawn = |script: &str| Command::new("sh").args(["-c", script]).spawn().expect("sh");
+        let (mut resting, mut spinning) = (spawn("sleep 60"), spawn("while :; do :; done"));
+        let started = std::time::Instant::now();
+        wait_until_idle(resting.id(), std::time::Duration::from_secs(30)).await.expect("sleep is idle");
+        assert!(started.elapsed().as_secs() < 20, "a sleeping process took {:?} to be found idle", started.elapsed());
+        let busy = wait_until_idle(spinning.id(), std::time::Duration::from_secs(3)).await;
+        assert!(busy.is_err_and(|e| e.to_string().contains("still busy")), "a spinning process is never idle");
+        for child in [&mut resting, &mut spinning] {
+            child.kill().expect("kill");
+            child.wait().expect("wait");
+        }
     }
 
     #[test]

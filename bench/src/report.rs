@@ -999,7 +999,18 @@ fn bft_growth(
          validator's head of then. {} The \
          bare loop runs alone, with the validator stopped; the joining node runs beside it.\n",
         g.txs_per_block,
-        if g.points.iter().all(|p| p.first_head.is_some() && p.bare_after_first_bps.is_some()) {
+        if g.points.iter().all(|p| p.synced_bps.is_some() && p.tail_s.is_some()) {
+            "Its rate is block sync's: from the head its Geth first had (while block sync catches \
+             up, the app moves Geth's head every 64th block) to the last block block sync gave, \
+             timed by the joining app's Commit of each block, which returns once Geth has found the \
+             block VALID, as the bare loop's newPayload is; the bare loop's from the end of its first \
+             batch of 64. The start (CometBFT starting, finding its peer, asking for blocks, the \
+             first batch) and the tail are their own columns. The tail runs from that last Commit \
+             until Geth's head is at the validator's head: block sync checks each block against the \
+             next one's commit, so it never gives the newest, and a node that reaches the network's \
+             head takes it by consensus once CometBFT has left block sync (and the head, moved at \
+             every 64th block while catching up, catches up with it)."
+        } else if g.points.iter().all(|p| p.first_head.is_some() && p.bare_after_first_bps.is_some()) {
             "Its rate is counted from the head its Geth first had (while block sync catches up, the \
              app moves Geth's head every 64th block) to that head, and the bare loop's likewise from \
              the end of its first batch of 64; the start (CometBFT starting, finding its peer, asking \
@@ -1056,18 +1067,19 @@ fn bft_growth(
     }
     writeln!(
         body,
-        "| blocks | joining node: from its start until at the validator's head of then, s | its start, s | its catch-up, blocks/s | bare loop, blocks/s | catch-up ÷ bare | validator's app peak, MiB | joining app peak, MiB | joining CometBFT peak, MiB |\n|---|---|---|---|---|---|---|---|---|"
+        "| blocks | joining node: from its start until at the validator's head of then, s | its start, s | its catch-up, blocks/s | the tail, s | bare loop, blocks/s | catch-up ÷ bare | validator's app peak, MiB | joining app peak, MiB | joining CometBFT peak, MiB |\n|---|---|---|---|---|---|---|---|---|---|"
     )?;
     for p in &g.points {
         writeln!(
             body,
-            "| {} | {:.1} | {:.1} | {:.0} | {:.0} | {:.3} | {:.1} | {:.1} | {:.1} |",
+            "| {} | {:.1} | {:.1} | {:.0} | {} | {:.0} | {:.3} | {:.1} | {:.1} | {:.1} |",
             p.blocks,
             p.join_s,
             p.first_s,
-            p.join_bps,
+            p.join_pace(),
+            p.tail_s.map_or("—".to_owned(), |s| format!("{s:.1}")),
             p.bare_pace(),
-            p.join_bps / p.bare_pace(),
+            p.join_pace() / p.bare_pace(),
             p.validator_mib,
             p.join_app_mib,
             p.join_cometbft_mib
@@ -1092,7 +1104,7 @@ fn bft_growth(
             "bft-growth-catch-up.png",
             "Part 4: a full node catching up from an empty Geth",
             "blocks/s",
-            vec![series("joining node", &|p| p.join_bps), series("bare loop", &|p| p.bare_pace())],
+            vec![series("joining node", &|p| p.join_pace()), series("bare loop", &|p| p.bare_pace())],
         ),
         (
             "bft-growth-memory.png",
@@ -1106,7 +1118,7 @@ fn bft_growth(
         writeln!(body, "![{title}](benchmarks/{file})\n")?;
     }
     let (Some(short), Some(long)) = (g.points.first(), g.points.last()) else { return Ok(()) };
-    let catch_up = long.join_bps / short.join_bps;
+    let catch_up = long.join_pace() / short.join_pace();
     goals.push(Goal {
         scenario: "bft-growth",
         figure: "joining node's blocks/s, longest ÷ shortest chain",
@@ -1119,7 +1131,7 @@ fn bft_growth(
         ),
         met: (0.90..=1.10).contains(&catch_up),
     });
-    let against_bare = long.join_bps / long.bare_pace();
+    let against_bare = long.join_pace() / long.bare_pace();
     goals.push(Goal {
         scenario: "bft-growth",
         figure: "joining node ÷ bare loop, longest chain",

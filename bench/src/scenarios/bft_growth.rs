@@ -99,6 +99,19 @@ pub(crate) struct BftPoint {
     /// runs before it was recorded).
     #[serde(default)]
     pub(crate) bare_after_first_bps: Option<f64>,
+    /// Blocks a second from that first head to the last block block sync gave before the
+    /// validator's head of then, timed by the joining app's Commit of each (which returns
+    /// once Geth has found the block VALID), as the bare loop's newPayload is timed
+    /// (absent from runs before it was recorded).
+    #[serde(default)]
+    pub(crate) synced_bps: Option<f64>,
+    /// From the app's Commit of that last block until its Geth's head was at the
+    /// validator's head of then, seconds. Block sync checks a block against the next
+    /// one's commit, so it cannot give the newest block: a node that reaches the network's
+    /// head takes it by consensus, once CometBFT leaves block sync (absent from runs before
+    /// it was recorded).
+    #[serde(default)]
+    pub(crate) tail_s: Option<f64>,
 }
 
 impl BftPoint {
@@ -107,6 +120,20 @@ impl BftPoint {
     pub(crate) fn bare_pace(&self) -> f64 {
         self.bare_after_first_bps.unwrap_or(self.bare_bps)
     }
+
+    /// The join's pace to set against the bare loop's: block sync's, where the run recorded
+    /// it, else until its Geth's head was at the validator's.
+    pub(crate) fn join_pace(&self) -> f64 {
+        self.synced_bps.unwrap_or(self.join_bps)
+    }
+}
+
+/// When the app whose log is `output` committed each block it logged: height, and Unix
+/// seconds.
+fn commit_times(output: &str) -> std::collections::HashMap<u64, f64> {
+    procs::lines_with(output, "committed height=")
+        .filter_map(|line| Some((procs::field(line, "height")?.parse().ok()?, procs::line_time(line)?)))
+        .collect()
 }
 
 /// One node's app and the directory of its store.
@@ -241,7 +268,7 @@ pub(crate) async fn run(lengths: &[u64], profile_secs: u64) -> anyhow::Result<Bf
 
         tracing::info!(blocks = head.number, "a full node joins");
         let (join_options, geth_pprof) = with_pprof(&options, profile_secs)?;
-        let join_geth = Geth::start_with(join_options).await?;
+        let join_geth = procs::fresh_geth(join_options).await?;
         let full = comet.add_full_node()?;
         let comet_pprof = if profile_secs > 0 {
             let port = free_port()?;
@@ -265,6 +292,21 @@ pub(crate) async fn run(lengths: &[u64], profile_secs: u64) -> anyhow::Result<Bf
             .collect();
         wait_for_head(&join_geth, target, Duration::from_secs(target / 10 + 600)).await?;
         let join_s = started.elapsed().as_secs_f64();
+        let head_there = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs_f64();
+        // Where block sync ended, if it did before the target: CometBFT logs the height it
+        // goes on from by consensus.
+        let comet_log = std::fs::read_to_string(comet.log_path(full))?;
+        let switched = procs::lines_with(&comet_log, "Time to switch to consensus reactor")
+            .find_map(|line| procs::field(line, "height")?.parse::<u64>().ok());
+        let synced_to = switched.map_or(target, |height| target.min(height.saturating_sub(1)));
+        let commits = commit_times(&joiner.service.output());
+        let (from, to) = (commits.get(&first_head), commits.get(&synced_to));
+        let synced_bps = from
+            .zip(to)
+            .filter(|(from, to)| to > from)
+            .map(|(from, to)| synced_to.saturating_sub(first_head) as f64 / (to - from));
+        let tail_s = to.map(|to| head_there - to);
+        tracing::info!(?switched, synced_to, ?synced_bps, ?tail_s, "the join by its app's commits");
         for profile in profiles {
             profile.await??;
         }
@@ -296,6 +338,8 @@ pub(crate) async fn run(lengths: &[u64], profile_secs: u64) -> anyhow::Result<Bf
             join_bps: target.saturating_sub(first_head) as f64 / (join_s - first_s),
             first_head: Some(first_head),
             bare_after_first_bps: bare.after_first_bps(),
+            synced_bps,
+            tail_s,
             join_app_mib,
             join_cometbft_mib,
             bare_bps: bare.bps(),
@@ -369,4 +413,20 @@ fn keep_logs(dir: &Path, comet: &CometNet) -> anyhow::Result<()> {
         std::fs::copy(comet.log_path(i), kept.join(format!("cometbft{i}.log")))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commit_times_are_read_from_the_apps_log() {
+        let log = "2026-12-05T05:59:00.092868Z  INFO cometbft_consensus::app: committed height=1006 hash=0x01 txs=3\n\
+                   2026-12-05T05:59:00.100000Z  INFO cometbft_consensus::abci: ABCI connection peer=127.0.0.1:1 id=0\n\
+                   2026-12-05T05:59:02.592868Z  INFO cometbft_consensus::app: committed height=1008 hash=0x02 txs=0\n";
+        let commits = commit_times(log);
+        assert_eq!(commits.len(), 2, "{commits:?}");
+        let gap = commits[&1008] - commits[&1006];
+        assert!((gap - 2.5).abs() < 1e-3, "1006 to 1008: {gap} s");
+    }
 }

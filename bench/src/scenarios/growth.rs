@@ -211,7 +211,7 @@ pub(crate) async fn run(lengths: &[u64]) -> anyhow::Result<Growth> {
         let log_bytes: u64 = postgres.psql("SELECT pg_total_relation_size('blocks')")?.trim().parse()?;
 
         tracing::info!(blocks = head.number, "a new member catches up");
-        let member_geth = Geth::start_with(options.clone()).await?;
+        let member_geth = procs::fresh_geth(options.clone()).await?;
         let label = format!("member-{}", head.number);
         let env = node_env(&member_geth, &genesis, &redis, &postgres, &label, "member");
         let started = Instant::now();

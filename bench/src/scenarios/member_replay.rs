@@ -130,7 +130,7 @@ async fn one_repeat(plan: &Plan, accounts: &Accounts, genesis: &BenchGenesis, bl
 
     // A fresh member catches up on all of it, timed from its start (so its own start-up
     // counts against it) to its Geth reaching the stored head.
-    let member_geth = Geth::start_with(options.clone()).await?;
+    let member_geth = procs::fresh_geth(options.clone()).await?;
     let env = node_env(&member_geth, genesis, &redis, &postgres, "member", "member");
     let started = Instant::now();
     let mut member = procs::spawn("member-nodes", "member", &[], &env, dir.path())?;
@@ -190,7 +190,7 @@ impl CatchUp {
 /// catching-up node can make: a newPayload per block, and a forkchoiceUpdated per batch,
 /// as the member moves its head.
 pub(crate) async fn bare_loop(options: GethOptions, chain: &[ExecutableBlock]) -> anyhow::Result<CatchUp> {
-    let bare_geth = Geth::start_with(options).await?;
+    let bare_geth = procs::fresh_geth(options).await?;
     let engine = bare_geth.engine();
     let started = Instant::now();
     let mut first = None;

@@ -162,7 +162,7 @@ async fn execute(
 ) -> anyhow::Result<(f64, f64)> {
     let mut geths = Vec::new();
     for _ in 0..replicas {
-        geths.push(Geth::start_with(options.clone()).await?);
+        geths.push(procs::fresh_geth(options.clone()).await?);
     }
     let barrier = Arc::new(tokio::sync::Barrier::new(replicas));
     let spent = || geths.iter().filter_map(Geth::pid).filter_map(procs::cpu_seconds).sum::<f64>();
