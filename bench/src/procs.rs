@@ -143,16 +143,18 @@ pub(crate) async fn fresh_geth(options: GethOptions) -> anyhow::Result<Geth> {
     Ok(geth)
 }
 
-/// Waits until process `pid` uses less than a tenth of a core over half a second, for at
+/// Waits until process `pid` has used less than a tenth of a core over each of two half
+/// seconds in a row (one quiet half second may fall between two bursts of work), for at
 /// most `within`.
 async fn wait_until_idle(pid: u32, within: std::time::Duration) -> anyhow::Result<()> {
     let deadline = std::time::Instant::now() + within;
     let spent = || cpu_seconds(pid).with_context(|| format!("process {pid} is gone"));
-    let mut before = spent()?;
+    let (mut before, mut quiet) = (spent()?, 0);
     loop {
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
         let now = spent()?;
-        if now - before < 0.05 {
+        quiet = if now - before < 0.05 { quiet + 1 } else { 0 };
+        if quiet == 2 {
             return Ok(());
         }
         anyhow::ensure!(std::time::Instant::now() < deadline, "process {pid} was still busy after {within:?}");
@@ -205,21 +207,46 @@ mod tests {
         assert!(cpu_seconds(u32::MAX).is_none(), "no such process");
     }
 
-    /// A process at rest is found idle at once; one that spins is not, until the wait
-    /// gives up.
+    /// A process at rest is found idle soon; one that works for a while and then rests is
+    /// waited for; one that spins is never found idle, and the wait gives up.
     #[tokio::test]
     async fn a_busy_process_is_waited_for_and_an_idle_one_is_not() {
-        let spawn = |script: &str| Command::new("sh").args(["-c", script]).spawn().expect("sh");
-        let (mut resting, mut spinning) = (spawn("sleep 60"), spawn("while :; do :; done"));
-        let started = std::time::Instant::now();
-        wait_until_idle(resting.id(), std::time::Duration::from_secs(30)).await.expect("sleep is idle");
-        assert!(started.elapsed().as_secs() < 20, "a sleeping process took {:?} to be found idle", started.elapsed());
-        let busy = wait_until_idle(spinning.id(), std::time::Duration::from_secs(3)).await;
-        assert!(busy.is_err_and(|e| e.to_string().contains("still busy")), "a spinning process is never idle");
-        for child in [&mut resting, &mut spinning] {
-            child.kill().expect("kill");
-            child.wait().expect("wait");
+        use std::time::{Duration, Instant};
+        /// Kills its processes however the test ends.
+        struct Children(Vec<std::process::Child>);
+        impl Drop for Children {
+            fn drop(&mut self) {
+                for child in &mut self.0 {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                }
+            }
         }
+        let spawn = |script: &str| {
+            let null = std::process::Stdio::null;
+            Command::new("sh").args(["-c", script]).stdout(null()).stderr(null()).spawn().expect("sh")
+        };
+        let bounded = |wait| async move {
+            tokio::time::timeout(Duration::from_secs(120), wait).await.expect("the wait ends within its bound")
+        };
+        let spin = "while :; do :; done";
+        let children = Children(vec![spawn("sleep 60"), spawn(spin), spawn(spin)]);
+        let pid = |i: usize| children.0[i].id();
+        let started = Instant::now();
+        bounded(wait_until_idle(pid(0), Duration::from_secs(30))).await.expect("sleep is idle");
+        assert!(started.elapsed() < Duration::from_secs(20), "a sleeping process took {:?}", started.elapsed());
+        // The second spins until it is stopped, 3 s from now.
+        let stopped = pid(1).to_string();
+        let stop = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            Command::new("kill").args(["-STOP", &stopped]).status().expect("kill -STOP")
+        });
+        let started = Instant::now();
+        bounded(wait_until_idle(pid(1), Duration::from_secs(60))).await.expect("it rests once stopped");
+        assert!(started.elapsed() >= Duration::from_secs(2), "found idle after {:?}, while it spun", started.elapsed());
+        assert!(stop.await.expect("the stop ran").success());
+        let busy = bounded(wait_until_idle(pid(2), Duration::from_secs(3))).await;
+        assert!(busy.is_err_and(|e| e.to_string().contains("still busy")), "a spinning process is never idle");
     }
 
     #[test]

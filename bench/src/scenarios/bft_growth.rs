@@ -99,17 +99,19 @@ pub(crate) struct BftPoint {
     /// runs before it was recorded).
     #[serde(default)]
     pub(crate) bare_after_first_bps: Option<f64>,
-    /// Blocks a second from that first head to the last block block sync gave before the
-    /// validator's head of then, timed by the joining app's Commit of each (which returns
-    /// once Geth has found the block VALID), as the bare loop's newPayload is timed
-    /// (absent from runs before it was recorded).
+    /// Block sync's pace: blocks a second from that first head to the last block that block
+    /// sync delivered (the validator's head of then at most), timed by the joining app's
+    /// Commit of each. (While block sync catches up a Commit can return before its block's
+    /// import ends; the next FinalizeBlock waits for it, so the count is off by one import
+    /// at most.) Absent from runs before it was recorded, and where the logs did not give
+    /// it.
     #[serde(default)]
     pub(crate) synced_bps: Option<f64>,
-    /// From the app's Commit of that last block until its Geth's head was at the
-    /// validator's head of then, seconds. Block sync checks a block against the next
-    /// one's commit, so it cannot give the newest block: a node that reaches the network's
-    /// head takes it by consensus, once CometBFT leaves block sync (absent from runs before
-    /// it was recorded).
+    /// The tail: from the app's Commit of that last block until its Geth's head was at the
+    /// validator's head of then, seconds. While block sync catches up the app moves the
+    /// head at every 64th block only, and at its first Commit once CometBFT has left block
+    /// sync, so the head waits for the next 64th block or, where the network's head comes
+    /// first, for CometBFT to commit a block by consensus (absent as `synced_bps` is).
     #[serde(default)]
     pub(crate) tail_s: Option<f64>,
 }
@@ -120,12 +122,40 @@ impl BftPoint {
     pub(crate) fn bare_pace(&self) -> f64 {
         self.bare_after_first_bps.unwrap_or(self.bare_bps)
     }
+}
 
-    /// The join's pace to set against the bare loop's: block sync's, where the run recorded
-    /// it, else until its Geth's head was at the validator's.
-    pub(crate) fn join_pace(&self) -> f64 {
-        self.synced_bps.unwrap_or(self.join_bps)
+/// A join's block-sync pace and tail ([`BftPoint::synced_bps`], [`BftPoint::tail_s`]),
+/// from its CometBFT's and its app's logs: block sync ended, if before the target, where
+/// CometBFT logs the height it goes on from by consensus. `None` where the logs do not
+/// give them, with a warning: a run then reports the join as it did before.
+fn block_sync_and_tail(
+    comet_log: &str,
+    app_log: &str,
+    first_head: u64,
+    target: u64,
+    head_there: f64,
+) -> (Option<f64>, Option<f64>) {
+    let switched = procs::lines_with(comet_log, "Time to switch to consensus reactor")
+        .find_map(|line| procs::field(line, "height")?.parse::<u64>().ok());
+    // No switch: block sync must still have been running when the join ended. A CometBFT
+    // that committed by consensus without the line means its log reads otherwise now.
+    if switched.is_none() && procs::lines_with(comet_log, "finalizing commit of block").next().is_some() {
+        tracing::warn!("the joining CometBFT committed by consensus, but its log has no switch from block sync");
+        return (None, None);
     }
+    let synced_to = switched.map_or(target, |height| target.min(height.saturating_sub(1)));
+    let commits = commit_times(app_log);
+    let (from, to) = (commits.get(&first_head), commits.get(&synced_to));
+    let synced_bps = from
+        .zip(to)
+        .filter(|(from, to)| to > from)
+        .map(|(from, to)| synced_to.saturating_sub(first_head) as f64 / (to - from));
+    let tail_s = to.filter(|_| synced_bps.is_some()).map(|to| head_there - to);
+    if synced_bps.is_none() {
+        tracing::warn!(first_head, synced_to, "the joining app's log does not time block sync");
+    }
+    tracing::info!(?switched, synced_to, ?synced_bps, ?tail_s, "the join by its app's commits");
+    (synced_bps, tail_s)
 }
 
 /// When the app whose log is `output` committed each block it logged: height, and Unix
@@ -293,20 +323,13 @@ pub(crate) async fn run(lengths: &[u64], profile_secs: u64) -> anyhow::Result<Bf
         wait_for_head(&join_geth, target, Duration::from_secs(target / 10 + 600)).await?;
         let join_s = started.elapsed().as_secs_f64();
         let head_there = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs_f64();
-        // Where block sync ended, if it did before the target: CometBFT logs the height it
-        // goes on from by consensus.
-        let comet_log = std::fs::read_to_string(comet.log_path(full))?;
-        let switched = procs::lines_with(&comet_log, "Time to switch to consensus reactor")
-            .find_map(|line| procs::field(line, "height")?.parse::<u64>().ok());
-        let synced_to = switched.map_or(target, |height| target.min(height.saturating_sub(1)));
-        let commits = commit_times(&joiner.service.output());
-        let (from, to) = (commits.get(&first_head), commits.get(&synced_to));
-        let synced_bps = from
-            .zip(to)
-            .filter(|(from, to)| to > from)
-            .map(|(from, to)| synced_to.saturating_sub(first_head) as f64 / (to - from));
-        let tail_s = to.map(|to| head_there - to);
-        tracing::info!(?switched, synced_to, ?synced_bps, ?tail_s, "the join by its app's commits");
+        let (synced_bps, tail_s) = block_sync_and_tail(
+            &std::fs::read_to_string(comet.log_path(full))?,
+            &joiner.service.output(),
+            first_head,
+            target,
+            head_there,
+        );
         for profile in profiles {
             profile.await??;
         }
@@ -428,5 +451,34 @@ mod tests {
         assert_eq!(commits.len(), 2, "{commits:?}");
         let gap = commits[&1008] - commits[&1006];
         assert!((gap - 2.5).abs() < 1e-3, "1006 to 1008: {gap} s");
+    }
+
+    /// Block sync's pace ends at the last block it delivered, below the height CometBFT
+    /// switched to consensus at, or at the target; with no switch line but a commit by
+    /// consensus, the logs cannot say, and nothing is reported.
+    #[test]
+    fn block_sync_ends_where_cometbft_switched_or_at_the_target() {
+        let app: String = (64..=70)
+            .map(|h| format!("2026-12-05T06:00:{:02}.000000Z  INFO cometbft_consensus::app: committed height={h} hash=0x01 txs=1\n", h - 60))
+            .collect();
+        let switch =
+            "I[2026-12-05|06:00:09.500] Time to switch to consensus reactor!         module=blocksync height=68\n";
+        let ended = |s: f64| line_seconds("2026-12-05T06:00:00Z x") + s;
+        // Switched at 68: block sync delivered up to 67, committed at 06:00:07.
+        let (bps, tail) = block_sync_and_tail(switch, &app, 64, 69, ended(12.0));
+        assert_eq!(bps, Some(1.0), "64 to 67 in 3 s");
+        assert_eq!(tail, Some(5.0), "from 67's Commit at 7 s to the head at 12 s");
+        // No switch: block sync ran to the target.
+        let (bps, tail) = block_sync_and_tail("", &app, 64, 70, ended(10.5));
+        assert_eq!((bps, tail), (Some(1.0), Some(0.5)));
+        // A commit by consensus and no switch line: unknown.
+        let consensus = "I[2026-12-05|06:00:09.600] finalizing commit of block module=consensus height=69\n";
+        assert_eq!(block_sync_and_tail(consensus, &app, 64, 70, ended(10.5)), (None, None));
+        // A first head the app did not log: unknown.
+        assert_eq!(block_sync_and_tail("", &app, 60, 70, ended(10.5)), (None, None));
+    }
+
+    fn line_seconds(line: &str) -> f64 {
+        procs::line_time(line).expect("a log time")
     }
 }
