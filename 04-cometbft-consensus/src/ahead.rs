@@ -87,13 +87,6 @@ pub async fn run(app: Arc<App>, mut inbox: Inbox, cometbft: RpcClient, cancel: C
 }
 // ANCHOR_END: run
 
-/// Whether this node's CometBFT is catching up (block sync or state sync), from its RPC's
-/// `status`.
-pub async fn catching_up(cometbft: &RpcClient) -> anyhow::Result<bool> {
-    let status: Status = cometbft.call("status", json!({}), Duration::from_secs(1)).await?;
-    Ok(status.sync_info.catching_up)
-}
-
 /// Just enough of CometBFT's RPC to know whether this node proposes at a height.
 #[derive(Debug)]
 struct CometRpc {
@@ -104,12 +97,6 @@ struct CometRpc {
 #[derive(Debug, Deserialize)]
 struct Status {
     validator_info: ValidatorInfo,
-    sync_info: SyncInfo,
-}
-
-#[derive(Debug, Deserialize)]
-struct SyncInfo {
-    catching_up: bool,
 }
 
 #[derive(Debug, Deserialize)]

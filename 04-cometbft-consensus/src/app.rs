@@ -7,7 +7,7 @@
 //! | `PrepareProposal` (proposer) | forkchoiceUpdated with attributes, getPayload | — |
 //! | `ProcessProposal` (everyone) | newPayload: VALID accepts, anything else rejects | — |
 //! | `FinalizeBlock` | starts newPayload, which goes on until VALID | — (app hash = the EL block hash) |
-//! | `Commit` | waits for the VALID, then forkchoiceUpdated: head, safe and finalized (while block sync catches up, both only at every 64th block) | stores the block first |
+//! | `Commit` | waits for the VALID, then forkchoiceUpdated: head, safe and finalized (while block sync catches up, both only at every 64th block, and for the last block once CometBFT pauses) | stores the block first |
 //! | `ListSnapshots`, `LoadSnapshotChunk` (state sync, serving) | — | the EL block at a multiple of 64, and block 0 |
 //! | `OfferSnapshot`, `ApplySnapshotChunk` (state sync, joining) | forkchoiceUpdated to the snapshot's block: Geth syncs from its peers | the block becomes our head |
 //!
@@ -32,12 +32,12 @@ mod snapshots;
 
 use std::{
     sync::{Arc, Mutex},
-    time::{Duration, SystemTime},
+    time::{Duration, Instant, SystemTime},
 };
 
 use alloy_primitives::B256;
 use anyhow::{Context, anyhow, bail};
-use common::{BlockTag, EngineClient, Head, PayloadStatus, payload::ExecutableBlock, rpc::RpcClient};
+use common::{BlockTag, EngineClient, Head, PayloadStatus, payload::ExecutableBlock};
 use single_node::{
     fault::{Fault, retry},
     round::{self, Building, ReplayError},
@@ -97,16 +97,14 @@ struct DecidedInvalid {
     status: PayloadStatus,
 }
 
-/// A block committed this long after its time may be one block sync is catching up on;
-/// a younger one is made head at once without asking CometBFT.
+/// A block committed this long after its time is old: one of a backlog, if Commits come
+/// back to back ([`head_moves_now`]); a younger one is made head at once.
 const CATCH_UP_AGE: Duration = Duration::from_secs(5);
 
 /// The application. One value serves all four ABCI connections.
 #[derive(Debug)]
 pub struct App {
     engine: EngineClient,
-    /// This node's CometBFT RPC (`--cometbft-rpc`): whether it is catching up.
-    cometbft: RpcClient,
     /// Shared with the blocking thread that writes to it (Commit).
     store: Arc<Store>,
     /// Geth's block 0, read at startup, where the store was checked against it.
@@ -116,6 +114,15 @@ pub struct App {
     cancel: CancellationToken,
     /// The stored head (our last commit), or `None` before `InitChain`.
     head: Mutex<Option<Head>>,
+    /// The newest block Commit stored without making it Geth's head (an old block, while
+    /// block sync catches up), until a move of the head passes it ([`App::settle`]).
+    held_back: watch::Sender<Option<Head>>,
+    /// When the last Commit ended (at first, when the app started): a Commit a second
+    /// later or more comes after CometBFT paused.
+    last_commit: Mutex<Instant>,
+    /// Held by whoever moves Geth's head (Commit, [`App::settle`]), so that a move to an
+    /// older block never comes after a move to a newer one.
+    moving: tokio::sync::Mutex<()>,
     /// Set by `FinalizeBlock`, taken by `Commit`.
     pending: Mutex<Option<Pending>>,
     /// The decided block's import, started by `FinalizeBlock`: the next FinalizeBlock, a
@@ -144,13 +151,15 @@ impl App {
         let store = Arc::new(store);
         let app = Self {
             engine,
-            cometbft: config.cometbft_client()?,
             store,
             genesis,
             config,
             status,
             cancel,
             head: Mutex::new(head),
+            held_back: watch::Sender::new(None),
+            last_commit: Mutex::new(Instant::now()),
+            moving: tokio::sync::Mutex::default(),
             pending: Mutex::default(),
             importing: Mutex::default(),
             ahead,
@@ -409,7 +418,8 @@ impl App {
         let Pending { height, block, time, decided } =
             lock(&self.pending).take().context("Commit without FinalizeBlock")?;
         let head = block.head();
-        let moves = self.head_moves_now(head.number, time).await;
+        let after_pause = lock(&self.last_commit).elapsed() >= self.config.catch_up_pause();
+        let moves = head_moves_now(head.number, time, after_pause);
         // A block whose import still runs (block sync is catching up on it) is stored all
         // the same: it was decided, and a restart gives Geth what it lacks.
         if moves || self.import_finished() {
@@ -418,36 +428,80 @@ impl App {
         self.store_in_background(&block).await?;
         *lock(&self.head) = Some(head);
         if moves {
-            // A Geth that lost the block since its import (it restarted) answers SYNCING:
-            // it gets the stored blocks it lacks, this one included, and is made head again.
-            self.until_done(&format!("finalize block {}", head.number), || async {
-                match round::finalize(&self.engine, head.hash).await {
-                    Err(Fault::Passing(_)) => self.reconcile().await,
-                    done => done,
-                }
-            })
-            .await?;
+            let _moving = self.moving.lock().await;
+            self.make_head(head).await?;
             self.ahead.committed(Committed { head, decided });
+        } else {
+            self.held_back.send_replace(Some(head));
         }
         self.status.committed(height, head, block.transaction_count());
+        *lock(&self.last_commit) = Instant::now();
         info!(height, hash = %head.hash, txs = block.transaction_count(), "committed");
         Ok(ResponseCommit { retain_height: self.config.retain_height(height) })
     }
-
-    /// Whether Commit makes block `number` Geth's head now. While CometBFT block-syncs,
-    /// the next block is already at hand, and the head moves only at every
-    /// [`store::REPLAY_HEAD_EVERY`]th block, as a replay moves it: each move costs Geth more
-    /// than executing a small block (its log index rewrites its newest map). The blocks
-    /// between are stored, and in Geth or on their way: the next move makes them
-    /// canonical, and after a crash the reconcile at start does.
-    async fn head_moves_now(&self, number: u64, time: Option<SystemTime>) -> bool {
-        let age = time.and_then(|time| SystemTime::now().duration_since(time).ok());
-        if number.is_multiple_of(store::REPLAY_HEAD_EVERY) || age.is_none_or(|age| age < CATCH_UP_AGE) {
-            return true;
-        }
-        !crate::ahead::catching_up(&self.cometbft).await.unwrap_or(false)
-    }
     // ANCHOR_END: commit
+
+    // ANCHOR: settle
+    /// Makes `head` Geth's head, safe and final (the caller holds `moving`). A Geth that
+    /// lost the block since its import (it restarted) answers SYNCING: it gets the stored
+    /// blocks it lacks, this one included, and is made head again.
+    async fn make_head(&self, head: Head) -> anyhow::Result<()> {
+        self.until_done(&format!("finalize block {}", head.number), || async {
+            match round::finalize(&self.engine, head.hash).await {
+                Err(Fault::Passing(_)) => self.reconcile().await,
+                done => done,
+            }
+        })
+        .await?;
+        self.held_back.send_if_modified(|held| held.take_if(|held| held.number <= head.number).is_some());
+        Ok(())
+    }
+
+    /// Makes the block Commit held back Geth's head once CometBFT pauses (no Commit for a
+    /// second): block sync has ended, and consensus gives the next block only when the
+    /// network decides it, or the node lost its peers. Runs beside the ABCI server until
+    /// `cancel`.
+    pub async fn settle(self: Arc<Self>, cancel: CancellationToken) {
+        let mut held = self.held_back.subscribe();
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                _ = held.wait_for(Option::is_some) => {}
+            }
+            // Each Commit starts the pause again.
+            while let Ok(changed) = tokio::time::timeout(self.config.catch_up_pause(), held.changed()).await {
+                if changed.is_err() {
+                    return;
+                }
+            }
+            let Some(head) = self.held_back.send_replace(None) else { continue };
+            if !self.import_valid(head).await {
+                continue;
+            }
+            let _moving = self.moving.lock().await;
+            // A Commit since (it moves the head or holds its own block back), or the block
+            // taken out of the store again (INVALID).
+            if self.head() != Some(head) {
+                continue;
+            }
+            match self.make_head(head).await {
+                Ok(()) => info!(number = head.number, "no block came for a while: made the last one Geth's head"),
+                Err(error) => warn!(error = %format!("{error:#}"), "cannot make the last block Geth's head"),
+            }
+        }
+    }
+
+    /// Waits for `head`'s import if it is the last decided block's: whether Geth found it
+    /// VALID. The outcome is left for the ABCI call that waits for it next.
+    async fn import_valid(&self, head: Head) -> bool {
+        let outcome = lock(&self.importing)
+            .as_ref()
+            .filter(|import| import.block.head() == head)
+            .map(|import| import.outcome.clone());
+        let Some(mut outcome) = outcome else { return true };
+        matches!(outcome.wait_for(Option::is_some).await.as_deref(), Ok(Some(Imported::Valid)))
+    }
+    // ANCHOR_END: settle
 
     /// Appends `block` to the store ([`store_once`]) on a blocking thread, as Part 2 does:
     /// the commit waits for the disk, which would hold up every other task on this
@@ -587,6 +641,24 @@ fn fail(error: anyhow::Error) -> Option<response::Value> {
     error!(error = %format!("{error:#}"), "cannot go on");
     exception(format!("{error:#}"))
 }
+
+// ANCHOR: head_moves_now
+/// Whether Commit makes block `number` Geth's head now. CometBFT hands over a backlog
+/// (block sync catching up, or its replay at start) as fast as the app takes it: old
+/// blocks, each Commit right after the last. There the head moves only at every
+/// [`store::REPLAY_HEAD_EVERY`]th block, as a replay moves it, because each move costs
+/// Geth more than executing a small block (its log index rewrites its newest map). The
+/// blocks between are stored, and in Geth or on their way: the next move makes them
+/// canonical, [`App::settle`] moves the head to the last of them once CometBFT pauses, and
+/// after a crash the reconcile at start does. Any other block moves the head at once: a
+/// young one (the network has just decided it), or one that came after a pause (a round
+/// that took long).
+fn head_moves_now(number: u64, time: Option<SystemTime>, after_pause: bool) -> bool {
+    let age = time.and_then(|time| SystemTime::now().duration_since(time).ok());
+    let backlog = !after_pause && age.is_some_and(|age| age >= CATCH_UP_AGE);
+    !backlog || number.is_multiple_of(store::REPLAY_HEAD_EVERY)
+}
+// ANCHOR_END: head_moves_now
 
 /// Appends `block` to `store`. A block stored already as the head is left as it is: a
 /// CometBFT restarted while we waited for Geth gives the block again, and both Commits

@@ -38,7 +38,7 @@ pub struct Config {
     pub build_ahead: BuildAhead,
 
     /// This validator's CometBFT RPC, where `--build-ahead proposer` reads who proposes
-    /// next, and Commit whether block sync is catching up (its `[rpc] laddr`, as http://).
+    /// next (its `[rpc] laddr`, as http://).
     #[arg(long, env = "COMETBFT_RPC", default_value = "http://127.0.0.1:26657")]
     pub cometbft_rpc: String,
 
@@ -64,6 +64,12 @@ pub struct Config {
     /// only executing them shows they are invalid.
     #[arg(long, env = "TEST_CORRUPT_PROPOSALS", hide = true)]
     pub test_corrupt_proposals: bool,
+
+    /// Test only: what counts as CometBFT pausing (ms, no Commit for this long). A block
+    /// that comes after a pause moves Geth's head at once, and the block Commit held back
+    /// while block sync caught up is made head once CometBFT pauses (`App::settle`).
+    #[arg(long, env = "TEST_CATCH_UP_PAUSE_MS", hide = true, default_value_t = 1_000)]
+    pub test_catch_up_pause_ms: u64,
 
     /// Bench only: never hold a proposal for the clock, so that a benchmark can make a long
     /// chain faster than a block a second (its EL timestamps run ahead of the clock, a
@@ -107,6 +113,11 @@ impl Config {
     /// The proposer's build deadline.
     pub const fn build_time(&self) -> Duration {
         Duration::from_millis(self.build_time_ms)
+    }
+
+    /// What counts as CometBFT pausing: no Commit for this long.
+    pub const fn catch_up_pause(&self) -> Duration {
+        Duration::from_millis(self.test_catch_up_pause_ms)
     }
 
     /// Commit's `retain_height` at `height`: CometBFT may drop the blocks below it, which

@@ -94,6 +94,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     }
 
     let building_ahead = tokio::spawn(ahead::run(app.clone(), inbox, cometbft, cancel.clone()));
+    let settling = tokio::spawn(app.clone().settle(cancel.clone()));
     info!(addr = %config.abci_addr, build_ahead = ?config.build_ahead, "serving ABCI to CometBFT");
     if config.bench_no_hold {
         warn!(
@@ -101,7 +102,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
         );
     }
     abci::serve(abci, app, cancel.clone()).await;
-    let _ = tokio::join!(server, building_ahead);
+    let _ = tokio::join!(server, building_ahead, settling);
     info!("stopped");
     Ok(())
 }

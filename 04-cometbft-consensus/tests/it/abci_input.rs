@@ -380,7 +380,9 @@ async fn a_block_built_ahead_is_proposed_when_the_rule_agrees_and_dropped_when_n
 /// to write can push into the next one.
 #[tokio::test]
 async fn a_block_built_ahead_is_built_for_the_second_its_parent_was_decided_in() {
-    let lone = lone_app_with(&["--build-ahead", "all"]).await;
+    // Every Commit counts as one after CometBFT paused (a round that took long), so the old
+    // block moves the head, and the next block is built ahead on it.
+    let lone = lone_app_with(&["--build-ahead", "all", "--test-catch-up-pause-ms", "0"]).await;
     call(&lone.abci, request::Value::InitChain(RequestInitChain { initial_height: 1, ..Default::default() })).await;
     // Block times well in the past: the rule gives the block time, not the parent's plus one.
     let past = i64::try_from(common::unix_time().as_secs()).expect("fits") - 1_000;
@@ -666,8 +668,7 @@ async fn a_block_found_invalid_while_catching_up_stops_the_next_finalize_block_a
 /// start, when it gives its stored blocks to Geth).
 #[tokio::test]
 async fn a_block_found_invalid_while_catching_up_before_its_commit_is_not_stored() {
-    let rpc = catching_up_rpc().await;
-    let lone = lone_app_with(&["--test-corrupt-proposals", "--cometbft-rpc", &rpc]).await;
+    let lone = lone_app_with(&["--test-corrupt-proposals", "--test-catch-up-pause-ms", "3600000"]).await;
     call(&lone.abci, request::Value::InitChain(RequestInitChain { initial_height: 1, ..Default::default() })).await;
     let before = height_and_hash(call(&lone.abci, request::Value::Info(RequestInfo::default())).await);
     let past = i64::try_from(common::unix_time().as_secs()).expect("fits") - 60;
@@ -692,8 +693,7 @@ async fn a_block_found_invalid_while_catching_up_before_its_commit_is_not_stored
 async fn stored_while_catching_up_then_found_invalid(
     next: impl FnOnce(i64, &common::payload::ExecutableBlock) -> request::Value,
 ) {
-    let rpc = catching_up_rpc().await;
-    let args = ["--test-corrupt-proposals", "--cometbft-rpc", &rpc];
+    let args = ["--test-corrupt-proposals", "--test-catch-up-pause-ms", "3600000"];
     let mut lone = lone_app_with(&args).await;
     call(&lone.abci, request::Value::InitChain(RequestInitChain { initial_height: 1, ..Default::default() })).await;
     let before = height_and_hash(call(&lone.abci, request::Value::Info(RequestInfo::default())).await);
@@ -729,28 +729,14 @@ async fn stored_while_catching_up_then_found_invalid(
 /// (`REPLAY_HEAD_EVERY`), as a replay does: each move costs Geth more than a small block's
 /// execution. The blocks between are executed and stored, and the 64th makes them
 /// canonical. Here one app makes 64 blocks, and a second, on an empty Geth, is given them
-/// as block sync gives them: old, with its CometBFT saying it is catching up.
+/// as block sync gives them: old, and back to back. What counts as CometBFT pausing is an
+/// hour here, so that the test's own pace never does.
 #[tokio::test]
 async fn while_catching_up_geths_head_moves_at_every_64th_block() {
     let every = i64::try_from(single_node::store::REPLAY_HEAD_EVERY).expect("fits");
-    let start = i64::try_from(common::unix_time().as_secs()).expect("fits") - 600;
-    let init = || request::Value::InitChain(RequestInitChain { initial_height: 1, ..Default::default() });
-    let (caught_up, catching_up) = (status_rpc(false).await, status_rpc(true).await);
-    let maker = lone_app_with(&["--cometbft-rpc", &caught_up]).await;
-    call(&maker.abci, init()).await;
-    let mut txs = Vec::new();
-    for height in 1..=every {
-        let (tx, _) = propose(&maker, height, start + height).await;
-        decide(&maker, height, start + height, tx.clone()).await;
-        txs.push(tx);
-    }
-    assert_eq!(maker.geth.engine().head().await.expect("head").number, 64, "the maker's Geth has every block");
-    // Its Geth's slot goes to the joiner's: holding one while waiting for another could wait
-    // for ever behind a test that asks for two at once.
-    drop(maker);
-
-    let joiner = lone_app_with(&["--cometbft-rpc", &catching_up]).await;
-    call(&joiner.abci, init()).await;
+    let (txs, start) = old_blocks(every).await;
+    let joiner = lone_app_with(&["--test-catch-up-pause-ms", "3600000"]).await;
+    call(&joiner.abci, init_chain()).await;
     for (height, tx) in (1..).zip(txs) {
         decide(&joiner, height, start + height, tx).await;
         let stored = height_and_hash(call(&joiner.abci, request::Value::Info(RequestInfo::default())).await).0;
@@ -761,53 +747,53 @@ async fn while_catching_up_geths_head_moves_at_every_64th_block() {
     }
 }
 
-/// A stand-in for CometBFT's RPC whose `status` says it is catching up. A real CometBFT
-/// says so only while block sync drives the app, and here the test drives it.
-async fn catching_up_rpc() -> String {
-    status_rpc(true).await
+/// When block sync has given its last block, and CometBFT gives no more (it waits for
+/// consensus, or lost its peers), the block Commit held back becomes Geth's head once
+/// CometBFT pauses (10 s here), without a further block.
+#[tokio::test]
+async fn when_catching_up_stops_the_last_block_becomes_geths_head() {
+    let (txs, start) = old_blocks(3).await;
+    let joiner = lone_app_with(&["--test-catch-up-pause-ms", "10000"]).await;
+    call(&joiner.abci, init_chain()).await;
+    for (height, tx) in (1..).zip(txs) {
+        decide(&joiner, height, start + height, tx).await;
+    }
+    let held = joiner.geth.engine().head().await.expect("head").number;
+    assert_eq!(held, 0, "the blocks came back to back: Commit held them back");
+    let third = height_and_hash(call(&joiner.abci, request::Value::Info(RequestInfo::default())).await);
+    assert_eq!(third.0, 3, "Commit stored every block");
+    common::harness::eventually("block 3 as Geth's head", Duration::from_secs(60), || async {
+        let head = joiner.geth.engine().head().await.ok()?;
+        (head.number == 3).then_some(head)
+    })
+    .await;
+    let head = joiner.geth.engine().head().await.expect("head");
+    assert_eq!(head.hash.as_slice(), &third.1[..], "the stored block 3 is Geth's head");
+    assert!(
+        joiner.app.output().contains("made the last one Geth's head number=3"),
+        "the pause moved the head, not a Commit:\n{}",
+        joiner.app.output()
+    );
 }
 
-/// A stand-in for CometBFT's RPC whose `status` says whether it is `catching_up`.
-async fn status_rpc(catching_up: bool) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut request = Vec::new();
-                let body = loop {
-                    let mut chunk = [0; 4096];
-                    match stream.read(&mut chunk).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => request.extend_from_slice(&chunk[..n]),
-                    }
-                    let text = String::from_utf8_lossy(&request).into_owned();
-                    let Some((head, body)) = text.split_once("\r\n\r\n") else { continue };
-                    let length = head
-                        .lines()
-                        .find_map(|line| line.to_ascii_lowercase().strip_prefix("content-length:").map(str::to_owned))
-                        .and_then(|length| length.trim().parse::<usize>().ok())
-                        .unwrap_or(0);
-                    if body.len() >= length {
-                        break body.to_owned();
-                    }
-                };
-                let id = serde_json::from_str::<serde_json::Value>(&body).map(|r| r["id"].clone()).unwrap_or_default();
-                let answer = serde_json::json!({
-                    "jsonrpc": "2.0",
-                    "id": id,
-                    "result": {"validator_info": {"address": "00"}, "sync_info": {"catching_up": catching_up}},
-                })
-                .to_string();
-                let response = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
-                    answer.len()
-                );
-                let _ = stream.write_all(response.as_bytes()).await;
-            });
-        }
-    });
-    format!("http://{addr}")
+/// `count` blocks made by one app, with block times ten minutes ago: the transactions
+/// that carry them, and the time of block 0. The app and its Geth are gone afterwards, so
+/// that the next app's Geth does not wait for a slot behind them.
+async fn old_blocks(count: i64) -> (Vec<bytes::Bytes>, i64) {
+    let start = i64::try_from(common::unix_time().as_secs()).expect("fits") - 600;
+    let maker = lone_app().await;
+    call(&maker.abci, init_chain()).await;
+    let mut txs = Vec::new();
+    for height in 1..=count {
+        let (tx, _) = propose(&maker, height, start + height).await;
+        decide(&maker, height, start + height, tx.clone()).await;
+        txs.push(tx);
+    }
+    (txs, start)
+}
+
+fn init_chain() -> request::Value {
+    request::Value::InitChain(RequestInitChain { initial_height: 1, ..Default::default() })
 }
 
 /// A validator whose Geth lost its blocks (wiped, restarted from genesis) is repaired
