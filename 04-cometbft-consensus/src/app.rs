@@ -7,7 +7,7 @@
 //! | `PrepareProposal` (proposer) | forkchoiceUpdated with attributes, getPayload | — |
 //! | `ProcessProposal` (everyone) | newPayload: VALID accepts, anything else rejects | — |
 //! | `FinalizeBlock` | starts newPayload, which goes on until VALID | — (app hash = the EL block hash) |
-//! | `Commit` | waits for the VALID, then forkchoiceUpdated: head, safe and finalized (while block sync catches up, both only at every 64th block, and for the last block once CometBFT pauses) | stores the block first |
+//! | `Commit` | waits for the VALID, then forkchoiceUpdated: head, safe and finalized (for a backlog of old blocks, as block sync gives, all three only at every 64th block, and at the last block once CometBFT pauses) | stores the block first |
 //! | `ListSnapshots`, `LoadSnapshotChunk` (state sync, serving) | — | the EL block at a multiple of 64, and block 0 |
 //! | `OfferSnapshot`, `ApplySnapshotChunk` (state sync, joining) | forkchoiceUpdated to the snapshot's block: Geth syncs from its peers | the block becomes our head |
 //!
@@ -101,6 +101,11 @@ struct DecidedInvalid {
 /// back to back ([`head_moves_now`]); a younger one is made head at once.
 const CATCH_UP_AGE: Duration = Duration::from_secs(5);
 
+/// CometBFT pauses when no Commit comes for this long. Block sync's Commits come a few
+/// milliseconds apart, consensus's a block time apart (a second by default), so a Commit
+/// in step with the network always comes after a pause, whatever this node's clock says.
+pub const CATCH_UP_PAUSE: Duration = Duration::from_millis(250);
+
 /// The application. One value serves all four ABCI connections.
 #[derive(Debug)]
 pub struct App {
@@ -117,11 +122,11 @@ pub struct App {
     /// The newest block Commit stored without making it Geth's head (an old block, while
     /// block sync catches up), until a move of the head passes it ([`App::settle`]).
     held_back: watch::Sender<Option<Head>>,
-    /// When the last Commit ended (at first, when the app started): a Commit a second
-    /// later or more comes after CometBFT paused.
+    /// When the last Commit ended (at first, when the app started): a Commit
+    /// [`CATCH_UP_PAUSE`] later or more comes after CometBFT paused.
     last_commit: Mutex<Instant>,
-    /// Held by whoever moves Geth's head (Commit, [`App::settle`]), so that a move to an
-    /// older block never comes after a move to a newer one.
+    /// Held by Commit and [`App::settle`] while they move Geth's head, so that `settle`
+    /// never moves it back below a block Commit made head.
     moving: tokio::sync::Mutex<()>,
     /// Set by `FinalizeBlock`, taken by `Commit`.
     pending: Mutex<Option<Pending>>,
@@ -354,17 +359,21 @@ impl App {
         };
         let imported = outcome.wait_for(Option::is_some).await.map(|done| done.clone());
         // Reported, it is done with: the next FinalizeBlock (CometBFT restarted) starts
-        // afresh.
-        lock(&self.importing).take_if(|import| Arc::ptr_eq(&import.block, &block));
+        // afresh. An INVALID block is taken out of the store first, so that `settle` never
+        // finds it stored with no import to wait for.
+        let done_with = || lock(&self.importing).take_if(|import| Arc::ptr_eq(&import.block, &block));
         let error = match imported {
-            Ok(Some(Imported::Valid)) => return Ok(()),
+            Ok(Some(Imported::Valid)) => {
+                done_with();
+                return Ok(());
+            }
             Ok(Some(Imported::Failed(error))) => error,
             Ok(None) | Err(_) => "the decided block's import stopped".to_owned(),
             Ok(Some(Imported::Invalid(error))) => {
-                let store = self.store.clone();
+                let (store, invalid) = (self.store.clone(), block.clone());
                 let reverted = tokio::task::spawn_blocking(move || {
-                    if store.head()? == Some(block.head()) {
-                        store.revert(&block, parent)?;
+                    if store.head()? == Some(invalid.head()) {
+                        store.revert(&invalid, parent)?;
                     }
                     store.head()
                 })
@@ -380,6 +389,7 @@ impl App {
                 error
             }
         };
+        done_with();
         bail!(error)
     }
 
@@ -457,10 +467,10 @@ impl App {
         Ok(())
     }
 
-    /// Makes the block Commit held back Geth's head once CometBFT pauses (no Commit for a
-    /// second): block sync has ended, and consensus gives the next block only when the
-    /// network decides it, or the node lost its peers. Runs beside the ABCI server until
-    /// `cancel`.
+    /// Makes the block Commit held back Geth's head once CometBFT pauses (no Commit for
+    /// [`CATCH_UP_PAUSE`]): block sync has ended, and consensus gives the next block only
+    /// when the network decides it, or the node lost its peers. Runs beside the ABCI
+    /// server until `cancel`.
     pub async fn settle(self: Arc<Self>, cancel: CancellationToken) {
         let mut held = self.held_back.subscribe();
         loop {
@@ -469,9 +479,11 @@ impl App {
                 _ = held.wait_for(Option::is_some) => {}
             }
             // Each Commit starts the pause again.
-            while let Ok(changed) = tokio::time::timeout(self.config.catch_up_pause(), held.changed()).await {
-                if changed.is_err() {
-                    return;
+            loop {
+                tokio::select! {
+                    () = cancel.cancelled() => return,
+                    changed = held.changed() => if changed.is_err() { return },
+                    () = tokio::time::sleep(self.config.catch_up_pause()) => break,
                 }
             }
             let Some(head) = self.held_back.send_replace(None) else { continue };
@@ -479,9 +491,9 @@ impl App {
                 continue;
             }
             let _moving = self.moving.lock().await;
-            // A Commit since (it moves the head or holds its own block back), or the block
-            // taken out of the store again (INVALID).
-            if self.head() != Some(head) {
+            // A Commit since (it moves the head or holds its own block back), the block
+            // taken out of the store again (INVALID), or the app stopping.
+            if self.head() != Some(head) || cancel.is_cancelled() {
                 continue;
             }
             match self.make_head(head).await {
@@ -610,7 +622,7 @@ impl Ahead {
 
     /// Commit stored the block and made it Geth's head: the next block's build can start
     /// on it. (While block sync catches up, Commit makes only every 64th block head, and
-    /// nothing is built on the others.)
+    /// nothing is built on the others, nor on the last, which `settle` makes head.)
     pub fn committed(&self, committed: Committed) {
         if self.mode != BuildAhead::Off {
             self.committed.send_replace(Some(committed));
@@ -645,14 +657,14 @@ fn fail(error: anyhow::Error) -> Option<response::Value> {
 // ANCHOR: head_moves_now
 /// Whether Commit makes block `number` Geth's head now. CometBFT hands over a backlog
 /// (block sync catching up, or its replay at start) as fast as the app takes it: old
-/// blocks, each Commit right after the last. There the head moves only at every
+/// blocks, each Commit less than [`CATCH_UP_PAUSE`] after the last. There the head moves only at every
 /// [`store::REPLAY_HEAD_EVERY`]th block, as a replay moves it, because each move costs
 /// Geth more than executing a small block (its log index rewrites its newest map). The
 /// blocks between are stored, and in Geth or on their way: the next move makes them
 /// canonical, [`App::settle`] moves the head to the last of them once CometBFT pauses, and
 /// after a crash the reconcile at start does. Any other block moves the head at once: a
-/// young one (the network has just decided it), or one that came after a pause (a round
-/// that took long).
+/// young one (the network has just decided it), or one that came after a pause (a node in
+/// step, a block time after the last, or a block Geth took that long to execute).
 fn head_moves_now(number: u64, time: Option<SystemTime>, after_pause: bool) -> bool {
     let age = time.and_then(|time| SystemTime::now().duration_since(time).ok());
     let backlog = !after_pause && age.is_some_and(|age| age >= CATCH_UP_AGE);

@@ -65,11 +65,11 @@ pub struct Config {
     #[arg(long, env = "TEST_CORRUPT_PROPOSALS", hide = true)]
     pub test_corrupt_proposals: bool,
 
-    /// Test only: what counts as CometBFT pausing (ms, no Commit for this long). A block
-    /// that comes after a pause moves Geth's head at once, and the block Commit held back
-    /// while block sync caught up is made head once CometBFT pauses (`App::settle`).
-    #[arg(long, env = "TEST_CATCH_UP_PAUSE_MS", hide = true, default_value_t = 1_000)]
-    pub test_catch_up_pause_ms: u64,
+    /// Test only: what counts as CometBFT pausing, in ms (`app::CATCH_UP_PAUSE` when not
+    /// set). A block that comes after a pause moves Geth's head at once, and the block
+    /// Commit held back while block sync caught up is made head once CometBFT pauses.
+    #[arg(long, env = "TEST_CATCH_UP_PAUSE_MS", hide = true)]
+    pub test_catch_up_pause_ms: Option<u64>,
 
     /// Bench only: never hold a proposal for the clock, so that a benchmark can make a long
     /// chain faster than a block a second (its EL timestamps run ahead of the clock, a
@@ -116,8 +116,8 @@ impl Config {
     }
 
     /// What counts as CometBFT pausing: no Commit for this long.
-    pub const fn catch_up_pause(&self) -> Duration {
-        Duration::from_millis(self.test_catch_up_pause_ms)
+    pub fn catch_up_pause(&self) -> Duration {
+        self.test_catch_up_pause_ms.map_or(crate::app::CATCH_UP_PAUSE, Duration::from_millis)
     }
 
     /// Commit's `retain_height` at `height`: CometBFT may drop the blocks below it, which

@@ -728,41 +728,50 @@ async fn stored_while_catching_up_then_found_invalid(
 /// While block sync catches up, Commit makes a block Geth's head only at every 64th block
 /// (`REPLAY_HEAD_EVERY`), as a replay does: each move costs Geth more than a small block's
 /// execution. The blocks between are executed and stored, and the 64th makes them
-/// canonical. Here one app makes 64 blocks, and a second, on an empty Geth, is given them
+/// canonical. Here one app makes 65 blocks, and a second, on an empty Geth, is given them
 /// as block sync gives them: old, and back to back. What counts as CometBFT pausing is an
-/// hour here, so that the test's own pace never does.
+/// hour here, so that the test's own pace never does. The 65th block is young, as the
+/// first that consensus decides after block sync: it is made head at once.
 #[tokio::test]
 async fn while_catching_up_geths_head_moves_at_every_64th_block() {
     let every = i64::try_from(single_node::store::REPLAY_HEAD_EVERY).expect("fits");
-    let (txs, start) = old_blocks(every).await;
+    let start = i64::try_from(common::unix_time().as_secs()).expect("fits") - 600;
+    let now = start + 600;
+    let times: Vec<i64> = (1..=every).map(|height| start + height).chain([now]).collect();
+    let txs = made_blocks(&times).await;
     let joiner = lone_app_with(&["--test-catch-up-pause-ms", "3600000"]).await;
     call(&joiner.abci, init_chain()).await;
-    for (height, tx) in (1..).zip(txs) {
-        decide(&joiner, height, start + height, tx).await;
+    for ((height, tx), made_at) in (1..).zip(txs).zip(times) {
+        // The young block's time is when the network decides it, now.
+        let time = if height > every { i64::try_from(common::unix_time().as_secs()).expect("fits") } else { made_at };
+        decide(&joiner, height, time, tx).await;
         let stored = height_and_hash(call(&joiner.abci, request::Value::Info(RequestInfo::default())).await).0;
         assert_eq!(stored, height, "Commit stored block {height}");
         let head = joiner.geth.engine().head().await.expect("head").number;
-        let expected = if height == every { 64 } else { 0 };
-        assert_eq!(head, expected, "Geth's head after Commit of block {height} while catching up");
+        let expected = if height >= every { height } else { 0 };
+        assert_eq!(head, u64::try_from(expected).expect("fits"), "Geth's head after Commit of block {height}");
     }
 }
 
 /// When block sync has given its last block, and CometBFT gives no more (it waits for
 /// consensus, or lost its peers), the block Commit held back becomes Geth's head once
-/// CometBFT pauses (10 s here), without a further block.
+/// CometBFT pauses (30 s here, so that the test's own pace never counts as a pause),
+/// without a further block.
 #[tokio::test]
 async fn when_catching_up_stops_the_last_block_becomes_geths_head() {
-    let (txs, start) = old_blocks(3).await;
-    let joiner = lone_app_with(&["--test-catch-up-pause-ms", "10000"]).await;
+    let start = i64::try_from(common::unix_time().as_secs()).expect("fits") - 600;
+    let times = [start + 1, start + 2, start + 3];
+    let txs = made_blocks(&times).await;
+    let joiner = lone_app_with(&["--test-catch-up-pause-ms", "30000"]).await;
     call(&joiner.abci, init_chain()).await;
-    for (height, tx) in (1..).zip(txs) {
-        decide(&joiner, height, start + height, tx).await;
+    for ((height, tx), time) in (1..).zip(txs).zip(times) {
+        decide(&joiner, height, time, tx).await;
     }
     let held = joiner.geth.engine().head().await.expect("head").number;
     assert_eq!(held, 0, "the blocks came back to back: Commit held them back");
     let third = height_and_hash(call(&joiner.abci, request::Value::Info(RequestInfo::default())).await);
     assert_eq!(third.0, 3, "Commit stored every block");
-    common::harness::eventually("block 3 as Geth's head", Duration::from_secs(60), || async {
+    common::harness::eventually("block 3 as Geth's head", Duration::from_secs(120), || async {
         let head = joiner.geth.engine().head().await.ok()?;
         (head.number == 3).then_some(head)
     })
@@ -776,20 +785,19 @@ async fn when_catching_up_stops_the_last_block_becomes_geths_head() {
     );
 }
 
-/// `count` blocks made by one app, with block times ten minutes ago: the transactions
-/// that carry them, and the time of block 0. The app and its Geth are gone afterwards, so
-/// that the next app's Geth does not wait for a slot behind them.
-async fn old_blocks(count: i64) -> (Vec<bytes::Bytes>, i64) {
-    let start = i64::try_from(common::unix_time().as_secs()).expect("fits") - 600;
+/// Blocks made by one app, at the block times `times` (heights 1, 2, ...): the
+/// transactions that carry them. The app and its Geth are gone afterwards, so that the next
+/// app's Geth does not wait for a slot behind them.
+async fn made_blocks(times: &[i64]) -> Vec<bytes::Bytes> {
     let maker = lone_app().await;
     call(&maker.abci, init_chain()).await;
     let mut txs = Vec::new();
-    for height in 1..=count {
-        let (tx, _) = propose(&maker, height, start + height).await;
-        decide(&maker, height, start + height, tx.clone()).await;
+    for (height, &time) in (1..).zip(times) {
+        let (tx, _) = propose(&maker, height, time).await;
+        decide(&maker, height, time, tx.clone()).await;
         txs.push(tx);
     }
-    (txs, start)
+    txs
 }
 
 fn init_chain() -> request::Value {
