@@ -20,7 +20,8 @@
 //! - `PrepareProposal` and `ProcessProposal` do not change the committed state (9):
 //!   newPayload stores a block in Geth without making it head.
 //! - `FinalizeBlock` "MUST NOT persist" the new state; "persisting MUST be done during
-//!   `Commit`": we store the block and move Geth's head only in `Commit`. (The one other
+//!   `Commit`": we store the block and move Geth's head only in `Commit`, or, for a block
+//!   Commit stored and held back while block sync caught up, in `settle`. (The one other
 //!   write takes a stored block out again: one that Commit stored while block sync
 //!   caught up, and that Geth then calls INVALID.)
 //!
@@ -451,7 +452,6 @@ impl App {
     }
     // ANCHOR_END: commit
 
-    // ANCHOR: settle
     /// Makes `head` Geth's head, safe and final (the caller holds `moving`). A Geth that
     /// lost the block since its import (it restarted) answers SYNCING: it gets the stored
     /// blocks it lacks, this one included, and is made head again.
@@ -467,6 +467,7 @@ impl App {
         Ok(())
     }
 
+    // ANCHOR: settle
     /// Makes the block Commit held back Geth's head once CometBFT pauses (no Commit for
     /// [`CATCH_UP_PAUSE`]): block sync has ended, and consensus gives the next block only
     /// when the network decides it, or the node lost its peers. Runs beside the ABCI
@@ -502,6 +503,7 @@ impl App {
             }
         }
     }
+    // ANCHOR_END: settle
 
     /// Waits for `head`'s import if it is the last decided block's: whether Geth found it
     /// VALID. The outcome is left for the ABCI call that waits for it next.
@@ -513,7 +515,6 @@ impl App {
         let Some(mut outcome) = outcome else { return true };
         matches!(outcome.wait_for(Option::is_some).await.as_deref(), Ok(Some(Imported::Valid)))
     }
-    // ANCHOR_END: settle
 
     /// Appends `block` to the store ([`store_once`]) on a blocking thread, as Part 2 does:
     /// the commit waits for the disk, which would hold up every other task on this

@@ -625,8 +625,8 @@ async fn a_decided_block_geth_calls_invalid_is_refused_and_commits_nothing() {
     assert_eq!(lone.geth.engine().head().await.expect("head").hash, genesis.hash, "Geth's head did not move");
 }
 
-/// While block sync catches up (an old block, and CometBFT's `status` says so), Commit
-/// stores a decided block whose import may still be running. If Geth then calls it
+/// While block sync catches up (old blocks, back to back), Commit stores a decided block
+/// whose import may still be running. If Geth then calls it
 /// INVALID, the next call that waits for the import answers with the exception and takes
 /// the block out of the store again: the store keeps only blocks this Geth found VALID,
 /// and a restarted CometBFT gives the block again. Here the next call is a proposal.
