@@ -1008,13 +1008,15 @@ fn bft_growth(
         g.txs_per_block,
         if block_sync {
             "Its rate is block sync's: from the head its Geth first had (while block sync catches \
-             up, the app moves Geth's head every 64th block) to the last block that block sync \
-             delivered (the validator's head of then at most), timed by the joining app's Commit \
-             of each block; the bare loop's from the end of its first batch of 64. The start \
-             (CometBFT starting, finding its peer, asking for blocks, the first batch) and the tail \
-             are their own columns. The tail runs from that last Commit until Geth's head is at the \
-             validator's head: the head moves at the next 64th block or, where the network's head \
-             comes first, once CometBFT has left block sync and commits a block by consensus."
+             up, the app moves Geth's head every 64th block, and at the first block, which comes \
+             after a pause) to the last block that block sync delivered (the validator's head of \
+             then at most), timed by the joining app's Commit of each block; the bare loop's from \
+             the end of its first batch of 64. The start (CometBFT starting, finding its peer, \
+             asking for blocks) and the tail are their own columns. The tail runs from that last \
+             Commit until Geth's head is at the validator's head: where that head is the network's \
+             newest block, it comes only by consensus, once CometBFT has left block sync (which \
+             checks each block against the next one's commit), and the app makes the block it \
+             held back Geth's head once CometBFT pauses."
         } else if g.points.iter().all(|p| p.first_head.is_some() && p.bare_after_first_bps.is_some()) {
             "Its rate is counted from the head its Geth first had (while block sync catches up, the \
              app moves Geth's head every 64th block) to that head, and the bare loop's likewise from \
