@@ -123,9 +123,8 @@ pub struct App {
     /// The newest block Commit stored without making it Geth's head (an old block, while
     /// block sync catches up), until a move of the head passes it ([`App::settle`]).
     held_back: watch::Sender<Option<Head>>,
-    /// When the last Commit ended (at first, when the app started): a Commit
-    /// [`CATCH_UP_PAUSE`] later or more comes after CometBFT paused.
-    last_commit: Mutex<Instant>,
+    /// When the app started: before its first Commit, a pause is counted from here.
+    started: Instant,
     /// Held by Commit and [`App::settle`] while they move Geth's head, so that `settle`
     /// never moves it back below a block Commit made head.
     moving: tokio::sync::Mutex<()>,
@@ -164,7 +163,7 @@ impl App {
             cancel,
             head: Mutex::new(head),
             held_back: watch::Sender::new(None),
-            last_commit: Mutex::new(Instant::now()),
+            started: Instant::now(),
             moving: tokio::sync::Mutex::default(),
             pending: Mutex::default(),
             importing: Mutex::default(),
@@ -429,7 +428,8 @@ impl App {
         let Pending { height, block, time, decided } =
             lock(&self.pending).take().context("Commit without FinalizeBlock")?;
         let head = block.head();
-        let after_pause = lock(&self.last_commit).elapsed() >= self.config.catch_up_pause();
+        let since = self.status.since_last_commit().unwrap_or_else(|| self.started.elapsed());
+        let after_pause = since >= self.config.catch_up_pause();
         let moves = head_moves_now(head.number, time, after_pause);
         // A block whose import still runs (block sync is catching up on it) is stored all
         // the same: it was decided, and a restart gives Geth what it lacks.
@@ -446,7 +446,6 @@ impl App {
             self.held_back.send_replace(Some(head));
         }
         self.status.committed(height, head, block.transaction_count());
-        *lock(&self.last_commit) = Instant::now();
         info!(height, hash = %head.hash, txs = block.transaction_count(), "committed");
         Ok(ResponseCommit { retain_height: self.config.retain_height(height) })
     }

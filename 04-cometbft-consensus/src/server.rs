@@ -57,6 +57,11 @@ impl Status {
         *state = State { height, head: Some(head), last_commit: Some(Instant::now()), el_unreachable: false };
     }
 
+    /// How long ago the last Commit ended, if one did since the app started.
+    pub fn since_last_commit(&self) -> Option<Duration> {
+        lock(&self.state).last_commit.map(|last| last.elapsed())
+    }
+
     /// Geth stopped or started answering.
     pub fn set_el_reachable(&self, reachable: bool) {
         lock(&self.state).el_unreachable = !reachable;
