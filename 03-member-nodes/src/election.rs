@@ -143,15 +143,15 @@ impl LeaseView {
     // ANCHOR_END: problem
 }
 
-/// Returns once the lease `view` publishes has a [`LeaseView::problem`].
-pub async fn lease_gone(mut view: watch::Receiver<LeaseView>) {
+/// Returns once the lease `view` publishes has a [`LeaseView::problem`]: that problem.
+pub async fn lease_gone(mut view: watch::Receiver<LeaseView>) -> StepDown {
     loop {
         let (problem, until) = {
             let now = view.borrow();
             (now.problem(Instant::now()), now.valid_until)
         };
-        if problem.is_some() {
-            return;
+        if let Some(problem) = problem {
+            return problem;
         }
         tokio::select! {
             Ok(()) = view.changed() => {}

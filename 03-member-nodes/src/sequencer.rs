@@ -50,6 +50,17 @@ enum Outcome {
     Cancelled,
 }
 
+/// How the wait for the next slot ended ([`Sequencer::plan`]).
+#[derive(Debug)]
+enum Planned {
+    /// The slot's build is due.
+    Due(slot::Slot),
+    /// Shutdown was asked for.
+    Cancelled,
+    /// The lease is gone, for this reason.
+    LeaseGone(StepDown),
+}
+
 /// The leader's state: the client, the store, the follower that keeps its Geth's head,
 /// and its lease.
 #[derive(Debug)]
@@ -110,7 +121,8 @@ impl<'f> Sequencer<'f> {
                     if let Some(step_down) = self.cannot_produce(&format!("Geth rejects its own blocks: {reason}")) {
                         return Ok(step_down);
                     }
-                    // No slot's wait (Part 2's): the renewal gives up after a slot plus --el-outage-ms.
+                    // Built again at once, not after a slot as in Part 2: its second has
+                    // passed, and `cannot_produce` bounds how long this may go on.
                 }
                 Ok(Outcome::StepDown(reason)) => return Ok(reason),
                 Ok(Outcome::Cancelled) => break,
@@ -133,18 +145,23 @@ impl<'f> Sequencer<'f> {
     /// One block: plan the slot and build, import and store, finalize. The lease is
     /// checked before building and again before storing; the store is fenced.
     async fn produce(&mut self, cancel: &CancellationToken) -> Result<Outcome, Fault> {
-        let slot = self.plan(cancel).await;
+        let slot = match self.plan(cancel).await {
+            Planned::Due(slot) => slot,
+            Planned::Cancelled => return Ok(Outcome::Cancelled),
+            // The lease failed while we waited: we stop, even if a late renewal came since.
+            Planned::LeaseGone(reason) => return Ok(Outcome::StepDown(reason)),
+        };
         if let Some(reason) = self.lease_problem() {
             return Ok(Outcome::StepDown(reason));
         }
-        let Some(slot) = slot else { return Ok(Outcome::Cancelled) };
         let (head, fee_recipient) = (self.follower.head(), self.config.block.fee_recipient);
         let built = round::build(&self.engine, &head, slot.timestamp, fee_recipient, slot.build_time, cancel).await?;
         let Some(block) = built else { return Ok(Outcome::Cancelled) };
 
         // The write-ahead rule: the block is stored before anything makes it head. From
-        // here on the block is finished even if asked to stop, so the store and Geth
-        // agree when we exit.
+        // here on a shutdown waits for the step to end. Geth's verdict, the lease, the
+        // store's fence or a fault can still end it, and then before Geth is told the
+        // block is head.
         if let Verdict::Invalid(reason) = round::execute(&self.engine, &block).await? {
             return Ok(Outcome::Invalid(reason));
         }
@@ -161,9 +178,9 @@ impl<'f> Sequencer<'f> {
 
     // ANCHOR: plan
     /// Plans the next slot and sleeps until its build should start, planning again at
-    /// least every second (a clock stepped meanwhile moves the plan). `None` on shutdown.
-    /// Also `None` once the lease is gone (a clock stepped back must not keep us asleep).
-    async fn plan(&self, cancel: &CancellationToken) -> Option<slot::Slot> {
+    /// least every second (a clock stepped meanwhile moves the plan). Ends early on
+    /// shutdown, and once the lease is gone (a clock stepped back must not keep us asleep).
+    async fn plan(&self, cancel: &CancellationToken) -> Planned {
         // (No `--skip-empty` here, so no earliest timestamp beyond the parent's next second.)
         let (parent, earliest, schedule) = (self.follower.head().timestamp, 0, self.config.block.schedule());
         let mut slot = slot::next_slot(parent, earliest, unix_time(), &schedule);
@@ -172,8 +189,8 @@ impl<'f> Sequencer<'f> {
             slot.build_at
         };
         tokio::select! {
-            slept = clock::sleep_until(due, cancel) => slept.then_some(slot),
-            () = election::lease_gone(self.lease.clone()) => None,
+            slept = clock::sleep_until(due, cancel) => if slept { Planned::Due(slot) } else { Planned::Cancelled },
+            reason = election::lease_gone(self.lease.clone()) => Planned::LeaseGone(reason),
         }
     }
     // ANCHOR_END: plan
