@@ -401,8 +401,8 @@ impl Store {
     }
 
     /// Up to `limit` stored blocks above `number`, in order, and no more of them than fit
-    /// in `max_bytes` of stored payload (but always the first): a batch of full blocks
-    /// would otherwise take about a hundred megabytes once decoded.
+    /// in `max_bytes` of payload as JSON text (but always the first): a batch of full
+    /// blocks would otherwise take about a hundred megabytes.
     pub async fn blocks_after(&self, number: u64, limit: u32, max_bytes: u32) -> anyhow::Result<Vec<StoredRow>> {
         timed(async {
             let client = self.client().await?;
@@ -410,11 +410,11 @@ impl Store {
                 .query(
                     &format!(
                         "SELECT number, hash, parent_hash, term, payload, age FROM (
-                        SELECT number, hash, parent_hash, term, payload,
-                               {AGE} AS age,
-                               sum(pg_column_size(payload)) OVER (ORDER BY number)
-                                   - pg_column_size(payload) AS before
-                        FROM blocks WHERE number > $1 AND payload IS NOT NULL ORDER BY number LIMIT $2
+                        SELECT *, sum(octet_length(payload)) OVER (ORDER BY number)
+                                      - octet_length(payload) AS before FROM (
+                            SELECT number, hash, parent_hash, term, payload::text AS payload, {AGE} AS age
+                            FROM blocks WHERE number > $1 AND payload IS NOT NULL ORDER BY number LIMIT $2
+                        ) AS fetched
                      ) AS batch WHERE before < $3 ORDER BY number"
                     ),
                     &[&i64::try_from(number)?, &i64::from(limit), &i64::from(max_bytes.max(1))],

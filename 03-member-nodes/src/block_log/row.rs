@@ -16,8 +16,9 @@ pub struct StoredRow {
     pub parent_hash: B256,
     /// The term of the leader that stored it.
     pub term: u64,
-    /// The payload, as JSON.
-    pub payload: serde_json::Value,
+    /// The payload, as the JSON text PostgreSQL renders it (decoded only by
+    /// [`StoredRow::block`], one row at a time).
+    pub payload: String,
     /// How long ago it was stored, by the database's clock.
     pub age: Duration,
 }
@@ -61,8 +62,8 @@ impl StoredRow {
     /// hashes to its own block hash. A row that fails is never given to Geth.
     pub fn block(&self) -> Result<ExecutableBlock, RowError> {
         let number = self.number;
-        let block: ExecutableBlock = serde_json::from_value(self.payload.clone())
-            .map_err(|e| RowError::Undecodable { number, reason: e.to_string() })?;
+        let block: ExecutableBlock =
+            serde_json::from_str(&self.payload).map_err(|e| RowError::Undecodable { number, reason: e.to_string() })?;
         if block.number() != number || block.hash() != self.hash || block.parent_hash() != self.parent_hash {
             return Err(RowError::Mismatch {
                 number,
@@ -88,7 +89,7 @@ mod tests {
             hash: B256::repeat_byte(3),
             parent_hash: B256::repeat_byte(2),
             term: 1,
-            payload: serde_json::json!({"garbage": true}),
+            payload: r#"{"garbage": true}"#.to_owned(),
             age: Duration::ZERO,
         };
         assert!(matches!(row.block(), Err(RowError::Undecodable { number: 3, .. })));
