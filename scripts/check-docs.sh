@@ -755,12 +755,14 @@ part2_try_it() {
     doc_stop "$f" 'scripts/devnet.sh stop' .devnet/data .devnet/geth.pid
     expect 'stopped geth'
     eventually "/ready to say Geth is gone" 60 bash -c '! curl -sf --max-time 5 http://127.0.0.1:9100/ready'
-    doc "$f" 'curl -s http://127.0.0.1:9100/ready'
-    expect 'execution client unreachable|no block for [0-9]+ s'
+    doc "$f" "curl -s -w '%{http_code}\\n' http://127.0.0.1:9100/ready"
+    expect '^(execution client unreachable|no block for [0-9]+ s)$'
+    expect '^503$'
     doc "$f" 'scripts/devnet.sh start'
     eventually "single-node to recover" 120 http_ok http://127.0.0.1:9100/ready
-    doc "$f" 'curl -s http://127.0.0.1:9100/ready'
+    doc "$f" "curl -s -w '%{http_code}\\n' http://127.0.0.1:9100/ready"
     expect '^ready$'
+    expect '^200$'
     head="$(rpc_number 8545 eth_blockNumber)"
     chain_grows "$head"
     terminal "$f"

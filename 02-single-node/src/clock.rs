@@ -30,7 +30,6 @@ pub const REPLAN_EVERY: Duration = Duration::from_secs(1);
 pub async fn sleep_until(due: impl FnMut(Duration) -> Duration, cancel: &CancellationToken) -> bool {
     sleep_until_on(unix_time, due, cancel).await
 }
-// ANCHOR_END: sleep_until
 
 /// [`sleep_until`] on the wall clock `clock` (the tests drive their own).
 pub async fn sleep_until_on(
@@ -49,6 +48,7 @@ pub async fn sleep_until_on(
         }
     }
 }
+// ANCHOR_END: sleep_until
 
 /// A delay that doubles after each failure, from `first` up to `cap`.
 #[derive(Debug, Clone, Copy)]

@@ -73,6 +73,8 @@ pub async fn take(
         return Ok(None);
     }
     let built = engine.get_payload(building.id, building.timestamp).await.map_err(Fault::from_anyhow)?;
+    // Only checked here: a payload whose blob count does not match its blobs bundle is
+    // Geth's bug, and fatal. newPayload derives the hashes again from the block.
     payload::built_versioned_hashes(&built).map_err(|e| Fault::Fatal(e.into()))?;
     Ok(Some(ExecutableBlock::from(built)))
 }
@@ -184,7 +186,8 @@ pub enum ReplayError {
         /// Geth's hash at `number - 1`.
         expected: B256,
     },
-    /// Geth executed the block and rejected it, or still would not after retries.
+    /// Geth executed the block and rejected it (INVALID). A Geth that still answers SYNCING
+    /// or ACCEPTED after its retries is a passing fault ([`ReplayError::Call`]) instead.
     #[error("Geth will not import block {number}: {status}")]
     Rejected {
         /// The block's height.

@@ -14,17 +14,21 @@
 mod fast;
 mod recovery;
 
-use std::{sync::Arc, time::Instant};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use common::{EngineClient, Head, payload::ExecutableBlock};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use self::fast::{Build, Imported, Produced};
+use self::fast::{Imported, Produced};
 use crate::{
     clock::{self, sleep_or_cancel, unix_time},
     config::Config,
     fault::Fault,
+    round,
     server::Status,
     slot,
     store::Store,
@@ -55,9 +59,9 @@ pub struct Sequencer {
     earliest: u64,
     /// When this process last produced a block (or started), for `--max-idle`.
     last_block_at: Instant,
-    /// The next block's build, when the forkchoiceUpdated that made the last block head
-    /// already started it ([`Sequencer::finalize`]).
-    next: Option<Build>,
+    /// The next block's build and its deadline, when the forkchoiceUpdated that made the
+    /// last block head already started it ([`Sequencer::finalize`]).
+    next: Option<(round::Building, Duration)>,
 }
 
 impl Sequencer {

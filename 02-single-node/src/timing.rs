@@ -24,7 +24,8 @@ pub struct Timing {
     /// Our own work: the step's time minus the Engine API calls and the wait for the
     /// build deadline (encoding, scheduling, and storing where it outlasts newPayload).
     pub overhead: Duration,
-    /// Of the overhead: committing the block to the store.
+    /// Committing the block to the store. It runs beside newPayload, so it counts in
+    /// `overhead` only for the part that outlasts newPayload.
     pub store: Duration,
 }
 

@@ -54,9 +54,9 @@ impl Sequencer {
     /// takes the build that finalizing the last block already started. `None` on shutdown.
     pub(super) async fn start_build(&mut self, cancel: &CancellationToken) -> Result<Option<Build>, Fault> {
         let engine_metrics = &self.status.metrics.engine;
-        if let Some(mut next) = self.next.take().filter(|next| next.building.parent == self.head.hash) {
-            next.stopwatch = Stopwatch::start(engine_metrics);
-            return Ok(Some(next));
+        if let Some((building, build_time)) = self.next.take() {
+            debug_assert_eq!(building.parent, self.head.hash, "finalize started this build on our head");
+            return Ok(Some(Build { building, build_time, stopwatch: Stopwatch::start(engine_metrics) }));
         }
         let Some(slot) = self.plan(cancel).await else { return Ok(None) };
         let stopwatch = Stopwatch::start(engine_metrics);
@@ -108,8 +108,7 @@ impl Sequencer {
             return round::finalize(&self.engine, self.head.hash).await;
         }
         let building = round::start(&self.engine, &self.head, next.timestamp, self.config.block.fee_recipient).await?;
-        let stopwatch = Stopwatch::start(&self.status.metrics.engine);
-        self.next = Some(Build { building, build_time: next.build_time, stopwatch });
+        self.next = Some((building, next.build_time));
         Ok(())
     }
     // ANCHOR_END: finalize

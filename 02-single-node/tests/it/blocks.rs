@@ -258,6 +258,11 @@ async fn bad_input_gets_a_clear_error_and_leaves_the_store_intact() {
     refused(start(&geth, &state, &["--build-time-ms", "1000"]), "must be shorter than --block-time").await;
     refused(start(&geth, &state, &["--fee-recipient", "0x12"]), "--fee-recipient").await;
     refused(
+        start(&geth, &state, &["--skip-empty", "--max-idle", "1", "--block-time", "2"]),
+        "--max-idle must be at least --block-time",
+    )
+    .await;
+    refused(
         start(&geth, &state, &["--retain-blocks", "10"]),
         "--retain-blocks must be 0 (keep every block) or at least 128",
     )
