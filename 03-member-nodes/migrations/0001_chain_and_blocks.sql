@@ -27,8 +27,8 @@ CREATE TABLE blocks (
     UNIQUE (number, hash),
     -- Every block but the anchor extends the stored block one height below it.
     FOREIGN KEY (parent_number, parent_hash) REFERENCES blocks (number, hash),
-    -- Only the anchor (where the store begins, a block every node's Geth already has)
-    -- lacks a parent, and only it lacks a payload.
+    -- Only the anchor (where the store begins: a block known by number and hash, which a
+    -- node's Geth has or gets from its peers) lacks a parent, and only it lacks a payload.
     CHECK ((parent_hash IS NULL) = (payload IS NULL))
 );
 

@@ -20,8 +20,8 @@ pub enum Mode {
 #[derive(Debug, Clone, clap::Parser)]
 #[command(version)]
 pub struct Config {
-    /// This node's name, unique in the cluster: it holds the lease under it and signs the
-    /// blocks it stores with it.
+    /// This node's name, unique in the cluster: it holds the lease under it, and the
+    /// blocks it stores name it as their leader.
     #[arg(long, env = "INSTANCE_ID")]
     pub instance_id: String,
 

@@ -40,6 +40,7 @@ pub async fn listen(config: tokio_postgres::Config, wake: Arc<Notify>, cancel: C
         }
     }
 }
+// ANCHOR_END: listen
 
 /// Listens on `connection` until it fails (the reason) or `cancel` fires (`None`).
 async fn hold(
@@ -73,4 +74,3 @@ async fn hold(
         () = cancel.cancelled() => None,
     }
 }
-// ANCHOR_END: listen

@@ -21,7 +21,7 @@ async fn a_leader_produces_and_every_node_follows_the_store() {
     let (leader, term) = cluster.leader(&[0, 1]).await;
     assert!(term >= 1);
     // A user's first transaction, sent with cast's default fees to the member's Geth: its
-    // Geth passes it to the leader's, and it is included within two blocks.
+    // Geth passes it to the leader's, and it is included within five blocks.
     let before = cluster.head_at_least(2, 3).await;
     let receipt = default_fee_transfer(&Cast::new(&cluster.nodes[2].geth.http_url()), before.number)
         .await
