@@ -370,22 +370,7 @@ impl App {
             Ok(Some(Imported::Failed(error))) => error,
             Ok(None) | Err(_) => "the decided block's import stopped".to_owned(),
             Ok(Some(Imported::Invalid(error))) => {
-                let (store, invalid) = (self.store.clone(), block.clone());
-                let reverted = tokio::task::spawn_blocking(move || {
-                    if store.head()? == Some(invalid.head()) {
-                        store.revert(&invalid, parent)?;
-                    }
-                    store.head()
-                })
-                .await
-                .context("the store write did not finish")
-                .and_then(|head| head);
-                match reverted {
-                    Ok(head) => *lock(&self.head) = head,
-                    Err(revert) => {
-                        warn!(error = %format!("{revert:#}"), "cannot take the INVALID block out of the store")
-                    }
-                }
+                self.take_out(block.clone(), parent).await;
                 error
             }
         };
@@ -398,6 +383,25 @@ impl App {
         lock(&self.importing).as_ref().is_none_or(|import| import.outcome.borrow().is_some())
     }
     // ANCHOR_END: import
+
+    /// Takes `invalid` out of the store, if Commit stored it (Part 2's `Store::revert`, back
+    /// to `parent`), and the app's head with it.
+    async fn take_out(&self, invalid: Arc<ExecutableBlock>, parent: Head) {
+        let store = self.store.clone();
+        let reverted = tokio::task::spawn_blocking(move || {
+            if store.head()? == Some(invalid.head()) {
+                store.revert(&invalid, parent)?;
+            }
+            store.head()
+        })
+        .await
+        .context("the store write did not finish")
+        .and_then(|head| head);
+        match reverted {
+            Ok(head) => *lock(&self.head) = head,
+            Err(revert) => warn!(error = %format!("{revert:#}"), "cannot take the INVALID block out of the store"),
+        }
+    }
 
     /// newPayload until Geth says VALID. A Geth that is down or lost blocks is waited for
     /// and repaired from our store; a Geth that calls a decided block INVALID is a fatal
