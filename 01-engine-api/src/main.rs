@@ -27,7 +27,7 @@ use std::time::Duration;
 use alloy_primitives::Address;
 use anyhow::{Context, bail};
 use clap::Parser;
-use common::{EngineClient, PayloadStatus, config::ElArgs, payload};
+use common::{EngineClient, config::ElArgs, payload};
 use tracing::info;
 
 /// Produce a few blocks on Geth through the Engine API, then exit.
@@ -102,7 +102,7 @@ async fn produce_block(engine: &EngineClient, parent: &common::Block, args: &Arg
     let status = engine
         .new_payload_v4(&built.execution_payload, &versioned_hashes, beacon_root, &built.execution_requests)
         .await?;
-    if !matches!(status, PayloadStatus::Valid { .. }) {
+    if !status.is_valid() {
         bail!("Geth did not accept its own block {} ({}): {status}", block.block_number, block.block_hash);
     }
 
