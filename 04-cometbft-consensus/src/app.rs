@@ -358,24 +358,20 @@ impl App {
             return Ok(());
         };
         let imported = outcome.wait_for(Option::is_some).await.map(|done| done.clone());
-        // Reported, it is done with: the next FinalizeBlock (CometBFT restarted) starts
-        // afresh. An INVALID block is taken out of the store first, so that `settle` never
-        // finds it stored with no import to wait for.
-        let done_with = || lock(&self.importing).take_if(|import| Arc::ptr_eq(&import.block, &block));
         let error = match imported {
-            Ok(Some(Imported::Valid)) => {
-                done_with();
-                return Ok(());
-            }
-            Ok(Some(Imported::Failed(error))) => error,
-            Ok(None) | Err(_) => "the decided block's import stopped".to_owned(),
+            Ok(Some(Imported::Valid)) => None,
+            Ok(Some(Imported::Failed(error))) => Some(error),
+            Ok(None) | Err(_) => Some("the decided block's import stopped".to_owned()),
             Ok(Some(Imported::Invalid(error))) => {
+                // Out of the store before the import is dropped, so that `settle` never
+                // finds it stored with no import to wait for.
                 self.take_out(block.clone(), parent).await;
-                error
+                Some(error)
             }
         };
-        done_with();
-        bail!(error)
+        // Reported, it is done with: the next FinalizeBlock (CometBFT restarted) starts afresh.
+        lock(&self.importing).take_if(|import| Arc::ptr_eq(&import.block, &block));
+        error.map_or(Ok(()), |error| Err(anyhow!(error)))
     }
 
     /// Whether the last decided block's import has finished.
