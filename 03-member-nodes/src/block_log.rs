@@ -409,10 +409,10 @@ impl Store {
             let rows = client
                 .query(
                     &format!(
-                        "SELECT number, hash, parent_hash, term, payload, age FROM (
+                        "SELECT number, hash, parent_hash, payload, age FROM (
                         SELECT *, sum(octet_length(payload)) OVER (ORDER BY number)
                                       - octet_length(payload) AS before FROM (
-                            SELECT number, hash, parent_hash, term, payload::text AS payload, {AGE} AS age
+                            SELECT number, hash, parent_hash, payload::text AS payload, {AGE} AS age
                             FROM blocks WHERE number > $1 AND payload IS NOT NULL ORDER BY number LIMIT $2
                         ) AS fetched
                      ) AS batch WHERE before < $3 ORDER BY number"
@@ -426,9 +426,8 @@ impl Store {
                         number: u64::try_from(row.get::<_, i64>(0))?,
                         hash: b256(row.get(1))?,
                         parent_hash: b256(row.get(2))?,
-                        term: u64::try_from(row.get::<_, i64>(3))?,
-                        payload: row.get(4),
-                        age: age(row.get(5)),
+                        payload: row.get(3),
+                        age: age(row.get(4)),
                     })
                 })
                 .collect()

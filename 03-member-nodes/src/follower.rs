@@ -233,7 +233,9 @@ impl Follower {
             stopped?;
         }
     }
+    // ANCHOR_END: catch_up
 
+    // ANCHOR: apply
     /// Checks one stored block and gives it to Geth on top of `parent`.
     async fn apply(&self, row: &StoredRow, parent: B256) -> Result<Head, FollowError> {
         let block = row.block().map_err(|e| FollowError::Halted(e.to_string()))?;
@@ -243,7 +245,7 @@ impl Follower {
         })?;
         Ok(block.head())
     }
-    // ANCHOR_END: catch_up
+    // ANCHOR_END: apply
 
     /// Makes the last applied block head (and final), and accounts for the batch.
     async fn finalize(&mut self, applied: &[(Head, Duration)], fetched: Instant) -> Result<(), FollowError> {
@@ -257,9 +259,10 @@ impl Follower {
         if applied.len() > 1 {
             info!(from = applied[0].0.number, to = last.number, "applied stored blocks");
         } else {
-            // The delay from the block's commit in the store to its finalization here.
-            let delay_us = (*last_age + since_fetch).as_micros();
-            info!(number = last.number, hash = %last.hash, delay_us, "applied stored block");
+            // The delay from the block's commit in the store to its finalization here, and
+            // its first part: from the commit until this node had read the block.
+            let (delay_us, read_us) = ((*last_age + since_fetch).as_micros(), last_age.as_micros());
+            info!(number = last.number, hash = %last.hash, delay_us, read_us, "applied stored block");
         }
         self.advance(*last);
         Ok(())

@@ -14,8 +14,6 @@ pub struct StoredRow {
     pub hash: B256,
     /// Parent hash, as its column says.
     pub parent_hash: B256,
-    /// The term of the leader that stored it.
-    pub term: u64,
     /// The payload, as the JSON text PostgreSQL renders it (decoded only by
     /// [`StoredRow::block`], one row at a time).
     pub payload: String,
@@ -88,7 +86,6 @@ mod tests {
             number: 3,
             hash: B256::repeat_byte(3),
             parent_hash: B256::repeat_byte(2),
-            term: 1,
             payload: r#"{"garbage": true}"#.to_owned(),
             age: Duration::ZERO,
         };

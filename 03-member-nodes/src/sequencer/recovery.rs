@@ -2,10 +2,7 @@
 //! by catching up with the store as a follower does, retried with a backoff while the
 //! lease lasts and this node can still produce.
 
-use single_node::{
-    fault::{Fault, Retry},
-    round,
-};
+use single_node::fault::{Fault, Retry};
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
@@ -26,14 +23,14 @@ impl Sequencer<'_> {
             }
             // Whatever failed, Geth may have restarted: start from its real head.
             self.follower.mark_stale();
+            // Marked stale, the catch-up starts by making Geth's own head (once it is found
+            // stored) head again, and it finalizes every batch it applies: once it returns,
+            // Geth's head is the stored head, made head by us.
             let (fault, geth_failed) = match self.follower.catch_up().await {
-                Ok(()) => match round::finalize(&self.engine, self.follower.head().hash).await {
-                    Ok(()) => {
-                        self.status.set_el_reachable(true);
-                        return Ok(None);
-                    }
-                    Err(fault) => (fault, true),
-                },
+                Ok(()) => {
+                    self.status.set_el_reachable(true);
+                    return Ok(None);
+                }
                 Err(FollowError::Halted(reason)) => return Ok(Some(StepDown::Halted(reason))),
                 Err(FollowError::Store(error)) => (Fault::Passing(error), false),
                 Err(FollowError::Engine(fault)) => (fault, true),
