@@ -22,12 +22,13 @@
 //! cargo run -p engine-api -- --blocks 10
 //! ```
 
+// ANCHOR: program
 use std::time::Duration;
 
 use alloy_primitives::Address;
 use anyhow::{Context, bail};
 use clap::Parser;
-use common::{EngineClient, config::ElArgs, payload};
+use common::{EngineClient, Head, config::ElArgs, payload};
 use tracing::info;
 
 /// Produce a few blocks on Geth through the Engine API, then exit.
@@ -59,7 +60,7 @@ async fn main() -> anyhow::Result<()> {
     // Read the JWT secret and genesis, then check Geth serves the methods we call and is
     // on our chain. Every failure here names its cause and fix.
     let engine = args.el.connect().await?;
-    let mut head = engine.head().await.context("cannot read Geth's head block")?;
+    let mut head = Head::from(&engine.head().await.context("cannot read Geth's head block")?);
     info!(number = head.number, hash = %head.hash, "starting from Geth's head");
 
     for _ in 0..args.blocks {
@@ -68,8 +69,9 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs the four calls once: builds, validates and finalizes one child of `parent`.
-async fn produce_block(engine: &EngineClient, parent: &common::Block, args: &Args) -> anyhow::Result<common::Block> {
+/// Runs the four calls once: builds, validates and finalizes one child of `parent`, and
+/// returns the new head (its number, hash and timestamp: all the next block needs).
+async fn produce_block(engine: &EngineClient, parent: &Head, args: &Args) -> anyhow::Result<Head> {
     // Block time. Timestamps are whole seconds and must be strictly greater than the
     // parent's, so a chain can make at most one block per second of chain time. We also
     // never let the chain run ahead of the wall clock: if the parent is from this very
@@ -120,7 +122,7 @@ async fn produce_block(engine: &EngineClient, parent: &common::Block, args: &Arg
         block.transactions.len(),
         block.gas_used
     );
-    Ok(common::Block::from(&built.execution_payload))
+    Ok(Head { number: block.block_number, hash: block.block_hash, timestamp: block.timestamp })
 }
 
 /// Sleeps until the wall clock reaches `timestamp` (seconds since the Unix epoch).
@@ -131,3 +133,4 @@ async fn wait_until(timestamp: u64) {
         tokio::time::sleep(target - now).await;
     }
 }
+// ANCHOR_END: program

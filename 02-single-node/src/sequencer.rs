@@ -139,6 +139,8 @@ impl Sequencer {
     async fn plan(&self, cancel: &CancellationToken) -> Option<slot::Slot> {
         let (parent, earliest, schedule) = (self.head.timestamp, self.earliest, self.config.block.schedule());
         let mut slot = slot::next_slot(parent, earliest, unix_time(), &schedule);
+        // The plan is made again from each reading of the clock and kept, so the slot
+        // returned is the one that came due.
         let due = |now| {
             slot = slot::next_slot(parent, earliest, now, &schedule);
             slot.build_at
