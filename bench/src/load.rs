@@ -144,6 +144,15 @@ impl Load {
     }
 }
 
+/// Sends `transfers` to the Geth at `url` in batches, and returns once every batch was
+/// answered. Refusals are logged as the load logs them.
+pub(crate) async fn send_all(url: &str, transfers: &[Transfer]) {
+    let client: Client<_, Full<HttpBytes>> = Client::builder(TokioExecutor::new()).build_http();
+    for batch in transfers.chunks(BATCH) {
+        send_batch(&client, url, &batch.iter().map(|t| &t.raw).collect::<Vec<_>>()).await;
+    }
+}
+
 /// One JSON-RPC batch of `eth_sendRawTransaction`. Errors are ignored: inclusion is what
 /// counts, and it is read from the blocks.
 async fn send_batch(

@@ -68,6 +68,10 @@ struct Args {
     #[arg(long, default_value_t = 500)]
     replay_blocks: u64,
 
+    /// Transfers in each block a member replays, and a second while it follows.
+    #[arg(long, default_value_t = scenarios::member_replay::TXS_PER_BLOCK)]
+    replay_txs: usize,
+
     /// Chain lengths the growth scenario measures at, in blocks, comma-separated.
     #[arg(long, value_delimiter = ',', default_values_t = [1_000, 10_000, 50_000])]
     lengths: Vec<u64>,
@@ -218,13 +222,14 @@ async fn main() -> anyhow::Result<()> {
     };
     if args.dry_run {
         println!(
-            "would run {:?}: {} s warm-up and {} s measured per repeat, {} repeats, {} failover kills per setting, {} blocks replayed, growth measured at {:?} blocks, {} blocks made with a window",
+            "would run {:?}: {} s warm-up and {} s measured per repeat, {} repeats, {} failover kills per setting, {} blocks of {} transfers replayed, growth measured at {:?} blocks, {} blocks made with a window",
             args.scenario,
             args.warmup,
             args.duration,
             plan.repeats,
             args.kills,
             args.replay_blocks,
+            args.replay_txs,
             args.lengths,
             args.chain_blocks
         );
@@ -264,7 +269,7 @@ async fn main() -> anyhow::Result<()> {
         save_results(&results)?;
     }
     if all || args.scenario == Scenario::MemberReplay {
-        results.member_replay = Some(scenarios::member_replay::run(&plan, args.replay_blocks).await?);
+        results.member_replay = Some(scenarios::member_replay::run(&plan, args.replay_blocks, args.replay_txs).await?);
         save_results(&results)?;
     }
     if all || args.scenario == Scenario::Failover {

@@ -7,7 +7,7 @@ use std::{
 };
 
 use anyhow::Context;
-use common::harness::{Geth, GethOptions, Service, release_binary};
+use common::harness::{Geth, GethOptions, Service, http_get, release_binary};
 
 /// Starts release binary `name` with `args` and environment `env`, logging to `dir`.
 pub(crate) fn spawn(
@@ -165,6 +165,15 @@ async fn wait_until_idle(pid: u32, within: std::time::Duration) -> anyhow::Resul
 /// Linux's `USER_HZ`, the unit of `/proc/PID/stat`'s CPU times: 100 on every architecture
 /// Linux runs on today.
 const CLOCK_TICKS: f64 = 100.0;
+
+/// A sample from the `/metrics` page at `addr`: the line that starts with `name` (labels
+/// included, as `name{label="value"}`), or `None` if the page or the line cannot be read.
+pub(crate) async fn metric(addr: &str, name: &str) -> Option<f64> {
+    let (_, text) = http_get(&format!("http://{addr}/metrics")).await?;
+    text.lines()
+        .find_map(|line| line.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+        .and_then(|value| value.trim().parse().ok())
+}
 
 #[cfg(test)]
 mod tests {

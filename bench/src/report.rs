@@ -202,15 +202,15 @@ pub(crate) fn write(results: &Results, docs: &Path) -> anyhow::Result<()> {
         run_apart(&mut body, results, "member-replay")?;
         writeln!(
             body,
-            "A leader fills the store with {} blocks back to back under a flood of transfers \
-             (on average {:.1} transfers a block). A fresh member then catches up on them \
+            "The bench makes {} blocks of {:.0} transfers each on a Geth and stores them in \
+             PostgreSQL as a leader does. A fresh member then catches up on them \
              (`member-nodes --mode member`, from PostgreSQL). The limit is a bare loop that feeds \
              the same blocks, already decoded in memory, to another fresh Geth: a newPayload per \
              block and a forkchoiceUpdated per 64 blocks, the member's batch. The member is \
-             timed from its process start. Then the leader goes back to 1 s blocks, and the member's \
-             log gives, per block, the time from its commit in the store to its finalization \
-             on the member's Geth.\n",
-            r.blocks, r.txs_per_block
+             timed from its process start. Then a leader makes 1 s blocks on that chain under \
+             {:.0} transfers a second, and the member's log gives, per block, the time from its \
+             commit in the store to its finalization on the member's Geth.\n",
+            r.blocks, r.txs_per_block, r.txs_per_block
         )?;
         writeln!(body, "| | blocks/s |\n|---|---|")?;
         writeln!(body, "| member catching up | {} |", r.member_bps.show(0))?;
@@ -218,7 +218,15 @@ pub(crate) fn write(results: &Results, docs: &Path) -> anyhow::Result<()> {
         writeln!(body, "| ratio | {} |\n", r.ratio.show(3))?;
         writeln!(body, "| steady-state lag | ms |\n|---|---|")?;
         writeln!(body, "| p50 | {} |", r.lag_p50_ms.show(2))?;
-        writeln!(body, "| p99 | {} |\n", r.lag_p99_ms.show(2))?;
+        writeln!(body, "| p99 | {} |", r.lag_p99_ms.show(2))?;
+        if let Some(read) = &r.read_p50_ms {
+            writeln!(body, "| p50 until PostgreSQL had read it for the member | {} |", read.show(2))?;
+        }
+        if let (Some(new_payload), Some(forkchoice)) = (&r.new_payload_ms, &r.forkchoice_ms) {
+            writeln!(body, "| the member's newPayload, mean | {} |", new_payload.show(2))?;
+            writeln!(body, "| the member's forkchoiceUpdated, mean | {} |", forkchoice.show(2))?;
+        }
+        writeln!(body)?;
         goals.push(Goal {
             scenario: "member replay",
             figure: "catch-up, member ÷ bare loop",

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use common::harness::{CometNet, CometTimeouts, GETH_PEERED_FLAGS, Geth, GethOptions, Service, http_get};
+use common::harness::{CometNet, CometTimeouts, GETH_PEERED_FLAGS, Geth, GethOptions, Service};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -402,9 +402,5 @@ static SATURATED_RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU
 
 /// A counter from an app's `/metrics` at `addr` (0 if it cannot be read).
 async fn metric(addr: &str, name: &str) -> u64 {
-    let Some((_, text)) = http_get(&format!("http://{addr}/metrics")).await else { return 0 };
-    text.lines()
-        .find_map(|line| line.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
-        .and_then(|value| value.trim().parse().ok())
-        .unwrap_or(0)
+    procs::metric(addr, name).await.map_or(0, |value| value as u64)
 }

@@ -1,30 +1,40 @@
 //! Part 3's members: how fast one catches up on a stored chain, against a bare
 //! newPayload + forkchoiceUpdated loop feeding the same blocks to a fresh Geth (the limit:
-//! Geth's own execution speed), and how far behind one follows in steady state.
+//! Geth's own execution speed), and how far behind one follows in steady state. Every
+//! block carries the same number of transfers, so runs can be compared.
 
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use common::{
+    BlockTag, Head,
     harness::{Geth, GethOptions, Postgres, Redis, Service},
-    payload::{ExecutableBlock, finalized_at},
+    payload::{self, ExecutableBlock, finalized_at},
 };
 use member_nodes::block_log::Store;
 use serde::{Deserialize, Serialize};
 
 use super::Plan;
 use crate::{
-    load::{self, Accounts, BenchGenesis, Load, Tracker},
+    load::{self, Accounts, BenchGenesis, Load, Tracker, Transfer},
     procs::{self, Memory, field, lines_with},
     stats::{Summary, percentile},
 };
+
+/// Transfers in every block of the replayed chain by default (`--replay-txs`), and a second
+/// in the steady state (at one-second blocks, as many a block): a busy but not full chain.
+pub(crate) const TXS_PER_BLOCK: usize = 100;
+
+/// Transfers a block can hold: the genesis gas limit, 60 M, over a transfer's 21,000 gas.
+const MAX_TXS_PER_BLOCK: usize = 2_857;
 
 /// What the scenario found.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct MemberReplay {
     /// Blocks replayed per repeat.
     pub(crate) blocks: u64,
-    /// Transactions per replayed block, on average.
+    /// Transfers in each replayed block (an average, in runs before blocks were made with
+    /// a fixed number).
     pub(crate) txs_per_block: f64,
     /// A member catching up, blocks a second.
     pub(crate) member_bps: Summary,
@@ -36,37 +46,59 @@ pub(crate) struct MemberReplay {
     pub(crate) lag_p50_ms: Summary,
     /// Its 99th percentile, ms.
     pub(crate) lag_p99_ms: Summary,
+    /// The lag's first part, median, ms: from the store commit until PostgreSQL read the
+    /// block for the member (the notification and the query, by the database's clock). The
+    /// rest is the rows' transfer, decoding and checking the block, and its Geth's
+    /// newPayload and forkchoiceUpdated. Absent from runs before it was logged.
+    #[serde(default)]
+    pub(crate) read_p50_ms: Option<Summary>,
+    /// The member's newPayload and forkchoiceUpdated in steady state, mean ms per call
+    /// (its own `/metrics`). Absent from runs before they were read.
+    #[serde(default)]
+    pub(crate) new_payload_ms: Option<Summary>,
+    /// See `new_payload_ms`.
+    #[serde(default)]
+    pub(crate) forkchoice_ms: Option<Summary>,
     /// Peak memory of the leader and the member.
     pub(crate) memory: Vec<Memory>,
 }
 
-/// Runs the scenario, `blocks` blocks per replay.
-pub(crate) async fn run(plan: &Plan, blocks: u64) -> anyhow::Result<MemberReplay> {
+/// Runs the scenario, `blocks` blocks of `txs` transfers per replay.
+pub(crate) async fn run(plan: &Plan, blocks: u64, txs: usize) -> anyhow::Result<MemberReplay> {
+    anyhow::ensure!(
+        (1..=MAX_TXS_PER_BLOCK).contains(&txs),
+        "--replay-txs must be from 1 to {MAX_TXS_PER_BLOCK}, what a block's gas holds"
+    );
     let accounts = Accounts::new(load::ACCOUNTS)?;
     let genesis = load::bench_genesis(&accounts)?;
-    let (mut member, mut bare, mut ratio, mut p50, mut p99, mut memory) =
-        (vec![], vec![], vec![], vec![], vec![], vec![]);
-    let mut txs_per_block = 0.0;
+    let (mut member, mut bare, mut ratio, mut p50, mut p99, mut read, mut memory) =
+        (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
+    let (mut new_payload, mut forkchoice) = (vec![], vec![]);
     for repeat in 0..plan.repeats {
         tracing::info!(repeat, "member replay");
-        let run = one_repeat(plan, &accounts, &genesis, blocks).await?;
+        let run = one_repeat(plan, &accounts, &genesis, blocks, txs).await?;
         tracing::info!(repeat, member = run.member_bps, bare = run.bare_bps, "member replay done");
         member.push(run.member_bps);
         bare.push(run.bare_bps);
         ratio.push(if run.bare_bps > 0.0 { run.member_bps / run.bare_bps } else { 0.0 });
         p50.push(percentile(&run.lags_ms, 50.0));
         p99.push(percentile(&run.lags_ms, 99.0));
-        txs_per_block = run.txs_per_block;
+        read.push(percentile(&run.reads_ms, 50.0));
+        new_payload.push(run.calls_ms[0]);
+        forkchoice.push(run.calls_ms[1]);
         memory.extend(run.memory);
     }
     Ok(MemberReplay {
         blocks,
-        txs_per_block,
+        txs_per_block: txs as f64,
         member_bps: Summary::of(&member),
         bare_bps: Summary::of(&bare),
         ratio: Summary::of(&ratio),
         lag_p50_ms: Summary::of(&p50),
         lag_p99_ms: Summary::of(&p99),
+        read_p50_ms: Some(Summary::of(&read)),
+        new_payload_ms: Some(Summary::of(&new_payload)),
+        forkchoice_ms: Some(Summary::of(&forkchoice)),
         memory,
     })
 }
@@ -74,8 +106,10 @@ pub(crate) async fn run(plan: &Plan, blocks: u64) -> anyhow::Result<MemberReplay
 struct Repeat {
     member_bps: f64,
     bare_bps: f64,
-    txs_per_block: f64,
     lags_ms: Vec<f64>,
+    reads_ms: Vec<f64>,
+    /// Mean ms per call in steady state, in [`CALLS`]' order.
+    calls_ms: [f64; 2],
     memory: Vec<Memory>,
 }
 
@@ -99,39 +133,35 @@ pub(crate) fn node_env(
     ]
 }
 
-async fn one_repeat(plan: &Plan, accounts: &Accounts, genesis: &BenchGenesis, blocks: u64) -> anyhow::Result<Repeat> {
+async fn one_repeat(
+    plan: &Plan,
+    accounts: &Accounts,
+    genesis: &BenchGenesis,
+    blocks: u64,
+    txs: usize,
+) -> anyhow::Result<Repeat> {
     let (redis, postgres) = (Redis::start().await?, Postgres::start().await?);
     let dir = tempfile::tempdir()?;
     let options = GethOptions { genesis: Some(genesis.path.clone()), ..Default::default() };
     let mut memory = Vec::new();
 
-    // A leader fills the store, back to back, with a flood of transfers (signed first:
-    // signing takes longer than the leader needs for hundreds of empty blocks).
-    let transfers = load::presign(accounts, 0, (blocks * 300 / accounts.len() as u64).max(1));
+    // The chain: `blocks` blocks of `txs` transfers each, then the steady state's
+    // load at the same number a second (signed first: signing takes longer than the blocks).
+    let steady_secs = (plan.warmup + plan.duration).as_secs() + 60;
+    let per_account = ((blocks + steady_secs) * txs as u64).div_ceil(accounts.len() as u64);
+    let transfers = load::presign(accounts, 0, per_account);
+    let (in_blocks, steady) = transfers.split_at(usize::try_from(blocks)? * txs);
     let leader_geth = Geth::start_with(options.clone()).await?;
-    let tracker = Tracker::start(&leader_geth.http_url()).await?;
-    let env = node_env(&leader_geth, genesis, &redis, &postgres, "leader", "leader");
-    let fast = ["--back-to-back", "--build-time-ms", "50"];
-    let mut leader = procs::spawn("member-nodes", "leader", &fast, &env, dir.path())?;
-    let load = Load::start(vec![leader_geth.http_url()], transfers, tracker.included.clone(), None);
     let store = Store::connect(&postgres.url(), Duration::from_secs(2)).await?;
-    let deadline = Instant::now() + Duration::from_secs(600);
-    while store.head().await?.is_none_or(|h| h.number < blocks) {
-        anyhow::ensure!(Instant::now() < deadline, "the leader did not store {blocks} blocks in 10 minutes");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    load.stop().await;
-    tracker.stop().await;
-    memory.extend(procs::memory_of(&leader, "member-nodes leader, back to back, flooded"));
-    stop(&mut leader).await;
-    let height = store.head().await?.context("a head")?.number;
-    let chain = stored_blocks(&store, height).await?;
-    let txs_per_block = chain.iter().map(|b| b.transaction_count()).sum::<usize>() as f64 / chain.len() as f64;
+    let chain = fixed_blocks(&leader_geth, &store, in_blocks, txs).await?;
+    let height = chain.len() as u64;
 
     // A fresh member catches up on all of it, timed from its start (so its own start-up
     // counts against it) to its Geth reaching the stored head.
     let member_geth = procs::fresh_geth(options.clone()).await?;
     let env = node_env(&member_geth, genesis, &redis, &postgres, "member", "member");
+    let member_addr = env.iter().find(|(name, _)| *name == "HEALTH_ADDR").map(|(_, addr)| addr.clone());
+    let member_addr = member_addr.context("the member's environment has no HEALTH_ADDR")?;
     let started = Instant::now();
     let mut member = procs::spawn("member-nodes", "member", &[], &env, dir.path())?;
     wait_for_head(&member_geth, height, Duration::from_secs(600)).await?;
@@ -140,22 +170,125 @@ async fn one_repeat(plan: &Plan, accounts: &Accounts, genesis: &BenchGenesis, bl
     // The bare loop: the same blocks, to another fresh Geth.
     let bare_bps = bare_loop(options, &chain).await?.bps();
 
-    // Steady state: the leader back at one-second blocks, the member following.
+    // Steady state: a leader at one-second blocks under the same load a second, the member
+    // following.
+    let tracker = Tracker::start(&leader_geth.http_url()).await?;
+    let rate = Some(txs as f64);
+    let load = Load::start(vec![leader_geth.http_url()], steady.to_vec(), tracker.included.clone(), rate);
     let env = node_env(&leader_geth, genesis, &redis, &postgres, "leader", "leader");
-    let mut leader = procs::spawn("member-nodes", "leader2", &[], &env, dir.path())?;
+    let mut leader = procs::spawn("member-nodes", "leader", &[], &env, dir.path())?;
     tokio::time::sleep(plan.warmup).await;
     let skip = lines_with(&member.output(), "applied stored block").count();
+    let before = engine_calls(&member_addr).await?;
     tokio::time::sleep(plan.duration).await;
-    let lags_ms: Vec<f64> = lines_with(&member.output(), "applied stored block")
-        .skip(skip)
-        .filter_map(|line| field(line, "delay_us")?.parse::<f64>().ok())
-        .map(|us| us / 1e3)
-        .collect();
-    anyhow::ensure!(!lags_ms.is_empty(), "the member applied nothing in steady state:\n{}", member.log_tail(2000));
+    let after = engine_calls(&member_addr).await?;
+    let mut calls_ms = [0.0; 2];
+    for (i, ms) in calls_ms.iter_mut().enumerate() {
+        let ((sum0, count0), (sum1, count1)) = (before[i], after[i]);
+        anyhow::ensure!(count1 > count0, "the member made no {} call in steady state", CALLS[i]);
+        *ms = (sum1 - sum0) / (count1 - count0) * 1e3;
+    }
+    let output = member.output();
+    let steady = || lines_with(&output, "applied stored block").skip(skip);
+    let ms = |line: &str, name: &str| field(line, name)?.parse::<f64>().ok().map(|us| us / 1e3);
+    let lags_ms: Vec<f64> = steady().filter_map(|line| ms(line, "delay_us")).collect();
+    let reads_ms: Vec<f64> = steady().filter_map(|line| ms(line, "read_us")).collect();
+    anyhow::ensure!(
+        !lags_ms.is_empty() && reads_ms.len() == lags_ms.len(),
+        "the member applied nothing in steady state, or logged it without its timings:\n{}",
+        member.log_tail(2000)
+    );
+    load.stop().await;
+    tracker.stop().await;
+    let label = format!("member-nodes leader, 1 s blocks, {txs} transfers a second");
+    memory.extend(procs::memory_of(&leader, &label));
     memory.extend(procs::memory_of(&member, "member-nodes member, catching up then following"));
     stop(&mut leader).await;
     stop(&mut member).await;
-    Ok(Repeat { member_bps, bare_bps, txs_per_block, lags_ms, memory })
+    Ok(Repeat { member_bps, bare_bps, lags_ms, reads_ms, calls_ms, memory })
+}
+
+/// Makes the chain a member replays, every block with exactly `txs` of `transfers`, and stores it as a leader does (`append`, under a fence of the bench's
+/// own), so every repeat and every run replays the same load. Blocks are made on `geth`
+/// by the bare Engine API loop: before each, its transfers are sent and the loop waits
+/// until Geth's pool holds them all; then Geth builds for 100 ms, and 100 ms more for each
+/// thousand transfers.
+async fn fixed_blocks(
+    geth: &Geth,
+    store: &Store,
+    transfers: &[Transfer],
+    txs: usize,
+) -> anyhow::Result<Vec<ExecutableBlock>> {
+    let engine = geth.engine();
+    let block0 = engine.block(BlockTag::Number(0)).await?.context("Geth has no block 0")?;
+    store.init(block0.hash, Head::from(&block0)).await?;
+    anyhow::ensure!(store.claim(1, "bench").await?, "a fresh store refused the bench's fence");
+    let mut head = Head::from(&engine.head().await?);
+    let mut chain = Vec::new();
+    let build_time = Duration::from_millis(100 + txs as u64 / 10);
+    for content in transfers.chunks_exact(txs) {
+        // The pool drops the last block's transfers a moment after the block became head:
+        // wait for that, or they would be counted as this block's.
+        wait_for_pending(geth, |pending| pending == 0).await?;
+        load::send_all(&geth.http_url(), content).await;
+        wait_for_pending(geth, |pending| pending >= txs as u64).await?;
+        let timestamp = head.timestamp + 1;
+        let attributes = payload::attributes(head.hash, timestamp, Default::default());
+        let id = engine.forkchoice_updated_v3(finalized_at(head.hash), Some(attributes)).await?.payload_id;
+        let Some(id) = id else { anyhow::bail!("Geth started no build") };
+        tokio::time::sleep(build_time).await;
+        let block = ExecutableBlock::from(engine.get_payload(id, timestamp).await?);
+        anyhow::ensure!(
+            block.transaction_count() == txs,
+            "block {} holds {} transfers where {txs} were pending",
+            block.number(),
+            block.transaction_count()
+        );
+        let status = engine.import(&block).await?;
+        anyhow::ensure!(status.is_valid(), "Geth refused its own block: {status}");
+        engine.forkchoice_updated_v3(finalized_at(block.hash()), None).await?;
+        store
+            .append(&block, 1, "bench")
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot store block {}: {e}", block.number()))?;
+        head = block.head();
+        chain.push(block);
+    }
+    Ok(chain)
+}
+
+/// The Engine API calls whose steady-state time the scenario reads from the member.
+const CALLS: [&str; 2] = ["engine_newPayloadV4", "engine_forkchoiceUpdatedV3"];
+
+/// The member's total seconds in each of [`CALLS`] and how many it made, from its
+/// `/metrics` at `addr`.
+async fn engine_calls(addr: &str) -> anyhow::Result<[(f64, f64); 2]> {
+    let mut totals = [(0.0, 0.0); 2];
+    for (total, method) in totals.iter_mut().zip(CALLS) {
+        let series = |part: &str| format!("cluster_engine_api_latency_seconds_{part}{{method=\"{method}\"}}");
+        let (sum, count) = (series("sum"), series("count"));
+        let sum_value = procs::metric(addr, &sum).await.with_context(|| format!("no {sum} at {addr}"))?;
+        let count_value = procs::metric(addr, &count).await.with_context(|| format!("no {count} at {addr}"))?;
+        *total = (sum_value, count_value);
+    }
+    Ok(totals)
+}
+
+/// Waits, for at most 30 s, until the number of transactions in Geth's pool ready to go
+/// into a block passes `until`.
+async fn wait_for_pending(geth: &Geth, until: impl Fn(u64) -> bool) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let status: serde_json::Value =
+            geth.http().call("txpool_status", serde_json::json!([]), Duration::from_secs(5)).await?;
+        let hex = status["pending"].as_str().context("txpool_status without pending")?;
+        let pending = u64::from_str_radix(hex.trim_start_matches("0x"), 16)?;
+        if until(pending) {
+            return Ok(());
+        }
+        anyhow::ensure!(Instant::now() < deadline, "Geth's pool still held {pending} ready transfers after 30 s");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 /// A catch-up timed in two parts: until the catching-up Geth's head first moved (the end
@@ -206,21 +339,6 @@ pub(crate) async fn bare_loop(options: GethOptions, chain: &[ExecutableBlock]) -
     }
     let (first_head, first_s) = first.unwrap_or_default();
     Ok(CatchUp { blocks: chain.len() as u64, first_head, first_s, total_s: started.elapsed().as_secs_f64() })
-}
-
-/// Every stored block up to `height`, decoded and checked.
-async fn stored_blocks(store: &Store, height: u64) -> anyhow::Result<Vec<ExecutableBlock>> {
-    let mut chain = Vec::new();
-    let mut after = 0;
-    while after < height {
-        let rows = store.blocks_after(after, 256, member_nodes::follower::BATCH_BYTES).await?;
-        anyhow::ensure!(!rows.is_empty(), "the store ends at {after}, before {height}");
-        for row in rows.iter().take_while(|r| r.number <= height) {
-            chain.push(row.block()?);
-            after = row.number;
-        }
-    }
-    Ok(chain)
 }
 
 /// Waits until a Geth's head reaches `height`, for at most `within`.
