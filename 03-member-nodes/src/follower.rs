@@ -259,8 +259,9 @@ impl Follower {
         if applied.len() > 1 {
             info!(from = applied[0].0.number, to = last.number, "applied stored blocks");
         } else {
-            // The delay from the block's commit in the store to its finalization here, and
-            // its first part: from the commit until this node had read the block.
+            // The delay from the block's write to the store (its `stored_at`, just before
+            // the commit) to its finalization here, and its first part: until PostgreSQL
+            // read it for this node (both ages by the database's clock).
             let (delay_us, read_us) = ((*last_age + since_fetch).as_micros(), last_age.as_micros());
             info!(number = last.number, hash = %last.hash, delay_us, read_us, "applied stored block");
         }

@@ -209,7 +209,8 @@ pub(crate) fn write(results: &Results, docs: &Path) -> anyhow::Result<()> {
              block and a forkchoiceUpdated per 64 blocks, the member's batch. The member is \
              timed from its process start. Then a leader makes 1 s blocks on that chain under \
              {:.0} transfers a second, and the member's log gives, per block, the time from its \
-             commit in the store to its finalization on the member's Geth.\n",
+             write to the store (PostgreSQL's clock, just before the leader's commit) to its \
+             finalization on the member's Geth.\n",
             r.blocks, r.txs_per_block, r.txs_per_block
         )?;
         writeln!(body, "| | blocks/s |\n|---|---|")?;

@@ -42,12 +42,12 @@ pub(crate) struct MemberReplay {
     pub(crate) bare_bps: Summary,
     /// member ÷ bare, per repeat.
     pub(crate) ratio: Summary,
-    /// Steady state: store commit to the member's head, median, ms.
+    /// Steady state: the block's write to the store to the member's head, median, ms.
     pub(crate) lag_p50_ms: Summary,
     /// Its 99th percentile, ms.
     pub(crate) lag_p99_ms: Summary,
-    /// The lag's first part, median, ms: from the store commit until PostgreSQL read the
-    /// block for the member (the notification and the query, by the database's clock). The
+    /// The lag's first part, median, ms: from the block's write to the store until
+    /// PostgreSQL read it for the member (the notification and the query, by the database's clock). The
     /// rest is the rows' transfer, decoding and checking the block, and its Geth's
     /// newPayload and forkchoiceUpdated. Absent from runs before it was logged.
     #[serde(default)]
