@@ -166,11 +166,15 @@ async fn wait_until_idle(pid: u32, within: std::time::Duration) -> anyhow::Resul
 /// Linux runs on today.
 const CLOCK_TICKS: f64 = 100.0;
 
-/// A sample from the `/metrics` page at `addr`: the line that starts with `name` (labels
-/// included, as `name{label="value"}`), or `None` if the page or the line cannot be read.
-pub(crate) async fn metric(addr: &str, name: &str) -> Option<f64> {
-    let (_, text) = http_get(&format!("http://{addr}/metrics")).await?;
-    text.lines()
+/// The `/metrics` page at `addr`, or `None` if it cannot be read.
+pub(crate) async fn metrics(addr: &str) -> Option<String> {
+    http_get(&format!("http://{addr}/metrics")).await.map(|(_, page)| page)
+}
+
+/// A sample of a `/metrics` page: the line that starts with `name` (labels included, as
+/// `name{label="value"}`), or `None` if there is none.
+pub(crate) fn sample(page: &str, name: &str) -> Option<f64> {
+    page.lines()
         .find_map(|line| line.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
         .and_then(|value| value.trim().parse().ok())
 }

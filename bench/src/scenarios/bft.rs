@@ -402,5 +402,5 @@ static SATURATED_RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU
 
 /// A counter from an app's `/metrics` at `addr` (0 if it cannot be read).
 async fn metric(addr: &str, name: &str) -> u64 {
-    procs::metric(addr, name).await.map_or(0, |value| value as u64)
+    procs::metrics(addr).await.and_then(|page| procs::sample(&page, name)).map_or(0, |value| value as u64)
 }

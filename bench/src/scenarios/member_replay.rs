@@ -47,9 +47,9 @@ pub(crate) struct MemberReplay {
     /// Its 99th percentile, ms.
     pub(crate) lag_p99_ms: Summary,
     /// The lag's first part, median, ms: from the block's write to the store until
-    /// PostgreSQL read it for the member (the notification and the query, by the database's clock). The
-    /// rest is the rows' transfer, decoding and checking the block, and its Geth's
-    /// newPayload and forkchoiceUpdated. Absent from runs before it was logged.
+    /// PostgreSQL read it for the member (the notification and the query, by the database's
+    /// clock). The rest is decoding and checking the block, and its Geth's newPayload and
+    /// forkchoiceUpdated. Absent from runs before it was logged.
     #[serde(default)]
     pub(crate) read_p50_ms: Option<Summary>,
     /// The member's newPayload and forkchoiceUpdated in steady state, mean ms per call
@@ -208,9 +208,10 @@ async fn one_repeat(
     Ok(Repeat { member_bps, bare_bps, lags_ms, reads_ms, calls_ms, memory })
 }
 
-/// Makes the chain a member replays, every block with exactly `txs` of `transfers`, and stores it as a leader does (`append`, under a fence of the bench's
-/// own), so every repeat and every run replays the same load. Blocks are made on `geth`
-/// by the bare Engine API loop: before each, its transfers are sent and the loop waits
+/// Makes the chain a member replays, every block with exactly `txs` of `transfers`, and
+/// stores it as a leader does (`append`, under a fence of the bench's own), so every
+/// repeat and every run replays the same load. Blocks are made on `geth` by the bare
+/// Engine API loop: before each, its transfers are sent and the loop waits
 /// until Geth's pool holds them all; then Geth builds for 100 ms, and 100 ms more for each
 /// thousand transfers.
 async fn fixed_blocks(
@@ -260,16 +261,17 @@ async fn fixed_blocks(
 /// The Engine API calls whose steady-state time the scenario reads from the member.
 const CALLS: [&str; 2] = ["engine_newPayloadV4", "engine_forkchoiceUpdatedV3"];
 
-/// The member's total seconds in each of [`CALLS`] and how many it made, from its
-/// `/metrics` at `addr`.
+/// The member's total seconds in each of [`CALLS`] and how many it made, from one read
+/// of its `/metrics` at `addr`.
 async fn engine_calls(addr: &str) -> anyhow::Result<[(f64, f64); 2]> {
+    let page = procs::metrics(addr).await.with_context(|| format!("cannot read the member's /metrics at {addr}"))?;
     let mut totals = [(0.0, 0.0); 2];
     for (total, method) in totals.iter_mut().zip(CALLS) {
-        let series = |part: &str| format!("cluster_engine_api_latency_seconds_{part}{{method=\"{method}\"}}");
-        let (sum, count) = (series("sum"), series("count"));
-        let sum_value = procs::metric(addr, &sum).await.with_context(|| format!("no {sum} at {addr}"))?;
-        let count_value = procs::metric(addr, &count).await.with_context(|| format!("no {count} at {addr}"))?;
-        *total = (sum_value, count_value);
+        let read = |part: &str| {
+            let name = format!("cluster_engine_api_latency_seconds_{part}{{method=\"{method}\"}}");
+            procs::sample(&page, &name).with_context(|| format!("no {name} at {addr}"))
+        };
+        *total = (read("sum")?, read("count")?);
     }
     Ok(totals)
 }
