@@ -894,10 +894,14 @@ watching() {
     terminal watching
     doc $f 'scripts/cluster.sh start'
     monitor_sees_cluster $f
-    doc $f "curl -s 'http://127.0.0.1:9090/api/v1/query?query=devnet:leaders'"
-    expect '"status":"success"'
+    # Each rule group has its own evaluation slot: a rule can be empty for a second after the
+    # targets are up (as the chapter says). Wait for both before the documented queries.
     eventually "the recording rule devnet:leaders to say 1" 60 status_has \
         'http://127.0.0.1:9090/api/v1/query?query=devnet:leaders' '"value":\[[0-9.]+,"1"\]'
+    eventually "the recording rule devnet:seconds_since_last_block to have the cluster" 60 status_has \
+        'http://127.0.0.1:9090/api/v1/query?query=devnet:seconds_since_last_block' '"devnet":"cluster"'
+    doc $f "curl -s 'http://127.0.0.1:9090/api/v1/query?query=devnet:leaders'"
+    expect '"status":"success"'
     doc $f "curl -s 'http://127.0.0.1:9090/api/v1/query?query=devnet:seconds_since_last_block'"
     expect '"status":"success"'
     expect '"devnet":"cluster"'
