@@ -321,7 +321,7 @@ impl App {
     }
     // ANCHOR_END: finalize
 
-    // ANCHOR: import
+    // ANCHOR: start_import
     /// Has Geth execute `block` (on `parent`) beside CometBFT, until [`App::imported`].
     fn start_import(self: &Arc<Self>, block: &ExecutableBlock, parent: Head) {
         let (sender, outcome) = watch::channel(None);
@@ -345,7 +345,9 @@ impl App {
         });
         *lock(&self.importing) = Some(Import { block, parent, outcome });
     }
+    // ANCHOR_END: start_import
 
+    // ANCHOR: imported
     /// Waits for the last decided block's import. A failure becomes the answer of the ABCI
     /// calls that wait, and CometBFT halts. A block Commit stored while its import ran
     /// (block sync catching up) and that Geth calls INVALID is taken out of the store
@@ -378,7 +380,7 @@ impl App {
     fn import_finished(&self) -> bool {
         lock(&self.importing).as_ref().is_none_or(|import| import.outcome.borrow().is_some())
     }
-    // ANCHOR_END: import
+    // ANCHOR_END: imported
 
     /// Takes `invalid` out of the store, if Commit stored it (Part 2's `Store::revert`, back
     /// to `parent`), and the app's head with it.

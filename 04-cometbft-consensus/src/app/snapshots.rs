@@ -123,44 +123,18 @@ impl App {
     }
 
     // ANCHOR: apply_snapshot_chunk
-    /// Checks the chunk names the block CometBFT verified, on our Geth's chain, has Geth
-    /// sync to it from its peers, and makes it our head: `Info` then reports it, which is
-    /// what CometBFT checks before it block-syncs the blocks above it.
+    /// Checks the chunk names the block CometBFT verified, on our Geth's chain
+    /// ([`App::verified_block`]), has Geth sync to it from its peers, and makes it our
+    /// head: `Info` then reports it, which is what CometBFT checks before it block-syncs the
+    /// blocks above it.
     pub(super) async fn apply_snapshot_chunk(&self, apply: RequestApplySnapshotChunk) -> ResponseApplySnapshotChunk {
         use response_apply_snapshot_chunk::Result as Apply;
         let answer = |result: Apply| ResponseApplySnapshotChunk { result: result.into(), ..Default::default() };
-        let reject_sender = |sender: String| ResponseApplySnapshotChunk {
-            result: Apply::RejectSnapshot.into(),
-            reject_senders: vec![sender],
-            ..Default::default()
+        let Some(offered) = lock(&self.offered).take() else { return answer(Apply::Abort) };
+        let Some(head) = self.verified_block(&offered, &apply) else {
+            // CometBFT drops the peer that sent it and tries another snapshot.
+            return ResponseApplySnapshotChunk { reject_senders: vec![apply.sender], ..answer(Apply::RejectSnapshot) };
         };
-        let Some(Offered { snapshot, app_hash }) = lock(&self.offered).take() else { return answer(Apply::Abort) };
-        let chunk: Option<Chunk> = serde_json::from_slice(&apply.chunk).ok();
-        let Some(Chunk { genesis, head }) = chunk.filter(|c| {
-            keccak256(&apply.chunk).as_slice() == snapshot.hash.as_ref()
-                && c.head.number == snapshot.height
-                && c.head.hash == app_hash
-        }) else {
-            warn!(
-                sender = apply.sender,
-                height = snapshot.height,
-                "a snapshot chunk that does not name the verified block"
-            );
-            return reject_sender(apply.sender);
-        };
-        // The light client cannot check this one (nor can we: either our Geth or the peer
-        // is wrong), so the peer is dropped too.
-        if genesis != self.genesis {
-            error!(
-                sender = apply.sender,
-                ours = %self.genesis,
-                theirs = %genesis,
-                "state sync: the snapshot's chain has another block 0 than our Geth, which could never sync to it; \
-                 if every peer's snapshot says so, this node's Geth was initialised from another genesis file \
-                 (or its datadir is another chain's): initialise it again from the network's, then restart this app"
-            );
-            return reject_sender(apply.sender);
-        }
         match self.sync_geth_to(head).await {
             Ok(Restored::Now) => answer(Apply::Accept),
             Ok(Restored::TooLate(took)) => {
@@ -178,6 +152,45 @@ impl App {
         }
     }
     // ANCHOR_END: apply_snapshot_chunk
+
+    // ANCHOR: verified_block
+    /// The block `apply`'s chunk names, if it is the one CometBFT's light client verified
+    /// (the chunk's hash, and the block at the offer's height with the offer's app hash)
+    /// and its chain starts at our Geth's block 0. None, and the reason logged, otherwise.
+    fn verified_block(
+        &self,
+        Offered { snapshot, app_hash }: &Offered,
+        apply: &RequestApplySnapshotChunk,
+    ) -> Option<Head> {
+        let chunk: Option<Chunk> = serde_json::from_slice(&apply.chunk).ok();
+        let Some(Chunk { genesis, head }) = chunk.filter(|c| {
+            keccak256(&apply.chunk).as_slice() == snapshot.hash.as_ref()
+                && c.head.number == snapshot.height
+                && c.head.hash == *app_hash
+        }) else {
+            warn!(
+                sender = apply.sender,
+                height = snapshot.height,
+                "a snapshot chunk that does not name the verified block"
+            );
+            return None;
+        };
+        // The light client cannot check this one (nor can we: either our Geth or the peer
+        // is wrong), so the peer is dropped too.
+        if genesis != self.genesis {
+            error!(
+                sender = apply.sender,
+                ours = %self.genesis,
+                theirs = %genesis,
+                "state sync: the snapshot's chain has another block 0 than our Geth, which could never sync to it; \
+                 if every peer's snapshot says so, this node's Geth was initialised from another genesis file \
+                 (or its datadir is another chain's): initialise it again from the network's, then restart this app"
+            );
+            return None;
+        }
+        Some(head)
+    }
+    // ANCHOR_END: verified_block
 
     /// Asks Geth to make `head` its head until it can, which it does once it has synced
     /// the chain below it from its peers. Done within [`FRESH_FOR`]: records the block,
