@@ -39,6 +39,9 @@ PG_PORT="${PG_PORT:-5432}"
 NODES=(node1 node2 node3)
 
 mode_of() { [[ "$1" == node3 ]] && echo member || echo leader; }
+# What the chapter calls a node of each mode: a `--mode leader` node is a candidate for the
+# lease, and only the one that holds it leads (its /status says which).
+role_of() { [[ "$(mode_of "$1")" == leader ]] && echo "candidate (--mode leader)" || echo "member (--mode member)"; }
 index_of() { echo "${1#node}"; }
 
 check_node() {
@@ -290,7 +293,7 @@ start_node() {
     fi
     (eval "$(node_env "$name")"; nohup "$ROOT/target/debug/member-nodes" >> "$DIR/$name.log" 2>&1 < /dev/null &
         echo $! > "$DIR/$name.pid")
-    say "$name running as $(mode_of "$name") (pid $(cat "$DIR/$name.pid")): http://127.0.0.1:920$n/status, log .devnet/cluster/$name.log"
+    say "$name running as a $(role_of "$name") (pid $(cat "$DIR/$name.pid")): http://127.0.0.1:920$n/status, log .devnet/cluster/$name.log"
 }
 
 node_env() {
