@@ -326,9 +326,9 @@ impl App {
     fn start_import(self: &Arc<Self>, block: &ExecutableBlock, parent: Head) {
         let (sender, outcome) = watch::channel(None);
         let block = Arc::new(block.clone());
-        let (app, decided) = (self.clone(), block.clone());
+        let (app, executed) = (self.clone(), block.clone());
         tokio::spawn(async move {
-            let imported = match app.execute(&decided).await {
+            let imported = match app.execute(&executed).await {
                 Ok(()) => Imported::Valid,
                 Err(error) if error.is::<DecidedInvalid>() => Imported::Invalid(format!("{error:#}")),
                 Err(error) => Imported::Failed(format!("{error:#}")),
@@ -348,11 +348,11 @@ impl App {
     // ANCHOR_END: start_import
 
     // ANCHOR: imported
-    /// Waits for the last decided block's import. A failure becomes the answer of the ABCI
-    /// calls that wait, and CometBFT halts. A block Commit stored while its import ran
+    /// Waits for the last decided block's import. A failure becomes the answer of the first
+    /// ABCI call that waits, and CometBFT halts. A block Commit stored while its import ran
     /// (block sync catching up) and that Geth calls INVALID is taken out of the store
-    /// again: the store keeps only blocks this Geth found VALID, and CometBFT, restarted,
-    /// gives the block again (and halts again, if Geth still calls it INVALID).
+    /// again, so that the store ends up holding only blocks this Geth found VALID; CometBFT,
+    /// restarted, gives the block again (and halts again, if Geth still calls it INVALID).
     async fn imported(&self) -> anyhow::Result<()> {
         let Some((block, parent, mut outcome)) =
             lock(&self.importing).as_ref().map(|import| (import.block.clone(), import.parent, import.outcome.clone()))
@@ -365,8 +365,8 @@ impl App {
             Ok(Some(Imported::Failed(error))) => Some(error),
             Ok(None) | Err(_) => Some("the decided block's import stopped".to_owned()),
             Ok(Some(Imported::Invalid(error))) => {
-                // Out of the store before the import is dropped, so that `settle` never
-                // finds it stored with no import to wait for.
+                // Out of the store before the import is dropped, so that `settle` (below)
+                // never finds it stored with no import to wait for.
                 self.take_out(block.clone(), parent).await;
                 Some(error)
             }
