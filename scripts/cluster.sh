@@ -293,7 +293,16 @@ start_node() {
     fi
     (eval "$(node_env "$name")"; nohup "$ROOT/target/debug/member-nodes" >> "$DIR/$name.log" 2>&1 < /dev/null &
         echo $! > "$DIR/$name.pid")
+    # Its /status answers once it has reached PostgreSQL and Redis: wait for that (up to
+    # 30 s), so that `status`, or Prometheus's targets, find every node started.
+    local answers=""
+    for _ in $(seq 1 300); do
+        curl -sf --max-time 1 -o /dev/null "http://127.0.0.1:920$n/status" && { answers=1; break; }
+        alive "$DIR/$name.pid" || break
+        sleep 0.1
+    done
     say "$name running as a $(role_of "$name") (pid $(cat "$DIR/$name.pid")): http://127.0.0.1:920$n/status, log .devnet/cluster/$name.log"
+    [[ -n "$answers" ]] || say "$name's /status does not answer yet; see its log"
 }
 
 node_env() {
