@@ -61,7 +61,7 @@ SERVICE=lease
 start_redis() {
     local name="${1:-redis}" port="${2:-$REDIS_PORT}" of="${3:-}"
     if alive "$DIR/$name.pid"; then return; fi
-    port_taken "$port" && { say "port $port is taken (another Redis?); set REDIS_PORT"; exit 1; }
+    port_taken "$port" && { say "port $port is taken (another Redis? Debian's service: sudo systemctl disable --now redis-server); or set REDIS_PORT"; exit 1; }
     mkdir -p "$DIR/$name"
     # appendonly: a restarted Redis keeps its term counter (the nodes cope without it).
     local args=(--bind 127.0.0.1 --port "$port" --dir "$DIR/$name" --appendonly yes
@@ -131,7 +131,7 @@ start_postgres() {
     bin="$(pg_bin)"
     [[ -n "$bin" ]] || { say "PostgreSQL not found: run scripts/setup.sh"; exit 1; }
     if alive "$DIR/$name.pid"; then return; fi
-    port_taken "$port" && { say "port $port is taken (another PostgreSQL?); set PG_PORT"; exit 1; }
+    port_taken "$port" && { say "port $port is taken (another PostgreSQL? Debian's service: sudo systemctl disable --now postgresql); or set PG_PORT"; exit 1; }
     local data="$DIR/$name" log="$DIR/$name.log"
     if [[ ! -s "$data/PG_VERSION" ]]; then
         rm -rf "$data"

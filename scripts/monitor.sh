@@ -94,7 +94,7 @@ start() {
         say "Prometheus (pid $(cat "$DIR/prometheus.pid")) reloaded: $targets targets"
         return
     fi
-    port_taken "$PORT" && { say "port $PORT is taken; set PROMETHEUS_PORT"; exit 1; }
+    port_taken "$PORT" && { say "port $PORT is taken (another Prometheus? Debian's service: sudo systemctl disable --now prometheus); or set PROMETHEUS_PORT"; exit 1; }
     nohup "$bin" --config.file="$DIR/prometheus.yml" --storage.tsdb.path="$DIR/data" \
         --web.listen-address="127.0.0.1:$PORT" --web.enable-lifecycle \
         >> "$DIR/prometheus.log" 2>&1 < /dev/null &

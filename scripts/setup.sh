@@ -130,6 +130,9 @@ install_services() {
         return
     fi
     apt_install "${missing[@]}"
+    if [[ -d /run/systemd/system ]]; then
+        say "apt-get may have started redis-server, postgresql and prometheus as system services, on the ports the devnets use (6379, 5432, 9090): 'sudo systemctl disable --now redis-server postgresql prometheus' stops them, or set REDIS_PORT, PG_PORT and PROMETHEUS_PORT"
+    fi
 }
 
 # The font the benchmark plots are drawn with.
