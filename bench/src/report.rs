@@ -227,6 +227,9 @@ pub(crate) fn write(results: &Results, docs: &Path) -> anyhow::Result<()> {
             writeln!(body, "| the member's newPayload, mean | {} |", new_payload.show(2))?;
             writeln!(body, "| the member's forkchoiceUpdated, mean | {} |", forkchoice.show(2))?;
         }
+        if let Some(leader) = &r.leader_new_payload_ms {
+            writeln!(body, "| the leader's newPayload of the same blocks, mean | {} |", leader.show(2))?;
+        }
         writeln!(body)?;
         goals.push(Goal {
             scenario: "member replay",

@@ -59,6 +59,11 @@ pub(crate) struct MemberReplay {
     /// See `new_payload_ms`.
     #[serde(default)]
     pub(crate) forkchoice_ms: Option<Summary>,
+    /// The leader's newPayload in the same window, mean ms per call: its own Geth executing
+    /// the same blocks, just before it stores each (the member's Geth executes it after).
+    /// Absent from runs before it was read.
+    #[serde(default)]
+    pub(crate) leader_new_payload_ms: Option<Summary>,
     /// Peak memory of the leader and the member.
     pub(crate) memory: Vec<Memory>,
 }
@@ -73,7 +78,7 @@ pub(crate) async fn run(plan: &Plan, blocks: u64, txs: usize) -> anyhow::Result<
     let genesis = load::bench_genesis(&accounts)?;
     let (mut member, mut bare, mut ratio, mut p50, mut p99, mut read, mut memory) =
         (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
-    let (mut new_payload, mut forkchoice) = (vec![], vec![]);
+    let (mut new_payload, mut forkchoice, mut leader_new_payload) = (vec![], vec![], vec![]);
     for repeat in 0..plan.repeats {
         tracing::info!(repeat, "member replay");
         let run = one_repeat(plan, &accounts, &genesis, blocks, txs).await?;
@@ -86,6 +91,7 @@ pub(crate) async fn run(plan: &Plan, blocks: u64, txs: usize) -> anyhow::Result<
         read.push(percentile(&run.reads_ms, 50.0));
         new_payload.push(run.calls_ms[0]);
         forkchoice.push(run.calls_ms[1]);
+        leader_new_payload.push(run.leader_calls_ms[0]);
         memory.extend(run.memory);
     }
     Ok(MemberReplay {
@@ -99,6 +105,7 @@ pub(crate) async fn run(plan: &Plan, blocks: u64, txs: usize) -> anyhow::Result<
         read_p50_ms: Some(Summary::of(&read)),
         new_payload_ms: Some(Summary::of(&new_payload)),
         forkchoice_ms: Some(Summary::of(&forkchoice)),
+        leader_new_payload_ms: Some(Summary::of(&leader_new_payload)),
         memory,
     })
 }
@@ -108,8 +115,10 @@ struct Repeat {
     bare_bps: f64,
     lags_ms: Vec<f64>,
     reads_ms: Vec<f64>,
-    /// Mean ms per call in steady state, in [`CALLS`]' order.
+    /// The member's mean ms per call in steady state, in [`CALLS`]' order.
     calls_ms: [f64; 2],
+    /// The leader's, in the same window.
+    leader_calls_ms: [f64; 2],
     memory: Vec<Memory>,
 }
 
@@ -160,8 +169,7 @@ async fn one_repeat(
     // counts against it) to its Geth reaching the stored head.
     let member_geth = procs::fresh_geth(options.clone()).await?;
     let env = node_env(&member_geth, genesis, &redis, &postgres, "member", "member");
-    let member_addr = env.iter().find(|(name, _)| *name == "HEALTH_ADDR").map(|(_, addr)| addr.clone());
-    let member_addr = member_addr.context("the member's environment has no HEALTH_ADDR")?;
+    let member_addr = health_addr(&env)?;
     let started = Instant::now();
     let mut member = procs::spawn("member-nodes", "member", &[], &env, dir.path())?;
     wait_for_head(&member_geth, height, Duration::from_secs(600)).await?;
@@ -176,18 +184,15 @@ async fn one_repeat(
     let rate = Some(txs as f64);
     let load = Load::start(vec![leader_geth.http_url()], steady.to_vec(), tracker.included.clone(), rate);
     let env = node_env(&leader_geth, genesis, &redis, &postgres, "leader", "leader");
+    let leader_addr = health_addr(&env)?;
     let mut leader = procs::spawn("member-nodes", "leader", &[], &env, dir.path())?;
     tokio::time::sleep(plan.warmup).await;
     let skip = lines_with(&member.output(), "applied stored block").count();
-    let before = engine_calls(&member_addr).await?;
+    let before = [engine_calls(&member_addr).await?, engine_calls(&leader_addr).await?];
     tokio::time::sleep(plan.duration).await;
-    let after = engine_calls(&member_addr).await?;
-    let mut calls_ms = [0.0; 2];
-    for (i, ms) in calls_ms.iter_mut().enumerate() {
-        let ((sum0, count0), (sum1, count1)) = (before[i], after[i]);
-        anyhow::ensure!(count1 > count0, "the member made no {} call in steady state", CALLS[i]);
-        *ms = (sum1 - sum0) / (count1 - count0) * 1e3;
-    }
+    let after = [engine_calls(&member_addr).await?, engine_calls(&leader_addr).await?];
+    let calls_ms = mean_ms("member", before[0], after[0])?;
+    let leader_calls_ms = mean_ms("leader", before[1], after[1])?;
     let output = member.output();
     let steady = || lines_with(&output, "applied stored block").skip(skip);
     let ms = |line: &str, name: &str| field(line, name)?.parse::<f64>().ok().map(|us| us / 1e3);
@@ -205,7 +210,7 @@ async fn one_repeat(
     memory.extend(procs::memory_of(&member, "member-nodes member, catching up then following"));
     stop(&mut leader).await;
     stop(&mut member).await;
-    Ok(Repeat { member_bps, bare_bps, lags_ms, reads_ms, calls_ms, memory })
+    Ok(Repeat { member_bps, bare_bps, lags_ms, reads_ms, calls_ms, leader_calls_ms, memory })
 }
 
 /// Makes the chain a member replays, every block with exactly `txs` of `transfers`, and
@@ -258,13 +263,20 @@ async fn fixed_blocks(
     Ok(chain)
 }
 
-/// The Engine API calls whose steady-state time the scenario reads from the member.
+/// The Engine API calls whose steady-state time the scenario reads from the member and
+/// the leader.
 const CALLS: [&str; 2] = ["engine_newPayloadV4", "engine_forkchoiceUpdatedV3"];
 
-/// The member's total seconds in each of [`CALLS`] and how many it made, from one read
-/// of its `/metrics` at `addr`.
+/// The address a node started with `env` ([`node_env`]) serves `/metrics` on.
+fn health_addr(env: &[(&'static str, String)]) -> anyhow::Result<String> {
+    let addr = env.iter().find(|(name, _)| *name == "HEALTH_ADDR").map(|(_, addr)| addr.clone());
+    addr.context("the node's environment has no HEALTH_ADDR")
+}
+
+/// A node's total seconds in each of [`CALLS`] and how many it made, from one read of its
+/// `/metrics` at `addr`.
 async fn engine_calls(addr: &str) -> anyhow::Result<[(f64, f64); 2]> {
-    let page = procs::metrics(addr).await.with_context(|| format!("cannot read the member's /metrics at {addr}"))?;
+    let page = procs::metrics(addr).await.with_context(|| format!("cannot read the node's /metrics at {addr}"))?;
     let mut totals = [(0.0, 0.0); 2];
     for (total, method) in totals.iter_mut().zip(CALLS) {
         let read = |part: &str| {
@@ -274,6 +286,17 @@ async fn engine_calls(addr: &str) -> anyhow::Result<[(f64, f64); 2]> {
         *total = (read("sum")?, read("count")?);
     }
     Ok(totals)
+}
+
+/// The mean ms per call of each of [`CALLS`] between two reads of `who`'s totals.
+fn mean_ms(who: &str, before: [(f64, f64); 2], after: [(f64, f64); 2]) -> anyhow::Result<[f64; 2]> {
+    let mut ms = [0.0; 2];
+    for (i, ms) in ms.iter_mut().enumerate() {
+        let ((sum0, count0), (sum1, count1)) = (before[i], after[i]);
+        anyhow::ensure!(count1 > count0, "the {who} made no {} call in steady state", CALLS[i]);
+        *ms = (sum1 - sum0) / (count1 - count0) * 1e3;
+    }
+    Ok(ms)
 }
 
 /// Waits, for at most 30 s, until the number of transactions in Geth's pool ready to go
