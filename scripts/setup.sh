@@ -130,8 +130,13 @@ install_services() {
         return
     fi
     apt_install "${missing[@]}"
-    if [[ -d /run/systemd/system ]]; then
-        say "apt-get may have started redis-server, postgresql and prometheus as system services, on the ports the devnets use (6379, 5432, 9090): 'sudo systemctl disable --now redis-server postgresql prometheus' stops them, or set REDIS_PORT, PG_PORT and PROMETHEUS_PORT"
+    # Debian starts what it installs: the devnets want those ports.
+    local services=() s
+    for s in redis-server postgresql prometheus; do
+        if [[ " ${missing[*]} " == *" $s "* ]]; then services+=("$s"); fi
+    done
+    if [[ -d /run/systemd/system && ${#services[@]} -gt 0 ]]; then
+        say "apt-get may have started ${services[*]} as system services, on the ports the devnets use (6379, 5432, 9090): 'sudo systemctl disable --now ${services[*]}' stops them (for the scripts alone, REDIS_PORT, PG_PORT and PROMETHEUS_PORT move the devnets instead)"
     fi
 }
 

@@ -61,7 +61,7 @@ pub(crate) fn write(results: &Results, docs: &Path) -> anyhow::Result<()> {
     }
     writeln!(
         md,
-        "```sh\nscripts/bench.sh all                  # every scenario, about 90 minutes on two cores\nscripts/bench.sh throughput           # one scenario: engine-round, block-rate, throughput,\n                                      # member-replay, failover, ha-failover, replicas, bft,\n                                      # liveness, watch\nscripts/bench.sh all --repeats 5 --duration 60\n```\n"
+        "```sh\nscripts/bench.sh all                  # every scenario, about four hours on two cores\nscripts/bench.sh throughput           # one scenario: engine-round, block-rate, throughput,\n                                      # member-replay, failover, ha-failover, replicas, bft,\n                                      # liveness, watch, growth, bft-growth, retention\nscripts/bench.sh all --repeats 5 --duration 60\n```\n"
     )?;
 
     if let Some(r) = &results.engine_round {

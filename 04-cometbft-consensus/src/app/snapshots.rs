@@ -132,7 +132,8 @@ impl App {
         let answer = |result: Apply| ResponseApplySnapshotChunk { result: result.into(), ..Default::default() };
         let Some(offered) = lock(&self.offered).take() else { return answer(Apply::Abort) };
         let Some(head) = self.verified_block(&offered, &apply) else {
-            // CometBFT drops the peer that sent it and tries another snapshot.
+            // CometBFT takes nothing more from the peer that sent it, and tries another
+            // snapshot.
             return ResponseApplySnapshotChunk { reject_senders: vec![apply.sender], ..answer(Apply::RejectSnapshot) };
         };
         match self.sync_geth_to(head).await {
@@ -176,7 +177,7 @@ impl App {
             return None;
         };
         // The light client cannot check this one (nor can we: either our Geth or the peer
-        // is wrong), so the peer is dropped too.
+        // is wrong), so the peer is refused too.
         if genesis != self.genesis {
             error!(
                 sender = apply.sender,
