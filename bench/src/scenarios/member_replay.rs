@@ -91,7 +91,7 @@ pub(crate) async fn run(plan: &Plan, blocks: u64, txs: usize) -> anyhow::Result<
         read.push(percentile(&run.reads_ms, 50.0));
         new_payload.push(run.calls_ms[0]);
         forkchoice.push(run.calls_ms[1]);
-        leader_new_payload.push(run.leader_calls_ms[0]);
+        leader_new_payload.push(run.leader_new_payload_ms);
         memory.extend(run.memory);
     }
     Ok(MemberReplay {
@@ -117,8 +117,8 @@ struct Repeat {
     reads_ms: Vec<f64>,
     /// The member's mean ms per call in steady state, in [`CALLS`]' order.
     calls_ms: [f64; 2],
-    /// The leader's, in the same window.
-    leader_calls_ms: [f64; 2],
+    /// The leader's mean ms per newPayload, in the same window.
+    leader_new_payload_ms: f64,
     memory: Vec<Memory>,
 }
 
@@ -188,11 +188,11 @@ async fn one_repeat(
     let mut leader = procs::spawn("member-nodes", "leader", &[], &env, dir.path())?;
     tokio::time::sleep(plan.warmup).await;
     let skip = lines_with(&member.output(), "applied stored block").count();
-    let before = [engine_calls(&member_addr).await?, engine_calls(&leader_addr).await?];
+    let (member_before, leader_before) = (engine_calls(&member_addr).await?, engine_calls(&leader_addr).await?);
     tokio::time::sleep(plan.duration).await;
-    let after = [engine_calls(&member_addr).await?, engine_calls(&leader_addr).await?];
-    let calls_ms = mean_ms("member", before[0], after[0])?;
-    let leader_calls_ms = mean_ms("leader", before[1], after[1])?;
+    let (member_after, leader_after) = (engine_calls(&member_addr).await?, engine_calls(&leader_addr).await?);
+    let calls_ms = mean_ms("member", member_before, member_after)?;
+    let leader_new_payload_ms = mean_ms("leader", leader_before, leader_after)?[0];
     let output = member.output();
     let steady = || lines_with(&output, "applied stored block").skip(skip);
     let ms = |line: &str, name: &str| field(line, name)?.parse::<f64>().ok().map(|us| us / 1e3);
@@ -210,7 +210,7 @@ async fn one_repeat(
     memory.extend(procs::memory_of(&member, "member-nodes member, catching up then following"));
     stop(&mut leader).await;
     stop(&mut member).await;
-    Ok(Repeat { member_bps, bare_bps, lags_ms, reads_ms, calls_ms, leader_calls_ms, memory })
+    Ok(Repeat { member_bps, bare_bps, lags_ms, reads_ms, calls_ms, leader_new_payload_ms, memory })
 }
 
 /// Makes the chain a member replays, every block with exactly `txs` of `transfers`, and
