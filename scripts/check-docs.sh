@@ -931,8 +931,38 @@ watching() {
     eventually "node1 to follow" 120 status_has http://127.0.0.1:9201/status '"role":"following"'
     doc_stop $f 'scripts/monitor.sh stop' .devnet/monitor .devnet/monitor/prometheus.pid
     eventually "Prometheus to stop" 30 port_closed 9090
+    compose_prometheus_stand_in
     doc_stop $f 'scripts/cluster.sh stop' .devnet/cluster .devnet/cluster/*.pid .devnet/cluster/*/geth.pid
     close_up
+}
+
+# The chapter's Docker path: `monitor.sh write` makes the compose file's Prometheus read the
+# new config, and `status` reads it. No Docker engine runs here, so the stand-in is the same
+# Prometheus started as the compose file starts it, reading .devnet/monitor at the path the
+# compose file mounts it at.
+compose_prometheus_stand_in() {
+    local dir="$WORK/compose-prometheus" pid
+    mkdir -p "$dir/etc"
+    ln -sfn "$ROOT/.devnet/monitor" "$dir/etc/prometheus-devnet"
+    say "a stand-in for the compose file's Prometheus (no Docker here)"
+    prometheus --config.file="$dir/etc/prometheus-devnet/prometheus.yml" --storage.tsdb.path="$dir/data" \
+        --web.listen-address=127.0.0.1:9090 --web.enable-lifecycle > "$dir/log" 2>&1 < /dev/null &
+    pid=$!
+    eventually "the stand-in Prometheus to be ready" 60 http_ok http://127.0.0.1:9090/-/ready
+    scripts/cluster.sh node node3 stop > /dev/null 2>&1 || fail "cluster.sh node node3 stop failed"
+    eventually "node3's port to close" 30 port_closed 9203
+    scripts/monitor.sh write > "$OUT" 2>&1 || fail "monitor.sh write failed: $(cat "$OUT")"
+    expect "targets\) and rules.yml; the compose file's Prometheus reloaded them"
+    eventually "the stand-in to scrape node1" 60 status_has \
+        'http://127.0.0.1:9090/api/v1/targets?state=active' '"node":"node1".*"health":"up"'
+    scripts/monitor.sh status > "$OUT" 2>&1 || fail "monitor.sh status failed on the compose file's Prometheus: $(cat "$OUT")"
+    expect '^target cluster node1 member-nodes: (up|unknown)$'
+    ! grep -q 'node3 member-nodes' "$OUT" || fail "monitor.sh status still lists node3, stopped before write"
+    scripts/monitor.sh stop > "$OUT" 2>&1 || fail "monitor.sh stop failed: $(cat "$OUT")"
+    expect 'docker compose --profile monitor stop prometheus'
+    kill -0 "$pid" 2>/dev/null || fail "monitor.sh stop stopped the compose file's Prometheus"
+    kill -TERM "$pid"; wait "$pid" || true
+    eventually "the stand-in Prometheus to stop" 30 port_closed 9090
 }
 
 # The hand-made safety mutants, run as written: each must be caught by the tests it

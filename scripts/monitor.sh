@@ -8,9 +8,14 @@
 #   scripts/monitor.sh status    each target's health, and the alerts that fire
 #   scripts/monitor.sh config    print the scrape config it would write
 #   scripts/monitor.sh write     write it and the rules to .devnet/monitor without starting
-#                                Prometheus (for the compose file's Prometheus)
+#                                Prometheus (for the compose file's Prometheus, which it
+#                                makes read them again if it runs)
 #   scripts/monitor.sh stop      stop Prometheus (its data stays in .devnet/monitor)
 #   scripts/monitor.sh clean     stop it and delete .devnet/monitor
+#
+# With the compose file's Prometheus running on the port instead (`docker compose --profile
+# monitor up -d`), `start` and `write` make it read the new config, `status` reads it, and
+# `stop` and `clean` say how to stop it.
 #
 # Prometheus listens on 127.0.0.1:9090 (PROMETHEUS_PORT). Start the devnets first; run
 # `start` again after starting or stopping one, so the targets follow. The targets are
@@ -27,6 +32,20 @@ DIR="$ROOT/.devnet/monitor"
 PORT="${PROMETHEUS_PORT:-9090}"
 
 port_taken() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# Whether the Prometheus on $PORT is the compose file's: it reads our config from where
+# the compose file mounts .devnet/monitor (/etc/prometheus-devnet). Ours has a pid file.
+compose_runs() {
+    local flags
+    flags="$(curl -sf --max-time 2 "http://127.0.0.1:$PORT/api/v1/status/flags" 2>/dev/null)" || return 1
+    [[ "$flags" =~ \"config\.file\":\"[^\"]*/prometheus-devnet/prometheus\.yml\" ]]
+}
+
+# Makes the Prometheus on $PORT read its config and rules again.
+reload() {
+    curl -sf --max-time 5 -X POST "http://127.0.0.1:$PORT/-/reload" > /dev/null ||
+        { say "Prometheus on port $PORT did not reload; see its log"; exit 1; }
+}
 
 # One scrape job: $1 job name, $2 metrics path, then "target devnet node" triples.
 job() {
@@ -86,14 +105,32 @@ write() {
     [[ "$targets" -gt 0 ]] || say "no devnet runs: Prometheus will scrape nothing until you start one and run this again"
 }
 
+# `write`, then has the compose file's Prometheus, if it runs, read the new config.
+write_for_compose() {
+    targets=0
+    write
+    if compose_runs; then
+        reload
+        say "wrote .devnet/monitor/prometheus.yml ($targets targets) and rules.yml; the compose file's Prometheus reloaded them"
+    else
+        say "wrote .devnet/monitor/prometheus.yml ($targets targets) and rules.yml"
+    fi
+}
+
 start() {
-    local bin targets; bin="$(prometheus_bin)"
+    local bin targets
     write
     if alive "$DIR/prometheus.pid"; then
-        curl -sf --max-time 5 -X POST "http://127.0.0.1:$PORT/-/reload" > /dev/null
+        reload
         say "Prometheus (pid $(cat "$DIR/prometheus.pid")) reloaded: $targets targets"
         return
     fi
+    if compose_runs; then
+        reload
+        say "the compose file's Prometheus runs on port $PORT; it reloaded the config: $targets targets"
+        return
+    fi
+    bin="$(prometheus_bin)"
     port_taken "$PORT" && { say "port $PORT is taken (another Prometheus? Debian's service: sudo systemctl disable --now prometheus); or set PROMETHEUS_PORT"; exit 1; }
     nohup "$bin" --config.file="$DIR/prometheus.yml" --storage.tsdb.path="$DIR/data" \
         --web.listen-address="127.0.0.1:$PORT" --web.enable-lifecycle \
@@ -111,10 +148,19 @@ start() {
     exit 1
 }
 
+# Stops the Prometheus `start` started. The compose file's is Docker's to stop.
+stop() {
+    if ! alive "$DIR/prometheus.pid" && compose_runs; then
+        say "the compose file's Prometheus runs on port $PORT; stop it with: docker compose --profile monitor stop prometheus"
+        return
+    fi
+    stop_pid "$DIR/prometheus.pid" prometheus
+}
+
 # Each target's health, then the alerts that are pending or firing, one a line.
 status() {
-    alive "$DIR/prometheus.pid" || { say "not running"; return 1; }
     command -v jq >/dev/null || "$ROOT/scripts/setup.sh" services
+    alive "$DIR/prometheus.pid" || compose_runs || { say "not running"; return 1; }
     local api="http://127.0.0.1:$PORT/api/v1"
     curl -sf --max-time 5 "$api/targets?state=active" |
         jq -r '.data.activeTargets[] | "target \(.labels.devnet) \(.labels.node) \(.labels.job): \(.health)"'
@@ -126,8 +172,11 @@ case "${1:-}" in
     start) start ;;
     status) status ;;
     config) config ;;
-    write) targets=0; write; say "wrote .devnet/monitor/prometheus.yml ($targets targets) and rules.yml" ;;
-    stop) stop_pid "$DIR/prometheus.pid" prometheus ;;
-    clean) stop_pid "$DIR/prometheus.pid" prometheus; rm -rf "$DIR"; say "removed .devnet/monitor" ;;
+    write) write_for_compose ;;
+    stop) stop ;;
+    clean)
+        # The compose file's Prometheus reads its config from there: stop it first.
+        if ! alive "$DIR/prometheus.pid" && compose_runs; then stop; exit 1; fi
+        stop; rm -rf "$DIR"; say "removed .devnet/monitor" ;;
     *) echo "usage: $0 start|status|config|write|stop|clean" >&2; exit 2 ;;
 esac
