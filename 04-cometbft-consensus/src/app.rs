@@ -657,16 +657,10 @@ fn fail(error: anyhow::Error) -> Option<response::Value> {
 }
 
 // ANCHOR: head_moves_now
-/// Whether Commit makes block `number` Geth's head now. CometBFT hands over a backlog
-/// (block sync catching up, or its replay at start) as fast as the app takes it: old
-/// blocks, each Commit less than [`CATCH_UP_PAUSE`] after the last. There the head moves only at every
-/// [`store::REPLAY_HEAD_EVERY`]th block, as a replay moves it, because each move costs
-/// Geth more than executing a small block (its log index rewrites its newest map). The
-/// blocks between are stored, and in Geth or on their way: the next move makes them
-/// canonical, [`App::settle`] moves the head to the last of them once CometBFT pauses, and
-/// after a crash the reconcile at start does. Any other block moves the head at once: a
-/// young one (the network has just decided it), or one that came after a pause (a node in
-/// step, a block time after the last, or a block Geth took that long to execute).
+/// Whether Commit makes block `number` Geth's head now: yes, unless the block is one of a
+/// backlog ([`CATCH_UP_AGE`] old or more, and committed less than [`CATCH_UP_PAUSE`] after
+/// the last), which moves it only at every [`store::REPLAY_HEAD_EVERY`]th block, as a
+/// replay does. [`App::settle`] moves it to the last block held back once CometBFT pauses.
 fn head_moves_now(number: u64, time: Option<SystemTime>, after_pause: bool) -> bool {
     let age = time.and_then(|time| SystemTime::now().duration_since(time).ok());
     let backlog = !after_pause && age.is_some_and(|age| age >= CATCH_UP_AGE);
