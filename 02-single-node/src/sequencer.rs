@@ -1,5 +1,4 @@
-//! The production loop: plan a slot, build, import, store, finalize; and the recovery
-//! that puts Geth back on our chain after a fault.
+//! The production loop: plan a slot, build, import, store, make the block head.
 //!
 //! The one rule everything rests on: a block is written to our store *before* Geth is told
 //! it is the head. So Geth is never ahead of the store because of us, and whatever Geth
@@ -7,7 +6,8 @@
 //!
 //! This file is the loop itself. `sequencer/fast.rs` holds the steps that make the loop
 //! fast without changing what it does (the store beside newPayload, the next build
-//! started by finalize, the stopwatch that says where each block's time went).
+//! started with the head), and `timing.rs` the stopwatch that says where each block's
+//! time went.
 //!
 //! Beside it, `sequencer/recovery.rs` puts Geth back on our chain after a fault.
 
@@ -34,6 +34,7 @@ use crate::{
     store::Store,
 };
 
+// ANCHOR: outcome
 /// What one production step did.
 #[derive(Debug)]
 enum Outcome {
@@ -46,6 +47,7 @@ enum Outcome {
     /// Shutdown was asked for before the block was taken from Geth; nothing was changed.
     Cancelled,
 }
+// ANCHOR_END: outcome
 
 /// The sequencer's state: the client, the store, and the head it stands on.
 #[derive(Debug)]
@@ -60,7 +62,7 @@ pub struct Sequencer {
     /// When this process last produced a block (or started), for `--max-idle`.
     last_block_at: Instant,
     /// The next block's build and its deadline, when the forkchoiceUpdated that made the
-    /// last block head already started it ([`Sequencer::finalize`]).
+    /// last block head already started it ([`Sequencer::make_head`]).
     next: Option<(round::Building, Duration)>,
 }
 
@@ -111,7 +113,7 @@ impl Sequencer {
     }
 
     // ANCHOR: produce
-    /// One block: plan the slot and build, import and store, finalize.
+    /// One block: plan the slot and build, import and store, make it head.
     async fn produce(&mut self, cancel: &CancellationToken) -> Result<Outcome, Fault> {
         let Some(mut build) = self.start_build(cancel).await? else { return Ok(Outcome::Cancelled) };
         let Some(block) = build.take(&self.engine, cancel).await? else { return Ok(Outcome::Cancelled) };
@@ -126,7 +128,7 @@ impl Sequencer {
             Imported::Valid(store_time) => store_time,
             Imported::Invalid(reason) => return Ok(Outcome::Invalid(reason)),
         };
-        self.finalize(&block).await?;
+        self.make_head(&block).await?;
 
         let timing = build.stopwatch.stop(&self.status.metrics.engine, store_time);
         Ok(Outcome::Produced(Box::new(Produced { block, timing })))

@@ -2,9 +2,10 @@
 //! no server, crash-safe commits). Part 2's sequencer and Part 4's ABCI app keep one.
 //!
 //! Why keep blocks, when Geth has them? Because Geth may lose them. Killed with
-//! SIGKILL, Geth v1.17 restarts from the last state it flushed to disk and deletes the
-//! blocks above it: with the default path scheme that can be genesis, and even with the
-//! hash scheme it can be dozens of blocks back. So each block is written here *before*
+//! SIGKILL, Geth v1.17 restarts from the last state it flushed to disk: with the default
+//! path scheme that can be genesis, the blocks above deleted; with the hash scheme the
+//! project runs, it can be dozens of blocks back, the blocks above kept or not, and the
+//! lowest of them without its state. So each block is written here *before*
 //! Geth is told it is the head, and [`replay_into`] gives Geth what it lacks when it
 //! comes back.
 //!

@@ -4,7 +4,7 @@
 //!   does not find it VALID ([`Sequencer::import_and_store`]);
 //! - when the next block is due at once (back to back, or catching up with the clock), the
 //!   forkchoiceUpdated that makes a block head also starts the next build
-//!   ([`Sequencer::finalize`], [`Sequencer::start_build`]);
+//!   ([`Sequencer::make_head`], [`Sequencer::start_build`]);
 //! - a stopwatch says where each step's time went ([`Build::take`], `timing.rs`).
 
 use std::time::{Duration, Instant};
@@ -55,7 +55,7 @@ impl Sequencer {
     pub(super) async fn start_build(&mut self, cancel: &CancellationToken) -> Result<Option<Build>, Fault> {
         let engine_metrics = &self.status.metrics.engine;
         if let Some((building, build_time)) = self.next.take() {
-            debug_assert_eq!(building.parent, self.head.hash, "finalize started this build on our head");
+            debug_assert_eq!(building.parent, self.head.hash, "make_head started this build on our head");
             return Ok(Some(Build { building, build_time, stopwatch: Stopwatch::start(engine_metrics) }));
         }
         let Some(slot) = self.plan(cancel).await else { return Ok(None) };
@@ -96,10 +96,10 @@ impl Sequencer {
     }
     // ANCHOR_END: import_and_store
 
-    // ANCHOR: finalize
+    // ANCHOR: make_head
     /// Makes `block` head, safe and final. When the next block is due at once (back to
     /// back, or catching up with the clock), the same forkchoiceUpdated starts its build.
-    pub(super) async fn finalize(&mut self, block: &ExecutableBlock) -> Result<(), Fault> {
+    pub(super) async fn make_head(&mut self, block: &ExecutableBlock) -> Result<(), Fault> {
         self.head = block.head();
         self.earliest = 0;
         self.last_block_at = Instant::now();
@@ -111,7 +111,7 @@ impl Sequencer {
         self.next = Some((building, next.build_time));
         Ok(())
     }
-    // ANCHOR_END: finalize
+    // ANCHOR_END: make_head
 }
 
 impl Build {

@@ -65,9 +65,9 @@ async fn reconcile(engine: &EngineClient, store: &Store, status: &Status, ours: 
             status.metrics.engine.count("geth_ahead");
             geth
         }
-        Err(ReplayError::Rejected { number, status: verdict }) if number == ours.number => {
+        Err(ReplayError::Rejected { number, status: answer }) if number == ours.number => {
             let parent = stored_or_geths(engine, store, number - 1).await?;
-            warn!(number, %verdict, "our stored head was never VALID (the process died while Geth executed it): taking it out of the store");
+            warn!(number, %answer, "our stored head was never VALID (the process died while Geth executed it): taking it out of the store");
             if let Some(block) = store.block(number).map_err(Fault::Fatal)? {
                 store.revert(&block, parent).map_err(Fault::Fatal)?;
             }
