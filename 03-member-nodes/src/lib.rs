@@ -15,12 +15,14 @@
 //! Layout:
 //! - `main.rs`: parses the flags and runs [`run`] until Ctrl-C or SIGTERM.
 //! - `config.rs`: flags and their checks.
-//! - `node.rs`: a node's life: follow, and (candidates) take the lease and lead.
+//! - `node.rs`: a node's life: follow, and (candidates) take the lease and lead;
+//!   `step_down.rs`: every reason a leader stops.
 //! - `election.rs`: the Redis lease and its terms.
 //! - `block_log.rs`: the PostgreSQL block log and its fence; `block_log/row.rs` checks a stored
 //!   row, `block_log/listen.rs` hears of new ones, `block_log/migrate.rs` applies the schema.
 //! - `follower.rs`: replaying the log into this node's Geth.
-//! - `sequencer.rs`: the leader's production loop (Part 2's, with the lease and fence).
+//! - `sequencer.rs`: the leader's production loop (Part 2's, with the lease and fence);
+//!   `sequencer/recovery.rs`: a new leader catching up with the log.
 //! - `server.rs`, `metrics.rs`: what `/ready`, `/metrics` and `/status` report.
 //!
 //! `scripts/cluster.sh start` runs a cluster of three nodes (two candidates and a member)

@@ -1,4 +1,5 @@
-//! Prometheus metrics, served at `/metrics` in the OpenMetrics text format.
+//! Prometheus metrics, served at `/metrics`: OpenMetrics to a scraper that asks for it
+//! (Prometheus does), Prometheus's older text format otherwise (`common::service::http`).
 
 use std::sync::atomic::AtomicU64;
 

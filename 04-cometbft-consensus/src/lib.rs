@@ -20,7 +20,7 @@
 //! - `abci.rs`: the ABCI socket server (CometBFT v0.38's wire format).
 //! - `app.rs`: the application: each ABCI call and what it does on Geth, and where a block
 //!   built ahead waits; `app/proposals.rs` holds the two proposal calls, PrepareProposal
-//!   and ProcessProposal.
+//!   and ProcessProposal, and `app/snapshots.rs` the state-sync calls.
 //! - `ahead.rs`: the task that starts the next block's build as soon as a block is
 //!   committed.
 //! - `proposal.rs`: what a proposal is and the rules it must follow (pure functions).
