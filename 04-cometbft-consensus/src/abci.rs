@@ -29,7 +29,10 @@ use tokio::{
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::app::{App, exception};
+use crate::{
+    app::{App, exception},
+    server::lock,
+};
 
 /// The longest request we read: above CometBFT's largest block (21 MiB by default), so a
 /// proposal always fits, and small enough that a garbage length cannot exhaust memory.
@@ -126,10 +129,6 @@ impl Consensus {
         }
         restoring
     }
-}
-
-fn lock(slot: &Mutex<Option<u64>>) -> std::sync::MutexGuard<'_, Option<u64>> {
-    slot.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Accepts CometBFT's connections until `cancel` fires.

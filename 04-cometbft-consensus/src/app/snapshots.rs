@@ -47,7 +47,7 @@ struct Chunk {
 pub(super) const EVERY: u64 = 64;
 
 /// How long Geth may take to sync to a snapshot's block for the restore to go on. The
-/// validators hold the blocks above a snapshot for at least their window less the 66 blocks
+/// validators hold the blocks above a snapshot for at least their window less the 65 blocks
 /// a snapshot can be below their head (a minute at one block a second with the smallest
 /// window); after a longer sync, block sync could find no peer holding the next block, so
 /// the app asks for a newer snapshot, which Geth then reaches in seconds.
