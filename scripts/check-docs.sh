@@ -945,23 +945,28 @@ compose_prometheus_stand_in() {
     mkdir -p "$dir/etc"
     ln -sfn "$ROOT/.devnet/monitor" "$dir/etc/prometheus-devnet"
     say "a stand-in for the compose file's Prometheus (no Docker here)"
-    prometheus --config.file="$dir/etc/prometheus-devnet/prometheus.yml" --storage.tsdb.path="$dir/data" \
+    # In a process group of its own, in BG_PIDS, so that a failed run stops it too.
+    setsid prometheus --config.file="$dir/etc/prometheus-devnet/prometheus.yml" --storage.tsdb.path="$dir/data" \
         --web.listen-address=127.0.0.1:9090 --web.enable-lifecycle > "$dir/log" 2>&1 < /dev/null &
     pid=$!
+    BG_PIDS+=("$pid")
     eventually "the stand-in Prometheus to be ready" 60 http_ok http://127.0.0.1:9090/-/ready
     scripts/cluster.sh node node3 stop > /dev/null 2>&1 || fail "cluster.sh node node3 stop failed"
     eventually "node3's port to close" 30 port_closed 9203
     scripts/monitor.sh write > "$OUT" 2>&1 || fail "monitor.sh write failed: $(cat "$OUT")"
     expect "targets\) and rules.yml; the compose file's Prometheus reloaded them"
-    eventually "the stand-in to scrape node1" 60 status_has \
-        'http://127.0.0.1:9090/api/v1/targets?state=active' '"node":"node1".*"health":"up"'
+    # The config written without node3 reached the stand-in: node1's target is there, and
+    # node3's is gone.
+    eventually "the stand-in to drop node3, stopped before write" 60 bash -c \
+        't="$(curl -sf --max-time 5 "http://127.0.0.1:9090/api/v1/targets?state=active")" &&
+            [[ "$t" == *127.0.0.1:9201* && "$t" != *127.0.0.1:9203* ]]'
     scripts/monitor.sh status > "$OUT" 2>&1 || fail "monitor.sh status failed on the compose file's Prometheus: $(cat "$OUT")"
     expect '^target cluster node1 member-nodes: (up|unknown)$'
-    ! grep -q 'node3 member-nodes' "$OUT" || fail "monitor.sh status still lists node3, stopped before write"
+    ! grep -q 'node3 member-nodes' "$OUT" || fail "monitor.sh status lists node3, stopped before write"
     scripts/monitor.sh stop > "$OUT" 2>&1 || fail "monitor.sh stop failed: $(cat "$OUT")"
     expect 'docker compose --profile monitor stop prometheus'
     kill -0 "$pid" 2>/dev/null || fail "monitor.sh stop stopped the compose file's Prometheus"
-    kill -TERM "$pid"; wait "$pid" || true
+    kill -TERM -- "-$pid"; wait "$pid" || true
     eventually "the stand-in Prometheus to stop" 30 port_closed 9090
 }
 
