@@ -6,7 +6,8 @@
 //! loses can be replayed from it.
 //!
 //! This file is Part 2's loop as a leader runs it while it holds the lease: the lease is
-//! checked before building and again before storing ([`Sequencer::lease_problem`]), the
+//! checked while waiting for the slot, before building and again before storing
+//! ([`Sequencer::lease_problem`]), the
 //! store takes a block only while our term holds its fence ([`Sequencer::store`]), and a
 //! node that cannot produce for `--el-outage-ms` steps down ([`Sequencer::cannot_produce`]).
 //! The store is shared, so a block is stored only once Geth found it VALID.
@@ -143,7 +144,8 @@ impl<'f> Sequencer<'f> {
 
     // ANCHOR: produce
     /// One block: plan the slot and build, import and store, finalize. The lease is
-    /// checked before building and again before storing; the store is fenced.
+    /// checked while waiting for the slot, before building and again before storing; the
+    /// store is fenced.
     async fn produce(&mut self, cancel: &CancellationToken) -> Result<Outcome, Fault> {
         let slot = match self.plan(cancel).await {
             Planned::Due(slot) => slot,

@@ -21,9 +21,10 @@
 //!   newPayload stores a block in Geth without making it head.
 //! - `FinalizeBlock` "MUST NOT persist" the new state; "persisting MUST be done during
 //!   `Commit`": we store the block and move Geth's head only in `Commit`, or, for a block
-//!   Commit stored and held back while block sync caught up, in `settle`. (The one other
-//!   write takes a stored block out again: one that Commit stored while block sync
-//!   caught up, and that Geth then calls INVALID.)
+//!   Commit stored and held back while block sync caught up, in `settle`. (Two other
+//!   writes: one takes a stored block out again, one that Commit stored while block sync
+//!   caught up and that Geth then calls INVALID; and a node joining by state sync stores
+//!   the snapshot's block as its start, `app/snapshots.rs`.)
 //!
 //! A decided block that this Geth finds INVALID means this validator disagrees with the
 //! network: the app answers with an exception, and CometBFT halts.
