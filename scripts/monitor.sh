@@ -41,6 +41,9 @@ compose_runs() {
     [[ "$flags" =~ \"config\.file\":\"[^\"]*/prometheus-devnet/prometheus\.yml\" ]]
 }
 
+# Whether the Prometheus on $PORT is the compose file's and not one `start` started.
+compose_only() { ! alive "$DIR/prometheus.pid" && compose_runs; }
+
 # Makes the Prometheus on $PORT read its config and rules again.
 reload() {
     curl -sf --max-time 5 -X POST "http://127.0.0.1:$PORT/-/reload" > /dev/null ||
@@ -107,14 +110,10 @@ write() {
 
 # `write`, then has the compose file's Prometheus, if it runs, read the new config.
 write_for_compose() {
-    targets=0
+    local targets reloaded=""
     write
-    if compose_runs; then
-        reload
-        say "wrote .devnet/monitor/prometheus.yml ($targets targets) and rules.yml; the compose file's Prometheus reloaded them"
-    else
-        say "wrote .devnet/monitor/prometheus.yml ($targets targets) and rules.yml"
-    fi
+    if compose_runs; then reload; reloaded="; the compose file's Prometheus reloaded them"; fi
+    say "wrote .devnet/monitor/prometheus.yml ($targets targets) and rules.yml$reloaded"
 }
 
 start() {
@@ -150,7 +149,7 @@ start() {
 
 # Stops the Prometheus `start` started. The compose file's is Docker's to stop.
 stop() {
-    if ! alive "$DIR/prometheus.pid" && compose_runs; then
+    if compose_only; then
         say "the compose file's Prometheus runs on port $PORT; stop it with: docker compose --profile monitor stop prometheus"
         return
     fi
@@ -176,7 +175,7 @@ case "${1:-}" in
     stop) stop ;;
     clean)
         # The compose file's Prometheus reads its config from there: stop it first.
-        if ! alive "$DIR/prometheus.pid" && compose_runs; then stop; exit 1; fi
+        if compose_only; then stop; exit 1; fi
         stop; rm -rf "$DIR"; say "removed .devnet/monitor" ;;
     *) echo "usage: $0 start|status|config|write|stop|clean" >&2; exit 2 ;;
 esac
