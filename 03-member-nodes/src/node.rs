@@ -262,7 +262,9 @@ impl Node {
         self.status.set_stepped_down(&reason);
         Ok(Attempt::Led(reason))
     }
+    // ANCHOR_END: try_lead
 
+    // ANCHOR: lead
     /// Runs the production loop beside the lease renewal until either ends it. The
     /// renewal hears of every block the loop makes, and gives the lease up when none comes.
     async fn lead(
@@ -287,5 +289,5 @@ impl Node {
         let ((), result) = tokio::join!(renewing, leading);
         result
     }
-    // ANCHOR_END: try_lead
+    // ANCHOR_END: lead
 }
