@@ -209,8 +209,12 @@ start_node_geth() {
         "$DIR/$name/geth.log" "$DIR/$name/geth.pid" $((30310 + s))
 }
 peer_all() {
-    local name peers=()
-    for name in $(names); do peers+=("$(geth_rpc_port "$name"):$((30310 + $(slot "$name")))"); done
+    local name peers=() datadirs=()
+    for name in $(names); do
+        peers+=("$(geth_rpc_port "$name"):$((30310 + $(slot "$name")))")
+        datadirs+=("$(geth_rpc_port "$name"):${DIR#"$ROOT"/}/$name/geth")
+    done
+    same_chain "${datadirs[@]}"
     peer_geths "${peers[@]}"
 }
 
@@ -239,7 +243,25 @@ start() {
     local name
     for name in $(names); do start_node_geth "$name"; done
     peer_all
+    name_el_genesis
     for name in $(names); do start_node "$name"; done
+}
+
+# The network's genesis names its EL chain: app_state.el_genesis_hash, block 0 of node0's
+# Geth (peer_all has checked that every Geth holds the same). Each app checks its own
+# Geth's block 0 against it at InitChain, so a node on a Geth of another chain stops there,
+# saying so. Written once, into every node's genesis; a full node copies node0's.
+name_el_genesis() {
+    local i file hash
+    grep -q '"app_state"' "$DIR/node0/cometbft/config/genesis.json" && return
+    hash="$(block0_hash "$(geth_rpc_port node0)")"
+    [[ -n "$hash" ]] || { say "node0's Geth gives no block 0 to name in the network's genesis"; exit 1; }
+    for ((i = 0; i < $(count); i++)); do
+        file="$DIR/node$i/cometbft/config/genesis.json"
+        sed -i "s|^  \"app_hash\": \"\"$|  \"app_hash\": \"\",\n  \"app_state\": {\"el_genesis_hash\": \"$hash\"}|" "$file"
+        grep -q '"app_state"' "$file" || { say "cannot name the EL genesis in $file: it has no empty app_hash line"; exit 1; }
+    done
+    say "the network's genesis names the EL chain's block 0, $hash"
 }
 
 # Adds full node fullK (the first K free): a CometBFT home from `cometbft init` (keys of

@@ -488,6 +488,10 @@ bft_intro() {
     # Each validator's RPC answers once its app has reconciled with its Geth; on a network
     # started again, one that answers says nothing of the others.
     for i in 0 1 2 3; do eventually "node$i to commit" 180 bft_above "$i" 1; done
+    # The genesis names the EL chain's block 0, and every app checked its Geth against it.
+    grep -q '"app_state": {"el_genesis_hash": "0x[0-9a-f]\{64\}"}' .devnet/bft/node0/cometbft/config/genesis.json ||
+        fail "bft.sh start wrote no app_state.el_genesis_hash into the network's genesis"
+    ! grep -l "names no EL genesis block" .devnet/bft/node*/app.log || fail "an app found no EL genesis block in the genesis"
     doc "$f" 'scripts/bft.sh status'
     for i in 0 1 2 3; do expect "^node$i: height [0-9]+, app \\{"; done
     for i in 0 1 2 3; do
@@ -533,6 +537,27 @@ bft_full_state_sync() {
     eventually "full1 to sync past height $height" 240 bft_above 11 "$height"
     base="$(curl -sf --max-time 5 http://127.0.0.1:26767/status | json_field earliest_block_height)"
     ((base > 1)) || fail "full1's CometBFT begins at block $base: it did not start from a snapshot"
+}
+
+# What the chapter says of a Geth of another chain: with one (from another genesis file)
+# in node3's place, `bft.sh start` stops at once, naming its datadir, and no CometBFT
+# starts. node3's own datadir is put back after.
+bft_another_chain() {
+    local i
+    mv .devnet/bft/node3/geth "$WORK/node3-geth"
+    sed 's/"extraData": *"[^"]*"/"extraData": "0x6f74686572"/' genesis.json > "$WORK/other-genesis.json"
+    grep -q '"extraData": "0x6f74686572"' "$WORK/other-genesis.json" || fail "genesis.json has no extraData to change"
+    .tools/bin/geth init --datadir .devnet/bft/node3/geth --state.scheme=hash "$WORK/other-genesis.json" > "$OUT" 2>&1 ||
+        fail "geth init from another genesis failed: $(tail -n 5 "$OUT")"
+    say "(node3's Geth initialised from another genesis file) \$ scripts/bft.sh start"
+    if scripts/bft.sh start > "$OUT" 2>&1; then fail "bft.sh start went on with a Geth of another chain: $(tail -n 5 "$OUT")"; fi
+    grep -q "the Geth of .devnet/bft/node3/geth holds another chain than .devnet/bft/node0/geth's" "$OUT" ||
+        fail "bft.sh start did not name node3's datadir: $(tail -n 5 "$OUT")"
+    for i in 0 1 2 3; do port_closed $((26657 + 10 * i)) || fail "node$i's CometBFT started beside a Geth of another chain"; done
+    scripts/bft.sh stop > /dev/null 2>&1 || fail "bft.sh stop failed after the refused start"
+    eventually "the Geths to stop" 60 ports_closed 8660 8661 8662 8663 8680 8681
+    rm -rf .devnet/bft/node3/geth
+    mv "$WORK/node3-geth" .devnet/bft/node3/geth
 }
 
 # SIGKILL validator 2: its CometBFT and app were running, they are gone, and the other
@@ -867,6 +892,8 @@ part4_chapter() {
     doc_stop $f 'scripts/bft.sh stop' .devnet/bft .devnet/bft/*/*.pid
     terminal part4
     ctrl_c
+    eventually "the validators to stop" 60 ports_closed 26657 26667 26677 26687
+    bft_another_chain
 
     f=04-cometbft-consensus/src/lib.rs
     terminal part4-root

@@ -357,12 +357,14 @@ start() {
         start_redis
         start_postgres
     fi
-    local peers=()
+    local peers=() datadirs=()
     for name in "${NODES[@]}"; do
         local n; n="$(index_of "$name")"
         start_geth "$DIR/$name/geth" "856$n" "857$n" "606$n" "$DIR/jwt.hex" "$DIR/$name/geth.log" "$DIR/$name/geth.pid" "3030$n"
         peers+=("857$n:3030$n")
+        datadirs+=("857$n:${DIR#"$ROOT"/}/$name/geth")
     done
+    same_chain "${datadirs[@]}"
     peer_geths "${peers[@]}"
     # node1 first, and the others once a candidate leads: on a first start node1 leads.
     start_node node1

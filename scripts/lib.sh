@@ -127,6 +127,28 @@ start_geth() {
     exit 1
 }
 
+# The hash of block 0 of the Geth whose JSON-RPC is on port $1 (empty if it does not answer).
+block0_hash() {
+    curl -sf --max-time 2 -H 'Content-Type: application/json' \
+        -d '{"jsonrpc":"2.0","id":1,"method":"eth_getBlockByNumber","params":["0x0",false]}' "http://127.0.0.1:$1" |
+        sed -nE 's/.*"hash":"(0x[0-9a-f]{64})".*/\1/p'
+}
+
+# Checks that the Geths given as HTTP_PORT:DATADIR arguments hold the same block 0, the
+# first's. Geths of two chains never peer (devp2p's handshake compares blocks 0, and Geth
+# logs nothing of it at its default level), so this says which one is wrong instead.
+same_chain() {
+    local first="$1" arg ours theirs
+    ours="$(block0_hash "${first%%:*}")"
+    for arg in "${@:2}"; do
+        theirs="$(block0_hash "${arg%%:*}")"
+        [[ "$theirs" == "$ours" ]] || {
+            say "the Geth of ${arg#*:} holds another chain than ${first#*:}'s: its block 0 is ${theirs:-unknown}, not $ours; it was initialised from another genesis file, or it is another chain's datadir, and can never peer with the others (stop the devnet, delete ${arg#*:}, and start the devnet again: that Geth is initialised anew from genesis.json)"
+            exit 1
+        }
+    done
+}
+
 # The enode id of the Geth whose JSON-RPC is on port $1 (it must serve the admin API).
 enode_id() {
     rpc "$1" admin_nodeInfo | sed -E 's/.*"enode":"enode:\/\/([0-9a-f]+)@.*/\1/'

@@ -3,7 +3,7 @@
 //! | ABCI call | on Geth | on our store |
 //! |---|---|---|
 //! | `Info` | — | reports the stored head: the last block we committed |
-//! | `InitChain` | reads block 0 | records the chain; app hash = the EL genesis hash |
+//! | `InitChain` | reads block 0, which must be the one the network's genesis names | records the chain; app hash = the EL genesis hash |
 //! | `PrepareProposal` (proposer) | forkchoiceUpdated with attributes, getPayload | — |
 //! | `ProcessProposal` (everyone) | newPayload: VALID accepts, anything else rejects | — |
 //! | `FinalizeBlock` | starts newPayload, which goes on until VALID | — (app hash = the EL block hash) |
@@ -255,8 +255,12 @@ impl App {
     }
     // ANCHOR_END: info
 
+    // ANCHOR: init_chain
     /// The chain begins: CometBFT height 0 is EL block 0. Our app hash starts as the EL
-    /// genesis hash, so two validators with different EL genesis blocks never agree.
+    /// genesis hash, so two validators with different EL genesis blocks never agree. The
+    /// network's genesis names that block (`app_state`): a node whose Geth holds another
+    /// refuses here, saying why, where CometBFT would refuse block 1 ("wrong
+    /// Block.Header.AppHash") at every try.
     async fn init_chain(&self, init: RequestInitChain) -> anyhow::Result<ResponseInitChain> {
         if init.initial_height > 1 {
             bail!(
@@ -265,6 +269,18 @@ impl App {
             );
         }
         let genesis = self.engine.block(BlockTag::Number(0)).await?.context("Geth has no block 0")?;
+        match AppState::parse(&init.app_state_bytes)? {
+            Some(AppState { el_genesis_hash }) if el_genesis_hash != genesis.hash => bail!(
+                "this node's Geth has block 0 {}, but the network's genesis names {el_genesis_hash} \
+                 (app_state.el_genesis_hash in CometBFT's genesis.json): Geth was initialised from another genesis file, \
+                 or started on another chain's datadir; initialise it again from the network's, then restart this app",
+                genesis.hash
+            ),
+            Some(_) => {}
+            None => warn!(
+                "the CometBFT genesis names no EL genesis block (app_state.el_genesis_hash): this node's Geth's block 0 is not checked"
+            ),
+        }
         // A full block must fit in a CometBFT block, or the chain stops once Geth has
         // enough transactions to fill one: every proposer builds the same full block, and
         // none can propose it.
@@ -291,6 +307,7 @@ impl App {
         info!(chain = %init.chain_id, genesis = %genesis.hash, "chain initialised");
         Ok(ResponseInitChain { app_hash: genesis.hash.to_vec().into(), ..Default::default() })
     }
+    // ANCHOR_END: init_chain
 
     // ANCHOR: finalize
     /// The network decided: execute the block (again, or for the first time when
@@ -652,6 +669,28 @@ impl Ahead {
 
 /// An exception response: CometBFT halts on it, which is the point for a fault no retry
 /// can fix. The reason is logged here and shown by CometBFT.
+/// What the network's CometBFT genesis says of the EL chain, its `app_state`:
+/// `{"el_genesis_hash": "0x…"}`, the block 0 every node's Geth must hold.
+/// `scripts/bft.sh` writes it from node0's Geth when it makes a network.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AppState {
+    el_genesis_hash: B256,
+}
+
+impl AppState {
+    /// `None` for a genesis without `app_state` (a network made before it named its EL
+    /// chain); an error for one that says something else.
+    fn parse(bytes: &[u8]) -> anyhow::Result<Option<Self>> {
+        if bytes.is_empty() || bytes == b"null" {
+            return Ok(None);
+        }
+        serde_json::from_slice(bytes).map(Some).context(
+            "the CometBFT genesis's app_state must be {\"el_genesis_hash\": \"0x…\"}, the hash of the EL chain's block 0",
+        )
+    }
+}
+
 fn fail(error: anyhow::Error) -> Option<response::Value> {
     error!(error = %format!("{error:#}"), "cannot go on");
     exception(format!("{error:#}"))

@@ -454,6 +454,54 @@ async fn init_chain_answers_the_el_genesis_and_refuses_a_chain_that_starts_later
     assert!(check.log.contains("eth_sendRawTransaction"), "and says where transactions go: {}", check.log);
 }
 
+/// A node whose Geth holds another block 0 than the one the network's genesis names
+/// (`app_state.el_genesis_hash`, as `scripts/bft.sh` writes it): InitChain refuses, naming
+/// both blocks 0, and records no chain; CometBFT's handshake then stops with that error.
+/// Without the check CometBFT would take our app hash and refuse block 1 ("wrong
+/// Block.Header.AppHash") from every peer, for ever. The block 0 it names is accepted, a
+/// genesis without `app_state` (a network made before it was written) is not checked, and
+/// an `app_state` of another shape is refused.
+#[tokio::test]
+async fn init_chain_refuses_a_geth_whose_block_0_is_not_the_one_the_network_genesis_names() {
+    let lone = lone_app().await;
+    let ours = lone.geth.genesis_hash().await.expect("block 0");
+    let theirs = alloy_primitives::B256::repeat_byte(0x33);
+    let init_naming = |app_state: &str| {
+        request::Value::InitChain(RequestInitChain {
+            initial_height: 1,
+            app_state_bytes: app_state.as_bytes().to_vec().into(),
+            ..Default::default()
+        })
+    };
+
+    let answer = call(&lone.abci, init_naming(&format!(r#"{{"el_genesis_hash":"{theirs}"}}"#))).await;
+    let response::Value::Exception(refused) = answer else { panic!("another chain's block 0 is refused: {answer:?}") };
+    assert!(
+        refused.error.contains(&ours.to_string()) && refused.error.contains(&theirs.to_string()),
+        "the error names both blocks 0: {}",
+        refused.error
+    );
+    assert!(refused.error.contains("initialise it again"), "and says what to do: {}", refused.error);
+    assert_eq!(
+        height_and_hash(call(&lone.abci, request::Value::Info(RequestInfo::default())).await),
+        (0, bytes::Bytes::new()),
+        "no chain was recorded"
+    );
+    for shape in [r#"{"genesis":"0x00"}"#, r#"{"el_genesis_hash":"0x1234"}"#, "[]"] {
+        let answer = call(&lone.abci, init_naming(shape)).await;
+        assert!(
+            matches!(answer, response::Value::Exception(ref e) if e.error.contains("app_state must be")),
+            "app_state {shape}: {answer:?}"
+        );
+    }
+
+    let answer = call(&lone.abci, init_naming(&format!(r#"{{"el_genesis_hash":"{ours}"}}"#))).await;
+    let response::Value::InitChain(init) = answer else { panic!("our own block 0 is accepted: {answer:?}") };
+    assert_eq!(init.app_hash.as_ref(), ours.as_slice());
+    let answer = call(&lone.abci, init_naming("")).await;
+    assert!(matches!(answer, response::Value::InitChain(_)), "a genesis without app_state is not checked: {answer:?}");
+}
+
 /// State sync, joining: the app takes a snapshot of its own format only, and a chunk only
 /// if it names the very block CometBFT's light client verified (the app hash) and hashes to
 /// the snapshot's hash. A peer that sends another block is rejected, and Geth is never

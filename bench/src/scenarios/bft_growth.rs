@@ -242,9 +242,9 @@ pub(crate) async fn run(lengths: &[u64], profile_secs: u64) -> anyhow::Result<Bf
         timeout_precommit: "125ms".to_owned(),
         flush_throttle: FLUSH_THROTTLE.to_owned(),
     };
-    let mut comet = CometNet::init(1, &timeouts)?;
-    let dir = tempfile::tempdir()?;
     let geth = Geth::start_with(options.clone()).await?;
+    let mut comet = CometNet::init(1, geth.genesis_hash().await?, &timeouts)?;
+    let dir = tempfile::tempdir()?;
     let engine = geth.engine();
     let files = Files { genesis: &genesis.path, dir: dir.path() };
     let mut app = files.start_app("validator-0", &comet, 0, &geth, "validator", &["--bench-no-hold"])?;

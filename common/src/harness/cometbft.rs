@@ -1,6 +1,7 @@
 //! A real CometBFT network per test: `cometbft testnet` writes the validators' homes into
-//! a temp dir, each node's listen addresses move to free loopback ports, and every node
-//! runs as a [`Service`]. Full nodes (which follow the chain without voting) join later,
+//! a temp dir, their genesis names the EL chain's block 0 (as `scripts/bft.sh` writes it),
+//! each node's listen addresses move to free loopback ports, and every node runs as a
+//! [`Service`]. Full nodes (which follow the chain without voting) join later,
 //! from `cometbft init` and the validators' genesis, as `scripts/bft.sh full` adds them.
 
 use std::{
@@ -9,6 +10,7 @@ use std::{
     time::Duration,
 };
 
+use alloy_primitives::B256;
 use anyhow::{Context, bail};
 
 use super::{
@@ -63,8 +65,9 @@ struct Testnet {
 }
 
 impl Testnet {
-    /// Runs `cometbft testnet` for `n` validators into a temp dir, and picks their ports.
-    fn write(n: usize) -> anyhow::Result<Self> {
+    /// Runs `cometbft testnet` for `n` validators into a temp dir, names the EL chain's
+    /// block 0 `el_genesis` in their genesis, and picks their ports.
+    fn write(n: usize, el_genesis: B256) -> anyhow::Result<Self> {
         let binary = cometbft_binary()?;
         let dir = super::process::temp_dir("cometbft-test-")?;
         let mut testnet = Command::new(&binary);
@@ -73,6 +76,7 @@ impl Testnet {
         let homes: Vec<PathBuf> = (0..n).map(|i| dir.path().join(format!("node{i}"))).collect();
         let (mut ids, mut ports) = (Vec::with_capacity(n), Vec::with_capacity(n));
         for home in &homes {
+            name_el_genesis(&home.join("config/genesis.json"), el_genesis)?;
             let id = Command::new(&binary).args(["show-node-id", "--home"]).arg(home).output()?;
             ids.push(String::from_utf8_lossy(&id.stdout).trim().to_owned());
             ports.push((free_port()?, free_port()?, free_port()?));
@@ -111,10 +115,11 @@ impl Testnet {
 }
 
 impl CometNet {
-    /// Writes an `n`-validator network on free loopback ports with `timeouts`. Nothing runs
-    /// until [`CometNet::start`].
-    pub fn init(n: usize, timeouts: &CometTimeouts) -> anyhow::Result<Self> {
-        let testnet = Testnet::write(n)?;
+    /// Writes an `n`-validator network of the EL chain whose block 0 is `el_genesis`
+    /// ([`super::Geth::genesis_hash`]), on free loopback ports with `timeouts`. Nothing
+    /// runs until [`CometNet::start`].
+    pub fn init(n: usize, el_genesis: B256, timeouts: &CometTimeouts) -> anyhow::Result<Self> {
+        let testnet = Testnet::write(n, el_genesis)?;
         let ports: Vec<u16> = testnet.ports.iter().map(|p| p.0).collect();
         let direct = |_: usize, j: usize| format!("127.0.0.1:{}", ports[j]);
         testnet.configure(&direct, timeouts, true)
@@ -125,11 +130,12 @@ impl CometNet {
     /// so that no node learns, and dials, the others' own addresses around the proxies.
     pub async fn init_isolatable(
         n: usize,
+        el_genesis: B256,
         timeouts: &CometTimeouts,
         node: usize,
         faults: &Toxiproxy,
     ) -> anyhow::Result<Self> {
-        let testnet = Testnet::write(n)?;
+        let testnet = Testnet::write(n, el_genesis)?;
         let ports: Vec<u16> = testnet.ports.iter().map(|p| p.0).collect();
         let upstream = |j: usize| format!("127.0.0.1:{}", ports[j]);
         let inbound = faults.proxy(&format!("p2p-to-{node}"), &upstream(node)).await?;
@@ -149,8 +155,13 @@ impl CometNet {
 
     /// [`CometNet::init`], with every node's link to every other through `faults`
     /// ([`CometNet::links_of`]), and peer exchange off, as in [`CometNet::init_isolatable`].
-    pub async fn init_proxied(n: usize, timeouts: &CometTimeouts, faults: &Toxiproxy) -> anyhow::Result<Self> {
-        let testnet = Testnet::write(n)?;
+    pub async fn init_proxied(
+        n: usize,
+        el_genesis: B256,
+        timeouts: &CometTimeouts,
+        faults: &Toxiproxy,
+    ) -> anyhow::Result<Self> {
+        let testnet = Testnet::write(n, el_genesis)?;
         let mut links = Vec::new();
         for i in 0..n {
             for j in (0..n).filter(|&j| j != i) {
@@ -430,6 +441,15 @@ fn configure(
     // second time, and CometBFT never prunes it.
     let text = set(&text, "tx_index", "indexer", "\"null\"")?;
     std::fs::write(path, text)?;
+    Ok(())
+}
+
+/// Sets the genesis file's `app_state` to `{"el_genesis_hash": …}`, as `scripts/bft.sh`
+/// does: each app checks its Geth's block 0 against it at `InitChain`.
+fn name_el_genesis(path: &Path, el_genesis: B256) -> anyhow::Result<()> {
+    let mut genesis: serde_json::Value = serde_json::from_slice(&std::fs::read(path)?)?;
+    genesis["app_state"] = serde_json::json!({ "el_genesis_hash": el_genesis });
+    std::fs::write(path, serde_json::to_vec_pretty(&genesis)?)?;
     Ok(())
 }
 

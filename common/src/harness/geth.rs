@@ -245,6 +245,13 @@ impl Geth {
         EngineClient::new(&self.auth_url(), self.jwt(), forks).expect("loopback URL is valid")
     }
 
+    /// The hash of this Geth's block 0: what a CometBFT genesis names as its EL chain
+    /// ([`super::CometNet::init`]).
+    pub async fn genesis_hash(&self) -> anyhow::Result<B256> {
+        let block = self.engine().block(crate::BlockTag::Number(0)).await?;
+        Ok(block.ok_or_else(|| anyhow::anyhow!("Geth has no block 0"))?.hash)
+    }
+
     /// A client for the public JSON-RPC port.
     pub fn http(&self) -> RpcClient {
         RpcClient::new(&self.http_url(), None).expect("loopback URL is valid")
