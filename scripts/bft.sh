@@ -208,14 +208,22 @@ start_node_geth() {
     start_geth "$DIR/$name/geth" "$(engine_port "$name")" "$(geth_rpc_port "$name")" $((6070 + s)) "$DIR/jwt.hex" \
         "$DIR/$name/geth.log" "$DIR/$name/geth.pid" $((30310 + s))
 }
+# Peers every node's Geth with every other's, once they are known to hold one chain (the
+# one the network's genesis names, if it names one); returns 1, having said which Geth is
+# wrong, if not.
 peer_all() {
     local name peers=() datadirs=()
     for name in $(names); do
         peers+=("$(geth_rpc_port "$name"):$((30310 + $(slot "$name")))")
         datadirs+=("$(geth_rpc_port "$name"):${DIR#"$ROOT"/}/$name/geth")
     done
-    same_chain "${datadirs[@]}"
+    same_chain "$(named_el_genesis)" "${datadirs[@]}" || return 1
     peer_geths "${peers[@]}"
+}
+
+# The EL chain's block 0 that the network's genesis names (empty if it names none).
+named_el_genesis() {
+    sed -nE 's/.*"el_genesis_hash": *"(0x[0-9a-f]{64})".*/\1/p' "$DIR/node0/cometbft/config/genesis.json"
 }
 
 tools() {
@@ -242,7 +250,7 @@ start() {
     ensure_jwt "$DIR/jwt.hex"
     local name
     for name in $(names); do start_node_geth "$name"; done
-    peer_all
+    peer_all || exit 1
     name_el_genesis
     for name in $(names); do start_node "$name"; done
 }
@@ -250,14 +258,17 @@ start() {
 # The network's genesis names its EL chain: app_state.el_genesis_hash, block 0 of node0's
 # Geth (peer_all has checked that every Geth holds the same). Each app checks its own
 # Geth's block 0 against it at InitChain, so a node on a Geth of another chain stops there,
-# saying so. Written once, into every node's genesis; a full node copies node0's.
+# saying so. Written into each validator's genesis while the network is new (node0's
+# CometBFT has kept no state yet: CometBFT reads the file only at its first start); a full
+# node copies node0's. A network made before this names none, and its apps check nothing.
 name_el_genesis() {
     local i file hash
-    grep -q '"app_state"' "$DIR/node0/cometbft/config/genesis.json" && return
+    [[ -e "$DIR/node0/cometbft/data/state.db" ]] && return
     hash="$(block0_hash "$(geth_rpc_port node0)")"
     [[ -n "$hash" ]] || { say "node0's Geth gives no block 0 to name in the network's genesis"; exit 1; }
     for ((i = 0; i < $(count); i++)); do
         file="$DIR/node$i/cometbft/config/genesis.json"
+        grep -q '"app_state"' "$file" && continue
         sed -i "s|^  \"app_hash\": \"\"$|  \"app_hash\": \"\",\n  \"app_state\": {\"el_genesis_hash\": \"$hash\"}|" "$file"
         grep -q '"app_state"' "$file" || { say "cannot name the EL genesis in $file: it has no empty app_hash line"; exit 1; }
     done
@@ -303,7 +314,12 @@ add_full() {
     mv "$tmp" "$DIR/$name"
     say "wrote full node $name to .devnet/bft/$name: it follows node0 … node$(( $(count) - 1 )) and never votes"
     start_node_geth "$name"
-    peer_all
+    peer_all || {
+        stop_pid "$DIR/$name/geth.pid" "$name's geth"
+        rm -rf "${DIR:?}/$name"
+        say "removed .devnet/bft/$name: its Geth, initialised from genesis.json, is not of the network's chain (has genesis.json changed since the network was made?)"
+        exit 1
+    }
     start_node "$name"
 }
 

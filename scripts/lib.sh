@@ -129,24 +129,59 @@ start_geth() {
 
 # The hash of block 0 of the Geth whose JSON-RPC is on port $1 (empty if it does not answer).
 block0_hash() {
-    curl -sf --max-time 2 -H 'Content-Type: application/json' \
-        -d '{"jsonrpc":"2.0","id":1,"method":"eth_getBlockByNumber","params":["0x0",false]}' "http://127.0.0.1:$1" |
-        sed -nE 's/.*"hash":"(0x[0-9a-f]{64})".*/\1/p'
+    { curl -sf --max-time 2 -H 'Content-Type: application/json' \
+        -d '{"jsonrpc":"2.0","id":1,"method":"eth_getBlockByNumber","params":["0x0",false]}' "http://127.0.0.1:$1" ||
+        true; } | sed -nE 's/.*"hash":"(0x[0-9a-f]{64})".*/\1/p'
 }
 
-# Checks that the Geths given as HTTP_PORT:DATADIR arguments hold the same block 0, the
-# first's. Geths of two chains never peer (devp2p's handshake compares blocks 0, and Geth
-# logs nothing of it at its default level), so this says which one is wrong instead.
+# The chain of the Geth whose JSON-RPC is on port $1: "chain id N, block 0 0x…", with
+# "unknown" for what it does not answer.
+chain_of() {
+    local id
+    id="$({ rpc "$1" eth_chainId || true; } | sed -nE 's/.*"result":"0x([0-9a-f]+)".*/\1/p')"
+    if [[ -n "$id" ]]; then id="$((16#$id))"; else id=unknown; fi
+    local hash; hash="$(block0_hash "$1")"
+    echo "chain id $id, block 0 ${hash:-unknown}"
+}
+
+# Checks that the Geths given as HTTP_PORT:DATADIR arguments (after the first) hold one
+# chain: the one whose block 0 is $1 if $1 is not empty (the block 0 the network's genesis
+# names), else the one most of them hold. Geths of two chains never peer (the eth
+# protocol's handshake compares genesis hashes, network ids and fork ids, and Geth logs
+# its refusals only at debug level), so this names each Geth that is wrong, and returns 1.
 same_chain() {
-    local first="$1" arg ours theirs
-    ours="$(block0_hash "${first%%:*}")"
-    for arg in "${@:2}"; do
-        theirs="$(block0_hash "${arg%%:*}")"
-        [[ "$theirs" == "$ours" ]] || {
-            say "the Geth of ${arg#*:} holds another chain than ${first#*:}'s: its block 0 is ${theirs:-unknown}, not $ours; it was initialised from another genesis file, or it is another chain's datadir, and can never peer with the others (stop the devnet, delete ${arg#*:}, and start the devnet again: that Geth is initialised anew from genesis.json)"
-            exit 1
-        }
+    local want="$1" arg chain network="" best=0
+    shift
+    local -A chain_at=() holders=()
+    for arg in "$@"; do
+        chain="$(chain_of "${arg%%:*}")"
+        chain_at["$arg"]="$chain"
+        holders["$chain"]=$((${holders["$chain"]:-0} + 1))
     done
+    if [[ -n "$want" ]]; then
+        for chain in "${!holders[@]}"; do [[ "$chain" == *"block 0 $want" ]] && network="$chain"; done
+        [[ -n "$network" ]] || network="block 0 $want, which the network's genesis names"
+    else
+        local n
+        for chain in "${!holders[@]}"; do
+            n="${holders["$chain"]}"
+            if ((n > best)); then network="$chain"; best="$n"
+            elif ((n == best)); then network=""; fi
+        done
+    fi
+    local wrong=()
+    for arg in "$@"; do [[ "${chain_at["$arg"]}" == "$network" ]] || wrong+=("$arg"); done
+    ((${#wrong[@]} == 0)) && return 0
+    if [[ -z "$network" ]]; then
+        say "these Geths hold different chains, as many of each, and never peer; which is the network's cannot be told:"
+        for arg in "$@"; do say "  ${arg#*:}: ${chain_at["$arg"]}"; done
+    else
+        for arg in "${wrong[@]}"; do
+            say "the Geth of ${arg#*:} holds another chain (${chain_at["$arg"]}) than the network's ($network)"
+        done
+    fi
+    say "a Geth of another chain was initialised from another genesis file, or from genesis.json before it changed, or its datadir is another chain's; it can never peer with the others. Stop the devnet, delete that datadir, and start the devnet again: it is initialised anew from genesis.json, which must be the network's"
+    return 1
 }
 
 # The enode id of the Geth whose JSON-RPC is on port $1 (it must serve the admin API).

@@ -255,7 +255,6 @@ impl App {
     }
     // ANCHOR_END: info
 
-    // ANCHOR: init_chain
     /// The chain begins: CometBFT height 0 is EL block 0. Our app hash starts as the EL
     /// genesis hash, so two validators with different EL genesis blocks never agree. The
     /// network's genesis names that block (`app_state`): a node whose Geth holds another
@@ -273,7 +272,7 @@ impl App {
             Some(AppState { el_genesis_hash }) if el_genesis_hash != genesis.hash => bail!(
                 "this node's Geth has block 0 {}, but the network's genesis names {el_genesis_hash} \
                  (app_state.el_genesis_hash in CometBFT's genesis.json): Geth was initialised from another genesis file, \
-                 or started on another chain's datadir; initialise it again from the network's, then restart this app",
+                 or started on another chain's datadir; initialise it again from the network's, then restart this app and its CometBFT",
                 genesis.hash
             ),
             Some(_) => {}
@@ -307,7 +306,6 @@ impl App {
         info!(chain = %init.chain_id, genesis = %genesis.hash, "chain initialised");
         Ok(ResponseInitChain { app_hash: genesis.hash.to_vec().into(), ..Default::default() })
     }
-    // ANCHOR_END: init_chain
 
     // ANCHOR: finalize
     /// The network decided: execute the block (again, or for the first time when
@@ -667,11 +665,10 @@ impl Ahead {
     }
 }
 
-/// An exception response: CometBFT halts on it, which is the point for a fault no retry
-/// can fix. The reason is logged here and shown by CometBFT.
 /// What the network's CometBFT genesis says of the EL chain, its `app_state`:
 /// `{"el_genesis_hash": "0x…"}`, the block 0 every node's Geth must hold.
-/// `scripts/bft.sh` writes it from node0's Geth when it makes a network.
+/// `scripts/bft.sh` writes it from node0's Geth when it makes a network. Without it
+/// (`None`), nothing is checked; an `app_state` of any other shape is refused.
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct AppState {
@@ -691,6 +688,8 @@ impl AppState {
     }
 }
 
+/// An exception response: CometBFT halts on it, which is the point for a fault no retry
+/// can fix. The reason is logged here and shown by CometBFT.
 fn fail(error: anyhow::Error) -> Option<response::Value> {
     error!(error = %format!("{error:#}"), "cannot go on");
     exception(format!("{error:#}"))

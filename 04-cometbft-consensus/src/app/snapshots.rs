@@ -185,7 +185,7 @@ impl App {
                 theirs = %genesis,
                 "state sync: the snapshot's chain has another block 0 than our Geth, which could never sync to it; \
                  if every peer's snapshot says so, this node's Geth was initialised from another genesis file \
-                 (or its datadir is another chain's): initialise it again from the network's, then restart this app"
+                 (or its datadir is another chain's): initialise it again from the network's, then restart this app and its CometBFT"
             );
             return None;
         }
