@@ -39,6 +39,7 @@
 //! scripts/bft.sh node node0 stop
 //! eval "$(scripts/bft.sh env node0)"
 //! cargo run -p cometbft-consensus
+//! scripts/bft.sh node node0 start     # in a second terminal, once the app listens
 //! ```
 
 pub mod abci;
