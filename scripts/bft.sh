@@ -171,6 +171,20 @@ start_node() {
     if ! alive "$DIR/$name/cometbft.pid"; then
         nohup "$COMETBFT" start --home "$DIR/$name/cometbft" >> "$DIR/$name/cometbft.log" 2>&1 < /dev/null &
         echo $! > "$DIR/$name/cometbft.pid"
+        # CometBFT opens its RPC once its handshake with the app is done, and exits if the
+        # app refused it (InitChain's checks) or its config is wrong: say so at once. A
+        # long replay into the app can take longer than the wait; the start goes on then.
+        local rpc=$((26657 + 10 * s))
+        for _ in $(seq 1 300); do
+            port_taken "$rpc" && break
+            alive "$DIR/$name/cometbft.pid" || {
+                say "$name's cometbft exited: $(grep -E '^ERROR' "$DIR/$name/cometbft.log" | tail -n 1 || true)"
+                say "see .devnet/bft/$name/cometbft.log and app.log"
+                exit 1
+            }
+            sleep 0.1
+        done
+        port_taken "$rpc" || say "$name's CometBFT RPC does not answer yet (replaying blocks into its app?); see .devnet/bft/$name/cometbft.log"
     fi
     say "$name running: CometBFT RPC http://127.0.0.1:$((26657 + 10 * s)), app http://127.0.0.1:$((9300 + s))/status, Geth JSON-RPC http://127.0.0.1:$(geth_rpc_port "$name"), logs .devnet/bft/$name/"
 }
