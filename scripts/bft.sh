@@ -23,7 +23,8 @@
 #                                     hand stays)
 #   scripts/bft.sh timeouts           the CometBFT timeouts a new network gets, for a block
 #                                     every BLOCK_TIME_MS (default 1000) and the apps'
-#                                     BUILD_TIME_MS (default 200)
+#                                     BUILD_TIME_MS (default 200); both are read only when
+#                                     start makes a network
 #   scripts/bft.sh env NAME           the environment to run a node's app by hand:
 #                                     eval "$(scripts/bft.sh env node0)"; cargo run -p cometbft-consensus
 #   scripts/bft.sh run [N]            start, then wait in the foreground until SIGTERM (Docker)
@@ -68,8 +69,8 @@ port_taken() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 # wait is the block time less one round (ROUND_ESTIMATE_MS, measured on a small machine
 # with blocks built ahead); connections flush every 10 ms (CometBFT's 100 ms default suits
 # links across the world); and a proposal is waited for half the block time, but at least a
-# round more than the apps' build deadline (BUILD_TIME_MS, which they read too; default
-# 200) or a proposer's hold for the clock (up to a second less the commit wait); a round
+# round more than the apps' build deadline (BUILD_TIME_MS, default 200, which a new
+# network keeps in build_time_ms for its apps) or a proposer's hold for the clock (up to a second less the commit wait); a round
 # that decided nothing waits half a round for its last precommits. The Part 4 chapter
 # explains them all.
 ROUND_ESTIMATE_MS=250
@@ -137,6 +138,9 @@ init() {
         for ((j = 0; j < n; j++)); do [[ $j -ne $i ]] && others+=("${peers[j]}"); done
         configure "node$i" "$(IFS=,; echo "${others[*]}")" "$commit" "$propose" "$precommit" "$flush"
     done
+    # The apps' build deadline goes with the network, as the timeouts derived from it do:
+    # every app this script starts, and `env`, take it from here.
+    echo "$((10#${BUILD_TIME_MS:-200}))" > "$DIR/build_time_ms"
     say "wrote a $n-validator network to .devnet/bft ($derived)"
 }
 
@@ -147,6 +151,7 @@ export ETH_CLIENT_URL=http://127.0.0.1:$(engine_port "$name") JWT_SECRET=$DIR/jw
 export ABCI_ADDR=127.0.0.1:$((26658 + 10 * s)) STATE_DIR=$DIR/$name/app HEALTH_ADDR=127.0.0.1:$((9300 + s))
 export COMETBFT_RPC=http://127.0.0.1:$((26657 + 10 * s))
 ENV
+    [[ -f "$DIR/build_time_ms" ]] && echo "export BUILD_TIME_MS=$(< "$DIR/build_time_ms")"
     # A full node never proposes: it has nothing to build ahead for, whatever BUILD_AHEAD
     # the validators were given.
     [[ "$name" == full* ]] && echo "export BUILD_AHEAD=off"

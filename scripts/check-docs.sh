@@ -893,9 +893,9 @@ part4_chapter() {
     height="$(bft_height 0)"
     eventually "node2 to catch up" 180 bft_above 2 "$height"
     validator_by_hand $f 2
-    doc_stop $f 'scripts/bft.sh stop' .devnet/bft .devnet/bft/*/*.pid
     terminal part4
     ctrl_c
+    doc_stop $f 'scripts/bft.sh stop' .devnet/bft .devnet/bft/*/*.pid
     eventually "the validators to stop" 60 ports_closed 26657 26667 26677 26687
     bft_another_chain
 

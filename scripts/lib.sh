@@ -145,8 +145,8 @@ chain_of() {
 }
 
 # Checks that the Geths given as HTTP_PORT:DATADIR arguments (after the first) hold one
-# chain: the one whose block 0 is $1 if $1 is not empty (the block 0 the network's genesis
-# names), else the one most of them hold. Geths of two chains never peer (the eth
+# chain: the one most of them hold, among those whose block 0 is $1 if $1 is not empty
+# (the block 0 the network's genesis names). Geths of two chains never peer (the eth
 # protocol's handshake compares genesis hashes, network ids and fork ids, and Geth logs
 # its refusals only at debug level), so this names each Geth that is wrong, and returns 1.
 same_chain() {
@@ -158,17 +158,14 @@ same_chain() {
         chain_at["$arg"]="$chain"
         holders["$chain"]=$((${holders["$chain"]:-0} + 1))
     done
-    if [[ -n "$want" ]]; then
-        for chain in "${!holders[@]}"; do [[ "$chain" == *"block 0 $want" ]] && network="$chain"; done
-        [[ -n "$network" ]] || network="block 0 $want, which the network's genesis names"
-    else
-        local n
-        for chain in "${!holders[@]}"; do
-            n="${holders["$chain"]}"
-            if ((n > best)); then network="$chain"; best="$n"
-            elif ((n == best)); then network=""; fi
-        done
-    fi
+    local n
+    for chain in "${!holders[@]}"; do
+        [[ -z "$want" || "$chain" == *"block 0 $want" ]] || continue
+        n="${holders["$chain"]}"
+        if ((n > best)); then network="$chain"; best="$n"
+        elif ((n == best)); then network=""; fi
+    done
+    [[ -n "$network" || -z "$want" || "$best" -gt 0 ]] || network="block 0 $want, which the network's genesis names"
     local wrong=()
     for arg in "$@"; do [[ "${chain_at["$arg"]}" == "$network" ]] || wrong+=("$arg"); done
     ((${#wrong[@]} == 0)) && return 0
@@ -180,7 +177,7 @@ same_chain() {
             say "the Geth of ${arg#*:} holds another chain (${chain_at["$arg"]}) than the network's ($network)"
         done
     fi
-    say "a Geth of another chain was initialised from another genesis file, or from genesis.json before it changed, or its datadir is another chain's; it can never peer with the others. Stop the devnet, delete that datadir, and start the devnet again: it is initialised anew from genesis.json, which must be the network's"
+    say "a Geth of another chain was initialised from another genesis file, or from genesis.json before it changed, or its datadir is another chain's; it can never peer with the others. Stop them (scripts/$(basename "$0") stop), delete that datadir, and start them again: it is initialised anew from genesis.json, which must be the network's"
     return 1
 }
 
