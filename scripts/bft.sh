@@ -68,11 +68,11 @@ port_taken() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 # derives them (common/src/harness/cometbft.rs, CometTimeouts::for_block_time): the commit
 # wait is the block time less one round (ROUND_ESTIMATE_MS, measured on a small machine
 # with blocks built ahead); connections flush every 10 ms (CometBFT's 100 ms default suits
-# links across the world); and a proposal is waited for half the block time, but at least a
-# round more than the apps' build deadline (BUILD_TIME_MS, default 200, which a new
-# network keeps in build_time_ms for its apps) or a proposer's hold for the clock (up to a second less the commit wait); a round
-# that decided nothing waits half a round for its last precommits. The Part 4 chapter
-# explains them all.
+# links across the world); and a proposal is waited for half the block time, but at least
+# a round more than the apps' build deadline (BUILD_TIME_MS, default 200, which a new
+# network keeps in build_time_ms for its apps) or a proposer's hold for the clock (up to a
+# second less the commit wait); a round that decided nothing waits half a round for its
+# last precommits. The Part 4 chapter explains them all.
 ROUND_ESTIMATE_MS=250
 timeouts() {
     local block="${BLOCK_TIME_MS:-1000}" build="${BUILD_TIME_MS:-200}"
@@ -174,22 +174,30 @@ start_node() {
     for _ in $(seq 1 600); do port_taken "$abci" && break; sleep 0.1; done
     port_taken "$abci" || { say "$name's app is not listening on 127.0.0.1:$abci; see .devnet/bft/$name/app.log"; exit 1; }
     if ! alive "$DIR/$name/cometbft.pid"; then
-        nohup "$COMETBFT" start --home "$DIR/$name/cometbft" >> "$DIR/$name/cometbft.log" 2>&1 < /dev/null &
+        local log="$DIR/$name/cometbft.log" from
+        from=$(($(stat -c %s "$log" 2>/dev/null || echo 0) + 1))
+        nohup "$COMETBFT" start --home "$DIR/$name/cometbft" >> "$log" 2>&1 < /dev/null &
         echo $! > "$DIR/$name/cometbft.pid"
         # CometBFT opens its RPC once its handshake with the app is done, and exits if the
-        # app refused it (InitChain's checks) or its config is wrong: say so at once. A
-        # long replay into the app can take longer than the wait; the start goes on then.
-        local rpc=$((26657 + 10 * s))
-        for _ in $(seq 1 300); do
+        # app refused it (InitChain's checks) or its config is wrong: say so at once, with
+        # the errors it logged since it started. A long replay into the app, or the app
+        # bringing its Geth back to its stored head, can take longer than the wait; the
+        # start goes on then.
+        local rpc=$((26657 + 10 * s)) deadline=$((SECONDS + 30)) errors
+        while ((SECONDS < deadline)); do
             port_taken "$rpc" && break
             alive "$DIR/$name/cometbft.pid" || {
-                say "$name's cometbft exited: $(grep -E '^ERROR' "$DIR/$name/cometbft.log" | tail -n 1 || true)"
+                errors="$(tail -c "+$from" "$log" | grep -E '^(ERROR|E\[)' | tail -n 3 || true)"
+                [[ -n "$errors" ]] || errors="$(tail -c "+$from" "$log" | tail -n 5)"
+                say "$name's cometbft exited:"
+                sed 's/^/    /' <<< "$errors" >&2
                 say "see .devnet/bft/$name/cometbft.log and app.log"
                 exit 1
             }
             sleep 0.1
         done
-        port_taken "$rpc" || say "$name's CometBFT RPC does not answer yet (replaying blocks into its app?); see .devnet/bft/$name/cometbft.log"
+        port_taken "$rpc" ||
+            say "$name's CometBFT RPC does not answer yet (its app may be replaying blocks, or bringing its Geth back to its stored head); see .devnet/bft/$name/cometbft.log"
     fi
     say "$name running: CometBFT RPC http://127.0.0.1:$((26657 + 10 * s)), app http://127.0.0.1:$((9300 + s))/status, Geth JSON-RPC http://127.0.0.1:$(geth_rpc_port "$name"), logs .devnet/bft/$name/"
 }
@@ -269,7 +277,7 @@ start() {
     ensure_jwt "$DIR/jwt.hex"
     local name
     for name in $(names); do start_node_geth "$name"; done
-    peer_all || exit 1
+    peer_all || { chain_remedy; exit 1; }
     name_el_genesis
     for name in $(names); do start_node "$name"; done
 }
@@ -336,7 +344,7 @@ add_full() {
     peer_all || {
         stop_pid "$DIR/$name/geth.pid" "$name's geth"
         rm -rf "${DIR:?}/$name"
-        say "removed .devnet/bft/$name: its Geth, initialised from genesis.json, is not of the network's chain (has genesis.json changed since the network was made?)"
+        say "removed .devnet/bft/$name, just written: it cannot join while the Geths differ (if the Geth named is $name's, genesis.json has changed since the network was made; if another's, stop the network, delete that datadir, and start it again)"
         exit 1
     }
     start_node "$name"

@@ -545,7 +545,8 @@ bft_full_state_sync() {
 
 # What the chapter says of a Geth of another chain: with one (from another genesis file)
 # in node3's place, `bft.sh start` stops at once, naming its datadir, and no CometBFT
-# starts. node3's own datadir is put back after.
+# starts; node3 started alone stops at InitChain, and bft.sh shows the app's error.
+# node3's own datadir and store are put back after.
 bft_another_chain() {
     local i
     mv .devnet/bft/node3/geth "$WORK/node3-geth"
@@ -558,10 +559,19 @@ bft_another_chain() {
     grep -q "the Geth of .devnet/bft/node3/geth holds another chain (chain id 1337, block 0 0x[0-9a-f]*) than the network's (chain id 1337, block 0 $(sed -nE 's/.*"el_genesis_hash": *"(0x[0-9a-f]{64})".*/\1/p' .devnet/bft/node0/cometbft/config/genesis.json))" "$OUT" ||
         fail "bft.sh start did not name node3's datadir: $(tail -n 5 "$OUT")"
     for i in 0 1 2 3; do port_closed $((26657 + 10 * i)) || fail "node$i's CometBFT started beside a Geth of another chain"; done
+    # node3 started alone (no peering check), its app's store set aside so that CometBFT
+    # asks for InitChain again: the app refuses it, CometBFT exits, and bft.sh says why.
+    mv .devnet/bft/node3/app "$WORK/node3-app"
+    say "(node3's app store set aside) \$ scripts/bft.sh node node3 start"
+    if scripts/bft.sh node node3 start > "$OUT" 2>&1; then fail "bft.sh started node3 on a Geth of another chain: $(tail -n 5 "$OUT")"; fi
+    grep -q "node3's cometbft exited" "$OUT" || fail "bft.sh did not say node3's CometBFT exited: $(tail -n 5 "$OUT")"
+    grep -q "this node's Geth has block 0 0x[0-9a-f]*, but the network's genesis names" "$OUT" ||
+        fail "bft.sh did not show why (the app's refusal of InitChain): $(tail -n 5 "$OUT")"
     scripts/bft.sh stop > /dev/null 2>&1 || fail "bft.sh stop failed after the refused start"
-    eventually "the Geths to stop" 60 ports_closed 8660 8661 8662 8663 8680 8681
-    rm -rf .devnet/bft/node3/geth
+    eventually "the Geths to stop" 60 ports_closed 8660 8661 8662 8663 8680 8681 26688
+    rm -rf .devnet/bft/node3/geth .devnet/bft/node3/app
     mv "$WORK/node3-geth" .devnet/bft/node3/geth
+    mv "$WORK/node3-app" .devnet/bft/node3/app
 }
 
 # SIGKILL validator 2: its CometBFT and app were running, they are gone, and the other

@@ -55,7 +55,8 @@ wait_gone() {
 stop_pid() {
     if ! alive "$1"; then rm -f "$1"; say "$2 not running"; return; fi
     local pid; pid="$(head -n 1 "$1")"
-    kill -TERM "$pid"
+    # It may have ended by itself since: a CometBFT whose app stopped does.
+    kill -TERM "$pid" 2>/dev/null || { rm -f "$1"; say "$2 not running"; return; }
     if ! wait_gone "$1" 300; then
         say "$2 ignored SIGTERM for 30 s; killing it"
         kill -KILL "$pid" 2>/dev/null || true
@@ -177,8 +178,12 @@ same_chain() {
             say "the Geth of ${arg#*:} holds another chain (${chain_at["$arg"]}) than the network's ($network)"
         done
     fi
-    say "a Geth of another chain was initialised from another genesis file, or from genesis.json before it changed, or its datadir is another chain's; it can never peer with the others. Stop them (scripts/$(basename "$0") stop), delete that datadir, and start them again: it is initialised anew from genesis.json, which must be the network's"
     return 1
+}
+
+# What to do about a Geth same_chain named, for a script that started it from a datadir.
+chain_remedy() {
+    say "a Geth of another chain was initialised from another genesis file, or from genesis.json before it changed, or its datadir is another chain's; it can never peer with the others. Stop them (scripts/$(basename "$0") stop), delete that datadir, and start them again: it is initialised anew from genesis.json, which must be the network's"
 }
 
 # The enode id of the Geth whose JSON-RPC is on port $1 (it must serve the admin API).
