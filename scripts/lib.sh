@@ -76,10 +76,11 @@ kill_pid() {
     rm -f "$1"
 }
 
-# A JSON-RPC call without parameters to http://127.0.0.1:$1.
+# A JSON-RPC call of method $2 to http://127.0.0.1:$1, with the JSON params $3 (none if
+# not given).
 rpc() {
     curl -sf --max-time 2 -H 'Content-Type: application/json' \
-        -d "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"$2\",\"params\":[]}" "http://127.0.0.1:$1"
+        -d "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"$2\",\"params\":${3:-[]}}" "http://127.0.0.1:$1"
 }
 
 # Writes a random 32-byte hex JWT secret to $1 unless it has one, readable by its owner
@@ -130,9 +131,7 @@ start_geth() {
 
 # The hash of block 0 of the Geth whose JSON-RPC is on port $1 (empty if it does not answer).
 block0_hash() {
-    { curl -sf --max-time 2 -H 'Content-Type: application/json' \
-        -d '{"jsonrpc":"2.0","id":1,"method":"eth_getBlockByNumber","params":["0x0",false]}' "http://127.0.0.1:$1" ||
-        true; } | sed -nE 's/.*"hash":"(0x[0-9a-f]{64})".*/\1/p'
+    { rpc "$1" eth_getBlockByNumber '["0x0",false]' || true; } | sed -nE 's/.*"hash":"(0x[0-9a-f]{64})".*/\1/p'
 }
 
 # The chain of the Geth whose JSON-RPC is on port $1: "chain id N, block 0 0x…", with
