@@ -826,6 +826,14 @@ async fn when_catching_up_stops_the_last_block_becomes_geths_head() {
     .await;
     let head = joiner.geth.engine().head().await.expect("head");
     assert_eq!(head.hash.as_slice(), &third.1[..], "the stored block 3 is Geth's head");
+    // The app logs the move once forkchoiceUpdated has returned, a moment after Geth's
+    // head moved: give the line that moment.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !joiner.app.output().contains("made the last one Geth's head number=3")
+        && std::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert!(
         joiner.app.output().contains("made the last one Geth's head number=3"),
         "the pause moved the head, not a Commit:\n{}",
