@@ -162,16 +162,27 @@ ENV
 # hand (see `env`) is not ours to start: its ABCI port is taken, and only CometBFT starts.
 start_node() {
     local name="$1" s; s="$(slot "$1")"
-    local abci=$((26658 + 10 * s))
+    local abci=$((26658 + 10 * s)) app_log="$DIR/$name/app.log" app_from=""
     if alive "$DIR/$name/app.pid"; then
         :
     elif port_taken "$abci"; then
         say "$name's app: 127.0.0.1:$abci is in use (an app run by hand?); starting only its CometBFT"
     else
-        (eval "$(node_env "$name")"; nohup "$APP" >> "$DIR/$name/app.log" 2>&1 < /dev/null & echo $! > "$DIR/$name/app.pid")
+        app_from=$(($(stat -c %s "$app_log" 2>/dev/null || echo 0) + 1))
+        (eval "$(node_env "$name")"; nohup "$APP" >> "$app_log" 2>&1 < /dev/null & echo $! > "$DIR/$name/app.pid")
     fi
-    # CometBFT gives up at once if its app is not listening.
-    for _ in $(seq 1 600); do port_taken "$abci" && break; sleep 0.1; done
+    # CometBFT gives up at once if its app is not listening. An app that exits (its checks
+    # of its Geth at start: the JWT, the chain id) is said at once, with its error.
+    local app_deadline=$((SECONDS + 60))
+    while ((SECONDS < app_deadline)); do
+        port_taken "$abci" && break
+        if [[ -n "$app_from" ]] && ! alive "$DIR/$name/app.pid"; then
+            say "$name's app exited:"
+            last_error "$app_log" "$app_from" | sed 's/^/    /' >&2
+            exit 1
+        fi
+        sleep 0.1
+    done
     port_taken "$abci" || { say "$name's app is not listening on 127.0.0.1:$abci; see .devnet/bft/$name/app.log"; exit 1; }
     if ! alive "$DIR/$name/cometbft.pid"; then
         local log="$DIR/$name/cometbft.log" from
@@ -244,13 +255,19 @@ peer_all() {
         peers+=("$(geth_rpc_port "$name"):$((30310 + $(slot "$name")))")
         datadirs+=("$(geth_rpc_port "$name"):${DIR#"$ROOT"/}/$name/geth")
     done
-    same_chain "$(named_el_genesis)" "${datadirs[@]}" || return 1
+    same_chain "$(named_el_chain)" "${datadirs[@]}" || return 1
     peer_geths "${peers[@]}"
 }
 
-# The EL chain's block 0 that the network's genesis names (empty if it names none).
-named_el_genesis() {
-    sed -nE 's/.*"el_genesis_hash": *"(0x[0-9a-f]{64})".*/\1/p' "$DIR/node0/cometbft/config/genesis.json"
+# The EL chain the network's genesis names, as chain_of says it ("chain id N, block 0
+# 0x…"; "block 0 0x…" if it names no chain id, as a network made before it did; empty if it
+# names none).
+named_el_chain() {
+    local file="$DIR/node0/cometbft/config/genesis.json" hash id
+    hash="$(sed -nE 's/.*"el_genesis_hash": *"(0x[0-9a-f]{64})".*/\1/p' "$file")"
+    id="$(sed -nE 's/.*"el_chain_id": *([0-9]+).*/\1/p' "$file")"
+    [[ -n "$hash" ]] || return 0
+    if [[ -n "$id" ]]; then echo "chain id $id, block 0 $hash"; else echo "block 0 $hash"; fi
 }
 
 tools() {
@@ -282,24 +299,26 @@ start() {
     for name in $(names); do start_node "$name"; done
 }
 
-# The network's genesis names its EL chain: app_state.el_genesis_hash, block 0 of node0's
-# Geth (peer_all has checked that every Geth holds the same). Each app checks its own
-# Geth's block 0 against it at InitChain, so a node on a Geth of another chain stops there,
-# saying so. Written into each validator's genesis while the network is new (node0's
-# CometBFT has kept no state yet: CometBFT reads the file only at its first start); a full
-# node copies node0's. A network made before this names none, and its apps check nothing.
+# The network's genesis names its EL chain: app_state.el_genesis_hash and el_chain_id,
+# block 0 and chain id of node0's Geth (peer_all has checked that every Geth holds the
+# same). Each app checks its own Geth against them at InitChain, so a node on a Geth of
+# another chain stops there, saying so. Written into each validator's genesis while the
+# network is new (node0's CometBFT has kept no state yet: CometBFT reads the file only at
+# its first start); a full node copies node0's. A network made before this names none, and
+# its apps check nothing.
 name_el_genesis() {
-    local i file hash
+    local i file hash id
     [[ -e "$DIR/node0/cometbft/data/state.db" ]] && return
     hash="$(block0_hash "$(geth_rpc_port node0)")"
-    [[ -n "$hash" ]] || { say "node0's Geth gives no block 0 to name in the network's genesis"; exit 1; }
+    id="$(chain_id_of "$(geth_rpc_port node0)")"
+    [[ -n "$hash" && -n "$id" ]] || { say "node0's Geth gives no block 0 or chain id to name in the network's genesis"; exit 1; }
     for ((i = 0; i < $(count); i++)); do
         file="$DIR/node$i/cometbft/config/genesis.json"
         grep -q '"app_state"' "$file" && continue
-        sed -i "s|^  \"app_hash\": \"\"$|  \"app_hash\": \"\",\n  \"app_state\": {\"el_genesis_hash\": \"$hash\"}|" "$file"
-        grep -q '"app_state"' "$file" || { say "cannot name the EL genesis in $file: it has no empty app_hash line"; exit 1; }
+        sed -i "s|^  \"app_hash\": \"\"$|  \"app_hash\": \"\",\n  \"app_state\": {\"el_genesis_hash\": \"$hash\", \"el_chain_id\": $id}|" "$file"
+        grep -q '"app_state"' "$file" || { say "cannot name the EL chain in $file: it has no empty app_hash line"; exit 1; }
     done
-    say "the network's genesis names the EL chain's block 0, $hash"
+    say "the network's genesis names the EL chain: chain id $id, block 0 $hash"
 }
 
 # Adds full node fullK (the first K free): a CometBFT home from `cometbft init` (keys of

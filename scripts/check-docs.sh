@@ -491,10 +491,10 @@ bft_intro() {
     # Every validator's genesis names the EL chain's block 0, and every app checked its Geth
     # against it at InitChain.
     for i in 0 1 2 3; do
-        grep -q '"app_state": {"el_genesis_hash": "0x[0-9a-f]\{64\}"}' ".devnet/bft/node$i/cometbft/config/genesis.json" ||
-            fail "bft.sh start wrote no app_state.el_genesis_hash into node$i's genesis"
+        grep -q '"app_state": {"el_genesis_hash": "0x[0-9a-f]\{64\}", "el_chain_id": 1337}' ".devnet/bft/node$i/cometbft/config/genesis.json" ||
+            fail "bft.sh start did not name the EL chain (app_state) in node$i's genesis"
         grep -q "chain initialised" ".devnet/bft/node$i/app.log" || fail "node$i's app never initialised the chain"
-        ! grep -q "names no EL genesis block" ".devnet/bft/node$i/app.log" || fail "node$i's app found no EL genesis block named"
+        ! grep -q "names no EL chain" ".devnet/bft/node$i/app.log" || fail "node$i's app found no EL chain named"
     done
     doc "$f" 'scripts/bft.sh status'
     for i in 0 1 2 3; do expect "^node$i: height [0-9]+, app \\{"; done
@@ -565,8 +565,20 @@ bft_another_chain() {
     say "(node3's app store set aside) \$ scripts/bft.sh node node3 start"
     if scripts/bft.sh node node3 start > "$OUT" 2>&1; then fail "bft.sh started node3 on a Geth of another chain: $(tail -n 5 "$OUT")"; fi
     grep -q "node3's cometbft exited" "$OUT" || fail "bft.sh did not say node3's CometBFT exited: $(tail -n 5 "$OUT")"
-    grep -q "this node's Geth has block 0 0x[0-9a-f]*, but the network's genesis names" "$OUT" ||
+    grep -q "this node's Geth has chain id 1337, block 0 0x[0-9a-f]*, but the network's genesis names chain id 1337, block 0 0x" "$OUT" ||
         fail "bft.sh did not show why (the app's refusal of InitChain): $(tail -n 5 "$OUT")"
+    scripts/bft.sh stop > /dev/null 2>&1 || fail "bft.sh stop failed after the refused start"
+    eventually "the Geths to stop" 60 ports_closed 8660 8661 8662 8663 8680 8681 26688
+    # A Geth of another chain id (block 0 the same): the app stops at start, its Geth not
+    # being on genesis.json's chain, and bft.sh shows its error at once.
+    rm -rf .devnet/bft/node3/geth .devnet/bft/node3/app
+    sed 's/"chainId": *1337/"chainId": 1338/' genesis.json > "$WORK/chain1338.json"
+    .tools/bin/geth init --datadir .devnet/bft/node3/geth --state.scheme=hash "$WORK/chain1338.json" > "$OUT" 2>&1 ||
+        fail "geth init with another chain id failed: $(tail -n 5 "$OUT")"
+    say "(node3's Geth initialised with chain id 1338) \$ scripts/bft.sh node node3 start"
+    if scripts/bft.sh node node3 start > "$OUT" 2>&1; then fail "bft.sh started node3 on a Geth of chain id 1338: $(tail -n 5 "$OUT")"; fi
+    grep -q "node3's app exited" "$OUT" && grep -q "is on chain 1338, but the genesis file says 1337" "$OUT" ||
+        fail "bft.sh did not show the app's error at once: $(tail -n 5 "$OUT")"
     scripts/bft.sh stop > /dev/null 2>&1 || fail "bft.sh stop failed after the refused start"
     eventually "the Geths to stop" 60 ports_closed 8660 8661 8662 8663 8680 8681 26688
     rm -rf .devnet/bft/node3/geth .devnet/bft/node3/app

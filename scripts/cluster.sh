@@ -284,13 +284,6 @@ fault_pg_primary() {
     make_synchronous "$(pg_port "$standby")"
 }
 
-# The last error a node's LOG ends with (its lines up to the first blank, not the
-# backtrace RUST_BACKTRACE adds), or the log's last lines if it has none.
-last_error() {
-    local at; at="$(grep -n '^Error:' "$1" | tail -n 1 | cut -d: -f1 || true)"
-    if [[ -n "$at" ]]; then tail -n "+$at" "$1" | sed '/^Stack backtrace:/,$d' | head -n 12; else tail -n 20 "$1"; fi
-}
-
 start_node() {
     local name="$1" n; n="$(index_of "$1")"
     if alive "$DIR/$name.pid"; then say "$name already running (pid $(cat "$DIR/$name.pid"))"; return; fi
@@ -298,6 +291,7 @@ start_node() {
         say "$name not started: 127.0.0.1:920$n is in use (is $name running by hand?)"
         return
     fi
+    local from=$(($(stat -c %s "$DIR/$name.log" 2>/dev/null || echo 0) + 1))
     (eval "$(node_env "$name")"; nohup "$ROOT/target/debug/member-nodes" >> "$DIR/$name.log" 2>&1 < /dev/null &
         echo $! > "$DIR/$name.pid")
     # Its /status answers once it has reached PostgreSQL and Redis: wait for that (30 s at
@@ -305,7 +299,7 @@ start_node() {
     local answers="" deadline=$((SECONDS + 30))
     while ((SECONDS < deadline)); do
         curl -sf --max-time 1 -o /dev/null "http://127.0.0.1:920$n/status" && { answers=1; break; }
-        alive "$DIR/$name.pid" || { say "$name exited:"; last_error "$DIR/$name.log" >&2; exit 1; }
+        alive "$DIR/$name.pid" || { say "$name exited:"; last_error "$DIR/$name.log" "$from" >&2; exit 1; }
         sleep 0.1
     done
     say "$name running as a $(role_of "$name") (pid $(cat "$DIR/$name.pid")): http://127.0.0.1:920$n/status, log .devnet/cluster/$name.log"

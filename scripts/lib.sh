@@ -83,6 +83,16 @@ rpc() {
         -d "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"$2\",\"params\":${3:-[]}}" "http://127.0.0.1:$1"
 }
 
+# The last error a program wrote to LOG $1 (from byte $2 on, if given: what it wrote since
+# it started): the `Error:` line and what follows, up to the backtrace RUST_BACKTRACE adds;
+# or the last lines, if it wrote no error.
+last_error() {
+    local text at
+    text="$(tail -c "+${2:-1}" "$1" 2>/dev/null || true)"
+    at="$(grep -n '^Error:' <<< "$text" | tail -n 1 | cut -d: -f1 || true)"
+    if [[ -n "$at" ]]; then tail -n "+$at" <<< "$text" | sed '/^Stack backtrace:/,$d' | head -n 12; else tail -n 20 <<< "$text"; fi
+}
+
 # Writes a random 32-byte hex JWT secret to $1 unless it has one, readable by its owner
 # only: whoever reads it can drive Geth's Engine API.
 ensure_jwt() {
@@ -134,21 +144,30 @@ block0_hash() {
     { rpc "$1" eth_getBlockByNumber '["0x0",false]' || true; } | sed -nE 's/.*"hash":"(0x[0-9a-f]{64})".*/\1/p'
 }
 
+# The chain id of the Geth whose JSON-RPC is on port $1, in decimal (empty if it does not
+# answer).
+chain_id_of() {
+    local id
+    id="$({ rpc "$1" eth_chainId || true; } | sed -nE 's/.*"result":"0x([0-9a-f]+)".*/\1/p')"
+    [[ -z "$id" ]] || echo "$((16#$id))"
+}
+
 # The chain of the Geth whose JSON-RPC is on port $1: "chain id N, block 0 0x…", with
 # "unknown" for what it does not answer.
 chain_of() {
-    local id
-    id="$({ rpc "$1" eth_chainId || true; } | sed -nE 's/.*"result":"0x([0-9a-f]+)".*/\1/p')"
-    if [[ -n "$id" ]]; then id="$((16#$id))"; else id=unknown; fi
-    local hash; hash="$(block0_hash "$1")"
-    echo "chain id $id, block 0 ${hash:-unknown}"
+    local id hash
+    id="$(chain_id_of "$1")"
+    hash="$(block0_hash "$1")"
+    echo "chain id ${id:-unknown}, block 0 ${hash:-unknown}"
 }
 
 # Checks that the Geths given as HTTP_PORT:DATADIR arguments (after the first) hold one
-# chain: the one most of them hold, among those whose block 0 is $1 if $1 is not empty
-# (the block 0 the network's genesis names). Geths of two chains never peer (the eth
-# protocol's handshake compares genesis hashes, network ids and fork ids, and Geth logs
-# its refusals only at debug level), so this names each Geth that is wrong, and returns 1.
+# chain: $1 if it names the chain as chain_of does (the chain the network's genesis
+# names); else the one most of them hold, among those whose chain ends with $1 if $1 is
+# not empty ("block 0 0x…": a genesis that names block 0 only). Geths of two chains never
+# peer (the eth protocol's handshake compares genesis hashes, network ids and fork ids, and
+# Geth logs its refusals only at debug level), so this names each Geth that is wrong, and
+# returns 1.
 same_chain() {
     local want="$1" arg chain network="" best=0
     shift
@@ -159,13 +178,17 @@ same_chain() {
         holders["$chain"]=$((${holders["$chain"]:-0} + 1))
     done
     local n
-    for chain in "${!holders[@]}"; do
-        [[ -z "$want" || "$chain" == *"block 0 $want" ]] || continue
-        n="${holders["$chain"]}"
-        if ((n > best)); then network="$chain"; best="$n"
-        elif ((n == best)); then network=""; fi
-    done
-    [[ -n "$network" || -z "$want" || "$best" -gt 0 ]] || network="block 0 $want, which the network's genesis names"
+    if [[ "$want" == "chain id "* ]]; then
+        network="$want"
+    else
+        for chain in "${!holders[@]}"; do
+            [[ -z "$want" || "$chain" == *"$want" ]] || continue
+            n="${holders["$chain"]}"
+            if ((n > best)); then network="$chain"; best="$n"
+            elif ((n == best)); then network=""; fi
+        done
+        [[ -n "$network" || -z "$want" || "$best" -gt 0 ]] || network="$want, which the network's genesis names"
+    fi
     local wrong=()
     for arg in "$@"; do [[ "${chain_at["$arg"]}" == "$network" ]] || wrong+=("$arg"); done
     ((${#wrong[@]} == 0)) && return 0

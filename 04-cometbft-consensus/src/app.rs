@@ -257,9 +257,9 @@ impl App {
 
     /// The chain begins: CometBFT height 0 is EL block 0. Our app hash starts as the EL
     /// genesis hash, so two validators with different EL genesis blocks never agree. The
-    /// network's genesis names that block (`app_state`): a node whose Geth holds another
-    /// refuses here, saying why, where CometBFT would refuse block 1 ("wrong
-    /// Block.Header.AppHash") at every try.
+    /// network's genesis names that block and the chain id (`app_state`): a node whose Geth
+    /// holds another chain refuses here, saying why, where CometBFT would refuse block 1
+    /// ("wrong Block.Header.AppHash") at every try.
     async fn init_chain(&self, init: RequestInitChain) -> anyhow::Result<ResponseInitChain> {
         if init.initial_height > 1 {
             bail!(
@@ -269,15 +269,9 @@ impl App {
         }
         let genesis = self.engine.block(BlockTag::Number(0)).await?.context("Geth has no block 0")?;
         match AppState::parse(&init.app_state_bytes)? {
-            Some(AppState { el_genesis_hash }) if el_genesis_hash != genesis.hash => bail!(
-                "this node's Geth has block 0 {}, but the network's genesis names {el_genesis_hash} \
-                 (app_state.el_genesis_hash in CometBFT's genesis.json): Geth was initialised from another genesis file, \
-                 or started on another chain's datadir; initialise it again from the network's, then restart this app and its CometBFT",
-                genesis.hash
-            ),
-            Some(_) => {}
+            Some(named) => named.check(genesis.hash, self.engine.chain_id().await?)?,
             None => warn!(
-                "the CometBFT genesis names no EL genesis block (app_state.el_genesis_hash): this node's Geth's block 0 is not checked"
+                "the CometBFT genesis names no EL chain (app_state.el_genesis_hash): this node's Geth's block 0 is not checked"
             ),
         }
         // A full block must fit in a CometBFT block, or the chain stops once Geth has
@@ -666,13 +660,16 @@ impl Ahead {
 }
 
 /// What the network's CometBFT genesis says of the EL chain, its `app_state`:
-/// `{"el_genesis_hash": "0x…"}`, the block 0 every node's Geth must hold.
-/// `scripts/bft.sh` writes it from node0's Geth when it makes a network. Without it
-/// (`None`), nothing is checked; an `app_state` of any other shape is refused.
+/// `{"el_genesis_hash": "0x…", "el_chain_id": N}`, the block 0 and the chain id every node's
+/// Geth must have. `scripts/bft.sh` writes it from node0's Geth when it makes a network.
+/// Without it (`None`), nothing is checked; without `el_chain_id` (a network made before
+/// it was written), the chain id is not; an `app_state` of any other shape is refused.
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct AppState {
     el_genesis_hash: B256,
+    #[serde(default)]
+    el_chain_id: Option<u64>,
 }
 
 impl AppState {
@@ -683,8 +680,33 @@ impl AppState {
             return Ok(None);
         }
         serde_json::from_slice(bytes).map(Some).context(
-            "the CometBFT genesis's app_state must be {\"el_genesis_hash\": \"0x…\"}, the hash of the EL chain's block 0",
+            "the CometBFT genesis's app_state must be {\"el_genesis_hash\": \"0x…\", \"el_chain_id\": N}, \
+             the hash of the EL chain's block 0 and its chain id",
         )
+    }
+
+    /// Whether a Geth with this block 0 and chain id holds the chain named. Block 0 does
+    /// not cover the chain id (a genesis file's `config` is not in the block), so a Geth
+    /// initialised from a genesis that differs only there would pass on block 0 alone, and
+    /// refuse the first transaction signed for the network's chain.
+    fn check(&self, genesis: B256, chain_id: u64) -> anyhow::Result<()> {
+        let named = match self.el_chain_id {
+            Some(id) => format!("chain id {id}, block 0 {}", self.el_genesis_hash),
+            None => format!("block 0 {}", self.el_genesis_hash),
+        };
+        if genesis != self.el_genesis_hash || self.el_chain_id.is_some_and(|id| id != chain_id) {
+            bail!(
+                "this node's Geth has chain id {chain_id}, block 0 {genesis}, but the network's genesis names {named} \
+                 (app_state in CometBFT's genesis.json): Geth was initialised from another genesis file, \
+                 or started on another chain's datadir; initialise it again from the network's, then restart this app and its CometBFT"
+            );
+        }
+        if self.el_chain_id.is_none() {
+            warn!(
+                "the CometBFT genesis names no EL chain id (app_state.el_chain_id): this node's Geth's chain id is not checked"
+            );
+        }
+        Ok(())
     }
 }
 

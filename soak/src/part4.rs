@@ -43,7 +43,7 @@ impl Network {
         let geths = Geth::start_peered_group_with(VALIDATORS, &options).await?;
         let faults = Toxiproxy::start().await?;
         let timeouts = CometTimeouts::for_block_time(Duration::from_secs(1));
-        let comet = CometNet::init_proxied(VALIDATORS, geths[0].genesis_hash().await?, &timeouts, &faults).await?;
+        let comet = CometNet::init_proxied(VALIDATORS, geths[0].el_chain().await?, &timeouts, &faults).await?;
         let (mut apps, mut engine) = (Consensus::new("cometbft-consensus")?, Vec::new());
         for (i, geth) in geths.iter().enumerate() {
             let name = format!("validator{i}");

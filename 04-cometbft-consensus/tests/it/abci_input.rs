@@ -454,17 +454,20 @@ async fn init_chain_answers_the_el_genesis_and_refuses_a_chain_that_starts_later
     assert!(check.log.contains("eth_sendRawTransaction"), "and says where transactions go: {}", check.log);
 }
 
-/// A node whose Geth holds another block 0 than the one the network's genesis names
-/// (`app_state.el_genesis_hash`, as `scripts/bft.sh` writes it): InitChain refuses, naming
-/// both blocks 0, and records no chain; CometBFT's handshake then stops with that error.
-/// Without the check CometBFT would take our app hash and refuse block 1 ("wrong
-/// Block.Header.AppHash") from every peer, for ever. The block 0 it names is accepted, a
-/// genesis without `app_state` (a network made before it was written) is not checked, and
-/// an `app_state` of another shape is refused.
+/// A node whose Geth holds another chain than the one the network's genesis names
+/// (`app_state`, as `scripts/bft.sh` writes it: block 0 and chain id): InitChain refuses,
+/// naming both chains, and records no chain; CometBFT's handshake then stops with that
+/// error. Without the check CometBFT would take our app hash and refuse block 1 ("wrong
+/// Block.Header.AppHash") from every peer, for ever; and a Geth whose genesis differs only
+/// in its chain id (not in block 0) would refuse the first transaction. The chain it names
+/// is accepted, a genesis without `app_state` or without the chain id (networks made
+/// before each was written) is not checked, or not for the chain id, and an `app_state` of
+/// another shape is refused.
 #[tokio::test]
-async fn init_chain_refuses_a_geth_whose_block_0_is_not_the_one_the_network_genesis_names() {
+async fn init_chain_refuses_a_geth_of_another_chain_than_the_network_genesis_names() {
     let lone = lone_app().await;
     let ours = lone.geth.genesis_hash().await.expect("block 0");
+    let chain_id = lone.geth.engine().chain_id().await.expect("chain id");
     let theirs = alloy_primitives::B256::repeat_byte(0x33);
     let init_naming = |app_state: &str| {
         request::Value::InitChain(RequestInitChain {
@@ -473,31 +476,60 @@ async fn init_chain_refuses_a_geth_whose_block_0_is_not_the_one_the_network_gene
             ..Default::default()
         })
     };
+    let no_chain_recorded = || async {
+        assert_eq!(
+            height_and_hash(call(&lone.abci, request::Value::Info(RequestInfo::default())).await),
+            (0, bytes::Bytes::new()),
+            "no chain was recorded"
+        );
+    };
 
-    let answer = call(&lone.abci, init_naming(&format!(r#"{{"el_genesis_hash":"{theirs}"}}"#))).await;
+    let answer =
+        call(&lone.abci, init_naming(&format!(r#"{{"el_genesis_hash":"{theirs}","el_chain_id":{chain_id}}}"#))).await;
     let response::Value::Exception(refused) = answer else { panic!("another chain's block 0 is refused: {answer:?}") };
     assert!(
-        refused.error.contains(&ours.to_string()) && refused.error.contains(&theirs.to_string()),
+        refused.error.contains(&format!("block 0 {ours}")) && refused.error.contains(&format!("block 0 {theirs}")),
         "the error names both blocks 0: {}",
         refused.error
     );
     assert!(refused.error.contains("initialise it again"), "and says what to do: {}", refused.error);
-    assert_eq!(
-        height_and_hash(call(&lone.abci, request::Value::Info(RequestInfo::default())).await),
-        (0, bytes::Bytes::new()),
-        "no chain was recorded"
+    no_chain_recorded().await;
+    // The same block 0 on another chain id: a genesis file that differs only in its config.
+    let other_id = chain_id + 1;
+    let answer =
+        call(&lone.abci, init_naming(&format!(r#"{{"el_genesis_hash":"{ours}","el_chain_id":{other_id}}}"#))).await;
+    let response::Value::Exception(refused) = answer else { panic!("another chain id is refused: {answer:?}") };
+    assert!(
+        refused.error.contains(&format!("has chain id {chain_id}, block 0 {ours}"))
+            && refused.error.contains(&format!("names chain id {other_id}, block 0 {ours}")),
+        "the error names both chains: {}",
+        refused.error
     );
-    for shape in [r#"{"genesis":"0x00"}"#, r#"{"el_genesis_hash":"0x1234"}"#, "[]"] {
+    no_chain_recorded().await;
+    for shape in [
+        r#"{"genesis":"0x00"}"#,
+        r#"{"el_genesis_hash":"0x1234"}"#,
+        &format!(r#"{{"el_genesis_hash":"{ours}","el_chain_id":"one"}}"#),
+        &format!(r#"{{"el_genesis_hash":"{ours}","el_chain_id":{chain_id},"more":1}}"#),
+        "[]",
+    ] {
         let answer = call(&lone.abci, init_naming(shape)).await;
         assert!(
             matches!(answer, response::Value::Exception(ref e) if e.error.contains("app_state must be")),
             "app_state {shape}: {answer:?}"
         );
     }
+    no_chain_recorded().await;
 
-    let answer = call(&lone.abci, init_naming(&format!(r#"{{"el_genesis_hash":"{ours}"}}"#))).await;
-    let response::Value::InitChain(init) = answer else { panic!("our own block 0 is accepted: {answer:?}") };
+    let answer =
+        call(&lone.abci, init_naming(&format!(r#"{{"el_genesis_hash":"{ours}","el_chain_id":{chain_id}}}"#))).await;
+    let response::Value::InitChain(init) = answer else { panic!("our own chain is accepted: {answer:?}") };
     assert_eq!(init.app_hash.as_ref(), ours.as_slice());
+    let answer = call(&lone.abci, init_naming(&format!(r#"{{"el_genesis_hash":"{ours}"}}"#))).await;
+    assert!(
+        matches!(answer, response::Value::InitChain(_)),
+        "a genesis naming block 0 alone is checked on it: {answer:?}"
+    );
     let answer = call(&lone.abci, init_naming("")).await;
     assert!(matches!(answer, response::Value::InitChain(_)), "a genesis without app_state is not checked: {answer:?}");
 }

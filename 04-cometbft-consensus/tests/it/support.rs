@@ -78,16 +78,16 @@ impl Network {
         } else {
             Geth::start_group(n + setup.full_nodes).await.expect("geths")
         };
-        let el_genesis = geths[0].genesis_hash().await.expect("block 0");
+        let el_chain = geths[0].el_chain().await.expect("block 0 and chain id");
         let timeouts = CometTimeouts::for_block_time(BLOCK_TIME);
         let (comet, faults) = match setup.isolatable {
             Some(node) => {
                 let faults = Toxiproxy::start().await.expect("toxiproxy");
                 let comet =
-                    CometNet::init_isolatable(n, el_genesis, &timeouts, node, &faults).await.expect("cometbft testnet");
+                    CometNet::init_isolatable(n, el_chain, &timeouts, node, &faults).await.expect("cometbft testnet");
                 (comet, Some(faults))
             }
-            None => (CometNet::init(n, el_genesis, &timeouts).expect("cometbft testnet"), None),
+            None => (CometNet::init(n, el_chain, &timeouts).expect("cometbft testnet"), None),
         };
         let dir = tempfile::tempdir().expect("dir");
         let mut network = Self { comet, validators: Vec::new(), geths, _faults: faults, dir };

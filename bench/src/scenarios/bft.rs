@@ -283,7 +283,7 @@ pub(crate) async fn one_repeat(
     let options = GethOptions { genesis: Some(genesis.to_owned()), extra, ..Default::default() };
     let validators = setting.validators;
     let geths = Geth::start_peered_group_with(validators, &options).await?;
-    let mut comet = CometNet::init(validators, geths[0].genesis_hash().await?, timeouts)?;
+    let mut comet = CometNet::init(validators, geths[0].el_chain().await?, timeouts)?;
     let dir = tempfile::tempdir()?;
     let mut apps: Vec<Service> = Vec::new();
     let mut health = Vec::new();

@@ -243,7 +243,7 @@ pub(crate) async fn run(lengths: &[u64], profile_secs: u64) -> anyhow::Result<Bf
         flush_throttle: FLUSH_THROTTLE.to_owned(),
     };
     let geth = Geth::start_with(options.clone()).await?;
-    let mut comet = CometNet::init(1, geth.genesis_hash().await?, &timeouts)?;
+    let mut comet = CometNet::init(1, geth.el_chain().await?, &timeouts)?;
     let dir = tempfile::tempdir()?;
     let engine = geth.engine();
     let files = Files { genesis: &genesis.path, dir: dir.path() };

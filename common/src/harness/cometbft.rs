@@ -65,9 +65,9 @@ struct Testnet {
 }
 
 impl Testnet {
-    /// Runs `cometbft testnet` for `n` validators into a temp dir, names the EL chain's
-    /// block 0 `el_genesis` in their genesis, and picks their ports.
-    fn write(n: usize, el_genesis: B256) -> anyhow::Result<Self> {
+    /// Runs `cometbft testnet` for `n` validators into a temp dir, names the EL chain
+    /// `el_chain` in their genesis, and picks their ports.
+    fn write(n: usize, el_chain: ElChain) -> anyhow::Result<Self> {
         let binary = cometbft_binary()?;
         let dir = super::process::temp_dir("cometbft-test-")?;
         let mut testnet = Command::new(&binary);
@@ -76,7 +76,7 @@ impl Testnet {
         let homes: Vec<PathBuf> = (0..n).map(|i| dir.path().join(format!("node{i}"))).collect();
         let (mut ids, mut ports) = (Vec::with_capacity(n), Vec::with_capacity(n));
         for home in &homes {
-            name_el_genesis(&home.join("config/genesis.json"), el_genesis)?;
+            name_el_chain(&home.join("config/genesis.json"), el_chain)?;
             let id = Command::new(&binary).args(["show-node-id", "--home"]).arg(home).output()?;
             ids.push(String::from_utf8_lossy(&id.stdout).trim().to_owned());
             ports.push((free_port()?, free_port()?, free_port()?));
@@ -115,11 +115,10 @@ impl Testnet {
 }
 
 impl CometNet {
-    /// Writes an `n`-validator network of the EL chain whose block 0 is `el_genesis`
-    /// ([`super::Geth::genesis_hash`]), on free loopback ports with `timeouts`. Nothing
-    /// runs until [`CometNet::start`].
-    pub fn init(n: usize, el_genesis: B256, timeouts: &CometTimeouts) -> anyhow::Result<Self> {
-        let testnet = Testnet::write(n, el_genesis)?;
+    /// Writes an `n`-validator network of the EL chain `el_chain` ([`super::Geth::el_chain`]),
+    /// on free loopback ports with `timeouts`. Nothing runs until [`CometNet::start`].
+    pub fn init(n: usize, el_chain: ElChain, timeouts: &CometTimeouts) -> anyhow::Result<Self> {
+        let testnet = Testnet::write(n, el_chain)?;
         let ports: Vec<u16> = testnet.ports.iter().map(|p| p.0).collect();
         let direct = |_: usize, j: usize| format!("127.0.0.1:{}", ports[j]);
         testnet.configure(&direct, timeouts, true)
@@ -130,12 +129,12 @@ impl CometNet {
     /// so that no node learns, and dials, the others' own addresses around the proxies.
     pub async fn init_isolatable(
         n: usize,
-        el_genesis: B256,
+        el_chain: ElChain,
         timeouts: &CometTimeouts,
         node: usize,
         faults: &Toxiproxy,
     ) -> anyhow::Result<Self> {
-        let testnet = Testnet::write(n, el_genesis)?;
+        let testnet = Testnet::write(n, el_chain)?;
         let ports: Vec<u16> = testnet.ports.iter().map(|p| p.0).collect();
         let upstream = |j: usize| format!("127.0.0.1:{}", ports[j]);
         let inbound = faults.proxy(&format!("p2p-to-{node}"), &upstream(node)).await?;
@@ -157,11 +156,11 @@ impl CometNet {
     /// ([`CometNet::links_of`]), and peer exchange off, as in [`CometNet::init_isolatable`].
     pub async fn init_proxied(
         n: usize,
-        el_genesis: B256,
+        el_chain: ElChain,
         timeouts: &CometTimeouts,
         faults: &Toxiproxy,
     ) -> anyhow::Result<Self> {
-        let testnet = Testnet::write(n, el_genesis)?;
+        let testnet = Testnet::write(n, el_chain)?;
         let mut links = Vec::new();
         for i in 0..n {
             for j in (0..n).filter(|&j| j != i) {
@@ -444,11 +443,21 @@ fn configure(
     Ok(())
 }
 
-/// Sets the genesis file's `app_state` to `{"el_genesis_hash": …}`, as `scripts/bft.sh`
-/// does: each app checks its Geth's block 0 against it at `InitChain`.
-fn name_el_genesis(path: &Path, el_genesis: B256) -> anyhow::Result<()> {
+/// The EL chain a CometBFT genesis names (`app_state`), as `scripts/bft.sh` writes it:
+/// each app checks its Geth against it at `InitChain`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ElChain {
+    /// The hash of block 0.
+    pub genesis_hash: B256,
+    /// The EIP-155 chain id.
+    pub chain_id: u64,
+}
+
+/// Sets the genesis file's `app_state` to `{"el_genesis_hash": …, "el_chain_id": …}`.
+fn name_el_chain(path: &Path, el_chain: ElChain) -> anyhow::Result<()> {
     let mut genesis: serde_json::Value = serde_json::from_slice(&std::fs::read(path)?)?;
-    genesis["app_state"] = serde_json::json!({ "el_genesis_hash": el_genesis });
+    genesis["app_state"] =
+        serde_json::json!({ "el_genesis_hash": el_chain.genesis_hash, "el_chain_id": el_chain.chain_id });
     std::fs::write(path, serde_json::to_vec_pretty(&genesis)?)?;
     Ok(())
 }

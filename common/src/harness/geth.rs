@@ -245,11 +245,15 @@ impl Geth {
         EngineClient::new(&self.auth_url(), self.jwt(), forks).expect("loopback URL is valid")
     }
 
-    /// The hash of this Geth's block 0: what a CometBFT genesis names as its EL chain
-    /// ([`super::CometNet::init`]).
+    /// The hash of this Geth's block 0.
     pub async fn genesis_hash(&self) -> anyhow::Result<B256> {
         let block = self.engine().block(crate::BlockTag::Number(0)).await?;
         Ok(block.ok_or_else(|| anyhow::anyhow!("Geth has no block 0"))?.hash)
+    }
+
+    /// This Geth's chain, as a CometBFT genesis names it ([`super::CometNet::init`]).
+    pub async fn el_chain(&self) -> anyhow::Result<super::ElChain> {
+        Ok(super::ElChain { genesis_hash: self.genesis_hash().await?, chain_id: self.engine().chain_id().await? })
     }
 
     /// A client for the public JSON-RPC port.
