@@ -200,8 +200,6 @@ pub enum ReplayError {
     Call(#[from] Fault),
 }
 
-// ANCHOR_END: replay_error
-
 impl ReplayError {
     /// The fault to hand to a loop that treats a stored block Geth will not take as fatal.
     pub fn into_fault(self) -> Fault {
@@ -211,6 +209,7 @@ impl ReplayError {
         }
     }
 }
+// ANCHOR_END: replay_error
 
 // ANCHOR: replay
 /// Gives Geth a block it does not have, from a store: the block must extend `parent`

@@ -55,15 +55,16 @@ pub const GETH_FLAGS: &[&str] = &[
     "--http",
 ];
 
-/// A Geth on its own (Parts 1 to 3): its consensus layer is its only source of blocks,
+/// A Geth on its own (Parts 1 and 2): its consensus layer is its only source of blocks,
 /// and it has nobody to gossip transactions with.
 pub const GETH_ALONE_FLAGS: &[&str] = &["--maxpeers=0", "--http.api=eth,net,web3,txpool"];
 
-/// A validator's Geth in Part 4: peered with the other validators' Geths (the links are
-/// made with `admin_addPeer`), so a transaction sent to any of them reaches the proposer.
-/// After the Merge, Geth takes blocks only from its consensus layer, so peers carry
-/// transactions, not blocks.
-pub const GETH_PEERED_FLAGS: &[&str] = &["--maxpeers=16", "--http.api=eth,net,web3,txpool,admin"];
+/// A Geth of Parts 3 and 4: peered with the other nodes' Geths (the links are made with
+/// `admin_addPeer`), on this machine only, so a transaction sent to any of them reaches
+/// the leader, or the proposer. After the Merge, Geth takes blocks only from its consensus
+/// layer, so peers carry transactions, not blocks.
+pub const GETH_PEERED_FLAGS: &[&str] =
+    &["--maxpeers=16", "--http.api=eth,net,web3,txpool,admin", "--nat=none", "--netrestrict=127.0.0.0/8"];
 
 /// Natively both ports listen on loopback only. (In Docker they listen on the container's
 /// interface, and the compose file publishes them on the host's loopback instead.)
@@ -399,10 +400,6 @@ impl Geth {
             // Tests run several nodes: no fixed P2P port, no IPC socket in a shared place.
             .arg(format!("--port={}", self.p2p_port.unwrap_or(0)))
             .args(["--ipcdisable", "--verbosity=3"]);
-        if self.p2p_port.is_some() {
-            // Peers on this machine only.
-            command.args(["--nat=none", "--netrestrict=127.0.0.0/8"]);
-        }
         if let Some(period) = self.options.dev_period {
             command.args(["--dev", &format!("--dev.period={period}")]);
         }

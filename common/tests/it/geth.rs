@@ -87,10 +87,11 @@ async fn devnet_and_compose_pass_the_harness_flags() {
     // The native scripts start every Geth through one function, alone or peered; the
     // compose file has the devnet's Geth (alone) and the cluster's (one definition for its
     // three nodes, peered, on the host's network with the native loopback addresses).
-    let expected: [(&str, &[&str], usize); 7] = [
+    let expected: [(&str, &[&str], usize); 8] = [
         ("scripts/lib.sh", GETH_FLAGS, 1),
         ("scripts/lib.sh", GETH_ALONE_FLAGS, 1),
         ("scripts/lib.sh", GETH_PEERED_FLAGS, 1),
+        ("scripts/lib.sh", GETH_LOOPBACK_FLAGS, 1),
         ("docker-compose.yml", GETH_FLAGS, 2),
         ("docker-compose.yml", GETH_ALONE_FLAGS, 1),
         ("docker-compose.yml", GETH_PEERED_FLAGS, 1),
