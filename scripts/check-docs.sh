@@ -839,9 +839,9 @@ part3_chapter() {
     doc $f 'scripts/cluster.sh node node1 start'
     eventually "node1 to follow node2" 120 status_has http://127.0.0.1:9201/status '"role":"following"'
     member_by_hand $f
+    ctrl_c
     doc_stop $f 'scripts/cluster.sh stop' .devnet/cluster .devnet/cluster/*.pid .devnet/cluster/*/geth.pid
     terminal part3
-    ctrl_c
     cluster_ha $f
 
     f=03-member-nodes/src/lib.rs

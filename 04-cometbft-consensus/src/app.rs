@@ -426,7 +426,10 @@ impl App {
                     status if status.is_pending() => {
                         Err(Fault::Passing(anyhow!("Geth did not execute block {}: {status}", block.number())))
                     }
-                    status => Err(Fault::Fatal(DecidedInvalid { number: block.number(), status }.into())),
+                    status => {
+                        self.status.metrics.engine.count("decided_invalid");
+                        Err(Fault::Fatal(DecidedInvalid { number: block.number(), status }.into()))
+                    }
                 }
             })
         })

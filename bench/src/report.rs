@@ -866,8 +866,8 @@ fn growth(
         writeln!(
             body,
             "Each catch-up in two parts: from its start until the catching-up Geth's head first moved \
-             (the end of the first batch of 64 blocks: the member's own start, connecting to Redis \
-             and PostgreSQL, falls here), and its pace from there to the \
+             (the end of the first batch of 64 blocks: the member's own start, connecting to \
+             PostgreSQL, falls here), and its pace from there to the \
              last block. The growth goals (in the table at the top) are judged on that pace: the \
              first part is a fixed cost, which weighs on a short chain's rate and not on a long \
              one's.\n"

@@ -797,6 +797,7 @@ async fn stored_while_catching_up_then_found_invalid(
     let after = height_and_hash(call(&lone.abci, request::Value::Info(RequestInfo::default())).await);
     assert_eq!(after, before, "the app's head is back on its parent");
     assert_eq!(lone.geth.engine().head().await.expect("head").hash, genesis.hash, "Geth's head did not move");
+    assert_eq!(counter(&lone, r#"bft_errors_total{kind="decided_invalid"}"#).await, 1, "and the finding is counted");
     // What the store holds, read by the app started again on it (with block 1 still
     // stored, its reconcile at start would give it to Geth, and stop at Geth's INVALID).
     lone.app.kill();
