@@ -117,7 +117,15 @@ configure() {
 # timeouts for BLOCK_TIME_MS.
 init() {
     local n="$1"
-    [[ -d "$DIR/node0/cometbft/config" ]] && return
+    if [[ -d "$DIR/node0/cometbft/config" ]]; then
+        # The timing is the network's, written when it was made: say so to someone who
+        # asks for another.
+        if [[ -n "${BLOCK_TIME_MS:-}${BUILD_TIME_MS:-}" && -f "$DIR/timeouts" &&
+            ( "$(timeouts)" != "$(< "$DIR/timeouts")" || "$((10#${BUILD_TIME_MS:-200}))" != "$(< "$DIR/build_time_ms")" ) ]]; then
+            say "the network in .devnet/bft keeps the timing it was made with ($(< "$DIR/timeouts"), build time $(< "$DIR/build_time_ms") ms): BLOCK_TIME_MS and BUILD_TIME_MS apply to a new one (scripts/bft.sh clean first)"
+        fi
+        return
+    fi
     local derived commit propose precommit flush
     derived="$(timeouts)"
     commit="${derived#timeout_commit=}"; commit="${commit%% *}"
@@ -141,6 +149,7 @@ init() {
     # The apps' build deadline goes with the network, as the timeouts derived from it do:
     # every app this script starts, and `env`, take it from here.
     echo "$((10#${BUILD_TIME_MS:-200}))" > "$DIR/build_time_ms"
+    echo "$derived" > "$DIR/timeouts"
     say "wrote a $n-validator network to .devnet/bft ($derived)"
 }
 
@@ -198,6 +207,17 @@ start_node() {
         while ((SECONDS < deadline)); do
             port_taken "$rpc" && break
             alive "$DIR/$name/cometbft.pid" || {
+                # The app listens before it checks its Geth: one that stopped at those
+                # checks after CometBFT connected takes CometBFT with it (give it two
+                # seconds to end). Its own error says why.
+                if [[ -n "$app_from" ]]; then
+                    for _ in $(seq 1 20); do alive "$DIR/$name/app.pid" || break; sleep 0.1; done
+                fi
+                if [[ -n "$app_from" ]] && ! alive "$DIR/$name/app.pid"; then
+                    say "$name's app exited:"
+                    last_error "$app_log" "$app_from" | sed 's/^/    /' >&2
+                    exit 1
+                fi
                 errors="$(tail -c "+$from" "$log" | grep -E '^(ERROR|E\[)' | tail -n 3 || true)"
                 [[ -n "$errors" ]] || errors="$(tail -c "+$from" "$log" | tail -n 5)"
                 say "$name's cometbft exited:"
@@ -307,7 +327,7 @@ start() {
 # its first start); a full node copies node0's. A network made before this names none, and
 # its apps check nothing.
 name_el_genesis() {
-    local i file hash id
+    local i file hash id named=0
     [[ -e "$DIR/node0/cometbft/data/state.db" ]] && return
     hash="$(block0_hash "$(geth_rpc_port node0)")"
     id="$(chain_id_of "$(geth_rpc_port node0)")"
@@ -317,8 +337,9 @@ name_el_genesis() {
         grep -q '"app_state"' "$file" && continue
         sed -i "s|^  \"app_hash\": \"\"$|  \"app_hash\": \"\",\n  \"app_state\": {\"el_genesis_hash\": \"$hash\", \"el_chain_id\": $id}|" "$file"
         grep -q '"app_state"' "$file" || { say "cannot name the EL chain in $file: it has no empty app_hash line"; exit 1; }
+        named=1
     done
-    say "the network's genesis names the EL chain: chain id $id, block 0 $hash"
+    ((named == 0)) || say "the network's genesis names the EL chain: chain id $id, block 0 $hash"
 }
 
 # Adds full node fullK (the first K free): a CometBFT home from `cometbft init` (keys of

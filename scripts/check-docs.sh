@@ -569,13 +569,19 @@ bft_another_chain() {
         fail "bft.sh did not show why (the app's refusal of InitChain): $(tail -n 5 "$OUT")"
     scripts/bft.sh stop > /dev/null 2>&1 || fail "bft.sh stop failed after the refused start"
     eventually "the Geths to stop" 60 ports_closed 8660 8661 8662 8663 8680 8681 26688
-    # A Geth of another chain id (block 0 the same): the app stops at start, its Geth not
-    # being on genesis.json's chain, and bft.sh shows its error at once.
+    # A Geth of another chain id (block 0 the same): `bft.sh start` names it before
+    # peering (its Geths stay up); node3 started alone, its app stops at start, its Geth
+    # not being on genesis.json's chain, and bft.sh shows the app's error at once.
     rm -rf .devnet/bft/node3/geth .devnet/bft/node3/app
     sed 's/"chainId": *1337/"chainId": 1338/' genesis.json > "$WORK/chain1338.json"
     .tools/bin/geth init --datadir .devnet/bft/node3/geth --state.scheme=hash "$WORK/chain1338.json" > "$OUT" 2>&1 ||
         fail "geth init with another chain id failed: $(tail -n 5 "$OUT")"
-    say "(node3's Geth initialised with chain id 1338) \$ scripts/bft.sh node node3 start"
+    say "(node3's Geth initialised with chain id 1338) \$ scripts/bft.sh start"
+    if scripts/bft.sh start > "$OUT" 2>&1; then fail "bft.sh start went on with a Geth of chain id 1338: $(tail -n 5 "$OUT")"; fi
+    grep -q "the Geth of .devnet/bft/node3/geth holds another chain (chain id 1338, block 0 0x[0-9a-f]*) than the network's (chain id 1337, block 0 0x" "$OUT" ||
+        fail "bft.sh start did not name node3's datadir: $(tail -n 5 "$OUT")"
+    port_open 8663 || fail "node3's Geth is not running after the refused start"
+    say "\$ scripts/bft.sh node node3 start"
     if scripts/bft.sh node node3 start > "$OUT" 2>&1; then fail "bft.sh started node3 on a Geth of chain id 1338: $(tail -n 5 "$OUT")"; fi
     grep -q "node3's app exited" "$OUT" && grep -q "is on chain 1338, but the genesis file says 1337" "$OUT" ||
         fail "bft.sh did not show the app's error at once: $(tail -n 5 "$OUT")"

@@ -688,7 +688,7 @@ impl AppState {
         )
     }
 
-    /// Whether a Geth with this block 0 and chain id holds the chain named. Block 0 does
+    /// Checks that a Geth with this block 0 and chain id holds the chain named. Block 0 does
     /// not cover the chain id (a genesis file's `config` is not in the block), so a Geth
     /// initialised from a genesis that differs only there would pass on block 0 alone, and
     /// refuse the first transaction signed for the network's chain.
