@@ -169,6 +169,14 @@ ENV
 
 # Starts whichever of node NAME's app and CometBFT node is not running. An app run by
 # hand (see `env`) is not ours to start: its ABCI port is taken, and only CometBFT starts.
+# Node $1's app ended at start: its error (what it wrote to log $2 from byte $3 on), then
+# the script ends.
+app_exited() {
+    say "$1's app exited:"
+    last_error "$2" "$3" | sed 's/^/    /' >&2
+    exit 1
+}
+
 start_node() {
     local name="$1" s; s="$(slot "$1")"
     local abci=$((26658 + 10 * s)) app_log="$DIR/$name/app.log" app_from=""
@@ -185,11 +193,7 @@ start_node() {
     local app_deadline=$((SECONDS + 60))
     while ((SECONDS < app_deadline)); do
         port_taken "$abci" && break
-        if [[ -n "$app_from" ]] && ! alive "$DIR/$name/app.pid"; then
-            say "$name's app exited:"
-            last_error "$app_log" "$app_from" | sed 's/^/    /' >&2
-            exit 1
-        fi
+        [[ -n "$app_from" ]] && ! alive "$DIR/$name/app.pid" && app_exited "$name" "$app_log" "$app_from"
         sleep 0.1
     done
     port_taken "$abci" || { say "$name's app is not listening on 127.0.0.1:$abci; see .devnet/bft/$name/app.log"; exit 1; }
@@ -213,11 +217,7 @@ start_node() {
                 if [[ -n "$app_from" ]]; then
                     for _ in $(seq 1 20); do alive "$DIR/$name/app.pid" || break; sleep 0.1; done
                 fi
-                if [[ -n "$app_from" ]] && ! alive "$DIR/$name/app.pid"; then
-                    say "$name's app exited:"
-                    last_error "$app_log" "$app_from" | sed 's/^/    /' >&2
-                    exit 1
-                fi
+                [[ -n "$app_from" ]] && ! alive "$DIR/$name/app.pid" && app_exited "$name" "$app_log" "$app_from"
                 errors="$(tail -c "+$from" "$log" | grep -E '^(ERROR|E\[)' | tail -n 3 || true)"
                 [[ -n "$errors" ]] || errors="$(tail -c "+$from" "$log" | tail -n 5)"
                 say "$name's cometbft exited:"
