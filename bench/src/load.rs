@@ -14,7 +14,7 @@ use alloy_eips::eip2718::Encodable2718;
 use alloy_primitives::{Address, Bytes, U256};
 use alloy_signer::SignerSync;
 use bytes::Bytes as HttpBytes;
-pub(crate) use common::harness::{Accounts, FundedGenesis as BenchGenesis, funded_genesis as bench_genesis};
+pub(crate) use common::harness::{Accounts, WrittenGenesis as BenchGenesis, funded_genesis as bench_genesis};
 use common::rpc::RpcClient;
 use http_body_util::{BodyExt, Full};
 use hyper_util::{client::legacy::Client, rt::TokioExecutor};

@@ -12,7 +12,7 @@ use alloy_rpc_types_engine::{ExecutionPayloadV3, ForkchoiceState, PayloadAttribu
 use crate::{
     auth::JwtSecret,
     error::EngineError,
-    fork::{ForkSchedule, GetPayloadVersion},
+    fork::{ElForks, ForkSchedule, GetPayloadVersion},
     payload::{ExecutableBlock, parent_beacon_block_root},
     rpc::RpcClient,
     types::{Block, BlockTag, BuiltPayload, ForkchoiceUpdated, PayloadStatus},
@@ -46,6 +46,8 @@ pub const EXCHANGE_CAPABILITIES_TIMEOUT: Duration = Duration::from_secs(1);
 pub const ETH_CHAIN_ID: &str = "eth_chainId";
 /// A block header by number or tag.
 pub const ETH_GET_BLOCK_BY_NUMBER: &str = "eth_getBlockByNumber";
+/// The EL's fork schedule (EIP-7910).
+pub const ETH_CONFIG: &str = "eth_config";
 /// Timeout for plain `eth_` reads.
 pub const ETH_READ_TIMEOUT: Duration = Duration::from_secs(5);
 // ANCHOR_END: methods
@@ -148,6 +150,11 @@ impl EngineClient {
     pub async fn chain_id(&self) -> Result<u64, EngineError> {
         let id: alloy_primitives::U64 = self.rpc.call(ETH_CHAIN_ID, NO_PARAMS, ETH_READ_TIMEOUT).await?;
         Ok(id.to())
+    }
+
+    /// `eth_config`: the EL's forks.
+    pub async fn config(&self) -> Result<ElForks, EngineError> {
+        self.rpc.call(ETH_CONFIG, NO_PARAMS, ETH_READ_TIMEOUT).await
     }
 
     /// `eth_getBlockByNumber` with transaction hashes only; `None` if there is no such block.

@@ -6,6 +6,7 @@
 
 use std::path::Path;
 
+use alloy_primitives::{B256, FixedBytes};
 use anyhow::{Context, bail};
 use serde::Deserialize;
 
@@ -29,12 +30,26 @@ pub struct ForkSchedule {
     pub osaka_time: Option<u64>,
     /// Amsterdam activation time: set means payloads we cannot build (V4 payloads).
     pub amsterdam_time: Option<u64>,
+    /// Every fork the file schedules, the ones above included: what the EL's fork id is
+    /// made of, so that its schedule can be compared with the file's ([`Self::fork_id`]).
+    pub forks: ForkPoints,
+}
+
+/// The forks of a chain config: the value of each of its `…Block` keys (forks at a block
+/// number) and `…Time` keys (forks at a timestamp), as Geth gathers them for EIP-2124's
+/// fork id.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ForkPoints {
+    /// Block numbers, as written.
+    pub blocks: Vec<u64>,
+    /// Timestamps, as written.
+    pub times: Vec<u64>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct GenesisFile {
-    config: ChainConfig,
+    config: serde_json::Map<String, serde_json::Value>,
 }
 
 #[derive(Deserialize)]
@@ -57,13 +72,55 @@ impl ForkSchedule {
     /// Parses a genesis document.
     pub fn from_genesis_json(text: &str) -> anyhow::Result<Self> {
         let genesis: GenesisFile = serde_json::from_str(text).context("not a Geth genesis document")?;
-        let c = genesis.config;
+        let mut forks = ForkPoints::default();
+        for (key, value) in &genesis.config {
+            let list = match key {
+                _ if key.ends_with("Block") => &mut forks.blocks,
+                _ if key.ends_with("Time") => &mut forks.times,
+                _ => continue,
+            };
+            match value {
+                serde_json::Value::Null => {}
+                value => list.push(value.as_u64().with_context(|| {
+                    format!("config.{key} is {value}, where a fork's block number or time must be a whole number")
+                })?),
+            }
+        }
+        let c: ChainConfig = serde_json::from_value(genesis.config.into()).context("not a Geth genesis document")?;
         Ok(Self {
             chain_id: c.chain_id,
             prague_time: c.prague_time,
             osaka_time: c.osaka_time,
             amsterdam_time: c.amsterdam_time,
+            forks,
         })
+    }
+
+    /// The forks after block 0, for a block 0 of this time: ascending, each once, without
+    /// those at block 0 or at its time and before, which are block 0's own rules.
+    pub fn forks_after_block_0(&self, genesis_time: u64) -> ForkPoints {
+        let ascending = |forks: &[u64], after: u64| {
+            let mut forks: Vec<u64> = forks.iter().copied().filter(|&fork| fork > after).collect();
+            forks.sort_unstable();
+            forks.dedup();
+            forks
+        };
+        ForkPoints { blocks: ascending(&self.forks.blocks, 0), times: ascending(&self.forks.times, genesis_time) }
+    }
+
+    /// The fork id (EIP-2124) of the chain this schedule gives to the block 0 named, once
+    /// every fork has come: the CRC-32 of block 0's hash, then of each fork after block 0
+    /// ([`Self::forks_after_block_0`]), block numbers first and then times, each as 8 bytes,
+    /// big-endian. It is what an EL reports for its last fork (`eth_config`, EIP-7910), so
+    /// two that differ schedule different forks, at one time or block number at least.
+    pub fn fork_id(&self, genesis_hash: B256, genesis_time: u64) -> FixedBytes<4> {
+        let after = self.forks_after_block_0(genesis_time);
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(genesis_hash.as_slice());
+        for fork in after.blocks.iter().chain(&after.times) {
+            crc.update(&fork.to_be_bytes());
+        }
+        FixedBytes(crc.finalize().to_be_bytes())
     }
 
     /// The getPayload version for a payload with this timestamp. Fails for timestamps before
@@ -83,12 +140,47 @@ impl ForkSchedule {
     }
 }
 
+/// What an EL says of its own forks (`eth_config`, EIP-7910): the fork in force at its
+/// head, and the next and the last it has scheduled (`None` when no fork is ahead).
+#[derive(Debug, Clone, Deserialize)]
+pub struct ElForks {
+    /// The fork of the EL's head.
+    pub current: Option<ElFork>,
+    /// The next fork it has scheduled.
+    pub next: Option<ElFork>,
+    /// The last fork it has scheduled.
+    pub last: Option<ElFork>,
+}
+
+/// One fork, as `eth_config` gives it (the fields this project reads).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ElFork {
+    /// When it activates; 0 for a fork in force from block 0.
+    pub activation_time: u64,
+    /// The fork id (EIP-2124) once it has come.
+    pub fork_id: FixedBytes<4>,
+}
+
+impl ElForks {
+    /// The last fork the EL has scheduled: the one whose fork id covers its whole schedule.
+    pub fn latest(&self) -> Option<&ElFork> {
+        self.last.as_ref().or(self.current.as_ref())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn schedule(prague: Option<u64>, osaka: Option<u64>) -> ForkSchedule {
-        ForkSchedule { chain_id: 1, prague_time: prague, osaka_time: osaka, amsterdam_time: None }
+        ForkSchedule {
+            chain_id: 1,
+            prague_time: prague,
+            osaka_time: osaka,
+            amsterdam_time: None,
+            forks: ForkPoints::default(),
+        }
     }
 
     #[test]
@@ -112,5 +204,36 @@ mod tests {
         let forks = ForkSchedule::from_genesis_json(text).expect("genesis.json parses");
         assert_eq!(forks.chain_id, 1337);
         assert_eq!(forks.get_payload_version(0).ok(), Some(GetPayloadVersion::V5));
+        assert_eq!(forks.forks.blocks.len(), 13, "homestead to grayGlacier, all at block 0");
+        assert_eq!(forks.forks.times, vec![0; 4], "shanghai to osaka, all at time 0");
+    }
+
+    /// EIP-2124's own examples: Ethereum mainnet's fork ids before its first fork and
+    /// after each of the first two (Homestead at block 1,150,000, the DAO fork at 1,920,000).
+    #[test]
+    fn fork_ids_are_eip_2124s() {
+        let mainnet: B256 = "0xd4e56740f876aef8c010b86a40d5f56745a118d0906a34e69aec8c0db1cb8fa3".parse().expect("hash");
+        let id = |blocks: &[u64], times: &[u64], genesis_time| {
+            let forks = ForkPoints { blocks: blocks.to_vec(), times: times.to_vec() };
+            ForkSchedule { forks, ..schedule(None, None) }.fork_id(mainnet, genesis_time).to_string()
+        };
+        assert_eq!(id(&[], &[], 0), "0xfc64ec04");
+        assert_eq!(id(&[1_150_000], &[], 0), "0x97c2c34c");
+        assert_eq!(
+            id(&[1_920_000, 0, 1_150_000, 1_150_000], &[], 0),
+            "0x91d1f948",
+            "sorted, each once, block 0 left out"
+        );
+        assert_eq!(id(&[1_150_000], &[0, 7, 10], 10), "0x97c2c34c", "forks at block 0's time and before left out");
+        assert_ne!(id(&[1_150_000], &[11], 10), "0x97c2c34c", "a fork after block 0's time counts");
+    }
+
+    #[test]
+    fn a_fork_that_is_not_a_whole_number_is_refused() {
+        let text = r#"{"config": {"chainId": 1, "osakaTime": "soon"}}"#;
+        let err = ForkSchedule::from_genesis_json(text).unwrap_err();
+        assert!(format!("{err:#}").contains("config.osakaTime is \"soon\""), "{err:#}");
+        let text = r#"{"config": {"chainId": 1, "osakaTime": null, "daoForkSupport": true}}"#;
+        assert_eq!(ForkSchedule::from_genesis_json(text).expect("null is no fork").forks, ForkPoints::default());
     }
 }

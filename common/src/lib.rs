@@ -45,5 +45,5 @@ pub use auth::JwtSecret;
 pub use clock::unix_time;
 pub use engine::EngineClient;
 pub use error::{EngineError, RpcErrorKind};
-pub use fork::ForkSchedule;
+pub use fork::{ElForks, ForkSchedule};
 pub use types::{Block, BlockTag, BuiltPayload, ForkchoiceUpdated, Head, PayloadStatus};

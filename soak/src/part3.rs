@@ -5,7 +5,7 @@
 
 use alloy_primitives::B256;
 use anyhow::Context;
-use common::harness::{FundedGenesis, Geth, GethOptions, Postgres, Proxy, Redis, Toxiproxy, free_port};
+use common::harness::{Geth, GethOptions, Postgres, Proxy, Redis, Toxiproxy, WrittenGenesis, free_port};
 use std::time::Duration;
 
 use crate::{
@@ -35,7 +35,7 @@ const NAMES: [&str; 3] = ["node1", "node2", "node3"];
 
 impl Cluster {
     /// Starts it on `genesis`.
-    pub(crate) async fn start(genesis: &FundedGenesis) -> anyhow::Result<Self> {
+    pub(crate) async fn start(genesis: &WrittenGenesis) -> anyhow::Result<Self> {
         let options = GethOptions { genesis: Some(genesis.path.clone()), ..Default::default() };
         let geths = Geth::start_peered_group_with(NAMES.len(), &options).await?;
         let (redis, postgres, faults) = (Redis::start().await?, Postgres::start().await?, Toxiproxy::start().await?);

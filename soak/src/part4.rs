@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use common::harness::{CometNet, CometTimeouts, FundedGenesis, Geth, GethOptions, Proxy, Toxiproxy, free_port};
+use common::harness::{CometNet, CometTimeouts, Geth, GethOptions, Proxy, Toxiproxy, WrittenGenesis, free_port};
 
 use crate::{
     faults::{self, Devnet, Kind, Link, Process},
@@ -38,7 +38,7 @@ const COMETBFT_EXIT_WITHIN: Duration = Duration::from_secs(15);
 
 impl Network {
     /// Starts it on `genesis`.
-    pub(crate) async fn start(genesis: &FundedGenesis) -> anyhow::Result<Self> {
+    pub(crate) async fn start(genesis: &WrittenGenesis) -> anyhow::Result<Self> {
         let options = GethOptions { genesis: Some(genesis.path.clone()), ..Default::default() };
         let geths = Geth::start_peered_group_with(VALIDATORS, &options).await?;
         let faults = Toxiproxy::start().await?;

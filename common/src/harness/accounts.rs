@@ -42,25 +42,32 @@ impl Accounts {
     }
 }
 
-/// A genesis file: the project's `genesis.json` with every account of an [`Accounts`]
-/// funded.
+/// A genesis file written for a test: the project's `genesis.json`, edited.
 #[derive(Debug)]
-pub struct FundedGenesis {
+pub struct WrittenGenesis {
     /// Where it is.
     pub path: PathBuf,
     _dir: tempfile::TempDir,
 }
 
 /// Writes the project's genesis with every account in `accounts` funded.
-pub fn funded_genesis(accounts: &Accounts) -> anyhow::Result<FundedGenesis> {
+pub fn funded_genesis(accounts: &Accounts) -> anyhow::Result<WrittenGenesis> {
+    edited_genesis(|genesis| {
+        let alloc = genesis["alloc"].as_object_mut().context("genesis.json has no alloc")?;
+        for signer in &accounts.signers {
+            // 10^27 wei: any number of transfers at any fee a run reaches.
+            alloc.insert(signer.address().to_string(), json!({"balance": "0x33b2e3c9fd0803ce8000000"}));
+        }
+        Ok(())
+    })
+}
+
+/// Writes the project's genesis as `edit` changes it.
+pub fn edited_genesis(edit: impl FnOnce(&mut Value) -> anyhow::Result<()>) -> anyhow::Result<WrittenGenesis> {
     let mut genesis: Value = serde_json::from_str(&std::fs::read_to_string(super::genesis_path())?)?;
-    let alloc = genesis["alloc"].as_object_mut().context("genesis.json has no alloc")?;
-    for signer in &accounts.signers {
-        // 10^27 wei: any number of transfers at any fee a run reaches.
-        alloc.insert(signer.address().to_string(), json!({"balance": "0x33b2e3c9fd0803ce8000000"}));
-    }
+    edit(&mut genesis)?;
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("genesis.json");
     std::fs::write(&path, serde_json::to_vec_pretty(&genesis)?)?;
-    Ok(FundedGenesis { path, _dir: dir })
+    Ok(WrittenGenesis { path, _dir: dir })
 }

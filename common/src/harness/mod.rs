@@ -29,7 +29,7 @@ pub mod tx;
 
 use std::path::{Path, PathBuf};
 
-pub use accounts::{Accounts, FundedGenesis, funded_genesis};
+pub use accounts::{Accounts, WrittenGenesis, edited_genesis, funded_genesis};
 pub use cast::{Cast, CastReceipt, cast_binary, default_fee_transfer};
 pub use cometbft::{
     BUILD_TIME, CometNet, CometNode, CometTimeouts, ElChain, FLUSH_THROTTLE, ROUND_ESTIMATE, cometbft_binary,

@@ -1,8 +1,8 @@
 //! The client and the harness against a real Geth, including the errors Geth does give.
 
 use common::{
-    EngineClient, EngineError, JwtSecret, PayloadStatus, RpcErrorKind,
-    harness::Geth,
+    EngineClient, EngineError, ForkSchedule, JwtSecret, PayloadStatus, RpcErrorKind,
+    harness::{Geth, GethOptions, edited_genesis, genesis_path},
     payload::{self, finalized_at},
     startup::check_execution_client,
 };
@@ -18,6 +18,36 @@ async fn harness_starts_geth_and_cleans_up_on_drop() {
     drop(geth);
     assert!(!datadir.exists(), "datadir removed on drop");
     assert!(engine.chain_id().await.is_err(), "process gone on drop");
+}
+
+/// A Geth whose genesis file differs from the consensus layer's in a fork time alone has
+/// the same block 0 and chain id, so only its fork schedule tells them apart; the start
+/// check compares it (its fork id, from `eth_config`), and says what each side schedules.
+#[tokio::test]
+async fn start_up_check_refuses_a_geth_on_another_fork_schedule() {
+    const OSAKA: u64 = 4_000_000_000;
+    let later = edited_genesis(|genesis| {
+        genesis["config"]["osakaTime"] = OSAKA.into();
+        Ok(())
+    })
+    .expect("genesis written");
+    let geth = Geth::start_with(GethOptions { genesis: Some(later.path.clone()), ..Default::default() })
+        .await
+        .expect("geth starts");
+    check_execution_client(&geth.engine()).await.expect("a Geth and the file it was initialised with agree");
+
+    let ours = ForkSchedule::from_genesis_file(&genesis_path()).expect("genesis.json parses");
+    let client = EngineClient::new(&geth.auth_url(), geth.jwt(), ours).expect("client");
+    assert_eq!(client.chain_id().await.expect("chain id"), 1337, "the same chain id");
+    let err = format!("{:#}", check_execution_client(&client).await.unwrap_err());
+    assert!(
+        err.contains("has another fork schedule than the genesis file: its fork id is 0x")
+            && err.contains(&format!(
+                "(its next fork at time {OSAKA}), where the file, with every fork in block 0, gives 0x"
+            ))
+            && err.contains("point --genesis at the file the EL was initialised with"),
+        "{err}"
+    );
 }
 
 #[tokio::test]

@@ -61,7 +61,13 @@ impl Mock {
     }
 
     fn client_with(&self, secret: JwtSecret) -> EngineClient {
-        let forks = ForkSchedule { chain_id: 1337, prague_time: Some(0), osaka_time: Some(0), amsterdam_time: None };
+        let forks = ForkSchedule {
+            chain_id: 1337,
+            prague_time: Some(0),
+            osaka_time: Some(0),
+            amsterdam_time: None,
+            forks: Default::default(),
+        };
         EngineClient::new(&format!("http://{}", self.addr), secret, forks).expect("client")
     }
 
@@ -206,7 +212,13 @@ async fn a_hanging_el_times_out_per_method() {
 #[tokio::test]
 async fn nobody_listening_is_a_retryable_transport_error() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
-    let forks = ForkSchedule { chain_id: 1, prague_time: Some(0), osaka_time: Some(0), amsterdam_time: None };
+    let forks = ForkSchedule {
+        chain_id: 1,
+        prague_time: Some(0),
+        osaka_time: Some(0),
+        amsterdam_time: None,
+        forks: Default::default(),
+    };
     let client =
         EngineClient::new(&format!("http://127.0.0.1:{port}"), JwtSecret::new([1; 32]), forks).expect("client");
     let err = client.chain_id().await.unwrap_err();
@@ -231,4 +243,15 @@ async fn start_up_check_names_missing_methods_and_wrong_chains() {
     .await;
     let err = check_execution_client(&mock.client()).await.unwrap_err().to_string();
     assert!(err.contains("on chain 1, but the genesis file says 1337"), "{err}");
+
+    // An EL without eth_config (EIP-7910) cannot have its fork schedule checked: it passes,
+    // with a warning. (One that serves it is checked against a real Geth, in geth.rs.)
+    let mock = Mock::start(|method| match method {
+        "engine_exchangeCapabilities" => Reply::Result(json!(common::engine::REQUIRED_CAPABILITIES)),
+        "eth_config" => Reply::Error(-32601, "the method eth_config does not exist/is not available"),
+        _ => Reply::Result(json!("0x539")),
+    })
+    .await;
+    check_execution_client(&mock.client()).await.expect("an EL without eth_config passes");
+    assert!(mock.requests().iter().any(|r| r["method"] == "eth_config"), "eth_config was asked");
 }
