@@ -488,10 +488,10 @@ bft_intro() {
     # Each validator's RPC answers once its app has reconciled with its Geth; on a network
     # started again, one that answers says nothing of the others.
     for i in 0 1 2 3; do eventually "node$i to commit" 180 bft_above "$i" 1; done
-    # Every validator's genesis names the EL chain's block 0, and every app checked its Geth
-    # against it at InitChain.
+    # Every validator's genesis names the EL chain (block 0, chain id, fork id), and every app
+    # checked its Geth against it at InitChain.
     for i in 0 1 2 3; do
-        grep -q '"app_state": {"el_genesis_hash": "0x[0-9a-f]\{64\}", "el_chain_id": 1337}' ".devnet/bft/node$i/cometbft/config/genesis.json" ||
+        grep -q '"app_state": {"el_genesis_hash": "0x[0-9a-f]\{64\}", "el_chain_id": 1337, "el_fork_id": "0x[0-9a-f]\{8\}"}' ".devnet/bft/node$i/cometbft/config/genesis.json" ||
             fail "bft.sh start did not name the EL chain (app_state) in node$i's genesis"
         grep -q "chain initialised" ".devnet/bft/node$i/app.log" || fail "node$i's app never initialised the chain"
         ! grep -q "names no EL chain" ".devnet/bft/node$i/app.log" || fail "node$i's app found no EL chain named"
@@ -545,8 +545,9 @@ bft_full_state_sync() {
 
 # What the chapter says of a Geth of another chain: with one (from another genesis file)
 # in node3's place, `bft.sh start` stops at once, naming its datadir, and no CometBFT
-# starts; node3 started alone stops at InitChain, and bft.sh shows the app's error.
-# node3's own datadir and store are put back after.
+# starts; node3 started alone stops at InitChain, and bft.sh shows the app's error. Then
+# with a Geth of another chain id, and one of another fork time: node3's app stops at
+# start. node3's own datadir and store are put back after.
 bft_another_chain() {
     local i
     mv .devnet/bft/node3/geth "$WORK/node3-geth"
@@ -556,7 +557,7 @@ bft_another_chain() {
         fail "geth init from another genesis failed: $(tail -n 5 "$OUT")"
     say "(node3's Geth initialised from another genesis file) \$ scripts/bft.sh start"
     if scripts/bft.sh start > "$OUT" 2>&1; then fail "bft.sh start went on with a Geth of another chain: $(tail -n 5 "$OUT")"; fi
-    grep -q "the Geth of .devnet/bft/node3/geth holds another chain (chain id 1337, block 0 0x[0-9a-f]*) than the network's (chain id 1337, block 0 $(sed -nE 's/.*"el_genesis_hash": *"(0x[0-9a-f]{64})".*/\1/p' .devnet/bft/node0/cometbft/config/genesis.json))" "$OUT" ||
+    grep -q "the Geth of .devnet/bft/node3/geth holds another chain (chain id 1337, block 0 0x[0-9a-f]*, fork id 0x[0-9a-f]*) than the network's (chain id 1337, block 0 $(sed -nE 's/.*"el_genesis_hash": *"(0x[0-9a-f]{64})".*/\1/p' .devnet/bft/node0/cometbft/config/genesis.json), fork id 0x[0-9a-f]\{8\})" "$OUT" ||
         fail "bft.sh start did not name node3's datadir: $(tail -n 5 "$OUT")"
     for i in 0 1 2 3; do port_closed $((26657 + 10 * i)) || fail "node$i's CometBFT started beside a Geth of another chain"; done
     # node3 started alone (no peering check), its app's store set aside so that CometBFT
@@ -565,31 +566,48 @@ bft_another_chain() {
     say "(node3's app store set aside) \$ scripts/bft.sh node node3 start"
     if scripts/bft.sh node node3 start > "$OUT" 2>&1; then fail "bft.sh started node3 on a Geth of another chain: $(tail -n 5 "$OUT")"; fi
     grep -q "node3's cometbft exited" "$OUT" || fail "bft.sh did not say node3's CometBFT exited: $(tail -n 5 "$OUT")"
-    grep -q "this node's Geth has chain id 1337, block 0 0x[0-9a-f]*, but the network's genesis names chain id 1337, block 0 0x" "$OUT" ||
+    grep -q "this node's Geth has chain id 1337, block 0 0x[0-9a-f]*, fork id 0x[0-9a-f]*, but the network's genesis names chain id 1337, block 0 0x" "$OUT" ||
         fail "bft.sh did not show why (the app's refusal of InitChain): $(tail -n 5 "$OUT")"
     scripts/bft.sh stop > /dev/null 2>&1 || fail "bft.sh stop failed after the refused start"
     eventually "the Geths to stop" 60 ports_closed 8660 8661 8662 8663 8680 8681 26688
-    # A Geth of another chain id (block 0 the same): `bft.sh start` names it before
-    # peering (its Geths stay up); node3 started alone, its app stops at start, its Geth
-    # not being on genesis.json's chain, and bft.sh shows the app's error at once.
+    # A Geth of another chain id, and one of another fork time (block 0 the same): `bft.sh
+    # start` names it before peering (its Geths stay up); node3 started alone, its app
+    # stops at start, its Geth not being on genesis.json's chain, and bft.sh shows the
+    # app's error at once.
+    local named; named="$(sed -nE 's/.*"el_genesis_hash": *"(0x[0-9a-f]{64})".*/\1/p' .devnet/bft/node0/cometbft/config/genesis.json)"
+    node3_on_edited_geth "chain id 1338" 's/"chainId": *1337/"chainId": 1338/' \
+        "(chain id 1338, block 0 $named, fork id 0x[0-9a-f]\{8\}) than the network's (chain id 1337, block 0 $named, fork id 0x" \
+        "is on chain 1338, but the genesis file says 1337"
+    node3_on_edited_geth "Osaka at time 4000000000" 's/"osakaTime": *0/"osakaTime": 4000000000/' \
+        "(chain id 1337, block 0 $named, fork id 0x[0-9a-f]\{8\}) than the network's (chain id 1337, block 0 $named, fork id 0x" \
+        "has another fork schedule than the genesis file: its fork id is 0x[0-9a-f]* (its next fork at time 4000000000)"
     rm -rf .devnet/bft/node3/geth .devnet/bft/node3/app
-    sed 's/"chainId": *1337/"chainId": 1338/' genesis.json > "$WORK/chain1338.json"
-    .tools/bin/geth init --datadir .devnet/bft/node3/geth --state.scheme=hash "$WORK/chain1338.json" > "$OUT" 2>&1 ||
-        fail "geth init with another chain id failed: $(tail -n 5 "$OUT")"
-    say "(node3's Geth initialised with chain id 1338) \$ scripts/bft.sh start"
-    if scripts/bft.sh start > "$OUT" 2>&1; then fail "bft.sh start went on with a Geth of chain id 1338: $(tail -n 5 "$OUT")"; fi
-    grep -q "the Geth of .devnet/bft/node3/geth holds another chain (chain id 1338, block 0 0x[0-9a-f]*) than the network's (chain id 1337, block 0 0x" "$OUT" ||
+    mv "$WORK/node3-geth" .devnet/bft/node3/geth
+    mv "$WORK/node3-app" .devnet/bft/node3/app
+}
+
+# node3 on a Geth initialised from genesis.json as sed script $2 edits it ($1 says how):
+# `bft.sh start` refuses, naming node3's datadir and the chains ("holds another chain $3"),
+# and leaves the Geths up; `bft.sh node node3 start` shows its app's error ($4) at once.
+# Everything is stopped after, and node3's Geth and store are deleted.
+node3_on_edited_geth() {
+    rm -rf .devnet/bft/node3/geth .devnet/bft/node3/app
+    sed "$2" genesis.json > "$WORK/edited-genesis.json"
+    ! cmp -s genesis.json "$WORK/edited-genesis.json" || fail "'$2' changes nothing in genesis.json"
+    .tools/bin/geth init --datadir .devnet/bft/node3/geth --state.scheme=hash "$WORK/edited-genesis.json" > "$OUT" 2>&1 ||
+        fail "geth init with $1 failed: $(tail -n 5 "$OUT")"
+    say "(node3's Geth initialised with $1) \$ scripts/bft.sh start"
+    if scripts/bft.sh start > "$OUT" 2>&1; then fail "bft.sh start went on with a Geth of $1: $(tail -n 5 "$OUT")"; fi
+    grep -q "the Geth of .devnet/bft/node3/geth holds another chain $3" "$OUT" ||
         fail "bft.sh start did not name node3's datadir: $(tail -n 5 "$OUT")"
     port_open 8663 || fail "node3's Geth is not running after the refused start"
     say "\$ scripts/bft.sh node node3 start"
-    if scripts/bft.sh node node3 start > "$OUT" 2>&1; then fail "bft.sh started node3 on a Geth of chain id 1338: $(tail -n 5 "$OUT")"; fi
-    grep -q "node3's app exited" "$OUT" && grep -q "is on chain 1338, but the genesis file says 1337" "$OUT" ||
+    if scripts/bft.sh node node3 start > "$OUT" 2>&1; then fail "bft.sh started node3 on a Geth of $1: $(tail -n 5 "$OUT")"; fi
+    grep -q "node3's app exited" "$OUT" && grep -q "$4" "$OUT" ||
         fail "bft.sh did not show the app's error at once: $(tail -n 5 "$OUT")"
     scripts/bft.sh stop > /dev/null 2>&1 || fail "bft.sh stop failed after the refused start"
     eventually "the Geths to stop" 60 ports_closed 8660 8661 8662 8663 8680 8681 26688
     rm -rf .devnet/bft/node3/geth .devnet/bft/node3/app
-    mv "$WORK/node3-geth" .devnet/bft/node3/geth
-    mv "$WORK/node3-app" .devnet/bft/node3/app
 }
 
 # SIGKILL validator 2: its CometBFT and app were running, they are gone, and the other

@@ -152,22 +152,30 @@ chain_id_of() {
     [[ -z "$id" ]] || echo "$((16#$id))"
 }
 
-# The chain of the Geth whose JSON-RPC is on port $1: "chain id N, block 0 0x…", with
-# "unknown" for what it does not answer.
+# The fork id of the last fork the Geth whose JSON-RPC is on port $1 has scheduled
+# (eth_config, EIP-7910: the last of its current, next and last forks it names), which
+# covers its whole fork schedule (empty if it does not answer).
+fork_id_of() {
+    { rpc "$1" eth_config || true; } | grep -oE '"forkId":"0x[0-9a-f]{8}"' | tail -n 1 | sed -E 's/.*"(0x[0-9a-f]{8})"/\1/'
+}
+
+# The chain of the Geth whose JSON-RPC is on port $1: "chain id N, block 0 0x…, fork id
+# 0x…", with "unknown" for what it does not answer.
 chain_of() {
-    local id hash
+    local id hash fork
     id="$(chain_id_of "$1")"
     hash="$(block0_hash "$1")"
-    echo "chain id ${id:-unknown}, block 0 ${hash:-unknown}"
+    fork="$(fork_id_of "$1")"
+    echo "chain id ${id:-unknown}, block 0 ${hash:-unknown}, fork id ${fork:-unknown}"
 }
 
 # Checks that the Geths given as HTTP_PORT:DATADIR arguments (after the first) hold one
 # chain: $1 if it names the chain as chain_of does (the chain the network's genesis
-# names); else the one most of them hold, among those whose chain ends with $1 if $1 is
-# not empty ("block 0 0x…": a genesis that names block 0 only). Geths of two chains never
-# peer (the eth protocol's handshake compares genesis hashes, network ids and fork ids, and
-# Geth logs its refusals only at debug level), so this names each Geth that is wrong, and
-# returns 1.
+# names; without the fork id, if it names none); else the one most of them hold, among
+# those whose chain has $1 in it if $1 is not empty ("block 0 0x…": a genesis that names
+# block 0 only). Geths of two chains never peer (the eth protocol's handshake compares
+# genesis hashes, network ids and fork ids, and Geth logs its refusals only at debug
+# level), so this names each Geth that is wrong, and returns 1.
 same_chain() {
     local want="$1" arg chain network="" best=0
     shift
@@ -182,7 +190,7 @@ same_chain() {
         network="$want"
     else
         for chain in "${!holders[@]}"; do
-            [[ -z "$want" || "$chain" == *"$want" ]] || continue
+            [[ -z "$want" || "$chain" == *"$want"* ]] || continue
             n="${holders["$chain"]}"
             if ((n > best)); then network="$chain"; best="$n"
             elif ((n == best)); then network=""; fi
@@ -190,7 +198,7 @@ same_chain() {
         [[ -n "$network" || -z "$want" || "$best" -gt 0 ]] || network="$want, which the network's genesis names"
     fi
     local wrong=()
-    for arg in "$@"; do [[ "${chain_at["$arg"]}" == "$network" ]] || wrong+=("$arg"); done
+    for arg in "$@"; do [[ -n "$network" && "${chain_at["$arg"]}" == "$network"* ]] || wrong+=("$arg"); done
     ((${#wrong[@]} == 0)) && return 0
     if [[ -z "$network" ]]; then
         say "these Geths hold different chains, as many of each, and never peer; which is the network's cannot be told:"

@@ -37,7 +37,7 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
-use alloy_primitives::B256;
+use alloy_primitives::{B256, FixedBytes};
 use anyhow::{Context, anyhow, bail};
 use common::{BlockTag, EngineClient, Head, PayloadStatus, payload::ExecutableBlock};
 use single_node::{
@@ -114,8 +114,9 @@ pub struct App {
     engine: EngineClient,
     /// Shared with the blocking thread that writes to it (Commit).
     store: Arc<Store>,
-    /// Geth's block 0, read at startup, where the store was checked against it.
-    genesis: B256,
+    /// Our chain: Geth's block 0, read at startup, where the store was checked against it,
+    /// and the chain id and fork id of `--genesis`, which the start checks found Geth to have.
+    chain: ElChain,
     config: Config,
     status: Arc<Status>,
     cancel: CancellationToken,
@@ -141,13 +142,13 @@ pub struct App {
 }
 
 impl App {
-    /// An app on `store`, whose chain begins at `genesis` (Geth's block 0); call
+    /// An app on `store`, whose chain is `chain` (Geth's block 0 and the like); call
     /// [`App::reconcile`] before serving CometBFT, and run [`crate::ahead::run`] with the
     /// returned inbox beside it.
     pub fn new(
         engine: EngineClient,
         store: Store,
-        genesis: B256,
+        chain: ElChain,
         config: Config,
         status: Arc<Status>,
         cancel: CancellationToken,
@@ -158,7 +159,7 @@ impl App {
         let app = Self {
             engine,
             store,
-            genesis,
+            chain,
             config,
             status,
             cancel,
@@ -269,7 +270,14 @@ impl App {
         }
         let genesis = self.engine.block(BlockTag::Number(0)).await?.context("Geth has no block 0")?;
         match AppState::parse(&init.app_state_bytes)? {
-            Some(named) => named.check(genesis.hash, self.engine.chain_id().await?)?,
+            Some(named) => {
+                let fork_id = match named.el_fork_id {
+                    Some(_) => self.engine.config().await?.latest().map(|fork| fork.fork_id),
+                    None => None,
+                };
+                let ours = ElChain { genesis: genesis.hash, chain_id: Some(self.engine.chain_id().await?), fork_id };
+                named.check(ours)?;
+            }
             None => warn!(
                 "the CometBFT genesis names no EL chain (app_state.el_genesis_hash): this node's Geth's block 0 is not checked"
             ),
@@ -663,16 +671,20 @@ impl Ahead {
 }
 
 /// What the network's CometBFT genesis says of the EL chain, its `app_state`:
-/// `{"el_genesis_hash": "0x…", "el_chain_id": N}`, the block 0 and the chain id every node's
-/// Geth must have. `scripts/bft.sh` writes it from node0's Geth when it makes a network.
-/// Without it (`None`), nothing is checked; without `el_chain_id` (a network made before
-/// it was written), the chain id is not; an `app_state` of any other shape is refused.
+/// `{"el_genesis_hash": "0x…", "el_chain_id": N, "el_fork_id": "0x…"}`, the block 0, the
+/// chain id and the fork id (of the last fork scheduled, as `eth_config` gives it) every
+/// node's Geth must have. `scripts/bft.sh` writes it from node0's Geth when it makes a
+/// network. Without it (`None`), nothing is checked; without `el_chain_id` or `el_fork_id`
+/// (a network made before they were written), those are not; an `app_state` of any other
+/// shape is refused.
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct AppState {
     el_genesis_hash: B256,
     #[serde(default)]
     el_chain_id: Option<u64>,
+    #[serde(default)]
+    el_fork_id: Option<FixedBytes<4>>,
 }
 
 impl AppState {
@@ -683,23 +695,21 @@ impl AppState {
             return Ok(None);
         }
         serde_json::from_slice(bytes).map(Some).context(
-            "the CometBFT genesis's app_state must be {\"el_genesis_hash\": \"0x…\", \"el_chain_id\": N}, \
-             the hash of the EL chain's block 0 and its chain id",
+            "the CometBFT genesis's app_state must be {\"el_genesis_hash\": \"0x…\", \"el_chain_id\": N, \"el_fork_id\": \"0x…\"}, \
+             the hash of the EL chain's block 0, its chain id and its last fork id",
         )
     }
 
-    /// Checks that a Geth with this block 0 and chain id holds the chain named. Block 0 does
-    /// not cover the chain id (a genesis file's `config` is not in the block), so a Geth
-    /// initialised from a genesis that differs only there would pass on block 0 alone, and
-    /// refuse the first transaction signed for the network's chain.
-    fn check(&self, genesis: B256, chain_id: u64) -> anyhow::Result<()> {
-        let named = match self.el_chain_id {
-            Some(id) => format!("chain id {id}, block 0 {}", self.el_genesis_hash),
-            None => format!("block 0 {}", self.el_genesis_hash),
-        };
-        if genesis != self.el_genesis_hash || self.el_chain_id.is_some_and(|id| id != chain_id) {
+    /// Checks that a Geth of chain `ours` holds the chain named. Block 0 covers neither the
+    /// chain id nor the fork id: a genesis file's `config` is not in the block, so a Geth
+    /// initialised from a file that differs there alone would pass on block 0, and refuse
+    /// the first transaction signed for the network's chain (another chain id), or part from
+    /// the network at the first fork they do not share (another fork time).
+    fn check(&self, ours: ElChain) -> anyhow::Result<()> {
+        let named = ElChain { genesis: self.el_genesis_hash, chain_id: self.el_chain_id, fork_id: self.el_fork_id };
+        if !named.admits(&ours) {
             bail!(
-                "this node's Geth has chain id {chain_id}, block 0 {genesis}, but the network's genesis names {named} \
+                "this node's Geth has {ours}, but the network's genesis names {named} \
                  (app_state in CometBFT's genesis.json): Geth was initialised from another genesis file, \
                  or started on another chain's datadir; initialise it again from the network's, then restart this app and its CometBFT"
             );
@@ -708,6 +718,51 @@ impl AppState {
             warn!(
                 "the CometBFT genesis names no EL chain id (app_state.el_chain_id): this node's Geth's chain id is not checked"
             );
+        }
+        if self.el_fork_id.is_none() {
+            warn!(
+                "the CometBFT genesis names no EL fork id (app_state.el_fork_id): this node's Geth's fork times are not checked"
+            );
+        }
+        Ok(())
+    }
+}
+
+/// An EL chain, as far as one side names it: block 0, and the chain id and the fork id (of
+/// the last fork scheduled: EIP-2124's checksum of block 0 and every fork after it) where
+/// known. What InitChain checks a Geth against, and a snapshot's chunk carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ElChain {
+    /// The hash of block 0.
+    pub genesis: B256,
+    /// The EIP-155 chain id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain_id: Option<u64>,
+    /// The fork id of the last fork scheduled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fork_id: Option<FixedBytes<4>>,
+}
+
+impl ElChain {
+    /// Whether `other` can be this chain: the same block 0, and the same chain id and fork
+    /// id where this one names them.
+    pub fn admits(&self, other: &Self) -> bool {
+        fn same<T: PartialEq>(ours: Option<T>, theirs: Option<T>) -> bool {
+            ours.is_none() || ours == theirs
+        }
+        self.genesis == other.genesis && same(self.chain_id, other.chain_id) && same(self.fork_id, other.fork_id)
+    }
+}
+
+impl std::fmt::Display for ElChain {
+    /// "chain id N, block 0 0x…, fork id 0x…", without what it does not name.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(id) = self.chain_id {
+            write!(f, "chain id {id}, ")?;
+        }
+        write!(f, "block 0 {}", self.genesis)?;
+        if let Some(id) = self.fork_id {
+            write!(f, ", fork id {id}")?;
         }
         Ok(())
     }

@@ -8,8 +8,8 @@
 //! node's Geth to sync to that block. CometBFT's light client first checks the snapshot
 //! against the app hash in the validators' signed headers (the EL block hash at that
 //! height); the app then checks that the chunk names that very block, so a peer cannot
-//! point Geth at another chain, and that its block 0 is our Geth's, as a Geth of another
-//! chain could never sync to it.
+//! point Geth at another chain, and that its chain (block 0, chain id and fork id) is our
+//! Geth's, as a Geth of another chain could never sync to it.
 
 use std::time::{Duration, Instant};
 
@@ -25,7 +25,7 @@ use tendermint_proto::v0_38::abci::{
 };
 use tracing::{error, info, warn};
 
-use super::App;
+use super::{App, ElChain};
 use crate::server::lock;
 
 /// The one snapshot format: a JSON [`Chunk`], in one chunk. (Format 1 was the
@@ -35,9 +35,12 @@ pub(super) const FORMAT: u32 = 2;
 /// A snapshot's one chunk.
 #[derive(Debug, Serialize, Deserialize)]
 struct Chunk {
-    /// The chain's block 0. Geth's peers refuse a Geth whose genesis is another, so
-    /// such a Geth would wait for ever to sync: the app says so at once instead.
-    genesis: B256,
+    /// The chain: block 0, chain id and fork id (a chunk of an app that named block 0
+    /// alone has no others). Geth's peers refuse a Geth of another (the eth protocol's
+    /// handshake compares all three), so such a Geth would wait for ever to sync: the app
+    /// says so at once instead.
+    #[serde(flatten)]
+    chain: ElChain,
     /// The EL block at the snapshot's height.
     head: Head,
 }
@@ -81,13 +84,13 @@ impl App {
     // ANCHOR_END: list_snapshots
 
     /// The chunk of the snapshot at `height`, as JSON: the stored block's head, and our
-    /// block 0.
+    /// chain.
     fn chunk(&self, height: u64) -> Option<Vec<u8>> {
         if height == 0 {
             return None;
         }
         let block = self.store.block(height).ok().flatten()?;
-        serde_json::to_vec(&Chunk { genesis: self.genesis, head: block.head() }).ok()
+        serde_json::to_vec(&Chunk { chain: self.chain, head: block.head() }).ok()
     }
 
     pub(super) fn load_snapshot_chunk(&self, load: &RequestLoadSnapshotChunk) -> ResponseLoadSnapshotChunk {
@@ -157,14 +160,14 @@ impl App {
     // ANCHOR: verified_block
     /// The block `apply`'s chunk names, if it is the one CometBFT's light client verified
     /// (the chunk's hash, and the block at the offer's height with the offer's app hash)
-    /// and its chain starts at our Geth's block 0. None, and the reason logged, otherwise.
+    /// and its chain is our Geth's. None, and the reason logged, otherwise.
     fn verified_block(
         &self,
         Offered { snapshot, app_hash }: &Offered,
         apply: &RequestApplySnapshotChunk,
     ) -> Option<Head> {
         let chunk: Option<Chunk> = serde_json::from_slice(&apply.chunk).ok();
-        let Some(Chunk { genesis, head }) = chunk.filter(|c| {
+        let Some(Chunk { chain, head }) = chunk.filter(|c| {
             keccak256(&apply.chunk).as_slice() == snapshot.hash.as_ref()
                 && c.head.number == snapshot.height
                 && c.head.hash == *app_hash
@@ -178,12 +181,12 @@ impl App {
         };
         // The light client cannot check this one (nor can we: either our Geth or the peer
         // is wrong), so the peer is refused too.
-        if genesis != self.genesis {
+        if !chain.admits(&self.chain) {
             error!(
                 sender = apply.sender,
-                ours = %self.genesis,
-                theirs = %genesis,
-                "state sync: the snapshot's chain has another block 0 than our Geth, which could never sync to it; \
+                ours = %self.chain,
+                theirs = %chain,
+                "state sync: the snapshot's chain is another than our Geth's, which could never sync to it; \
                  if every peer's snapshot says so, this node's Geth was initialised from another genesis file \
                  (or its datadir is another chain's): initialise it again from the network's, then restart this app and its CometBFT"
             );
@@ -223,7 +226,7 @@ impl App {
         anyhow::ensure!(block.hash == head.hash, "Geth's block {} is not the snapshot's", head.number);
         let head = Head::from(&block);
         match self.store.head()? {
-            None => self.store.init(self.genesis, head)?,
+            None => self.store.init(self.chain.genesis, head)?,
             Some(_) => self.store.adopt(head)?,
         }
         *lock(&self.head) = Some(head);

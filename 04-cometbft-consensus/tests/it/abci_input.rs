@@ -5,10 +5,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use cometbft_consensus::abci::{frame, take_frame};
-use common::{
-    BlockTag,
-    harness::{Geth, Service, free_port, genesis_path, http_get},
-};
+use common::harness::{ElChain, Geth, Service, free_port, genesis_path, http_get};
 use prost::Message;
 use tendermint_proto::v0_38::abci::{
     Request, RequestFinalizeBlock, RequestInfo, RequestInitChain, RequestPrepareProposal, RequestProcessProposal,
@@ -455,19 +452,19 @@ async fn init_chain_answers_the_el_genesis_and_refuses_a_chain_that_starts_later
 }
 
 /// A node whose Geth holds another chain than the one the network's genesis names
-/// (`app_state`, as `scripts/bft.sh` writes it: block 0 and chain id): InitChain refuses,
-/// naming both chains, and records no chain; CometBFT's handshake then stops with that
-/// error. Without the check CometBFT would take our app hash and refuse block 1 ("wrong
-/// Block.Header.AppHash") from every peer, for ever; and a Geth whose genesis differs only
-/// in its chain id (not in block 0) would refuse the first transaction. The chain it names
-/// is accepted, a genesis without `app_state` or without the chain id (networks made
-/// before each was written) is not checked, or not for the chain id, and an `app_state` of
-/// another shape is refused.
+/// (`app_state`, as `scripts/bft.sh` writes it: block 0, chain id and fork id): InitChain
+/// refuses, naming both chains, and records no chain; CometBFT's handshake then stops with
+/// that error. Without the check CometBFT would take our app hash and refuse block 1
+/// ("wrong Block.Header.AppHash") from every peer, for ever; and a Geth whose genesis
+/// differs only in its config (not in block 0) would refuse the first transaction (another
+/// chain id) or part from the network at a fork (another fork time). The chain it names is
+/// accepted, a genesis without `app_state`, or without the chain id or the fork id
+/// (networks made before each was written), is not checked, or not for those, and an
+/// `app_state` of another shape is refused.
 #[tokio::test]
 async fn init_chain_refuses_a_geth_of_another_chain_than_the_network_genesis_names() {
     let lone = lone_app().await;
-    let ours = lone.geth.genesis_hash().await.expect("block 0");
-    let chain_id = lone.geth.engine().chain_id().await.expect("chain id");
+    let ElChain { genesis_hash: ours, chain_id, fork_id } = lone.geth.el_chain().await.expect("the Geth's chain");
     let theirs = alloy_primitives::B256::repeat_byte(0x33);
     let init_naming = |app_state: &str| {
         request::Value::InitChain(RequestInitChain {
@@ -506,11 +503,28 @@ async fn init_chain_refuses_a_geth_of_another_chain_than_the_network_genesis_nam
         refused.error
     );
     no_chain_recorded().await;
+    // The same block 0 and chain id on another fork schedule: a file that differs only in a
+    // fork time.
+    let other_fork = alloy_primitives::FixedBytes::<4>::repeat_byte(0x44);
+    let answer = call(
+        &lone.abci,
+        init_naming(&format!(r#"{{"el_genesis_hash":"{ours}","el_chain_id":{chain_id},"el_fork_id":"{other_fork}"}}"#)),
+    )
+    .await;
+    let response::Value::Exception(refused) = answer else { panic!("another fork id is refused: {answer:?}") };
+    assert!(
+        refused.error.contains(&format!("has chain id {chain_id}, block 0 {ours}, fork id {fork_id}"))
+            && refused.error.contains(&format!("names chain id {chain_id}, block 0 {ours}, fork id {other_fork}")),
+        "the error names both chains: {}",
+        refused.error
+    );
+    no_chain_recorded().await;
     for shape in [
         r#"{"genesis":"0x00"}"#,
         r#"{"el_genesis_hash":"0x1234"}"#,
         &format!(r#"{{"el_genesis_hash":"{ours}","el_chain_id":"one"}}"#),
         &format!(r#"{{"el_genesis_hash":"{ours}","el_chain_id":{chain_id},"more":1}}"#),
+        &format!(r#"{{"el_genesis_hash":"{ours}","el_chain_id":{chain_id},"el_fork_id":"0x12"}}"#),
         "[]",
     ] {
         let answer = call(&lone.abci, init_naming(shape)).await;
@@ -521,10 +535,19 @@ async fn init_chain_refuses_a_geth_of_another_chain_than_the_network_genesis_nam
     }
     no_chain_recorded().await;
 
-    let answer =
-        call(&lone.abci, init_naming(&format!(r#"{{"el_genesis_hash":"{ours}","el_chain_id":{chain_id}}}"#))).await;
+    let answer = call(
+        &lone.abci,
+        init_naming(&format!(r#"{{"el_genesis_hash":"{ours}","el_chain_id":{chain_id},"el_fork_id":"{fork_id}"}}"#)),
+    )
+    .await;
     let response::Value::InitChain(init) = answer else { panic!("our own chain is accepted: {answer:?}") };
     assert_eq!(init.app_hash.as_ref(), ours.as_slice());
+    let answer =
+        call(&lone.abci, init_naming(&format!(r#"{{"el_genesis_hash":"{ours}","el_chain_id":{chain_id}}}"#))).await;
+    assert!(
+        matches!(answer, response::Value::InitChain(_)),
+        "a genesis naming block 0 and the chain id is checked on them: {answer:?}"
+    );
     let answer = call(&lone.abci, init_naming(&format!(r#"{{"el_genesis_hash":"{ours}"}}"#))).await;
     assert!(
         matches!(answer, response::Value::InitChain(_)),
@@ -550,8 +573,8 @@ async fn a_snapshot_chunk_that_does_not_name_the_verified_block_is_rejected_and_
 
     let lone = lone_app().await;
     let verified = B256::repeat_byte(0x11);
-    let genesis = lone.geth.engine().block(BlockTag::Number(0)).await.expect("call").expect("block 0").hash;
-    let chunk_naming = |hash: B256| snapshot_chunk(genesis, hash);
+    let chain = lone.geth.el_chain().await.expect("the Geth's chain");
+    let chunk_naming = |hash: B256| snapshot_chunk(chain, hash);
     let offer = |chunk: &bytes::Bytes, format: u32| {
         let hash = keccak256(chunk).to_vec().into();
         let snapshot = Snapshot { height: 64, format, chunks: 1, hash, metadata: Default::default() };
@@ -617,63 +640,84 @@ async fn a_snapshot_chunk_that_does_not_name_the_verified_block_is_rejected_and_
     assert_eq!(height_and_hash(call(&lone.abci, request::Value::Info(RequestInfo::default())).await).0, 0);
 }
 
-/// A snapshot chunk as validators serve it (format 2): the chain's block 0, and the EL
-/// block at height 64, named by `hash`.
-fn snapshot_chunk(genesis: alloy_primitives::B256, hash: alloy_primitives::B256) -> bytes::Bytes {
+/// A snapshot chunk as validators serve it (format 2): the chain (block 0, chain id, fork
+/// id), and the EL block at height 64, named by `hash`.
+fn snapshot_chunk(chain: ElChain, hash: alloy_primitives::B256) -> bytes::Bytes {
     let head = common::Head { number: 64, hash, timestamp: 64 };
-    serde_json::to_vec(&serde_json::json!({ "genesis": genesis, "head": head })).expect("json").into()
+    let chunk = serde_json::json!({
+        "genesis": chain.genesis_hash,
+        "chain_id": chain.chain_id,
+        "fork_id": chain.fork_id,
+        "head": head,
+    });
+    serde_json::to_vec(&chunk).expect("json").into()
 }
 
 /// State sync, joining on a Geth of another chain (initialised from another genesis file,
 /// or on another chain's datadir): Geth's peers would refuse it, so it could never sync
-/// to the snapshot's block. The app says so at once, naming both blocks 0, and rejects the
-/// snapshot and its sender (either could be wrong); Geth is left alone. Without the check
-/// the restore waits for that sync for ever, and this test's call times out.
+/// to the snapshot's block. The app says so at once, naming both chains, and rejects the
+/// snapshot and its sender (either could be wrong); Geth is left alone. Another block 0,
+/// and the same block 0 on another chain id or another fork schedule (a genesis file that
+/// differs only in its config). Without the check the restore waits for that sync for
+/// ever, and this test's call times out.
 #[tokio::test]
 async fn a_snapshot_of_another_chain_than_our_geths_is_refused_with_a_clear_error() {
-    use alloy_primitives::{B256, keccak256};
+    use alloy_primitives::{B256, FixedBytes, keccak256};
     use tendermint_proto::v0_38::abci::{
         RequestApplySnapshotChunk, RequestOfferSnapshot, Snapshot, response_apply_snapshot_chunk,
         response_offer_snapshot,
     };
 
     let lone = lone_app().await;
-    let ours = lone.geth.engine().block(BlockTag::Number(0)).await.expect("call").expect("block 0").hash;
-    let theirs = B256::repeat_byte(0x33);
+    let ours = lone.geth.el_chain().await.expect("the Geth's chain");
     let verified = B256::repeat_byte(0x11);
-    let chunk = snapshot_chunk(theirs, verified);
-    let snapshot = Snapshot {
-        height: 64,
-        format: 2,
-        chunks: 1,
-        hash: keccak256(&chunk).to_vec().into(),
-        metadata: Default::default(),
-    };
     let mut comet = Connection::open(&lone.abci).await;
-    let answer = comet
-        .call(request::Value::OfferSnapshot(RequestOfferSnapshot {
-            snapshot: Some(snapshot),
-            app_hash: verified.to_vec().into(),
-        }))
-        .await;
-    assert!(
-        matches!(&answer, Some(response::Value::OfferSnapshot(r)) if r.result == response_offer_snapshot::Result::Accept as i32),
-        "the offer is of our format, and nothing says yet which chain it is: {answer:?}"
-    );
-    let answer = comet
-        .call(request::Value::ApplySnapshotChunk(RequestApplySnapshotChunk { index: 0, chunk, sender: "peer".into() }))
-        .await;
-    let Some(response::Value::ApplySnapshotChunk(applied)) = answer else { panic!("{answer:?}") };
-    assert_eq!(
-        (applied.result, applied.reject_senders),
-        (response_apply_snapshot_chunk::Result::RejectSnapshot as i32, vec!["peer".to_owned()])
-    );
-    let output = lone.app.output();
-    let said = output.lines().find(|line| line.contains("has another block 0 than our Geth"));
-    assert!(
-        said.is_some_and(|line| line.contains(&ours.to_string()) && line.contains(&theirs.to_string())),
-        "the app says the snapshot is of another chain, naming both blocks 0:\n{output}"
-    );
+    for theirs in [
+        ElChain { genesis_hash: B256::repeat_byte(0x33), ..ours },
+        ElChain { chain_id: ours.chain_id + 1, ..ours },
+        ElChain { fork_id: FixedBytes::repeat_byte(0x44), ..ours },
+    ] {
+        let chunk = snapshot_chunk(theirs, verified);
+        let snapshot = Snapshot {
+            height: 64,
+            format: 2,
+            chunks: 1,
+            hash: keccak256(&chunk).to_vec().into(),
+            metadata: Default::default(),
+        };
+        let answer = comet
+            .call(request::Value::OfferSnapshot(RequestOfferSnapshot {
+                snapshot: Some(snapshot),
+                app_hash: verified.to_vec().into(),
+            }))
+            .await;
+        assert!(
+            matches!(&answer, Some(response::Value::OfferSnapshot(r)) if r.result == response_offer_snapshot::Result::Accept as i32),
+            "the offer is of our format, and nothing says yet which chain it is: {answer:?}"
+        );
+        let answer = comet
+            .call(request::Value::ApplySnapshotChunk(RequestApplySnapshotChunk {
+                index: 0,
+                chunk,
+                sender: "peer".into(),
+            }))
+            .await;
+        let Some(response::Value::ApplySnapshotChunk(applied)) = answer else { panic!("{answer:?}") };
+        assert_eq!(
+            (applied.result, applied.reject_senders),
+            (response_apply_snapshot_chunk::Result::RejectSnapshot as i32, vec!["peer".to_owned()]),
+            "a snapshot of {theirs:?}"
+        );
+        let output = lone.app.output();
+        let named = |chain: ElChain| {
+            format!("chain id {}, block 0 {}, fork id {}", chain.chain_id, chain.genesis_hash, chain.fork_id)
+        };
+        let said = output.lines().filter(|line| line.contains("the snapshot's chain is another than our Geth's"));
+        assert!(
+            said.into_iter().any(|line| line.contains(&named(ours)) && line.contains(&named(theirs))),
+            "the app says the snapshot is of another chain, naming both:\n{output}"
+        );
+    }
     assert_eq!(lone.geth.engine().head().await.expect("head").number, 0, "Geth was never pointed elsewhere");
     assert_eq!(height_and_hash(call(&lone.abci, request::Value::Info(RequestInfo::default())).await).0, 0);
 }

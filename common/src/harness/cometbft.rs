@@ -10,7 +10,7 @@ use std::{
     time::Duration,
 };
 
-use alloy_primitives::B256;
+use alloy_primitives::{B256, FixedBytes};
 use anyhow::{Context, bail};
 
 use super::{
@@ -451,13 +451,18 @@ pub struct ElChain {
     pub genesis_hash: B256,
     /// The EIP-155 chain id.
     pub chain_id: u64,
+    /// The fork id of the last fork scheduled (`eth_config`).
+    pub fork_id: FixedBytes<4>,
 }
 
-/// Sets the genesis file's `app_state` to `{"el_genesis_hash": …, "el_chain_id": …}`.
+/// Sets the genesis file's `app_state` to `{"el_genesis_hash": …, "el_chain_id": …, "el_fork_id": …}`.
 fn name_el_chain(path: &Path, el_chain: ElChain) -> anyhow::Result<()> {
     let mut genesis: serde_json::Value = serde_json::from_slice(&std::fs::read(path)?)?;
-    genesis["app_state"] =
-        serde_json::json!({ "el_genesis_hash": el_chain.genesis_hash, "el_chain_id": el_chain.chain_id });
+    genesis["app_state"] = serde_json::json!({
+        "el_genesis_hash": el_chain.genesis_hash,
+        "el_chain_id": el_chain.chain_id,
+        "el_fork_id": el_chain.fork_id,
+    });
     std::fs::write(path, serde_json::to_vec_pretty(&genesis)?)?;
     Ok(())
 }

@@ -254,7 +254,13 @@ impl Geth {
 
     /// This Geth's chain, as a CometBFT genesis names it ([`super::CometNet::init`]).
     pub async fn el_chain(&self) -> anyhow::Result<super::ElChain> {
-        Ok(super::ElChain { genesis_hash: self.genesis_hash().await?, chain_id: self.engine().chain_id().await? })
+        let engine = self.engine();
+        let fork = engine.config().await?.latest().map(|fork| fork.fork_id);
+        Ok(super::ElChain {
+            genesis_hash: self.genesis_hash().await?,
+            chain_id: engine.chain_id().await?,
+            fork_id: fork.ok_or_else(|| anyhow::anyhow!("Geth names no fork it is in (eth_config)"))?,
+        })
     }
 
     /// A client for the public JSON-RPC port.
