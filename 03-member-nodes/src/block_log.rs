@@ -15,9 +15,9 @@ mod row;
 
 use std::time::Duration;
 
-use alloy_primitives::B256;
+use alloy_primitives::{B256, FixedBytes};
 use anyhow::{Context, anyhow, bail, ensure};
-use common::{Head, payload::ExecutableBlock, redact::redact};
+use common::{ElChain, Head, payload::ExecutableBlock, redact::redact};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::{NoTls, error::SqlState};
 
@@ -39,8 +39,9 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 /// What the store says about the chain it holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Chain {
-    /// Hash of block 0: every node's Geth must have the same.
-    pub genesis: B256,
+    /// Block 0, chain id and fork id: every node's Geth must be on it. (A store made before
+    /// the chain id and fork id were written names block 0 alone.)
+    pub el: ElChain,
     /// Where the store begins: the first leader's Geth head, or, once old blocks were
     /// dropped (`--retain-blocks`), the row just below the blocks kept.
     pub anchor: Head,
@@ -225,14 +226,18 @@ impl Store {
     pub async fn chain(&self) -> anyhow::Result<Option<Chain>> {
         timed(async {
             let client = self.client().await?;
-            let Some(chain) = client.query_opt("SELECT genesis_hash, fence_term FROM chain", &[]).await? else {
+            let Some(chain) =
+                client.query_opt("SELECT genesis_hash, fence_term, chain_id, fork_id FROM chain", &[]).await?
+            else {
                 return Ok(None);
             };
-            Ok(Some(Chain {
+            let fork_id = chain.get::<_, Option<&[u8]>>(3).map(FixedBytes::<4>::try_from).transpose();
+            let el = ElChain {
                 genesis: b256(chain.get(0))?,
-                fence_term: u64::try_from(chain.get::<_, i64>(1))?,
-                anchor: anchor(&**client).await?,
-            }))
+                chain_id: chain.get::<_, Option<i64>>(2).map(u64::try_from).transpose()?,
+                fork_id: fork_id.map_err(|_| anyhow!("the stored fork id is not 4 bytes"))?,
+            };
+            Ok(Some(Chain { el, fence_term: u64::try_from(chain.get::<_, i64>(1))?, anchor: anchor(&**client).await? }))
         })
         .await
     }
@@ -245,12 +250,17 @@ impl Store {
 
     /// Records the chain and where the log begins, unless another node did first; returns
     /// what the store holds either way.
-    pub async fn init(&self, genesis: B256, anchor: Head) -> anyhow::Result<Chain> {
+    pub async fn init(&self, el: ElChain, anchor: Head) -> anyhow::Result<Chain> {
         timed(async {
             let mut client = self.client().await?;
             let tx = client.transaction().await?;
-            tx.execute("INSERT INTO chain (genesis_hash) VALUES ($1) ON CONFLICT DO NOTHING", &[&genesis.as_slice()])
-                .await?;
+            let chain_id = el.chain_id.map(i64::try_from).transpose()?;
+            let fork_id = el.fork_id.as_ref().map(|id| id.as_slice());
+            tx.execute(
+                "INSERT INTO chain (genesis_hash, chain_id, fork_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                &[&el.genesis.as_slice(), &chain_id, &fork_id],
+            )
+            .await?;
             tx.execute(
                 "INSERT INTO blocks (number, hash, term, leader, timestamp, tx_count)
                  VALUES ($1, $2, 0, 'anchor', $3, 0) ON CONFLICT DO NOTHING",

@@ -15,9 +15,9 @@ use std::{
 
 use alloy_primitives::B256;
 use anyhow::anyhow;
-use common::{BlockTag, EngineClient, Head};
+use common::{EngineClient, Head};
 use single_node::{fault::Fault, round};
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::{
     block_log::{Chain, Store, StoredRow},
@@ -72,12 +72,19 @@ impl Follower {
         status: Arc<Status>,
         chain: &Chain,
     ) -> Result<Self, FollowError> {
-        let genesis = engine.block(BlockTag::Number(0)).await.map_err(engine_fault)?;
-        if genesis.map(|b| b.hash) != Some(chain.genesis) {
+        // Block 0 from Geth; the chain id and fork id from `--genesis`, which the start
+        // checks found Geth to have.
+        let ours = engine.el_chain().await.map_err(engine_fault)?;
+        if !chain.el.admits(&ours) {
             return Err(fatal(anyhow!(
-                "this node's Geth is on another chain: its genesis is not {}, the store's",
-                chain.genesis
+                "this node's Geth is on another chain than the store's: it has {ours}, the store holds {}; \
+                 Geth was initialised from another genesis file, or started on another chain's datadir: \
+                 initialise it again from the cluster's, then restart this node",
+                chain.el
             )));
+        }
+        if chain.el.chain_id.is_none() || chain.el.fork_id.is_none() {
+            warn!(store = %chain.el, "the store names no chain id or fork id (made before they were written): this node's Geth is checked on what it names");
         }
         let mut follower = Self { engine, store, status, head: chain.anchor, syncing_to: None, stale: true };
         follower.resync().await?;

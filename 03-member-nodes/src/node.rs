@@ -7,7 +7,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use common::{BlockTag, EngineClient, Head};
+use common::{EngineClient, Head};
 use single_node::{
     clock::Backoff,
     fault::{Fault, retry},
@@ -156,10 +156,10 @@ impl Node {
     }
 
     async fn init_chain(&self) -> anyhow::Result<Chain> {
-        let genesis = self.engine.block(BlockTag::Number(0)).await?.ok_or_else(|| anyhow::anyhow!("no genesis"))?;
+        let el = self.engine.el_chain().await?;
         let head = Head::from(&self.engine.head().await?);
-        let chain = self.store.init(genesis.hash, head).await?;
-        info!(anchor = chain.anchor.number, genesis = %chain.genesis, "the store holds this chain");
+        let chain = self.store.init(el, head).await?;
+        info!(anchor = chain.anchor.number, chain = %chain.el, "the store holds this chain");
         Ok(chain)
     }
 

@@ -39,7 +39,7 @@ use std::{
 
 use alloy_primitives::{B256, FixedBytes};
 use anyhow::{Context, anyhow, bail};
-use common::{BlockTag, EngineClient, Head, PayloadStatus, payload::ExecutableBlock};
+use common::{BlockTag, ElChain, EngineClient, Head, PayloadStatus, payload::ExecutableBlock};
 use single_node::{
     fault::{Fault, retry},
     round::{self, Building, ReplayError},
@@ -723,46 +723,6 @@ impl AppState {
             warn!(
                 "the CometBFT genesis names no EL fork id (app_state.el_fork_id): this node's Geth's fork times are not checked"
             );
-        }
-        Ok(())
-    }
-}
-
-/// An EL chain, as far as one side names it: block 0, and the chain id and the fork id (of
-/// the last fork scheduled: EIP-2124's checksum of block 0 and every fork after it) where
-/// known. What InitChain checks a Geth against, and a snapshot's chunk carries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct ElChain {
-    /// The hash of block 0.
-    pub genesis: B256,
-    /// The EIP-155 chain id.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub chain_id: Option<u64>,
-    /// The fork id of the last fork scheduled.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fork_id: Option<FixedBytes<4>>,
-}
-
-impl ElChain {
-    /// Whether `other` can be this chain: the same block 0, and the same chain id and fork
-    /// id where this one names them.
-    pub fn admits(&self, other: &Self) -> bool {
-        fn same<T: PartialEq>(ours: Option<T>, theirs: Option<T>) -> bool {
-            ours.is_none() || ours == theirs
-        }
-        self.genesis == other.genesis && same(self.chain_id, other.chain_id) && same(self.fork_id, other.fork_id)
-    }
-}
-
-impl std::fmt::Display for ElChain {
-    /// "chain id N, block 0 0x…, fork id 0x…", without what it does not name.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if let Some(id) = self.chain_id {
-            write!(f, "chain id {id}, ")?;
-        }
-        write!(f, "block 0 {}", self.genesis)?;
-        if let Some(id) = self.fork_id {
-            write!(f, ", fork id {id}")?;
         }
         Ok(())
     }

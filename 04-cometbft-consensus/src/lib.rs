@@ -53,18 +53,11 @@ pub mod server;
 use std::sync::Arc;
 
 use anyhow::Context;
-use common::{
-    BlockTag,
-    service::{http, shutdown, startup},
-};
+use common::service::{http, shutdown, startup};
 use single_node::{fault::retry, store::Store};
 use tracing::{info, warn};
 
-use crate::{
-    app::{App, ElChain},
-    config::Config,
-    server::Status,
-};
+use crate::{app::App, config::Config, server::Status};
 
 /// Runs the app until `shutdown` completes.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
@@ -90,15 +83,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
         return Ok(());
     }
     let store = Store::open(&config.store_path())?.retaining(config.retain_blocks)?;
-    let genesis = engine.block(BlockTag::Number(0)).await?.context("Geth has no block 0")?;
-    store.check_genesis(genesis.hash)?;
-    // The start checks found Geth on the chain id and fork schedule of `--genesis`.
-    let forks = engine.forks();
-    let chain = ElChain {
-        genesis: genesis.hash,
-        chain_id: Some(forks.chain_id),
-        fork_id: Some(forks.fork_id(genesis.hash, genesis.timestamp)),
-    };
+    let chain = engine.el_chain().await?;
+    store.check_genesis(chain.genesis)?;
     let (app, inbox) = App::new(engine, store, chain, config.clone(), status, cancel.clone())?;
     let app = Arc::new(app);
     if !reconcile(&app, &cancel).await? {

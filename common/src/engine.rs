@@ -12,7 +12,7 @@ use alloy_rpc_types_engine::{ExecutionPayloadV3, ForkchoiceState, PayloadAttribu
 use crate::{
     auth::JwtSecret,
     error::EngineError,
-    fork::{ElForks, ForkSchedule, GetPayloadVersion},
+    fork::{ElChain, ElForks, ForkSchedule, GetPayloadVersion},
     payload::{ExecutableBlock, parent_beacon_block_root},
     rpc::RpcClient,
     types::{Block, BlockTag, BuiltPayload, ForkchoiceUpdated, PayloadStatus},
@@ -155,6 +155,20 @@ impl EngineClient {
     /// `eth_config`: the EL's forks.
     pub async fn config(&self) -> Result<ElForks, EngineError> {
         self.rpc.call(ETH_CONFIG, NO_PARAMS, ETH_READ_TIMEOUT).await
+    }
+
+    /// This node's chain: Geth's block 0, and the chain id and fork id of the genesis file
+    /// (which [`crate::startup::check_execution_client`] finds Geth to have).
+    pub async fn el_chain(&self) -> Result<ElChain, EngineError> {
+        let block0 = self.block(BlockTag::Number(0)).await?.ok_or(EngineError::Decode {
+            method: ETH_GET_BLOCK_BY_NUMBER,
+            reason: "the execution client has no block 0".into(),
+        })?;
+        Ok(ElChain {
+            genesis: block0.hash,
+            chain_id: Some(self.forks.chain_id),
+            fork_id: Some(self.forks.fork_id(block0.hash, block0.timestamp)),
+        })
     }
 
     /// `eth_getBlockByNumber` with transaction hashes only; `None` if there is no such block.

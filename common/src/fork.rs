@@ -1,14 +1,18 @@
-//! Which Engine API version serves a payload, decided from the chain's fork times.
+//! Which Engine API version serves a payload, decided from the chain's fork times; and
+//! which chain a node is on.
 //!
 //! Each fork changed the payload shape or its envelope, and the EL checks that the version
 //! we call matches the fork of the payload's timestamp (-38005 otherwise). This module is
 //! the one place that choice is made: callers ask [`ForkSchedule::get_payload_version`].
+//!
+//! A chain is block 0, the chain id and the fork schedule ([`ElChain`]): a genesis file's
+//! `config` is not in block 0, so two files that differ only there give one block 0.
 
 use std::path::Path;
 
 use alloy_primitives::{B256, FixedBytes};
 use anyhow::{Context, bail};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// The `engine_getPayload` version for a payload's fork.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,6 +173,46 @@ impl ElForks {
     }
 }
 
+/// An EL chain, as far as one side names it: block 0, and the chain id and the fork id (of
+/// the last fork scheduled, [`ForkSchedule::fork_id`]) where known. What a node's Geth is
+/// checked against: the chain a store holds, a network's genesis names, a snapshot is of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ElChain {
+    /// The hash of block 0.
+    pub genesis: B256,
+    /// The EIP-155 chain id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain_id: Option<u64>,
+    /// The fork id of the last fork scheduled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fork_id: Option<FixedBytes<4>>,
+}
+
+impl ElChain {
+    /// Whether `other` can be this chain: the same block 0, and the same chain id and fork
+    /// id where this one names them.
+    pub fn admits(&self, other: &Self) -> bool {
+        fn same<T: PartialEq>(ours: Option<T>, theirs: Option<T>) -> bool {
+            ours.is_none() || ours == theirs
+        }
+        self.genesis == other.genesis && same(self.chain_id, other.chain_id) && same(self.fork_id, other.fork_id)
+    }
+}
+
+impl std::fmt::Display for ElChain {
+    /// "chain id N, block 0 0x…, fork id 0x…", without what it does not name.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(id) = self.chain_id {
+            write!(f, "chain id {id}, ")?;
+        }
+        write!(f, "block 0 {}", self.genesis)?;
+        if let Some(id) = self.fork_id {
+            write!(f, ", fork id {id}")?;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -226,6 +270,21 @@ mod tests {
         );
         assert_eq!(id(&[1_150_000], &[0, 7, 10], 10), "0x97c2c34c", "forks at block 0's time and before left out");
         assert_ne!(id(&[1_150_000], &[11], 10), "0x97c2c34c", "a fork after block 0's time counts");
+    }
+
+    #[test]
+    fn a_chain_admits_what_it_does_not_name() {
+        let full = ElChain { genesis: B256::repeat_byte(1), chain_id: Some(7), fork_id: Some(FixedBytes([9; 4])) };
+        let block_0_alone = ElChain { chain_id: None, fork_id: None, ..full };
+        assert!(full.admits(&full) && block_0_alone.admits(&full));
+        assert!(!full.admits(&block_0_alone), "a chain id and fork id named must be there");
+        assert!(!full.admits(&ElChain { chain_id: Some(8), ..full }));
+        assert!(!full.admits(&ElChain { fork_id: Some(FixedBytes([8; 4])), ..full }));
+        assert!(!block_0_alone.admits(&ElChain { genesis: B256::repeat_byte(2), ..full }));
+        assert_eq!(block_0_alone.to_string(), format!("block 0 {}", full.genesis));
+        assert_eq!(full.to_string(), format!("chain id 7, block 0 {}, fork id 0x09090909", full.genesis));
+        let json = serde_json::to_string(&block_0_alone).expect("json");
+        assert_eq!(json, format!(r#"{{"genesis":"{}"}}"#, full.genesis), "what it does not name is left out");
     }
 
     #[test]

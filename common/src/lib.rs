@@ -8,7 +8,8 @@
 //! - [`auth`]: the JWT secret file and the HS256 token on every Engine API request.
 //! - [`rpc`]: JSON-RPC 2.0 over HTTP/1.1 keep-alive, with per-call timeouts.
 //! - [`engine`]: one typed method per Engine API wire method, beside its timeout.
-//! - [`fork`]: the chain's fork times (from `genesis.json`) and the getPayload version.
+//! - [`fork`]: the chain's fork times (from `genesis.json`), the getPayload version, and
+//!   which chain a node is on (block 0, chain id, fork id).
 //! - [`types`]: the answers: payload status, forkchoice result, built payload, block, head.
 //! - [`error`]: what a call can fail with, as variants a caller branches on.
 //! - [`payload`]: pure helpers: payload attributes, versioned hashes, forkchoice state.
@@ -45,5 +46,5 @@ pub use auth::JwtSecret;
 pub use clock::unix_time;
 pub use engine::EngineClient;
 pub use error::{EngineError, RpcErrorKind};
-pub use fork::{ElForks, ForkSchedule};
+pub use fork::{ElChain, ElForks, ForkSchedule};
 pub use types::{Block, BlockTag, BuiltPayload, ForkchoiceUpdated, Head, PayloadStatus};

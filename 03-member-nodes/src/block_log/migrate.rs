@@ -3,8 +3,11 @@
 use anyhow::{Context, bail};
 
 /// Schema migrations, applied in order at start; the list only ever grows.
-const MIGRATIONS: &[&str] =
-    &[include_str!("../../migrations/0001_chain_and_blocks.sql"), include_str!("../../migrations/0002_retention.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/0001_chain_and_blocks.sql"),
+    include_str!("../../migrations/0002_retention.sql"),
+    include_str!("../../migrations/0003_chain_config.sql"),
+];
 
 /// Held while migrating, so nodes starting together migrate once.
 const MIGRATION_LOCK: i64 = 0x6d65_6d62_6572; // "member"

@@ -3,8 +3,8 @@
 
 use std::{sync::Arc, time::Duration};
 
-use alloy_primitives::B256;
-use common::{Head, harness::Postgres};
+use alloy_primitives::{B256, FixedBytes};
+use common::{ElChain, Head, harness::Postgres};
 use member_nodes::block_log::{AppendError, RowError, Store};
 
 use crate::support::fake_block;
@@ -13,13 +13,17 @@ fn hash(n: u8) -> B256 {
     B256::repeat_byte(n)
 }
 
+fn chain(n: u8) -> ElChain {
+    ElChain { genesis: hash(n), chain_id: Some(1337), fork_id: Some(FixedBytes([n; 4])) }
+}
+
 const LEASE: Duration = Duration::from_secs(1);
 
 const ANCHOR: Head = Head { number: 0, hash: B256::repeat_byte(1), timestamp: 0 };
 
 async fn initialised(postgres: &Postgres) -> Store {
     let store = Store::connect(&postgres.url(), LEASE).await.expect("connects and migrates");
-    store.init(hash(0xee), ANCHOR).await.expect("init");
+    store.init(chain(0xee), ANCHOR).await.expect("init");
     store
 }
 
@@ -30,10 +34,17 @@ async fn migrations_run_once_and_init_keeps_the_first_chain() {
     let (a, b) = tokio::join!(Store::connect(&url, LEASE), Store::connect(&url, LEASE));
     let (a, b) = (a.expect("a migrates"), b.expect("b finds it migrated"));
     assert!(a.chain().await.expect("read").is_none(), "empty before the first leader");
-    let first = a.init(hash(0xee), ANCHOR).await.expect("init");
-    let second = b.init(hash(0xdd), Head { number: 7, ..ANCHOR }).await.expect("init again");
+    let first = a.init(chain(0xee), ANCHOR).await.expect("init");
+    let second = b.init(chain(0xdd), Head { number: 7, ..ANCHOR }).await.expect("init again");
     assert_eq!(first, second, "the first initialisation stands");
-    assert_eq!((first.genesis, first.anchor, first.fence_term), (hash(0xee), ANCHOR, 0));
+    assert_eq!((first.el, first.anchor, first.fence_term), (chain(0xee), ANCHOR, 0));
+
+    // A store made before the chain id and fork id were written names block 0 alone.
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.expect("connect");
+    tokio::spawn(connection);
+    client.batch_execute("UPDATE chain SET chain_id = NULL, fork_id = NULL").await.expect("an older store's row");
+    let older = a.chain().await.expect("read").expect("a chain");
+    assert_eq!(older.el, ElChain { genesis: hash(0xee), chain_id: None, fork_id: None });
 }
 
 #[tokio::test]

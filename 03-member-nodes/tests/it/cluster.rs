@@ -409,6 +409,57 @@ async fn a_member_whose_geth_is_on_another_fork_exits_and_finalizes_nothing() {
     assert_eq!(engine.head().await.expect("head").hash, fork.hash(), "its Geth left as it was found");
 }
 
+/// A node whose Geth is on another chain than the store's exits at start, naming both
+/// chains, and applies nothing: another block 0, and the same block 0 on another chain id
+/// or another fork time (a Geth and a `--genesis` that agree with each other, and not with
+/// the cluster's: the start checks pass, only the store's chain can tell).
+#[tokio::test]
+async fn a_node_whose_geth_is_on_another_chain_than_the_stores_exits_naming_both() {
+    use common::harness::{Geth, GethOptions, Postgres, edited_genesis, free_port};
+    use member_nodes::block_log::Store;
+
+    let postgres = Postgres::start().await.expect("postgres");
+    let url = postgres.url();
+    let cluster_geth = Geth::start().await.expect("geth");
+    let ours = cluster_geth.engine().el_chain().await.expect("the cluster's chain");
+    let store = Store::connect(&url, Duration::from_secs(1)).await.expect("store");
+    store.init(ours, Head::from(&cluster_geth.engine().head().await.expect("head"))).await.expect("init");
+    drop(cluster_geth);
+
+    let edits: [(&str, &str, serde_json::Value); 3] = [
+        ("another block 0", "extraData", "0x6f74686572".into()),
+        ("another chain id", "chainId", 1338.into()),
+        ("another fork time", "osakaTime", 4_000_000_000_u64.into()),
+    ];
+    for (what, key, value) in edits {
+        let file = edited_genesis(|genesis| {
+            let at = if key == "extraData" { &mut genesis[key] } else { &mut genesis["config"][key] };
+            *at = value.clone();
+            Ok(())
+        })
+        .expect("genesis");
+        let geth = Geth::start_with(GethOptions { genesis: Some(file.path.clone()), ..Default::default() })
+            .await
+            .expect("geth");
+        let theirs = geth.engine().el_chain().await.expect("its chain");
+        assert_ne!(ours, theirs, "{what}");
+        let (auth, jwt, health) =
+            (geth.auth_url(), geth.jwt_path(), format!("127.0.0.1:{}", free_port().expect("port")));
+        let env = [
+            ("INSTANCE_ID", "n9"),
+            ("MODE", "member"),
+            ("POSTGRES_URL", url.as_str()),
+            ("ETH_CLIENT_URL", auth.as_str()),
+            ("JWT_SECRET", jwt.to_str().expect("utf-8")),
+            ("GENESIS", file.path.to_str().expect("utf-8")),
+            ("HEALTH_ADDR", health.as_str()),
+        ];
+        let output = refused(&env, &[], "this node's Geth is on another chain than the store's").await;
+        assert!(output.contains(&format!("it has {theirs}, the store holds {ours}")), "{what}: {output}");
+        assert_eq!(geth.engine().head().await.expect("head").number, 0, "{what}: its Geth was given nothing");
+    }
+}
+
 /// Runs the binary with `env` and `args`; it must exit non-zero saying `message`. Returns
 /// what it printed.
 async fn refused(env: &[(&str, &str)], args: &[&str], message: &str) -> String {

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use alloy_primitives::{B256, keccak256};
 use anyhow::Context;
-use common::{BlockTag, Head};
+use common::{BlockTag, ElChain, Head};
 use serde::{Deserialize, Serialize};
 use single_node::{fault::Fault, round};
 use tendermint_proto::v0_38::abci::{
@@ -25,7 +25,7 @@ use tendermint_proto::v0_38::abci::{
 };
 use tracing::{error, info, warn};
 
-use super::{App, ElChain};
+use super::App;
 use crate::server::lock;
 
 /// The one snapshot format: a JSON [`Chunk`], in one chunk. (Format 1 was the

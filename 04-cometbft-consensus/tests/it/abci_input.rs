@@ -5,7 +5,10 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use cometbft_consensus::abci::{frame, take_frame};
-use common::harness::{ElChain, Geth, Service, free_port, genesis_path, http_get};
+use common::{
+    ElChain,
+    harness::{Geth, Service, free_port, genesis_path, http_get},
+};
 use prost::Message;
 use tendermint_proto::v0_38::abci::{
     Request, RequestFinalizeBlock, RequestInfo, RequestInitChain, RequestPrepareProposal, RequestProcessProposal,
@@ -464,7 +467,8 @@ async fn init_chain_answers_the_el_genesis_and_refuses_a_chain_that_starts_later
 #[tokio::test]
 async fn init_chain_refuses_a_geth_of_another_chain_than_the_network_genesis_names() {
     let lone = lone_app().await;
-    let ElChain { genesis_hash: ours, chain_id, fork_id } = lone.geth.el_chain().await.expect("the Geth's chain");
+    let chain = lone.geth.el_chain().await.expect("the Geth's chain");
+    let (ours, chain_id, fork_id) = (chain.genesis, chain.chain_id.expect("chain id"), chain.fork_id.expect("fork id"));
     let theirs = alloy_primitives::B256::repeat_byte(0x33);
     let init_naming = |app_state: &str| {
         request::Value::InitChain(RequestInitChain {
@@ -645,7 +649,7 @@ async fn a_snapshot_chunk_that_does_not_name_the_verified_block_is_rejected_and_
 fn snapshot_chunk(chain: ElChain, hash: alloy_primitives::B256) -> bytes::Bytes {
     let head = common::Head { number: 64, hash, timestamp: 64 };
     let chunk = serde_json::json!({
-        "genesis": chain.genesis_hash,
+        "genesis": chain.genesis,
         "chain_id": chain.chain_id,
         "fork_id": chain.fork_id,
         "head": head,
@@ -673,9 +677,9 @@ async fn a_snapshot_of_another_chain_than_our_geths_is_refused_with_a_clear_erro
     let verified = B256::repeat_byte(0x11);
     let mut comet = Connection::open(&lone.abci).await;
     for theirs in [
-        ElChain { genesis_hash: B256::repeat_byte(0x33), ..ours },
-        ElChain { chain_id: ours.chain_id + 1, ..ours },
-        ElChain { fork_id: FixedBytes::repeat_byte(0x44), ..ours },
+        ElChain { genesis: B256::repeat_byte(0x33), ..ours },
+        ElChain { chain_id: ours.chain_id.map(|id| id + 1), ..ours },
+        ElChain { fork_id: Some(FixedBytes::repeat_byte(0x44)), ..ours },
     ] {
         let chunk = snapshot_chunk(theirs, verified);
         let snapshot = Snapshot {
@@ -709,12 +713,9 @@ async fn a_snapshot_of_another_chain_than_our_geths_is_refused_with_a_clear_erro
             "a snapshot of {theirs:?}"
         );
         let output = lone.app.output();
-        let named = |chain: ElChain| {
-            format!("chain id {}, block 0 {}, fork id {}", chain.chain_id, chain.genesis_hash, chain.fork_id)
-        };
         let said = output.lines().filter(|line| line.contains("the snapshot's chain is another than our Geth's"));
         assert!(
-            said.into_iter().any(|line| line.contains(&named(ours)) && line.contains(&named(theirs))),
+            said.into_iter().any(|line| line.contains(&ours.to_string()) && line.contains(&theirs.to_string())),
             "the app says the snapshot is of another chain, naming both:\n{output}"
         );
     }

@@ -172,7 +172,7 @@ pub(crate) async fn run(lengths: &[u64]) -> anyhow::Result<Growth> {
     // Part 3's log, on the same chain: the leader's own calls, under a fence of its own.
     let log = Log::connect(&postgres.url(), Duration::from_secs(2)).await?;
     let block0 = engine.block(BlockTag::Number(0)).await?.context("Geth has no block 0")?;
-    log.init(block0.hash, Head::from(&block0)).await?;
+    log.init(engine.el_chain().await?, Head::from(&block0)).await?;
     ensure!(log.claim(1, "bench").await?, "a fresh log refused the bench's fence");
     let mut logged = 0_u64;
 

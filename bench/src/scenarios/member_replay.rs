@@ -227,7 +227,7 @@ async fn fixed_blocks(
 ) -> anyhow::Result<Vec<ExecutableBlock>> {
     let engine = geth.engine();
     let block0 = engine.block(BlockTag::Number(0)).await?.context("Geth has no block 0")?;
-    store.init(block0.hash, Head::from(&block0)).await?;
+    store.init(engine.el_chain().await?, Head::from(&block0)).await?;
     anyhow::ensure!(store.claim(1, "bench").await?, "a fresh store refused the bench's fence");
     let mut head = Head::from(&engine.head().await?);
     let mut chain = Vec::new();

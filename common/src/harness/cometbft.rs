@@ -10,13 +10,13 @@ use std::{
     time::Duration,
 };
 
-use alloy_primitives::{B256, FixedBytes};
 use anyhow::{Context, bail};
 
 use super::{
     process::{Service, free_port, http_get, run_tool, tool_binary},
     toxiproxy::{Proxy, Toxiproxy},
 };
+use crate::ElChain;
 
 /// The CometBFT binary: `$COMETBFT_BIN`, else the one `scripts/setup.sh` installs.
 pub fn cometbft_binary() -> anyhow::Result<PathBuf> {
@@ -443,23 +443,12 @@ fn configure(
     Ok(())
 }
 
-/// The EL chain a CometBFT genesis names (`app_state`), as `scripts/bft.sh` writes it:
-/// each app checks its Geth against it at `InitChain`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ElChain {
-    /// The hash of block 0.
-    pub genesis_hash: B256,
-    /// The EIP-155 chain id.
-    pub chain_id: u64,
-    /// The fork id of the last fork scheduled (`eth_config`).
-    pub fork_id: FixedBytes<4>,
-}
-
-/// Sets the genesis file's `app_state` to `{"el_genesis_hash": …, "el_chain_id": …, "el_fork_id": …}`.
+/// Sets the genesis file's `app_state` to `{"el_genesis_hash": …, "el_chain_id": …, "el_fork_id": …}`,
+/// as `scripts/bft.sh` writes it: each app checks its Geth against it at `InitChain`.
 fn name_el_chain(path: &Path, el_chain: ElChain) -> anyhow::Result<()> {
     let mut genesis: serde_json::Value = serde_json::from_slice(&std::fs::read(path)?)?;
     genesis["app_state"] = serde_json::json!({
-        "el_genesis_hash": el_chain.genesis_hash,
+        "el_genesis_hash": el_chain.genesis,
         "el_chain_id": el_chain.chain_id,
         "el_fork_id": el_chain.fork_id,
     });

@@ -252,14 +252,15 @@ impl Geth {
         Ok(block.ok_or_else(|| anyhow::anyhow!("Geth has no block 0"))?.hash)
     }
 
-    /// This Geth's chain, as a CometBFT genesis names it ([`super::CometNet::init`]).
-    pub async fn el_chain(&self) -> anyhow::Result<super::ElChain> {
+    /// This Geth's chain, as it says it (block 0, `eth_chainId`, `eth_config`'s last fork
+    /// id): what a CometBFT genesis names ([`super::CometNet::init`]).
+    pub async fn el_chain(&self) -> anyhow::Result<crate::ElChain> {
         let engine = self.engine();
         let fork = engine.config().await?.latest().map(|fork| fork.fork_id);
-        Ok(super::ElChain {
-            genesis_hash: self.genesis_hash().await?,
-            chain_id: engine.chain_id().await?,
-            fork_id: fork.ok_or_else(|| anyhow::anyhow!("Geth names no fork it is in (eth_config)"))?,
+        Ok(crate::ElChain {
+            genesis: self.genesis_hash().await?,
+            chain_id: Some(engine.chain_id().await?),
+            fork_id: Some(fork.ok_or_else(|| anyhow::anyhow!("Geth names no fork it is in (eth_config)"))?),
         })
     }
 

@@ -31,9 +31,7 @@ use std::path::{Path, PathBuf};
 
 pub use accounts::{Accounts, WrittenGenesis, edited_genesis, funded_genesis};
 pub use cast::{Cast, CastReceipt, cast_binary, default_fee_transfer};
-pub use cometbft::{
-    BUILD_TIME, CometNet, CometNode, CometTimeouts, ElChain, FLUSH_THROTTLE, ROUND_ESTIMATE, cometbft_binary,
-};
+pub use cometbft::{BUILD_TIME, CometNet, CometNode, CometTimeouts, FLUSH_THROTTLE, ROUND_ESTIMATE, cometbft_binary};
 pub use geth::{
     GETH_ALONE_FLAGS, GETH_FLAGS, GETH_LOOPBACK_FLAGS, GETH_PEERED_FLAGS, Geth, GethOptions, Slots, geth_binary,
     max_concurrent, take_slots,
