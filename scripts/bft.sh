@@ -268,14 +268,14 @@ start_node_geth() {
 }
 # Peers every node's Geth with every other's, once they are known to hold one chain (the
 # one the network's genesis names, if it names one); returns 1, having said which Geth is
-# wrong, if not.
+# wrong, if not (2 if it cannot read a Geth's chain).
 peer_all() {
     local name peers=() datadirs=()
     for name in $(names); do
         peers+=("$(geth_rpc_port "$name"):$((30310 + $(slot "$name")))")
         datadirs+=("$(geth_rpc_port "$name"):${DIR#"$ROOT"/}/$name/geth")
     done
-    same_chain "$(named_el_chain)" "${datadirs[@]}" || return 1
+    same_chain "$(named_el_chain)" "${datadirs[@]}" || return $?
     peer_geths "${peers[@]}"
 }
 
@@ -317,7 +317,7 @@ start() {
     ensure_jwt "$DIR/jwt.hex"
     local name
     for name in $(names); do start_node_geth "$name"; done
-    peer_all || { chain_remedy; exit 1; }
+    peer_all || { [[ $? -eq 1 ]] && chain_remedy; exit 1; }
     name_el_genesis
     for name in $(names); do start_node "$name"; done
 }
@@ -388,9 +388,14 @@ add_full() {
     say "wrote full node $name to .devnet/bft/$name: it follows node0 … node$(( $(count) - 1 )) and never votes"
     start_node_geth "$name"
     peer_all || {
+        local differ=$?
         stop_pid "$DIR/$name/geth.pid" "$name's geth"
-        rm -rf "${DIR:?}/$name"
-        say "removed .devnet/bft/$name, just written: it cannot join while the Geths differ (if the Geth named is $name's, genesis.json has changed since the network was made; if another's, stop the network, delete that datadir, and start it again)"
+        if ((differ == 1)); then
+            rm -rf "${DIR:?}/$name"
+            say "removed .devnet/bft/$name, just written: it cannot join while the Geths differ (if the Geth named is $name's, genesis.json has changed since the network was made; if another's, stop the network, delete that datadir, and start it again)"
+        else
+            say "stopped $name's Geth; .devnet/bft/$name is kept, with its log: scripts/bft.sh start tries it again, or delete it"
+        fi
         exit 1
     }
     start_node "$name"

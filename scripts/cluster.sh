@@ -358,7 +358,7 @@ start() {
         peers+=("857$n:3030$n")
         datadirs+=("857$n:${DIR#"$ROOT"/}/$name/geth")
     done
-    same_chain "" "${datadirs[@]}" || { chain_remedy; exit 1; }
+    same_chain "" "${datadirs[@]}" || { [[ $? -eq 1 ]] && chain_remedy; exit 1; }
     peer_geths "${peers[@]}"
     # node1 first, and the others once a candidate leads: on a first start node1 leads.
     start_node node1

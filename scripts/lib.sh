@@ -153,10 +153,11 @@ chain_id_of() {
 }
 
 # The fork id of the last fork the Geth whose JSON-RPC is on port $1 has scheduled
-# (eth_config, EIP-7910: the last of its current, next and last forks it names), which
-# covers its whole fork schedule (empty if it does not answer).
+# (eth_config, EIP-7910: the last of its current, next and last forks it names; sed's
+# greedy .* takes the last on the line), which covers its whole fork schedule after block 0
+# (empty if it does not answer).
 fork_id_of() {
-    { rpc "$1" eth_config || true; } | grep -oE '"forkId":"0x[0-9a-f]{8}"' | tail -n 1 | sed -E 's/.*"(0x[0-9a-f]{8})"/\1/'
+    { rpc "$1" eth_config || true; } | sed -nE 's/.*"forkId":"(0x[0-9a-f]{8})".*/\1/p'
 }
 
 # The chain of the Geth whose JSON-RPC is on port $1: "chain id N, block 0 0x…, fork id
@@ -173,9 +174,12 @@ chain_of() {
 # chain: $1 if it names the chain as chain_of does (the chain the network's genesis
 # names; without the fork id, if it names none); else the one most of them hold, among
 # those whose chain has $1 in it if $1 is not empty ("block 0 0x…": a genesis that names
-# block 0 only). Geths of two chains never peer (the eth protocol's handshake compares
-# genesis hashes, network ids and fork ids, and Geth logs its refusals only at debug
-# level), so this names each Geth that is wrong, and returns 1.
+# block 0 only). Geths of another block 0 or network id (the chain id, here) never peer,
+# nor do Geths whose forks after block 0 differ in one their chain has passed (the eth
+# protocol's handshake compares them, and Geth logs its refusals only at debug level);
+# Geths that differ only in a fork still ahead peer, and part at that fork. So this names
+# each Geth that is wrong, and returns 1; or, if it cannot read a Geth's chain, says so and
+# returns 2.
 same_chain() {
     local want="$1" arg chain network="" best=0
     shift
@@ -185,6 +189,13 @@ same_chain() {
         chain_at["$arg"]="$chain"
         holders["$chain"]=$((${holders["$chain"]:-0} + 1))
     done
+    local unread=0
+    for arg in "$@"; do
+        [[ "${chain_at["$arg"]}" == *unknown* ]] || continue
+        say "cannot read the chain of the Geth of ${arg#*:} (${chain_at["$arg"]}): it did not answer eth_chainId, eth_getBlockByNumber or eth_config (Geth v1.16 or later) on 127.0.0.1:${arg%%:*} within 2 s; see its log"
+        unread=1
+    done
+    ((unread == 0)) || return 2
     local n
     if [[ "$want" == "chain id "* ]]; then
         network="$want"
@@ -201,7 +212,7 @@ same_chain() {
     for arg in "$@"; do [[ -n "$network" && "${chain_at["$arg"]}" == "$network"* ]] || wrong+=("$arg"); done
     ((${#wrong[@]} == 0)) && return 0
     if [[ -z "$network" ]]; then
-        say "these Geths hold different chains, as many of each, and never peer; which is the network's cannot be told:"
+        say "these Geths hold different chains, as many of each; which is the network's cannot be told:"
         for arg in "$@"; do say "  ${arg#*:}: ${chain_at["$arg"]}"; done
     else
         for arg in "${wrong[@]}"; do
@@ -213,7 +224,7 @@ same_chain() {
 
 # What to do about a Geth same_chain named, for a script that started it from a datadir.
 chain_remedy() {
-    say "a Geth of another chain was initialised from another genesis file, or from genesis.json before it changed, or its datadir is another chain's; it can never peer with the others. Stop them (scripts/$(basename "$0") stop), delete that datadir, and start them again: it is initialised anew from genesis.json, which must be the network's"
+    say "a Geth of another chain was initialised from another genesis file, or from genesis.json before it changed, or its datadir is another chain's; it cannot peer with the others, or would part from them at a fork. Stop them (scripts/$(basename "$0") stop), delete that datadir, and start them again: it is initialised anew from genesis.json, which must be the network's"
 }
 
 # The enode id of the Geth whose JSON-RPC is on port $1 (it must serve the admin API).

@@ -79,7 +79,7 @@ impl Follower {
             return Err(fatal(anyhow!(
                 "this node's Geth is on another chain than the store's: it has {ours}, the store holds {}; \
                  Geth was initialised from another genesis file, or started on another chain's datadir: \
-                 initialise it again from the cluster's, then restart this node",
+                 initialise it again from the cluster's, give this node that file as --genesis, then restart it",
                 chain.el
             )));
         }

@@ -258,9 +258,10 @@ impl App {
 
     /// The chain begins: CometBFT height 0 is EL block 0. Our app hash starts as the EL
     /// genesis hash, so two validators with different EL genesis blocks never agree. The
-    /// network's genesis names that block and the chain id (`app_state`): a node whose Geth
-    /// holds another chain refuses here, saying why, where CometBFT would refuse block 1
-    /// ("wrong Block.Header.AppHash") at every try.
+    /// network's genesis names that block, the chain id and the fork id (`app_state`): a node
+    /// on another chain refuses here, saying why, where CometBFT would refuse block 1
+    /// ("wrong Block.Header.AppHash") at every try, or, for another chain id or fork time,
+    /// the node would part from the network later.
     async fn init_chain(&self, init: RequestInitChain) -> anyhow::Result<ResponseInitChain> {
         if init.initial_height > 1 {
             bail!(
@@ -270,14 +271,7 @@ impl App {
         }
         let genesis = self.engine.block(BlockTag::Number(0)).await?.context("Geth has no block 0")?;
         match AppState::parse(&init.app_state_bytes)? {
-            Some(named) => {
-                let fork_id = match named.el_fork_id {
-                    Some(_) => self.engine.config().await?.latest().map(|fork| fork.fork_id),
-                    None => None,
-                };
-                let ours = ElChain { genesis: genesis.hash, chain_id: Some(self.engine.chain_id().await?), fork_id };
-                named.check(ours)?;
-            }
+            Some(named) => named.check(ElChain { genesis: genesis.hash, ..self.chain })?,
             None => warn!(
                 "the CometBFT genesis names no EL chain (app_state.el_genesis_hash): this node's Geth's block 0 is not checked"
             ),
@@ -700,18 +694,21 @@ impl AppState {
         )
     }
 
-    /// Checks that a Geth of chain `ours` holds the chain named. Block 0 covers neither the
-    /// chain id nor the fork id: a genesis file's `config` is not in the block, so a Geth
-    /// initialised from a file that differs there alone would pass on block 0, and refuse
-    /// the first transaction signed for the network's chain (another chain id), or part from
-    /// the network at the first fork they do not share (another fork time).
+    /// Checks that this node's chain, `ours` (its Geth's block 0, and the chain id and fork
+    /// id of its `--genesis`, which the start checks found its Geth to have), is the chain
+    /// named. Block 0 covers neither the chain id nor the fork id: a genesis file's `config`
+    /// is not in the block, so a Geth initialised from a file that differs there alone would
+    /// pass on block 0, and refuse the first transaction signed for the network's chain
+    /// (another chain id), or part from the network at the first fork they do not share
+    /// (another fork time).
     fn check(&self, ours: ElChain) -> anyhow::Result<()> {
         let named = ElChain { genesis: self.el_genesis_hash, chain_id: self.el_chain_id, fork_id: self.el_fork_id };
         if !named.admits(&ours) {
             bail!(
                 "this node's Geth has {ours}, but the network's genesis names {named} \
                  (app_state in CometBFT's genesis.json): Geth was initialised from another genesis file, \
-                 or started on another chain's datadir; initialise it again from the network's, then restart this app and its CometBFT"
+                 or started on another chain's datadir; initialise it again from the network's, give this app that file \
+                 as --genesis, then restart the app and its CometBFT"
             );
         }
         if self.el_chain_id.is_none() {

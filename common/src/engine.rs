@@ -157,8 +157,9 @@ impl EngineClient {
         self.rpc.call(ETH_CONFIG, NO_PARAMS, ETH_READ_TIMEOUT).await
     }
 
-    /// This node's chain: Geth's block 0, and the chain id and fork id of the genesis file
-    /// (which [`crate::startup::check_execution_client`] finds Geth to have).
+    /// This node's chain: Geth's block 0, and the chain id and fork id of the genesis file,
+    /// which [`crate::startup::check_execution_client`] finds Geth to have (the fork id only
+    /// if Geth serves `eth_config`).
     pub async fn el_chain(&self) -> Result<ElChain, EngineError> {
         let block0 = self.block(BlockTag::Number(0)).await?.ok_or(EngineError::Decode {
             method: ETH_GET_BLOCK_BY_NUMBER,

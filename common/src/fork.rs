@@ -10,9 +10,10 @@
 
 use std::path::Path;
 
-use alloy_primitives::{B256, FixedBytes};
+use alloy_primitives::{Address, B256, FixedBytes};
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
+use tracing::warn;
 
 /// The `engine_getPayload` version for a payload's fork.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,9 +40,9 @@ pub struct ForkSchedule {
     pub forks: ForkPoints,
 }
 
-/// The forks of a chain config: the value of each of its `…Block` keys (forks at a block
-/// number) and `…Time` keys (forks at a timestamp), as Geth gathers them for EIP-2124's
-/// fork id.
+/// The forks of a chain config: the value of each of its fork keys, at a block number
+/// ([`BLOCK_FORKS`]) or at a timestamp ([`TIME_FORKS`]), as Geth gathers them for
+/// EIP-2124's fork id.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ForkPoints {
     /// Block numbers, as written.
@@ -50,19 +51,46 @@ pub struct ForkPoints {
     pub times: Vec<u64>,
 }
 
+/// The keys of a chain config that name a fork at a block number: Geth v1.17.8's
+/// `params.ChainConfig` fields ending in `Block`, which its fork id is made of.
+pub const BLOCK_FORKS: [&str; 15] = [
+    "homesteadBlock",
+    "daoForkBlock",
+    "eip150Block",
+    "eip155Block",
+    "eip158Block",
+    "byzantiumBlock",
+    "constantinopleBlock",
+    "petersburgBlock",
+    "istanbulBlock",
+    "muirGlacierBlock",
+    "berlinBlock",
+    "londonBlock",
+    "arrowGlacierBlock",
+    "grayGlacierBlock",
+    "mergeNetsplitBlock",
+];
+
+/// The keys that name a fork at a timestamp: the fields ending in `Time`.
+pub const TIME_FORKS: [&str; 12] = [
+    "shanghaiTime",
+    "cancunTime",
+    "pragueTime",
+    "osakaTime",
+    "bpo1Time",
+    "bpo2Time",
+    "bpo3Time",
+    "bpo4Time",
+    "bpo5Time",
+    "amsterdamTime",
+    "bogotaTime",
+    "ubtTime",
+];
+
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct GenesisFile {
     config: serde_json::Map<String, serde_json::Value>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ChainConfig {
-    chain_id: u64,
-    prague_time: Option<u64>,
-    osaka_time: Option<u64>,
-    amsterdam_time: Option<u64>,
 }
 
 impl ForkSchedule {
@@ -78,9 +106,15 @@ impl ForkSchedule {
         let genesis: GenesisFile = serde_json::from_str(text).context("not a Geth genesis document")?;
         let mut forks = ForkPoints::default();
         for (key, value) in &genesis.config {
+            // Go's JSON decoder, which Geth reads the file with, matches keys in any case.
+            let known = |keys: &[&str]| keys.iter().any(|fork| fork.eq_ignore_ascii_case(key));
             let list = match key {
-                _ if key.ends_with("Block") => &mut forks.blocks,
-                _ if key.ends_with("Time") => &mut forks.times,
+                _ if known(&BLOCK_FORKS) => &mut forks.blocks,
+                _ if known(&TIME_FORKS) => &mut forks.times,
+                _ if key.ends_with("Block") || key.ends_with("Time") => {
+                    warn!(key, "the genesis file's config has a key Geth v1.17.8 knows no fork by: it is not counted");
+                    continue;
+                }
                 _ => continue,
             };
             match value {
@@ -90,12 +124,21 @@ impl ForkSchedule {
                 })?),
             }
         }
-        let c: ChainConfig = serde_json::from_value(genesis.config.into()).context("not a Geth genesis document")?;
+        // The four we read by name, in any case too.
+        let number = |name: &str| -> anyhow::Result<Option<u64>> {
+            let value = genesis.config.iter().find(|(key, _)| key.eq_ignore_ascii_case(name)).map(|(_, value)| value);
+            match value {
+                None | Some(serde_json::Value::Null) => Ok(None),
+                Some(value) => {
+                    value.as_u64().map(Some).with_context(|| format!("config.{name} is {value}, not a whole number"))
+                }
+            }
+        };
         Ok(Self {
-            chain_id: c.chain_id,
-            prague_time: c.prague_time,
-            osaka_time: c.osaka_time,
-            amsterdam_time: c.amsterdam_time,
+            chain_id: number("chainId")?.context("not a Geth genesis document: config has no chainId")?,
+            prague_time: number("pragueTime")?,
+            osaka_time: number("osakaTime")?,
+            amsterdam_time: number("amsterdamTime")?,
             forks,
         })
     }
@@ -164,6 +207,9 @@ pub struct ElFork {
     pub activation_time: u64,
     /// The fork id (EIP-2124) once it has come.
     pub fork_id: FixedBytes<4>,
+    /// The precompiled contracts in force, by name (`None` from an EL that leaves them out).
+    #[serde(default)]
+    pub precompiles: Option<std::collections::BTreeMap<String, Address>>,
 }
 
 impl ElForks {
@@ -270,6 +316,30 @@ mod tests {
         );
         assert_eq!(id(&[1_150_000], &[0, 7, 10], 10), "0x97c2c34c", "forks at block 0's time and before left out");
         assert_ne!(id(&[1_150_000], &[11], 10), "0x97c2c34c", "a fork after block 0's time counts");
+        // Geth's own tests (core/forkid/forkid_test.go): mainnet's block forks, Homestead to
+        // Gray Glacier (Constantinople and Petersburg at one block), then its time forks,
+        // Shanghai alone, and Shanghai to BPO2. Block forks come before time forks.
+        let blocks = [
+            1_150_000, 1_920_000, 2_463_000, 2_675_000, 2_675_000, 4_370_000, 7_280_000, 7_280_000, 9_069_000,
+            9_200_000, 12_244_000, 12_965_000, 13_773_000, 15_050_000,
+        ];
+        let times = [1_681_338_455, 1_710_338_135, 1_746_612_311, 1_764_798_551, 1_765_290_071, 1_767_747_671];
+        assert_eq!(id(&blocks, &[], 0), "0xf0afd0e3");
+        assert_eq!(id(&blocks, &times[..1], 0), "0xdce96c2d");
+        assert_eq!(id(&blocks, &times, 0), "0x07c9462e");
+        // The same through a genesis file's keys, as mainnet's config names them.
+        let config = serde_json::json!({
+            "chainId": 1, "homesteadBlock": 1_150_000, "daoForkBlock": 1_920_000, "daoForkSupport": true,
+            "eip150Block": 2_463_000, "eip155Block": 2_675_000, "eip158Block": 2_675_000,
+            "byzantiumBlock": 4_370_000, "constantinopleBlock": 7_280_000, "petersburgBlock": 7_280_000,
+            "istanbulBlock": 9_069_000, "muirGlacierBlock": 9_200_000, "berlinBlock": 12_244_000,
+            "londonBlock": 12_965_000, "arrowGlacierBlock": 13_773_000, "grayGlacierBlock": 15_050_000,
+            "shanghaiTime": times[0], "cancunTime": times[1], "pragueTime": times[2], "osakaTime": times[3],
+            "bpo1Time": times[4], "bpo2Time": times[5],
+        });
+        let text = serde_json::json!({ "config": config }).to_string();
+        let forks = ForkSchedule::from_genesis_json(&text).expect("mainnet's config parses");
+        assert_eq!(forks.fork_id(mainnet, 0).to_string(), "0x07c9462e");
     }
 
     #[test]
@@ -285,6 +355,11 @@ mod tests {
         assert_eq!(full.to_string(), format!("chain id 7, block 0 {}, fork id 0x09090909", full.genesis));
         let json = serde_json::to_string(&block_0_alone).expect("json");
         assert_eq!(json, format!(r#"{{"genesis":"{}"}}"#, full.genesis), "what it does not name is left out");
+        assert_eq!(
+            serde_json::from_str::<ElChain>(&json).expect("read back"),
+            block_0_alone,
+            "and read back as unnamed"
+        );
     }
 
     #[test]
@@ -292,7 +367,16 @@ mod tests {
         let text = r#"{"config": {"chainId": 1, "osakaTime": "soon"}}"#;
         let err = ForkSchedule::from_genesis_json(text).unwrap_err();
         assert!(format!("{err:#}").contains("config.osakaTime is \"soon\""), "{err:#}");
-        let text = r#"{"config": {"chainId": 1, "osakaTime": null, "daoForkSupport": true}}"#;
-        assert_eq!(ForkSchedule::from_genesis_json(text).expect("null is no fork").forks, ForkPoints::default());
+        let text = r#"{"config": {"chainId": 1, "osakaTime": null, "daoForkSupport": true, "laterTime": 5}}"#;
+        assert_eq!(
+            ForkSchedule::from_genesis_json(text)
+                .expect("null is no fork, and a key Geth has no fork by is left out")
+                .forks,
+            ForkPoints::default()
+        );
+        let text = r#"{"config": {"chainID": 1, "OsakaTime": 5, "homesteadblock": 2}}"#;
+        let forks = ForkSchedule::from_genesis_json(text).expect("keys in another case, as Go reads them");
+        assert_eq!(forks.forks, ForkPoints { blocks: vec![2], times: vec![5] });
+        assert_eq!((forks.chain_id, forks.osaka_time), (1, Some(5)));
     }
 }

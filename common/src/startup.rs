@@ -6,7 +6,10 @@
 use anyhow::{Context, bail};
 use tracing::warn;
 
+use alloy_primitives::Address;
+
 use crate::{
+    ElForks,
     engine::{EngineClient, REQUIRED_CAPABILITIES},
     error::RpcErrorKind,
     types::BlockTag,
@@ -39,11 +42,13 @@ pub async fn check_execution_client(client: &EngineClient) -> anyhow::Result<()>
 }
 
 /// Checks that the EL's fork schedule is the genesis file's: the file's fork times choose
-/// the Engine API versions we call, and an EL on another schedule would refuse them at its
-/// first fork the file does not have, or build by other rules than the other nodes from
-/// then on. Block 0 is the same either way (a fork ahead is not in it), and so is the chain
-/// id, so neither check above sees it. The EL's last fork id covers its whole schedule
-/// (`eth_config`); an EL that does not serve `eth_config` is not checked, with a warning.
+/// the Engine API versions we call, and an EL on another schedule would refuse them, or
+/// build and check blocks by other rules than the other nodes. Block 0 need not differ (a
+/// fork after it is not in it, nor are some at it), and the chain id does not, so neither
+/// check above sees it. Two comparisons with what the EL says (`eth_config`): the fork id
+/// of its last fork, which covers every fork after block 0; and, for a fork at block 0,
+/// which the fork id leaves out, whether Prague and Osaka are in force at its head, by
+/// their precompiles. An EL that does not serve `eth_config` is not checked, with a warning.
 async fn check_fork_schedule(client: &EngineClient) -> anyhow::Result<()> {
     let url = client.url();
     let el = match client.config().await {
@@ -54,27 +59,72 @@ async fn check_fork_schedule(client: &EngineClient) -> anyhow::Result<()> {
         }
         Err(err) => return Err(err).context("cannot read the execution client's fork schedule (eth_config)"),
     };
+    let forks = client.forks();
     let block0 = client.block(BlockTag::Number(0)).await?.context("the execution client has no block 0")?;
-    let ours = client.forks().fork_id(block0.hash, block0.timestamp);
-    let theirs = el.latest().context("the execution client names no fork it is in (eth_config)")?;
-    if theirs.fork_id != ours {
-        let ahead = match &el.next {
-            Some(next) => format!("its next fork at time {}", next.activation_time),
-            None => "no fork ahead".into(),
-        };
-        let after = client.forks().forks_after_block_0(block0.timestamp);
-        let file = match (&after.blocks[..], &after.times[..]) {
-            ([], []) => "the file, with every fork in block 0, gives".to_string(),
-            ([], times) => format!("the file's forks at times {times:?} give"),
-            (blocks, times) => format!("the file's forks at blocks {blocks:?} and times {times:?} give"),
-        };
+    let Some(theirs) = el.latest() else {
         bail!(
-            "the execution client at {url} has another fork schedule than the genesis file: its fork id is {} ({ahead}), \
-             where {file} {ours}; point --genesis at the file the EL was initialised with",
-            theirs.fork_id
+            "the execution client at {url} schedules no fork after the Merge (eth_config names none); \
+             this consensus layer needs Prague: point --genesis at the file the EL was initialised with"
+        );
+    };
+    let ours = forks.fork_id(block0.hash, block0.timestamp);
+    if theirs.fork_id != ours {
+        let after = forks.forks_after_block_0(block0.timestamp);
+        bail!(
+            "the execution client at {url} has another fork schedule than the genesis file: its fork id is {} \
+             (its forks: {}), where the file's forks after block 0 (at blocks {:?}, times {:?}) give {ours}; \
+             point --genesis at the file the EL was initialised with",
+            theirs.fork_id,
+            describe(&el),
+            after.blocks,
+            after.times,
         );
     }
+    // The fork id leaves out the forks at block 0's time. The fork in force at Geth's head
+    // (`current`, none before Shanghai) says by its precompiles whether the two forks we
+    // speak are in force; the file must say the same at the time that fork began.
+    let (since, precompiles) = match &el.current {
+        Some(current) => (current.activation_time.max(block0.timestamp), current.precompiles.as_ref()),
+        None => (block0.timestamp, Some(&Default::default())),
+    };
+    let Some(precompiles) = precompiles else {
+        warn!(%url, "the execution client's eth_config names no precompiles: its forks at block 0 are not checked");
+        return Ok(());
+    };
+    for (fork, time, precompile) in
+        [("Prague", forks.prague_time, BLS12_G1ADD), ("Osaka", forks.osaka_time, P256VERIFY)]
+    {
+        let theirs = precompiles.values().any(|address| *address == precompile);
+        let ours = time.is_some_and(|time| time <= since);
+        if theirs != ours {
+            let (is, says) = if theirs { ("is", "says it is not") } else { ("is not", "says it is") };
+            bail!(
+                "the execution client at {url} {is} in {fork} in its current fork (in force from time {since}), \
+                 where the genesis file {says}; point --genesis at the file the EL was initialised with"
+            );
+        }
+    }
     Ok(())
+}
+
+/// Prague's first precompile (EIP-2537's BLS12-381 G1 addition).
+const BLS12_G1ADD: Address = Address::with_last_byte(0x0b);
+
+/// Osaka's precompile (EIP-7951's secp256r1 signature check), at 0x100.
+const P256VERIFY: Address = Address::new([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0]);
+
+/// The EL's forks as `eth_config` gives them: when the current one came, and when the next
+/// and the last come.
+fn describe(el: &ElForks) -> String {
+    let at = |fork: &Option<crate::fork::ElFork>| fork.as_ref().map(|fork| fork.activation_time);
+    match (at(&el.current), at(&el.next), at(&el.last)) {
+        (current, None, _) => format!("the current one from time {}, none ahead", current.unwrap_or_default()),
+        (current, Some(next), last) => format!(
+            "the current one from time {}, the next at {next}, the last at {}",
+            current.unwrap_or_default(),
+            last.unwrap_or(next)
+        ),
+    }
 }
 
 /// The methods we need that the EL did not list.

@@ -8,8 +8,10 @@
 //! node's Geth to sync to that block. CometBFT's light client first checks the snapshot
 //! against the app hash in the validators' signed headers (the EL block hash at that
 //! height); the app then checks that the chunk names that very block, so a peer cannot
-//! point Geth at another chain, and that its chain (block 0, chain id and fork id) is our
-//! Geth's, as a Geth of another chain could never sync to it.
+//! point Geth at another chain, and that its chain (block 0, chain id and fork id) is ours:
+//! a Geth of another block 0 or chain id could never sync to it (its peers refuse it), nor
+//! could one whose forks differ in one the chain has passed, and one that differs in a fork
+//! still ahead would part from the chain there.
 
 use std::time::{Duration, Instant};
 
@@ -36,9 +38,9 @@ pub(super) const FORMAT: u32 = 2;
 #[derive(Debug, Serialize, Deserialize)]
 struct Chunk {
     /// The chain: block 0, chain id and fork id (a chunk of an app that named block 0
-    /// alone has no others). Geth's peers refuse a Geth of another (the eth protocol's
-    /// handshake compares all three), so such a Geth would wait for ever to sync: the app
-    /// says so at once instead.
+    /// alone has no others, and is read as naming block 0 alone). A Geth of another chain
+    /// would wait for ever to sync (its peers refuse it), or part from the chain at a fork
+    /// still ahead: the app says so at once instead.
     #[serde(flatten)]
     chain: ElChain,
     /// The EL block at the snapshot's height.
@@ -186,9 +188,10 @@ impl App {
                 sender = apply.sender,
                 ours = %self.chain,
                 theirs = %chain,
-                "state sync: the snapshot's chain is another than our Geth's, which could never sync to it; \
+                "state sync: the snapshot's chain is another than ours, which our Geth could not follow; \
                  if every peer's snapshot says so, this node's Geth was initialised from another genesis file \
-                 (or its datadir is another chain's): initialise it again from the network's, then restart this app and its CometBFT"
+                 (or its datadir is another chain's): initialise it again from the network's, give this app that file \
+                 as --genesis, then restart the app and its CometBFT"
             );
             return None;
         }
@@ -241,4 +244,26 @@ enum Restored {
     Now,
     /// Geth has the block, after this long: a newer snapshot should be restored instead.
     TooLate(Duration),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A chunk of an app from before the chain id and fork id were written names block 0
+    /// alone: it is read so, and checked on block 0 (the format did not change, so each
+    /// version reads the other's chunks; an older app ignores the two fields).
+    #[test]
+    fn a_chunk_naming_block_0_alone_is_read_and_checked_on_it() {
+        let genesis = B256::repeat_byte(5);
+        let head = Head { number: 64, hash: B256::repeat_byte(6), timestamp: 64 };
+        let old = serde_json::json!({ "genesis": genesis, "head": head }).to_string();
+        let chunk: Chunk = serde_json::from_str(&old).expect("an older chunk reads");
+        assert_eq!((chunk.chain, chunk.head), (ElChain { genesis, chain_id: None, fork_id: None }, head));
+        let ours = ElChain { genesis, chain_id: Some(1337), fork_id: Some([1, 2, 3, 4].into()) };
+        assert!(chunk.chain.admits(&ours), "checked on block 0 alone");
+        let new = serde_json::to_value(Chunk { chain: ours, head }).expect("json");
+        assert_eq!(new["chain_id"], 1337, "the chain's fields sit beside head, as in format 2: {new}");
+        assert_eq!(new["fork_id"], "0x01020304");
+    }
 }

@@ -21,33 +21,56 @@ async fn harness_starts_geth_and_cleans_up_on_drop() {
 }
 
 /// A Geth whose genesis file differs from the consensus layer's in a fork time alone has
-/// the same block 0 and chain id, so only its fork schedule tells them apart; the start
-/// check compares it (its fork id, from `eth_config`), and says what each side schedules.
+/// the same block 0 and chain id, so only its fork schedule tells them apart. The start
+/// check compares it: a fork after block 0 by the fork id (`eth_config`), saying what each
+/// side schedules; a fork at block 0, which the fork id leaves out, by the precompiles in
+/// force at Geth's head.
 #[tokio::test]
 async fn start_up_check_refuses_a_geth_on_another_fork_schedule() {
     const OSAKA: u64 = 4_000_000_000;
-    let later = edited_genesis(|genesis| {
-        genesis["config"]["osakaTime"] = OSAKA.into();
-        Ok(())
-    })
-    .expect("genesis written");
-    let geth = Geth::start_with(GethOptions { genesis: Some(later.path.clone()), ..Default::default() })
-        .await
-        .expect("geth starts");
-    check_execution_client(&geth.engine()).await.expect("a Geth and the file it was initialised with agree");
-
     let ours = ForkSchedule::from_genesis_file(&genesis_path()).expect("genesis.json parses");
-    let client = EngineClient::new(&geth.auth_url(), geth.jwt(), ours).expect("client");
-    assert_eq!(client.chain_id().await.expect("chain id"), 1337, "the same chain id");
-    let err = format!("{:#}", check_execution_client(&client).await.unwrap_err());
-    assert!(
-        err.contains("has another fork schedule than the genesis file: its fork id is 0x")
-            && err.contains(&format!(
-                "(its next fork at time {OSAKA}), where the file, with every fork in block 0, gives 0x"
-            ))
-            && err.contains("point --genesis at the file the EL was initialised with"),
-        "{err}"
-    );
+    let cases: [(&str, Option<u64>, &str); 2] = [
+        ("Osaka later", Some(OSAKA), "has another fork schedule than the genesis file: its fork id is 0x"),
+        (
+            "no Osaka",
+            None,
+            "is not in Osaka in its current fork (in force from time 0), where the genesis file says it is",
+        ),
+    ];
+    for (what, osaka, message) in cases {
+        let file = edited_genesis(|genesis| {
+            match osaka {
+                Some(time) => genesis["config"]["osakaTime"] = time.into(),
+                None => {
+                    let config = genesis["config"].as_object_mut().expect("config");
+                    config.remove("osakaTime");
+                    config["blobSchedule"].as_object_mut().expect("blobSchedule").remove("osaka");
+                }
+            }
+            Ok(())
+        })
+        .expect("genesis written");
+        let geth = Geth::start_with(GethOptions { genesis: Some(file.path.clone()), ..Default::default() })
+            .await
+            .expect("geth starts");
+        check_execution_client(&geth.engine()).await.expect("a Geth and the file it was initialised with agree");
+
+        let client = EngineClient::new(&geth.auth_url(), geth.jwt(), ours.clone()).expect("client");
+        assert_eq!(client.chain_id().await.expect("chain id"), 1337, "{what}: the same chain id");
+        let err = format!("{:#}", check_execution_client(&client).await.unwrap_err());
+        assert!(
+            err.contains(message) && err.contains("point --genesis at the file the EL was initialised with"),
+            "{what}: {err}"
+        );
+        if osaka.is_some() {
+            assert!(
+                err.contains(&format!(
+                    "(its forks: the current one from time 0, the next at {OSAKA}, the last at {OSAKA})"
+                )) && err.contains("where the file's forks after block 0 (at blocks [], times []) give 0x"),
+                "{what}: {err}"
+            );
+        }
+    }
 }
 
 #[tokio::test]
