@@ -13,7 +13,7 @@
 //! - [`types`]: the answers: payload status, forkchoice result, built payload, block, head.
 //! - [`error`]: what a call can fail with, as variants a caller branches on.
 //! - [`payload`]: pure helpers: payload attributes, versioned hashes, forkchoice state.
-//! - [`startup`]: the capability and chain-id checks made before driving an EL.
+//! - [`startup`]: the capability, chain-id and fork-schedule checks made before driving an EL.
 //! - [`redact`]: URLs and connection strings without their secrets, for messages.
 //! - [`config`]: the flags every binary has (`--eth-client-url`, `--jwt-secret`, `--genesis`),
 //!   and with feature `service` those of every service (`--health-addr`, `--el-wait`).

@@ -3,10 +3,9 @@
 //! Failing here, with a sentence that names the fix, beats failing on the first block with
 //! "method not found" or, worse, building on the wrong chain.
 
+use alloy_primitives::Address;
 use anyhow::{Context, bail};
 use tracing::warn;
-
-use alloy_primitives::Address;
 
 use crate::{
     ElForks,
@@ -47,8 +46,8 @@ pub async fn check_execution_client(client: &EngineClient) -> anyhow::Result<()>
 /// fork after it is not in it, nor are some at it), and the chain id does not, so neither
 /// check above sees it. Two comparisons with what the EL says (`eth_config`): the fork id
 /// of its last fork, which covers every fork after block 0; and, for a fork at block 0,
-/// which the fork id leaves out, whether Prague and Osaka are in force at its head, by
-/// their precompiles. An EL that does not serve `eth_config` is not checked, with a warning.
+/// which the fork id leaves out, whether Prague and Osaka are in force in its current fork,
+/// by its precompiles. An EL that does not serve `eth_config` is not checked, with a warning.
 async fn check_fork_schedule(client: &EngineClient) -> anyhow::Result<()> {
     let url = client.url();
     let el = match client.config().await {
