@@ -6,6 +6,25 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
+
+# Free disk, checked first: when the disk fills mid-run, Geth, PostgreSQL and CometBFT die
+# on a failed write, and a dozen tests time out far from the cause. A tree built from
+# nothing (target/, the tools, the tests' chains, the mutants' copy) takes about
+# $NEED_FRESH_GIB GiB at its peak; a tree built before, the tests' chains and rebuilds only.
+NEED_FRESH_GIB=18
+NEED_BUILT_GIB=6
+need=$NEED_FRESH_GIB
+[[ -d target/debug/deps ]] && need=$NEED_BUILT_GIB
+free_kib="$(df -Pk "$ROOT" | awk 'NR == 2 { print $4 }')"
+tmp_kib="$(df -Pk "${TMPDIR:-/tmp}" | awk 'NR == 2 { print $4 }')"
+(( tmp_kib < free_kib )) && free_kib=$tmp_kib
+if (( free_kib < need * 1024 * 1024 )); then
+    echo "test.sh: $((free_kib / 1024 / 1024)) GiB free on the disk of $ROOT or ${TMPDIR:-/tmp}," \
+        "and the suite needs about $need GiB there (it builds, and its tests write chains);" \
+        "free some space and run it again" >&2
+    exit 1
+fi
+
 scripts/setup.sh
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --all-features --locked --quiet -- -D warnings
