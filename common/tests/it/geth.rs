@@ -275,3 +275,88 @@ fn bft_sh_and_compose_derive_cometbfts_timeouts_as_the_harness_does() {
     assert!(compose.contains("BLOCK_TIME_MS: ${BLOCK_TIME_MS:-1000}"), "the bft profile passes the block time on");
     assert!(compose.contains("BUILD_TIME_MS: ${BUILD_TIME_MS:-200}"), "and the build deadline");
 }
+
+/// `scripts/cluster.sh` and `scripts/bft.sh` peer their Geths only once `same_chain`
+/// (`scripts/lib.sh`) finds them on one chain: block 0, chain id and fork id. Here on real
+/// Geths: one of the project's genesis and one of a later Osaka (the same block 0 and chain
+/// id), then one of another chain id; each named against every kind of chain a script may
+/// want (a network genesis naming all three, a network genesis naming no fork id, one
+/// naming block 0 alone, and none: the chain most of the Geths hold).
+#[tokio::test]
+async fn the_scripts_name_a_geth_of_another_chain_id_or_fork_schedule_before_peering() {
+    let root = common::harness::workspace_root();
+    let bash = |script: &str, args: &[&str]| {
+        let output = std::process::Command::new("bash")
+            .arg("-c")
+            .arg(format!("source scripts/lib.sh && {script} \"$@\""))
+            .arg("same-chain-test")
+            .args(args)
+            .env("ROOT", &root)
+            .current_dir(&root)
+            .output()
+            .expect("bash runs");
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).trim().to_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let port = |geth: &Geth| geth.http_url().rsplit(':').next().expect("a port").to_owned();
+    let start_on = |edit: fn(&mut serde_json::Value)| async move {
+        let file = edited_genesis(|genesis| {
+            edit(genesis);
+            Ok(())
+        })
+        .expect("genesis written");
+        let geth = Geth::start_with(GethOptions { genesis: Some(file.path.clone()), ..Default::default() })
+            .await
+            .expect("geth starts");
+        (geth, file)
+    };
+
+    let ours = Geth::start().await.expect("geth starts");
+    let chain = ours.el_chain().await.expect("its chain");
+    let (_, ours_chain, _) = bash("chain_of", &[&port(&ours)]);
+    assert_eq!(ours_chain, chain.to_string(), "lib.sh reads a Geth's chain as the consensus layers do");
+    let no_fork_id = format!("chain id 1337, block 0 {}", chain.genesis);
+    let block_0 = format!("block 0 {}", chain.genesis);
+    let (a, a2) = (format!("{}:ours", port(&ours)), format!("{}:ours-too", port(&ours)));
+
+    let (later, _file) = start_on(|genesis| genesis["config"]["osakaTime"] = 4_000_000_000_u64.into()).await;
+    let (_, later_chain, _) = bash("chain_of", &[&port(&later)]);
+    assert!(later_chain.starts_with(&no_fork_id) && later_chain != ours_chain, "{later_chain}");
+    let b = format!("{}:later-osaka", port(&later));
+    for (want, geths) in
+        [(ours_chain.as_str(), vec![&a, &b]), ("", vec![&a, &a2, &b]), (block_0.as_str(), vec![&a, &a2, &b])]
+    {
+        let mut args = vec![want];
+        args.extend(geths.iter().map(|geth| geth.as_str()));
+        let (code, _, said) = bash("same_chain", &args);
+        assert_eq!(code, Some(1), "want {want:?}: {said}");
+        assert!(
+            said.contains(&format!("the Geth of later-osaka holds another chain ({later_chain})")),
+            "want {want:?}: {said}"
+        );
+        assert!(!said.contains("the Geth of ours"), "want {want:?}: {said}");
+    }
+    for want in [ours_chain.as_str(), no_fork_id.as_str(), block_0.as_str(), ""] {
+        let (code, _, said) = bash("same_chain", &[want, &a, &a2]);
+        assert_eq!(code, Some(0), "want {want:?}: {said}");
+    }
+    let (code, _, said) = bash("same_chain", &["", &a, &b]);
+    assert!(code == Some(1) && said.contains("which is the network's cannot be told"), "{said}");
+    drop(later);
+
+    let (other, _file) = start_on(|genesis| genesis["config"]["chainId"] = 1338.into()).await;
+    let c = format!("{}:chain-1338", port(&other));
+    for want in [ours_chain.as_str(), no_fork_id.as_str()] {
+        let (code, _, said) = bash("same_chain", &[want, &a, &c]);
+        assert!(
+            code == Some(1) && said.contains("the Geth of chain-1338 holds another chain (chain id 1338,"),
+            "want {want:?}: {said}"
+        );
+    }
+
+    let (code, _, said) = bash("same_chain", &[&ours_chain, &a, "1:nothing-there"]);
+    assert!(code == Some(2) && said.contains("cannot read the chain of the Geth of nothing-there"), "{said}");
+}
