@@ -798,7 +798,7 @@ part1_chapter() { # and Part 1's crate root, which shows the same two commands
 }
 
 # Part 1's "Try it yourself": a transfer, then one block that holds it; a file that is not
-# a JWT secret; no Geth.
+# a JWT secret; a genesis file with a later Osaka than Geth's; no Geth.
 part1_try_it() {
     local f="$1" head
     doc "$f" 'scripts/devnet.sh start'
@@ -811,10 +811,16 @@ part1_try_it() {
     expect_blocks 1 "$head"
     expect '^block [0-9]+ hash 0x[0-9a-f]{64} txs [1-9][0-9]* gas_used [1-9][0-9]*$'
     doc_fails "$f" 'JWT_SECRET=genesis.json cargo run -p engine-api' 'JWT secret file genesis.json is not hex'
+    doc "$f" "sed 's/\"osakaTime\": 0/\"osakaTime\": 4000000000/' genesis.json > /tmp/later-osaka.json"
+    grep -q '"osakaTime": 4000000000' /tmp/later-osaka.json || fail "[$f] the sed made no genesis with a later Osaka"
+    head="$(rpc_number 8545 eth_blockNumber)"
+    doc_fails "$f" 'GENESIS=/tmp/later-osaka.json cargo run -p engine-api' \
+        '^Error: the execution client at http://127.0.0.1:8551 has another fork schedule than the genesis file: its fork id is 0x[0-9a-f]{8} .*times \[4000000000\]'
+    [[ "$(rpc_number 8545 eth_blockNumber)" == "$head" ]] || fail "[$f] Part 1 made a block on a Geth of another fork schedule"
     doc_stop "$f" 'scripts/devnet.sh stop' .devnet/data .devnet/geth.pid
     expect 'stopped geth'
     eventually "Geth to stop" 30 port_closed 8551
-    doc_fails "$f" 'cargo run -p engine-api -- --blocks 1' 'cannot reach the execution client at http://127.0.0.1:8551'
+    doc_fails "$f" 'cargo run -p engine-api -- --blocks 1' '^Error: cannot talk to the execution client at http://127.0.0.1:8551'
 }
 
 part2_chapter() { # and Part 2's crate root
