@@ -184,7 +184,13 @@ impl Geth {
 
     /// Starts a Geth without peers that holds a share of `slots`.
     pub async fn start_in(slots: Slots) -> anyhow::Result<Self> {
-        Self::launch(slots, None, GethOptions::default()).await
+        Self::start_in_with(slots, GethOptions::default()).await
+    }
+
+    /// [`Geth::start_in`], started as `options` say: a test that needs Geths of several
+    /// kinds at once takes their slots together ([`take_slots`]) and starts each in them.
+    pub async fn start_in_with(slots: Slots, options: GethOptions) -> anyhow::Result<Self> {
+        Self::launch(slots, None, options).await
     }
 
     /// Starts a Geth without peers, started as `options` say.

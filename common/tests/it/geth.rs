@@ -2,7 +2,7 @@
 
 use common::{
     EngineClient, EngineError, ForkSchedule, JwtSecret, PayloadStatus, RpcErrorKind,
-    harness::{Geth, GethOptions, edited_genesis, genesis_path},
+    harness::{Geth, GethOptions, edited_genesis, genesis_path, take_slots},
     payload::{self, finalized_at},
     startup::check_execution_client,
 };
@@ -278,10 +278,12 @@ fn bft_sh_and_compose_derive_cometbfts_timeouts_as_the_harness_does() {
 
 /// `scripts/cluster.sh` and `scripts/bft.sh` peer their Geths only once `same_chain`
 /// (`scripts/lib.sh`) finds them on one chain: block 0, chain id and fork id. Here on real
-/// Geths: one of the project's genesis and one of a later Osaka (the same block 0 and chain
-/// id), then one of another chain id; each named against every kind of chain a script may
-/// want (a network genesis naming all three, a network genesis naming no fork id, one
-/// naming block 0 alone, and none: the chain most of the Geths hold).
+/// Geths. One of a later Osaka (the same block 0 and chain id as ours) is named against a
+/// network genesis naming all three (`bft.sh`), one naming block 0 alone (an older
+/// network), and none (`cluster.sh`: the chain most of the Geths hold). One of another
+/// chain id is named against a genesis naming all three, and one naming no fork id (an
+/// older network: only the fork id tells a later Osaka apart). A Geth that does not answer
+/// is said to be unreadable (code 2), not of another chain.
 #[tokio::test]
 async fn the_scripts_name_a_geth_of_another_chain_id_or_fork_schedule_before_peering() {
     let root = common::harness::workspace_root();
@@ -302,19 +304,23 @@ async fn the_scripts_name_a_geth_of_another_chain_id_or_fork_schedule_before_pee
         )
     };
     let port = |geth: &Geth| geth.http_url().rsplit(':').next().expect("a port").to_owned();
-    let start_on = |edit: fn(&mut serde_json::Value)| async move {
-        let file = edited_genesis(|genesis| {
-            edit(genesis);
-            Ok(())
-        })
-        .expect("genesis written");
-        let geth = Geth::start_with(GethOptions { genesis: Some(file.path.clone()), ..Default::default() })
-            .await
-            .expect("geth starts");
-        (geth, file)
+    // Two Geths at a time, their slots taken together (one held while asking for another
+    // could wait for ever on the other tests').
+    let slots = take_slots(2).await.expect("two slots");
+    let start_on = |edit: fn(&mut serde_json::Value)| {
+        let slots = slots.clone();
+        async move {
+            let file = edited_genesis(|genesis| {
+                edit(genesis);
+                Ok(())
+            })
+            .expect("genesis written");
+            let options = GethOptions { genesis: Some(file.path.clone()), ..Default::default() };
+            (Geth::start_in_with(slots, options).await.expect("geth starts"), file)
+        }
     };
 
-    let ours = Geth::start().await.expect("geth starts");
+    let ours = Geth::start_in(slots.clone()).await.expect("geth starts");
     let chain = ours.el_chain().await.expect("its chain");
     let (_, ours_chain, _) = bash("chain_of", &[&port(&ours)]);
     assert_eq!(ours_chain, chain.to_string(), "lib.sh reads a Geth's chain as the consensus layers do");
