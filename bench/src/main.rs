@@ -18,7 +18,10 @@ mod report;
 mod scenarios;
 mod stats;
 
-use std::{path::PathBuf, time::Duration};
+use std::{
+    path::PathBuf,
+    time::{Duration, Instant},
+};
 
 use anyhow::{Context, ensure};
 use clap::{Parser, ValueEnum};
@@ -123,6 +126,30 @@ enum Scenario {
     Report,
 }
 
+impl Scenario {
+    /// Every scenario `all` runs, in its order.
+    const IN_ORDER: [Self; 13] = [
+        Self::EngineRound,
+        Self::BlockRate,
+        Self::Throughput,
+        Self::MemberReplay,
+        Self::Failover,
+        Self::HaFailover,
+        Self::Replicas,
+        Self::Bft,
+        Self::Liveness,
+        Self::Watch,
+        Self::Growth,
+        Self::BftGrowth,
+        Self::Retention,
+    ];
+
+    /// Its name on the command line ("bft-growth").
+    fn name(self) -> String {
+        self.to_possible_value().map(|value| value.get_name().to_owned()).unwrap_or_default()
+    }
+}
+
 /// Every stored result; a scenario not run yet is `None`.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub(crate) struct Results {
@@ -167,6 +194,10 @@ pub(crate) struct Results {
     /// See [`BftGrowth`].
     #[serde(default)]
     pub(crate) bft_growth: Option<BftGrowth>,
+    /// How long each scenario's last run took, in whole seconds, by scenario name, whether
+    /// it ran in `all` or on its own (runs stored before this was kept have none).
+    #[serde(default)]
+    pub(crate) took: std::collections::BTreeMap<String, u64>,
 }
 
 /// A scenario run on its own: where, when, and with which plan.
@@ -203,6 +234,12 @@ fn load_results() -> anyhow::Result<Results> {
     serde_json::from_slice(&std::fs::read(&path)?).with_context(|| format!("cannot read {}", path.display()))
 }
 
+/// Stores how long `scenario` took, from `started`, with the results so far.
+fn finish(results: &mut Results, scenario: Scenario, started: Instant) -> anyhow::Result<()> {
+    results.took.insert(scenario.name().to_owned(), started.elapsed().as_secs());
+    save_results(results)
+}
+
 fn save_results(results: &Results) -> anyhow::Result<()> {
     let dir = out_dir().join("benchmarks");
     std::fs::create_dir_all(&dir)?;
@@ -233,6 +270,22 @@ async fn main() -> anyhow::Result<()> {
             args.lengths,
             args.chain_blocks
         );
+        let scenarios = match args.scenario {
+            Scenario::All => &Scenario::IN_ORDER[..],
+            Scenario::Report => &[],
+            _ => std::slice::from_ref(&args.scenario),
+        };
+        let (secs, timed) = report::total_time(&load_results()?, scenarios);
+        match (scenarios.len(), timed) {
+            (0, _) => {}
+            (1, 1) => println!("its last run took {}", report::span(secs)),
+            (1, _) => println!("its last run was not timed"),
+            (_, 0) => println!("its scenarios' last runs were not timed"),
+            (all, _) => println!(
+                "the last runs of its scenarios took {} together ({timed} of the {all} timed; the benchmarks page lists each)",
+                report::span(secs)
+            ),
+        }
         return Ok(());
     }
     plot::init_font()?;
@@ -247,66 +300,79 @@ async fn main() -> anyhow::Result<()> {
             results.machine = Some(machine::Machine::read());
             results.plan = Some(record);
             results.apart.clear();
-        } else if let Some(name) = args.scenario.to_possible_value() {
+        } else {
             // The growth and retention scenarios measure along a chain, not for a time.
             let plan = (!matches!(args.scenario, Scenario::Growth | Scenario::BftGrowth | Scenario::Retention))
                 .then_some(record);
             let apart = Apart { machine: machine::Machine::read(), plan };
-            results.apart.insert(name.get_name().to_owned(), apart);
+            results.apart.insert(args.scenario.name(), apart);
         }
     }
     let all = args.scenario == Scenario::All;
     if all || args.scenario == Scenario::EngineRound {
+        let started = Instant::now();
         results.engine_round = Some(scenarios::engine_round::run(&plan).await?);
-        save_results(&results)?;
+        finish(&mut results, Scenario::EngineRound, started)?;
     }
     if all || args.scenario == Scenario::BlockRate {
+        let started = Instant::now();
         results.block_rate = Some(scenarios::block_rate::run(&plan).await?);
-        save_results(&results)?;
+        finish(&mut results, Scenario::BlockRate, started)?;
     }
     if all || args.scenario == Scenario::Throughput {
+        let started = Instant::now();
         results.throughput = Some(scenarios::throughput::run(&plan).await?);
-        save_results(&results)?;
+        finish(&mut results, Scenario::Throughput, started)?;
     }
     if all || args.scenario == Scenario::MemberReplay {
+        let started = Instant::now();
         results.member_replay = Some(scenarios::member_replay::run(&plan, args.replay_blocks, args.replay_txs).await?);
-        save_results(&results)?;
+        finish(&mut results, Scenario::MemberReplay, started)?;
     }
     if all || args.scenario == Scenario::Failover {
+        let started = Instant::now();
         results.failover = Some(scenarios::failover::run(args.kills).await?);
-        save_results(&results)?;
+        finish(&mut results, Scenario::Failover, started)?;
     }
     if all || args.scenario == Scenario::HaFailover {
+        let started = Instant::now();
         results.ha_failover = Some(scenarios::ha_failover::run(args.kills).await?);
-        save_results(&results)?;
+        finish(&mut results, Scenario::HaFailover, started)?;
     }
     if all || args.scenario == Scenario::Replicas {
+        let started = Instant::now();
         results.replicas = Some(scenarios::replicas::run(&plan).await?);
-        save_results(&results)?;
+        finish(&mut results, Scenario::Replicas, started)?;
     }
     if all || args.scenario == Scenario::Bft {
+        let started = Instant::now();
         results.bft = Some(scenarios::bft::run(&plan).await?);
-        save_results(&results)?;
+        finish(&mut results, Scenario::Bft, started)?;
     }
     if all || args.scenario == Scenario::Liveness {
+        let started = Instant::now();
         results.liveness = Some(scenarios::bft::liveness(&plan).await?);
-        save_results(&results)?;
+        finish(&mut results, Scenario::Liveness, started)?;
     }
     if all || args.scenario == Scenario::Watch {
+        let started = Instant::now();
         results.watch = Some(scenarios::watch::run().await?);
-        save_results(&results)?;
+        finish(&mut results, Scenario::Watch, started)?;
     }
     if all || args.scenario == Scenario::Growth {
+        let started = Instant::now();
         results.growth = Some(scenarios::growth::run(&args.lengths).await?);
-        save_results(&results)?;
+        finish(&mut results, Scenario::Growth, started)?;
     }
     if all || args.scenario == Scenario::BftGrowth {
+        let started = Instant::now();
         results.bft_growth = Some(scenarios::bft_growth::run(&args.lengths, args.profile_secs).await?);
-        save_results(&results)?;
+        finish(&mut results, Scenario::BftGrowth, started)?;
     }
     if all || args.scenario == Scenario::Retention {
+        let started = Instant::now();
         results.retention = Some(scenarios::retention::run(args.chain_blocks).await?);
-        save_results(&results)?;
+        finish(&mut results, Scenario::Retention, started)?;
     }
     report::write(&results, &out_dir())?;
     tracing::info!(report = %out_dir().join("benchmarks.md").display(), "report written");

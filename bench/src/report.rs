@@ -6,7 +6,7 @@ use std::{fmt::Write, path::Path};
 use common::harness::CometTimeouts;
 
 use crate::{
-    Results,
+    Results, Scenario,
     plot::{self, Series},
     scenarios::bft::Down,
 };
@@ -61,8 +61,9 @@ pub(crate) fn write(results: &Results, docs: &Path) -> anyhow::Result<()> {
     }
     writeln!(
         md,
-        "```sh\nscripts/bench.sh all                  # every scenario, about four hours on two cores\nscripts/bench.sh throughput           # one scenario: engine-round, block-rate, throughput,\n                                      # member-replay, failover, ha-failover, replicas, bft,\n                                      # liveness, watch, growth, bft-growth, retention\nscripts/bench.sh all --repeats 5 --duration 60\n```\n"
+        "```sh\nscripts/bench.sh all                  # every scenario, hours on two cores: see below\nscripts/bench.sh throughput           # one scenario: engine-round, block-rate, throughput,\n                                      # member-replay, failover, ha-failover, replicas, bft,\n                                      # liveness, watch, growth, bft-growth, retention\nscripts/bench.sh all --repeats 5 --duration 60\n```\n"
     )?;
+    durations(&mut md, results)?;
 
     if let Some(r) = &results.engine_round {
         writeln!(body, "## The Engine API round\n")?;
@@ -1241,6 +1242,50 @@ fn retention(
     Ok(())
 }
 
+/// How long each scenario's last run took, as the runner stored it, and how long they took
+/// together: what a whole run costs on the machine, from runs rather than a guess.
+fn durations(md: &mut String, results: &Results) -> std::fmt::Result {
+    let (secs, timed) = total_time(results, &Scenario::IN_ORDER);
+    if timed == 0 {
+        return writeln!(
+            md,
+            "The runner keeps how long each scenario's run took, from its next run on; the runs \
+             on this page came before it did.\n"
+        );
+    }
+    writeln!(md, "How long each scenario's last run took:\n\n| scenario | its last run took |\n|---|---|")?;
+    for scenario in Scenario::IN_ORDER {
+        let took = results.took.get(&scenario.name()).map_or("not timed".to_owned(), |&secs| span(secs));
+        writeln!(md, "| {} | {took} |", scenario.name())?;
+    }
+    match Scenario::IN_ORDER.len() - timed {
+        0 => writeln!(md, "\nTogether: {}.\n", span(secs)),
+        untimed => writeln!(
+            md,
+            "\n{} took {}; the other {untimed} were last run before the runner kept each scenario's \
+             time.\n",
+            if timed == 1 { "The one timed".to_owned() } else { format!("The {timed} timed together") },
+            span(secs)
+        ),
+    }
+}
+
+/// The seconds the last runs of `scenarios` took together, and how many of them were timed.
+pub(crate) fn total_time(results: &Results, scenarios: &[Scenario]) -> (u64, usize) {
+    let took: Vec<u64> = scenarios.iter().filter_map(|scenario| results.took.get(&scenario.name()).copied()).collect();
+    (took.iter().sum(), took.len())
+}
+
+/// A length of time as a reader wants it: "40 s", "33 min", "3 h 12 min".
+pub(crate) fn span(secs: u64) -> String {
+    let minutes = (secs + 30) / 60;
+    match secs {
+        0..120 => format!("{secs} s"),
+        _ if minutes < 60 => format!("{minutes} min"),
+        _ => format!("{} h {} min", minutes / 60, minutes % 60),
+    }
+}
+
 /// A line under a section's heading when its scenario was run on its own, after the run
 /// the machine table at the top describes: when, and on what.
 fn run_apart(body: &mut String, results: &Results, scenario: &str) -> std::fmt::Result {
@@ -1249,9 +1294,10 @@ fn run_apart(body: &mut String, results: &Results, scenario: &str) -> std::fmt::
         let plan = apart.plan.as_ref().map_or(String::new(), |p| {
             format!(", {} s measured after a {} s warm-up, {} repeats", p.duration, p.warmup, p.repeats)
         });
+        let took = results.took.get(scenario).map_or(String::new(), |&secs| format!(", in {}", span(secs)));
         writeln!(
             body,
-            "*Run on its own, {}, on {} ({} logical CPUs, {:.1} GiB), Geth {}, CometBFT {}{plan}.*\n",
+            "*Run on its own, {}, on {} ({} logical CPUs, {:.1} GiB), Geth {}, CometBFT {}{plan}{took}.*\n",
             m.date,
             m.cpu,
             m.cpus,
@@ -1303,6 +1349,31 @@ mod tests {
         for plot in ["engine-latency", "throughput", "failover", "bft-intervals", "watch-failover"] {
             assert!(dir.path().join(format!("benchmarks/{plot}.png")).is_file(), "{plot}.png not drawn");
         }
+    }
+
+    #[test]
+    fn the_page_adds_up_the_scenarios_times_and_names_those_not_timed() {
+        let mut results = Results::default();
+        let mut md = String::new();
+        durations(&mut md, &results).expect("write");
+        assert!(md.contains("from its next run on") && !md.contains('|'), "{md}");
+
+        results.took.insert("growth".into(), 33 * 60 + 10);
+        results.took.insert("bft".into(), 95);
+        let mut md = String::new();
+        durations(&mut md, &results).expect("write");
+        assert!(md.contains("| growth | 33 min |") && md.contains("| bft | 95 s |"), "{md}");
+        assert!(md.contains("| retention | not timed |"), "{md}");
+        assert!(md.contains("The 2 timed together took 35 min; the other 11 were last run before"), "{md}");
+        check_tables(&md);
+
+        for scenario in Scenario::IN_ORDER {
+            results.took.insert(scenario.name(), 20 * 60);
+        }
+        let mut md = String::new();
+        durations(&mut md, &results).expect("write");
+        assert!(md.contains("Together: 4 h 20 min."), "{md}");
+        assert_eq!(total_time(&results, &[Scenario::Bft, Scenario::All]), (20 * 60, 1));
     }
 
     #[test]
