@@ -49,6 +49,7 @@ enum Outcome {
 }
 // ANCHOR_END: outcome
 
+// ANCHOR: sequencer
 /// The sequencer's state: the client, the store, and the head it stands on.
 #[derive(Debug)]
 pub struct Sequencer {
@@ -65,6 +66,7 @@ pub struct Sequencer {
     /// last block head already started it ([`Sequencer::make_head`]).
     next: Option<(round::Building, Duration)>,
 }
+// ANCHOR_END: sequencer
 
 impl Sequencer {
     /// A sequencer on the store's head. Call [`Sequencer::run`] to start producing.
@@ -72,6 +74,7 @@ impl Sequencer {
         Self { engine, store, config, status, head, earliest: 0, last_block_at: Instant::now(), next: None }
     }
 
+    // ANCHOR: run
     /// Produces blocks until `cancel` fires, recovering from passing faults.
     pub async fn run(&mut self, cancel: &CancellationToken) -> anyhow::Result<()> {
         self.recover(cancel).await?;
@@ -111,6 +114,7 @@ impl Sequencer {
         info!(number = self.head.number, hash = %self.head.hash, "stopped; head is stored");
         Ok(())
     }
+    // ANCHOR_END: run
 
     // ANCHOR: produce
     /// One block: plan the slot and build, import and store, make it head.

@@ -272,9 +272,16 @@ async fn bad_input_gets_a_clear_error_and_leaves_the_store_intact() {
     refused(start(&geth, &state, &["--health-addr", &busy_addr]), "cannot listen on --health-addr").await;
 
     assert_eq!(file_bytes(&store), snapshot, "the store is byte-for-byte unchanged");
-    let _resumed = start(&geth, &state, &[]);
+    let mut resumed = start(&geth, &state, &[]);
     let stopped_at = engine.head().await.expect("head").number;
     head_at_least(&engine, stopped_at + 2).await;
+
+    // A second sequencer on the same --state-dir while the first runs: refused at the
+    // store, and the first goes on making blocks.
+    refused(start(&geth, &state, &[]), "sequencer.redb is in use by another process").await;
+    let refused_at = engine.head().await.expect("head").number;
+    head_at_least(&engine, refused_at + 2).await;
+    assert_eq!(resumed.service.exited(), None, "the first sequencer still runs:\n{}", resumed.service.output());
 }
 
 /// The number of the last block the sequencer's log says it produced.
