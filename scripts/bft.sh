@@ -13,7 +13,8 @@
 #   scripts/bft.sh full --state-sync  the same, but its CometBFT starts from a validator's
 #                                     snapshot, trusting node0's latest header, and its Geth
 #                                     syncs the blocks below it from its peers: for a network
-#                                     whose validators run with RETAIN_BLOCKS
+#                                     whose validators run with RETAIN_BLOCKS (given to
+#                                     start, which the network then keeps for its apps)
 #   scripts/bft.sh status             each node's height and app status
 #   scripts/bft.sh node NAME start|stop|kill
 #                                     a validator's (nodeI) or full node's (fullK) CometBFT
@@ -153,6 +154,16 @@ init() {
     say "wrote a $n-validator network to .devnet/bft ($derived)"
 }
 
+# The apps' window (RETAIN_BLOCKS), once `start` is given one, goes with the network as the
+# build deadline does: it is kept in .devnet/bft/retain_blocks, and every app this script
+# starts from then on (and `env`) takes it, unless RETAIN_BLOCKS is set for that start.
+# RETAIN_BLOCKS=0 keeps every block again.
+keep_retain_blocks() {
+    [[ -n "${RETAIN_BLOCKS:-}" ]] || return 0
+    [[ "$RETAIN_BLOCKS" =~ ^[0-9]+$ ]] || { say "RETAIN_BLOCKS must be a number of blocks, not '$RETAIN_BLOCKS'"; exit 2; }
+    echo "$((10#$RETAIN_BLOCKS))" > "$DIR/retain_blocks"
+}
+
 node_env() {
     local name="$1" s; s="$(slot "$1")"
     cat <<ENV
@@ -161,6 +172,7 @@ export ABCI_ADDR=127.0.0.1:$((26658 + 10 * s)) STATE_DIR=$DIR/$name/app HEALTH_A
 export COMETBFT_RPC=http://127.0.0.1:$((26657 + 10 * s))
 ENV
     [[ -f "$DIR/build_time_ms" ]] && echo "export BUILD_TIME_MS=$(< "$DIR/build_time_ms")"
+    [[ -z "${RETAIN_BLOCKS:-}" && -f "$DIR/retain_blocks" ]] && echo "export RETAIN_BLOCKS=$(< "$DIR/retain_blocks")"
     # A full node never proposes: it has nothing to build ahead for, whatever BUILD_AHEAD
     # the validators were given.
     [[ "$name" == full* ]] && echo "export BUILD_AHEAD=off"
@@ -314,6 +326,7 @@ start() {
     n="${n:-4}"
     tools
     init "$n"
+    keep_retain_blocks
     ensure_jwt "$DIR/jwt.hex"
     local name
     for name in $(names); do start_node_geth "$name"; done

@@ -64,6 +64,33 @@ async fn restart_app(lone: &mut Lone, args: &[&str]) {
     .await;
 }
 
+/// Flags that parse but make no sense together are refused at start, each naming the flag
+/// and the rule it breaks, before the app listens or makes its store (no Geth is needed to
+/// find them).
+#[test]
+fn flags_that_make_no_sense_are_refused_at_start_naming_the_rule() {
+    let dir = tempfile::tempdir().expect("dir");
+    let state = dir.path().join("app");
+    for (flags, rule) in [
+        (&["--build-time-ms", "2001"][..], "--build-time-ms (2001) is over 2 s"),
+        (&["--ready-max-age", "0"], "--ready-max-age must be at least 1 second"),
+        (&["--retain-blocks", "127"], "--retain-blocks must be 0 (keep every block) or at least 128"),
+    ] {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_cometbft-consensus"))
+            .args(flags)
+            .env("STATE_DIR", &state)
+            .env("ABCI_ADDR", format!("127.0.0.1:{}", free_port().expect("port")))
+            .env("HEALTH_ADDR", format!("127.0.0.1:{}", free_port().expect("port")))
+            .env("EL_WAIT", "1")
+            .output()
+            .expect("the app runs");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{flags:?} was taken:\n{stderr}");
+        assert!(stderr.contains(rule), "{flags:?}: expected {rule:?} in:\n{stderr}");
+    }
+    assert!(!state.exists(), "a refused start made the store's directory");
+}
+
 /// Sends raw bytes and reads until the app answers one frame or closes the connection.
 async fn exchange(addr: &str, bytes: &[u8]) -> Option<Response> {
     let mut stream = TcpStream::connect(addr).await.expect("connect");
