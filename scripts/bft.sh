@@ -156,11 +156,17 @@ init() {
 
 # The apps' window (RETAIN_BLOCKS), once `start` is given one, goes with the network as the
 # build deadline does: it is kept in .devnet/bft/retain_blocks, and every app this script
-# starts from then on (and `env`) takes it, unless RETAIN_BLOCKS is set for that start.
-# RETAIN_BLOCKS=0 keeps every block again.
+# starts from then on (and `env`) takes it, unless RETAIN_BLOCKS is set for that start;
+# apps already running keep theirs until they start again. RETAIN_BLOCKS=0 keeps every
+# block again. Checked before anything is made, with the apps' own rule.
+check_retain_blocks() {
+    [[ -n "${RETAIN_BLOCKS:-}" ]] || return 0
+    [[ "$RETAIN_BLOCKS" =~ ^[0-9]{1,15}$ ]] && { ((10#$RETAIN_BLOCKS == 0)) || ((10#$RETAIN_BLOCKS >= 128)); } ||
+        { say "RETAIN_BLOCKS must be 0 (keep every block) or a number of blocks of at least 128, not '$RETAIN_BLOCKS'"; exit 2; }
+}
+
 keep_retain_blocks() {
     [[ -n "${RETAIN_BLOCKS:-}" ]] || return 0
-    [[ "$RETAIN_BLOCKS" =~ ^[0-9]+$ ]] || { say "RETAIN_BLOCKS must be a number of blocks, not '$RETAIN_BLOCKS'"; exit 2; }
     echo "$((10#$RETAIN_BLOCKS))" > "$DIR/retain_blocks"
 }
 
@@ -324,6 +330,7 @@ start() {
     fi
     [[ "$have" -gt 0 ]] && n="$have"
     n="${n:-4}"
+    check_retain_blocks
     tools
     init "$n"
     keep_retain_blocks
