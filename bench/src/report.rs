@@ -1259,7 +1259,11 @@ fn durations(md: &mut String, results: &Results) -> std::fmt::Result {
         writeln!(md, "| {} | {took} |", scenario.name())?;
     }
     match Scenario::IN_ORDER.len() - timed {
-        0 => writeln!(md, "\nTogether: {} (the scenarios alone; `scripts/bench.sh` installs and builds first).\n", span(secs)),
+        0 => writeln!(
+            md,
+            "\nTogether: {} (the scenarios alone; `scripts/bench.sh` installs and builds first).\n",
+            span(secs)
+        ),
         untimed => writeln!(
             md,
             "\n{} took {}; the other {untimed} have no time stored yet (their last runs came before the \
