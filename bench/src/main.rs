@@ -236,7 +236,7 @@ fn load_results() -> anyhow::Result<Results> {
 
 /// Stores how long `scenario` took, from `started`, with the results so far.
 fn finish(results: &mut Results, scenario: Scenario, started: Instant) -> anyhow::Result<()> {
-    results.took.insert(scenario.name().to_owned(), started.elapsed().as_secs());
+    results.took.insert(scenario.name(), started.elapsed().as_secs());
     save_results(results)
 }
 

@@ -1276,8 +1276,10 @@ fn durations(md: &mut String, results: &Results) -> std::fmt::Result {
 
 /// The seconds the last runs of `scenarios` took together, and how many of them were timed.
 pub(crate) fn total_time(results: &Results, scenarios: &[Scenario]) -> (u64, usize) {
-    let took: Vec<u64> = scenarios.iter().filter_map(|scenario| results.took.get(&scenario.name()).copied()).collect();
-    (took.iter().sum(), took.len())
+    scenarios
+        .iter()
+        .filter_map(|scenario| results.took.get(&scenario.name()))
+        .fold((0, 0), |(secs, timed), took| (secs + took, timed + 1))
 }
 
 /// A length of time as a reader wants it: "40 s", "33 min", "3 h 12 min".
