@@ -160,14 +160,37 @@ fork_id_of() {
     { rpc "$1" eth_config || true; } | sed -nE 's/.*"forkId":"(0x[0-9a-f]{8})".*/\1/p'
 }
 
+# The forks in force at block 0 of the Geth whose JSON-RPC is on port $1 (it must serve the
+# admin API), summed up as the consensus layers sum up a genesis file's
+# (ForkSchedule::genesis_forks_id): the CRC-32 of the keys of its chain config
+# (admin_nodeInfo) that name a fork at block 0, or at block 0's time and before, sorted, a
+# line each. gzip's trailer holds the CRC-32 of what it packed, least significant byte
+# first. Empty if it does not answer.
+genesis_forks_of() {
+    local info time key at names="" crc a b c d
+    info="$({ rpc "$1" admin_nodeInfo || true; } | sed -nE 's/.*"config":(\{.*\}),"head".*/\1/p')"
+    time="$({ rpc "$1" eth_getBlockByNumber '["0x0",false]' || true; } | sed -nE 's/.*"timestamp":"0x([0-9a-f]+)".*/\1/p')"
+    [[ -n "$info" && -n "$time" ]] || return 0
+    while IFS=: read -r key at; do
+        key="${key//\"/}"
+        if [[ "$key" == *Block && "$at" -eq 0 ]] || [[ "$key" == *Time && "$at" -le $((16#$time)) ]]; then
+            names+="$key"$'\n'
+        fi
+    done < <(grep -oE '"[A-Za-z0-9]+(Block|Time)":[0-9]+' <<< "$info")
+    crc="$(printf '%s' "$names" | LC_ALL=C sort | gzip -c | tail -c 8 | head -c 4 | od -An -tx1)"
+    read -r a b c d <<< "$crc"
+    echo "0x$d$c$b$a"
+}
+
 # The chain of the Geth whose JSON-RPC is on port $1: "chain id N, block 0 0x…, fork id
-# 0x…", with "unknown" for what it does not answer.
+# 0x…, genesis forks 0x…", with "unknown" for what it does not answer.
 chain_of() {
-    local id hash fork
+    local id hash fork forks
     id="$(chain_id_of "$1")"
     hash="$(block0_hash "$1")"
     fork="$(fork_id_of "$1")"
-    echo "chain id ${id:-unknown}, block 0 ${hash:-unknown}, fork id ${fork:-unknown}"
+    forks="$(genesis_forks_of "$1")"
+    echo "chain id ${id:-unknown}, block 0 ${hash:-unknown}, fork id ${fork:-unknown}, genesis forks ${forks:-unknown}"
 }
 
 # Checks that the Geths given as HTTP_PORT:DATADIR arguments (after the first) hold one
@@ -192,7 +215,7 @@ same_chain() {
     local unread=0
     for arg in "$@"; do
         [[ "${chain_at["$arg"]}" == *unknown* ]] || continue
-        say "cannot read the chain of the Geth of ${arg#*:} (${chain_at["$arg"]}): it did not answer eth_chainId, eth_getBlockByNumber or eth_config (Geth v1.16 or later) on 127.0.0.1:${arg%%:*} within 2 s; see its log"
+        say "cannot read the chain of the Geth of ${arg#*:} (${chain_at["$arg"]}): it did not answer eth_chainId, eth_getBlockByNumber, eth_config (Geth v1.16 or later) or admin_nodeInfo on 127.0.0.1:${arg%%:*} within 2 s; see its log"
         unread=1
     done
     ((unread == 0)) || return 2

@@ -226,16 +226,24 @@ impl Store {
     pub async fn chain(&self) -> anyhow::Result<Option<Chain>> {
         timed(async {
             let client = self.client().await?;
-            let Some(chain) =
-                client.query_opt("SELECT genesis_hash, fence_term, chain_id, fork_id FROM chain", &[]).await?
+            let Some(chain) = client
+                .query_opt("SELECT genesis_hash, fence_term, chain_id, fork_id, genesis_forks FROM chain", &[])
+                .await?
             else {
                 return Ok(None);
             };
-            let fork_id = chain.get::<_, Option<&[u8]>>(3).map(FixedBytes::<4>::try_from).transpose();
+            let four_bytes = |column: usize, what: &str| {
+                let bytes = chain.get::<_, Option<&[u8]>>(column);
+                bytes
+                    .map(FixedBytes::<4>::try_from)
+                    .transpose()
+                    .map_err(|_| anyhow!("the stored {what} is not 4 bytes"))
+            };
             let el = ElChain {
                 genesis: b256(chain.get(0))?,
                 chain_id: chain.get::<_, Option<i64>>(2).map(u64::try_from).transpose()?,
-                fork_id: fork_id.map_err(|_| anyhow!("the stored fork id is not 4 bytes"))?,
+                fork_id: four_bytes(3, "fork id")?,
+                genesis_forks: four_bytes(4, "genesis forks")?,
             };
             Ok(Some(Chain { el, fence_term: u64::try_from(chain.get::<_, i64>(1))?, anchor: anchor(&**client).await? }))
         })
@@ -256,9 +264,11 @@ impl Store {
             let tx = client.transaction().await?;
             let chain_id = el.chain_id.map(i64::try_from).transpose()?;
             let fork_id = el.fork_id.as_ref().map(|id| id.as_slice());
+            let genesis_forks = el.genesis_forks.as_ref().map(|id| id.as_slice());
             tx.execute(
-                "INSERT INTO chain (genesis_hash, chain_id, fork_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-                &[&el.genesis.as_slice(), &chain_id, &fork_id],
+                "INSERT INTO chain (genesis_hash, chain_id, fork_id, genesis_forks) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT DO NOTHING",
+                &[&el.genesis.as_slice(), &chain_id, &fork_id, &genesis_forks],
             )
             .await?;
             tx.execute(

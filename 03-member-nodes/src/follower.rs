@@ -72,8 +72,8 @@ impl Follower {
         status: Arc<Status>,
         chain: &Chain,
     ) -> Result<Self, FollowError> {
-        // Block 0 from Geth; the chain id and fork id from `--genesis`, which the start
-        // checks found Geth to have.
+        // Block 0 from Geth; the chain id, fork id and genesis forks from `--genesis`, which
+        // the start checks found Geth to have.
         let ours = engine.el_chain().await.map_err(engine_fault)?;
         if !chain.el.admits(&ours) {
             return Err(fatal(anyhow!(
@@ -83,8 +83,8 @@ impl Follower {
                 chain.el
             )));
         }
-        if chain.el.chain_id.is_none() || chain.el.fork_id.is_none() {
-            warn!(store = %chain.el, "the store names no chain id or fork id (made before they were written): this node's Geth is checked on what it names");
+        if !chain.el.names_all() {
+            warn!(store = %chain.el, "the store names no chain id, fork id or genesis forks (made before they were written): this node's Geth is checked on what it names");
         }
         let mut follower = Self { engine, store, status, head: chain.anchor, syncing_to: None, stale: true };
         follower.resync().await?;

@@ -258,10 +258,10 @@ impl App {
 
     /// The chain begins: CometBFT height 0 is EL block 0. Our app hash starts as the EL
     /// genesis hash, so two validators with different EL genesis blocks never agree. The
-    /// network's genesis names that block, the chain id and the fork id (`app_state`): a node
-    /// on another chain refuses here, saying why, where CometBFT would refuse block 1
-    /// ("wrong Block.Header.AppHash") at every try, or, for another chain id or fork time,
-    /// the node would part from the network later.
+    /// network's genesis names that block, the chain id, the fork id and the forks at block
+    /// 0 (`app_state`): a node on another chain refuses here, saying why, where CometBFT
+    /// would refuse block 1 ("wrong Block.Header.AppHash") at every try, or, for another
+    /// chain id or fork, the node would part from the network later.
     async fn init_chain(&self, init: RequestInitChain) -> anyhow::Result<ResponseInitChain> {
         if init.initial_height > 1 {
             bail!(
@@ -665,12 +665,13 @@ impl Ahead {
 }
 
 /// What the network's CometBFT genesis says of the EL chain, its `app_state`:
-/// `{"el_genesis_hash": "0x…", "el_chain_id": N, "el_fork_id": "0x…"}`, the block 0, the
-/// chain id and the fork id (of the last fork scheduled, as `eth_config` gives it) every
-/// node's Geth must have. `scripts/bft.sh` writes it from node0's Geth when it makes a
-/// network. Without it (`None`), nothing is checked; without `el_chain_id` or `el_fork_id`
-/// (a network made before they were written), those are not; an `app_state` of any other
-/// shape is refused.
+/// `{"el_genesis_hash": "0x…", "el_chain_id": N, "el_fork_id": "0x…", "el_genesis_forks":
+/// "0x…"}`, the block 0, the chain id, the fork id (of the last fork scheduled, as
+/// `eth_config` gives it) and the forks at block 0 ([`common::ForkSchedule::genesis_forks_id`])
+/// every node's Geth must have. `scripts/bft.sh` writes it from node0's Geth when it makes a
+/// network. Without it (`None`), nothing is checked; without `el_chain_id`, `el_fork_id` or
+/// `el_genesis_forks` (a network made before they were written), those are not; an
+/// `app_state` of any other shape is refused.
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct AppState {
@@ -679,6 +680,8 @@ struct AppState {
     el_chain_id: Option<u64>,
     #[serde(default)]
     el_fork_id: Option<FixedBytes<4>>,
+    #[serde(default)]
+    el_genesis_forks: Option<FixedBytes<4>>,
 }
 
 impl AppState {
@@ -689,20 +692,25 @@ impl AppState {
             return Ok(None);
         }
         serde_json::from_slice(bytes).map(Some).context(
-            "the CometBFT genesis's app_state must be {\"el_genesis_hash\": \"0x…\", \"el_chain_id\": N, \"el_fork_id\": \"0x…\"}, \
-             the hash of the EL chain's block 0, its chain id and its last fork id",
+            "the CometBFT genesis's app_state must be {\"el_genesis_hash\": \"0x…\", \"el_chain_id\": N, \"el_fork_id\": \"0x…\", \
+             \"el_genesis_forks\": \"0x…\"}, the hash of the EL chain's block 0, its chain id, its last fork id and its forks at block 0",
         )
     }
 
-    /// Checks that this node's chain, `ours` (its Geth's block 0, and the chain id and fork
-    /// id of its `--genesis`, which the start checks found its Geth to have), is the chain
-    /// named. Block 0 covers neither the chain id nor the fork id: a genesis file's `config`
+    /// Checks that this node's chain, `ours` (its Geth's block 0, and the chain id, fork id
+    /// and forks at block 0 of its `--genesis`, which the start checks found its Geth to
+    /// have), is the chain named. Block 0 covers none of the three: a genesis file's `config`
     /// is not in the block, so a Geth initialised from a file that differs there alone would
     /// pass on block 0, and refuse the first transaction signed for the network's chain
-    /// (another chain id), or part from the network at the first fork they do not share
-    /// (another fork time).
+    /// (another chain id), or part from the network at the first block the two rule sets
+    /// judge differently (another fork).
     fn check(&self, ours: ElChain) -> anyhow::Result<()> {
-        let named = ElChain { genesis: self.el_genesis_hash, chain_id: self.el_chain_id, fork_id: self.el_fork_id };
+        let named = ElChain {
+            genesis: self.el_genesis_hash,
+            chain_id: self.el_chain_id,
+            fork_id: self.el_fork_id,
+            genesis_forks: self.el_genesis_forks,
+        };
         if !named.admits(&ours) {
             bail!(
                 "this node's Geth has {ours}, but the network's genesis names {named} \
@@ -719,6 +727,11 @@ impl AppState {
         if self.el_fork_id.is_none() {
             warn!(
                 "the CometBFT genesis names no EL fork id (app_state.el_fork_id): this node's Geth's fork times are not checked"
+            );
+        }
+        if self.el_genesis_forks.is_none() {
+            warn!(
+                "the CometBFT genesis names no EL genesis forks (app_state.el_genesis_forks): this node's forks at block 0 are not checked"
             );
         }
         Ok(())

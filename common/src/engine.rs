@@ -157,9 +157,9 @@ impl EngineClient {
         self.rpc.call(ETH_CONFIG, NO_PARAMS, ETH_READ_TIMEOUT).await
     }
 
-    /// This node's chain: Geth's block 0, and the chain id and fork id of the genesis file,
-    /// which [`crate::startup::check_execution_client`] finds Geth to have (the fork id only
-    /// if Geth serves `eth_config`).
+    /// This node's chain: Geth's block 0, and the chain id, fork id and forks at block 0 of
+    /// the genesis file, which [`crate::startup::check_execution_client`] finds Geth to have
+    /// (the fork id, and Prague and Osaka at block 0, only if Geth serves `eth_config`).
     pub async fn el_chain(&self) -> Result<ElChain, EngineError> {
         let block0 = self.block(BlockTag::Number(0)).await?.ok_or(EngineError::Decode {
             method: ETH_GET_BLOCK_BY_NUMBER,
@@ -169,6 +169,7 @@ impl EngineClient {
             genesis: block0.hash,
             chain_id: Some(self.forks.chain_id),
             fork_id: Some(self.forks.fork_id(block0.hash, block0.timestamp)),
+            genesis_forks: Some(self.forks.genesis_forks_id()),
         })
     }
 

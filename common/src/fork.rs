@@ -38,6 +38,10 @@ pub struct ForkSchedule {
     /// Every fork the file schedules, the ones above included: what the EL's fork id is
     /// made of, so that its schedule can be compared with the file's ([`Self::fork_id`]).
     pub forks: ForkPoints,
+    /// The forks in force at block 0 (at block 0, or at block 0's time and before), by
+    /// their keys as Geth spells them, sorted: what the fork id leaves out
+    /// ([`Self::genesis_forks_id`]).
+    pub genesis_forks: Vec<&'static str>,
 }
 
 /// The forks of a chain config: the value of each of its fork keys, at a block number
@@ -91,6 +95,9 @@ pub const TIME_FORKS: [&str; 12] = [
 #[serde(rename_all = "camelCase")]
 struct GenesisFile {
     config: serde_json::Map<String, serde_json::Value>,
+    /// Block 0's time: a number, or a string in hex ("0x…") or decimal, as Geth reads it.
+    #[serde(default)]
+    timestamp: Option<serde_json::Value>,
 }
 
 impl ForkSchedule {
@@ -104,26 +111,37 @@ impl ForkSchedule {
     /// Parses a genesis document.
     pub fn from_genesis_json(text: &str) -> anyhow::Result<Self> {
         let genesis: GenesisFile = serde_json::from_str(text).context("not a Geth genesis document")?;
+        let genesis_time = match &genesis.timestamp {
+            None | Some(serde_json::Value::Null) => 0,
+            Some(value) => whole_number(value).with_context(|| format!("timestamp is {value}, not a whole number"))?,
+        };
         let mut forks = ForkPoints::default();
+        let mut genesis_forks = Vec::new();
         for (key, value) in &genesis.config {
             // Go's JSON decoder, which Geth reads the file with, matches keys in any case.
-            let known = |keys: &[&str]| keys.iter().any(|fork| fork.eq_ignore_ascii_case(key));
-            let list = match key {
-                _ if known(&BLOCK_FORKS) => &mut forks.blocks,
-                _ if known(&TIME_FORKS) => &mut forks.times,
-                _ if key.ends_with("Block") || key.ends_with("Time") => {
+            let known = |keys: &'static [&'static str]| keys.iter().find(|fork| fork.eq_ignore_ascii_case(key));
+            let (name, list, at_block_0) = if let Some(name) = known(&BLOCK_FORKS) {
+                (*name, &mut forks.blocks, 0)
+            } else if let Some(name) = known(&TIME_FORKS) {
+                (*name, &mut forks.times, genesis_time)
+            } else {
+                if key.ends_with("Block") || key.ends_with("Time") {
                     warn!(key, "the genesis file's config has a key Geth v1.17.8 knows no fork by: it is not counted");
-                    continue;
                 }
-                _ => continue,
+                continue;
             };
-            match value {
-                serde_json::Value::Null => {}
-                value => list.push(value.as_u64().with_context(|| {
-                    format!("config.{key} is {value}, where a fork's block number or time must be a whole number")
-                })?),
+            if value.is_null() {
+                continue;
+            }
+            let at = value.as_u64().with_context(|| {
+                format!("config.{key} is {value}, where a fork's block number or time must be a whole number")
+            })?;
+            list.push(at);
+            if at <= at_block_0 {
+                genesis_forks.push(name);
             }
         }
+        genesis_forks.sort_unstable();
         // The four we read by name, in any case too.
         let number = |name: &str| -> anyhow::Result<Option<u64>> {
             let value = genesis.config.iter().find(|(key, _)| key.eq_ignore_ascii_case(name)).map(|(_, value)| value);
@@ -140,7 +158,21 @@ impl ForkSchedule {
             osaka_time: number("osakaTime")?,
             amsterdam_time: number("amsterdamTime")?,
             forks,
+            genesis_forks,
         })
+    }
+
+    /// The forks in force at block 0 summed up in 4 bytes, as the fork id sums up those
+    /// after it: the CRC-32 of their keys ([`Self::genesis_forks`]), each followed by a
+    /// newline, big-endian. Block 0 does not tell them apart (Osaka, or a BPO fork, at
+    /// block 0 gives the same block 0 as none), nor does the fork id, which leaves them out.
+    pub fn genesis_forks_id(&self) -> FixedBytes<4> {
+        let mut crc = crc32fast::Hasher::new();
+        for name in &self.genesis_forks {
+            crc.update(name.as_bytes());
+            crc.update(b"\n");
+        }
+        FixedBytes(crc.finalize().to_be_bytes())
     }
 
     /// The forks after block 0, for a block 0 of this time: ascending, each once, without
@@ -187,6 +219,18 @@ impl ForkSchedule {
     }
 }
 
+/// A whole number in a genesis file's top level, as Geth reads one there (`math.HexOrDecimal64`):
+/// a JSON number, or a string in hex (`"0x…"`) or decimal.
+fn whole_number(value: &serde_json::Value) -> Option<u64> {
+    match value {
+        serde_json::Value::String(text) => match text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
+            Some(hex) => u64::from_str_radix(hex, 16).ok(),
+            None => text.parse().ok(),
+        },
+        value => value.as_u64(),
+    }
+}
+
 /// What an EL says of its own forks (`eth_config`, EIP-7910): the fork in force at its
 /// head, and the next and the last it has scheduled (`None` when no fork is ahead).
 #[derive(Debug, Clone, Deserialize)]
@@ -219,9 +263,10 @@ impl ElForks {
     }
 }
 
-/// An EL chain, as far as one side names it: block 0, and the chain id and the fork id (of
-/// the last fork scheduled, [`ForkSchedule::fork_id`]) where known. What a node's Geth is
-/// checked against: the chain a store holds, a network's genesis names, a snapshot is of.
+/// An EL chain, as far as one side names it: block 0, and the chain id, the fork id (of
+/// the last fork scheduled, [`ForkSchedule::fork_id`]) and the forks at block 0
+/// ([`ForkSchedule::genesis_forks_id`]) where known. What a node's Geth is checked
+/// against: the chain a store holds, a network's genesis names, a snapshot is of.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ElChain {
     /// The hash of block 0.
@@ -232,21 +277,34 @@ pub struct ElChain {
     /// The fork id of the last fork scheduled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fork_id: Option<FixedBytes<4>>,
+    /// The forks in force at block 0, summed up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub genesis_forks: Option<FixedBytes<4>>,
 }
 
 impl ElChain {
-    /// Whether `other` can be this chain: the same block 0, and the same chain id and fork
-    /// id where this one names them.
+    /// Whether `other` can be this chain: the same block 0, and the same chain id, fork id
+    /// and forks at block 0 where this one names them.
     pub fn admits(&self, other: &Self) -> bool {
         fn same<T: PartialEq>(ours: Option<T>, theirs: Option<T>) -> bool {
             ours.is_none() || ours == theirs
         }
-        self.genesis == other.genesis && same(self.chain_id, other.chain_id) && same(self.fork_id, other.fork_id)
+        self.genesis == other.genesis
+            && same(self.chain_id, other.chain_id)
+            && same(self.fork_id, other.fork_id)
+            && same(self.genesis_forks, other.genesis_forks)
+    }
+
+    /// Whether this names all it can: a chain made by an older version of this project may
+    /// name block 0 alone, or leave out the forks at block 0.
+    pub const fn names_all(&self) -> bool {
+        self.chain_id.is_some() && self.fork_id.is_some() && self.genesis_forks.is_some()
     }
 }
 
 impl std::fmt::Display for ElChain {
-    /// "chain id N, block 0 0x…, fork id 0x…", without what it does not name.
+    /// "chain id N, block 0 0x…, fork id 0x…, genesis forks 0x…", without what it does not
+    /// name.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         if let Some(id) = self.chain_id {
             write!(f, "chain id {id}, ")?;
@@ -254,6 +312,9 @@ impl std::fmt::Display for ElChain {
         write!(f, "block 0 {}", self.genesis)?;
         if let Some(id) = self.fork_id {
             write!(f, ", fork id {id}")?;
+        }
+        if let Some(id) = self.genesis_forks {
+            write!(f, ", genesis forks {id}")?;
         }
         Ok(())
     }
@@ -270,6 +331,7 @@ mod tests {
             osaka_time: osaka,
             amsterdam_time: None,
             forks: ForkPoints::default(),
+            genesis_forks: Vec::new(),
         }
     }
 
@@ -342,17 +404,75 @@ mod tests {
         assert_eq!(forks.fork_id(mainnet, 0).to_string(), "0x07c9462e");
     }
 
+    /// Osaka, or a BPO fork, at block 0 gives the same block 0 as none (Geth v1.17.8 makes
+    /// one block 0, 0x502808…61fd38, of the project's genesis.json with and without them),
+    /// and the fork id leaves them out: only the genesis forks tell these files apart.
+    #[test]
+    fn forks_at_block_0_are_told_apart_by_the_genesis_forks_alone() {
+        let text = include_str!("../../genesis.json");
+        let ours = ForkSchedule::from_genesis_json(text).expect("genesis.json parses");
+        let edited = |edit: &dyn Fn(&mut serde_json::Value)| {
+            let mut genesis: serde_json::Value = serde_json::from_str(text).expect("json");
+            edit(&mut genesis);
+            ForkSchedule::from_genesis_json(&genesis.to_string()).expect("parses")
+        };
+        let prague = edited(&|genesis| {
+            genesis["config"].as_object_mut().expect("config").remove("osakaTime");
+        });
+        let bpo1 = edited(&|genesis| genesis["config"]["bpo1Time"] = 0.into());
+        let osaka_later = edited(&|genesis| genesis["config"]["osakaTime"] = 4_000_000_000_u64.into());
+        let block_0 = B256::repeat_byte(7);
+        for other in [&prague, &bpo1] {
+            assert_eq!(other.fork_id(block_0, 0), ours.fork_id(block_0, 0), "the fork id leaves out block 0's forks");
+            assert_ne!(other.genesis_forks_id(), ours.genesis_forks_id());
+        }
+        assert_ne!(prague.genesis_forks_id(), bpo1.genesis_forks_id());
+        assert_eq!(osaka_later.genesis_forks_id(), prague.genesis_forks_id(), "a fork after block 0 is not at it");
+        assert_ne!(osaka_later.fork_id(block_0, 0), prague.fork_id(block_0, 0), "it is in the fork id");
+        assert_eq!(ours.genesis_forks.len(), 17, "homestead to grayGlacier, shanghai to osaka");
+        assert!(ours.genesis_forks.is_sorted() && ours.genesis_forks.contains(&"osakaTime"));
+        // The CRC-32 of the keys, sorted, a line each, as `scripts/lib.sh` computes it.
+        let mut lines = String::new();
+        for name in &ours.genesis_forks {
+            lines.push_str(name);
+            lines.push('\n');
+        }
+        assert_eq!(ours.genesis_forks_id(), FixedBytes(crc32fast::hash(lines.as_bytes()).to_be_bytes()));
+        // Block 0's time counts: a fork at it or before is at block 0, one after is not.
+        let at = |time: &str| {
+            edited(&|genesis| {
+                genesis["timestamp"] = time.into();
+                genesis["config"]["bpo1Time"] = 16.into();
+            })
+        };
+        assert!(at("0x10").genesis_forks.contains(&"bpo1Time") && at("16").genesis_forks.contains(&"bpo1Time"));
+        assert!(!at("0xf").genesis_forks.contains(&"bpo1Time"));
+        let err = ForkSchedule::from_genesis_json(r#"{"config": {"chainId": 1}, "timestamp": "soon"}"#).unwrap_err();
+        assert!(format!("{err:#}").contains(r#"timestamp is "soon""#), "{err:#}");
+    }
+
     #[test]
     fn a_chain_admits_what_it_does_not_name() {
-        let full = ElChain { genesis: B256::repeat_byte(1), chain_id: Some(7), fork_id: Some(FixedBytes([9; 4])) };
-        let block_0_alone = ElChain { chain_id: None, fork_id: None, ..full };
+        let full = ElChain {
+            genesis: B256::repeat_byte(1),
+            chain_id: Some(7),
+            fork_id: Some(FixedBytes([9; 4])),
+            genesis_forks: Some(FixedBytes([3; 4])),
+        };
+        let block_0_alone = ElChain { chain_id: None, fork_id: None, genesis_forks: None, ..full };
         assert!(full.admits(&full) && block_0_alone.admits(&full));
-        assert!(!full.admits(&block_0_alone), "a chain id and fork id named must be there");
+        assert!(full.names_all() && !block_0_alone.names_all());
+        assert!(!full.admits(&block_0_alone), "a chain id, fork id and genesis forks named must be there");
         assert!(!full.admits(&ElChain { chain_id: Some(8), ..full }));
         assert!(!full.admits(&ElChain { fork_id: Some(FixedBytes([8; 4])), ..full }));
+        assert!(!full.admits(&ElChain { genesis_forks: Some(FixedBytes([8; 4])), ..full }));
+        assert!(ElChain { genesis_forks: None, ..full }.admits(&full), "an older chain naming no genesis forks");
         assert!(!block_0_alone.admits(&ElChain { genesis: B256::repeat_byte(2), ..full }));
         assert_eq!(block_0_alone.to_string(), format!("block 0 {}", full.genesis));
-        assert_eq!(full.to_string(), format!("chain id 7, block 0 {}, fork id 0x09090909", full.genesis));
+        assert_eq!(
+            full.to_string(),
+            format!("chain id 7, block 0 {}, fork id 0x09090909, genesis forks 0x03030303", full.genesis)
+        );
         let json = serde_json::to_string(&block_0_alone).expect("json");
         assert_eq!(json, format!(r#"{{"genesis":"{}"}}"#, full.genesis), "what it does not name is left out");
         assert_eq!(

@@ -7,6 +7,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0001_chain_and_blocks.sql"),
     include_str!("../../migrations/0002_retention.sql"),
     include_str!("../../migrations/0003_chain_config.sql"),
+    include_str!("../../migrations/0004_genesis_forks.sql"),
 ];
 
 /// Held while migrating, so nodes starting together migrate once.

@@ -410,9 +410,10 @@ async fn a_member_whose_geth_is_on_another_fork_exits_and_finalizes_nothing() {
 }
 
 /// A node whose Geth is on another chain than the store's exits at start, naming both
-/// chains, and applies nothing: another block 0, and the same block 0 on another chain id
-/// or another fork time (a Geth and a `--genesis` that agree with each other, and not with
-/// the cluster's: the start checks pass, only the store's chain can tell).
+/// chains, and applies nothing: another block 0, and the same block 0 on another chain id,
+/// another fork time or without Osaka at block 0 (a Geth and a `--genesis` that agree with
+/// each other, and not with the cluster's: the start checks pass, only the store's chain
+/// can tell; without Osaka, the fork id is the same too).
 #[tokio::test]
 async fn a_node_whose_geth_is_on_another_chain_than_the_stores_exits_naming_both() {
     use common::harness::{Geth, GethOptions, Postgres, edited_genesis, free_port};
@@ -426,10 +427,11 @@ async fn a_node_whose_geth_is_on_another_chain_than_the_stores_exits_naming_both
     store.init(ours, Head::from(&cluster_geth.engine().head().await.expect("head"))).await.expect("init");
     drop(cluster_geth);
 
-    let edits: [(&str, &str, serde_json::Value); 3] = [
+    let edits: [(&str, &str, serde_json::Value); 4] = [
         ("another block 0", "extraData", "0x6f74686572".into()),
         ("another chain id", "chainId", 1338.into()),
         ("another fork time", "osakaTime", 4_000_000_000_u64.into()),
+        ("no Osaka at block 0", "osakaTime", serde_json::Value::Null),
     ];
     for (what, key, value) in edits {
         let file = edited_genesis(|genesis| {
@@ -443,6 +445,13 @@ async fn a_node_whose_geth_is_on_another_chain_than_the_stores_exits_naming_both
             .expect("geth");
         let theirs = geth.engine().el_chain().await.expect("its chain");
         assert_ne!(ours, theirs, "{what}");
+        if value.is_null() {
+            assert_eq!(
+                (theirs.genesis, theirs.fork_id),
+                (ours.genesis, ours.fork_id),
+                "{what}: only the forks at 0 differ"
+            );
+        }
         let (auth, jwt, health) =
             (geth.auth_url(), geth.jwt_path(), format!("127.0.0.1:{}", free_port().expect("port")));
         let env = [

@@ -480,20 +480,22 @@ async fn init_chain_answers_the_el_genesis_and_refuses_a_chain_that_starts_later
 }
 
 /// A node whose Geth holds another chain than the one the network's genesis names
-/// (`app_state`, as `scripts/bft.sh` writes it: block 0, chain id and fork id): InitChain
-/// refuses, naming both chains, and records no chain; CometBFT's handshake then stops with
-/// that error. Without the check CometBFT would take our app hash and refuse block 1
-/// ("wrong Block.Header.AppHash") from every peer, for ever; and a Geth whose genesis
-/// differs only in its config (not in block 0) would refuse the first transaction (another
-/// chain id) or part from the network at a fork (another fork time). The chain it names is
-/// accepted, a genesis without `app_state`, or without the chain id or the fork id
-/// (networks made before each was written), is not checked, or not for those, and an
-/// `app_state` of another shape is refused.
+/// (`app_state`, as `scripts/bft.sh` writes it: block 0, chain id, fork id and genesis
+/// forks): InitChain refuses, naming both chains, and records no chain; CometBFT's
+/// handshake then stops with that error. Without the check CometBFT would take our app hash
+/// and refuse block 1 ("wrong Block.Header.AppHash") from every peer, for ever; and a Geth
+/// whose genesis differs only in its config (not in block 0) would refuse the first
+/// transaction (another chain id) or part from the network at a fork (another fork time, or
+/// another fork at block 0). The chain it names is accepted, a genesis without `app_state`,
+/// or without the chain id, the fork id or the genesis forks (networks made before each was
+/// written), is not checked, or not for those, and an `app_state` of another shape is
+/// refused.
 #[tokio::test]
 async fn init_chain_refuses_a_geth_of_another_chain_than_the_network_genesis_names() {
     let lone = lone_app().await;
     let chain = lone.geth.el_chain().await.expect("the Geth's chain");
     let (ours, chain_id, fork_id) = (chain.genesis, chain.chain_id.expect("chain id"), chain.fork_id.expect("fork id"));
+    let genesis_forks = chain.genesis_forks.expect("genesis forks");
     let theirs = alloy_primitives::B256::repeat_byte(0x33);
     let init_naming = |app_state: &str| {
         request::Value::InitChain(RequestInitChain {
@@ -548,12 +550,29 @@ async fn init_chain_refuses_a_geth_of_another_chain_than_the_network_genesis_nam
         refused.error
     );
     no_chain_recorded().await;
+    // The same block 0, chain id and fork id with other forks at block 0: a file that
+    // differs only in a fork at block 0 (Osaka, or a BPO fork, at 0 gives the same block 0).
+    let other_forks = alloy_primitives::FixedBytes::<4>::repeat_byte(0x55);
+    let named = format!(r#""el_genesis_hash":"{ours}","el_chain_id":{chain_id},"el_fork_id":"{fork_id}""#);
+    let answer = call(&lone.abci, init_naming(&format!(r#"{{{named},"el_genesis_forks":"{other_forks}"}}"#))).await;
+    let response::Value::Exception(refused) = answer else { panic!("other genesis forks are refused: {answer:?}") };
+    assert!(
+        refused.error.contains(&format!(
+            "has chain id {chain_id}, block 0 {ours}, fork id {fork_id}, genesis forks {genesis_forks}"
+        )) && refused.error.contains(&format!(
+            "names chain id {chain_id}, block 0 {ours}, fork id {fork_id}, genesis forks {other_forks}"
+        )),
+        "the error names both chains: {}",
+        refused.error
+    );
+    no_chain_recorded().await;
     for shape in [
         r#"{"genesis":"0x00"}"#,
         r#"{"el_genesis_hash":"0x1234"}"#,
         &format!(r#"{{"el_genesis_hash":"{ours}","el_chain_id":"one"}}"#),
         &format!(r#"{{"el_genesis_hash":"{ours}","el_chain_id":{chain_id},"more":1}}"#),
         &format!(r#"{{"el_genesis_hash":"{ours}","el_chain_id":{chain_id},"el_fork_id":"0x12"}}"#),
+        &format!(r#"{{{named},"el_genesis_forks":"osaka"}}"#),
         "[]",
     ] {
         let answer = call(&lone.abci, init_naming(shape)).await;
@@ -564,13 +583,14 @@ async fn init_chain_refuses_a_geth_of_another_chain_than_the_network_genesis_nam
     }
     no_chain_recorded().await;
 
-    let answer = call(
-        &lone.abci,
-        init_naming(&format!(r#"{{"el_genesis_hash":"{ours}","el_chain_id":{chain_id},"el_fork_id":"{fork_id}"}}"#)),
-    )
-    .await;
+    let answer = call(&lone.abci, init_naming(&format!(r#"{{{named},"el_genesis_forks":"{genesis_forks}"}}"#))).await;
     let response::Value::InitChain(init) = answer else { panic!("our own chain is accepted: {answer:?}") };
     assert_eq!(init.app_hash.as_ref(), ours.as_slice());
+    let answer = call(&lone.abci, init_naming(&format!("{{{named}}}"))).await;
+    assert!(
+        matches!(answer, response::Value::InitChain(_)),
+        "a genesis naming no genesis forks is checked on the rest: {answer:?}"
+    );
     let answer =
         call(&lone.abci, init_naming(&format!(r#"{{"el_genesis_hash":"{ours}","el_chain_id":{chain_id}}}"#))).await;
     assert!(
@@ -670,13 +690,14 @@ async fn a_snapshot_chunk_that_does_not_name_the_verified_block_is_rejected_and_
 }
 
 /// A snapshot chunk as validators serve it (format 2): the chain (block 0, chain id, fork
-/// id), and the EL block at height 64, named by `hash`.
+/// id, genesis forks), and the EL block at height 64, named by `hash`.
 fn snapshot_chunk(chain: ElChain, hash: alloy_primitives::B256) -> bytes::Bytes {
     let head = common::Head { number: 64, hash, timestamp: 64 };
     let chunk = serde_json::json!({
         "genesis": chain.genesis,
         "chain_id": chain.chain_id,
         "fork_id": chain.fork_id,
+        "genesis_forks": chain.genesis_forks,
         "head": head,
     });
     serde_json::to_vec(&chunk).expect("json").into()
@@ -687,8 +708,8 @@ fn snapshot_chunk(chain: ElChain, hash: alloy_primitives::B256) -> bytes::Bytes 
 /// to the snapshot's block, or, for a fork still ahead, it would sync and part from the
 /// chain there. The app says so at once, naming both chains, and rejects the snapshot and
 /// its sender (either could be wrong); Geth is left alone. Another block 0, and the same
-/// block 0 on another chain id or another fork schedule (a genesis file that differs only
-/// in its config). Without the check the restore waits for that sync (here, for ever: the
+/// block 0 on another chain id, another fork schedule or other forks at block 0 (a genesis
+/// file that differs only in its config). Without the check the restore waits for that sync (here, for ever: the
 /// block named is no block), and this test's call times out.
 #[tokio::test]
 async fn a_snapshot_of_another_chain_than_our_geths_is_refused_with_a_clear_error() {
@@ -706,6 +727,7 @@ async fn a_snapshot_of_another_chain_than_our_geths_is_refused_with_a_clear_erro
         ElChain { genesis: B256::repeat_byte(0x33), ..ours },
         ElChain { chain_id: ours.chain_id.map(|id| id + 1), ..ours },
         ElChain { fork_id: Some(FixedBytes::repeat_byte(0x44)), ..ours },
+        ElChain { genesis_forks: Some(FixedBytes::repeat_byte(0x55)), ..ours },
     ] {
         let chunk = snapshot_chunk(theirs, verified);
         let snapshot = Snapshot {

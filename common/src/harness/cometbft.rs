@@ -443,14 +443,16 @@ fn configure(
     Ok(())
 }
 
-/// Sets the genesis file's `app_state` to `{"el_genesis_hash": …, "el_chain_id": …, "el_fork_id": …}`,
-/// as `scripts/bft.sh` writes it: each app checks its Geth against it at `InitChain`.
+/// Sets the genesis file's `app_state` to `{"el_genesis_hash": …, "el_chain_id": …, "el_fork_id": …,
+/// "el_genesis_forks": …}`, as `scripts/bft.sh` writes it: each app checks its Geth against it
+/// at `InitChain`.
 fn name_el_chain(path: &Path, el_chain: ElChain) -> anyhow::Result<()> {
     let mut genesis: serde_json::Value = serde_json::from_slice(&std::fs::read(path)?)?;
     genesis["app_state"] = serde_json::json!({
         "el_genesis_hash": el_chain.genesis,
         "el_chain_id": el_chain.chain_id,
         "el_fork_id": el_chain.fork_id,
+        "el_genesis_forks": el_chain.genesis_forks,
     });
     std::fs::write(path, serde_json::to_vec_pretty(&genesis)?)?;
     Ok(())

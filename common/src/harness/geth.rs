@@ -193,6 +193,12 @@ impl Geth {
         Self::launch(slots, None, options).await
     }
 
+    /// A Geth that listens for peers (and serves the admin API) but has none yet, holding
+    /// a share of `slots`, started as `options` say.
+    pub async fn start_peerable_in(slots: Slots, options: GethOptions) -> anyhow::Result<Self> {
+        Self::launch(slots, Some(free_port()?), options).await
+    }
+
     /// Starts a Geth without peers, started as `options` say.
     pub async fn start_with(options: GethOptions) -> anyhow::Result<Self> {
         Self::launch(take_slots(1).await?, None, options).await
@@ -259,7 +265,9 @@ impl Geth {
     }
 
     /// This Geth's chain, as it says it (block 0, `eth_chainId`, `eth_config`'s last fork
-    /// id): what a CometBFT genesis names ([`super::CometNet::init`]).
+    /// id), with the forks at block 0 of the file it was initialised with (Geth names them
+    /// in `admin_nodeInfo` only, which a Geth on its own does not serve): what a CometBFT
+    /// genesis names ([`super::CometNet::init`]).
     pub async fn el_chain(&self) -> anyhow::Result<crate::ElChain> {
         let engine = self.engine();
         let fork = engine.config().await?.latest().map(|fork| fork.fork_id);
@@ -267,6 +275,7 @@ impl Geth {
             genesis: self.genesis_hash().await?,
             chain_id: Some(engine.chain_id().await?),
             fork_id: Some(fork.ok_or_else(|| anyhow::anyhow!("Geth names no fork it is in (eth_config)"))?),
+            genesis_forks: Some(engine.forks().genesis_forks_id()),
         })
     }
 

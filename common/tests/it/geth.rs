@@ -277,13 +277,16 @@ fn bft_sh_and_compose_derive_cometbfts_timeouts_as_the_harness_does() {
 }
 
 /// `scripts/cluster.sh` and `scripts/bft.sh` peer their Geths only once `same_chain`
-/// (`scripts/lib.sh`) finds them on one chain: block 0, chain id and fork id. Here on real
+/// (`scripts/lib.sh`) finds them on one chain: block 0, chain id, fork id and genesis forks
+/// (which `chain_of` reads as the consensus layers do: the first check below). Here on real
 /// Geths. One of a later Osaka (the same block 0 and chain id as ours) is named against a
-/// network genesis naming all three (`bft.sh`), one naming block 0 alone (an older
+/// network genesis naming all four (`bft.sh`), one naming block 0 alone (an older
 /// network), and none (`cluster.sh`: the chain most of the Geths hold). One of another
-/// chain id is named against a genesis naming all three, and one naming no fork id (an
-/// older network: only the fork id tells a later Osaka apart). A Geth that does not answer
-/// is said to be unreadable (code 2), not of another chain.
+/// chain id is named against a genesis naming all four, and one naming no fork id (an
+/// older network: only the fork id tells a later Osaka apart). One without Osaka at block 0
+/// (the same block 0, chain id and fork id) is named against a genesis naming all four, and
+/// none. A Geth that does not answer is said to be unreadable (code 2), not of another
+/// chain.
 #[tokio::test]
 async fn the_scripts_name_a_geth_of_another_chain_id_or_fork_schedule_before_peering() {
     let root = common::harness::workspace_root();
@@ -316,11 +319,11 @@ async fn the_scripts_name_a_geth_of_another_chain_id_or_fork_schedule_before_pee
             })
             .expect("genesis written");
             let options = GethOptions { genesis: Some(file.path.clone()), ..Default::default() };
-            (Geth::start_in_with(slots, options).await.expect("geth starts"), file)
+            (Geth::start_peerable_in(slots, options).await.expect("geth starts"), file)
         }
     };
 
-    let ours = Geth::start_in(slots.clone()).await.expect("geth starts");
+    let ours = Geth::start_peerable_in(slots.clone(), GethOptions::default()).await.expect("geth starts");
     let chain = ours.el_chain().await.expect("its chain");
     let (_, ours_chain, _) = bash("chain_of", &[&port(&ours)]);
     assert_eq!(ours_chain, chain.to_string(), "lib.sh reads a Geth's chain as the consensus layers do");
@@ -362,6 +365,28 @@ async fn the_scripts_name_a_geth_of_another_chain_id_or_fork_schedule_before_pee
             "want {want:?}: {said}"
         );
     }
+
+    drop(other);
+
+    // Without Osaka at block 0: the same block 0, chain id and fork id; the genesis forks
+    // alone tell it apart.
+    let (no_osaka, _file) = start_on(|genesis| {
+        genesis["config"].as_object_mut().expect("config").remove("osakaTime");
+    })
+    .await;
+    let (_, no_osaka_chain, _) = bash("chain_of", &[&port(&no_osaka)]);
+    let fork_id = format!("{no_fork_id}, fork id {}, genesis forks ", chain.fork_id.expect("a fork id"));
+    assert!(no_osaka_chain.starts_with(&fork_id) && no_osaka_chain != ours_chain, "{no_osaka_chain}");
+    let d = format!("{}:no-osaka", port(&no_osaka));
+    for want in [ours_chain.as_str(), ""] {
+        let geths: &[&str] = if want.is_empty() { &[&a, &a2, &d] } else { &[&a, &d] };
+        let (code, _, said) = bash("same_chain", &[&[want], geths].concat());
+        assert!(
+            code == Some(1) && said.contains(&format!("the Geth of no-osaka holds another chain ({no_osaka_chain})")),
+            "want {want:?}: {said}"
+        );
+    }
+    drop(no_osaka);
 
     let (code, _, said) = bash("same_chain", &[&ours_chain, &a, "1:nothing-there"]);
     assert!(code == Some(2) && said.contains("cannot read the chain of the Geth of nothing-there"), "{said}");

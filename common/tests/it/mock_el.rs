@@ -67,6 +67,7 @@ impl Mock {
             osaka_time: Some(0),
             amsterdam_time: None,
             forks: Default::default(),
+            genesis_forks: Vec::new(),
         };
         EngineClient::new(&format!("http://{}", self.addr), secret, forks).expect("client")
     }
@@ -218,6 +219,7 @@ async fn nobody_listening_is_a_retryable_transport_error() {
         osaka_time: Some(0),
         amsterdam_time: None,
         forks: Default::default(),
+        genesis_forks: Vec::new(),
     };
     let client =
         EngineClient::new(&format!("http://127.0.0.1:{port}"), JwtSecret::new([1; 32]), forks).expect("client");
