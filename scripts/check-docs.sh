@@ -574,7 +574,9 @@ bft_another_chain() {
     # A Geth of another chain id, one of another fork time, and one without Osaka at block
     # 0 (block 0 the same; without Osaka, the fork id too): `bft.sh start` names it before
     # peering (its Geths stay up); node3 started alone, its app stops at start, its Geth
-    # not being on genesis.json's chain, and bft.sh shows the app's error at once.
+    # not being on genesis.json's chain (the app's start checks, before InitChain's, whose
+    # own refusal of other genesis forks abci_input tests), and bft.sh shows the app's
+    # error at once.
     local named; named="$(sed -nE 's/.*"el_genesis_hash": *"(0x[0-9a-f]{64})".*/\1/p' .devnet/bft/node0/cometbft/config/genesis.json)"
     node3_on_edited_geth "chain id 1338" 's/"chainId": *1337/"chainId": 1338/' \
         "(chain id 1338, block 0 $named, fork id 0x[0-9a-f]\{8\}, genesis forks 0x[0-9a-f]\{8\}) than the network's (chain id 1337, block 0 $named, fork id 0x" \

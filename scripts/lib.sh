@@ -164,8 +164,10 @@ fork_id_of() {
 # admin API), summed up as the consensus layers sum up a genesis file's
 # (ForkSchedule::genesis_forks_id): the CRC-32 of the keys of its chain config
 # (admin_nodeInfo) that name a fork at block 0, or at block 0's time and before, sorted, a
-# line each. gzip's trailer holds the CRC-32 of what it packed, least significant byte
-# first. Empty if it does not answer.
+# line each. The keys of Geth v1.17.8's config that end in Block or Time are its forks (the
+# lists in common/src/fork.rs). A value of 19 digits or more is a time far beyond block 0's
+# (bash's numbers end at 2^63). gzip's trailer holds the CRC-32 of what it packed, least
+# significant byte first. Empty if it does not answer.
 genesis_forks_of() {
     local info time key at names="" crc a b c d
     info="$({ rpc "$1" admin_nodeInfo || true; } | sed -nE 's/.*"config":(\{.*\}),"head".*/\1/p')"
@@ -173,7 +175,7 @@ genesis_forks_of() {
     [[ -n "$info" && -n "$time" ]] || return 0
     while IFS=: read -r key at; do
         key="${key//\"/}"
-        if [[ "$key" == *Block && "$at" -eq 0 ]] || [[ "$key" == *Time && "$at" -le $((16#$time)) ]]; then
+        if [[ "$key" == *Block && "$at" -eq 0 ]] || [[ "$key" == *Time && ${#at} -le 18 && "$at" -le $((16#$time)) ]]; then
             names+="$key"$'\n'
         fi
     done < <(grep -oE '"[A-Za-z0-9]+(Block|Time)":[0-9]+' <<< "$info")
@@ -195,12 +197,13 @@ chain_of() {
 
 # Checks that the Geths given as HTTP_PORT:DATADIR arguments (after the first) hold one
 # chain: $1 if it names the chain as chain_of does (the chain the network's genesis
-# names; without the fork id, if it names none); else the one most of them hold, among
-# those whose chain has $1 in it if $1 is not empty ("block 0 0x…": a genesis that names
-# block 0 only). Geths of another block 0 or network id (the chain id, here) never peer,
-# nor do Geths whose forks after block 0 differ in one their chain has passed (the eth
-# protocol's handshake compares them, and Geth logs its refusals only at debug level);
-# Geths that differ only in a fork still ahead peer, and part at that fork. So this names
+# names; without the genesis forks, or also the fork id, if it names none); else the one
+# most of them hold, among those whose chain has $1 in it if $1 is not empty ("block 0
+# 0x…": a genesis that names block 0 only). Geths of another block 0 or network id (the
+# chain id, here) never peer, nor do Geths whose forks after block 0 differ in one their
+# chain has passed (the eth protocol's handshake compares them, and Geth logs its refusals
+# only at debug level); Geths that differ only in a fork still ahead, or in a fork at block
+# 0, peer, and part at the first block their rules judge differently. So this names
 # each Geth that is wrong, and returns 1; or, if it cannot read a Geth's chain, says so and
 # returns 2.
 same_chain() {

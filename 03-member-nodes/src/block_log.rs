@@ -39,8 +39,8 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 /// What the store says about the chain it holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Chain {
-    /// Block 0, chain id and fork id: every node's Geth must be on it. (A store made before
-    /// the chain id and fork id were written names block 0 alone.)
+    /// Block 0, chain id, fork id and genesis forks: every node's Geth must be on it. (A
+    /// store made before the others were written names block 0 alone, or no genesis forks.)
     pub el: ElChain,
     /// Where the store begins: the first leader's Geth head, or, once old blocks were
     /// dropped (`--retain-blocks`), the row just below the blocks kept.

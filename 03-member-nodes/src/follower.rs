@@ -73,7 +73,8 @@ impl Follower {
         chain: &Chain,
     ) -> Result<Self, FollowError> {
         // Block 0 from Geth; the chain id, fork id and genesis forks from `--genesis`, which
-        // the start checks found Geth to have.
+        // the start checks found Geth to have (of the forks at block 0, Prague and Osaka
+        // only).
         let ours = engine.el_chain().await.map_err(engine_fault)?;
         if !chain.el.admits(&ours) {
             return Err(fatal(anyhow!(
@@ -83,8 +84,10 @@ impl Follower {
                 chain.el
             )));
         }
-        if !chain.el.names_all() {
-            warn!(store = %chain.el, "the store names no chain id, fork id or genesis forks (made before they were written): this node's Geth is checked on what it names");
+        let unnamed = chain.el.unnamed();
+        if !unnamed.is_empty() {
+            let unnamed = unnamed.join(", ");
+            warn!(store = %chain.el, unnamed, "the store's chain names less than this version writes (it was made before): this node's Geth is checked on what it names");
         }
         let mut follower = Self { engine, store, status, head: chain.anchor, syncing_to: None, stale: true };
         follower.resync().await?;

@@ -115,7 +115,8 @@ pub struct App {
     /// Shared with the blocking thread that writes to it (Commit).
     store: Arc<Store>,
     /// Our chain: Geth's block 0, read at startup, where the store was checked against it,
-    /// and the chain id and fork id of `--genesis`, which the start checks found Geth to have.
+    /// and the chain id, fork id and genesis forks of `--genesis`, which the start checks
+    /// found Geth to have (of the forks at block 0, Prague and Osaka only).
     chain: ElChain,
     config: Config,
     status: Arc<Status>,
@@ -699,7 +700,7 @@ impl AppState {
 
     /// Checks that this node's chain, `ours` (its Geth's block 0, and the chain id, fork id
     /// and forks at block 0 of its `--genesis`, which the start checks found its Geth to
-    /// have), is the chain named. Block 0 covers none of the three: a genesis file's `config`
+    /// have, of the forks at block 0 Prague and Osaka only), is the chain named. Block 0 covers none of the three: a genesis file's `config`
     /// is not in the block, so a Geth initialised from a file that differs there alone would
     /// pass on block 0, and refuse the first transaction signed for the network's chain
     /// (another chain id), or part from the network at the first block the two rule sets

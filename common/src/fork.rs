@@ -95,9 +95,9 @@ pub const TIME_FORKS: [&str; 12] = [
 #[serde(rename_all = "camelCase")]
 struct GenesisFile {
     config: serde_json::Map<String, serde_json::Value>,
-    /// Block 0's time: a number, or a string in hex ("0x…") or decimal, as Geth reads it.
-    #[serde(default)]
-    timestamp: Option<serde_json::Value>,
+    /// The rest of the document: block 0's fields, its time among them.
+    #[serde(flatten)]
+    block_0: serde_json::Map<String, serde_json::Value>,
 }
 
 impl ForkSchedule {
@@ -111,14 +111,15 @@ impl ForkSchedule {
     /// Parses a genesis document.
     pub fn from_genesis_json(text: &str) -> anyhow::Result<Self> {
         let genesis: GenesisFile = serde_json::from_str(text).context("not a Geth genesis document")?;
-        let genesis_time = match &genesis.timestamp {
+        // Go's JSON decoder, which Geth reads the file with, matches keys in any case.
+        let timestamp = genesis.block_0.iter().find(|(key, _)| key.eq_ignore_ascii_case("timestamp"));
+        let genesis_time = match timestamp.map(|(_, value)| value) {
             None | Some(serde_json::Value::Null) => 0,
             Some(value) => whole_number(value).with_context(|| format!("timestamp is {value}, not a whole number"))?,
         };
         let mut forks = ForkPoints::default();
         let mut genesis_forks = Vec::new();
         for (key, value) in &genesis.config {
-            // Go's JSON decoder, which Geth reads the file with, matches keys in any case.
             let known = |keys: &'static [&'static str]| keys.iter().find(|fork| fork.eq_ignore_ascii_case(key));
             let (name, list, at_block_0) = if let Some(name) = known(&BLOCK_FORKS) {
                 (*name, &mut forks.blocks, 0)
@@ -141,7 +142,9 @@ impl ForkSchedule {
                 genesis_forks.push(name);
             }
         }
+        // Sorted, each once (a key written twice, in two cases, is one field to Geth).
         genesis_forks.sort_unstable();
+        genesis_forks.dedup();
         // The four we read by name, in any case too.
         let number = |name: &str| -> anyhow::Result<Option<u64>> {
             let value = genesis.config.iter().find(|(key, _)| key.eq_ignore_ascii_case(name)).map(|(_, value)| value);
@@ -220,9 +223,10 @@ impl ForkSchedule {
 }
 
 /// A whole number in a genesis file's top level, as Geth reads one there (`math.HexOrDecimal64`):
-/// a JSON number, or a string in hex (`"0x…"`) or decimal.
+/// a JSON number, or a string in hex (`"0x…"`) or decimal, the empty string being 0.
 fn whole_number(value: &serde_json::Value) -> Option<u64> {
     match value {
+        serde_json::Value::String(text) if text.is_empty() => Some(0),
         serde_json::Value::String(text) => match text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
             Some(hex) => u64::from_str_radix(hex, 16).ok(),
             None => text.parse().ok(),
@@ -295,10 +299,15 @@ impl ElChain {
             && same(self.genesis_forks, other.genesis_forks)
     }
 
-    /// Whether this names all it can: a chain made by an older version of this project may
-    /// name block 0 alone, or leave out the forks at block 0.
-    pub const fn names_all(&self) -> bool {
-        self.chain_id.is_some() && self.fork_id.is_some() && self.genesis_forks.is_some()
+    /// What this does not name of what it can: a chain made by an older version of this
+    /// project may name block 0 alone, or leave out the forks at block 0.
+    pub fn unnamed(&self) -> Vec<&'static str> {
+        let named = [
+            ("chain id", self.chain_id.is_some()),
+            ("fork id", self.fork_id.is_some()),
+            ("genesis forks", self.genesis_forks.is_some()),
+        ];
+        named.into_iter().filter(|(_, named)| !named).map(|(what, _)| what).collect()
     }
 }
 
@@ -431,6 +440,16 @@ mod tests {
         assert_ne!(osaka_later.fork_id(block_0, 0), prague.fork_id(block_0, 0), "it is in the fork id");
         assert_eq!(ours.genesis_forks.len(), 17, "homestead to grayGlacier, shanghai to osaka");
         assert!(ours.genesis_forks.is_sorted() && ours.genesis_forks.contains(&"osakaTime"));
+        // Pinned: stores and networks keep this value, so it must not change for a file.
+        assert_eq!(ours.genesis_forks_id().to_string(), "0x253ba363");
+        assert_eq!(prague.genesis_forks_id().to_string(), "0x36ad8cb0");
+        // Keys in another case, as Go reads them, are named as Geth spells them, once.
+        let cased = edited(&|genesis| {
+            genesis["config"].as_object_mut().expect("config").remove("osakaTime");
+            genesis["config"]["OsakaTime"] = 0.into();
+            genesis["config"]["OSAKATIME"] = 0.into();
+        });
+        assert_eq!(cased.genesis_forks, ours.genesis_forks);
         // The CRC-32 of the keys, sorted, a line each, as `scripts/lib.sh` computes it.
         let mut lines = String::new();
         for name in &ours.genesis_forks {
@@ -447,6 +466,13 @@ mod tests {
         };
         assert!(at("0x10").genesis_forks.contains(&"bpo1Time") && at("16").genesis_forks.contains(&"bpo1Time"));
         assert!(!at("0xf").genesis_forks.contains(&"bpo1Time"));
+        let cased_time = edited(&|genesis| {
+            genesis.as_object_mut().expect("genesis").remove("timestamp");
+            genesis["Timestamp"] = "0x10".into();
+            genesis["config"]["bpo1Time"] = 16.into();
+        });
+        assert!(cased_time.genesis_forks.contains(&"bpo1Time"), "the time read in any case");
+        assert!(!at("").genesis_forks.contains(&"bpo1Time"), "an empty time is 0, as Geth reads it");
         let err = ForkSchedule::from_genesis_json(r#"{"config": {"chainId": 1}, "timestamp": "soon"}"#).unwrap_err();
         assert!(format!("{err:#}").contains(r#"timestamp is "soon""#), "{err:#}");
     }
@@ -461,7 +487,9 @@ mod tests {
         };
         let block_0_alone = ElChain { chain_id: None, fork_id: None, genesis_forks: None, ..full };
         assert!(full.admits(&full) && block_0_alone.admits(&full));
-        assert!(full.names_all() && !block_0_alone.names_all());
+        assert!(full.unnamed().is_empty());
+        assert_eq!(block_0_alone.unnamed(), ["chain id", "fork id", "genesis forks"]);
+        assert_eq!(ElChain { genesis_forks: None, ..full }.unnamed(), ["genesis forks"]);
         assert!(!full.admits(&block_0_alone), "a chain id, fork id and genesis forks named must be there");
         assert!(!full.admits(&ElChain { chain_id: Some(8), ..full }));
         assert!(!full.admits(&ElChain { fork_id: Some(FixedBytes([8; 4])), ..full }));

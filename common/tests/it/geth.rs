@@ -285,8 +285,9 @@ fn bft_sh_and_compose_derive_cometbfts_timeouts_as_the_harness_does() {
 /// chain id is named against a genesis naming all four, and one naming no fork id (an
 /// older network: only the fork id tells a later Osaka apart). One without Osaka at block 0
 /// (the same block 0, chain id and fork id) is named against a genesis naming all four, and
-/// none. A Geth that does not answer is said to be unreadable (code 2), not of another
-/// chain.
+/// none. With block 0 at time 16, a fork at that time counts as at block 0 and one a second
+/// later does not, in `chain_of` as in the consensus layers. A Geth that does not answer is
+/// said to be unreadable (code 2), not of another chain.
 #[tokio::test]
 async fn the_scripts_name_a_geth_of_another_chain_id_or_fork_schedule_before_peering() {
     let root = common::harness::workspace_root();
@@ -377,6 +378,8 @@ async fn the_scripts_name_a_geth_of_another_chain_id_or_fork_schedule_before_pee
     let (_, no_osaka_chain, _) = bash("chain_of", &[&port(&no_osaka)]);
     let fork_id = format!("{no_fork_id}, fork id {}, genesis forks ", chain.fork_id.expect("a fork id"));
     assert!(no_osaka_chain.starts_with(&fork_id) && no_osaka_chain != ours_chain, "{no_osaka_chain}");
+    let as_the_layers_say = no_osaka.engine().el_chain().await.expect("its chain").to_string();
+    assert_eq!(no_osaka_chain, as_the_layers_say, "lib.sh reads its genesis forks as the consensus layers do");
     let d = format!("{}:no-osaka", port(&no_osaka));
     for want in [ours_chain.as_str(), ""] {
         let geths: &[&str] = if want.is_empty() { &[&a, &a2, &d] } else { &[&a, &d] };
@@ -388,6 +391,25 @@ async fn the_scripts_name_a_geth_of_another_chain_id_or_fork_schedule_before_pee
     }
     drop(no_osaka);
 
+    // Block 0 at time 16, with a BPO fork at that time (so at block 0) and one second
+    // after it (a fork after block 0): lib.sh and the consensus layers read both alike.
+    let edits: [(u64, fn(&mut serde_json::Value)); 2] = [(16, |g| bpo1_at(g, 16)), (17, |g| bpo1_at(g, 17))];
+    for (bpo1, edit) in edits {
+        let (geth, _file) = start_on(edit).await;
+        let (_, read, _) = bash("chain_of", &[&port(&geth)]);
+        let theirs = geth.engine().el_chain().await.expect("its chain");
+        assert_eq!(read, theirs.to_string(), "bpo1Time {bpo1}, block 0 at time 16");
+        let at_block_0 = geth.engine().forks().genesis_forks.contains(&"bpo1Time");
+        assert_eq!(at_block_0, bpo1 == 16, "bpo1Time {bpo1}");
+    }
+
     let (code, _, said) = bash("same_chain", &[&ours_chain, &a, "1:nothing-there"]);
     assert!(code == Some(2) && said.contains("cannot read the chain of the Geth of nothing-there"), "{said}");
+}
+
+/// Block 0 at time 16, and the BPO1 fork at `time` (with Osaka's blob schedule).
+fn bpo1_at(genesis: &mut serde_json::Value, time: u64) {
+    genesis["timestamp"] = "0x10".into();
+    genesis["config"]["bpo1Time"] = time.into();
+    genesis["config"]["blobSchedule"]["bpo1"] = genesis["config"]["blobSchedule"]["osaka"].clone();
 }
