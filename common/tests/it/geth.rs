@@ -393,8 +393,8 @@ async fn the_scripts_name_a_geth_of_another_chain_id_or_fork_schedule_before_pee
 
     // Block 0 at time 16, with a BPO fork at that time (so at block 0) and one second
     // after it (a fork after block 0): lib.sh and the consensus layers read both alike.
-    let edits: [(u64, fn(&mut serde_json::Value)); 2] = [(16, |g| bpo1_at(g, 16)), (17, |g| bpo1_at(g, 17))];
-    for (bpo1, edit) in edits {
+    let edits: [fn(&mut serde_json::Value); 2] = [|g| bpo1_at(g, 16), |g| bpo1_at(g, 17)];
+    for (bpo1, edit) in [16, 17].into_iter().zip(edits) {
         let (geth, _file) = start_on(edit).await;
         let (_, read, _) = bash("chain_of", &[&port(&geth)]);
         let theirs = geth.engine().el_chain().await.expect("its chain");
