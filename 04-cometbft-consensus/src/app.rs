@@ -720,19 +720,13 @@ impl AppState {
                  as --genesis, then restart the app and its CometBFT"
             );
         }
-        if self.el_chain_id.is_none() {
+        let unnamed = named.unnamed();
+        if !unnamed.is_empty() {
+            let unnamed = unnamed.join(", ");
             warn!(
-                "the CometBFT genesis names no EL chain id (app_state.el_chain_id): this node's Geth's chain id is not checked"
-            );
-        }
-        if self.el_fork_id.is_none() {
-            warn!(
-                "the CometBFT genesis names no EL fork id (app_state.el_fork_id): this node's Geth's fork times are not checked"
-            );
-        }
-        if self.el_genesis_forks.is_none() {
-            warn!(
-                "the CometBFT genesis names no EL genesis forks (app_state.el_genesis_forks): this node's forks at block 0 are not checked"
+                unnamed,
+                "the CometBFT genesis's app_state names less than this version writes (the network was made before): \
+                 this node's Geth is not checked on what it leaves out"
             );
         }
         Ok(())

@@ -5,15 +5,15 @@
 //! The app's state is Geth's chain, and a Geth can fetch that itself, from its peers over
 //! devp2p. So a snapshot here is only the EL block at its height (number, hash,
 //! timestamp) and the chain (block 0, chain id, fork id, genesis forks), in one chunk,
-//! and restoring it is asking this node's Geth to sync to that block. CometBFT's light client first checks the snapshot
-//! against the app hash in the validators' signed headers (the EL block hash at that
-//! height); the app then checks that the chunk names that very block, so a peer cannot
-//! point Geth at another chain, and that its chain (block 0, chain id, fork id and forks at
-//! block 0) is ours: a Geth of another block 0 or chain id could never sync to it (its peers
-//! refuse it), nor could one whose forks differ in one the chain has passed; one that
-//! differs in a fork still ahead would part from the chain there, and one that differs in a
-//! fork at block 0 (which devp2p's handshake does not compare) at the first block the two
-//! rule sets judge differently.
+//! and restoring it is asking this node's Geth to sync to that block. CometBFT's light
+//! client first checks the snapshot against the app hash in the validators' signed
+//! headers (the EL block hash at that height); the app then checks that the chunk names
+//! that very block, so a peer cannot point Geth at another chain, and that its chain
+//! (block 0, chain id, fork id and forks at block 0) is ours: a Geth of another block 0 or
+//! chain id could never sync to it (its peers refuse it), nor could one whose forks differ
+//! in one the chain has passed; one that differs in a fork still ahead would part from the
+//! chain there, and one that differs in a fork at block 0 (which devp2p's handshake does
+//! not compare) at the first block the two rule sets judge differently.
 
 use std::time::{Duration, Instant};
 
