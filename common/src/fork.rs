@@ -42,7 +42,49 @@ pub struct ForkSchedule {
     /// their keys as Geth spells them, sorted: what the fork id leaves out
     /// ([`Self::genesis_forks_id`]).
     pub genesis_forks: Vec<&'static str>,
+    /// The blob parameters (EIP-7840) from each fork that sets them on, by when it comes,
+    /// ascending: what the EL's `eth_config` gives for a fork is the last of these at its
+    /// time ([`Self::blob_params_at`]).
+    pub blob_schedule: Vec<(u64, BlobParams)>,
 }
+
+/// A fork's blob parameters (EIP-7840), as a genesis file's `config.blobSchedule` and an EL's
+/// `eth_config` give them: how many blobs a block aims at and may hold, and how fast the
+/// blob base fee moves. Block 0 and the fork id leave them out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BlobParams {
+    /// The blobs a block aims at.
+    pub target: u64,
+    /// The most blobs a block may hold.
+    pub max: u64,
+    /// The blob base fee's update fraction.
+    pub base_fee_update_fraction: u64,
+}
+
+impl std::fmt::Display for BlobParams {
+    /// "target 6, max 9, base fee update fraction 5007716".
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "target {}, max {}, base fee update fraction {}",
+            self.target, self.max, self.base_fee_update_fraction
+        )
+    }
+}
+
+/// The forks whose `blobSchedule` entry Geth v1.17.8 reads, in its order of forks, each with
+/// its entry's key. Osaka is not among them: Geth drops the file's `osaka` entry, and its
+/// Osaka keeps the parameters in force before it (Prague's, or a BPO fork's).
+pub const BLOB_FORKS: [(&str, &str); 7] = [
+    ("cancunTime", "cancun"),
+    ("pragueTime", "prague"),
+    ("bpo1Time", "bpo1"),
+    ("bpo2Time", "bpo2"),
+    ("bpo3Time", "bpo3"),
+    ("bpo4Time", "bpo4"),
+    ("bpo5Time", "bpo5"),
+];
 
 /// The forks of a chain config: the value of each of its fork keys, at a block number
 /// ([`BLOCK_FORKS`]) or at a timestamp ([`TIME_FORKS`]), as Geth gathers them for
@@ -155,6 +197,29 @@ impl ForkSchedule {
                 }
             }
         };
+        // The blob parameters of each fork that has both a time and an entry, as Geth reads
+        // them.
+        let entries = match genesis.config.iter().find(|(key, _)| key.eq_ignore_ascii_case("blobSchedule")) {
+            None | Some((_, serde_json::Value::Null)) => None,
+            Some((_, serde_json::Value::Object(entries))) => Some(entries),
+            Some((_, value)) => bail!("config.blobSchedule is {value}, not an object of forks' blob parameters"),
+        };
+        let mut blob_schedule = Vec::new();
+        for (fork, name) in BLOB_FORKS {
+            let entry = entries.and_then(|entries| entries.iter().find(|(key, _)| key.eq_ignore_ascii_case(name)));
+            let (Some(time), Some((_, entry))) = (number(fork)?, entry.filter(|(_, entry)| !entry.is_null())) else {
+                continue;
+            };
+            let params = blob_params(entry).with_context(|| {
+                format!(
+                    "config.blobSchedule.{name} is {entry}, where a fork's blob parameters are \
+                     {{\"target\", \"max\", \"baseFeeUpdateFraction\"}}, whole numbers"
+                )
+            })?;
+            blob_schedule.push((time, params));
+        }
+        // By time; the sort is stable, so forks at one time stay in Geth's order.
+        blob_schedule.sort_by_key(|(time, _)| *time);
         Ok(Self {
             chain_id: number("chainId")?.context("not a Geth genesis document: config has no chainId")?,
             prague_time: number("pragueTime")?,
@@ -162,7 +227,14 @@ impl ForkSchedule {
             amsterdam_time: number("amsterdamTime")?,
             forks,
             genesis_forks,
+            blob_schedule,
         })
+    }
+
+    /// The blob parameters in force at `time`, as Geth takes them: the last fork's that set
+    /// them by then ([`Self::blob_schedule`]); `None` before Cancun.
+    pub fn blob_params_at(&self, time: u64) -> Option<BlobParams> {
+        self.blob_schedule.iter().rev().find(|(at, _)| *at <= time).map(|(_, params)| *params)
     }
 
     /// The forks in force at block 0 summed up in 4 bytes, as the fork id sums up those
@@ -222,6 +294,21 @@ impl ForkSchedule {
     }
 }
 
+/// One fork's entry in a genesis file's `blobSchedule`, as Go's decoder reads it into Geth's
+/// config: keys in any case, a missing one 0.
+fn blob_params(entry: &serde_json::Value) -> Option<BlobParams> {
+    let entry = entry.as_object()?;
+    let field = |name: &str| match entry.iter().find(|(key, _)| key.eq_ignore_ascii_case(name)) {
+        None => Some(0),
+        Some((_, value)) => value.as_u64(),
+    };
+    Some(BlobParams {
+        target: field("target")?,
+        max: field("max")?,
+        base_fee_update_fraction: field("baseFeeUpdateFraction")?,
+    })
+}
+
 /// A whole number in a genesis file's top level, as Geth reads one there (`math.HexOrDecimal64`):
 /// a JSON number, or a string in hex (`"0x…"`) or decimal, the empty string being 0.
 fn whole_number(value: &serde_json::Value) -> Option<u64> {
@@ -258,6 +345,10 @@ pub struct ElFork {
     /// The precompiled contracts in force, by name (`None` from an EL that leaves them out).
     #[serde(default)]
     pub precompiles: Option<std::collections::BTreeMap<String, Address>>,
+    /// The blob parameters in force (`None` before Cancun, or from an EL that leaves them
+    /// out).
+    #[serde(default)]
+    pub blob_schedule: Option<BlobParams>,
 }
 
 impl ElForks {
@@ -341,6 +432,7 @@ mod tests {
             amsterdam_time: None,
             forks: ForkPoints::default(),
             genesis_forks: Vec::new(),
+            blob_schedule: Vec::new(),
         }
     }
 
@@ -475,6 +567,53 @@ mod tests {
         assert!(!at("").genesis_forks.contains(&"bpo1Time"), "an empty time is 0, as Geth reads it");
         let err = ForkSchedule::from_genesis_json(r#"{"config": {"chainId": 1}, "timestamp": "soon"}"#).unwrap_err();
         assert!(format!("{err:#}").contains(r#"timestamp is "soon""#), "{err:#}");
+    }
+
+    /// The blob parameters in force at a time, as Geth v1.17.8 gives them in `eth_config`
+    /// (seen on it: genesis.json's current fork gives Prague's 6/9 whatever the file's
+    /// `osaka` entry says; with `bpo1Time: 0`, BPO1's 10/15).
+    #[test]
+    fn blob_parameters_are_the_last_forks_that_set_them() {
+        let text = include_str!("../../genesis.json");
+        let ours = ForkSchedule::from_genesis_json(text).expect("genesis.json parses");
+        let params = |target, max, base_fee_update_fraction| BlobParams { target, max, base_fee_update_fraction };
+        let (cancun, prague, bpo1) = (params(3, 6, 3_338_477), params(6, 9, 5_007_716), params(10, 15, 8_346_193));
+        assert_eq!(ours.blob_schedule, [(0, cancun), (0, prague)], "Geth's order at one time; Osaka's entry not read");
+        assert_eq!(ours.blob_params_at(0), Some(prague));
+        assert_eq!(prague.to_string(), "target 6, max 9, base fee update fraction 5007716");
+        let edited = |edit: &dyn Fn(&mut serde_json::Value)| {
+            let mut genesis: serde_json::Value = serde_json::from_str(text).expect("json");
+            edit(&mut genesis);
+            ForkSchedule::from_genesis_json(&genesis.to_string())
+        };
+        let bpo1_at = |time: u64| {
+            edited(&|genesis| {
+                genesis["config"]["bpo1Time"] = time.into();
+                genesis["config"]["blobSchedule"]["bpo1"] =
+                    serde_json::json!({"target": 10, "max": 15, "baseFeeUpdateFraction": 8_346_193});
+                genesis["config"]["blobSchedule"]["osaka"] = serde_json::json!({"target": 7, "max": 9});
+            })
+            .expect("parses")
+        };
+        assert_eq!(bpo1_at(0).blob_params_at(0), Some(bpo1), "BPO1 comes after Prague at one time");
+        assert_eq!(bpo1_at(100).blob_params_at(99), Some(prague), "Prague's until BPO1, whatever Osaka's entry says");
+        assert_eq!(bpo1_at(100).blob_params_at(100), Some(bpo1));
+        let cased = edited(&|genesis| {
+            genesis["config"]["BlobSchedule"] = genesis["config"]["blobSchedule"].take();
+            genesis["config"]["BlobSchedule"]["Prague"] = serde_json::json!({"TARGET": 5, "max": 9});
+            genesis["config"].as_object_mut().expect("config").remove("blobSchedule");
+        })
+        .expect("keys in any case, as Go reads them");
+        assert_eq!(cased.blob_params_at(0), Some(params(5, 9, 0)), "a missing field is 0");
+        let none = edited(&|genesis| {
+            genesis["config"].as_object_mut().expect("config").remove("blobSchedule");
+        })
+        .expect("no blob schedule");
+        assert_eq!(none.blob_params_at(0), None);
+        let err = edited(&|genesis| genesis["config"]["blobSchedule"]["prague"]["max"] = "nine".into()).unwrap_err();
+        assert!(format!("{err:#}").contains(r#"config.blobSchedule.prague is {"#), "{err:#}");
+        let err = edited(&|genesis| genesis["config"]["blobSchedule"] = 6.into()).unwrap_err();
+        assert!(format!("{err:#}").contains("config.blobSchedule is 6, not an object"), "{err:#}");
     }
 
     #[test]

@@ -11,6 +11,7 @@ use crate::{
     ElForks,
     engine::{EngineClient, REQUIRED_CAPABILITIES},
     error::RpcErrorKind,
+    fork::BlobParams,
     types::BlockTag,
 };
 
@@ -44,10 +45,12 @@ pub async fn check_execution_client(client: &EngineClient) -> anyhow::Result<()>
 /// the Engine API versions we call, and an EL on another schedule would refuse them, or
 /// build and check blocks by other rules than the other nodes. Block 0 need not differ (a
 /// fork after it is not in it, nor are some at it), and the chain id does not, so neither
-/// check above sees it. Two comparisons with what the EL says (`eth_config`): the fork id
-/// of its last fork, which covers every fork after block 0; and, for a fork at block 0,
-/// which the fork id leaves out, whether Prague and Osaka are in force in its current fork,
-/// by its precompiles. An EL that does not serve `eth_config` is not checked, with a warning.
+/// check above sees it. Three comparisons with what the EL says (`eth_config`): the fork id
+/// of its last fork, which covers every fork's time after block 0; the blob parameters of
+/// its current, next and last forks, which the fork id leaves out (a BPO fork at block 0
+/// among them); and, for a fork at block 0, which the fork id leaves out too, whether
+/// Prague and Osaka are in force in its current fork, by its precompiles. An EL that does
+/// not serve `eth_config` is not checked, with a warning.
 async fn check_fork_schedule(client: &EngineClient) -> anyhow::Result<()> {
     let url = client.url();
     let el = match client.config().await {
@@ -78,6 +81,23 @@ async fn check_fork_schedule(client: &EngineClient) -> anyhow::Result<()> {
             after.blocks,
             after.times,
         );
+    }
+    // Nor does it cover a fork's blob parameters, which Geth takes from the file as well:
+    // for each fork `eth_config` names (its current one, the next and the last), the file
+    // must give the ones Geth does at the time that fork comes.
+    for (which, fork) in [("current", &el.current), ("next", &el.next), ("last", &el.last)] {
+        let Some(fork) = fork else { continue };
+        let since = fork.activation_time.max(block0.timestamp);
+        let ours = forks.blob_params_at(since);
+        if fork.blob_schedule != ours {
+            let say = |params: Option<BlobParams>| params.map_or("none".to_string(), |params| params.to_string());
+            bail!(
+                "the execution client at {url} has other blob parameters than the genesis file in its {which} fork \
+                 (from time {since}): {}, where the file gives {}; point --genesis at the file the EL was initialised with",
+                say(fork.blob_schedule),
+                say(ours),
+            );
+        }
     }
     // The fork id leaves out the forks at block 0's time. The fork in force at Geth's head
     // (`current`, none before Shanghai) says by its precompiles whether the two forks we

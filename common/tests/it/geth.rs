@@ -73,6 +73,76 @@ async fn start_up_check_refuses_a_geth_on_another_fork_schedule() {
     }
 }
 
+/// Nor do block 0, the chain id and the fork id cover a fork's blob parameters, which Geth
+/// takes from the genesis file too: a BPO fork at block 0 (BPO1's 10/15 blobs where Prague
+/// gives 6/9), Prague's own target, or a BPO fork at one time in both files but with other
+/// parameters. The start check compares those `eth_config` gives for the current, next and
+/// last forks with the file's at their times, and says which fork differs and how.
+#[tokio::test]
+async fn start_up_check_refuses_a_geth_of_other_blob_parameters() {
+    const BPO1: u64 = 4_000_000_000;
+    let bpo1 = |time: u64, target: u64, max: u64| {
+        move |genesis: &mut serde_json::Value| {
+            genesis["config"]["bpo1Time"] = time.into();
+            genesis["config"]["blobSchedule"]["bpo1"] =
+                serde_json::json!({"target": target, "max": max, "baseFeeUpdateFraction": 8_346_193});
+        }
+    };
+    let prague = "target 6, max 9, base fee update fraction 5007716";
+    let bpo1_params = "target 10, max 15, base fee update fraction 8346193";
+    let none = |_: &mut serde_json::Value| {};
+    type Edit = Box<dyn Fn(&mut serde_json::Value)>;
+    let cases: [(&str, Edit, Edit, String); 3] = [
+        (
+            "BPO1 at block 0",
+            Box::new(bpo1(0, 10, 15)),
+            Box::new(none),
+            format!("in its current fork (from time 0): {bpo1_params}, where the file gives {prague}"),
+        ),
+        (
+            "Prague's target 5",
+            Box::new(|genesis| genesis["config"]["blobSchedule"]["prague"]["target"] = 5.into()),
+            Box::new(none),
+            format!(
+                "in its current fork (from time 0): target 5, max 9, base fee update fraction 5007716, where the file gives {prague}"
+            ),
+        ),
+        (
+            "BPO1 later, other parameters",
+            Box::new(bpo1(BPO1, 10, 15)),
+            Box::new(bpo1(BPO1, 12, 16)),
+            format!(
+                "in its next fork (from time {BPO1}): {bpo1_params}, where the file gives target 12, max 16, base fee update fraction 8346193"
+            ),
+        ),
+    ];
+    for (what, theirs, ours, message) in cases {
+        let theirs = edited_genesis(|genesis| {
+            theirs(genesis);
+            Ok(())
+        })
+        .expect("genesis written");
+        let ours = edited_genesis(|genesis| {
+            ours(genesis);
+            Ok(())
+        })
+        .expect("genesis written");
+        let geth = Geth::start_with(GethOptions { genesis: Some(theirs.path.clone()), ..Default::default() })
+            .await
+            .expect("geth starts");
+        check_execution_client(&geth.engine()).await.expect("a Geth and the file it was initialised with agree");
+
+        let forks = ForkSchedule::from_genesis_file(&ours.path).expect("our file parses");
+        let client = EngineClient::new(&geth.auth_url(), geth.jwt(), forks).expect("client");
+        let err = format!("{:#}", check_execution_client(&client).await.unwrap_err());
+        assert!(
+            err.contains(&format!("has other blob parameters than the genesis file {message}"))
+                && err.contains("point --genesis at the file the EL was initialised with"),
+            "{what}: {err}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn geth_rejects_a_foreign_jwt() {
     let geth = Geth::start().await.expect("geth starts");

@@ -68,6 +68,7 @@ impl Mock {
             amsterdam_time: None,
             forks: Default::default(),
             genesis_forks: Vec::new(),
+            blob_schedule: Vec::new(),
         };
         EngineClient::new(&format!("http://{}", self.addr), secret, forks).expect("client")
     }
@@ -220,6 +221,7 @@ async fn nobody_listening_is_a_retryable_transport_error() {
         amsterdam_time: None,
         forks: Default::default(),
         genesis_forks: Vec::new(),
+        blob_schedule: Vec::new(),
     };
     let client =
         EngineClient::new(&format!("http://127.0.0.1:{port}"), JwtSecret::new([1; 32]), forks).expect("client");
