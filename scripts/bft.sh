@@ -298,19 +298,22 @@ peer_all() {
 }
 
 # The EL chain the network's genesis names, as chain_of says it ("chain id N, block 0
-# 0x…, fork id 0x…, genesis forks 0x…"; without the genesis forks, the fork id or the chain
-# id, if it names none, as a network made before it did; empty if it names no chain).
+# 0x…, fork id 0x…, genesis forks 0x…, blob schedule 0x…"; without the blob schedule, the
+# genesis forks, the fork id or the chain id, if it names none, as a network made before it
+# did; empty if it names no chain).
 named_el_chain() {
-    local file="$DIR/node0/cometbft/config/genesis.json" hash id fork forks
+    local file="$DIR/node0/cometbft/config/genesis.json" hash id fork forks blobs
     hash="$(sed -nE 's/.*"el_genesis_hash": *"(0x[0-9a-f]{64})".*/\1/p' "$file")"
     id="$(sed -nE 's/.*"el_chain_id": *([0-9]+).*/\1/p' "$file")"
     fork="$(sed -nE 's/.*"el_fork_id": *"(0x[0-9a-f]{8})".*/\1/p' "$file")"
     forks="$(sed -nE 's/.*"el_genesis_forks": *"(0x[0-9a-f]{8})".*/\1/p' "$file")"
+    blobs="$(sed -nE 's/.*"el_blob_schedule": *"(0x[0-9a-f]{8})".*/\1/p' "$file")"
     [[ -n "$hash" ]] || return 0
     if [[ -z "$id" ]]; then echo "block 0 $hash"
     elif [[ -z "$fork" ]]; then echo "chain id $id, block 0 $hash"
     elif [[ -z "$forks" ]]; then echo "chain id $id, block 0 $hash, fork id $fork"
-    else echo "chain id $id, block 0 $hash, fork id $fork, genesis forks $forks"; fi
+    elif [[ -z "$blobs" ]]; then echo "chain id $id, block 0 $hash, fork id $fork, genesis forks $forks"
+    else echo "chain id $id, block 0 $hash, fork id $fork, genesis forks $forks, blob schedule $blobs"; fi
 }
 
 tools() {
@@ -345,31 +348,33 @@ start() {
 }
 
 # The network's genesis names its EL chain: app_state.el_genesis_hash, el_chain_id,
-# el_fork_id and el_genesis_forks, block 0, chain id, last fork id (which covers the fork
-# times after block 0) and forks at block 0 of node0's Geth (peer_all has checked that
+# el_fork_id, el_genesis_forks and el_blob_schedule, block 0, chain id, last fork id (which
+# covers the fork times after block 0), forks at block 0 and the forks' blob parameters of
+# node0's Geth (peer_all has checked that
 # every Geth holds the same). Each app checks its own Geth
 # against them at InitChain, so a node on a Geth of another chain stops there, saying so.
 # Written into each validator's genesis while the network is new (node0's CometBFT has kept
 # no state yet: CometBFT reads the file only at its first start); a full node copies
 # node0's. A network made before this names less, and its apps check only what it names.
 name_el_genesis() {
-    local i file port hash id fork forks named=0
+    local i file port hash id fork forks blobs named=0
     [[ -e "$DIR/node0/cometbft/data/state.db" ]] && return
     port="$(geth_rpc_port node0)"
     hash="$(block0_hash "$port")"
     id="$(chain_id_of "$port")"
     fork="$(fork_id_of "$port")"
     forks="$(genesis_forks_of "$port")"
-    [[ -n "$hash" && -n "$id" && -n "$fork" && -n "$forks" ]] ||
+    blobs="$(blob_schedule_of "$port")"
+    [[ -n "$hash" && -n "$id" && -n "$fork" && -n "$forks" && -n "$blobs" ]] ||
         { say "node0's Geth gives no block 0, chain id, fork id (eth_config) or chain config (admin_nodeInfo) to name in the network's genesis"; exit 1; }
     for ((i = 0; i < $(count); i++)); do
         file="$DIR/node$i/cometbft/config/genesis.json"
         grep -q '"app_state"' "$file" && continue
-        sed -i "s|^  \"app_hash\": \"\"$|  \"app_hash\": \"\",\n  \"app_state\": {\"el_genesis_hash\": \"$hash\", \"el_chain_id\": $id, \"el_fork_id\": \"$fork\", \"el_genesis_forks\": \"$forks\"}|" "$file"
+        sed -i "s|^  \"app_hash\": \"\"$|  \"app_hash\": \"\",\n  \"app_state\": {\"el_genesis_hash\": \"$hash\", \"el_chain_id\": $id, \"el_fork_id\": \"$fork\", \"el_genesis_forks\": \"$forks\", \"el_blob_schedule\": \"$blobs\"}|" "$file"
         grep -q '"app_state"' "$file" || { say "cannot name the EL chain in $file: it has no empty app_hash line"; exit 1; }
         named=1
     done
-    ((named == 0)) || say "the network's genesis names the EL chain: chain id $id, block 0 $hash, fork id $fork, genesis forks $forks"
+    ((named == 0)) || say "the network's genesis names the EL chain: chain id $id, block 0 $hash, fork id $fork, genesis forks $forks, blob schedule $blobs"
 }
 
 # Adds full node fullK (the first K free): a CometBFT home from `cometbft init` (keys of

@@ -489,10 +489,9 @@ bft_intro() {
     # started again, one that answers says nothing of the others.
     for i in 0 1 2 3; do eventually "node$i to commit" 180 bft_above "$i" 1; done
     # Every validator's genesis names the EL chain (block 0, chain id, fork id, genesis
-    # forks), and every app
-    # checked its Geth against it at InitChain.
+    # forks, blob schedule), and every app checked its Geth against it at InitChain.
     for i in 0 1 2 3; do
-        grep -q '"app_state": {"el_genesis_hash": "0x[0-9a-f]\{64\}", "el_chain_id": 1337, "el_fork_id": "0x[0-9a-f]\{8\}", "el_genesis_forks": "0x[0-9a-f]\{8\}"}' ".devnet/bft/node$i/cometbft/config/genesis.json" ||
+        grep -q '"app_state": {"el_genesis_hash": "0x[0-9a-f]\{64\}", "el_chain_id": 1337, "el_fork_id": "0x[0-9a-f]\{8\}", "el_genesis_forks": "0x[0-9a-f]\{8\}", "el_blob_schedule": "0x[0-9a-f]\{8\}"}' ".devnet/bft/node$i/cometbft/config/genesis.json" ||
             fail "bft.sh start did not name the EL chain (app_state) in node$i's genesis"
         grep -q "chain initialised" ".devnet/bft/node$i/app.log" || fail "node$i's app never initialised the chain"
         ! grep -q "names no EL chain" ".devnet/bft/node$i/app.log" || fail "node$i's app found no EL chain named"
@@ -558,7 +557,7 @@ bft_another_chain() {
         fail "geth init from another genesis failed: $(tail -n 5 "$OUT")"
     say "(node3's Geth initialised from another genesis file) \$ scripts/bft.sh start"
     if scripts/bft.sh start > "$OUT" 2>&1; then fail "bft.sh start went on with a Geth of another chain: $(tail -n 5 "$OUT")"; fi
-    grep -q "the Geth of .devnet/bft/node3/geth holds another chain (chain id 1337, block 0 0x[0-9a-f]*, fork id 0x[0-9a-f]*, genesis forks 0x[0-9a-f]*) than the network's (chain id 1337, block 0 $(sed -nE 's/.*"el_genesis_hash": *"(0x[0-9a-f]{64})".*/\1/p' .devnet/bft/node0/cometbft/config/genesis.json), fork id 0x[0-9a-f]\{8\}, genesis forks 0x[0-9a-f]\{8\})" "$OUT" ||
+    grep -q "the Geth of .devnet/bft/node3/geth holds another chain (chain id 1337, block 0 0x[0-9a-f]*, fork id 0x[0-9a-f]*, genesis forks 0x[0-9a-f]*, blob schedule 0x[0-9a-f]*) than the network's (chain id 1337, block 0 $(sed -nE 's/.*"el_genesis_hash": *"(0x[0-9a-f]{64})".*/\1/p' .devnet/bft/node0/cometbft/config/genesis.json), fork id 0x[0-9a-f]\{8\}, genesis forks 0x[0-9a-f]\{8\}, blob schedule 0x[0-9a-f]\{8\})" "$OUT" ||
         fail "bft.sh start did not name node3's datadir: $(tail -n 5 "$OUT")"
     for i in 0 1 2 3; do port_closed $((26657 + 10 * i)) || fail "node$i's CometBFT started beside a Geth of another chain"; done
     # node3 started alone (no peering check), its app's store set aside so that CometBFT
@@ -567,27 +566,32 @@ bft_another_chain() {
     say "(node3's app store set aside) \$ scripts/bft.sh node node3 start"
     if scripts/bft.sh node node3 start > "$OUT" 2>&1; then fail "bft.sh started node3 on a Geth of another chain: $(tail -n 5 "$OUT")"; fi
     grep -q "node3's cometbft exited" "$OUT" || fail "bft.sh did not say node3's CometBFT exited: $(tail -n 5 "$OUT")"
-    grep -q "this node's Geth has chain id 1337, block 0 0x[0-9a-f]*, fork id 0x[0-9a-f]*, genesis forks 0x[0-9a-f]*, but the network's genesis names chain id 1337, block 0 0x" "$OUT" ||
+    grep -q "this node's Geth has chain id 1337, block 0 0x[0-9a-f]*, fork id 0x[0-9a-f]*, genesis forks 0x[0-9a-f]*, blob schedule 0x[0-9a-f]*, but the network's genesis names chain id 1337, block 0 0x" "$OUT" ||
         fail "bft.sh did not show why (the app's refusal of InitChain): $(tail -n 5 "$OUT")"
     scripts/bft.sh stop > /dev/null 2>&1 || fail "bft.sh stop failed after the refused start"
     eventually "the Geths to stop" 60 ports_closed 8660 8661 8662 8663 8680 8681 26688
-    # A Geth of another chain id, one of another fork time, and one without Osaka at block
-    # 0 (block 0 the same; without Osaka, the fork id too): `bft.sh start` names it before
+    # A Geth of another chain id, one of another fork time, one without Osaka at block 0,
+    # and one of another Prague blob target (block 0 the same; without Osaka, the fork id
+    # too; with another blob target, the genesis forks too): `bft.sh start` names it before
     # peering (its Geths stay up); node3 started alone, its app stops at start, its Geth
     # not being on genesis.json's chain (the app's start checks, before InitChain's, whose
-    # own refusal of other genesis forks abci_input tests), and bft.sh shows the app's
-    # error at once.
+    # own refusal of other genesis forks and blob schedules abci_input tests), and bft.sh
+    # shows the app's error at once.
     local named; named="$(sed -nE 's/.*"el_genesis_hash": *"(0x[0-9a-f]{64})".*/\1/p' .devnet/bft/node0/cometbft/config/genesis.json)"
     node3_on_edited_geth "chain id 1338" 's/"chainId": *1337/"chainId": 1338/' \
-        "(chain id 1338, block 0 $named, fork id 0x[0-9a-f]\{8\}, genesis forks 0x[0-9a-f]\{8\}) than the network's (chain id 1337, block 0 $named, fork id 0x" \
+        "(chain id 1338, block 0 $named, fork id 0x[0-9a-f]\{8\}, genesis forks 0x[0-9a-f]\{8\}, blob schedule 0x[0-9a-f]\{8\}) than the network's (chain id 1337, block 0 $named, fork id 0x" \
         "is on chain 1338, but the genesis file says 1337"
     node3_on_edited_geth "Osaka at time 4000000000" 's/"osakaTime": *0/"osakaTime": 4000000000/' \
-        "(chain id 1337, block 0 $named, fork id 0x[0-9a-f]\{8\}, genesis forks 0x[0-9a-f]\{8\}) than the network's (chain id 1337, block 0 $named, fork id 0x" \
+        "(chain id 1337, block 0 $named, fork id 0x[0-9a-f]\{8\}, genesis forks 0x[0-9a-f]\{8\}, blob schedule 0x[0-9a-f]\{8\}) than the network's (chain id 1337, block 0 $named, fork id 0x" \
         "has another fork schedule than the genesis file: its fork id is 0x[0-9a-f]* (its forks: the current one from time 0, the next at 4000000000, the last at 4000000000)"
     local fork; fork="$(sed -nE 's/.*"el_fork_id": *"(0x[0-9a-f]{8})".*/\1/p' .devnet/bft/node0/cometbft/config/genesis.json)"
     node3_on_edited_geth "no Osaka at block 0" 's/"osakaTime": *0,//' \
-        "(chain id 1337, block 0 $named, fork id $fork, genesis forks 0x[0-9a-f]\{8\}) than the network's (chain id 1337, block 0 $named, fork id $fork, genesis forks 0x" \
+        "(chain id 1337, block 0 $named, fork id $fork, genesis forks 0x[0-9a-f]\{8\}, blob schedule 0x[0-9a-f]\{8\}) than the network's (chain id 1337, block 0 $named, fork id $fork, genesis forks 0x" \
         "is not in Osaka in its current fork (in force from time 0), where the genesis file says it is"
+    local forks; forks="$(sed -nE 's/.*"el_genesis_forks": *"(0x[0-9a-f]{8})".*/\1/p' .devnet/bft/node0/cometbft/config/genesis.json)"
+    node3_on_edited_geth "a Prague blob target of 5" '/"prague"/,/}/s/"target": 6/"target": 5/' \
+        "(chain id 1337, block 0 $named, fork id $fork, genesis forks $forks, blob schedule 0x[0-9a-f]\{8\}) than the network's (chain id 1337, block 0 $named, fork id $fork, genesis forks $forks, blob schedule 0x" \
+        "has other blob parameters than the genesis file in its current fork (from time 0): target 5, max 9, base fee update fraction 5007716, where the file gives target 6, max 9, base fee update fraction 5007716"
     rm -rf .devnet/bft/node3/geth .devnet/bft/node3/app
     mv "$WORK/node3-geth" .devnet/bft/node3/geth
     mv "$WORK/node3-app" .devnet/bft/node3/app

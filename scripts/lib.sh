@@ -166,11 +166,10 @@ fork_id_of() {
 # (admin_nodeInfo) that name a fork at block 0, or at block 0's time and before, sorted, a
 # line each. The keys of Geth v1.17.8's config that end in Block or Time are its forks (the
 # lists in common/src/fork.rs). A value of 19 digits or more is a time far beyond block 0's
-# (bash's numbers end at 2^63). gzip's trailer holds the CRC-32 of what it packed, least
-# significant byte first. Empty if it does not answer.
+# (bash's numbers end at 2^63). Empty if it does not answer.
 genesis_forks_of() {
-    local info time key at names="" crc a b c d
-    info="$({ rpc "$1" admin_nodeInfo || true; } | sed -nE 's/.*"config":(\{.*\}),"head".*/\1/p')"
+    local info time key at names=""
+    info="$(chain_config_of "$1")"
     time="$({ rpc "$1" eth_getBlockByNumber '["0x0",false]' || true; } | sed -nE 's/.*"timestamp":"0x([0-9a-f]+)".*/\1/p')"
     [[ -n "$info" && -n "$time" ]] || return 0
     while IFS=: read -r key at; do
@@ -179,31 +178,65 @@ genesis_forks_of() {
             names+="$key"$'\n'
         fi
     done < <(grep -oE '"[A-Za-z0-9]+(Block|Time)":[0-9]+' <<< "$info")
-    crc="$(printf '%s' "$names" | LC_ALL=C sort | gzip -c | tail -c 8 | head -c 4 | od -An -tx1)"
-    read -r a b c d <<< "$crc"
+    printf '%s' "$names" | LC_ALL=C sort | crc32_hex
+}
+
+# The blob parameters of the forks of the Geth whose JSON-RPC is on port $1 (it must serve
+# the admin API), summed up as the consensus layers sum up a genesis file's
+# (ForkSchedule::blob_schedule_id): the CRC-32 of a line for each fork its chain config
+# schedules that sets them (cancun, prague, bpo1 to bpo5, in that order: its key in
+# blobSchedule, then its target, maximum and base fee update fraction, spaced). Geth
+# v1.17.8 refuses a config that schedules one of these without its entry, and writes an
+# entry's fields in that order. Empty if it does not answer.
+blob_schedule_of() {
+    local info name line lines=""
+    info="$(chain_config_of "$1")"
+    [[ -n "$info" ]] || return 0
+    for name in cancun prague bpo1 bpo2 bpo3 bpo4 bpo5; do
+        grep -qE "\"${name}Time\":[0-9]+" <<< "$info" || continue
+        line="$(sed -nE "s/.*\"$name\":\\{\"target\":([0-9]+),\"max\":([0-9]+),\"baseFeeUpdateFraction\":([0-9]+)\\}.*/$name \\1 \\2 \\3/p" <<< "$info")"
+        [[ -z "$line" ]] || lines+="$line"$'\n'
+    done
+    printf '%s' "$lines" | crc32_hex
+}
+
+# The chain config of the Geth whose JSON-RPC is on port $1, as admin_nodeInfo gives it
+# (one line of JSON; empty if it does not answer).
+chain_config_of() {
+    { rpc "$1" admin_nodeInfo || true; } | sed -nE 's/.*"config":(\{.*\}),"head".*/\1/p'
+}
+
+# The CRC-32 of standard input, as 0x and 8 hex digits, most significant first: gzip's
+# trailer holds it, least significant byte first.
+crc32_hex() {
+    local a b c d
+    read -r a b c d < <(gzip -c | tail -c 8 | head -c 4 | od -An -tx1)
     echo "0x$d$c$b$a"
 }
 
 # The chain of the Geth whose JSON-RPC is on port $1: "chain id N, block 0 0x…, fork id
-# 0x…, genesis forks 0x…", with "unknown" for what it does not answer.
+# 0x…, genesis forks 0x…, blob schedule 0x…", with "unknown" for what it does not answer.
 chain_of() {
-    local id hash fork forks
+    local id hash fork forks blobs
     id="$(chain_id_of "$1")"
     hash="$(block0_hash "$1")"
     fork="$(fork_id_of "$1")"
     forks="$(genesis_forks_of "$1")"
-    echo "chain id ${id:-unknown}, block 0 ${hash:-unknown}, fork id ${fork:-unknown}, genesis forks ${forks:-unknown}"
+    blobs="$(blob_schedule_of "$1")"
+    echo "chain id ${id:-unknown}, block 0 ${hash:-unknown}, fork id ${fork:-unknown}, genesis forks ${forks:-unknown}, blob schedule ${blobs:-unknown}"
 }
 
 # Checks that the Geths given as HTTP_PORT:DATADIR arguments (after the first) hold one
 # chain: $1 if it names the chain as chain_of does (the chain the network's genesis
-# names; without the genesis forks, or also the fork id, if it names none); else the one
+# names; without the blob schedule, or also the genesis forks or the fork id, if it names
+# none); else the one
 # most of them hold, among those whose chain has $1 in it if $1 is not empty ("block 0
 # 0x…": a genesis that names block 0 only). Geths of another block 0 or network id (the
 # chain id, here) never peer, nor do Geths whose forks after block 0 differ in one their
 # chain has passed (the eth protocol's handshake compares them, and Geth logs its refusals
-# only at debug level); Geths that differ only in a fork still ahead, or in a fork at block
-# 0, peer, and part at the first block their rules judge differently. So this names
+# only at debug level); Geths that differ only in a fork still ahead, in a fork at block 0,
+# or in a fork's blob parameters, peer, and part at the first block their rules judge
+# differently. So this names
 # each Geth that is wrong, and returns 1; or, if it cannot read a Geth's chain, says so and
 # returns 2.
 same_chain() {

@@ -39,8 +39,9 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 /// What the store says about the chain it holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Chain {
-    /// Block 0, chain id, fork id and genesis forks: every node's Geth must be on it. (A
-    /// store made before the others were written names block 0 alone, or no genesis forks.)
+    /// Block 0, chain id, fork id, genesis forks and blob schedule: every node's Geth must be
+    /// on it. (A store made before the others were written names block 0 alone, or no
+    /// genesis forks or blob schedule.)
     pub el: ElChain,
     /// Where the store begins: the first leader's Geth head, or, once old blocks were
     /// dropped (`--retain-blocks`), the row just below the blocks kept.
@@ -227,7 +228,10 @@ impl Store {
         timed(async {
             let client = self.client().await?;
             let Some(chain) = client
-                .query_opt("SELECT genesis_hash, fence_term, chain_id, fork_id, genesis_forks FROM chain", &[])
+                .query_opt(
+                    "SELECT genesis_hash, fence_term, chain_id, fork_id, genesis_forks, blob_schedule FROM chain",
+                    &[],
+                )
                 .await?
             else {
                 return Ok(None);
@@ -244,6 +248,7 @@ impl Store {
                 chain_id: chain.get::<_, Option<i64>>(2).map(u64::try_from).transpose()?,
                 fork_id: four_bytes(3, "fork id")?,
                 genesis_forks: four_bytes(4, "genesis forks")?,
+                blob_schedule: four_bytes(5, "blob schedule")?,
             };
             Ok(Some(Chain { el, fence_term: u64::try_from(chain.get::<_, i64>(1))?, anchor: anchor(&**client).await? }))
         })
@@ -265,10 +270,11 @@ impl Store {
             let chain_id = el.chain_id.map(i64::try_from).transpose()?;
             let fork_id = el.fork_id.as_ref().map(|id| id.as_slice());
             let genesis_forks = el.genesis_forks.as_ref().map(|id| id.as_slice());
+            let blob_schedule = el.blob_schedule.as_ref().map(|id| id.as_slice());
             tx.execute(
-                "INSERT INTO chain (genesis_hash, chain_id, fork_id, genesis_forks) VALUES ($1, $2, $3, $4)
-                 ON CONFLICT DO NOTHING",
-                &[&el.genesis.as_slice(), &chain_id, &fork_id, &genesis_forks],
+                "INSERT INTO chain (genesis_hash, chain_id, fork_id, genesis_forks, blob_schedule)
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                &[&el.genesis.as_slice(), &chain_id, &fork_id, &genesis_forks, &blob_schedule],
             )
             .await?;
             tx.execute(

@@ -72,9 +72,10 @@ impl Follower {
         status: Arc<Status>,
         chain: &Chain,
     ) -> Result<Self, FollowError> {
-        // Block 0 from Geth; the chain id, fork id and genesis forks from `--genesis`, which
-        // the start checks found Geth to have (of the forks at block 0, Prague and Osaka
-        // only).
+        // Block 0 from Geth; the chain id, fork id, genesis forks and blob schedule from
+        // `--genesis`, which the start checks found Geth to have (of the forks at block 0,
+        // Prague and Osaka by name; of the blob parameters, those of its current, next and
+        // last fork).
         let ours = engine.el_chain().await.map_err(engine_fault)?;
         if !chain.el.admits(&ours) {
             return Err(fatal(anyhow!(

@@ -115,8 +115,9 @@ pub struct App {
     /// Shared with the blocking thread that writes to it (Commit).
     store: Arc<Store>,
     /// Our chain: Geth's block 0, read at startup, where the store was checked against it,
-    /// and the chain id, fork id and genesis forks of `--genesis`, which the start checks
-    /// found Geth to have (of the forks at block 0, Prague and Osaka only).
+    /// and the chain id, fork id, genesis forks and blob schedule of `--genesis`, which the
+    /// start checks found Geth to have (of the forks at block 0, Prague and Osaka by name; of
+    /// the blob parameters, those of its current, next and last fork).
     chain: ElChain,
     config: Config,
     status: Arc<Status>,
@@ -259,10 +260,11 @@ impl App {
 
     /// The chain begins: CometBFT height 0 is EL block 0. Our app hash starts as the EL
     /// genesis hash, so two validators with different EL genesis blocks never agree. The
-    /// network's genesis names that block, the chain id, the fork id and the forks at block
-    /// 0 (`app_state`): a node on another chain refuses here, saying why, where CometBFT
-    /// would refuse block 1 ("wrong Block.Header.AppHash") at every try, or, for another
-    /// chain id or fork, the node would part from the network later.
+    /// network's genesis names that block, the chain id, the fork id, the forks at block 0
+    /// and the blob schedule (`app_state`): a node on another chain refuses here, saying why,
+    /// where CometBFT would refuse block 1 ("wrong Block.Header.AppHash") at every try, or,
+    /// for another chain id, fork or blob parameters, the node would part from the network
+    /// later.
     async fn init_chain(&self, init: RequestInitChain) -> anyhow::Result<ResponseInitChain> {
         if init.initial_height > 1 {
             bail!(
@@ -667,12 +669,14 @@ impl Ahead {
 
 /// What the network's CometBFT genesis says of the EL chain, its `app_state`:
 /// `{"el_genesis_hash": "0x…", "el_chain_id": N, "el_fork_id": "0x…", "el_genesis_forks":
-/// "0x…"}`, the block 0, the chain id, the fork id (of the last fork scheduled, as
-/// `eth_config` gives it) and the forks at block 0 ([`common::ForkSchedule::genesis_forks_id`])
-/// every node's Geth must have. `scripts/bft.sh` writes it from node0's Geth when it makes a
-/// network. Without it (`None`), nothing is checked; without `el_chain_id`, `el_fork_id` or
-/// `el_genesis_forks` (a network made before they were written), those are not; an
-/// `app_state` of any other shape is refused.
+/// "0x…", "el_blob_schedule": "0x…"}`, the block 0, the chain id, the fork id (of the last
+/// fork scheduled, as `eth_config` gives it), the forks at block 0
+/// ([`common::ForkSchedule::genesis_forks_id`]) and the forks' blob parameters
+/// ([`common::ForkSchedule::blob_schedule_id`]) every node's Geth must have. `scripts/bft.sh`
+/// writes it from node0's Geth when it makes a network. Without it (`None`), nothing is
+/// checked; without `el_chain_id`, `el_fork_id`, `el_genesis_forks` or `el_blob_schedule` (a
+/// network made before they were written), those are not; an `app_state` of any other
+/// shape is refused.
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct AppState {
@@ -683,6 +687,8 @@ struct AppState {
     el_fork_id: Option<FixedBytes<4>>,
     #[serde(default)]
     el_genesis_forks: Option<FixedBytes<4>>,
+    #[serde(default)]
+    el_blob_schedule: Option<FixedBytes<4>>,
 }
 
 impl AppState {
@@ -694,23 +700,25 @@ impl AppState {
         }
         serde_json::from_slice(bytes).map(Some).context(
             "the CometBFT genesis's app_state must be {\"el_genesis_hash\": \"0x…\", \"el_chain_id\": N, \"el_fork_id\": \"0x…\", \
-             \"el_genesis_forks\": \"0x…\"}, the hash of the EL chain's block 0, its chain id, its last fork id and its forks at block 0",
+             \"el_genesis_forks\": \"0x…\", \"el_blob_schedule\": \"0x…\"}, the hash of the EL chain's block 0, its chain id, \
+             its last fork id, its forks at block 0 and its blob schedule",
         )
     }
 
-    /// Checks that this node's chain, `ours` (its Geth's block 0, and the chain id, fork id
-    /// and forks at block 0 of its `--genesis`, which the start checks found its Geth to
-    /// have, of the forks at block 0 Prague and Osaka only), is the chain named. Block 0 covers none of the three: a genesis file's `config`
-    /// is not in the block, so a Geth initialised from a file that differs there alone would
-    /// pass on block 0, and refuse the first transaction signed for the network's chain
-    /// (another chain id), or part from the network at the first block the two rule sets
-    /// judge differently (another fork).
+    /// Checks that this node's chain, `ours` (its Geth's block 0, and the chain id, fork id,
+    /// forks at block 0 and blob schedule of its `--genesis`, which the start checks found its
+    /// Geth to have), is the chain named. Block 0 covers none of the four: a genesis file's
+    /// `config` is not in the block, so a Geth initialised from a file that differs there
+    /// alone would pass on block 0, and refuse the first transaction signed for the network's
+    /// chain (another chain id), or part from the network at the first block the two rule
+    /// sets judge differently (another fork, or other blob parameters).
     fn check(&self, ours: ElChain) -> anyhow::Result<()> {
         let named = ElChain {
             genesis: self.el_genesis_hash,
             chain_id: self.el_chain_id,
             fork_id: self.el_fork_id,
             genesis_forks: self.el_genesis_forks,
+            blob_schedule: self.el_blob_schedule,
         };
         if !named.admits(&ours) {
             bail!(

@@ -157,8 +157,8 @@ impl EngineClient {
         self.rpc.call(ETH_CONFIG, NO_PARAMS, ETH_READ_TIMEOUT).await
     }
 
-    /// This node's chain: Geth's block 0, and the chain id, fork id and forks at block 0 of
-    /// the genesis file, which [`crate::startup::check_execution_client`] finds Geth to have
+    /// This node's chain: Geth's block 0, and the chain id, fork id, forks at block 0 and
+    /// blob schedule of the genesis file, which [`crate::startup::check_execution_client`] finds Geth to have
     /// (the fork id, the blob parameters, and Prague and Osaka at block 0, only if Geth serves
     /// `eth_config`).
     pub async fn el_chain(&self) -> Result<ElChain, EngineError> {
@@ -171,6 +171,7 @@ impl EngineClient {
             chain_id: Some(self.forks.chain_id),
             fork_id: Some(self.forks.fork_id(block0.hash, block0.timestamp)),
             genesis_forks: Some(self.forks.genesis_forks_id()),
+            blob_schedule: Some(self.forks.blob_schedule_id()),
         })
     }
 

@@ -5,8 +5,9 @@
 //! we call matches the fork of the payload's timestamp (-38005 otherwise). This module is
 //! the one place that choice is made: callers ask [`ForkSchedule::get_payload_version`].
 //!
-//! A chain is block 0, the chain id and the fork schedule ([`ElChain`]): a genesis file's
-//! `config` is not in block 0, so two files that differ only there give one block 0.
+//! A chain is block 0, the chain id, the fork schedule and the forks' blob parameters
+//! ([`ElChain`]): a genesis file's `config` is not in block 0, so two files that differ only
+//! there give one block 0.
 
 use std::path::Path;
 
@@ -42,10 +43,22 @@ pub struct ForkSchedule {
     /// their keys as Geth spells them, sorted: what the fork id leaves out
     /// ([`Self::genesis_forks_id`]).
     pub genesis_forks: Vec<&'static str>,
-    /// The blob parameters (EIP-7840) from each fork that sets them on, by when it comes,
-    /// ascending: what the EL's `eth_config` gives for a fork is the last of these at its
-    /// time ([`Self::blob_params_at`]).
-    pub blob_schedule: Vec<(u64, BlobParams)>,
+    /// The forks that set blob parameters (EIP-7840), in Geth's order ([`BLOB_FORKS`]): what
+    /// the EL's `eth_config` gives for a fork is the last of these by its time
+    /// ([`Self::blob_params_at`]); what the fork id and the genesis forks leave out
+    /// ([`Self::blob_schedule_id`]).
+    pub blob_schedule: Vec<BlobFork>,
+}
+
+/// A fork that sets blob parameters, from a genesis file's fork time and `blobSchedule` entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlobFork {
+    /// Its `blobSchedule` key: `cancun`, `prague`, `bpo1` to `bpo5`.
+    pub name: &'static str,
+    /// When it comes.
+    pub time: u64,
+    /// What it sets.
+    pub params: BlobParams,
 }
 
 /// A fork's blob parameters (EIP-7840), as a genesis file's `config.blobSchedule` and an EL's
@@ -216,10 +229,8 @@ impl ForkSchedule {
                      {{\"target\", \"max\", \"baseFeeUpdateFraction\"}}, whole numbers"
                 )
             })?;
-            blob_schedule.push((time, params));
+            blob_schedule.push(BlobFork { name, time, params });
         }
-        // By time; the sort is stable, so forks at one time stay in Geth's order.
-        blob_schedule.sort_by_key(|(time, _)| *time);
         Ok(Self {
             chain_id: number("chainId")?.context("not a Geth genesis document: config has no chainId")?,
             prague_time: number("pragueTime")?,
@@ -232,9 +243,25 @@ impl ForkSchedule {
     }
 
     /// The blob parameters in force at `time`, as Geth takes them: the last fork's that set
-    /// them by then ([`Self::blob_schedule`]); `None` before Cancun.
+    /// them by then ([`Self::blob_schedule`]; of forks at one time, the last in Geth's order);
+    /// `None` before Cancun.
     pub fn blob_params_at(&self, time: u64) -> Option<BlobParams> {
-        self.blob_schedule.iter().rev().find(|(at, _)| *at <= time).map(|(_, params)| *params)
+        let by_then = self.blob_schedule.iter().enumerate().filter(|(_, fork)| fork.time <= time);
+        by_then.max_by_key(|(order, fork)| (fork.time, *order)).map(|(_, fork)| fork.params)
+    }
+
+    /// The blob parameters of every fork that sets them, summed up in 4 bytes as the fork id
+    /// sums up the forks' times: the CRC-32 of a line for each ([`Self::blob_schedule`], in
+    /// Geth's order), its `blobSchedule` key, target, maximum and base fee update fraction,
+    /// separated by spaces (`prague 6 9 5007716`), big-endian. The forks' times are not in
+    /// it: the fork id and the genesis forks cover them.
+    pub fn blob_schedule_id(&self) -> FixedBytes<4> {
+        let mut crc = crc32fast::Hasher::new();
+        for fork in &self.blob_schedule {
+            let BlobParams { target, max, base_fee_update_fraction } = fork.params;
+            crc.update(format!("{} {target} {max} {base_fee_update_fraction}\n", fork.name).as_bytes());
+        }
+        FixedBytes(crc.finalize().to_be_bytes())
     }
 
     /// The forks in force at block 0 summed up in 4 bytes, as the fork id sums up those
@@ -359,8 +386,9 @@ impl ElForks {
 }
 
 /// An EL chain, as far as one side names it: block 0, and the chain id, the fork id (of
-/// the last fork scheduled, [`ForkSchedule::fork_id`]) and the forks at block 0
-/// ([`ForkSchedule::genesis_forks_id`]) where known. What a node's Geth is checked
+/// the last fork scheduled, [`ForkSchedule::fork_id`]), the forks at block 0
+/// ([`ForkSchedule::genesis_forks_id`]) and the blob schedule
+/// ([`ForkSchedule::blob_schedule_id`]) where known. What a node's Geth is checked
 /// against: the chain a store holds, a network's genesis names, a snapshot is of.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ElChain {
@@ -375,11 +403,14 @@ pub struct ElChain {
     /// The forks in force at block 0, summed up.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub genesis_forks: Option<FixedBytes<4>>,
+    /// The forks' blob parameters, summed up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blob_schedule: Option<FixedBytes<4>>,
 }
 
 impl ElChain {
-    /// Whether `other` can be this chain: the same block 0, and the same chain id, fork id
-    /// and forks at block 0 where this one names them.
+    /// Whether `other` can be this chain: the same block 0, and the same chain id, fork id,
+    /// forks at block 0 and blob schedule where this one names them.
     pub fn admits(&self, other: &Self) -> bool {
         fn same<T: PartialEq>(ours: Option<T>, theirs: Option<T>) -> bool {
             ours.is_none() || ours == theirs
@@ -388,23 +419,26 @@ impl ElChain {
             && same(self.chain_id, other.chain_id)
             && same(self.fork_id, other.fork_id)
             && same(self.genesis_forks, other.genesis_forks)
+            && same(self.blob_schedule, other.blob_schedule)
     }
 
     /// What this does not name of what it can: a chain made by an older version of this
-    /// project may name block 0 alone, or leave out the forks at block 0.
+    /// project may name block 0 alone, or leave out the forks at block 0 or the blob
+    /// schedule.
     pub fn unnamed(&self) -> Vec<&'static str> {
         let named = [
             ("chain id", self.chain_id.is_some()),
             ("fork id", self.fork_id.is_some()),
             ("genesis forks", self.genesis_forks.is_some()),
+            ("blob schedule", self.blob_schedule.is_some()),
         ];
         named.into_iter().filter(|(_, named)| !named).map(|(what, _)| what).collect()
     }
 }
 
 impl std::fmt::Display for ElChain {
-    /// "chain id N, block 0 0x…, fork id 0x…, genesis forks 0x…", without what it does not
-    /// name.
+    /// "chain id N, block 0 0x…, fork id 0x…, genesis forks 0x…, blob schedule 0x…", without
+    /// what it does not name.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         if let Some(id) = self.chain_id {
             write!(f, "chain id {id}, ")?;
@@ -415,6 +449,9 @@ impl std::fmt::Display for ElChain {
         }
         if let Some(id) = self.genesis_forks {
             write!(f, ", genesis forks {id}")?;
+        }
+        if let Some(id) = self.blob_schedule {
+            write!(f, ", blob schedule {id}")?;
         }
         Ok(())
     }
@@ -578,7 +615,8 @@ mod tests {
         let ours = ForkSchedule::from_genesis_json(text).expect("genesis.json parses");
         let params = |target, max, base_fee_update_fraction| BlobParams { target, max, base_fee_update_fraction };
         let (cancun, prague, bpo1) = (params(3, 6, 3_338_477), params(6, 9, 5_007_716), params(10, 15, 8_346_193));
-        assert_eq!(ours.blob_schedule, [(0, cancun), (0, prague)], "Geth's order at one time; Osaka's entry not read");
+        let names: Vec<_> = ours.blob_schedule.iter().map(|fork| (fork.name, fork.time, fork.params)).collect();
+        assert_eq!(names, [("cancun", 0, cancun), ("prague", 0, prague)], "in Geth's order; Osaka's entry not read");
         assert_eq!(ours.blob_params_at(0), Some(prague));
         assert_eq!(prague.to_string(), "target 6, max 9, base fee update fraction 5007716");
         let edited = |edit: &dyn Fn(&mut serde_json::Value)| {
@@ -610,6 +648,20 @@ mod tests {
         })
         .expect("no blob schedule");
         assert_eq!(none.blob_params_at(0), None);
+        // The blob schedule's id: pinned, since stores and networks keep it; it tells apart
+        // what block 0, the fork id and the genesis forks do not (another Prague target),
+        // and is the CRC-32 of the lines `scripts/lib.sh` writes.
+        assert_eq!(ours.blob_schedule_id().to_string(), "0xcecf1abb");
+        let target_5 =
+            edited(&|genesis| genesis["config"]["blobSchedule"]["prague"]["target"] = 5.into()).expect("parses");
+        assert_eq!(target_5.fork_id(B256::ZERO, 0), ours.fork_id(B256::ZERO, 0));
+        assert_eq!(target_5.genesis_forks_id(), ours.genesis_forks_id());
+        assert_ne!(target_5.blob_schedule_id(), ours.blob_schedule_id());
+        assert_ne!(bpo1_at(100).blob_schedule_id(), ours.blob_schedule_id());
+        assert_eq!(
+            ours.blob_schedule_id(),
+            FixedBytes(crc32fast::hash(b"cancun 3 6 3338477\nprague 6 9 5007716\n").to_be_bytes())
+        );
         let err = edited(&|genesis| genesis["config"]["blobSchedule"]["prague"]["max"] = "nine".into()).unwrap_err();
         assert!(format!("{err:#}").contains(r#"config.blobSchedule.prague is {"#), "{err:#}");
         let err = edited(&|genesis| genesis["config"]["blobSchedule"] = 6.into()).unwrap_err();
@@ -623,22 +675,32 @@ mod tests {
             chain_id: Some(7),
             fork_id: Some(FixedBytes([9; 4])),
             genesis_forks: Some(FixedBytes([3; 4])),
+            blob_schedule: Some(FixedBytes([4; 4])),
         };
-        let block_0_alone = ElChain { chain_id: None, fork_id: None, genesis_forks: None, ..full };
+        let block_0_alone = ElChain { chain_id: None, fork_id: None, genesis_forks: None, blob_schedule: None, ..full };
         assert!(full.admits(&full) && block_0_alone.admits(&full));
         assert!(full.unnamed().is_empty());
-        assert_eq!(block_0_alone.unnamed(), ["chain id", "fork id", "genesis forks"]);
+        assert_eq!(block_0_alone.unnamed(), ["chain id", "fork id", "genesis forks", "blob schedule"]);
         assert_eq!(ElChain { genesis_forks: None, ..full }.unnamed(), ["genesis forks"]);
-        assert!(!full.admits(&block_0_alone), "a chain id, fork id and genesis forks named must be there");
+        assert_eq!(ElChain { blob_schedule: None, ..full }.unnamed(), ["blob schedule"]);
+        assert!(
+            !full.admits(&block_0_alone),
+            "a chain id, fork id, genesis forks and blob schedule named must be there"
+        );
         assert!(!full.admits(&ElChain { chain_id: Some(8), ..full }));
         assert!(!full.admits(&ElChain { fork_id: Some(FixedBytes([8; 4])), ..full }));
         assert!(!full.admits(&ElChain { genesis_forks: Some(FixedBytes([8; 4])), ..full }));
+        assert!(!full.admits(&ElChain { blob_schedule: Some(FixedBytes([8; 4])), ..full }));
         assert!(ElChain { genesis_forks: None, ..full }.admits(&full), "an older chain naming no genesis forks");
+        assert!(ElChain { blob_schedule: None, ..full }.admits(&full), "nor a blob schedule");
         assert!(!block_0_alone.admits(&ElChain { genesis: B256::repeat_byte(2), ..full }));
         assert_eq!(block_0_alone.to_string(), format!("block 0 {}", full.genesis));
         assert_eq!(
             full.to_string(),
-            format!("chain id 7, block 0 {}, fork id 0x09090909, genesis forks 0x03030303", full.genesis)
+            format!(
+                "chain id 7, block 0 {}, fork id 0x09090909, genesis forks 0x03030303, blob schedule 0x04040404",
+                full.genesis
+            )
         );
         let json = serde_json::to_string(&block_0_alone).expect("json");
         assert_eq!(json, format!(r#"{{"genesis":"{}"}}"#, full.genesis), "what it does not name is left out");

@@ -9,7 +9,7 @@
 //! - [`rpc`]: JSON-RPC 2.0 over HTTP/1.1 keep-alive, with per-call timeouts.
 //! - [`engine`]: one typed method per Engine API wire method, beside its timeout.
 //! - [`fork`]: the chain's fork times (from `genesis.json`), the getPayload version, and
-//!   which chain a node is on (block 0, chain id, fork id, genesis forks).
+//!   which chain a node is on (block 0, chain id, fork id, genesis forks, blob schedule).
 //! - [`types`]: the answers: payload status, forkchoice result, built payload, block, head.
 //! - [`error`]: what a call can fail with, as variants a caller branches on.
 //! - [`payload`]: pure helpers: payload attributes, versioned hashes, forkchoice state.

@@ -8,6 +8,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0002_retention.sql"),
     include_str!("../../migrations/0003_chain_config.sql"),
     include_str!("../../migrations/0004_genesis_forks.sql"),
+    include_str!("../../migrations/0005_blob_schedule.sql"),
 ];
 
 /// Held while migrating, so nodes starting together migrate once.

@@ -19,6 +19,7 @@ fn chain(n: u8) -> ElChain {
         chain_id: Some(1337),
         fork_id: Some(FixedBytes([n; 4])),
         genesis_forks: Some(FixedBytes([n ^ 0xff; 4])),
+        blob_schedule: Some(FixedBytes([n ^ 0x0f; 4])),
     }
 }
 
@@ -44,16 +45,22 @@ async fn migrations_run_once_and_init_keeps_the_first_chain() {
     assert_eq!(first, second, "the first initialisation stands");
     assert_eq!((first.el, first.anchor, first.fence_term), (chain(0xee), ANCHOR, 0));
 
-    // A store made before the genesis forks were written names the rest; one made before
-    // the chain id and fork id were written names block 0 alone.
+    // A store made before the blob schedule was written names the rest; one made before
+    // the genesis forks too; one made before the chain id and fork id names block 0 alone.
     let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.expect("connect");
     tokio::spawn(connection);
+    client.batch_execute("UPDATE chain SET blob_schedule = NULL").await.expect("an older store's row");
+    let older = a.chain().await.expect("read").expect("a chain");
+    assert_eq!(older.el, ElChain { blob_schedule: None, ..chain(0xee) });
     client.batch_execute("UPDATE chain SET genesis_forks = NULL").await.expect("an older store's row");
     let older = a.chain().await.expect("read").expect("a chain");
-    assert_eq!(older.el, ElChain { genesis_forks: None, ..chain(0xee) });
+    assert_eq!(older.el, ElChain { genesis_forks: None, blob_schedule: None, ..chain(0xee) });
     client.batch_execute("UPDATE chain SET chain_id = NULL, fork_id = NULL").await.expect("an older store's row");
     let older = a.chain().await.expect("read").expect("a chain");
-    assert_eq!(older.el, ElChain { genesis: hash(0xee), chain_id: None, fork_id: None, genesis_forks: None });
+    assert_eq!(
+        older.el,
+        ElChain { genesis: hash(0xee), chain_id: None, fork_id: None, genesis_forks: None, blob_schedule: None }
+    );
 }
 
 #[tokio::test]

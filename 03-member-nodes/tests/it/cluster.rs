@@ -411,9 +411,10 @@ async fn a_member_whose_geth_is_on_another_fork_exits_and_finalizes_nothing() {
 
 /// A node whose Geth is on another chain than the store's exits at start, naming both
 /// chains, and applies nothing: another block 0, and the same block 0 on another chain id,
-/// another fork time or without Osaka at block 0 (a Geth and a `--genesis` that agree with
-/// each other, and not with the cluster's: the start checks pass, only the store's chain
-/// can tell; without Osaka, the fork id is the same too).
+/// another fork time, without Osaka at block 0, or with another Prague blob target (a Geth
+/// and a `--genesis` that agree with each other, and not with the cluster's: the start
+/// checks pass, only the store's chain can tell; without Osaka, the fork id is the same
+/// too; with another blob target, the fork id and the genesis forks).
 #[tokio::test]
 async fn a_node_whose_geth_is_on_another_chain_than_the_stores_exits_naming_both() {
     use common::harness::{Geth, GethOptions, Postgres, edited_genesis, free_port};
@@ -427,16 +428,16 @@ async fn a_node_whose_geth_is_on_another_chain_than_the_stores_exits_naming_both
     store.init(ours, Head::from(&cluster_geth.engine().head().await.expect("head"))).await.expect("init");
     drop(cluster_geth);
 
-    let edits: [(&str, &str, serde_json::Value); 4] = [
-        ("another block 0", "extraData", "0x6f74686572".into()),
-        ("another chain id", "chainId", 1338.into()),
-        ("another fork time", "osakaTime", 4_000_000_000_u64.into()),
-        ("no Osaka at block 0", "osakaTime", serde_json::Value::Null),
+    let edits: [(&str, &str, serde_json::Value); 5] = [
+        ("another block 0", "/extraData", "0x6f74686572".into()),
+        ("another chain id", "/config/chainId", 1338.into()),
+        ("another fork time", "/config/osakaTime", 4_000_000_000_u64.into()),
+        ("no Osaka at block 0", "/config/osakaTime", serde_json::Value::Null),
+        ("another blob target", "/config/blobSchedule/prague/target", 5.into()),
     ];
     for (what, key, value) in edits {
         let file = edited_genesis(|genesis| {
-            let at = if key == "extraData" { &mut genesis[key] } else { &mut genesis["config"][key] };
-            *at = value.clone();
+            *genesis.pointer_mut(key).expect("a key of genesis.json") = value.clone();
             Ok(())
         })
         .expect("genesis");
@@ -450,6 +451,13 @@ async fn a_node_whose_geth_is_on_another_chain_than_the_stores_exits_naming_both
                 (theirs.genesis, theirs.fork_id),
                 (ours.genesis, ours.fork_id),
                 "{what}: only the forks at 0 differ"
+            );
+        }
+        if key.contains("blobSchedule") {
+            assert_eq!(
+                common::ElChain { blob_schedule: ours.blob_schedule, ..theirs },
+                ours,
+                "{what}: only the blob schedule differs"
             );
         }
         let (auth, jwt, health) =

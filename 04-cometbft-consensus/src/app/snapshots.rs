@@ -4,16 +4,16 @@
 //!
 //! The app's state is Geth's chain, and a Geth can fetch that itself, from its peers over
 //! devp2p. So a snapshot here is only the EL block at its height (number, hash,
-//! timestamp) and the chain (block 0, chain id, fork id, genesis forks), in one chunk,
-//! and restoring it is asking this node's Geth to sync to that block. CometBFT's light
-//! client first checks the snapshot against the app hash in the validators' signed
-//! headers (the EL block hash at that height); the app then checks that the chunk names
-//! that very block, so a peer cannot point Geth at another chain, and that its chain
-//! (block 0, chain id, fork id and forks at block 0) is ours: a Geth of another block 0 or
-//! chain id could never sync to it (its peers refuse it), nor could one whose forks differ
-//! in one the chain has passed; one that differs in a fork still ahead would part from the
-//! chain there, and one that differs in a fork at block 0 (which devp2p's handshake does
-//! not compare) at the first block the two rule sets judge differently.
+//! timestamp) and the chain (block 0, chain id, fork id, genesis forks, blob schedule), in
+//! one chunk, and restoring it is asking this node's Geth to sync to that block.
+//! CometBFT's light client first checks the snapshot against the app hash in the
+//! validators' signed headers (the EL block hash at that height); the app then checks that
+//! the chunk names that very block, so a peer cannot point Geth at another chain, and that
+//! its chain (all five) is ours: a Geth of another block 0 or chain id could never sync to
+//! it (its peers refuse it), nor could one whose forks differ in one the chain has passed;
+//! one that differs in a fork still ahead would part from the chain there, and one that
+//! differs in a fork at block 0 or in blob parameters (which devp2p's handshake does not
+//! compare) at the first block the two rule sets judge differently.
 
 use std::time::{Duration, Instant};
 
@@ -39,10 +39,10 @@ pub(super) const FORMAT: u32 = 2;
 /// A snapshot's one chunk.
 #[derive(Debug, Serialize, Deserialize)]
 struct Chunk {
-    /// The chain: block 0, chain id, fork id and forks at block 0 (a chunk of an older app
-    /// has not all of them, and is read as naming what it has). A Geth of another chain
-    /// would wait for ever to sync (its peers refuse it), or part from the chain at a fork:
-    /// the app says so at once instead.
+    /// The chain: block 0, chain id, fork id, forks at block 0 and blob schedule (a chunk of
+    /// an older app has not all of them, and is read as naming what it has). A Geth of
+    /// another chain would wait for ever to sync (its peers refuse it), or part from the
+    /// chain at a fork: the app says so at once instead.
     #[serde(flatten)]
     chain: ElChain,
     /// The EL block at the snapshot's height.
@@ -252,7 +252,8 @@ enum Restored {
 mod tests {
     use super::*;
 
-    /// A chunk of an app from before the chain id, fork id and genesis forks were written
+    /// A chunk of an app from before the chain id, fork id, genesis forks and blob schedule
+    /// were written
     /// names block 0 alone: it is read so, and checked on block 0 (the format did not
     /// change, so each version reads the other's chunks; an older app ignores the fields it
     /// does not know).
@@ -262,18 +263,20 @@ mod tests {
         let head = Head { number: 64, hash: B256::repeat_byte(6), timestamp: 64 };
         let old = serde_json::json!({ "genesis": genesis, "head": head }).to_string();
         let chunk: Chunk = serde_json::from_str(&old).expect("an older chunk reads");
-        let alone = ElChain { genesis, chain_id: None, fork_id: None, genesis_forks: None };
+        let alone = ElChain { genesis, chain_id: None, fork_id: None, genesis_forks: None, blob_schedule: None };
         assert_eq!((chunk.chain, chunk.head), (alone, head));
         let ours = ElChain {
             genesis,
             chain_id: Some(1337),
             fork_id: Some([1, 2, 3, 4].into()),
             genesis_forks: Some([9; 4].into()),
+            blob_schedule: Some([8; 4].into()),
         };
         assert!(chunk.chain.admits(&ours), "checked on block 0 alone");
         let new = serde_json::to_value(Chunk { chain: ours, head }).expect("json");
         assert_eq!(new["chain_id"], 1337, "the chain's fields sit beside head, as in format 2: {new}");
         assert_eq!(new["fork_id"], "0x01020304");
         assert_eq!(new["genesis_forks"], "0x09090909");
+        assert_eq!(new["blob_schedule"], "0x08080808");
     }
 }

@@ -485,17 +485,18 @@ async fn init_chain_answers_the_el_genesis_and_refuses_a_chain_that_starts_later
 /// handshake then stops with that error. Without the check CometBFT would take our app hash
 /// and refuse block 1 ("wrong Block.Header.AppHash") from every peer, for ever; and a Geth
 /// whose genesis differs only in its config (not in block 0) would refuse the first
-/// transaction (another chain id) or part from the network at a fork (another fork time, or
-/// another fork at block 0). The chain it names is accepted, a genesis without `app_state`,
-/// or without the chain id, the fork id or the genesis forks (networks made before each was
-/// written), is not checked, or not for those, and an `app_state` of another shape is
-/// refused.
+/// transaction (another chain id) or part from the network at a fork (another fork time,
+/// another fork at block 0, or other blob parameters). The chain it names is accepted, a
+/// genesis without `app_state`, or without the chain id, the fork id, the genesis forks or
+/// the blob schedule (networks made before each was written), is not checked, or not for
+/// those, and an `app_state` of another shape is refused.
 #[tokio::test]
 async fn init_chain_refuses_a_geth_of_another_chain_than_the_network_genesis_names() {
     let lone = lone_app().await;
     let chain = lone.geth.el_chain().await.expect("the Geth's chain");
     let (ours, chain_id, fork_id) = (chain.genesis, chain.chain_id.expect("chain id"), chain.fork_id.expect("fork id"));
     let genesis_forks = chain.genesis_forks.expect("genesis forks");
+    let blob_schedule = chain.blob_schedule.expect("blob schedule");
     let theirs = alloy_primitives::B256::repeat_byte(0x33);
     let init_naming = |app_state: &str| {
         request::Value::InitChain(RequestInitChain {
@@ -566,6 +567,20 @@ async fn init_chain_refuses_a_geth_of_another_chain_than_the_network_genesis_nam
         refused.error
     );
     no_chain_recorded().await;
+    // And the same forks with other blob parameters: a file that differs only in its
+    // `blobSchedule`.
+    let other_blobs = alloy_primitives::FixedBytes::<4>::repeat_byte(0x66);
+    let named_forks = format!(r#"{named},"el_genesis_forks":"{genesis_forks}""#);
+    let answer =
+        call(&lone.abci, init_naming(&format!(r#"{{{named_forks},"el_blob_schedule":"{other_blobs}"}}"#))).await;
+    let response::Value::Exception(refused) = answer else { panic!("another blob schedule is refused: {answer:?}") };
+    assert!(
+        refused.error.contains(&format!("genesis forks {genesis_forks}, blob schedule {blob_schedule}, but"))
+            && refused.error.contains(&format!("genesis forks {genesis_forks}, blob schedule {other_blobs} (")),
+        "the error names both chains: {}",
+        refused.error
+    );
+    no_chain_recorded().await;
     for shape in [
         r#"{"genesis":"0x00"}"#,
         r#"{"el_genesis_hash":"0x1234"}"#,
@@ -573,6 +588,7 @@ async fn init_chain_refuses_a_geth_of_another_chain_than_the_network_genesis_nam
         &format!(r#"{{"el_genesis_hash":"{ours}","el_chain_id":{chain_id},"more":1}}"#),
         &format!(r#"{{"el_genesis_hash":"{ours}","el_chain_id":{chain_id},"el_fork_id":"0x12"}}"#),
         &format!(r#"{{{named},"el_genesis_forks":"osaka"}}"#),
+        &format!(r#"{{{named_forks},"el_blob_schedule":6}}"#),
         "[]",
     ] {
         let answer = call(&lone.abci, init_naming(shape)).await;
@@ -583,9 +599,15 @@ async fn init_chain_refuses_a_geth_of_another_chain_than_the_network_genesis_nam
     }
     no_chain_recorded().await;
 
-    let answer = call(&lone.abci, init_naming(&format!(r#"{{{named},"el_genesis_forks":"{genesis_forks}"}}"#))).await;
+    let answer =
+        call(&lone.abci, init_naming(&format!(r#"{{{named_forks},"el_blob_schedule":"{blob_schedule}"}}"#))).await;
     let response::Value::InitChain(init) = answer else { panic!("our own chain is accepted: {answer:?}") };
     assert_eq!(init.app_hash.as_ref(), ours.as_slice());
+    let answer = call(&lone.abci, init_naming(&format!("{{{named_forks}}}"))).await;
+    assert!(
+        matches!(answer, response::Value::InitChain(_)),
+        "a genesis naming no blob schedule is checked on the rest: {answer:?}"
+    );
     let answer = call(&lone.abci, init_naming(&format!("{{{named}}}"))).await;
     assert!(
         matches!(answer, response::Value::InitChain(_)),
@@ -690,7 +712,7 @@ async fn a_snapshot_chunk_that_does_not_name_the_verified_block_is_rejected_and_
 }
 
 /// A snapshot chunk as validators serve it (format 2): the chain (block 0, chain id, fork
-/// id, genesis forks), and the EL block at height 64, named by `hash`.
+/// id, genesis forks, blob schedule), and the EL block at height 64, named by `hash`.
 fn snapshot_chunk(chain: ElChain, hash: alloy_primitives::B256) -> bytes::Bytes {
     let head = common::Head { number: 64, hash, timestamp: 64 };
     let chunk = serde_json::json!({
@@ -698,6 +720,7 @@ fn snapshot_chunk(chain: ElChain, hash: alloy_primitives::B256) -> bytes::Bytes 
         "chain_id": chain.chain_id,
         "fork_id": chain.fork_id,
         "genesis_forks": chain.genesis_forks,
+        "blob_schedule": chain.blob_schedule,
         "head": head,
     });
     serde_json::to_vec(&chunk).expect("json").into()
@@ -708,8 +731,8 @@ fn snapshot_chunk(chain: ElChain, hash: alloy_primitives::B256) -> bytes::Bytes 
 /// to the snapshot's block, or, for a fork still ahead, it would sync and part from the
 /// chain there. The app says so at once, naming both chains, and rejects the snapshot and
 /// its sender (either could be wrong); Geth is left alone. Another block 0, and the same
-/// block 0 on another chain id, another fork schedule or other forks at block 0 (a genesis
-/// file that differs only in its config). Without the check the restore waits for that
+/// block 0 on another chain id, another fork schedule, other forks at block 0 or other blob
+/// parameters (a genesis file that differs only in its config). Without the check the restore waits for that
 /// sync (here, for ever: the block named is no block), and this test's call times out.
 #[tokio::test]
 async fn a_snapshot_of_another_chain_than_our_geths_is_refused_with_a_clear_error() {
@@ -728,6 +751,7 @@ async fn a_snapshot_of_another_chain_than_our_geths_is_refused_with_a_clear_erro
         ElChain { chain_id: ours.chain_id.map(|id| id + 1), ..ours },
         ElChain { fork_id: Some(FixedBytes::repeat_byte(0x44)), ..ours },
         ElChain { genesis_forks: Some(FixedBytes::repeat_byte(0x55)), ..ours },
+        ElChain { blob_schedule: Some(FixedBytes::repeat_byte(0x66)), ..ours },
     ] {
         let chunk = snapshot_chunk(theirs, verified);
         let snapshot = Snapshot {

@@ -444,7 +444,7 @@ fn configure(
 }
 
 /// Sets the genesis file's `app_state` to `{"el_genesis_hash": …, "el_chain_id": …, "el_fork_id": …,
-/// "el_genesis_forks": …}`, as `scripts/bft.sh` writes it: each app checks its Geth against it
+/// "el_genesis_forks": …, "el_blob_schedule": …}`, as `scripts/bft.sh` writes it: each app checks its Geth against it
 /// at `InitChain`.
 fn name_el_chain(path: &Path, el_chain: ElChain) -> anyhow::Result<()> {
     let mut genesis: serde_json::Value = serde_json::from_slice(&std::fs::read(path)?)?;
@@ -453,6 +453,7 @@ fn name_el_chain(path: &Path, el_chain: ElChain) -> anyhow::Result<()> {
         "el_chain_id": el_chain.chain_id,
         "el_fork_id": el_chain.fork_id,
         "el_genesis_forks": el_chain.genesis_forks,
+        "el_blob_schedule": el_chain.blob_schedule,
     });
     std::fs::write(path, serde_json::to_vec_pretty(&genesis)?)?;
     Ok(())

@@ -265,9 +265,9 @@ impl Geth {
     }
 
     /// This Geth's chain, as it says it (block 0, `eth_chainId`, `eth_config`'s last fork
-    /// id), with the forks at block 0 of the file it was initialised with (Geth names them
-    /// in `admin_nodeInfo` only, which a Geth on its own does not serve): what a CometBFT
-    /// genesis names ([`super::CometNet::init`]).
+    /// id), with the forks at block 0 and the blob schedule of the file it was initialised
+    /// with (Geth names them in `admin_nodeInfo` only, which a Geth on its own does not
+    /// serve): what a CometBFT genesis names ([`super::CometNet::init`]).
     pub async fn el_chain(&self) -> anyhow::Result<crate::ElChain> {
         let engine = self.engine();
         let fork = engine.config().await?.latest().map(|fork| fork.fork_id);
@@ -276,6 +276,7 @@ impl Geth {
             chain_id: Some(engine.chain_id().await?),
             fork_id: Some(fork.ok_or_else(|| anyhow::anyhow!("Geth names no fork it is in (eth_config)"))?),
             genesis_forks: Some(engine.forks().genesis_forks_id()),
+            blob_schedule: Some(engine.forks().blob_schedule_id()),
         })
     }
 

@@ -347,15 +347,16 @@ fn bft_sh_and_compose_derive_cometbfts_timeouts_as_the_harness_does() {
 }
 
 /// `scripts/cluster.sh` and `scripts/bft.sh` peer their Geths only once `same_chain`
-/// (`scripts/lib.sh`) finds them on one chain: block 0, chain id, fork id and genesis forks
-/// (which `chain_of` reads as the consensus layers do: the first check below). Here on real
-/// Geths. One of a later Osaka (the same block 0 and chain id as ours) is named against a
-/// network genesis naming all four (`bft.sh`), one naming block 0 alone (an older
-/// network), and none (`cluster.sh`: the chain most of the Geths hold). One of another
-/// chain id is named against a genesis naming all four, and one naming no fork id (an
-/// older network: only the fork id tells a later Osaka apart). One without Osaka at block 0
-/// (the same block 0, chain id and fork id) is named against a genesis naming all four, and
-/// none. With block 0 at time 16, a fork at that time counts as at block 0 and one a second
+/// (`scripts/lib.sh`) finds them on one chain: block 0, chain id, fork id, genesis forks and
+/// blob schedule (which `chain_of` reads as the consensus layers do: the first check below).
+/// Here on real Geths. One of a later Osaka (the same block 0 and chain id as ours) is named
+/// against a network genesis naming all five (`bft.sh`), one naming block 0 alone (an
+/// older network), and none (`cluster.sh`: the chain most of the Geths hold). One of
+/// another chain id is named against a genesis naming all five, and one naming no fork id
+/// (an older network: only the fork id tells a later Osaka apart). One without Osaka at
+/// block 0 (the same block 0, chain id and fork id) is named against a genesis naming all
+/// five, and none; one of another Prague blob target (the rest the same), against all
+/// five. With block 0 at time 16, a fork at that time counts as at block 0 and one a second
 /// later does not, in `chain_of` as in the consensus layers. A Geth that does not answer is
 /// said to be unreadable (code 2), not of another chain.
 #[tokio::test]
@@ -460,6 +461,22 @@ async fn the_scripts_name_a_geth_of_another_chain_id_or_fork_schedule_before_pee
         );
     }
     drop(no_osaka);
+
+    // Another Prague blob target: the same block 0, chain id, fork id and genesis forks; the
+    // blob schedule alone tells it apart.
+    let (blobs, _file) = start_on(|genesis| genesis["config"]["blobSchedule"]["prague"]["target"] = 5.into()).await;
+    let (_, blobs_chain, _) = bash("chain_of", &[&port(&blobs)]);
+    let genesis_forks = ours_chain.rsplit_once(", blob schedule ").expect("a blob schedule").0;
+    assert!(blobs_chain.starts_with(genesis_forks) && blobs_chain != ours_chain, "{blobs_chain}");
+    let as_the_layers_say = blobs.engine().el_chain().await.expect("its chain").to_string();
+    assert_eq!(blobs_chain, as_the_layers_say, "lib.sh reads its blob schedule as the consensus layers do");
+    let e = format!("{}:blob-target-5", port(&blobs));
+    let (code, _, said) = bash("same_chain", &[&ours_chain, &a, &e]);
+    assert!(
+        code == Some(1) && said.contains(&format!("the Geth of blob-target-5 holds another chain ({blobs_chain})")),
+        "{said}"
+    );
+    drop(blobs);
 
     // Block 0 at time 16, with a BPO fork at that time (so at block 0) and one second
     // after it (a fork after block 0): lib.sh and the consensus layers read both alike.
