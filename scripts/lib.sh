@@ -185,9 +185,11 @@ genesis_forks_of() {
 # the admin API), summed up as the consensus layers sum up a genesis file's
 # (ForkSchedule::blob_schedule_id): the CRC-32 of a line for each fork its chain config
 # schedules that sets them (cancun, prague, bpo1 to bpo5, in that order: its key in
-# blobSchedule, then its target, maximum and base fee update fraction, spaced). Geth
-# v1.17.8 refuses a config that schedules one of these without its entry, and writes an
-# entry's fields in that order. Empty if it does not answer.
+# blobSchedule, then its target, maximum and base fee update fraction, separated by spaces,
+# a newline after each). Geth v1.17.8 refuses a config that schedules one of these without
+# its entry, and writes an entry's fields in that order. Empty if it does not answer, or if
+# it gives an entry of another shape (so that same_chain says it cannot read the chain,
+# rather than name a wrong one).
 blob_schedule_of() {
     local info name line lines=""
     info="$(chain_config_of "$1")"
@@ -195,7 +197,8 @@ blob_schedule_of() {
     for name in cancun prague bpo1 bpo2 bpo3 bpo4 bpo5; do
         grep -qE "\"${name}Time\":[0-9]+" <<< "$info" || continue
         line="$(sed -nE "s/.*\"$name\":\\{\"target\":([0-9]+),\"max\":([0-9]+),\"baseFeeUpdateFraction\":([0-9]+)\\}.*/$name \\1 \\2 \\3/p" <<< "$info")"
-        [[ -z "$line" ]] || lines+="$line"$'\n'
+        [[ -n "$line" ]] || return 0
+        lines+="$line"$'\n'
     done
     printf '%s' "$lines" | crc32_hex
 }
@@ -229,16 +232,14 @@ chain_of() {
 # Checks that the Geths given as HTTP_PORT:DATADIR arguments (after the first) hold one
 # chain: $1 if it names the chain as chain_of does (the chain the network's genesis
 # names; without the blob schedule, or also the genesis forks or the fork id, if it names
-# none); else the one
-# most of them hold, among those whose chain has $1 in it if $1 is not empty ("block 0
-# 0x…": a genesis that names block 0 only). Geths of another block 0 or network id (the
-# chain id, here) never peer, nor do Geths whose forks after block 0 differ in one their
-# chain has passed (the eth protocol's handshake compares them, and Geth logs its refusals
-# only at debug level); Geths that differ only in a fork still ahead, in a fork at block 0,
-# or in a fork's blob parameters, peer, and part at the first block their rules judge
-# differently. So this names
-# each Geth that is wrong, and returns 1; or, if it cannot read a Geth's chain, says so and
-# returns 2.
+# none); else the one most of them hold, among those whose chain has $1 in it if $1 is not
+# empty ("block 0 0x…": a genesis that names block 0 only). Geths of another block 0 or
+# network id (the chain id, here) never peer, nor do Geths whose forks after block 0 differ
+# in one their chain has passed (the eth protocol's handshake compares them, and Geth logs
+# its refusals only at debug level); Geths that differ only in a fork still ahead, in a
+# fork at block 0, or in a fork's blob parameters, peer, and part at the first block their
+# rules judge differently. So this names each Geth that is wrong, and returns 1; or, if it
+# cannot read a Geth's chain, says so and returns 2.
 same_chain() {
     local want="$1" arg chain network="" best=0
     shift

@@ -88,7 +88,7 @@ impl std::fmt::Display for BlobParams {
 
 /// The forks whose `blobSchedule` entry Geth v1.17.8 reads, in its order of forks, each with
 /// its entry's key. Osaka is not among them: Geth drops the file's `osaka` entry, and its
-/// Osaka keeps the parameters in force before it (Prague's, or a BPO fork's).
+/// Osaka keeps Prague's.
 pub const BLOB_FORKS: [(&str, &str); 7] = [
     ("cancunTime", "cancun"),
     ("pragueTime", "prague"),
@@ -253,8 +253,8 @@ impl ForkSchedule {
     /// The blob parameters of every fork that sets them, summed up in 4 bytes as the fork id
     /// sums up the forks' times: the CRC-32 of a line for each ([`Self::blob_schedule`], in
     /// Geth's order), its `blobSchedule` key, target, maximum and base fee update fraction,
-    /// separated by spaces (`prague 6 9 5007716`), big-endian. The forks' times are not in
-    /// it: the fork id and the genesis forks cover them.
+    /// separated by spaces and ended by a newline (`prague 6 9 5007716`), big-endian. The
+    /// forks' times are not in it: the fork id and the genesis forks cover them.
     pub fn blob_schedule_id(&self) -> FixedBytes<4> {
         let mut crc = crc32fast::Hasher::new();
         for fork in &self.blob_schedule {
@@ -322,11 +322,11 @@ impl ForkSchedule {
 }
 
 /// One fork's entry in a genesis file's `blobSchedule`, as Go's decoder reads it into Geth's
-/// config: keys in any case, a missing one 0.
+/// config: keys in any case, a missing or `null` one 0.
 fn blob_params(entry: &serde_json::Value) -> Option<BlobParams> {
     let entry = entry.as_object()?;
     let field = |name: &str| match entry.iter().find(|(key, _)| key.eq_ignore_ascii_case(name)) {
-        None => Some(0),
+        None | Some((_, serde_json::Value::Null)) => Some(0),
         Some((_, value)) => value.as_u64(),
     };
     Some(BlobParams {
@@ -372,10 +372,15 @@ pub struct ElFork {
     /// The precompiled contracts in force, by name (`None` from an EL that leaves them out).
     #[serde(default)]
     pub precompiles: Option<std::collections::BTreeMap<String, Address>>,
-    /// The blob parameters in force (`None` before Cancun, or from an EL that leaves them
-    /// out).
-    #[serde(default)]
-    pub blob_schedule: Option<BlobParams>,
+    /// The blob parameters in force: `None` from an EL that leaves them out, `Some(None)`
+    /// before Cancun (`null`).
+    #[serde(default, deserialize_with = "present")]
+    pub blob_schedule: Option<Option<BlobParams>>,
+}
+
+/// A field that is there, `null` or not: told apart from one left out (`None`, by default).
+fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(field: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(field).map(Some)
 }
 
 impl ElForks {
@@ -638,11 +643,13 @@ mod tests {
         assert_eq!(bpo1_at(100).blob_params_at(100), Some(bpo1));
         let cased = edited(&|genesis| {
             genesis["config"]["BlobSchedule"] = genesis["config"]["blobSchedule"].take();
-            genesis["config"]["BlobSchedule"]["Prague"] = serde_json::json!({"TARGET": 5, "max": 9});
+            genesis["config"]["BlobSchedule"]["Prague"] = serde_json::json!({"TARGET": 5, "max": null});
             genesis["config"].as_object_mut().expect("config").remove("blobSchedule");
         })
         .expect("keys in any case, as Go reads them");
-        assert_eq!(cased.blob_params_at(0), Some(params(5, 9, 0)), "a missing field is 0");
+        // (Geth itself refuses a fraction of 0 at `geth init`; what matters here is that the
+        // file is read as Go's decoder reads it.)
+        assert_eq!(cased.blob_params_at(0), Some(params(5, 0, 0)), "a missing or null field is 0");
         let none = edited(&|genesis| {
             genesis["config"].as_object_mut().expect("config").remove("blobSchedule");
         })

@@ -46,11 +46,11 @@ pub async fn check_execution_client(client: &EngineClient) -> anyhow::Result<()>
 /// build and check blocks by other rules than the other nodes. Block 0 need not differ (a
 /// fork after it is not in it, nor are some at it), and the chain id does not, so neither
 /// check above sees it. Three comparisons with what the EL says (`eth_config`): the fork id
-/// of its last fork, which covers every fork's time after block 0; the blob parameters of
-/// its current, next and last forks, which the fork id leaves out (a BPO fork at block 0
-/// among them); and, for a fork at block 0, which the fork id leaves out too, whether
-/// Prague and Osaka are in force in its current fork, by its precompiles. An EL that does
-/// not serve `eth_config` is not checked, with a warning.
+/// of its last fork, which covers every fork's time after block 0; for a fork at block 0,
+/// which the fork id leaves out, whether Prague and Osaka are in force in its current fork,
+/// by its precompiles; and the blob parameters of its current, next and last forks, which
+/// the fork id leaves out too (a BPO fork at block 0 among them). An EL that does not serve
+/// `eth_config` is not checked, with a warning.
 async fn check_fork_schedule(client: &EngineClient) -> anyhow::Result<()> {
     let url = client.url();
     let el = match client.config().await {
@@ -82,23 +82,6 @@ async fn check_fork_schedule(client: &EngineClient) -> anyhow::Result<()> {
             after.times,
         );
     }
-    // Nor does it cover a fork's blob parameters, which Geth takes from the file as well:
-    // for each fork `eth_config` names (its current one, the next and the last), the file
-    // must give the ones Geth does at the time that fork comes.
-    for (which, fork) in [("current", &el.current), ("next", &el.next), ("last", &el.last)] {
-        let Some(fork) = fork else { continue };
-        let since = fork.activation_time.max(block0.timestamp);
-        let ours = forks.blob_params_at(since);
-        if fork.blob_schedule != ours {
-            let say = |params: Option<BlobParams>| params.map_or("none".to_string(), |params| params.to_string());
-            bail!(
-                "the execution client at {url} has other blob parameters than the genesis file in its {which} fork \
-                 (from time {since}): {}, where the file gives {}; point --genesis at the file the EL was initialised with",
-                say(fork.blob_schedule),
-                say(ours),
-            );
-        }
-    }
     // The fork id leaves out the forks at block 0's time. The fork in force at Geth's head
     // (`current`, none before Shanghai) says by its precompiles whether the two forks we
     // speak are in force; the file must say the same at the time that fork began.
@@ -106,20 +89,50 @@ async fn check_fork_schedule(client: &EngineClient) -> anyhow::Result<()> {
         Some(current) => (current.activation_time.max(block0.timestamp), current.precompiles.as_ref()),
         None => (block0.timestamp, Some(&Default::default())),
     };
-    let Some(precompiles) = precompiles else {
-        warn!(%url, "the execution client's eth_config names no precompiles: its forks at block 0 are not checked");
-        return Ok(());
-    };
-    for (fork, time, precompile) in
-        [("Prague", forks.prague_time, BLS12_G1ADD), ("Osaka", forks.osaka_time, P256VERIFY)]
-    {
-        let theirs = precompiles.values().any(|address| *address == precompile);
-        let ours = time.is_some_and(|time| time <= since);
+    match precompiles {
+        None => {
+            warn!(%url, "the execution client's eth_config names no precompiles: its forks at block 0 are not checked")
+        }
+        Some(precompiles) => {
+            for (fork, time, precompile) in
+                [("Prague", forks.prague_time, BLS12_G1ADD), ("Osaka", forks.osaka_time, P256VERIFY)]
+            {
+                let theirs = precompiles.values().any(|address| *address == precompile);
+                let ours = time.is_some_and(|time| time <= since);
+                if theirs != ours {
+                    let (is, says) = if theirs { ("is", "says it is not") } else { ("is not", "says it is") };
+                    bail!(
+                        "the execution client at {url} {is} in {fork} in its current fork (in force from time {since}), \
+                         where the genesis file {says}; point --genesis at the file the EL was initialised with"
+                    );
+                }
+            }
+        }
+    }
+    // Nor do they cover a fork's blob parameters, which Geth takes from the file as well
+    // (a BPO fork at block 0 changes nothing else): for each fork `eth_config` names (its
+    // current one, the next and the last), the file must give the ones Geth does at the time
+    // that fork comes. A fork in between is not named, so not compared; nor is one from
+    // Amsterdam on, which this consensus layer does not build (and where Geth may take the
+    // parameters of a BPO fork the file does not schedule).
+    for (which, fork) in [("current", &el.current), ("next", &el.next), ("last", &el.last)] {
+        let Some(fork) = fork else { continue };
+        let since = fork.activation_time.max(block0.timestamp);
+        if forks.amsterdam_time.is_some_and(|amsterdam| since >= amsterdam) {
+            continue;
+        }
+        let Some(theirs) = fork.blob_schedule else {
+            warn!(%url, which, "the execution client's eth_config names no blob parameters for a fork: they are not checked");
+            continue;
+        };
+        let ours = forks.blob_params_at(since);
         if theirs != ours {
-            let (is, says) = if theirs { ("is", "says it is not") } else { ("is not", "says it is") };
+            let say = |params: Option<BlobParams>| params.map_or("none".to_string(), |params| params.to_string());
             bail!(
-                "the execution client at {url} {is} in {fork} in its current fork (in force from time {since}), \
-                 where the genesis file {says}; point --genesis at the file the EL was initialised with"
+                "the execution client at {url} has other blob parameters than the genesis file in its {which} fork \
+                 (from time {since}): {}, where the file gives {}; point --genesis at the file the EL was initialised with",
+                say(theirs),
+                say(ours),
             );
         }
     }
