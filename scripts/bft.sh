@@ -350,9 +350,8 @@ start() {
 # The network's genesis names its EL chain: app_state.el_genesis_hash, el_chain_id,
 # el_fork_id, el_genesis_forks and el_blob_schedule, block 0, chain id, last fork id (which
 # covers the fork times after block 0), forks at block 0 and the forks' blob parameters of
-# node0's Geth (peer_all has checked that
-# every Geth holds the same). Each app checks its own Geth
-# against them at InitChain, so a node on a Geth of another chain stops there, saying so.
+# node0's Geth (peer_all has checked that every Geth holds the same). Each app checks its
+# own Geth against them at InitChain, so a node on a Geth of another chain stops there, saying so.
 # Written into each validator's genesis while the network is new (node0's CometBFT has kept
 # no state yet: CometBFT reads the file only at its first start); a full node copies
 # node0's. A network made before this names less, and its apps check only what it names.

@@ -158,9 +158,9 @@ impl EngineClient {
     }
 
     /// This node's chain: Geth's block 0, and the chain id, fork id, forks at block 0 and
-    /// blob schedule of the genesis file, which [`crate::startup::check_execution_client`] finds Geth to have
-    /// (the fork id, the blob parameters, and Prague and Osaka at block 0, only if Geth serves
-    /// `eth_config`).
+    /// blob schedule of the genesis file, which [`crate::startup::check_execution_client`]
+    /// finds Geth to have (the fork id, the blob parameters of three of its forks, and
+    /// Prague and Osaka at block 0, only if Geth serves `eth_config`).
     pub async fn el_chain(&self) -> Result<ElChain, EngineError> {
         let block0 = self.block(BlockTag::Number(0)).await?.ok_or(EngineError::Decode {
             method: ETH_GET_BLOCK_BY_NUMBER,

@@ -252,11 +252,10 @@ enum Restored {
 mod tests {
     use super::*;
 
-    /// A chunk of an app from before the chain id, fork id, genesis forks and blob schedule
-    /// were written
-    /// names block 0 alone: it is read so, and checked on block 0 (the format did not
-    /// change, so each version reads the other's chunks; an older app ignores the fields it
-    /// does not know).
+    /// A chunk of an app from before the chain id was written names block 0 alone: it is
+    /// read so, and checked on block 0 (the format did not change, so each version reads the
+    /// other's chunks; an older app ignores the fields it does not know). One from before a
+    /// later field is read and checked likewise, on what it names.
     #[test]
     fn a_chunk_naming_block_0_alone_is_read_and_checked_on_it() {
         let genesis = B256::repeat_byte(5);

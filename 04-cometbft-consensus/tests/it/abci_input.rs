@@ -732,8 +732,9 @@ fn snapshot_chunk(chain: ElChain, hash: alloy_primitives::B256) -> bytes::Bytes 
 /// chain there. The app says so at once, naming both chains, and rejects the snapshot and
 /// its sender (either could be wrong); Geth is left alone. Another block 0, and the same
 /// block 0 on another chain id, another fork schedule, other forks at block 0 or other blob
-/// parameters (a genesis file that differs only in its config). Without the check the restore waits for that
-/// sync (here, for ever: the block named is no block), and this test's call times out.
+/// parameters (a genesis file that differs only in its config). Without the check the
+/// restore waits for that sync (here, for ever: the block named is no block), and this
+/// test's call times out.
 #[tokio::test]
 async fn a_snapshot_of_another_chain_than_our_geths_is_refused_with_a_clear_error() {
     use alloy_primitives::{B256, FixedBytes, keccak256};

@@ -443,9 +443,9 @@ fn configure(
     Ok(())
 }
 
-/// Sets the genesis file's `app_state` to `{"el_genesis_hash": …, "el_chain_id": …, "el_fork_id": …,
-/// "el_genesis_forks": …, "el_blob_schedule": …}`, as `scripts/bft.sh` writes it: each app checks its Geth against it
-/// at `InitChain`.
+/// Sets the genesis file's `app_state` to `{"el_genesis_hash": …, "el_chain_id": …,
+/// "el_fork_id": …, "el_genesis_forks": …, "el_blob_schedule": …}`, as `scripts/bft.sh`
+/// writes it: each app checks its Geth against it at `InitChain`.
 fn name_el_chain(path: &Path, el_chain: ElChain) -> anyhow::Result<()> {
     let mut genesis: serde_json::Value = serde_json::from_slice(&std::fs::read(path)?)?;
     genesis["app_state"] = serde_json::json!({
