@@ -309,11 +309,14 @@ named_el_chain() {
     forks="$(sed -nE 's/.*"el_genesis_forks": *"(0x[0-9a-f]{8})".*/\1/p' "$file")"
     blobs="$(sed -nE 's/.*"el_blob_schedule": *"(0x[0-9a-f]{8})".*/\1/p' "$file")"
     [[ -n "$hash" ]] || return 0
-    if [[ -z "$id" ]]; then echo "block 0 $hash"
-    elif [[ -z "$fork" ]]; then echo "chain id $id, block 0 $hash"
-    elif [[ -z "$forks" ]]; then echo "chain id $id, block 0 $hash, fork id $fork"
-    elif [[ -z "$blobs" ]]; then echo "chain id $id, block 0 $hash, fork id $fork, genesis forks $forks"
-    else echo "chain id $id, block 0 $hash, fork id $fork, genesis forks $forks, blob schedule $blobs"; fi
+    [[ -n "$id" ]] || { echo "block 0 $hash"; return 0; }
+    local chain="chain id $id, block 0 $hash" part
+    # Each part as far as the first one it leaves out.
+    for part in "fork id:$fork" "genesis forks:$forks" "blob schedule:$blobs"; do
+        [[ -n "${part#*:}" ]] || break
+        chain+=", ${part%%:*} ${part#*:}"
+    done
+    echo "$chain"
 }
 
 tools() {

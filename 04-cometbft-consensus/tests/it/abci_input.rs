@@ -523,64 +523,51 @@ async fn init_chain_refuses_a_geth_of_another_chain_than_the_network_genesis_nam
     );
     assert!(refused.error.contains("initialise it again"), "and says what to do: {}", refused.error);
     no_chain_recorded().await;
-    // The same block 0 on another chain id: a genesis file that differs only in its config.
+    // The same block 0 on another chain: a genesis file that differs only in its config. In
+    // its chain id; in a fork time (another fork id); in a fork at block 0 (Osaka, or a BPO
+    // fork, at 0 gives the same block 0); or in its `blobSchedule`.
     let other_id = chain_id + 1;
-    let answer =
-        call(&lone.abci, init_naming(&format!(r#"{{"el_genesis_hash":"{ours}","el_chain_id":{other_id}}}"#))).await;
-    let response::Value::Exception(refused) = answer else { panic!("another chain id is refused: {answer:?}") };
-    assert!(
-        refused.error.contains(&format!("has chain id {chain_id}, block 0 {ours}"))
-            && refused.error.contains(&format!("names chain id {other_id}, block 0 {ours}")),
-        "the error names both chains: {}",
-        refused.error
-    );
-    no_chain_recorded().await;
-    // The same block 0 and chain id on another fork schedule: a file that differs only in a
-    // fork time.
     let other_fork = alloy_primitives::FixedBytes::<4>::repeat_byte(0x44);
-    let answer = call(
-        &lone.abci,
-        init_naming(&format!(r#"{{"el_genesis_hash":"{ours}","el_chain_id":{chain_id},"el_fork_id":"{other_fork}"}}"#)),
-    )
-    .await;
-    let response::Value::Exception(refused) = answer else { panic!("another fork id is refused: {answer:?}") };
-    assert!(
-        refused.error.contains(&format!("has chain id {chain_id}, block 0 {ours}, fork id {fork_id}"))
-            && refused.error.contains(&format!("names chain id {chain_id}, block 0 {ours}, fork id {other_fork}")),
-        "the error names both chains: {}",
-        refused.error
-    );
-    no_chain_recorded().await;
-    // The same block 0, chain id and fork id with other forks at block 0: a file that
-    // differs only in a fork at block 0 (Osaka, or a BPO fork, at 0 gives the same block 0).
     let other_forks = alloy_primitives::FixedBytes::<4>::repeat_byte(0x55);
-    let named = format!(r#""el_genesis_hash":"{ours}","el_chain_id":{chain_id},"el_fork_id":"{fork_id}""#);
-    let answer = call(&lone.abci, init_naming(&format!(r#"{{{named},"el_genesis_forks":"{other_forks}"}}"#))).await;
-    let response::Value::Exception(refused) = answer else { panic!("other genesis forks are refused: {answer:?}") };
-    assert!(
-        refused.error.contains(&format!(
-            "has chain id {chain_id}, block 0 {ours}, fork id {fork_id}, genesis forks {genesis_forks}"
-        )) && refused.error.contains(&format!(
-            "names chain id {chain_id}, block 0 {ours}, fork id {fork_id}, genesis forks {other_forks}"
-        )),
-        "the error names both chains: {}",
-        refused.error
-    );
-    no_chain_recorded().await;
-    // And the same forks with other blob parameters: a file that differs only in its
-    // `blobSchedule`.
     let other_blobs = alloy_primitives::FixedBytes::<4>::repeat_byte(0x66);
+    let named = format!(r#""el_genesis_hash":"{ours}","el_chain_id":{chain_id},"el_fork_id":"{fork_id}""#);
     let named_forks = format!(r#"{named},"el_genesis_forks":"{genesis_forks}""#);
-    let answer =
-        call(&lone.abci, init_naming(&format!(r#"{{{named_forks},"el_blob_schedule":"{other_blobs}"}}"#))).await;
-    let response::Value::Exception(refused) = answer else { panic!("another blob schedule is refused: {answer:?}") };
-    assert!(
-        refused.error.contains(&format!("genesis forks {genesis_forks}, blob schedule {blob_schedule}, but"))
-            && refused.error.contains(&format!("genesis forks {genesis_forks}, blob schedule {other_blobs} (")),
-        "the error names both chains: {}",
-        refused.error
-    );
-    no_chain_recorded().await;
+    let cases = [
+        (
+            "another chain id",
+            format!(r#"{{"el_genesis_hash":"{ours}","el_chain_id":{other_id}}}"#),
+            format!("has chain id {chain_id}, block 0 {ours}"),
+            format!("names chain id {other_id}, block 0 {ours}"),
+        ),
+        (
+            "another fork id",
+            format!(r#"{{"el_genesis_hash":"{ours}","el_chain_id":{chain_id},"el_fork_id":"{other_fork}"}}"#),
+            format!("has chain id {chain_id}, block 0 {ours}, fork id {fork_id}"),
+            format!("names chain id {chain_id}, block 0 {ours}, fork id {other_fork}"),
+        ),
+        (
+            "other genesis forks",
+            format!(r#"{{{named},"el_genesis_forks":"{other_forks}"}}"#),
+            format!("has chain id {chain_id}, block 0 {ours}, fork id {fork_id}, genesis forks {genesis_forks}"),
+            format!("names chain id {chain_id}, block 0 {ours}, fork id {fork_id}, genesis forks {other_forks}"),
+        ),
+        (
+            "another blob schedule",
+            format!(r#"{{{named_forks},"el_blob_schedule":"{other_blobs}"}}"#),
+            format!("genesis forks {genesis_forks}, blob schedule {blob_schedule}, but"),
+            format!("genesis forks {genesis_forks}, blob schedule {other_blobs} ("),
+        ),
+    ];
+    for (what, app_state, has, names) in cases {
+        let answer = call(&lone.abci, init_naming(&app_state)).await;
+        let response::Value::Exception(refused) = answer else { panic!("{what} is refused: {answer:?}") };
+        assert!(
+            refused.error.contains(&has) && refused.error.contains(&names),
+            "{what}: the error names both chains: {}",
+            refused.error
+        );
+        no_chain_recorded().await;
+    }
     for shape in [
         r#"{"genesis":"0x00"}"#,
         r#"{"el_genesis_hash":"0x1234"}"#,

@@ -50,10 +50,7 @@ async fn start_up_check_refuses_a_geth_on_another_fork_schedule() {
             Ok(())
         })
         .expect("genesis written");
-        let geth = Geth::start_with(GethOptions { genesis: Some(file.path.clone()), ..Default::default() })
-            .await
-            .expect("geth starts");
-        check_execution_client(&geth.engine()).await.expect("a Geth and the file it was initialised with agree");
+        let geth = started_on(&file.path).await;
 
         let client = EngineClient::new(&geth.auth_url(), geth.jwt(), ours.clone()).expect("client");
         assert_eq!(client.chain_id().await.expect("chain id"), 1337, "{what}: the same chain id");
@@ -148,10 +145,7 @@ async fn start_up_check_refuses_a_geth_of_other_blob_parameters() {
             Ok(())
         })
         .expect("genesis written");
-        let geth = Geth::start_with(GethOptions { genesis: Some(theirs.path.clone()), ..Default::default() })
-            .await
-            .expect("geth starts");
-        check_execution_client(&geth.engine()).await.expect("a Geth and the file it was initialised with agree");
+        let geth = started_on(&theirs.path).await;
         if message.is_empty() {
             continue;
         }
@@ -164,6 +158,16 @@ async fn start_up_check_refuses_a_geth_of_other_blob_parameters() {
             "{what}: {err}"
         );
     }
+}
+
+/// A Geth initialised from the genesis file at `path`, which passes the start check against
+/// that same file.
+async fn started_on(path: &std::path::Path) -> Geth {
+    let geth = Geth::start_with(GethOptions { genesis: Some(path.to_owned()), ..Default::default() })
+        .await
+        .expect("geth starts");
+    check_execution_client(&geth.engine()).await.expect("a Geth and the file it was initialised with agree");
+    geth
 }
 
 /// Schedules BPO fork `n` at `time`, with a `blobSchedule` entry of `target` and `max` blobs.
