@@ -314,27 +314,6 @@ fn shuffle<T>(items: &mut [T], rng: &mut Rng) {
     }
 }
 
-/// Writes `offset` (`+30`, `-30`, `+0`) to a libfaketime clock file, whole, at once.
-pub(crate) fn set_clock(file: &std::path::Path, offset: &str) -> anyhow::Result<()> {
-    let next = file.with_extension("next");
-    std::fs::write(&next, offset)?;
-    std::fs::rename(&next, file)?;
-    Ok(())
-}
-
-/// The environment that runs a process on the clock in `file` (libfaketime), its timers
-/// on the real monotonic clock.
-pub(crate) fn faked_clock(file: &std::path::Path) -> anyhow::Result<Vec<(String, String)>> {
-    set_clock(file, "+0")?;
-    let library = common::harness::faketime_library()?;
-    Ok(vec![
-        ("LD_PRELOAD".into(), library.display().to_string()),
-        ("FAKETIME_TIMESTAMP_FILE".into(), file.display().to_string()),
-        ("FAKETIME_NO_CACHE".into(), "1".into()),
-        ("DONT_FAKE_MONOTONIC".into(), "1".into()),
-    ])
-}
-
 /// The clock offset a clock fault sets (none for any other fault).
 pub(crate) fn clock_offset(kind: Kind) -> String {
     match kind {

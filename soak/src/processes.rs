@@ -8,7 +8,7 @@ use std::{
 };
 
 use anyhow::Context;
-use common::harness::{Geth, Service};
+use common::harness::{Geth, Service, faked_clock, set_clock};
 
 use crate::faults::{self, Kind};
 
@@ -31,7 +31,7 @@ impl Consensus {
     /// Adds one, not started, named `name`, with `env` (and its clock's).
     pub(crate) fn add(&mut self, name: &str, env: Vec<(&str, String)>) -> anyhow::Result<()> {
         let clock = self.dir.path().join(format!("{name}.clock"));
-        let mut vars = faults::faked_clock(&clock)?;
+        let mut vars = faked_clock(&clock)?;
         vars.extend(env.into_iter().map(|(k, v)| (k.to_owned(), v)));
         self.processes.push(Service::stopped(name, &self.dir.path().join(format!("{name}.log"))));
         self.env.push(vars);
@@ -58,12 +58,12 @@ impl Consensus {
 
     /// Steps process `i`'s clock as clock fault `kind` says.
     pub(crate) fn step_clock(&self, i: usize, kind: Kind) -> anyhow::Result<()> {
-        faults::set_clock(&self.clocks[i], &faults::clock_offset(kind))
+        set_clock(&self.clocks[i], &faults::clock_offset(kind))
     }
 
     /// Sets process `i`'s clock right.
     pub(crate) fn set_clock_right(&self, i: usize) -> anyhow::Result<()> {
-        faults::set_clock(&self.clocks[i], "+0")
+        set_clock(&self.clocks[i], "+0")
     }
 
     /// Starts again every process that ended by itself; their indices.

@@ -2,11 +2,11 @@
 //! when the wall clock is stepped (through libfaketime): it waits, says so on `/ready`,
 //! hangs nowhere, and goes on from where it was, with no height made twice or skipped.
 
-use std::{path::Path, time::Duration};
+use std::time::Duration;
 
 use common::{
     Head,
-    harness::{Geth, Toxiproxy, faketime_library, genesis_path},
+    harness::{Geth, Toxiproxy, faked_clock, genesis_path, set_clock},
 };
 use single_node::store::Store;
 
@@ -87,14 +87,6 @@ fn real_now() -> f64 {
     single_node::clock::unix_time().as_secs_f64()
 }
 
-/// Sets the sequencer's clock offset, in one step (libfaketime reads the file on every
-/// clock read: a half-written file would be a third clock).
-fn set_clock(file: &Path, offset: &str) {
-    let next = file.with_extension("next");
-    std::fs::write(&next, offset).expect("write");
-    std::fs::rename(&next, file).expect("rename");
-}
-
 /// How long past its slot, by the clock the sequencer would follow without the step, the
 /// next block must be missing before the hold is taken as seen: several times the
 /// second within which the sequencer looks at its clock again.
@@ -123,14 +115,7 @@ async fn a_clock_stepped_back_holds_production_only_until_it_is_corrected() {
     // The sequencer's wall clock, and only its, is what this file says (libfaketime);
     // its timers (the monotonic clock) run on.
     let clock = dir.path().join("clock");
-    set_clock(&clock, "+0");
-    let library = faketime_library().expect("libfaketime");
-    let env = [
-        ("LD_PRELOAD", library.to_str().expect("utf-8 path")),
-        ("FAKETIME_TIMESTAMP_FILE", clock.to_str().expect("utf-8 path")),
-        ("FAKETIME_NO_CACHE", "1"),
-        ("DONT_FAKE_MONOTONIC", "1"),
-    ];
+    let env = faked_clock(&clock).expect("libfaketime");
     let state = dir.path().join("state");
     let sequencer = start_with_env(geth.auth_url(), geth.jwt_path(), genesis_path(), &state, &[], &env);
     let engine = geth.engine();
@@ -142,7 +127,7 @@ async fn a_clock_stepped_back_holds_production_only_until_it_is_corrected() {
     // become head before the stepped clock reaches its timestamp: that is what holds
     // production, whatever the time it takes.
     const STEP: u64 = 45;
-    set_clock(&clock, &format!("-{STEP}"));
+    set_clock(&clock, &format!("-{STEP}")).expect("clock");
     let stepped_at = engine.head().await.expect("head").number;
     // Held for as long as it takes the real clock to pass the next block's slot by
     // OVERDUE seconds: a sequencer on the real clock would have made it by then.
@@ -160,7 +145,7 @@ async fn a_clock_stepped_back_holds_production_only_until_it_is_corrected() {
     // Corrected: the sequencer plans on the corrected clock within a second, so the next
     // block comes before the stepped clock would have reached its timestamp, not after
     // the 45 s a plan made on the stepped clock would sleep.
-    set_clock(&clock, "+0");
+    set_clock(&clock, "+0").expect("clock");
     let (next, seen) = while_running(&sequencer, "a block after the correction", || async {
         let head = engine.head().await.ok().filter(|head| head.number > held.number)?;
         let now = real_now();
@@ -190,7 +175,7 @@ async fn a_clock_stepped_back_holds_production_only_until_it_is_corrected() {
     // A smaller step that is never corrected: production holds exactly until the stepped
     // clock reaches the next timestamp, and then follows the stepped clock.
     const SMALL_STEP: u64 = 5;
-    set_clock(&clock, &format!("-{SMALL_STEP}"));
+    set_clock(&clock, &format!("-{SMALL_STEP}")).expect("clock");
     let stepped_at = engine.head().await.expect("head").number;
     let last = while_running(&sequencer, "three blocks on the stepped clock", || async {
         let head = engine.head().await.ok()?;

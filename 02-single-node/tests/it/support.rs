@@ -60,11 +60,11 @@ pub(crate) fn start_with_env(
     genesis: PathBuf,
     state: &Path,
     args: &[&str],
-    env: &[(&str, &str)],
+    env: &[(String, String)],
 ) -> Sequencer {
     let health = free_addr();
     let mut command = Command::new(env!("CARGO_BIN_EXE_single-node"));
-    command.envs(env.iter().copied());
+    command.envs(env.iter().map(|(k, v)| (k, v)));
     command
         .args(args)
         .env("ETH_CLIENT_URL", url)

@@ -4,8 +4,11 @@
 use std::{sync::Arc, time::Duration};
 
 use alloy_primitives::{B256, FixedBytes};
-use common::{ElChain, Head, harness::Postgres};
-use member_nodes::block_log::{AppendError, RowError, Store};
+use common::{
+    ElChain, Head,
+    harness::{Postgres, eventually},
+};
+use member_nodes::block_log::{AppendError, MAX_CLOCK_SKEW, RowError, Store};
 
 use crate::support::fake_block;
 
@@ -292,14 +295,44 @@ async fn a_block_ahead_of_the_database_clock_is_refused() {
     store.check_clock().await.expect("our clock is PostgreSQL's");
     assert!(store.claim(1, "a").await.expect("claim"));
     let now = single_node::clock::unix_time().as_secs();
-    let skew = member_nodes::block_log::MAX_CLOCK_SKEW.as_secs();
+    let skew = MAX_CLOCK_SKEW.as_secs();
     let mut ahead = fake_block(1, hash(1), hash(0x11));
     ahead.execution_payload.payload_inner.payload_inner.timestamp = now + skew + 30;
     let refused = store.append(&ahead, 1, "a").await;
     assert!(matches!(refused, Err(AppendError::AheadOfClock { number: 1, .. })), "{refused:?}");
-    let mut in_time = fake_block(1, hash(1), hash(0x11));
-    in_time.execution_payload.payload_inner.payload_inner.timestamp = now;
-    store.append(&in_time, 1, "a").await.expect("a block of now is stored");
+    // `now` (whole seconds) plus the bound: up to the bound ahead of the database's clock,
+    // which reads the time after us.
+    let mut at_the_bound = fake_block(1, hash(1), hash(0x11));
+    at_the_bound.execution_payload.payload_inner.payload_inner.timestamp = now + skew;
+    store.append(&at_the_bound, 1, "a").await.expect("a block at the bound is stored");
+}
+
+/// Before a node leads, its clock is compared with PostgreSQL's: off by more than
+/// `MAX_CLOCK_SKEW`, either way, it may not lead; off by less, it may; a store not held to
+/// the clock does not look. PostgreSQL's clock is the one stepped here (libfaketime), 0.4 s
+/// past the bound and 0.4 s short of it. The check allows for half the query's round trip
+/// (PostgreSQL read its clock somewhere in it), so a refusal is waited for: a round trip
+/// slowed past 0.4 s by a loaded machine may let one try pass.
+#[tokio::test]
+async fn a_node_whose_clock_is_off_the_databases_by_more_than_the_bound_may_not_lead() {
+    let postgres = Postgres::start_on_own_clock().await.expect("postgres");
+    let held = initialised(&postgres).await.held_to_the_clock();
+    let unheld = Store::connect(&postgres.url(), LEASE).await.expect("connects");
+    let bound = MAX_CLOCK_SKEW.as_secs_f64();
+    for (offset, ours) in [(bound + 0.4, "behind"), (-(bound + 0.4), "ahead of")] {
+        postgres.set_clock(&format!("{offset:+}")).expect("step the clock");
+        let refused =
+            eventually(&format!("a clock {offset:+} s off to be refused"), Duration::from_secs(10), || async {
+                held.check_clock().await.err()
+            })
+            .await;
+        assert!(refused.to_string().contains(&format!("s {ours} PostgreSQL's, more than the")), "{refused:#}");
+        unheld.check_clock().await.expect("a store not held to the clock does not look");
+    }
+    for offset in [bound - 0.4, -(bound - 0.4)] {
+        postgres.set_clock(&format!("{offset:+}")).expect("step the clock");
+        held.check_clock().await.unwrap_or_else(|e| panic!("a clock {offset:+} s off may lead: {e:#}"));
+    }
 }
 
 /// `--retain-blocks`: a prune keeps the newest blocks, makes the block below them the

@@ -5,10 +5,10 @@
 
 use std::time::Duration;
 
-use common::harness::{InvalidatingProxy, eventually};
+use common::harness::{InvalidatingProxy, eventually, set_clock};
 use serde_json::Value;
 
-use crate::support::{Cluster, TIMEOUT, set_clock, stored_grows};
+use crate::support::{Cluster, TIMEOUT, stored_grows};
 
 /// Waits until node `i` answers `/status` as a follower; returns that status.
 async fn following(cluster: &Cluster, i: usize) -> Value {
@@ -268,7 +268,7 @@ async fn a_leader_whose_clock_is_stepped_hands_over_and_no_block_runs_ahead_of_t
 
     // Back: node1 follows the standby long before its stepped clock reaches its slot.
     let last_own = cluster.nodes[0].geth.engine().head().await.expect("head");
-    set_clock(&clock, &format!("-{STEP}"));
+    set_clock(&clock, &format!("-{STEP}")).expect("clock");
     cluster.sole_leader(1).await;
     let height = stored_grows(&cluster, 2).await;
     cluster.head_at_least(0, height).await;
@@ -291,13 +291,13 @@ async fn a_leader_whose_clock_is_stepped_hands_over_and_no_block_runs_ahead_of_t
     assert_ne!(cluster.status(0).await.expect("status")["role"], "leading");
 
     // Corrected, it leads again.
-    set_clock(&clock, "+0");
+    set_clock(&clock, "+0").expect("clock");
     cluster.sole_leader(0).await;
     cluster.start_node(1);
     stored_grows(&cluster, 2).await;
 
     // Forward: its next block, 45 s ahead, is refused by the store; the standby leads.
-    set_clock(&clock, &format!("+{STEP}"));
+    set_clock(&clock, &format!("+{STEP}")).expect("clock");
     cluster.sole_leader(1).await;
     stored_grows(&cluster, 2).await;
     let output = cluster.process(0).output();
@@ -317,6 +317,6 @@ async fn a_leader_whose_clock_is_stepped_hands_over_and_no_block_runs_ahead_of_t
         .map(|row| (row.get(0), row.get(1)))
         .collect();
     assert!(ahead.is_empty(), "blocks stored ahead of PostgreSQL's clock (number, seconds ahead): {ahead:?}");
-    set_clock(&clock, "+0");
+    set_clock(&clock, "+0").expect("clock");
     cluster.assert_one_chain().await;
 }

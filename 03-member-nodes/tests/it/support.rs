@@ -238,17 +238,7 @@ impl Cluster {
     /// in the file this returns, through libfaketime; its timers run on.
     pub(crate) fn fake_clock(&mut self, i: usize) -> std::path::PathBuf {
         let file = self.dir.path().join(format!("{}.clock", self.nodes[i].id));
-        set_clock(&file, "+0");
-        let library = common::harness::faketime_library().expect("libfaketime");
-        self.nodes[i].env = [
-            ("LD_PRELOAD", library.to_str().expect("utf-8 path")),
-            ("FAKETIME_TIMESTAMP_FILE", file.to_str().expect("utf-8 path")),
-            ("FAKETIME_NO_CACHE", "1"),
-            ("DONT_FAKE_MONOTONIC", "1"),
-        ]
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect();
+        self.nodes[i].env = common::harness::faked_clock(&file).expect("libfaketime");
         file
     }
 
@@ -582,12 +572,4 @@ pub(crate) async fn receipts(geth: &Geth, hashes: &[B256]) -> Vec<(B256, B256)> 
         }
     }
     found
-}
-
-/// Sets a faked clock's offset (`+45`, `-45`, `+0`) in one step: libfaketime reads the file
-/// on every clock read, and a half-written file would be a third clock.
-pub(crate) fn set_clock(file: &std::path::Path, offset: &str) {
-    let next = file.with_extension("next");
-    std::fs::write(&next, offset).expect("write");
-    std::fs::rename(&next, file).expect("rename");
 }

@@ -37,7 +37,7 @@ pub use geth::{
     max_concurrent, take_slots,
 };
 pub use postgres::{Postgres, postgres_bin_dir};
-pub use process::{Service, eventually, faketime_library, free_port, http_get, http_request};
+pub use process::{Service, eventually, faked_clock, faketime_library, free_port, http_get, http_request, set_clock};
 pub use prometheus::{Alert, Prometheus, ScrapeTarget, check_metrics, prometheus_binary};
 pub use redis::{Redis, RedisSentinels, redis_binary};
 pub use tamper::InvalidatingProxy;

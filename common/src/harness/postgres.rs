@@ -10,9 +10,9 @@ use std::{
     time::Duration,
 };
 
-use anyhow::{Context, bail};
+use anyhow::{Context, bail, ensure};
 
-use super::process::{Service, find_program, free_port, run_tool, state, wait_stopped};
+use super::process::{Service, faked_clock, find_program, free_port, run_tool, set_clock, state, wait_stopped};
 
 /// How long PostgreSQL may take to accept connections (WAL recovery after a crash included).
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
@@ -46,20 +46,41 @@ pub struct Postgres {
     dir: tempfile::TempDir,
     port: u16,
     bin: PathBuf,
+    /// The server's environment: a clock of its own, for [`Postgres::start_on_own_clock`].
+    env: Vec<(String, String)>,
 }
 
 impl Postgres {
     /// Initialises a fresh cluster and starts it; returns once it accepts connections.
     pub async fn start() -> anyhow::Result<Self> {
+        Self::start_with(false).await
+    }
+
+    /// As [`Postgres::start`], on a wall clock of its own that [`Postgres::set_clock`]
+    /// steps (libfaketime): what its clients see of a server whose clock NTP stepped.
+    pub async fn start_on_own_clock() -> anyhow::Result<Self> {
+        Self::start_with(true).await
+    }
+
+    async fn start_with(own_clock: bool) -> anyhow::Result<Self> {
         let bin = postgres_bin_dir()?;
         let (dir, data) = data_dir()?;
         let mut initdb = as_server_user(Command::new(bin.join("initdb")));
         initdb.arg("-D").arg(&data).args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"]);
         run_tool(initdb, "initdb")?;
         let process = Service::stopped("postgres", &dir.path().join("postgres.log"));
-        let mut postgres = Self { process, dir, port: free_port()?, bin };
+        // (In the directory the server's user can read, as the data directory's parent.)
+        let env = if own_clock { faked_clock(&dir.path().join("clock"))? } else { Vec::new() };
+        let mut postgres = Self { process, dir, port: free_port()?, bin, env };
         postgres.spawn_and_wait().await?;
         Ok(postgres)
+    }
+
+    /// Sets the clock of a server started [on its own clock](Postgres::start_on_own_clock)
+    /// `offset` seconds from the machine's (`+1.4`, `-1.4`, `+0`).
+    pub fn set_clock(&self, offset: &str) -> anyhow::Result<()> {
+        ensure!(!self.env.is_empty(), "this PostgreSQL runs on the machine's clock: start it on its own");
+        set_clock(&self.dir.path().join("clock"), offset)
     }
 
     /// A streaming replica of `primary`, made as an operator makes one (`pg_basebackup
@@ -72,7 +93,7 @@ impl Postgres {
         let (dir, data) = data_dir()?;
         primary.base_backup(&data)?;
         let process = Service::stopped("postgres-standby", &dir.path().join("postgres.log"));
-        let mut standby = Self { process, dir, port: free_port()?, bin };
+        let mut standby = Self { process, dir, port: free_port()?, bin, env: Vec::new() };
         standby.spawn_and_wait().await?;
         primary.wait_for_synchronous_standby().await?;
         Ok(standby)
@@ -230,6 +251,7 @@ impl Postgres {
         let port = self.port.to_string();
         let mut command = as_server_user(Command::new(self.bin.join("postgres")));
         command
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .arg("-D")
             .arg(self.dir.path().join("data"))
             .args(["-p", &port, "-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories="])

@@ -196,6 +196,30 @@ pub fn faketime_library() -> anyhow::Result<PathBuf> {
         )
 }
 
+/// Sets the clock in `file` to `offset` from the machine's (`+45`, `-1.4`, `+0`, in
+/// seconds), whole, at once: libfaketime reads the file at every clock read, and a
+/// half-written file would be a third clock.
+pub fn set_clock(file: &Path, offset: &str) -> anyhow::Result<()> {
+    let next = file.with_extension("next");
+    std::fs::write(&next, offset).with_context(|| format!("cannot write {}", next.display()))?;
+    std::fs::rename(&next, file).with_context(|| format!("cannot write {}", file.display()))?;
+    Ok(())
+}
+
+/// The environment that runs a process on the clock in `file`, set to the machine's time
+/// first: its wall clock is what [`set_clock`] makes it, its timers (the monotonic clock)
+/// run on.
+pub fn faked_clock(file: &Path) -> anyhow::Result<Vec<(String, String)>> {
+    set_clock(file, "+0")?;
+    let library = faketime_library()?;
+    Ok(vec![
+        ("LD_PRELOAD".into(), library.display().to_string()),
+        ("FAKETIME_TIMESTAMP_FILE".into(), file.display().to_string()),
+        ("FAKETIME_NO_CACHE".into(), "1".into()),
+        ("DONT_FAKE_MONOTONIC".into(), "1".into()),
+    ])
+}
+
 /// A program from the environment variable `var` if set, else `name` on the `PATH`.
 pub(crate) fn find_program(var: &str, name: &str) -> Option<PathBuf> {
     if let Some(path) = std::env::var_os(var) {
