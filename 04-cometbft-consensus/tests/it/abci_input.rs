@@ -489,7 +489,8 @@ async fn init_chain_answers_the_el_genesis_and_refuses_a_chain_that_starts_later
 /// another fork at block 0, or other blob parameters). The chain it names is accepted, a
 /// genesis without `app_state`, or without the chain id, the fork id, the genesis forks or
 /// the blob schedule (networks made before each was written), is not checked, or not for
-/// those, and an `app_state` of another shape is refused.
+/// those, with a warning that names what is left out, and an `app_state` of another shape
+/// is refused.
 #[tokio::test]
 async fn init_chain_refuses_a_geth_of_another_chain_than_the_network_genesis_names() {
     let lone = lone_app().await;
@@ -586,20 +587,36 @@ async fn init_chain_refuses_a_geth_of_another_chain_than_the_network_genesis_nam
     }
     no_chain_recorded().await;
 
+    // What a genesis leaves out is warned of (logged before the answer, to stderr, which
+    // is unbuffered): nothing for one naming all of it.
+    let left_out = || {
+        let output = lone.app.output();
+        let warnings: Vec<String> = output
+            .lines()
+            .filter(|line| line.contains("names less than this version writes"))
+            .map(String::from)
+            .collect();
+        warnings
+    };
     let answer =
         call(&lone.abci, init_naming(&format!(r#"{{{named_forks},"el_blob_schedule":"{blob_schedule}"}}"#))).await;
     let response::Value::InitChain(init) = answer else { panic!("our own chain is accepted: {answer:?}") };
     assert_eq!(init.app_hash.as_ref(), ours.as_slice());
+    assert_eq!(left_out(), Vec::<String>::new(), "a genesis naming the whole chain is warned of");
     let answer = call(&lone.abci, init_naming(&format!("{{{named_forks}}}"))).await;
     assert!(
         matches!(answer, response::Value::InitChain(_)),
         "a genesis naming no blob schedule is checked on the rest: {answer:?}"
     );
+    let warned = left_out();
+    assert!(warned.len() == 1 && warned[0].contains("unnamed=\"blob schedule\""), "{warned:?}");
     let answer = call(&lone.abci, init_naming(&format!("{{{named}}}"))).await;
     assert!(
         matches!(answer, response::Value::InitChain(_)),
         "a genesis naming no genesis forks is checked on the rest: {answer:?}"
     );
+    let warned = left_out();
+    assert!(warned.len() == 2 && warned[1].contains("unnamed=\"genesis forks, blob schedule\""), "{warned:?}");
     let answer =
         call(&lone.abci, init_naming(&format!(r#"{{"el_genesis_hash":"{ours}","el_chain_id":{chain_id}}}"#))).await;
     assert!(
