@@ -98,14 +98,25 @@ MUTANTS_COPY="$ROOT/target/mutants/run-tree"
 MUTANTS_TARGET="$ROOT/target/mutants/cargo-mutants"
 MUTANTS_TMP="$ROOT/target/mutants/tmp"
 
-# The first time, the dependencies already built for the work tree are hard-linked into
-# target dir $1 instead of being built again (cargo replaces a file it rebuilds, it never
-# writes through a link).
+# The first time, what is already built for the work tree is hard-linked into target dir
+# $1 instead of being built again. Only what the compiler writes anew may be linked: rustc
+# replaces an rlib or a binary it rebuilds. Cargo rewrites its fingerprints, the dep-info
+# files, the build scripts' outputs and its lock file in place, so those are copied: linked,
+# a build in the copy rewrote the work tree's, and the work tree's cargo then took an
+# artifact built before a source change for fresh (seen on 2026-12-07: a test failed on
+# code that passed once rebuilt). A target dir seeded before this was done is made again.
 seed_target() {
+    local marker="$1/.seeded-with-own-fingerprints"
+    if [[ -d "$1" && ! -f "$marker" ]]; then rm -rf "$1"; fi
     if [[ ! -d "$1" && -d "$ROOT/target/debug" ]]; then
         mkdir -p "$1"
         cp -al "$ROOT/target/debug" "$1/debug"
+        rm -rf "$1/debug/.fingerprint" "$1/debug/build"
+        cp -a "$ROOT/target/debug/.fingerprint" "$ROOT/target/debug/build" "$1/debug/"
+        find "$1/debug" -path "$1/debug/incremental" -prune -o -type f \( -name '*.d' -o -name .cargo-lock \) \
+            -exec sh -c 'for f; do cp -p "$f" "$f.own" && mv -f "$f.own" "$f"; done' sh {} +
     fi
+    mkdir -p "$1" && touch "$marker"
 }
 
 # Makes a git worktree at $1 of the work tree as it is: uncommitted changes and new files
