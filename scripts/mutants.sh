@@ -70,7 +70,7 @@ mutants() { # mode scope
     # Exits non-zero when a mutant is missed; the counts below say so. Its copies of the
     # tree build into a target dir of their own, kept between runs (see seed_target).
     fresh_copy "$MUTANTS_COPY"
-    seed_target "$MUTANTS_TARGET"
+    seed_target "$MUTANTS_TARGET" || { say "cannot seed $MUTANTS_TARGET from target/debug"; exit 1; }
     # A mutant is caught at its first failing test (TEST_FAIL_FAST, see the harness's
     # process.rs): the rest of the suite would only wait out its timeouts. The harness removes
     # its servers' temporary directories as it ends the binary; whatever else a test made
@@ -100,23 +100,36 @@ MUTANTS_TMP="$ROOT/target/mutants/tmp"
 
 # The first time, what is already built for the work tree is hard-linked into target dir
 # $1 instead of being built again. Only what the compiler writes anew may be linked: rustc
-# replaces an rlib or a binary it rebuilds. Cargo rewrites its fingerprints, the dep-info
-# files, the build scripts' outputs and its lock file in place, so those are copied: linked,
-# a build in the copy rewrote the work tree's, and the work tree's cargo then took an
-# artifact built before a source change for fresh (seen on 2026-12-07: a test failed on
+# replaces an rlib, an rmeta or a binary it rebuilds, and in its incremental cache it
+# deletes a file before writing it again. Cargo rewrites its fingerprints, the dep-info
+# files, the build scripts' outputs and its lock file in place, so those are copied
+# (first, so that a build in the work tree meanwhile can only make the copy rebuild):
+# linked, a build in the copy rewrote the work tree's, and the work tree's cargo then took
+# an artifact built before a source change for fresh (seen on 2026-12-07: a test failed on
 # code that passed once rebuilt). A target dir seeded before this was done is made again.
 seed_target() {
-    local marker="$1/.seeded-with-own-fingerprints"
-    if [[ -d "$1" && ! -f "$marker" ]]; then rm -rf "$1"; fi
-    if [[ ! -d "$1" && -d "$ROOT/target/debug" ]]; then
-        mkdir -p "$1"
-        cp -al "$ROOT/target/debug" "$1/debug"
-        rm -rf "$1/debug/.fingerprint" "$1/debug/build"
-        cp -a "$ROOT/target/debug/.fingerprint" "$ROOT/target/debug/build" "$1/debug/"
-        find "$1/debug" -path "$1/debug/incremental" -prune -o -type f \( -name '*.d' -o -name .cargo-lock \) \
-            -exec sh -c 'for f; do cp -p "$f" "$f.own" && mv -f "$f.own" "$f"; done' sh {} +
+    local target=$1 built="$ROOT/target/debug" marker="$1/.seeded-with-own-fingerprints" entry
+    if [[ -d "$target" && ! -f "$marker" ]]; then
+        say "$target was seeded sharing the work tree's fingerprints: made again; if a test in the work tree" \
+            "fails on code that looks right, touch the files it was changed in (or cargo clean -p the package)"
+        rm -rf "$target"
     fi
-    mkdir -p "$1" && touch "$marker"
+    [[ -d "$target" ]] && return
+    mkdir -p "$target/debug"
+    if [[ -d "$built" ]]; then
+        for entry in .fingerprint build; do
+            if [[ -d "$built/$entry" ]]; then cp -a "$built/$entry" "$target/debug/" || return 1; fi
+        done
+        for entry in "$built"/* "$built"/.[!.]*; do
+            case "$(basename "$entry")" in
+                .fingerprint | build | .cargo-lock | '*' | '.[!.]*') ;;
+                *) cp -al "$entry" "$target/debug/" || return 1 ;;
+            esac
+        done
+        find "$target/debug" -path "$target/debug/incremental" -prune -o -type f -name '*.d' \
+            -exec sh -c 'for f; do cp -p "$f" "$f.own" && mv -f "$f.own" "$f"; done' sh {} + || return 1
+    fi
+    touch "$marker"
 }
 
 # Makes a git worktree at $1 of the work tree as it is: uncommitted changes and new files
@@ -148,7 +161,7 @@ safety() { # patch
     dir="${dir%%/*}"
     package="$(sed -n 's/^name = "\(.*\)"/\1/p' "$dir/Cargo.toml" | head -n 1)"
     fresh_copy "$COPY"
-    seed_target "$COPY_TARGET"
+    seed_target "$COPY_TARGET" || { say "cannot seed $COPY_TARGET from target/debug"; return 1; }
     # (`set -e` does not stop a function called as `safety ... || status=1`: check by hand.)
     git -C "$COPY" apply "$ROOT/$patch" || { say "$name: the patch does not apply to the work tree; make it again"; return 1; }
     say "$name: $(head -n 1 "$patch")"

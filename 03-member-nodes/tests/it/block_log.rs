@@ -285,8 +285,8 @@ async fn a_store_whose_commits_may_be_lost_is_refused() {
     );
 }
 
-/// Held to the database's clock, the log refuses a block whose timestamp is further ahead
-/// of it than `MAX_CLOCK_SKEW`, and takes one at the bound; a node on the same machine's
+/// Held to the database's clock, the log refuses a block whose timestamp is 30 s past
+/// `MAX_CLOCK_SKEW` ahead of it, and takes one at the bound; a node on the same machine's
 /// clock passes the check made before it leads.
 #[tokio::test]
 async fn a_block_ahead_of_the_database_clock_is_refused() {
@@ -312,7 +312,7 @@ async fn a_block_ahead_of_the_database_clock_is_refused() {
 /// the clock does not look. PostgreSQL's clock is the one stepped here (libfaketime), 0.4 s
 /// past the bound and 0.4 s short of it. The check allows for half the query's round trip
 /// (PostgreSQL read its clock somewhere in it), so a refusal is waited for: a round trip
-/// slowed past 0.4 s by a loaded machine may let one try pass.
+/// slowed past 0.4 s by a loaded machine may let one try pass, or time out.
 #[tokio::test]
 async fn a_node_whose_clock_is_off_the_databases_by_more_than_the_bound_may_not_lead() {
     let postgres = Postgres::start_on_own_clock().await.expect("postgres");
@@ -322,11 +322,11 @@ async fn a_node_whose_clock_is_off_the_databases_by_more_than_the_bound_may_not_
     for (offset, ours) in [(bound + 0.4, "behind"), (-(bound + 0.4), "ahead of")] {
         postgres.set_clock(&format!("{offset:+}")).expect("step the clock");
         let refused =
-            eventually(&format!("a clock {offset:+} s off to be refused"), Duration::from_secs(10), || async {
-                held.check_clock().await.err()
+            eventually(&format!("a clock {offset:+} s off to be refused"), Duration::from_secs(60), || async {
+                held.check_clock().await.err().filter(|e| e.to_string().contains("PostgreSQL's, more than the"))
             })
             .await;
-        assert!(refused.to_string().contains(&format!("s {ours} PostgreSQL's, more than the")), "{refused:#}");
+        assert!(refused.to_string().contains(&format!("s {ours} PostgreSQL's")), "{refused:#}");
         unheld.check_clock().await.expect("a store not held to the clock does not look");
     }
     for offset in [bound - 0.4, -(bound - 0.4)] {

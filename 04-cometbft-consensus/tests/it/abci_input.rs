@@ -56,7 +56,8 @@ async fn restart_app(lone: &mut Lone, args: &[&str]) {
         .env("GENESIS", genesis_path())
         .env("ABCI_ADDR", &lone.abci)
         .env("STATE_DIR", lone.dir.path().join("app"))
-        .env("HEALTH_ADDR", &lone.health);
+        .env("HEALTH_ADDR", &lone.health)
+        .env("RUST_LOG", "info");
     lone.app.start(command).expect("app starts");
     common::harness::eventually("the app to serve ABCI", Duration::from_secs(60), || async {
         (lone.app.output().matches("serving ABCI").count() > starts).then_some(())

@@ -200,8 +200,12 @@ pub fn faketime_library() -> anyhow::Result<PathBuf> {
 /// seconds), whole, at once: libfaketime reads the file at every clock read, and a
 /// half-written file would be a third clock.
 pub fn set_clock(file: &Path, offset: &str) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
     let next = file.with_extension("next");
     std::fs::write(&next, offset).with_context(|| format!("cannot write {}", next.display()))?;
+    // Readable by a server run as another user (PostgreSQL, when the tests run as root),
+    // whatever the umask.
+    std::fs::set_permissions(&next, std::fs::Permissions::from_mode(0o644))?;
     std::fs::rename(&next, file).with_context(|| format!("cannot write {}", file.display()))?;
     Ok(())
 }
