@@ -590,14 +590,9 @@ async fn init_chain_refuses_a_geth_of_another_chain_than_the_network_genesis_nam
 
     // What a genesis leaves out is warned of (logged before the answer, to stderr, which
     // is unbuffered): nothing for one naming all of it.
-    let left_out = || {
+    let left_out = || -> Vec<String> {
         let output = lone.app.output();
-        let warnings: Vec<String> = output
-            .lines()
-            .filter(|line| line.contains("names less than this version writes"))
-            .map(String::from)
-            .collect();
-        warnings
+        output.lines().filter(|line| line.contains("names less than this version writes")).map(String::from).collect()
     };
     let answer =
         call(&lone.abci, init_naming(&format!(r#"{{{named_forks},"el_blob_schedule":"{blob_schedule}"}}"#))).await;
