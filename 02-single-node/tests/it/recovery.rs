@@ -4,11 +4,15 @@ use std::time::Duration;
 
 use alloy_primitives::Address;
 use common::{
-    BlockTag, EngineClient, Head,
-    harness::{Geth, InvalidatingProxy, genesis_path},
+    BlockTag, EngineClient, ForkSchedule, Head,
+    harness::{Geth, InvalidatingProxy, free_port, genesis_path},
     payload::ExecutableBlock,
 };
-use single_node::store::Store;
+use single_node::{
+    fault::Fault,
+    round::{self, Sync},
+    store::Store,
+};
 
 use crate::support::{
     EXIT_TIMEOUT, FinalityWatch, Running, assert_final_kept, get, head_at_least, head_at_least_while,
@@ -425,7 +429,37 @@ async fn geth_on_another_chain_at_our_height_stops_the_sequencer() {
         output.contains(&format!("Geth's chain differs from the stored one at height {}", ours.number)),
         "{output}"
     );
+    // The store holds every block from 1 on: Geth can be given the whole chain again.
+    assert!(output.contains("wipe Geth's datadir and let it replay"), "the way out is named:\n{output}");
     assert_eq!(engine.head().await.expect("head").hash, theirs.hash, "nothing was built on Geth's chain");
+}
+
+/// How Parts 3 and 4 ask a Geth that is behind what their consensus layer holds to sync to a
+/// block (`round::sync_to`): the error Geth answers while its beacon syncer starts a new sync
+/// cycle is waited out as syncing, not taken for a fault that stops the node; a Geth that
+/// cannot be reached is a passing fault, retried as one, never taken for a Geth syncing.
+#[tokio::test]
+async fn a_geth_restarting_its_sync_is_waited_out_and_one_not_answering_is_a_passing_fault() {
+    let geth = Geth::start().await.expect("geth");
+    let proxy = InvalidatingProxy::start(geth.auth_url()).await.expect("proxy");
+    let forks = ForkSchedule::from_genesis_file(&genesis_path()).expect("the genesis file parses");
+    let engine = EngineClient::new(proxy.url(), geth.jwt(), forks.clone()).expect("client");
+    let head = engine.head().await.expect("head");
+
+    proxy.answer_reorging(1);
+    match round::sync_to(&engine, head.hash).await {
+        Ok(Sync::Syncing(answer)) => assert!(answer.contains("beacon syncer reorging"), "{answer}"),
+        other => panic!("Geth's answer while it starts a sync cycle is waited out, not {other:?}"),
+    }
+    let again = round::sync_to(&engine, head.hash).await;
+    assert!(matches!(again, Ok(Sync::Done)), "asked again, Geth makes the block head: {again:?}");
+
+    let nobody = format!("http://127.0.0.1:{}", free_port().expect("port"));
+    let gone = EngineClient::new(&nobody, geth.jwt(), forks).expect("client");
+    match round::sync_to(&gone, head.hash).await {
+        Err(Fault::Passing(error)) => assert!(error.to_string().contains("refused"), "{error:#}"),
+        other => panic!("a Geth that cannot be reached is a passing fault, not {other:?}"),
+    }
 }
 
 /// A fresh Geth behind an [`InvalidatingProxy`], and a state directory for a sequencer.

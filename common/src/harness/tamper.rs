@@ -20,6 +20,9 @@
 //!   the consensus layer never hears back, as when a link drops after the request went
 //!   through. The proxy remembers the heads it withheld answers for
 //!   ([`InvalidatingProxy::held`]).
+//! - forkchoiceUpdated answered with the JSON-RPC error Geth gives while its beacon syncer
+//!   starts a new sync cycle ([`InvalidatingProxy::answer_reorging`]): code -32000,
+//!   "beacon syncer reorging" (`eth/downloader/skeleton.go`), after Geth saw the update.
 //!
 //! Everything else passes through untouched, after Geth has seen the request.
 
@@ -63,6 +66,8 @@ struct Tamper {
     fresh: Mutex<HashSet<B256>>,
     /// The head of every forkchoiceUpdated whose answer was withheld, in order.
     held: Mutex<Vec<B256>>,
+    /// How many of the next forkchoiceUpdated answers are made "beacon syncer reorging".
+    reorging: AtomicU64,
 }
 
 /// A block Geth holds without its state, as the proxy plays it.
@@ -106,6 +111,7 @@ impl InvalidatingProxy {
             hold: watch::channel(false).0,
             fresh: Mutex::default(),
             held: Mutex::default(),
+            reorging: AtomicU64::new(0),
         });
         let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
         let shared = tamper.clone();
@@ -189,11 +195,18 @@ impl InvalidatingProxy {
     pub fn held(&self) -> Vec<B256> {
         self.tamper.held.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
+
+    /// Answers the next `n` forkchoiceUpdated calls (after Geth has acted on each) with the
+    /// error a Geth syncing from its peers gives while it starts a new sync cycle: code
+    /// -32000, "beacon syncer reorging".
+    pub fn answer_reorging(&self, n: u64) {
+        self.tamper.reorging.store(n, Ordering::SeqCst);
+    }
 }
 
 /// Sends `request` to `target`, and returns Geth's answer; or, as `tamper` says, INVALID,
 /// SYNCING or ACCEPTED in place of a newPayload answer, or a forkchoiceUpdated answer held
-/// back.
+/// back or made an error.
 async fn forward(
     client: HttpClient,
     target: String,
@@ -231,10 +244,16 @@ async fn forward(
     let (mut parts, answer) = response.into_parts();
     parts.headers.remove(hyper::header::CONTENT_LENGTH);
     let mut answer = answer.collect().await?.to_bytes();
+    let take = |n: u64| (n > 0).then(|| if n == u64::MAX { n } else { n - 1 });
+    if method.starts_with("engine_forkchoiceUpdated")
+        && tamper.reorging.fetch_update(Ordering::SeqCst, Ordering::SeqCst, take).is_ok()
+    {
+        let error = serde_json::json!({"code": -32000, "message": "beacon syncer reorging"});
+        answer = serde_json::json!({"jsonrpc": "2.0", "id": request["id"], "error": error}).to_string().into();
+    }
     let forkchoice_valid = method.starts_with("engine_forkchoiceUpdated")
         && serde_json::from_slice::<serde_json::Value>(&answer)
             .is_ok_and(|answer| answer["result"]["payloadStatus"]["status"] == "VALID");
-    let take = |n: u64| (n > 0).then(|| if n == u64::MAX { n } else { n - 1 });
     let payload = &request["params"][0];
     let block = payload["blockNumber"]
         .as_str()
