@@ -436,8 +436,9 @@ async fn geth_on_another_chain_at_our_height_stops_the_sequencer() {
 
 /// How Parts 3 and 4 ask a Geth that is behind what their consensus layer holds to sync to a
 /// block (`round::sync_to`): the error Geth answers while its beacon syncer starts a new sync
-/// cycle is waited out as syncing, not taken for a fault that stops the node; a Geth that
-/// cannot be reached is a passing fault, retried as one, never taken for a Geth syncing.
+/// cycle is answered as syncing (its callers wait it out), not as a fault that stops the
+/// node; a Geth that cannot be reached is a passing fault (its callers retry), never a Geth
+/// syncing.
 #[tokio::test]
 async fn a_geth_restarting_its_sync_is_waited_out_and_one_not_answering_is_a_passing_fault() {
     let geth = Geth::start().await.expect("geth");

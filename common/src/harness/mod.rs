@@ -8,8 +8,9 @@
 //! - [`tx`]: transactions signed with the development key `genesis.json` funds.
 //! - [`Cast`]: Foundry's `cast`, the user's client, with its default fees.
 //! - [`Toxiproxy`]: a real fault proxy between components: cut, half-open, slow links.
-//! - [`InvalidatingProxy`]: answers Geth cannot be made to give on demand (newPayload
-//!   INVALID, SYNCING or ACCEPTED; forkchoiceUpdated withheld or "beacon syncer reorging").
+//! - [`InvalidatingProxy`]: gives, on demand, answers Geth cannot be made to give
+//!   (newPayload INVALID, SYNCING or ACCEPTED; forkchoiceUpdated withheld or "beacon syncer
+//!   reorging").
 //! - [`Prometheus`]: a real Prometheus scraping the processes a test names, with the
 //!   project's rules.
 //!

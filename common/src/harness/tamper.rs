@@ -1,5 +1,5 @@
 //! An Engine API proxy in front of a real Geth that tampers with Geth's answers on demand,
-//! in the two ways Geth cannot be made to behave itself:
+//! in ways Geth cannot be made to behave itself:
 //!
 //! - newPayload answered INVALID ([`InvalidatingProxy::invalidate`]): Geth has seen and
 //!   executed the block (it holds it), the consensus layer is told it is invalid. The
