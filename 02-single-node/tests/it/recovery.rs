@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use alloy_primitives::Address;
 use common::{
-    BlockTag, EngineClient, ForkSchedule, Head,
+    BlockTag, EngineClient, Head,
     harness::{Geth, InvalidatingProxy, free_port, genesis_path},
     payload::ExecutableBlock,
 };
@@ -443,7 +443,7 @@ async fn geth_on_another_chain_at_our_height_stops_the_sequencer() {
 async fn a_geth_restarting_its_sync_is_waited_out_and_one_not_answering_is_a_passing_fault() {
     let geth = Geth::start().await.expect("geth");
     let proxy = InvalidatingProxy::start(geth.auth_url()).await.expect("proxy");
-    let forks = ForkSchedule::from_genesis_file(&genesis_path()).expect("the genesis file parses");
+    let forks = geth.engine().forks().clone();
     let engine = EngineClient::new(proxy.url(), geth.jwt(), forks.clone()).expect("client");
     let head = engine.head().await.expect("head");
 
