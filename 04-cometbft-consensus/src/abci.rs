@@ -34,8 +34,9 @@ use crate::{
     server::lock,
 };
 
-/// The longest request we read: above CometBFT's largest block (21 MiB by default), so a
-/// proposal always fits, and small enough that a garbage length cannot exhaust memory.
+/// The longest request we read: twice the largest block InitChain accepts
+/// ([`crate::proposal::MAX_BLOCK_BYTES`]; CometBFT's default is 21 MiB), so a proposal
+/// always fits, and small enough that a garbage length cannot exhaust memory.
 pub const MAX_FRAME: usize = 64 << 20;
 
 /// The most connections served at once: CometBFT opens four, and a restarted CometBFT
@@ -276,6 +277,17 @@ mod tests {
         assert!(consensus.allows(1, &info) && consensus.allows(2, &info), "anyone may ask for Info");
         assert!(consensus.allows(1, &commit), "the first to send a consensus method owns them");
         assert!(!consensus.allows(2, &commit), "another connection may not");
+        let owned = [
+            request::Value::InitChain(Default::default()),
+            request::Value::PrepareProposal(Default::default()),
+            request::Value::ProcessProposal(Default::default()),
+            request::Value::FinalizeBlock(Default::default()),
+            request::Value::ExtendVote(Default::default()),
+            request::Value::VerifyVoteExtension(Default::default()),
+        ];
+        for method in &owned {
+            assert!(consensus.allows(1, method) && !consensus.allows(2, method), "{method:?} is owned too");
+        }
         consensus.closed(2);
         assert!(!consensus.allows(2, &commit), "another connection closing changes nothing");
         consensus.closed(1);

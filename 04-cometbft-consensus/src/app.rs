@@ -279,19 +279,8 @@ impl App {
                 "the CometBFT genesis names no EL chain (app_state.el_genesis_hash): this node's Geth's block 0 is not checked"
             ),
         }
-        // A full block must fit in a CometBFT block, or the chain stops once Geth has
-        // enough transactions to fill one: every proposer builds the same full block, and
-        // none can propose it.
-        let max_bytes = init.consensus_params.as_ref().and_then(|p| p.block.as_ref()).map(|b| b.max_bytes);
-        if let Some(max_bytes) = max_bytes.filter(|&max| max != -1) {
-            let needed = proposal::largest_payload(genesis.gas_limit);
-            if u64::try_from(max_bytes).unwrap_or(0) < needed {
-                bail!(
-                    "the CometBFT genesis sets block.max_bytes = {max_bytes}, but a full block of the EL chain (gas limit {}) \
-                     can take {needed} bytes as a proposal: raise block.max_bytes to at least {needed}",
-                    genesis.gas_limit
-                );
-            }
+        if let Some(params) = init.consensus_params.as_ref() {
+            proposal::check_max_bytes(params, genesis.gas_limit)?;
         }
         let head = Head::from(&genesis);
         match self.store.head()? {

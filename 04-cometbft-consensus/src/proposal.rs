@@ -8,7 +8,9 @@
 use std::time::Duration;
 
 use alloy_primitives::B256;
+use anyhow::bail;
 use common::{Head, payload::ExecutableBlock};
+use tendermint_proto::v0_38::types::ConsensusParams;
 
 /// Why a proposal is refused. Every variant names what was wrong, for the log.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -95,6 +97,50 @@ pub fn encode(block: &ExecutableBlock) -> serde_json::Result<bytes::Bytes> {
 pub const fn largest_payload(gas_limit: u64) -> u64 {
     gas_limit / 10 * 2 + 64 * 1024
 }
+
+/// The largest `block.max_bytes` we accept: half the longest ABCI message we read
+/// ([`crate::abci::MAX_FRAME`]). A ProcessProposal or FinalizeBlock request carries the
+/// block's transaction, last commit and evidence, which `block.max_bytes` bounds together,
+/// and besides a few fields of fixed size and one vote summary (some 40 bytes) per
+/// validator, which the other half holds many times over.
+pub const MAX_BLOCK_BYTES: i64 = (crate::abci::MAX_FRAME / 2) as i64;
+
+// ANCHOR: max_bytes
+/// Checks the network's block size limits, once, at InitChain. A full EL block must fit
+/// in a CometBFT block beside the most evidence one may carry (`evidence.max_bytes`,
+/// which CometBFT takes from the same room), or the chain stops once Geth's pool holds a
+/// full block: every proposer builds the same block, and none can propose it. And a block
+/// must fit in one ABCI message as we read it, or a faulty proposer's block would close
+/// every validator's consensus connection; CometBFT's `-1` means its own largest block,
+/// 100 MB, which does not.
+pub fn check_max_bytes(params: &ConsensusParams, gas_limit: u64) -> anyhow::Result<()> {
+    let Some(block) = &params.block else { return Ok(()) };
+    let evidence = params.evidence.as_ref().map_or(0, |e| e.max_bytes.max(0));
+    let needed = i64::try_from(largest_payload(gas_limit)).unwrap_or(i64::MAX).saturating_add(evidence);
+    if needed > MAX_BLOCK_BYTES {
+        bail!(
+            "a full block of the EL chain (gas limit {gas_limit}) can take {} bytes as a proposal, with {evidence} \
+             of evidence beside it (evidence.max_bytes): more than the {MAX_BLOCK_BYTES} bytes a block may take here \
+             (half the longest ABCI message this app reads): lower the EL chain's gas limit or evidence.max_bytes",
+            largest_payload(gas_limit)
+        );
+    }
+    match block.max_bytes {
+        max if max == -1 || max > MAX_BLOCK_BYTES => bail!(
+            "the CometBFT genesis sets block.max_bytes = {max} (-1 is CometBFT's largest block, 100 MB): a proposal \
+             that large does not fit in one ABCI message as this app reads it, so a faulty proposer could close every \
+             validator's consensus connection: lower block.max_bytes to at most {MAX_BLOCK_BYTES}"
+        ),
+        max if max < needed => bail!(
+            "the CometBFT genesis sets block.max_bytes = {max}, but a full block of the EL chain (gas limit {gas_limit}) \
+             can take {} bytes as a proposal, with {evidence} of evidence beside it (evidence.max_bytes): raise \
+             block.max_bytes to at least {needed}",
+            largest_payload(gas_limit)
+        ),
+        _ => Ok(()),
+    }
+}
+// ANCHOR_END: max_bytes
 
 // ANCHOR: counted_size
 /// The bytes CometBFT counts for a proposal's one transaction against PrepareProposal's
@@ -228,15 +274,79 @@ pub(crate) mod tests {
         assert!(matches!(check(&[bytes::Bytes::from_static(b"{\"x\":1}")], Some(1_003)), Err(Reject::Undecodable(_))));
         assert_eq!(check(&txs(&good), Some(1_004)), Err(Reject::Timestamp { got: 1_003, want: 1_004 }));
         assert_eq!(check(&txs(&good), None), Err(Reject::NoTime));
-        let other_head = Head { number: 8, ..HEAD };
-        assert!(matches!(super::check(&txs(&good), &other_head, Some(1_003)), Err(Reject::NotNext { .. })));
+        // Not the next block: another height on our head's hash, or our height on another
+        // parent.
+        for other_head in [Head { number: 8, ..HEAD }, Head { hash: B256::repeat_byte(8), ..HEAD }] {
+            assert!(
+                matches!(super::check(&txs(&good), &other_head, Some(1_003)), Err(Reject::NotNext { .. })),
+                "{other_head:?}"
+            );
+        }
 
+        // The policy, each with a block hash that matches, so only the rule can refuse it.
         let mut randao = good.clone();
         randao.execution_payload.payload_inner.payload_inner.prev_randao = B256::repeat_byte(9);
-        assert!(matches!(check(&txs(&randao), Some(1_003)), Err(Reject::Policy(_))));
+        let mut withdrawal = good.clone();
+        withdrawal.execution_payload.payload_inner.withdrawals.push(Default::default());
+        for (mut broken, why) in [(randao, "prevRandao"), (withdrawal, "withdrawals")] {
+            broken.execution_payload.payload_inner.payload_inner.block_hash = broken.computed_hash().expect("hash");
+            assert!(matches!(check(&txs(&broken), Some(1_003)), Err(Reject::Policy(p)) if p.contains(why)), "{why}");
+        }
         let mut altered = good;
         altered.execution_payload.payload_inner.payload_inner.gas_used = 21_000;
         assert!(matches!(check(&txs(&altered), Some(1_003)), Err(Reject::Corrupt(_))));
+    }
+
+    /// The most payload bytes a block of `gas_limit` can carry: one transaction whose data is
+    /// all zero bytes, each at EIP-7623's floor of 10 gas, filling the gas left after the
+    /// transaction's 21,000; its signed envelope (type, chain id, nonce, fees, gas, recipient,
+    /// value, access list, signature) takes at most 226 bytes more, each field at its largest. CometBFT's block around it
+    /// takes at most 626 bytes of header, 11 of framing and 94 + 111 a validator of commit
+    /// (`MaxHeaderBytes`, `MaxOverheadForBlock`, `MaxCommitBytes` in its `types`).
+    #[test]
+    fn the_largest_payload_holds_a_full_block_and_cometbfts_header_and_commit() {
+        for gas_limit in [30_000_000, 60_000_000, 300_000_000] {
+            let mut block = child(1_003);
+            let inner = &mut block.execution_payload.payload_inner.payload_inner;
+            inner.gas_limit = gas_limit;
+            inner.gas_used = gas_limit;
+            inner.transactions = vec![Bytes::from(vec![0; (gas_limit as usize - 21_000) / 10 + 226])];
+            let full = counted_size(&encode(&block).expect("encodes")) as u64;
+            let room = largest_payload(gas_limit).checked_sub(full).expect("a full block fits");
+            let validators = room.saturating_sub(626 + 11 + 94) / 111;
+            assert!(validators >= 200, "gas limit {gas_limit}: room for the commit of {validators} validators only");
+            assert!(room < 128 * 1024, "gas limit {gas_limit}: {room} bytes to spare, far more than needed");
+        }
+    }
+
+    #[test]
+    fn a_block_size_limit_must_hold_a_full_block_and_its_evidence_and_fit_one_message() {
+        use tendermint_proto::v0_38::types::{BlockParams, EvidenceParams};
+        let params = |max_bytes, evidence| ConsensusParams {
+            block: Some(BlockParams { max_bytes, max_gas: -1 }),
+            evidence: Some(EvidenceParams { max_bytes: evidence, ..Default::default() }),
+            ..Default::default()
+        };
+        let gas = 60_000_000;
+        let full = i64::try_from(largest_payload(gas)).expect("fits");
+        let refused = |max_bytes, evidence, gas, why: &str| {
+            let error = check_max_bytes(&params(max_bytes, evidence), gas).expect_err(why).to_string();
+            assert!(error.contains(why), "block.max_bytes {max_bytes}, evidence {evidence}: {error}");
+        };
+        refused(full - 1, 0, gas, &format!("raise block.max_bytes to at least {full}"));
+        refused(full, 1 << 20, gas, &format!("raise block.max_bytes to at least {}", full + (1 << 20)));
+        refused(-1, 0, gas, &format!("lower block.max_bytes to at most {MAX_BLOCK_BYTES}"));
+        refused(MAX_BLOCK_BYTES + 1, 0, gas, "lower block.max_bytes");
+        refused(MAX_BLOCK_BYTES, 1 << 20, 200_000_000, "lower the EL chain's gas limit");
+        for (max_bytes, evidence) in
+            [(full, 0), (full + (1 << 20), 1 << 20), (22_020_096, 1 << 20), (MAX_BLOCK_BYTES, 0)]
+        {
+            assert!(
+                check_max_bytes(&params(max_bytes, evidence), gas).is_ok(),
+                "{max_bytes} with {evidence} of evidence"
+            );
+        }
+        assert!(check_max_bytes(&ConsensusParams::default(), gas).is_ok(), "no block parameters: nothing to check");
     }
 
     #[test]

@@ -211,19 +211,8 @@ async fn process(lone: &Lone, block: &common::payload::ExecutableBlock, seconds:
 #[tokio::test]
 async fn a_proposal_is_accepted_only_once_geth_has_executed_it() {
     let lone = lone_app().await;
-    call(&lone.abci, request::Value::InitChain(RequestInitChain { initial_height: 1, ..Default::default() })).await;
+    let (genesis, good, seconds) = block_one(&lone).await;
     let before = height_and_hash(call(&lone.abci, request::Value::Info(RequestInfo::default())).await);
-    let engine = lone.geth.engine();
-    let genesis = common::Head::from(&engine.head().await.expect("head"));
-    let timestamp = common::unix_time().as_secs();
-    let seconds = i64::try_from(timestamp).expect("fits");
-    let cancel = tokio_util::sync::CancellationToken::new();
-    let build = Duration::from_millis(200);
-    // Built by Geth as a proposer's block is; getPayload does not import it.
-    let good = single_node::round::build(&engine, &genesis, timestamp, Default::default(), build, &cancel)
-        .await
-        .expect("build")
-        .expect("a block");
     let mut bad = good.clone();
     bad.execution_payload.payload_inner.payload_inner.state_root = alloy_primitives::B256::repeat_byte(0xbd);
     bad.execution_payload.payload_inner.payload_inner.block_hash = bad.computed_hash().expect("hash");
@@ -239,7 +228,41 @@ async fn a_proposal_is_accepted_only_once_geth_has_executed_it() {
 
     let after = height_and_hash(call(&lone.abci, request::Value::Info(RequestInfo::default())).await);
     assert_eq!(before, after, "a proposal commits nothing");
-    assert_eq!(engine.head().await.expect("head").hash, genesis.hash, "nor moves Geth's head");
+    assert_eq!(lone.geth.engine().head().await.expect("head").hash, genesis.hash, "nor moves Geth's head");
+}
+
+/// InitChain, then block 1 built by Geth as a proposer's block is (getPayload does not
+/// import it): the genesis head, the block, and its time in seconds.
+async fn block_one(lone: &Lone) -> (common::Head, common::payload::ExecutableBlock, i64) {
+    call(&lone.abci, request::Value::InitChain(RequestInitChain { initial_height: 1, ..Default::default() })).await;
+    let engine = lone.geth.engine();
+    let genesis = common::Head::from(&engine.head().await.expect("head"));
+    let timestamp = common::unix_time().as_secs();
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let build = Duration::from_millis(200);
+    let block = single_node::round::build(&engine, &genesis, timestamp, Default::default(), build, &cancel)
+        .await
+        .expect("build")
+        .expect("a block");
+    (genesis, block, i64::try_from(timestamp).expect("fits"))
+}
+
+/// A validator whose Geth is down can neither check a proposal nor build one: it rejects a
+/// good block it cannot execute (never accepting what it did not check), and as proposer it
+/// proposes nothing; each answer comes at once, so CometBFT's round goes on without it.
+#[tokio::test]
+async fn a_validator_whose_geth_is_down_rejects_what_it_cannot_check_and_proposes_nothing() {
+    let mut lone = lone_app().await;
+    let (_, good, seconds) = block_one(&lone).await;
+
+    lone.geth.kill();
+    assert_eq!(process(&lone, &good, seconds).await, i32::from(ProposalStatus::Reject), "a block it cannot execute");
+    assert!(lone.app.output().contains("cannot ask Geth"), "the rejection says why: {}", lone.app.output());
+    let time = Some(tendermint_proto::google::protobuf::Timestamp { seconds, nanos: 0 });
+    let prepare = RequestPrepareProposal { max_tx_bytes: 1 << 24, height: 1, time, ..Default::default() };
+    let answer = call(&lone.abci, request::Value::PrepareProposal(prepare)).await;
+    let response::Value::PrepareProposal(proposed) = answer else { panic!("{answer:?}") };
+    assert!(proposed.txs.is_empty(), "nothing is proposed: {} transactions", proposed.txs.len());
 }
 
 #[tokio::test]
@@ -280,21 +303,10 @@ fn counted(txs: &[bytes::Bytes]) -> i64 {
 #[tokio::test]
 async fn a_geth_that_loses_the_decided_block_before_commit_gets_it_back_from_the_store() {
     let mut lone = lone_app().await;
-    call(&lone.abci, request::Value::InitChain(RequestInitChain { initial_height: 1, ..Default::default() })).await;
     // Block 1, built by Geth as a proposer's would be, and decided.
+    let (_, block, seconds) = block_one(&lone).await;
     let engine = lone.geth.engine();
-    let genesis = common::Head::from(&engine.head().await.expect("head"));
-    let timestamp = common::unix_time().as_secs();
-    let cancel = tokio_util::sync::CancellationToken::new();
-    let build = Duration::from_millis(200);
-    let block = single_node::round::build(&engine, &genesis, timestamp, Default::default(), build, &cancel)
-        .await
-        .expect("build")
-        .expect("a block");
-    let time = Some(tendermint_proto::google::protobuf::Timestamp {
-        seconds: i64::try_from(timestamp).expect("fits"),
-        nanos: 0,
-    });
+    let time = Some(tendermint_proto::google::protobuf::Timestamp { seconds, nanos: 0 });
     let txs = vec![cometbft_consensus::proposal::encode(&block).expect("encodes")];
     let answer = call(
         &lone.abci,
@@ -434,7 +446,8 @@ async fn a_block_built_ahead_is_built_for_the_second_its_parent_was_decided_in()
 /// EL block number stay equal), and the app hash is the EL genesis hash, so validators
 /// whose Geths hold different genesis blocks never agree. And transactions sent to
 /// CometBFT's mempool are refused with where to send them instead. A `block.max_bytes` too
-/// small for a full block is refused too, by a byte or more.
+/// small for a full block is refused too, by a byte or more, and so is one too large for a
+/// block to fit in one ABCI message.
 #[tokio::test]
 async fn init_chain_answers_the_el_genesis_and_refuses_a_chain_that_starts_later() {
     let lone = lone_app().await;
@@ -443,8 +456,9 @@ async fn init_chain_answers_the_el_genesis_and_refuses_a_chain_that_starts_later
     assert!(matches!(answer, response::Value::Exception(ref e) if e.error.contains("initial_height 1")), "{answer:?}");
     assert_eq!(height_and_hash(call(&lone.abci, request::Value::Info(RequestInfo::default())).await).0, 0);
     // A block.max_bytes a full block does not fit in, by a byte or by much: the chain would
-    // stop once Geth's pool filled a block, so it never starts. Exactly the room a full block
-    // needs is enough, and so is no limit at all (-1).
+    // stop once Geth's pool filled a block, so it never starts. Nor does one whose blocks
+    // may not fit in one ABCI message, CometBFT's -1 (its 100 MB) among them. Exactly the
+    // room a full block needs is enough, and so is the most a message holds.
     let genesis_block = lone.geth.engine().block(common::BlockTag::Number(0)).await.expect("block 0").expect("block 0");
     let needed = i64::try_from(cometbft_consensus::proposal::largest_payload(genesis_block.gas_limit)).expect("fits");
     let init_with = |max_bytes| {
@@ -463,7 +477,14 @@ async fn init_chain_answers_the_el_genesis_and_refuses_a_chain_that_starts_later
             "block.max_bytes = {max_bytes}: {answer:?}"
         );
     }
-    for max_bytes in [needed, -1] {
+    for max_bytes in [-1, cometbft_consensus::proposal::MAX_BLOCK_BYTES + 1] {
+        let answer = call(&lone.abci, init_with(max_bytes)).await;
+        assert!(
+            matches!(answer, response::Value::Exception(ref e) if e.error.contains("lower block.max_bytes")),
+            "block.max_bytes = {max_bytes}: {answer:?}"
+        );
+    }
+    for max_bytes in [needed, cometbft_consensus::proposal::MAX_BLOCK_BYTES] {
         let answer = call(&lone.abci, init_with(max_bytes)).await;
         assert!(matches!(answer, response::Value::InitChain(_)), "block.max_bytes = {max_bytes}: {answer:?}");
     }
