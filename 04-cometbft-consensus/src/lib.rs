@@ -3,8 +3,8 @@
 //! Part 3 had one leader at a time and trusted it: a leader that stores a bad block
 //! stores it for everyone. Here a set of validators, each with its own Geth, agree on
 //! every block with CometBFT, a BFT consensus engine: a block is final once validators
-//! with more than two thirds of the voting power voted for it, and it can be final only
-//! if they each executed it on their own Geth first. Up to a third of them can be faulty
+//! with more than two thirds of the voting power voted for it, which no block gets unless
+//! a correct validator executed it on its own Geth first. Up to a third of them can be faulty
 //! (down, or lying) and the chain goes on, with immediate finality.
 //!
 //! This binary is the *ABCI application* each validator runs beside its CometBFT node:

@@ -100,9 +100,11 @@ pub const fn largest_payload(gas_limit: u64) -> u64 {
 
 /// The largest `block.max_bytes` we accept: half the longest ABCI message we read
 /// ([`crate::abci::MAX_FRAME`]). A ProcessProposal or FinalizeBlock request carries the
-/// block's transaction, last commit and evidence, which `block.max_bytes` bounds together,
-/// and besides a few fields of fixed size and one vote summary (some 40 bytes) per
-/// validator, which the other half holds many times over.
+/// block's one transaction, which `block.max_bytes` bounds; the rest of it (a few fields of
+/// fixed size, a vote summary of some 40 bytes per validator of the last commit, and the
+/// misbehaviour the block's evidence names) takes a small part of the other half. This
+/// holds with vote extensions off, CometBFT's default (the app uses none): each
+/// validator's extension would ride in every PrepareProposal, outside `block.max_bytes`.
 pub const MAX_BLOCK_BYTES: i64 = (crate::abci::MAX_FRAME / 2) as i64;
 
 // ANCHOR: max_bytes
@@ -112,7 +114,7 @@ pub const MAX_BLOCK_BYTES: i64 = (crate::abci::MAX_FRAME / 2) as i64;
 /// full block: every proposer builds the same block, and none can propose it. And a block
 /// must fit in one ABCI message as we read it, or a faulty proposer's block would close
 /// every validator's consensus connection; CometBFT's `-1` means its own largest block,
-/// 100 MB, which does not.
+/// 100 MiB, which does not.
 pub fn check_max_bytes(params: &ConsensusParams, gas_limit: u64) -> anyhow::Result<()> {
     let Some(block) = &params.block else { return Ok(()) };
     let evidence = params.evidence.as_ref().map_or(0, |e| e.max_bytes.max(0));
@@ -127,7 +129,7 @@ pub fn check_max_bytes(params: &ConsensusParams, gas_limit: u64) -> anyhow::Resu
     }
     match block.max_bytes {
         max if max == -1 || max > MAX_BLOCK_BYTES => bail!(
-            "the CometBFT genesis sets block.max_bytes = {max} (-1 is CometBFT's largest block, 100 MB): a proposal \
+            "the CometBFT genesis sets block.max_bytes = {max} (-1 is CometBFT's largest block, 100 MiB): a proposal \
              that large does not fit in one ABCI message as this app reads it, so a faulty proposer could close every \
              validator's consensus connection: lower block.max_bytes to at most {MAX_BLOCK_BYTES}"
         ),
@@ -299,10 +301,14 @@ pub(crate) mod tests {
 
     /// The most payload bytes a block of `gas_limit` can carry: one transaction whose data is
     /// all zero bytes, each at EIP-7623's floor of 10 gas, filling the gas left after the
-    /// transaction's 21,000; its signed envelope (type, chain id, nonce, fees, gas, recipient,
-    /// value, access list, signature) takes at most 226 bytes more, each field at its largest. CometBFT's block around it
-    /// takes at most 626 bytes of header, 11 of framing and 94 + 111 a validator of commit
-    /// (`MaxHeaderBytes`, `MaxOverheadForBlock`, `MaxCommitBytes` in its `types`).
+    /// transaction's 21,000. Its signed EIP-1559 envelope takes at most 226 bytes more: type
+    /// 1, list header 5, chain id 9, nonce 9, two fees 33 each, gas 9, recipient 21, value
+    /// 33, the data's length 5, access list 1, signature 67. CometBFT's block around it takes
+    /// at most 626 bytes of header, 11 of framing and 94 + 111 a validator of commit
+    /// (`MaxHeaderBytes`, `MaxOverheadForBlock`, `MaxCommitBytes` in its `types`). The bound
+    /// must leave room for the commit of 200 validators, and not much more (under 128 KiB
+    /// spare): a far larger bound would have InitChain demand a needlessly large
+    /// `block.max_bytes`.
     #[test]
     fn the_largest_payload_holds_a_full_block_and_cometbfts_header_and_commit() {
         for gas_limit in [30_000_000, 60_000_000, 300_000_000] {
@@ -337,7 +343,10 @@ pub(crate) mod tests {
         refused(full, 1 << 20, gas, &format!("raise block.max_bytes to at least {}", full + (1 << 20)));
         refused(-1, 0, gas, &format!("lower block.max_bytes to at most {MAX_BLOCK_BYTES}"));
         refused(MAX_BLOCK_BYTES + 1, 0, gas, "lower block.max_bytes");
-        refused(MAX_BLOCK_BYTES, 1 << 20, 200_000_000, "lower the EL chain's gas limit");
+        // A gas limit whose full block fits under the ceiling alone, but not with evidence.
+        let large = 165_000_000;
+        assert!(check_max_bytes(&params(MAX_BLOCK_BYTES, 0), large).is_ok(), "a full block alone fits");
+        refused(MAX_BLOCK_BYTES, 1 << 20, large, "lower the EL chain's gas limit or evidence.max_bytes");
         for (max_bytes, evidence) in
             [(full, 0), (full + (1 << 20), 1 << 20), (22_020_096, 1 << 20), (MAX_BLOCK_BYTES, 0)]
         {

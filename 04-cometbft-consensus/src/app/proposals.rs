@@ -108,11 +108,12 @@ impl App {
     }
 
     // ANCHOR: process
-    /// Every validator checks the proposal and executes it on its own Geth before voting.
-    /// Only VALID accepts: INVALID is a bad block; SYNCING, ACCEPTED or no answer means
-    /// this Geth cannot vouch for it, and a validator votes only for what it checked. The
-    /// block still commits if two thirds of the voting power accept it, and this node then
-    /// imports it from `FinalizeBlock` on.
+    /// Every validator checks the proposal and executes it on its own Geth; the answer is
+    /// its prevote. Only VALID accepts: INVALID is a bad block; SYNCING, ACCEPTED or no
+    /// answer means this Geth cannot vouch for it, and we accept only what we checked. The
+    /// block still commits if more than two thirds of the voting power prevote for it
+    /// (CometBFT then precommits it without asking us again), and this node imports it from
+    /// `FinalizeBlock` on.
     pub(super) async fn process_proposal(&self, process: RequestProcessProposal) -> ResponseProcessProposal {
         // A proposal arrived: a build we started ahead was not taken by our own
         // PrepareProposal, so someone else proposed, and Geth can stop it.

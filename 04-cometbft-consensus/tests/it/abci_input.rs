@@ -204,7 +204,7 @@ async fn process(lone: &Lone, block: &common::payload::ExecutableBlock, seconds:
     verdict.status
 }
 
-/// A validator votes only for a block its own Geth executed: a proposal that passes every
+/// A validator accepts (prevotes for) only a block its own Geth executed: a proposal that passes every
 /// check a validator can make without executing it (a wrong state root, with a block hash
 /// to match: what `--test-corrupt-proposals` proposes) is rejected, and a good one is
 /// accepted only once Geth has executed it (Geth holds it afterwards, not before).
@@ -249,7 +249,8 @@ async fn block_one(lone: &Lone) -> (common::Head, common::payload::ExecutableBlo
 
 /// A validator whose Geth is down can neither check a proposal nor build one: it rejects a
 /// good block it cannot execute (never accepting what it did not check), and as proposer it
-/// proposes nothing; each answer comes at once, so CometBFT's round goes on without it.
+/// proposes nothing, saying why; it answers each without waiting for Geth to come back, so
+/// CometBFT's round goes on without it.
 #[tokio::test]
 async fn a_validator_whose_geth_is_down_rejects_what_it_cannot_check_and_proposes_nothing() {
     let mut lone = lone_app().await;
@@ -263,6 +264,7 @@ async fn a_validator_whose_geth_is_down_rejects_what_it_cannot_check_and_propose
     let answer = call(&lone.abci, request::Value::PrepareProposal(prepare)).await;
     let response::Value::PrepareProposal(proposed) = answer else { panic!("{answer:?}") };
     assert!(proposed.txs.is_empty(), "nothing is proposed: {} transactions", proposed.txs.len());
+    assert!(lone.app.output().contains("cannot build a proposal"), "and it says why: {}", lone.app.output());
 }
 
 #[tokio::test]
@@ -457,8 +459,9 @@ async fn init_chain_answers_the_el_genesis_and_refuses_a_chain_that_starts_later
     assert_eq!(height_and_hash(call(&lone.abci, request::Value::Info(RequestInfo::default())).await).0, 0);
     // A block.max_bytes a full block does not fit in, by a byte or by much: the chain would
     // stop once Geth's pool filled a block, so it never starts. Nor does one whose blocks
-    // may not fit in one ABCI message, CometBFT's -1 (its 100 MB) among them. Exactly the
-    // room a full block needs is enough, and so is the most a message holds.
+    // may not fit in one ABCI message, CometBFT's -1 (its 100 MiB) among them. Exactly the
+    // room a full block needs is enough, and so is the largest limit the app accepts (half
+    // of what it reads in one message).
     let genesis_block = lone.geth.engine().block(common::BlockTag::Number(0)).await.expect("block 0").expect("block 0");
     let needed = i64::try_from(cometbft_consensus::proposal::largest_payload(genesis_block.gas_limit)).expect("fits");
     let init_with = |max_bytes| {
