@@ -1094,6 +1094,41 @@ impl Connection {
     }
 }
 
+/// A CometBFT killed while the app still answers its Commit (the app waits for a Geth that
+/// is down) and started again: its new consensus connection is served at once, though the
+/// old connection's Commit has not been answered, because the old one stopped owning the
+/// consensus methods when its peer closed it.
+#[tokio::test]
+async fn a_restarted_cometbft_is_served_while_its_old_connections_answer_is_still_pending() {
+    let mut lone = lone_app().await;
+    let (_, block, seconds) = block_one(&lone).await;
+    let mut old = Connection::open(&lone.abci).await;
+    let init = RequestInitChain { initial_height: 1, ..Default::default() };
+    assert!(matches!(old.call(request::Value::InitChain(init)).await, Some(response::Value::InitChain(_))));
+    let time = Some(tendermint_proto::google::protobuf::Timestamp { seconds, nanos: 0 });
+    let txs = vec![cometbft_consensus::proposal::encode(&block).expect("encodes")];
+    let finalize = RequestFinalizeBlock { txs, height: 1, time, ..Default::default() };
+    assert!(matches!(old.call(request::Value::FinalizeBlock(finalize)).await, Some(response::Value::FinalizeBlock(_))));
+    lone.geth.kill();
+    let commit = frame(&Request { value: Some(request::Value::Commit(Default::default())) });
+    old.stream.write_all(&commit).await.expect("Commit sent");
+    common::harness::eventually("the app to wait for Geth in Commit", Duration::from_secs(60), || async {
+        lone.app.output().contains("retrying").then_some(())
+    })
+    .await;
+    drop(old);
+
+    let verify = || request::Value::VerifyVoteExtension(Default::default());
+    let mut restarted = Connection::open(&lone.abci).await;
+    let answer = restarted.call(verify()).await;
+    assert!(
+        matches!(answer, Some(response::Value::VerifyVoteExtension(_))),
+        "the new connection is served: {answer:?}"
+    );
+    let answer = call(&lone.abci, verify()).await;
+    assert!(matches!(answer, response::Value::Exception(_)), "and owns the consensus methods: {answer:?}");
+}
+
 /// Another local process on the ABCI port can neither commit the block CometBFT is
 /// deciding (the consensus methods are answered on CometBFT's consensus connection only)
 /// nor open connections without end (beyond the limit they are closed at once).
