@@ -227,10 +227,17 @@ impl App {
                 ..Default::default()
             }),
             Req::Query(_) => Res::Query(Default::default()),
+            // We extend no vote, so only a faulty validator sends an extension: refused, as
+            // it would ride in the next PrepareProposal outside `block.max_bytes`.
             Req::ExtendVote(_) => Res::ExtendVote(Default::default()),
-            Req::VerifyVoteExtension(_) => Res::VerifyVoteExtension(ResponseVerifyVoteExtension {
-                status: response_verify_vote_extension::VerifyStatus::Accept.into(),
-            }),
+            Req::VerifyVoteExtension(verify) => {
+                let status = if verify.vote_extension.is_empty() {
+                    response_verify_vote_extension::VerifyStatus::Accept
+                } else {
+                    response_verify_vote_extension::VerifyStatus::Reject
+                };
+                Res::VerifyVoteExtension(ResponseVerifyVoteExtension { status: status.into() })
+            }
             Req::ListSnapshots(_) => Res::ListSnapshots(self.list_snapshots()),
             Req::OfferSnapshot(offer) => Res::OfferSnapshot(self.offer_snapshot(offer)),
             Req::LoadSnapshotChunk(load) => Res::LoadSnapshotChunk(self.load_snapshot_chunk(&load)),

@@ -102,9 +102,10 @@ pub const fn largest_payload(gas_limit: u64) -> u64 {
 /// ([`crate::abci::MAX_FRAME`]). A ProcessProposal or FinalizeBlock request carries the
 /// block's one transaction, which `block.max_bytes` bounds; the rest of it (a few fields of
 /// fixed size, a vote summary of some 40 bytes per validator of the last commit, and the
-/// misbehaviour the block's evidence names) takes a small part of the other half. This
-/// holds with vote extensions off, CometBFT's default (the app uses none): each
-/// validator's extension would ride in every PrepareProposal, outside `block.max_bytes`.
+/// misbehaviour the block's evidence names) takes a small part of the other half. Vote
+/// extensions, which would ride in PrepareProposal outside `block.max_bytes`, are off by
+/// CometBFT's default, and where a genesis turns them on the app makes none and accepts
+/// none but the empty one.
 pub const MAX_BLOCK_BYTES: i64 = (crate::abci::MAX_FRAME / 2) as i64;
 
 // ANCHOR: max_bytes

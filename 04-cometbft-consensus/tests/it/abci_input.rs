@@ -13,6 +13,7 @@ use prost::Message;
 use tendermint_proto::v0_38::abci::{
     Request, RequestFinalizeBlock, RequestInfo, RequestInitChain, RequestPrepareProposal, RequestProcessProposal,
     Response, request, response, response_process_proposal::ProposalStatus,
+    response_verify_vote_extension::VerifyStatus,
 };
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -449,7 +450,8 @@ async fn a_block_built_ahead_is_built_for_the_second_its_parent_was_decided_in()
 /// whose Geths hold different genesis blocks never agree. And transactions sent to
 /// CometBFT's mempool are refused with where to send them instead. A `block.max_bytes` too
 /// small for a full block is refused too, by a byte or more, and so is one too large for a
-/// block to fit in one ABCI message.
+/// block to fit in one ABCI message. A vote extension other than the empty one ours make is
+/// refused.
 #[tokio::test]
 async fn init_chain_answers_the_el_genesis_and_refuses_a_chain_that_starts_later() {
     let lone = lone_app().await;
@@ -502,6 +504,19 @@ async fn init_chain_answers_the_el_genesis_and_refuses_a_chain_that_starts_later
     let response::Value::CheckTx(check) = answer else { panic!("{answer:?}") };
     assert_ne!(check.code, 0, "CometBFT's mempool takes nothing");
     assert!(check.log.contains("eth_sendRawTransaction"), "and says where transactions go: {}", check.log);
+
+    // We extend no vote: the empty extension ours make is accepted, any other refused.
+    let verify = |extension: &'static [u8]| {
+        request::Value::VerifyVoteExtension(tendermint_proto::v0_38::abci::RequestVerifyVoteExtension {
+            vote_extension: bytes::Bytes::from_static(extension),
+            ..Default::default()
+        })
+    };
+    for (extension, want) in [(&b""[..], VerifyStatus::Accept), (&[0xab; 1024][..], VerifyStatus::Reject)] {
+        let answer = call(&lone.abci, verify(extension)).await;
+        let response::Value::VerifyVoteExtension(verdict) = answer else { panic!("{answer:?}") };
+        assert_eq!(verdict.status, i32::from(want), "an extension of {} bytes", extension.len());
+    }
 }
 
 /// A node whose Geth holds another chain than the one the network's genesis names
