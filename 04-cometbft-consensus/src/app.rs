@@ -197,8 +197,8 @@ impl App {
     }
 
     // ANCHOR: handle
-    /// Answers one request. Vote extensions are off (CometBFT's default consensus params),
-    /// so those calls get neutral answers. The snapshot calls serve state sync
+    /// Answers one request. Vote extensions are off (InitChain refuses a genesis that turns
+    /// them on), so those calls get neutral answers. The snapshot calls serve state sync
     /// (`app/snapshots.rs`).
     pub async fn handle(self: &Arc<Self>, request: request::Value) -> Option<response::Value> {
         use request::Value as Req;
@@ -227,17 +227,10 @@ impl App {
                 ..Default::default()
             }),
             Req::Query(_) => Res::Query(Default::default()),
-            // We extend no vote, so only a faulty validator sends an extension: refused, as
-            // it would ride in the next PrepareProposal outside `block.max_bytes`.
             Req::ExtendVote(_) => Res::ExtendVote(Default::default()),
-            Req::VerifyVoteExtension(verify) => {
-                let status = if verify.vote_extension.is_empty() {
-                    response_verify_vote_extension::VerifyStatus::Accept
-                } else {
-                    response_verify_vote_extension::VerifyStatus::Reject
-                };
-                Res::VerifyVoteExtension(ResponseVerifyVoteExtension { status: status.into() })
-            }
+            Req::VerifyVoteExtension(_) => Res::VerifyVoteExtension(ResponseVerifyVoteExtension {
+                status: response_verify_vote_extension::VerifyStatus::Accept.into(),
+            }),
             Req::ListSnapshots(_) => Res::ListSnapshots(self.list_snapshots()),
             Req::OfferSnapshot(offer) => Res::OfferSnapshot(self.offer_snapshot(offer)),
             Req::LoadSnapshotChunk(load) => Res::LoadSnapshotChunk(self.load_snapshot_chunk(&load)),

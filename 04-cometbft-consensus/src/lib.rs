@@ -4,8 +4,8 @@
 //! stores it for everyone. Here a set of validators, each with its own Geth, agree on
 //! every block with CometBFT, a BFT consensus engine: a block is final once validators
 //! with more than two thirds of the voting power voted for it, which no block gets unless
-//! a correct validator executed it on its own Geth first. Up to a third of them can be faulty
-//! (down, or lying) and the chain goes on, with immediate finality.
+//! a correct validator executed it on its own Geth and found it valid. Fewer than a third
+//! of them can be faulty (down, or lying) and the chain goes on, with immediate finality.
 //!
 //! This binary is the *ABCI application* each validator runs beside its CometBFT node:
 //! - **PrepareProposal**: the proposer asks its Geth for a block and proposes it;

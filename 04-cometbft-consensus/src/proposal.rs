@@ -103,9 +103,8 @@ pub const fn largest_payload(gas_limit: u64) -> u64 {
 /// block's one transaction, which `block.max_bytes` bounds; the rest of it (a few fields of
 /// fixed size, a vote summary of some 40 bytes per validator of the last commit, and the
 /// misbehaviour the block's evidence names) takes a small part of the other half. Vote
-/// extensions, which would ride in PrepareProposal outside `block.max_bytes`, are off by
-/// CometBFT's default, and where a genesis turns them on the app makes none and accepts
-/// none but the empty one.
+/// extensions would reach PrepareProposal outside `block.max_bytes`; [`check_max_bytes`]
+/// keeps them off.
 pub const MAX_BLOCK_BYTES: i64 = (crate::abci::MAX_FRAME / 2) as i64;
 
 // ANCHOR: max_bytes
@@ -115,8 +114,18 @@ pub const MAX_BLOCK_BYTES: i64 = (crate::abci::MAX_FRAME / 2) as i64;
 /// full block: every proposer builds the same block, and none can propose it. And a block
 /// must fit in one ABCI message as we read it, or a faulty proposer's block would close
 /// every validator's consensus connection; CometBFT's `-1` means its own largest block,
-/// 100 MiB, which does not.
+/// 100 MiB, which does not. Vote extensions must stay off: the app makes none, and a
+/// faulty validator's would reach the next proposer's PrepareProposal (in its last
+/// commit) outside `block.max_bytes`, unverified if its precommit came late (CometBFT
+/// v0.38 verifies no extension of a precommit added after the block was decided).
 pub fn check_max_bytes(params: &ConsensusParams, gas_limit: u64) -> anyhow::Result<()> {
+    if let Some(height) = params.abci.as_ref().map(|a| a.vote_extensions_enable_height).filter(|&h| h > 0) {
+        bail!(
+            "the CometBFT genesis turns vote extensions on at height {height} (abci.vote_extensions_enable_height): \
+             this app makes none, and a faulty validator's would reach the next proposer outside block.max_bytes: \
+             set it to 0"
+        );
+    }
     let Some(block) = &params.block else { return Ok(()) };
     let evidence = params.evidence.as_ref().map_or(0, |e| e.max_bytes.max(0));
     let needed = i64::try_from(largest_payload(gas_limit)).unwrap_or(i64::MAX).saturating_add(evidence);
@@ -357,6 +366,17 @@ pub(crate) mod tests {
             );
         }
         assert!(check_max_bytes(&ConsensusParams::default(), gas).is_ok(), "no block parameters: nothing to check");
+        // Vote extensions on, at any height: refused; off (0): fine.
+        use tendermint_proto::v0_38::types::AbciParams;
+        for (height, ok) in [(1, false), (1_000, false), (0, true)] {
+            let params =
+                ConsensusParams { abci: Some(AbciParams { vote_extensions_enable_height: height }), ..params(full, 0) };
+            let checked = check_max_bytes(&params, gas);
+            assert_eq!(checked.is_ok(), ok, "vote extensions from height {height}: {checked:?}");
+            if let Err(error) = checked {
+                assert!(error.to_string().contains("set it to 0"), "{error}");
+            }
+        }
     }
 
     #[test]

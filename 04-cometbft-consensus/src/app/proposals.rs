@@ -111,7 +111,7 @@ impl App {
     /// Every validator checks the proposal and executes it on its own Geth; the answer is
     /// its prevote. Only VALID accepts: INVALID is a bad block; SYNCING, ACCEPTED or no
     /// answer means this Geth cannot vouch for it, and we accept only what we checked. The
-    /// block still commits if more than two thirds of the voting power prevote for it
+    /// block can still commit once more than two thirds of the voting power prevote for it
     /// (CometBFT then precommits it without asking us again), and this node imports it from
     /// `FinalizeBlock` on.
     pub(super) async fn process_proposal(&self, process: RequestProcessProposal) -> ResponseProcessProposal {

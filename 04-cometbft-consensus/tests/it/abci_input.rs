@@ -13,7 +13,6 @@ use prost::Message;
 use tendermint_proto::v0_38::abci::{
     Request, RequestFinalizeBlock, RequestInfo, RequestInitChain, RequestPrepareProposal, RequestProcessProposal,
     Response, request, response, response_process_proposal::ProposalStatus,
-    response_verify_vote_extension::VerifyStatus,
 };
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -205,10 +204,10 @@ async fn process(lone: &Lone, block: &common::payload::ExecutableBlock, seconds:
     verdict.status
 }
 
-/// A validator accepts (prevotes for) only a block its own Geth executed: a proposal that passes every
-/// check a validator can make without executing it (a wrong state root, with a block hash
-/// to match: what `--test-corrupt-proposals` proposes) is rejected, and a good one is
-/// accepted only once Geth has executed it (Geth holds it afterwards, not before).
+/// A validator accepts (prevotes for) only a block its own Geth executed: a proposal that
+/// passes every check a validator can make without executing it (a wrong state root, with a
+/// block hash to match: what `--test-corrupt-proposals` proposes) is rejected, and a good
+/// one is accepted only once Geth has executed it (Geth holds it afterwards, not before).
 #[tokio::test]
 async fn a_proposal_is_accepted_only_once_geth_has_executed_it() {
     let lone = lone_app().await;
@@ -250,8 +249,8 @@ async fn block_one(lone: &Lone) -> (common::Head, common::payload::ExecutableBlo
 
 /// A validator whose Geth is down can neither check a proposal nor build one: it rejects a
 /// good block it cannot execute (never accepting what it did not check), and as proposer it
-/// proposes nothing, saying why; it answers each without waiting for Geth to come back, so
-/// CometBFT's round goes on without it.
+/// proposes nothing, saying why; it answers each (within the test's 30 s) with Geth still
+/// down, so CometBFT's round goes on without it.
 #[tokio::test]
 async fn a_validator_whose_geth_is_down_rejects_what_it_cannot_check_and_proposes_nothing() {
     let mut lone = lone_app().await;
@@ -450,8 +449,7 @@ async fn a_block_built_ahead_is_built_for_the_second_its_parent_was_decided_in()
 /// whose Geths hold different genesis blocks never agree. And transactions sent to
 /// CometBFT's mempool are refused with where to send them instead. A `block.max_bytes` too
 /// small for a full block is refused too, by a byte or more, and so is one too large for a
-/// block to fit in one ABCI message. A vote extension other than the empty one ours make is
-/// refused.
+/// block to fit in one ABCI message, and so is a genesis that turns vote extensions on.
 #[tokio::test]
 async fn init_chain_answers_the_el_genesis_and_refuses_a_chain_that_starts_later() {
     let lone = lone_app().await;
@@ -493,6 +491,12 @@ async fn init_chain_answers_the_el_genesis_and_refuses_a_chain_that_starts_later
         let answer = call(&lone.abci, init_with(max_bytes)).await;
         assert!(matches!(answer, response::Value::InitChain(_)), "block.max_bytes = {max_bytes}: {answer:?}");
     }
+    // Vote extensions turned on: refused, as the app makes none.
+    let abci = tendermint_proto::v0_38::types::AbciParams { vote_extensions_enable_height: 1 };
+    let params = tendermint_proto::v0_38::types::ConsensusParams { abci: Some(abci), ..Default::default() };
+    let init = RequestInitChain { initial_height: 1, consensus_params: Some(params), ..Default::default() };
+    let answer = call(&lone.abci, request::Value::InitChain(init)).await;
+    assert!(matches!(answer, response::Value::Exception(ref e) if e.error.contains("vote extensions")), "{answer:?}");
 
     let answer =
         call(&lone.abci, request::Value::InitChain(RequestInitChain { initial_height: 1, ..Default::default() })).await;
@@ -504,19 +508,6 @@ async fn init_chain_answers_the_el_genesis_and_refuses_a_chain_that_starts_later
     let response::Value::CheckTx(check) = answer else { panic!("{answer:?}") };
     assert_ne!(check.code, 0, "CometBFT's mempool takes nothing");
     assert!(check.log.contains("eth_sendRawTransaction"), "and says where transactions go: {}", check.log);
-
-    // We extend no vote: the empty extension ours make is accepted, any other refused.
-    let verify = |extension: &'static [u8]| {
-        request::Value::VerifyVoteExtension(tendermint_proto::v0_38::abci::RequestVerifyVoteExtension {
-            vote_extension: bytes::Bytes::from_static(extension),
-            ..Default::default()
-        })
-    };
-    for (extension, want) in [(&b""[..], VerifyStatus::Accept), (&[0xab; 1024][..], VerifyStatus::Reject)] {
-        let answer = call(&lone.abci, verify(extension)).await;
-        let response::Value::VerifyVoteExtension(verdict) = answer else { panic!("{answer:?}") };
-        assert_eq!(verdict.status, i32::from(want), "an extension of {} bytes", extension.len());
-    }
 }
 
 /// A node whose Geth holds another chain than the one the network's genesis names
@@ -1110,7 +1101,7 @@ impl Connection {
 }
 
 /// A CometBFT killed while the app still answers its Commit (the app waits for a Geth that
-/// is down) and started again: its new consensus connection is served at once, though the
+/// is down) and started again: its new consensus connection is served, though the
 /// old connection's Commit has not been answered, because the old one stopped owning the
 /// consensus methods when its peer closed it.
 #[tokio::test]
