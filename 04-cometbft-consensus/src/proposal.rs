@@ -128,27 +128,27 @@ pub fn check_max_bytes(params: &ConsensusParams, gas_limit: u64) -> anyhow::Resu
     }
     let Some(block) = &params.block else { return Ok(()) };
     let evidence = params.evidence.as_ref().map_or(0, |e| e.max_bytes.max(0));
-    let needed = i64::try_from(largest_payload(gas_limit)).unwrap_or(i64::MAX).saturating_add(evidence);
-    if needed > MAX_BLOCK_BYTES {
-        bail!(
-            "a full block of the EL chain (gas limit {gas_limit}) can take {} bytes as a proposal, with {evidence} \
-             of evidence beside it (evidence.max_bytes): more than the {MAX_BLOCK_BYTES} bytes a block may take here \
-             (half the longest ABCI message this app reads): lower the EL chain's gas limit or evidence.max_bytes",
-            largest_payload(gas_limit)
-        );
-    }
+    let payload = largest_payload(gas_limit);
+    let needed = i64::try_from(payload).unwrap_or(i64::MAX).saturating_add(evidence);
+    let full = format!(
+        "a full block of the EL chain (gas limit {gas_limit}) can take {payload} bytes as a proposal, with {evidence} \
+         of evidence beside it (evidence.max_bytes)"
+    );
     match block.max_bytes {
+        _ if needed > MAX_BLOCK_BYTES => bail!(
+            "{full}: more than the {MAX_BLOCK_BYTES} bytes a block may take here (half the longest ABCI message this \
+             app reads): lower the EL chain's gas limit or evidence.max_bytes"
+        ),
         max if max == -1 || max > MAX_BLOCK_BYTES => bail!(
             "the CometBFT genesis sets block.max_bytes = {max} (-1 is CometBFT's largest block, 100 MiB): a proposal \
              that large does not fit in one ABCI message as this app reads it, so a faulty proposer could close every \
              validator's consensus connection: lower block.max_bytes to at most {MAX_BLOCK_BYTES}"
         ),
-        max if max < needed => bail!(
-            "the CometBFT genesis sets block.max_bytes = {max}, but a full block of the EL chain (gas limit {gas_limit}) \
-             can take {} bytes as a proposal, with {evidence} of evidence beside it (evidence.max_bytes): raise \
-             block.max_bytes to at least {needed}",
-            largest_payload(gas_limit)
-        ),
+        max if max < needed => {
+            bail!(
+                "the CometBFT genesis sets block.max_bytes = {max}, but {full}: raise block.max_bytes to at least {needed}"
+            )
+        }
         _ => Ok(()),
     }
 }
