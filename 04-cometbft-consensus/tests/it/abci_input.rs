@@ -1101,9 +1101,10 @@ impl Connection {
 }
 
 /// A CometBFT killed while the app still answers its Commit (the app waits for a Geth that
-/// is down) and started again: its new consensus connection is served, though the
-/// old connection's Commit has not been answered, because the old one stopped owning the
-/// consensus methods when its peer closed it.
+/// is down) and started again: its new consensus connection is served once the app has
+/// seen the old one closed (within 30 s here), though the old connection's Commit has not
+/// been answered, because the old one stopped owning the consensus methods when its peer
+/// closed it.
 #[tokio::test]
 async fn a_restarted_cometbft_is_served_while_its_old_connections_answer_is_still_pending() {
     let mut lone = lone_app().await;
@@ -1126,7 +1127,16 @@ async fn a_restarted_cometbft_is_served_while_its_old_connections_answer_is_stil
 
     let verify = || request::Value::VerifyVoteExtension(Default::default());
     let mut restarted = Connection::open(&lone.abci).await;
-    let answer = restarted.call(verify()).await;
+    // The app learns of the close from its own read of the old connection; until then the
+    // new one is refused, as any second connection is.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let answer = loop {
+        let answer = restarted.call(verify()).await;
+        if !matches!(answer, Some(response::Value::Exception(_))) || std::time::Instant::now() > deadline {
+            break answer;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     assert!(
         matches!(answer, Some(response::Value::VerifyVoteExtension(_))),
         "the new connection is served: {answer:?}"
