@@ -414,6 +414,74 @@ async fn a_block_built_ahead_is_proposed_when_the_rule_agrees_and_dropped_when_n
     assert!(lone.app.output().contains("dropping the block built ahead"));
 }
 
+/// A block built ahead that Geth can no longer give (Geth was killed and started again
+/// since, and the build is gone) is dropped, and the proposer builds afresh on the same
+/// parent: it still proposes, and the round is not lost.
+#[tokio::test]
+async fn a_block_built_ahead_that_geth_lost_is_built_afresh() {
+    let mut lone = lone_app_with(&["--build-ahead", "all"]).await;
+    call(&lone.abci, request::Value::InitChain(RequestInitChain { initial_height: 1, ..Default::default() })).await;
+    let now = i64::try_from(common::unix_time().as_secs()).expect("fits");
+    let (tx, first) = propose(&lone, 1, now).await;
+    decide(&lone, 1, now, tx).await;
+    let predicted = built_ahead(&lone, 2).await;
+
+    lone.geth.kill();
+    lone.geth.restart().await.expect("Geth starts again");
+    let (_, second) = propose(&lone, 2, i64::try_from(predicted).expect("fits")).await;
+    assert_eq!((second.number(), second.parent_hash(), second.timestamp()), (2, first.hash(), predicted));
+    assert!(lone.app.output().contains("cannot take the block built ahead; building afresh"), "{}", lone.app.output());
+    assert_eq!(counter(&lone, "bft_ahead_builds_dropped_total").await, 1);
+    assert_eq!(counter(&lone, "bft_ahead_builds_used_total").await, 0);
+}
+
+/// A proposer hands its proposal over only once the wall clock has reached the block's
+/// timestamp (for at most [`cometbft_consensus::proposal::MAX_HOLD`]), so the EL chain
+/// never runs ahead of the clock: a fresh build goes on past its build deadline until
+/// then, and a block built ahead is taken only then.
+#[tokio::test]
+async fn a_proposal_is_handed_over_once_the_clock_reaches_its_timestamp() {
+    let lone = lone_app_with(&["--build-ahead", "all"]).await;
+    call(&lone.abci, request::Value::InitChain(RequestInitChain { initial_height: 1, ..Default::default() })).await;
+    let used = || counter(&lone, "bft_ahead_builds_used_total");
+    let mut height = 1;
+    loop {
+        // Early in a second, a block is proposed for the next: a fresh build (block 1 has
+        // nothing committed to build ahead on; later, what was built ahead is for another
+        // second), whose 200 ms deadline ends well before that second begins.
+        let next = common::harness::eventually("the start of a second", Duration::from_secs(10), || async {
+            let now = common::unix_time();
+            (now.subsec_millis() < 200).then_some(now.as_secs() + 1)
+        })
+        .await;
+        let (tx, block) = propose(&lone, height, i64::try_from(next).expect("fits")).await;
+        let answered = common::unix_time();
+        assert_eq!(block.timestamp(), next);
+        assert!(answered >= Duration::from_secs(next), "a block for {next} handed over at {answered:?}");
+        decide(&lone, height, i64::try_from(next).expect("fits"), tx).await;
+        height += 1;
+
+        // The next block is built ahead for the second after (its parent was decided in
+        // `next`). Asked for it before that second begins, the proposer holds it until
+        // then; on a busy machine the ask can come too late to show a hold: again.
+        let predicted = built_ahead(&lone, u64::try_from(height).expect("fits")).await;
+        let (asked, used_before) = (common::unix_time(), used().await);
+        let (tx, block) = propose(&lone, height, i64::try_from(predicted).expect("fits")).await;
+        let answered = common::unix_time();
+        assert_eq!((block.timestamp(), used().await), (predicted, used_before + 1), "the block built ahead");
+        assert!(
+            answered >= Duration::from_secs(predicted),
+            "a block built ahead for {predicted} handed over at {answered:?}"
+        );
+        if asked < Duration::from_secs(predicted) {
+            break;
+        }
+        assert!(height < 8, "every PrepareProposal came after its block's timestamp: nothing showed a hold");
+        decide(&lone, height, i64::try_from(predicted).expect("fits"), tx).await;
+        height += 1;
+    }
+}
+
 /// The next block's time is the median of the precommits that decided this one, so it is
 /// at or before FinalizeBlock: the block built ahead is built for that second, not for the
 /// second of the Commit, which a block that takes Geth long to make head or the store long
