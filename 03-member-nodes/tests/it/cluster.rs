@@ -9,6 +9,7 @@ use common::{
     BlockTag, Head,
     harness::{Cast, default_fee_transfer, eventually},
 };
+use member_nodes::block_log::PRUNE_EVERY;
 use single_node::round::Verdict;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -193,19 +194,25 @@ async fn a_paused_leader_stores_and_finalizes_nothing_after_its_lease_and_steps_
 
 #[tokio::test]
 async fn a_member_stopped_for_fifty_blocks_catches_up_and_follows_failovers() {
-    // Back to back, with a short build time: fifty blocks in seconds, not minutes.
-    let mut cluster =
-        Cluster::start(&["leader", "leader", "member"], &["--back-to-back", "--build-time-ms", "50"]).await;
+    // Back to back, with a short build time: fifty blocks in seconds, not minutes. Every
+    // block kept (not the default window): no block is dropped, however many are made.
+    let args = ["--back-to-back", "--build-time-ms", "50", "--retain-blocks", "0"];
+    let mut cluster = Cluster::start(&["leader", "leader", "member"], &args).await;
     let (first, _) = cluster.leader(&[0, 1]).await;
     cluster.head_at_least(2, 3).await;
 
     cluster.process(2).kill();
     let stopped_at = cluster.nodes[2].geth.engine().head().await.expect("head").number;
     let height = eventually("fifty blocks while the member is down", TIMEOUT, || async {
-        let height = cluster.rows().await.len() as u64 - 1;
-        (height >= stopped_at + 50).then_some(height)
+        let height = cluster.rows().await.last()?.0;
+        // Past the first block a leader may prune at (block 64), and the prune that block
+        // starts beside the production loop.
+        (height >= (stopped_at + 50).max(PRUNE_EVERY + 16)).then_some(height)
     })
     .await;
+    // `--retain-blocks 0`: the log keeps every block.
+    let begins = cluster.rows().await.first().map(|row| row.0);
+    assert_eq!(begins, Some(0), "with --retain-blocks 0, the log still begins at block 0 at block {height}");
     cluster.start_node(2);
     cluster.head_at_least(2, height).await;
 
@@ -572,8 +579,33 @@ async fn a_member_behind_the_logs_window_syncs_its_geth_from_its_peers_then_foll
     let head = cluster.head_at_least(1, target).await;
     let output = cluster.process_output(1);
     assert!(output.contains("below block") && output.contains("it is syncing from its peers"), "{output}");
+    has_the_leaders_chain(&cluster, head.number, anchor).await;
+
+    // Paused (SIGSTOP) while the log's beginning moves past its head, a running member
+    // finds the block above its head gone at its next read, and goes back to syncing its
+    // Geth from its peers, then follows again.
+    const GAP: &str = "the log no longer holds block";
+    let gaps_seen = cluster.process_output(1).matches(GAP).count();
+    let paused_at = cluster.nodes[1].geth.engine().head().await.expect("head").number;
+    cluster.process(1).signal(libc::SIGSTOP);
+    let anchor = eventually("the log to begin above the paused member's head", TIMEOUT, || async {
+        let row = sql.query_one("SELECT number FROM blocks WHERE parent_hash IS NULL", &[]).await.ok()?;
+        // Above what it may have read before the pause too (a batch of up to 64 blocks).
+        u64::try_from(row.get::<_, i64>(0)).ok().filter(|n| *n > paused_at + 65)
+    })
+    .await;
+    cluster.process(1).signal(libc::SIGCONT);
+    let target = cluster.nodes[0].geth.engine().head().await.expect("head").number;
+    let head = cluster.head_at_least(1, target).await;
+    let output = cluster.process_output(1);
+    assert!(output.matches(GAP).count() > gaps_seen, "the member saw the gap: {output}");
+    has_the_leaders_chain(&cluster, head.number, anchor).await;
+}
+
+/// Node 1's Geth has node 0's block at every height up to `head`.
+async fn has_the_leaders_chain(cluster: &Cluster, head: u64, anchor: u64) {
     let (member, leader) = (cluster.nodes[1].geth.engine(), cluster.nodes[0].geth.engine());
-    for number in (0..=head.number).rev() {
+    for number in (0..=head).rev() {
         let theirs = leader.block(BlockTag::Number(number)).await.expect("call").expect("the leader's block");
         let ours = member.block(BlockTag::Number(number)).await.expect("call").expect("the member's block");
         assert_eq!(
