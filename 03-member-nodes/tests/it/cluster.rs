@@ -3,11 +3,12 @@
 
 use std::{collections::BTreeSet, time::Duration};
 
-use alloy_primitives::Address;
+use alloy_primitives::{Address, B256};
 use alloy_rpc_types_engine::ForkchoiceState;
 use common::{
-    BlockTag, Head,
+    BlockTag, EngineClient, Head,
     harness::{Cast, default_fee_transfer, eventually},
+    payload::ExecutableBlock,
 };
 use member_nodes::block_log::PRUNE_EVERY;
 use single_node::round::Verdict;
@@ -361,7 +362,8 @@ async fn a_corrupted_row_halts_a_member_before_it_until_the_row_is_repaired() {
 }
 
 /// A member whose Geth holds another block at a stored height is on another fork: it exits
-/// naming it, and never finalizes that block (nor anything else) on its Geth.
+/// naming it, and never finalizes that block (nor anything else) on its Geth. So does one
+/// whose Geth has blocks above the store's head, which no leader stored.
 #[tokio::test]
 async fn a_member_whose_geth_is_on_another_fork_exits_and_finalizes_nothing() {
     let mut cluster = Cluster::start(&["leader", "member"], &[]).await;
@@ -374,46 +376,63 @@ async fn a_member_whose_geth_is_on_another_fork_exits_and_finalizes_nothing() {
     // While the member is down, its Geth is given a block of its own at the next height
     // (another fee recipient than any leader's), made head but not finalized; the leader
     // stores its own block there.
-    let fork = single_node::round::build(
-        &engine,
-        &Head::from(&ours),
-        ours.timestamp + 1,
-        Address::repeat_byte(0xee),
-        Duration::from_millis(100),
-        &CancellationToken::new(),
-    )
-    .await
-    .expect("build")
-    .expect("not cancelled");
-    assert_eq!(single_node::round::execute(&engine, &fork).await.expect("execute"), Verdict::Valid);
-    let state = ForkchoiceState {
-        head_block_hash: fork.hash(),
-        safe_block_hash: finalized.hash,
-        finalized_block_hash: finalized.hash,
-    };
-    engine.forkchoice_updated_v3(state, None).await.expect("fork made head");
+    let fork = own_block(&engine, &Head::from(&ours), finalized.hash).await;
     eventually("the leader to store its own block at that height", TIMEOUT, || async {
         cluster.rows().await.into_iter().find(|row| row.0 == fork.number()).filter(|row| row.1 != fork.hash())
     })
     .await;
+    let output = exits_finalizing_nothing(&mut cluster, finalized.hash).await;
+    assert!(output.contains(&format!("has block {} {}", fork.number(), fork.hash())), "{output}");
+    assert!(output.contains("it is on another fork"), "{output}");
+    assert_eq!(engine.head().await.expect("head").hash, fork.hash(), "its Geth left as it was found");
 
-    // Watched from its start until it exits: its Geth's finalized block never moves.
+    // The leader stops; the member's Geth is given blocks of its own up to one above the
+    // store's head.
+    cluster.process(0).kill();
+    let mut head = fork.head();
+    while head.number <= cluster.rows().await.last().expect("rows").0 {
+        head = own_block(&engine, &head, finalized.hash).await.head();
+    }
+    let output = exits_finalizing_nothing(&mut cluster, finalized.hash).await;
+    assert!(output.contains(&format!("has block {} {}, which the store does not", head.number, head.hash)), "{output}");
+}
+
+/// A block of the member's Geth's own on `parent` (another fee recipient than any
+/// leader's), made head but not finalized.
+async fn own_block(engine: &EngineClient, parent: &Head, finalized: B256) -> ExecutableBlock {
+    let cancel = CancellationToken::new();
+    let own = Address::repeat_byte(0xee);
+    let block =
+        single_node::round::build(engine, parent, parent.timestamp + 1, own, Duration::from_millis(100), &cancel)
+            .await
+            .expect("build")
+            .expect("not cancelled");
+    assert_eq!(single_node::round::execute(engine, &block).await.expect("execute"), Verdict::Valid);
+    let state =
+        ForkchoiceState { head_block_hash: block.hash(), safe_block_hash: finalized, finalized_block_hash: finalized };
+    engine.forkchoice_updated_v3(state, None).await.expect("made head");
+    block
+}
+
+/// Starts node 1 and watches it until it exits: its Geth's finalized block stays
+/// `finalized` all along, and it exits with an error. Returns its output.
+async fn exits_finalizing_nothing(cluster: &mut Cluster, finalized: B256) -> String {
+    let starts = cluster.process_output(1).len();
+    let engine = cluster.nodes[1].geth.engine();
     cluster.start_node(1);
     let deadline = Instant::now() + TIMEOUT;
     let code = loop {
         let now = engine.block(BlockTag::Finalized).await.expect("call").expect("a finalized block");
-        assert_eq!(now.hash, finalized.hash, "the member finalized block {} on a Geth on another fork", now.number);
+        assert_eq!(now.hash, finalized, "the member finalized block {} on a Geth it should not follow", now.number);
         if let Some(code) = cluster.process(1).exited() {
             break code;
         }
         assert!(Instant::now() < deadline, "still running:\n{}", cluster.process_output(1));
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    let output = cluster.process_output(1);
+    let output = cluster.process_output(1).split_off(starts);
     assert_ne!(code, 0, "{output}");
-    assert!(output.contains(&format!("has block {} {}", fork.number(), fork.hash())), "{output}");
-    assert!(output.contains("it is on another fork"), "{output}");
-    assert_eq!(engine.head().await.expect("head").hash, fork.hash(), "its Geth left as it was found");
+    output
 }
 
 /// A node whose Geth is on another chain than the store's exits at start, naming both
