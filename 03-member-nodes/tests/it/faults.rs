@@ -121,6 +121,15 @@ async fn a_leader_whose_geth_rejects_every_block_hands_over() {
     stored_grows(&cluster, 2).await;
     assert_eq!(cluster.sole_leader(0).await, term, "one rejected block is no reason to step down");
     assert!(!cluster.process(0).output().contains("stepped down"));
+    // Nor is another, seconds (more than --el-outage-ms) and good blocks later: a failure
+    // is timed from the first since the last block made, not added to the ones before.
+    stored_grows(&cluster, 2).await;
+    proxy.invalidate(1);
+    eventually("another block answered INVALID", TIMEOUT, || async { (proxy.rejected().len() == 2).then_some(()) })
+        .await;
+    stored_grows(&cluster, 2).await;
+    assert!(!cluster.process(0).output().contains("stepped down"), "a second rejected block, seconds later");
+    assert_eq!(cluster.sole_leader(0).await, term);
 
     // Geth executes and keeps each block the proxy answers INVALID for; the leader must
     // neither store nor finalize any of them, while the fault lasts and after.
