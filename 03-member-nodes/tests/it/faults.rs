@@ -139,6 +139,15 @@ async fn a_leader_whose_geth_rejects_every_block_hands_over() {
     assert_eq!(cluster.sole_leader(1).await, next_term);
     let status = following(&cluster, 0).await;
     assert!(status["last_step_down"].as_str().unwrap_or_default().contains("rejects its own blocks"), "{status}");
+    // Following, it halts at the first stored block its Geth calls INVALID, and says so:
+    // a block refused is not a Geth failure to retry.
+    eventually("node1 to halt at a stored block its Geth calls INVALID", TIMEOUT, || async {
+        cluster
+            .ready(0)
+            .await
+            .filter(|(code, body)| *code == 503 && body.contains("halted: Geth will not import block"))
+    })
+    .await;
     assert!(cluster.process(0).output().contains("Geth rejected the block it built"));
     stored_grows(&cluster, 3).await;
     cluster.assert_marks_stored().await;
