@@ -162,7 +162,7 @@ async fn a_leader_whose_geth_rejects_every_block_hands_over() {
     let rows = cluster.rows().await;
     let geth = &cluster.nodes[0].geth;
     let mut own = 0;
-    // (The block rejected once above was built again, the same block, and stored.)
+    // (The blocks rejected once above were each built again, the same block, and stored.)
     for (number, hash) in proxy.rejected().into_iter().skip(rejected_once) {
         let block: Value = geth
             .http()
