@@ -13,6 +13,12 @@
 #                                         that guard them (real Geth, Redis, PostgreSQL,
 #                                         CometBFT: hours for all scopes on a 2-core machine);
 #                                         results in mutants.out/SCOPE/
+#   list/run ... --since REV              only the mutants on lines changed since commit REV
+#                                         (cargo-mutants --in-diff): a scope run again after
+#                                         its run on REV's code. Other options go to
+#                                         cargo-mutants as they are, written --option=VALUE
+#                                         (such as --exclude-re=REGEX, matched against the
+#                                         mutant's name, which begins with file:line:column).
 #
 # Scopes: part2-round part2-store part3-election part3-block-log part3-sequencer
 # part3-follower part4-proposal part4-app (all of them if none is named).
@@ -59,6 +65,15 @@ mutants() { # mode scope
     IFS='|' read -r package tests files <<<"$spec"
     local args=(--package "$package" --timeout 900 --build-timeout 900 --jobs 1)
     for file in $files; do args+=(--file "$file"); done
+    if [[ -n "$SINCE" ]]; then
+        local diff="$ROOT/target/mutants/$scope.since.diff"
+        mkdir -p "$ROOT/target/mutants"
+        # shellcheck disable=SC2086 # $files is a list of paths
+        git diff "$SINCE" -- $files >"$diff"
+        [[ -s "$diff" ]] || { say "$scope: nothing in $files changed since $SINCE"; return 0; }
+        args+=(--in-diff "$diff")
+    fi
+    args+=("${EXTRA[@]}")
     if [[ "$mode" == list ]]; then
         .tools/bin/cargo-mutants mutants "${args[@]}" --list
         return
@@ -197,12 +212,24 @@ case "$command" in
         ;;
     list | run)
         install
-        if [[ $# -eq 0 ]]; then set -- "${ORDER[@]}"; fi
-        for scope in "$@"; do mutants "$command" "$scope"; done
+        scopes=() SINCE="" EXTRA=()
+        while [[ $# -gt 0 ]]; do
+            case "$1" in
+                --since)
+                    [[ $# -ge 2 ]] || { say "--since needs a commit"; exit 2; }
+                    SINCE="$(git rev-parse --verify --quiet "$2^{commit}")" || { say "--since: no commit $2"; exit 2; }
+                    shift 2
+                    ;;
+                --*) EXTRA+=("$1") && shift ;;
+                *) scopes+=("$1") && shift ;;
+            esac
+        done
+        if [[ ${#scopes[@]} -eq 0 ]]; then scopes=("${ORDER[@]}"); fi
+        for scope in "${scopes[@]}"; do mutants "$command" "$scope"; done
         if [[ -d "$MUTANTS_COPY" ]]; then git worktree remove --force "$MUTANTS_COPY"; fi
         ;;
     *)
-        sed -n '2,19p' "$0" >&2
+        sed -n '2,25p' "$0" >&2
         exit 2
         ;;
 esac
