@@ -19,7 +19,23 @@ use crate::support::{Cluster, Load, TIMEOUT, epoch_now, receipts, stored_grows};
 
 #[tokio::test]
 async fn a_leader_produces_and_every_node_follows_the_store() {
-    let cluster = Cluster::start(&["leader", "leader", "member"], &[]).await;
+    // The member, started first on an empty store, waits for a candidate to say which
+    // chain the store holds: it never writes the chain itself.
+    let mut cluster = Cluster::prepare(&["leader", "leader", "member"], &[], false, false).await;
+    cluster.start_node(2);
+    let log = eventually("the member to find the store empty", TIMEOUT, || async {
+        let log = cluster.process_output(2);
+        (log.contains("waiting for a leader to initialise it") || log.contains("the store holds this chain"))
+            .then_some(log)
+    })
+    .await;
+    assert!(!log.contains("the store holds this chain"), "the member initialised the store:\n{log}");
+    let chain = cluster.sql().await.query("SELECT * FROM chain", &[]).await.expect("the member's schema");
+    assert!(chain.is_empty(), "the member wrote the chain");
+    let (code, body) = cluster.ready(2).await.expect("ready answers");
+    assert_eq!(code, 503, "{body}");
+    cluster.start_node(0);
+    cluster.start_node(1);
     let (leader, term) = cluster.leader(&[0, 1]).await;
     assert!(term >= 1);
     // A user's first transaction, sent with cast's default fees to the member's Geth: its
@@ -47,7 +63,6 @@ async fn a_leader_produces_and_every_node_follows_the_store() {
 
     // SIGTERM: the leader finishes its block, gives the lease back and exits 0, and the
     // standby takes over with a newer term.
-    let mut cluster = cluster;
     cluster.process(leader).signal(libc::SIGTERM);
     assert_eq!(cluster.process(leader).wait_exit(TIMEOUT).await, Some(0));
     let output = cluster.process(leader).output();

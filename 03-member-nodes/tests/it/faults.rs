@@ -8,7 +8,7 @@ use std::time::Duration;
 use common::harness::{InvalidatingProxy, eventually, set_clock};
 use serde_json::Value;
 
-use crate::support::{Cluster, TIMEOUT, stored_grows};
+use crate::support::{Cluster, LEASE_MS, TIMEOUT, stored_grows};
 
 /// Waits until node `i` answers `/status` as a follower; returns that status.
 async fn following(cluster: &Cluster, i: usize) -> Value {
@@ -178,6 +178,38 @@ async fn a_leader_whose_geth_rejects_every_block_hands_over() {
         assert_ne!(canonical.hash, hash, "node1's Geth has another block than the rejected one at {number}");
     }
     assert!(own > 0, "node1 built blocks the proxy answered INVALID");
+
+    // Alone, a leader whose Geth rejects its blocks steps down, gives the lease back, and
+    // leaves it free for a lease length (a standby's turn) before it tries again; once its
+    // Geth takes blocks, it leads again.
+    cluster.process(1).kill();
+    cluster.sole_leader(0).await;
+    stored_grows(&cluster, 2).await;
+    let before = cluster.process_output(0).lines().count();
+    proxy.invalidate(u64::MAX);
+    let turns = eventually("node1 to step down, lead again, and step down again", TIMEOUT, || async {
+        let log = cluster.process_output(0);
+        let turns: Vec<String> = log
+            .lines()
+            .skip(before)
+            .filter(|line| line.contains("stepped down") || line.contains("took the lease;"))
+            .map(str::to_owned)
+            .collect();
+        (turns.iter().filter(|line| line.contains("stepped down")).count() >= 2).then_some(turns)
+    })
+    .await;
+    let lease = LEASE_MS.parse::<f64>().expect("a number") / 1000.0;
+    let mut retries = 0;
+    for pair in turns.windows(2).filter(|pair| pair[0].contains("stepped down") && pair[1].contains("took the lease")) {
+        let time = |line: &str| line.split_whitespace().next().expect("a timestamp").to_owned();
+        let waited = cluster.epoch_of(&time(&pair[1])).await - cluster.epoch_of(&time(&pair[0])).await;
+        assert!(waited >= lease, "took the lease {waited:.3} s after stepping down, within a lease length:\n{pair:#?}");
+        retries += 1;
+    }
+    assert!(retries > 0, "no step-down followed by another try:\n{turns:#?}");
+    proxy.invalidate(0);
+    cluster.sole_leader(0).await;
+    stored_grows(&cluster, 2).await;
 }
 
 #[tokio::test]

@@ -122,6 +122,16 @@ impl Cluster {
     }
 
     async fn start_with(modes: &[&'static str], args: &[&str], proxied: bool, replicated: bool) -> Self {
+        let mut cluster = Self::prepare(modes, args, proxied, replicated).await;
+        for i in 0..modes.len() {
+            cluster.start_node(i);
+        }
+        cluster
+    }
+
+    /// A cluster with Redis, PostgreSQL and the Geths running, and no node's process yet
+    /// ([`Cluster::start_node`] starts each).
+    pub(crate) async fn prepare(modes: &[&'static str], args: &[&str], proxied: bool, replicated: bool) -> Self {
         // Peered, as `scripts/cluster.sh` runs them: a transaction sent to any node's Geth
         // reaches the leader's.
         let geths = Geth::start_peered_group(modes.len()).await.expect("geths");
@@ -154,11 +164,7 @@ impl Cluster {
         }
         let dir = tempfile::tempdir().expect("dir");
         let args = args.iter().map(|s| s.to_string()).collect();
-        let mut cluster = Self { nodes, redis, postgres, sentinels, standby, args, faults, dir };
-        for i in 0..modes.len() {
-            cluster.start_node(i);
-        }
-        cluster
+        Self { nodes, redis, postgres, sentinels, standby, args, faults, dir }
     }
 
     /// The fault proxy, in a cluster from [`Cluster::start_behind_proxies`].
