@@ -39,7 +39,7 @@ pub(super) struct Produced {
     pub(super) timing: Timing,
 }
 
-/// A block Geth is building for us, with its deadline, and the step's stopwatch.
+/// A block Geth is building for us, how long it may build, and the step's stopwatch.
 #[derive(Debug)]
 pub(super) struct Build {
     building: round::Building,
