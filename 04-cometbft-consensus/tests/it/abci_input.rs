@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use alloy_primitives::{Address, B256};
 use bytes::BytesMut;
 use cometbft_consensus::abci::{frame, take_frame};
 use common::{
@@ -196,9 +197,14 @@ async fn holds(geth: &Geth, hash: alloy_primitives::B256) -> bool {
 
 /// ProcessProposal of `block` at height 1 and block time `seconds`: the verdict.
 async fn process(lone: &Lone, block: &common::payload::ExecutableBlock, seconds: i64) -> i32 {
+    process_at(lone, block, 1, seconds).await
+}
+
+/// ProcessProposal of `block` at `height` and block time `seconds`: the verdict.
+async fn process_at(lone: &Lone, block: &common::payload::ExecutableBlock, height: i64, seconds: i64) -> i32 {
     let time = Some(tendermint_proto::google::protobuf::Timestamp { seconds, nanos: 0 });
     let txs = vec![cometbft_consensus::proposal::encode(block).expect("encodes")];
-    let request = RequestProcessProposal { txs, height: 1, time, ..Default::default() };
+    let request = RequestProcessProposal { txs, height, time, ..Default::default() };
     let answer = call(&lone.abci, request::Value::ProcessProposal(request)).await;
     let response::Value::ProcessProposal(verdict) = answer else { panic!("{answer:?}") };
     verdict.status
@@ -229,6 +235,73 @@ async fn a_proposal_is_accepted_only_once_geth_has_executed_it() {
     let after = height_and_hash(call(&lone.abci, request::Value::Info(RequestInfo::default())).await);
     assert_eq!(before, after, "a proposal commits nothing");
     assert_eq!(lone.geth.engine().head().await.expect("head").hash, genesis.hash, "nor moves Geth's head");
+}
+
+/// The chain's own rules, which Geth does not know: blocks Geth would call VALID, each
+/// breaking one rule, are rejected before Geth is asked (it never holds them): a timestamp
+/// other than the one CometBFT's block time gives, another prevRandao than the parent's
+/// hash, a withdrawal (ether from nowhere), and a block on another parent than our head.
+#[tokio::test]
+async fn a_proposal_that_breaks_the_chains_rules_is_rejected_though_geth_would_take_it() {
+    let lone = lone_app().await;
+    let (genesis, good, seconds) = block_one(&lone).await;
+    let engine = lone.geth.engine();
+    let mut rejected = Vec::new();
+    // CometBFT's block time five seconds later: the rule gives another timestamp.
+    rejected.push((good.clone(), 1, seconds + 5, "the rule gives"));
+    let other_randao = built_with(&engine, &genesis, seconds, |a| a.prev_randao = B256::repeat_byte(0x55)).await;
+    rejected.push((other_randao, 1, seconds, "prevRandao must be the parent's hash"));
+    let withdrawal = serde_json::json!({"index": "0x0", "validatorIndex": "0x0",
+        "address": "0x7777777777777777777777777777777777777777", "amount": "0x3b9aca00"});
+    let paid = built_with(&engine, &genesis, seconds, |a| {
+        a.withdrawals = Some(vec![serde_json::from_value(withdrawal).expect("a withdrawal")]);
+    })
+    .await;
+    rejected.push((paid, 1, seconds, "there are no withdrawals"));
+    for (block, height, time, reason) in &rejected {
+        assert_eq!(process_at(&lone, block, *height, *time).await, i32::from(ProposalStatus::Reject), "{reason}");
+        assert!(lone.app.output().contains(reason), "rejected for {reason:?}: {}", lone.app.output());
+        assert!(!holds(&lone.geth, block.hash()).await, "Geth was not asked to execute it ({reason})");
+    }
+    // Each breaks only that rule: Geth takes it.
+    for (block, _, _, reason) in &rejected {
+        let status = single_node::round::import(&engine, block).await.expect("newPayload");
+        assert!(status.is_valid(), "Geth calls the block that breaks {reason:?} {status}");
+    }
+
+    // Block 1 decided, another block 1 (on genesis, built while genesis was Geth's head,
+    // and VALID) proposed at height 2 is on another parent than our head.
+    let sibling =
+        built_with(&engine, &genesis, seconds + 1, |a| a.suggested_fee_recipient = Address::repeat_byte(9)).await;
+    let (tx, _) = propose(&lone, 1, seconds).await;
+    decide(&lone, 1, seconds, tx).await;
+    assert_eq!(process_at(&lone, &sibling, 2, seconds + 1).await, i32::from(ProposalStatus::Reject));
+    assert!(lone.app.output().contains("but our head is block 1"), "{}", lone.app.output());
+    assert!(!holds(&lone.geth, sibling.hash()).await, "Geth was not asked to execute the block on another parent");
+    let status = single_node::round::import(&engine, &sibling).await.expect("newPayload");
+    assert!(status.is_valid(), "Geth calls the block on another parent {status}");
+}
+
+/// A block Geth builds on `parent` at `timestamp`, with the attributes changed by `change`
+/// (getPayload does not import it).
+async fn built_with(
+    engine: &common::EngineClient,
+    parent: &common::Head,
+    timestamp: i64,
+    change: impl FnOnce(&mut alloy_rpc_types_engine::PayloadAttributes),
+) -> common::payload::ExecutableBlock {
+    let timestamp = u64::try_from(timestamp).expect("a time after 1970");
+    let mut attributes = common::payload::attributes(parent.hash, timestamp, Address::ZERO);
+    change(&mut attributes);
+    let state = alloy_rpc_types_engine::ForkchoiceState {
+        head_block_hash: parent.hash,
+        safe_block_hash: parent.hash,
+        finalized_block_hash: parent.hash,
+    };
+    let updated = engine.forkchoice_updated_v3(state, Some(attributes)).await.expect("forkchoiceUpdated");
+    let id = updated.payload_id.unwrap_or_else(|| panic!("Geth builds the block: {updated:?}"));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    engine.get_payload(id, timestamp).await.expect("getPayload").into()
 }
 
 /// InitChain, then block 1 built by Geth as a proposer's block is (getPayload does not
