@@ -1184,11 +1184,12 @@ fn init_chain() -> request::Value {
 }
 
 /// A validator whose Geth lost its blocks (wiped, restarted from genesis) is repaired
-/// from the app's store before it votes and before it executes a decided block: Geth's
+/// from the app's store before it votes, before it executes a decided block, and before it
+/// builds a proposal: Geth's
 /// SYNCING is a wait, never a verdict. FinalizeBlock answers what CometBFT checks: one
 /// result per transaction, the block hash as app hash, and the rounds it took counted.
 #[tokio::test]
-async fn a_geth_that_lost_its_blocks_is_repaired_before_it_votes_and_before_it_executes() {
+async fn a_geth_that_lost_its_blocks_is_repaired_before_it_votes_executes_or_proposes() {
     let mut lone = lone_app().await;
     call(&lone.abci, request::Value::InitChain(RequestInitChain { initial_height: 1, ..Default::default() })).await;
     let now = i64::try_from(common::unix_time().as_secs()).expect("fits");
@@ -1213,6 +1214,12 @@ async fn a_geth_that_lost_its_blocks_is_repaired_before_it_votes_and_before_it_e
     assert!(matches!(answer, response::Value::Commit(_)), "{answer:?}");
     let head = lone.geth.engine().head().await.expect("head");
     assert_eq!((head.number, head.hash), (2, second.hash()));
+
+    // And before it proposes: Geth wiped again (the block it built ahead is lost with it),
+    // the proposer's build repairs it first, and proposes block 3 on block 2.
+    lone.geth.wipe_and_restart().await.expect("geth comes back empty");
+    let (_, third) = propose(&lone, 3, now + 2).await;
+    assert_eq!((third.number(), third.parent_hash()), (3, second.hash()), "block 3, on block 2");
 }
 
 /// A connection held open, as CometBFT holds its four.

@@ -20,8 +20,8 @@ async fn geths_that_lose_their_chains_with_no_peer_to_sync_from_are_repaired_by_
 
     // Two of four Geths lose everything at once under their running apps: half the voting
     // power cannot vote until its Geth has the chain again, and no block can be decided
-    // meanwhile, so no FinalizeBlock comes to repair them: ProcessProposal and
-    // PrepareProposal must.
+    // meanwhile, so no FinalizeBlock comes to repair them: ProcessProposal must (here the
+    // two healthy proposers' blocks do it; `abci_input` tests PrepareProposal's repair).
     let (left, right) = network.geths.split_at_mut(2);
     let (one, two) = tokio::join!(left[1].wipe_and_restart(), right[0].wipe_and_restart());
     one.and(two).expect("both Geths come back empty");
