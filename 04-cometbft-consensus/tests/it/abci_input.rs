@@ -883,10 +883,67 @@ async fn a_snapshot_chunk_that_does_not_name_the_verified_block_is_rejected_and_
     assert_eq!(height_and_hash(call(&lone.abci, request::Value::Info(RequestInfo::default())).await).0, 0);
 }
 
+/// State sync, restarting: a validator down for longer than the network's retained window
+/// has blocks of its own already. Its app takes a snapshot above its head (Geth syncs to
+/// that block, here a block it holds but never made head) and moves its head there, and
+/// refuses one below its head, which would move its chain back.
+#[tokio::test]
+async fn a_node_with_blocks_restores_a_snapshot_above_its_head_and_refuses_one_below() {
+    use tendermint_proto::v0_38::abci::{
+        RequestApplySnapshotChunk, RequestOfferSnapshot, Snapshot, response_apply_snapshot_chunk,
+        response_offer_snapshot,
+    };
+
+    let lone = lone_app().await;
+    call(&lone.abci, init_chain()).await;
+    let now = i64::try_from(common::unix_time().as_secs()).expect("fits");
+    let (tx, first) = propose(&lone, 1, now).await;
+    decide(&lone, 1, now, tx).await;
+    let (tx, _) = propose(&lone, 2, now + 1).await;
+    decide(&lone, 2, now + 1, tx).await;
+    // Block 3, as the network decided it while this node was away: its Geth holds it (as
+    // it would once synced from its peers) but it is not head.
+    let (_, third) = propose(&lone, 3, now + 2).await;
+    let engine = lone.geth.engine();
+    assert!(single_node::round::import(&engine, &third).await.expect("newPayload").is_valid());
+
+    let chain = lone.geth.el_chain().await.expect("the Geth's chain");
+    let mut comet = Connection::open(&lone.abci).await;
+    let offer = |head: common::Head| {
+        let chunk = snapshot_chunk_of(chain, head);
+        let hash = alloy_primitives::keccak256(&chunk).to_vec().into();
+        let snapshot = Snapshot { height: head.number, format: 2, chunks: 1, hash, metadata: Default::default() };
+        let request = RequestOfferSnapshot { snapshot: Some(snapshot), app_hash: head.hash.to_vec().into() };
+        (request::Value::OfferSnapshot(request), chunk)
+    };
+    let offered = |answer: Option<response::Value>| match answer {
+        Some(response::Value::OfferSnapshot(r)) => r.result,
+        other => panic!("{other:?}"),
+    };
+
+    let (below, _) = offer(first.head());
+    assert_eq!(offered(comet.call(below).await), response_offer_snapshot::Result::Reject as i32, "below our head");
+    assert!(lone.app.output().contains("refused a snapshot below our head"), "{}", lone.app.output());
+
+    let (above, chunk) = offer(third.head());
+    assert_eq!(offered(comet.call(above).await), response_offer_snapshot::Result::Accept as i32, "above our head");
+    let apply = RequestApplySnapshotChunk { index: 0, chunk, sender: "peer".into() };
+    let answer = comet.call(request::Value::ApplySnapshotChunk(apply)).await;
+    let Some(response::Value::ApplySnapshotChunk(applied)) = answer else { panic!("{answer:?}") };
+    assert_eq!(applied.result, response_apply_snapshot_chunk::Result::Accept as i32, "{}", lone.app.output());
+    let info = height_and_hash(call(&lone.abci, request::Value::Info(RequestInfo::default())).await);
+    assert_eq!(info, (3, third.hash().to_vec().into()), "the app's head is the snapshot's block");
+    assert_eq!(engine.head().await.expect("head").hash, third.hash(), "and Geth's");
+}
+
 /// A snapshot chunk as validators serve it (format 2): the chain (block 0, chain id, fork
 /// id, genesis forks, blob schedule), and the EL block at height 64, named by `hash`.
 fn snapshot_chunk(chain: ElChain, hash: alloy_primitives::B256) -> bytes::Bytes {
-    let head = common::Head { number: 64, hash, timestamp: 64 };
+    snapshot_chunk_of(chain, common::Head { number: 64, hash, timestamp: 64 })
+}
+
+/// A snapshot chunk of the block `head`.
+fn snapshot_chunk_of(chain: ElChain, head: common::Head) -> bytes::Bytes {
     let chunk = serde_json::json!({
         "genesis": chain.genesis,
         "chain_id": chain.chain_id,
