@@ -180,6 +180,18 @@ async fn bad_proposals_are_rejected_and_a_bad_decided_block_is_refused_without_d
     });
     let answer = call(&lone.abci, finalize).await;
     assert!(matches!(answer, response::Value::Exception(ref e) if e.error.contains("cannot be applied")), "{answer:?}");
+    // Nor a well-formed block (its hash right) on another parent than our head: Geth is
+    // not asked to import it (it would wait for that parent for ever).
+    let engine = lone.geth.engine();
+    let genesis = common::Head::from(&engine.head().await.expect("head"));
+    let mut elsewhere = built_with(&engine, &genesis, 2_000_000_000, |_| {}).await;
+    elsewhere.execution_payload.payload_inner.payload_inner.parent_hash = B256::repeat_byte(0x42);
+    elsewhere.execution_payload.payload_inner.payload_inner.block_hash = elsewhere.computed_hash().expect("hash");
+    let tx = cometbft_consensus::proposal::encode(&elsewhere).expect("encodes");
+    let finalize = RequestFinalizeBlock { txs: vec![tx], height: 1, time, ..Default::default() };
+    let answer = call(&lone.abci, request::Value::FinalizeBlock(finalize)).await;
+    let on_another_parent = |e: &str| e.contains("cannot be applied") && e.contains("our head is block 0");
+    assert!(matches!(answer, response::Value::Exception(ref e) if on_another_parent(&e.error)), "{answer:?}");
     let after = height_and_hash(call(&lone.abci, request::Value::Info(RequestInfo::default())).await);
     assert_eq!(before, after, "nothing was stored");
     assert!(lone.app.output().contains("rejecting the proposal"));
