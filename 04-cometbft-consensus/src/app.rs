@@ -552,20 +552,29 @@ impl App {
     /// brings Geth to the stored head and runs it once more. PrepareProposal and
     /// ProcessProposal repair Geth this way where they meet the fault, so a validator whose
     /// Geth restarted empty votes again at once, without waiting for a FinalizeBlock (and
-    /// without relying on Geth syncing from peers it may not have).
+    /// without relying on Geth syncing from peers it may not have). `/ready` says Geth is
+    /// unreachable while the step still fails that way.
     async fn repairing<T, F, Fut>(&self, what: &str, mut step: F) -> Result<T, Fault>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, Fault>>,
     {
-        match step().await {
+        let result = match step().await {
             Err(Fault::Passing(error)) => {
                 info!(error = %format!("{error:#}"), "cannot {what}; bringing Geth to the stored head first");
-                self.reconcile().await?;
-                step().await
+                match self.reconcile().await {
+                    Ok(()) => step().await,
+                    Err(fault) => Err(fault),
+                }
             }
             done => done,
+        };
+        match &result {
+            Ok(_) => self.status.set_el_reachable(true),
+            Err(Fault::Passing(_)) => self.status.set_el_reachable(false),
+            Err(Fault::Fatal(_)) => {}
         }
+        result
     }
 
     /// Runs `step` until it succeeds (Part 2's [`retry`]). CometBFT waits for the answer

@@ -334,8 +334,8 @@ async fn block_one(lone: &Lone) -> (common::Head, common::payload::ExecutableBlo
 
 /// A validator whose Geth is down can neither check a proposal nor build one: it rejects a
 /// good block it cannot execute (never accepting what it did not check), and as proposer it
-/// proposes nothing, saying why; it answers each (within the test's 30 s) with Geth still
-/// down, so CometBFT's round goes on without it.
+/// proposes nothing, saying why (in its log, `/ready` and `/status`); it answers each
+/// (within the test's 30 s) with Geth still down, so CometBFT's round goes on without it.
 #[tokio::test]
 async fn a_validator_whose_geth_is_down_rejects_what_it_cannot_check_and_proposes_nothing() {
     let mut lone = lone_app().await;
@@ -350,6 +350,20 @@ async fn a_validator_whose_geth_is_down_rejects_what_it_cannot_check_and_propose
     let response::Value::PrepareProposal(proposed) = answer else { panic!("{answer:?}") };
     assert!(proposed.txs.is_empty(), "nothing is proposed: {} transactions", proposed.txs.len());
     assert!(lone.app.output().contains("cannot build a proposal"), "and it says why: {}", lone.app.output());
+    // `/ready` and `/status` say why, until Geth answers again.
+    let ready = http_get(&format!("http://{}/ready", lone.health)).await;
+    assert_eq!(ready, Some((503, "execution client unreachable\n".to_owned())));
+    assert_eq!(status(&lone).await["el_reachable"], false);
+    lone.geth.restart().await.expect("geth restarts");
+    assert_eq!(process(&lone, &good, seconds).await, i32::from(ProposalStatus::Accept), "checked, once Geth is back");
+    assert_eq!(status(&lone).await["el_reachable"], true);
+}
+
+/// The lone app's `/status`.
+async fn status(lone: &Lone) -> serde_json::Value {
+    let (code, body) = http_get(&format!("http://{}/status", lone.health)).await.expect("/status answers");
+    assert_eq!(code, 200, "{body}");
+    serde_json::from_str(&body).expect("/status is JSON")
 }
 
 #[tokio::test]
@@ -1190,6 +1204,9 @@ async fn while_catching_up_geths_head_moves_at_every_64th_block() {
         let head = joiner.geth.engine().head().await.expect("head").number;
         let expected = if height >= every { height } else { 0 };
         assert_eq!(head, u64::try_from(expected).expect("fits"), "Geth's head after Commit of block {height}");
+        // `/status` gives the stored head, wherever Geth's head is.
+        let status = status(&joiner).await;
+        assert_eq!((&status["height"], &status["head"]["number"]), (&height.into(), &height.into()), "{status}");
     }
 }
 
