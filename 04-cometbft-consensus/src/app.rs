@@ -400,7 +400,10 @@ impl App {
         .context("the store write did not finish")
         .and_then(|head| head);
         match reverted {
-            Ok(head) => *lock(&self.head) = head,
+            Ok(head) => {
+                *lock(&self.head) = head;
+                self.status.stored_head(head);
+            }
             Err(revert) => warn!(error = %format!("{revert:#}"), "cannot take the INVALID block out of the store"),
         }
     }

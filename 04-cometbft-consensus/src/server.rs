@@ -57,6 +57,16 @@ impl Status {
         *state = State { height, head: Some(head), last_commit: Some(Instant::now()), el_unreachable: false };
     }
 
+    /// The stored head moved outside Commit: a block Geth calls INVALID taken out again, or
+    /// a snapshot restored. (CometBFT heights and EL block numbers are the same here.)
+    pub fn stored_head(&self, head: Option<Head>) {
+        let height = head.map_or(0, |head| i64::try_from(head.number).unwrap_or(i64::MAX));
+        self.metrics.height.set(height);
+        let mut state = lock(&self.state);
+        state.height = height;
+        state.head = head;
+    }
+
     /// How long ago the last Commit ended, if one did since the app started.
     pub fn since_last_commit(&self) -> Option<Duration> {
         lock(&self.state).last_commit.map(|last| last.elapsed())

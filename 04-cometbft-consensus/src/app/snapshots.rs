@@ -235,6 +235,7 @@ impl App {
             Some(_) => self.store.adopt(head)?,
         }
         *lock(&self.head) = Some(head);
+        self.status.stored_head(Some(head));
         info!(block = head.number, hash = %head.hash, secs = started.elapsed().as_secs(), "state sync: Geth has the snapshot's block; block sync goes on from the next");
         Ok(Restored::Now)
     }

@@ -822,8 +822,11 @@ async fn init_chain_refuses_a_geth_of_another_chain_than_the_network_genesis_nam
         matches!(answer, response::Value::InitChain(_)),
         "a genesis naming block 0 alone is checked on it: {answer:?}"
     );
+    let warning = "the CometBFT genesis names no EL chain";
+    assert!(!lone.app.output().contains(warning));
     let answer = call(&lone.abci, init_naming("")).await;
     assert!(matches!(answer, response::Value::InitChain(_)), "a genesis without app_state is not checked: {answer:?}");
+    assert!(lone.app.output().contains(warning), "and the app says so: {}", lone.app.output());
 }
 
 /// State sync, joining: the app takes a snapshot of its own format only, and a chunk only
@@ -959,6 +962,8 @@ async fn a_node_with_blocks_restores_a_snapshot_above_its_head_and_refuses_one_b
     assert_eq!(applied.result, response_apply_snapshot_chunk::Result::Accept as i32, "{}", lone.app.output());
     let info = height_and_hash(call(&lone.abci, request::Value::Info(RequestInfo::default())).await);
     assert_eq!(info, (3, third.hash().to_vec().into()), "the app's head is the snapshot's block");
+    let status = status(&lone).await;
+    assert_eq!((&status["height"], &status["head"]["number"]), (&3.into(), &3.into()), "and /status's: {status}");
     assert_eq!(engine.head().await.expect("head").hash, third.hash(), "and Geth's");
 }
 
@@ -1169,6 +1174,8 @@ async fn stored_while_catching_up_then_found_invalid(
     );
     let after = height_and_hash(call(&lone.abci, request::Value::Info(RequestInfo::default())).await);
     assert_eq!(after, before, "the app's head is back on its parent");
+    let status = status(&lone).await;
+    assert_eq!((&status["height"], &status["head"]["number"]), (&0.into(), &0.into()), "and /status says so: {status}");
     assert_eq!(lone.geth.engine().head().await.expect("head").hash, genesis.hash, "Geth's head did not move");
     assert_eq!(counter(&lone, r#"bft_errors_total{kind="decided_invalid"}"#).await, 1, "and the finding is counted");
     // What the store holds, read by the app started again on it (with block 1 still
