@@ -1,7 +1,7 @@
 //! Leader election: a lease in Redis, and a term that only grows.
 //!
-//! A candidate takes the lease with `SET NX PX` and gets a new term with it, in one Lua
-//! script, so two candidates can never hold the same term. The holder renews it every
+//! A candidate takes the lease (if no key exists, `SET … PX`) and gets a new term with it,
+//! in one Lua script, so two candidates can never hold the same term. The holder renews it every
 //! quarter of its length; renewal and release check the holder first, so nobody extends
 //! or deletes a lease that is not theirs.
 //!

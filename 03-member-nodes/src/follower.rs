@@ -27,9 +27,10 @@ use crate::{
 /// Stored blocks fetched per query while catching up; Geth's head moves once per batch
 /// (and where `round::replay` repairs a block whose state Geth lost).
 pub const BATCH: u32 = 64;
-/// Stored payload fetched per query, at most (beyond the first block), as JSON text: 64
-/// blocks of a hundred-odd transfers, or three full ones. A batch's rows are in memory at
-/// once, so this bounds what catching up costs the node in memory.
+/// Stored payload fetched per query, as JSON text: a batch takes a block while the blocks
+/// before it come to less (so it passes this by one block at most): 64 blocks of a
+/// hundred-odd transfers, or three full ones. A batch's rows are in memory at once, so this
+/// bounds what catching up costs the node in memory.
 pub const BATCH_BYTES: u32 = 2 * 1024 * 1024;
 
 /// Why a catch-up stopped early.

@@ -81,6 +81,7 @@ pub struct Node {
 }
 
 impl Node {
+    // ANCHOR: run
     /// Runs until `cancel` fires; `Err` only for faults no retry can fix.
     pub async fn run(&self, cancel: &CancellationToken) -> anyhow::Result<()> {
         let Some(chain) = self.chain(cancel).await? else { return Ok(()) };
@@ -130,6 +131,7 @@ impl Node {
             }
         }
     }
+    // ANCHOR_END: run
 
     /// The stored chain. A candidate that finds the store empty initialises it from its
     /// own Geth (genesis, and its head as where the log begins); a member waits for one.
