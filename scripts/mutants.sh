@@ -15,7 +15,8 @@
 #                                         results in mutants.out/SCOPE/
 #   list/run ... --since REV              only the mutants on lines changed since commit REV
 #                                         (cargo-mutants --in-diff): a scope run again after
-#                                         its run on REV's code. Other options go to
+#                                         its run on REV's code (its results replace the
+#                                         scope's in mutants.out/SCOPE/). Other options go to
 #                                         cargo-mutants as they are, written --option=VALUE
 #                                         (such as --exclude-re=REGEX, matched against the
 #                                         mutant's name, which begins with file:line:column).
@@ -69,11 +70,16 @@ mutants() { # mode scope
         local diff="$ROOT/target/mutants/$scope.since.diff"
         mkdir -p "$ROOT/target/mutants"
         # shellcheck disable=SC2086 # $files is a list of paths
-        git diff "$SINCE" -- $files >"$diff"
-        [[ -s "$diff" ]] || { say "$scope: nothing in $files changed since $SINCE"; return 0; }
+        git diff --no-color --no-ext-diff --src-prefix=a/ --dst-prefix=b/ "$SINCE" -- $files >"$diff"
         args+=(--in-diff "$diff")
     fi
-    args+=("${EXTRA[@]}")
+    args+=(${EXTRA[@]+"${EXTRA[@]}"})
+    # With no mutant to run, cargo-mutants writes no results: say so, and leave the last
+    # run's results alone.
+    if [[ "$mode" == run ]] && ! .tools/bin/cargo-mutants mutants "${args[@]}" --list | grep -q .; then
+        say "$scope: no mutants${SINCE:+ on the lines changed since $SINCE}"
+        return 0
+    fi
     if [[ "$mode" == list ]]; then
         .tools/bin/cargo-mutants mutants "${args[@]}" --list
         return
@@ -85,19 +91,26 @@ mutants() { # mode scope
     # Exits non-zero when a mutant is missed; the counts below say so. Its copies of the
     # tree build into a target dir of their own, kept between runs (see seed_target).
     fresh_copy "$MUTANTS_COPY"
+    MADE_COPY=1
     seed_target "$MUTANTS_TARGET" || { say "cannot seed $MUTANTS_TARGET from target/debug"; exit 1; }
     # A mutant is caught at its first failing test (TEST_FAIL_FAST, see the harness's
     # process.rs): the rest of the suite would only wait out its timeouts. The harness removes
     # its servers' temporary directories as it ends the binary; whatever else a test made
     # goes to a directory of its own, removed after the run.
     rm -rf "$MUTANTS_TMP" && mkdir -p "$MUTANTS_TMP"
+    local started="$MUTANTS_TMP.started"
+    touch "$started"
     # shellcheck disable=SC2086
     TEST_FAIL_FAST=1 TMPDIR="$MUTANTS_TMP" CARGO_TARGET_DIR="$MUTANTS_TARGET" \
         .tools/bin/cargo-mutants mutants "${args[@]}" --dir "$MUTANTS_COPY" \
         --output "$ROOT/mutants.out/$scope" -- $tests || true
     rm -rf "$MUTANTS_TMP"
     local kind out="mutants.out/$scope/mutants.out"
-    [[ -f "$out/outcomes.json" ]] || { say "$scope: cargo-mutants wrote no outcomes (see $out/debug.log)"; exit 1; }
+    if [[ ! "$out/outcomes.json" -nt "$started" ]]; then
+        say "$scope: cargo-mutants wrote no outcomes for this run (see $out/debug.log)"
+        exit 1
+    fi
+    rm -f "$started"
     for kind in caught missed timeout unviable; do
         printf '%s %s: %s\n' "$scope" "$kind" "$(wc -l <"$out/$kind.txt")"
     done
@@ -211,25 +224,34 @@ case "$command" in
         exit $status
         ;;
     list | run)
-        install
-        scopes=() SINCE="" EXTRA=()
+        scopes=() SINCE="" EXTRA=() MADE_COPY=""
         while [[ $# -gt 0 ]]; do
             case "$1" in
-                --since)
-                    [[ $# -ge 2 ]] || { say "--since needs a commit"; exit 2; }
-                    SINCE="$(git rev-parse --verify --quiet "$2^{commit}")" || { say "--since: no commit $2"; exit 2; }
-                    shift 2
+                --since | --since=*)
+                    if [[ "$1" == --since ]]; then
+                        [[ $# -ge 2 ]] || { say "--since needs a commit"; exit 2; }
+                        rev=$2 && shift 2
+                    else
+                        rev=${1#--since=} && shift
+                    fi
+                    SINCE="$(git rev-parse --verify --quiet "$rev^{commit}")" || { say "--since: no commit $rev"; exit 2; }
                     ;;
                 --*) EXTRA+=("$1") && shift ;;
                 *) scopes+=("$1") && shift ;;
             esac
         done
         if [[ ${#scopes[@]} -eq 0 ]]; then scopes=("${ORDER[@]}"); fi
+        for scope in "${scopes[@]}"; do
+            [[ -n "${SCOPES[$scope]:-}" ]] || { say "no scope $scope (scopes: ${ORDER[*]})"; exit 2; }
+        done
+        install
         for scope in "${scopes[@]}"; do mutants "$command" "$scope"; done
-        if [[ -d "$MUTANTS_COPY" ]]; then git worktree remove --force "$MUTANTS_COPY"; fi
+        # Only if this run made it: a `list`, or a run with nothing to run, leaves the copy
+        # of a run going on beside it alone.
+        if [[ -n "$MADE_COPY" ]]; then git worktree remove --force "$MUTANTS_COPY"; fi
         ;;
     *)
-        sed -n '2,25p' "$0" >&2
+        sed -n '2,26p' "$0" >&2
         exit 2
         ;;
 esac
