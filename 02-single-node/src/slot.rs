@@ -13,8 +13,8 @@ use anyhow::ensure;
 pub const CATCH_UP_SLOTS: u64 = 10;
 
 /// How long Geth builds a block whose slot has already passed: short, so a producer that
-/// is behind fills in each missed second in this and an import, and long enough for
-/// Geth to put pending transactions in (what it misses goes in the next block).
+/// is behind fills in each missed second at the cost of this build and an import, and long
+/// enough for Geth to put pending transactions in (what it misses goes in the next block).
 pub const CATCH_UP_BUILD_TIME: Duration = Duration::from_millis(100);
 
 /// The timing policy, from the flags.

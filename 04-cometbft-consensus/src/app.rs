@@ -556,7 +556,8 @@ impl App {
     /// ProcessProposal repair Geth this way where they meet the fault, so a validator whose
     /// Geth restarted empty votes again at once, without waiting for a FinalizeBlock (and
     /// without relying on Geth syncing from peers it may not have). `/ready` says Geth is
-    /// unreachable while the step still fails that way.
+    /// unreachable while the step still fails that way (no answer, or none it can use, as
+    /// SYNCING after the repair), and no longer once a step succeeds.
     async fn repairing<T, F, Fut>(&self, what: &str, mut step: F) -> Result<T, Fault>
     where
         F: FnMut() -> Fut,

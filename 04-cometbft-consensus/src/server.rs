@@ -62,6 +62,8 @@ impl Status {
     pub fn stored_head(&self, head: Option<Head>) {
         let height = head.map_or(0, |head| i64::try_from(head.number).unwrap_or(i64::MAX));
         self.metrics.height.set(height);
+        let timestamp = head.map_or(0, |head| i64::try_from(head.timestamp).unwrap_or(i64::MAX));
+        self.metrics.head_timestamp_seconds.set(timestamp);
         let mut state = lock(&self.state);
         state.height = height;
         state.head = head;

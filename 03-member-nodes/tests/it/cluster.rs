@@ -72,6 +72,24 @@ async fn a_leader_produces_and_every_node_follows_the_store() {
     let height = stored_grows(&cluster, 2).await;
     cluster.head_at_least(2, height).await;
     cluster.assert_one_chain().await;
+
+    // A store made before migration 0005 names no blob schedule: the node started again on
+    // it says what the store lacks, and follows. A store that names everything draws no
+    // such warning.
+    let warning = "the store's chain names less than this version writes";
+    for i in 0..3 {
+        assert!(!cluster.process_output(i).contains(warning), "{}", cluster.process_output(i));
+    }
+    cluster.sql().await.batch_execute("UPDATE chain SET blob_schedule = NULL").await.expect("an older store's row");
+    cluster.start_node(leader);
+    let warned = eventually("the restarted node to say what the store lacks", TIMEOUT, || async {
+        let output = cluster.process_output(leader);
+        output.lines().find(|line| line.contains(warning)).map(str::to_owned)
+    })
+    .await;
+    assert!(warned.contains("blob schedule"), "{warned}");
+    let height = stored_grows(&cluster, 2).await;
+    cluster.head_at_least(leader, height).await;
 }
 
 #[tokio::test]

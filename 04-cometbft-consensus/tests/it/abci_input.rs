@@ -312,7 +312,6 @@ async fn built_with(
     };
     let updated = engine.forkchoice_updated_v3(state, Some(attributes)).await.expect("forkchoiceUpdated");
     let id = updated.payload_id.unwrap_or_else(|| panic!("Geth builds the block: {updated:?}"));
-    tokio::time::sleep(Duration::from_millis(100)).await;
     engine.get_payload(id, timestamp).await.expect("getPayload").into()
 }
 
@@ -964,6 +963,8 @@ async fn a_node_with_blocks_restores_a_snapshot_above_its_head_and_refuses_one_b
     assert_eq!(info, (3, third.hash().to_vec().into()), "the app's head is the snapshot's block");
     let status = status(&lone).await;
     assert_eq!((&status["height"], &status["head"]["number"]), (&3.into(), &3.into()), "and /status's: {status}");
+    assert_eq!(counter(&lone, "bft_height").await, 3, "and the height metric");
+    assert_eq!(counter(&lone, "bft_head_timestamp_seconds").await, third.timestamp(), "and the head's time");
     assert_eq!(engine.head().await.expect("head").hash, third.hash(), "and Geth's");
 }
 
@@ -1176,6 +1177,8 @@ async fn stored_while_catching_up_then_found_invalid(
     assert_eq!(after, before, "the app's head is back on its parent");
     let status = status(&lone).await;
     assert_eq!((&status["height"], &status["head"]["number"]), (&0.into(), &0.into()), "and /status says so: {status}");
+    assert_eq!(counter(&lone, "bft_height").await, 0, "and the height metric");
+    assert_eq!(counter(&lone, "bft_head_timestamp_seconds").await, genesis.timestamp, "and the head's time");
     assert_eq!(lone.geth.engine().head().await.expect("head").hash, genesis.hash, "Geth's head did not move");
     assert_eq!(counter(&lone, r#"bft_errors_total{kind="decided_invalid"}"#).await, 1, "and the finding is counted");
     // What the store holds, read by the app started again on it (with block 1 still
