@@ -20,6 +20,7 @@
 #                                         cargo-mutants as they are, written --option=VALUE
 #                                         (such as --exclude-re=REGEX, matched against the
 #                                         mutant's name, which begins with file:line:column).
+#                                         One run at a time: runs share target/mutants/.
 #
 # Scopes: part2-round part2-store part3-election part3-block-log part3-sequencer
 # part3-follower part4-proposal part4-app (all of them if none is named).
@@ -74,21 +75,25 @@ mutants() { # mode scope
         args+=(--in-diff "$diff")
     fi
     args+=(${EXTRA[@]+"${EXTRA[@]}"})
+    local listed
+    listed="$(.tools/bin/cargo-mutants mutants "${args[@]}" --list)" ||
+        { say "$scope: cargo-mutants cannot list the mutants (above)"; exit 1; }
+    if [[ "$mode" == list ]]; then
+        [[ -z "$listed" ]] || printf '%s\n' "$listed"
+        return
+    fi
     # With no mutant to run, cargo-mutants writes no results: say so, and leave the last
     # run's results alone.
-    if [[ "$mode" == run ]] && ! .tools/bin/cargo-mutants mutants "${args[@]}" --list | grep -q .; then
+    if [[ -z "$listed" ]]; then
         say "$scope: no mutants${SINCE:+ on the lines changed since $SINCE}"
         return 0
-    fi
-    if [[ "$mode" == list ]]; then
-        .tools/bin/cargo-mutants mutants "${args[@]}" --list
-        return
     fi
     say "$scope: cargo-mutants over $files, tests: cargo test -p $package $tests"
     mkdir -p "mutants.out/$scope"
     # cargo-mutants copies the tree it is given before each mutant; give it a snapshot of
     # the work tree as it is now, so that a run of hours is not changed by edits meanwhile.
-    # Exits non-zero when a mutant is missed; the counts below say so. Its copies of the
+    # Exits 2 when a mutant is missed and 3 when one timed out; the counts below say so. Any
+    # other failure (4: the tests fail with no mutant) is the run's. Its copies of the
     # tree build into a target dir of their own, kept between runs (see seed_target).
     fresh_copy "$MUTANTS_COPY"
     MADE_COPY=1
@@ -100,12 +105,17 @@ mutants() { # mode scope
     rm -rf "$MUTANTS_TMP" && mkdir -p "$MUTANTS_TMP"
     local started="$MUTANTS_TMP.started"
     touch "$started"
+    local status=0
     # shellcheck disable=SC2086
     TEST_FAIL_FAST=1 TMPDIR="$MUTANTS_TMP" CARGO_TARGET_DIR="$MUTANTS_TARGET" \
         .tools/bin/cargo-mutants mutants "${args[@]}" --dir "$MUTANTS_COPY" \
-        --output "$ROOT/mutants.out/$scope" -- $tests || true
+        --output "$ROOT/mutants.out/$scope" -- $tests || status=$?
     rm -rf "$MUTANTS_TMP"
     local kind out="mutants.out/$scope/mutants.out"
+    if ((status != 0 && status != 2 && status != 3)); then
+        say "$scope: cargo-mutants failed (exit $status; 4: the tests fail with no mutant), see $out/debug.log"
+        exit 1
+    fi
     if [[ ! "$out/outcomes.json" -nt "$started" ]]; then
         say "$scope: cargo-mutants wrote no outcomes for this run (see $out/debug.log)"
         exit 1
@@ -251,7 +261,7 @@ case "$command" in
         if [[ -n "$MADE_COPY" ]]; then git worktree remove --force "$MUTANTS_COPY"; fi
         ;;
     *)
-        sed -n '2,26p' "$0" >&2
+        sed -n '2,27p' "$0" >&2
         exit 2
         ;;
 esac
