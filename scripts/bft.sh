@@ -243,6 +243,12 @@ start_node() {
                 say "see .devnet/bft/$name/cometbft.log and app.log"
                 exit 1
             }
+            # An app that stopped at those checks before CometBFT connected leaves CometBFT
+            # dialling it for ever: stop CometBFT, and say the app's error.
+            if [[ -n "$app_from" ]] && ! alive "$DIR/$name/app.pid"; then
+                stop_pid "$DIR/$name/cometbft.pid" "$name's cometbft"
+                app_exited "$name" "$app_log" "$app_from"
+            fi
             sleep 0.1
         done
         port_taken "$rpc" ||
