@@ -563,16 +563,17 @@ impl App {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, Fault>>,
     {
-        let result = match step().await {
-            Err(Fault::Passing(error)) => {
-                info!(error = %format!("{error:#}"), "cannot {what}; bringing Geth to the stored head first");
-                match self.reconcile().await {
-                    Ok(()) => step().await,
-                    Err(fault) => Err(fault),
+        let result = async {
+            match step().await {
+                Err(Fault::Passing(error)) => {
+                    info!(error = %format!("{error:#}"), "cannot {what}; bringing Geth to the stored head first");
+                    self.reconcile().await?;
+                    step().await
                 }
+                done => done,
             }
-            done => done,
-        };
+        }
+        .await;
         match &result {
             Ok(_) => self.status.set_el_reachable(true),
             Err(Fault::Passing(_)) => self.status.set_el_reachable(false),
