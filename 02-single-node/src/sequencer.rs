@@ -4,20 +4,17 @@
 //! it is the head. So Geth is never ahead of the store because of us, and whatever Geth
 //! loses can be replayed from it.
 //!
-//! This file is the loop itself. `sequencer/fast.rs` holds the steps that make the loop
-//! fast without changing what it does (the store beside newPayload, the next build
-//! started with the head), and `timing.rs` the stopwatch that says where each block's
-//! time went.
+//! This file is the loop itself. `sequencer/fast.rs` holds its last two steps, made fast
+//! without changing what they do (the store beside newPayload, one forkchoiceUpdated
+//! fewer when the next block is due at once), and `timing.rs` the stopwatch that says
+//! where each block's time went.
 //!
 //! Beside it, `sequencer/recovery.rs` puts Geth back on our chain after a fault.
 
 mod fast;
 mod recovery;
 
-use std::{
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::{sync::Arc, time::Instant};
 
 use common::{EngineClient, Head, payload::ExecutableBlock};
 use tokio_util::sync::CancellationToken;
@@ -32,6 +29,7 @@ use crate::{
     server::Status,
     slot,
     store::Store,
+    timing::Stopwatch,
 };
 
 // ANCHOR: outcome
@@ -62,16 +60,16 @@ pub struct Sequencer {
     earliest: u64,
     /// When this process last produced a block (or started), for `--max-idle`.
     last_block_at: Instant,
-    /// The next block's build and its deadline, when the forkchoiceUpdated that made the
-    /// last block head already started it ([`Sequencer::make_head`]).
-    next: Option<(round::Building, Duration)>,
+    /// Our head is stored, but Geth was not told it is head: the next build's
+    /// forkchoiceUpdated will ([`Sequencer::make_head`]).
+    head_pending: bool,
 }
 // ANCHOR_END: sequencer
 
 impl Sequencer {
     /// A sequencer on the store's head. Call [`Sequencer::run`] to start producing.
     pub fn new(engine: EngineClient, store: Arc<Store>, config: Config, status: Arc<Status>, head: Head) -> Self {
-        Self { engine, store, config, status, head, earliest: 0, last_block_at: Instant::now(), next: None }
+        Self { engine, store, config, status, head, earliest: 0, last_block_at: Instant::now(), head_pending: false }
     }
 
     // ANCHOR: run
@@ -111,6 +109,13 @@ impl Sequencer {
                 Err(Fault::Fatal(error)) => return Err(error),
             }
         }
+        // The store and Geth agree when we exit: a head left to the next build's
+        // forkchoiceUpdated is made head now.
+        if self.head_pending
+            && let Err(fault) = round::finalize(&self.engine, self.head.hash).await
+        {
+            warn!(error = %fault, "could not make the stored head Geth's head; the next start will");
+        }
         info!(number = self.head.number, hash = %self.head.hash, "stopped; head is stored");
         Ok(())
     }
@@ -119,8 +124,13 @@ impl Sequencer {
     // ANCHOR: produce
     /// One block: plan the slot and build, import and store, make it head.
     async fn produce(&mut self, cancel: &CancellationToken) -> Result<Outcome, Fault> {
-        let Some(mut build) = self.start_build(cancel).await? else { return Ok(Outcome::Cancelled) };
-        let Some(block) = build.take(&self.engine, cancel).await? else { return Ok(Outcome::Cancelled) };
+        let Some(slot) = self.plan(cancel).await else { return Ok(Outcome::Cancelled) };
+        let mut stopwatch = Stopwatch::start(&self.status.metrics.engine);
+        let building = round::start(&self.engine, &self.head, slot.timestamp, self.config.block.fee_recipient).await?;
+        stopwatch.wait_until(building.started + slot.build_time);
+        let Some(block) = round::take(&self.engine, &building, slot.build_time, cancel).await? else {
+            return Ok(Outcome::Cancelled);
+        };
         if self.skips(&block) {
             return Ok(Outcome::Skipped);
         }
@@ -134,7 +144,7 @@ impl Sequencer {
         };
         self.make_head(&block).await?;
 
-        let timing = build.stopwatch.stop(&self.status.metrics.engine, store_time);
+        let timing = stopwatch.stop(&self.status.metrics.engine, store_time);
         Ok(Outcome::Produced(Box::new(Produced { block, timing })))
     }
     // ANCHOR_END: produce

@@ -33,6 +33,7 @@ impl Sequencer {
         .await?;
         if let Some(head) = recovered {
             self.head = head;
+            self.head_pending = false;
             self.status.set_el_reachable(true);
         }
         Ok(())

@@ -5,7 +5,7 @@ use std::time::Duration;
 use alloy_primitives::Address;
 use common::{
     BlockTag, EngineClient, Head,
-    harness::{Geth, InvalidatingProxy, free_port, genesis_path},
+    harness::{Geth, InvalidatingProxy, eventually, free_port, genesis_path},
     payload::ExecutableBlock,
 };
 use single_node::{
@@ -15,7 +15,7 @@ use single_node::{
 };
 
 use crate::support::{
-    EXIT_TIMEOUT, FinalityWatch, Running, assert_final_kept, get, head_at_least, head_at_least_while,
+    BLOCKS_TIMEOUT, EXIT_TIMEOUT, FinalityWatch, Running, assert_final_kept, get, head_at_least, head_at_least_while,
     keeps_and_extends, linked_chain, running, start, start_with, while_running,
 };
 
@@ -461,6 +461,35 @@ async fn a_geth_restarting_its_sync_is_waited_out_and_one_not_answering_is_a_pas
         Err(Fault::Passing(error)) => assert!(error.to_string().contains("refused"), "{error:#}"),
         other => panic!("a Geth that cannot be reached is a passing fault, not {other:?}"),
     }
+}
+
+/// Back to back, no forkchoiceUpdated of its own makes a block head: the next build's
+/// does. A stop asked for while Geth executes a block (its newPayload answer held back
+/// here) still ends with that block stored and Geth's head, made head on the way out.
+#[tokio::test]
+async fn stopped_back_to_back_while_geth_executes_a_block_it_leaves_that_block_geths_head() {
+    let Proxied { geth, proxy, state, dir: _dir } = Proxied::start().await;
+    let engine = geth.engine();
+    let args = ["--back-to-back", "--build-time-ms", "20"];
+    let mut sequencer = start_with(proxy.url().to_owned(), geth.jwt_path(), genesis_path(), &state, &args);
+    head_at_least_while(&sequencer, &engine, 3).await;
+
+    proxy.hold_new_payload(true);
+    let (number, hash) = eventually("a newPayload answer held back", BLOCKS_TIMEOUT, || async {
+        proxy.held_payloads().first().copied()
+    })
+    .await;
+    sequencer.service.signal(libc::SIGTERM);
+    eventually("the sequencer to hear the stop", BLOCKS_TIMEOUT, || async {
+        sequencer.service.output().contains("shutdown requested").then_some(())
+    })
+    .await;
+    proxy.hold_new_payload(false);
+    assert_eq!(sequencer.service.wait_exit(EXIT_TIMEOUT).await, Some(0), "{}", sequencer.service.output());
+
+    let stored = Store::open(&state.join("sequencer.redb")).expect("store").head().expect("read").expect("a head");
+    assert_eq!((stored.number, stored.hash), (number, hash), "the block Geth was executing is stored");
+    assert_eq!(Head::from(&engine.head().await.expect("head")), stored, "and it is Geth's head");
 }
 
 /// A fresh Geth behind an [`InvalidatingProxy`], and a state directory for a sequencer.

@@ -20,6 +20,10 @@
 //!   the consensus layer never hears back, as when a link drops after the request went
 //!   through. The proxy remembers the heads it withheld answers for
 //!   ([`InvalidatingProxy::held`]).
+//! - newPayload answers held back ([`InvalidatingProxy::hold_new_payload`]): Geth has
+//!   executed the block, the consensus layer waits for the answer until the test lets it
+//!   go, as on a Geth slow to execute. The proxy remembers the blocks it held the answers
+//!   of ([`InvalidatingProxy::held_payloads`]).
 //! - forkchoiceUpdated answered with the JSON-RPC error Geth gives while its beacon syncer
 //!   starts a new sync cycle ([`InvalidatingProxy::answer_reorging`]): code -32000,
 //!   "beacon syncer reorging" (`eth/downloader/skeleton.go`), after Geth saw the update.
@@ -68,6 +72,10 @@ struct Tamper {
     held: Mutex<Vec<B256>>,
     /// How many of the next forkchoiceUpdated answers are made "beacon syncer reorging".
     reorging: AtomicU64,
+    /// True while newPayload answers are held back.
+    hold_payloads: watch::Sender<bool>,
+    /// The blocks (height and hash) whose newPayload answer was held back, in order.
+    held_payloads: Mutex<Vec<(u64, B256)>>,
 }
 
 /// A block Geth holds without its state, as the proxy plays it.
@@ -112,6 +120,8 @@ impl InvalidatingProxy {
             fresh: Mutex::default(),
             held: Mutex::default(),
             reorging: AtomicU64::new(0),
+            hold_payloads: watch::channel(false).0,
+            held_payloads: Mutex::default(),
         });
         let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
         let shared = tamper.clone();
@@ -196,6 +206,17 @@ impl InvalidatingProxy {
         self.tamper.held.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
+    /// While `on`, every newPayload still goes to Geth, which executes the block, but its
+    /// answer is held back until this is called again with `false`.
+    pub fn hold_new_payload(&self, on: bool) {
+        self.tamper.hold_payloads.send_replace(on);
+    }
+
+    /// The blocks whose newPayload answer was held back so far, in order: height and hash.
+    pub fn held_payloads(&self) -> Vec<(u64, B256)> {
+        self.tamper.held_payloads.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
     /// Answers the next `n` forkchoiceUpdated calls (after Geth has acted on each) with the
     /// error a Geth syncing from its peers gives while it starts a new sync cycle: code
     /// -32000, "beacon syncer reorging".
@@ -205,8 +226,8 @@ impl InvalidatingProxy {
 }
 
 /// Sends `request` to `target`, and returns Geth's answer; or, as `tamper` says, INVALID,
-/// SYNCING or ACCEPTED in place of a newPayload answer, or a forkchoiceUpdated answer held
-/// back or made an error.
+/// SYNCING or ACCEPTED in place of a newPayload answer, a newPayload answer held back, or
+/// a forkchoiceUpdated answer held back or made an error.
 async fn forward(
     client: HttpClient,
     target: String,
@@ -264,6 +285,11 @@ async fn forward(
         let result = serde_json::json!({"status": status, "latestValidHash": null, "validationError": error});
         answer = serde_json::json!({"jsonrpc": "2.0", "id": request["id"], "result": result}).to_string().into();
     };
+    if method == "engine_newPayloadV4" && *tamper.hold_payloads.borrow() {
+        tamper.held_payloads.lock().unwrap_or_else(PoisonError::into_inner).extend(block);
+        let mut hold = tamper.hold_payloads.subscribe();
+        let _ = hold.wait_for(|on| !*on).await;
+    }
     if method == "engine_newPayloadV4" {
         tamper
             .heights
