@@ -14,7 +14,7 @@
 //! - `main.rs`: parses the flags and runs [`run`] until Ctrl-C or SIGTERM.
 //! - `config.rs`: flags and their checks.
 //! - `sequencer.rs`: the production loop; `sequencer/recovery.rs` puts Geth back on our
-//!   chain after a fault; `sequencer/fast.rs` makes the loop's last two steps fast.
+//!   chain after a fault; `sequencer/fast.rs` makes the loop's last steps fast.
 //! - `slot.rs`: when the next block is due (pure functions), and the flags that set it.
 //! - `round.rs`: the Engine API round of a long-running producer: build, import,
 //!   finalize, replay, each with its checks.

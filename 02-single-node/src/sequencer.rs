@@ -4,7 +4,7 @@
 //! it is the head. So Geth is never ahead of the store because of us, and whatever Geth
 //! loses can be replayed from it.
 //!
-//! This file is the loop itself. `sequencer/fast.rs` holds its last two steps, made fast
+//! This file is the loop itself. `sequencer/fast.rs` holds its last steps, made fast
 //! without changing what they do (the store beside newPayload, one forkchoiceUpdated
 //! fewer when the next block is due at once), and `timing.rs` the stopwatch that says
 //! where each block's time went.
@@ -36,13 +36,14 @@ use crate::{
 /// What one production step did.
 #[derive(Debug)]
 enum Outcome {
-    /// A block was stored and finalized.
+    /// A block was stored and made head, safe and final (or left for the next build's
+    /// forkchoiceUpdated to make so: [`Sequencer::make_head`]).
     Produced(Box<Produced>),
     /// An empty block was dropped (`--skip-empty`).
     Skipped,
     /// Geth found its own block invalid; it was dropped.
     Invalid(String),
-    /// Shutdown was asked for before the block was taken from Geth; nothing was changed.
+    /// Shutdown was asked for before the block was taken from Geth; nothing was stored.
     Cancelled,
 }
 // ANCHOR_END: outcome
@@ -60,8 +61,8 @@ pub struct Sequencer {
     earliest: u64,
     /// When this process last produced a block (or started), for `--max-idle`.
     last_block_at: Instant,
-    /// Our head is stored, but Geth was not told it is head: the next build's
-    /// forkchoiceUpdated will ([`Sequencer::make_head`]).
+    /// [`Sequencer::make_head`] left making our head Geth's head to the next build's
+    /// forkchoiceUpdated (which may have come since); `run` makes it so on its way out.
     head_pending: bool,
 }
 // ANCHOR_END: sequencer

@@ -837,8 +837,10 @@ fn growth(
              opened and its head read); from there to the first block's line, less that block's \
              Engine API calls (Geth brought to the stored head again, the 20 ms Geth is given to \
              build, and the sequencer's own work in the block's step); and the first block's \
-             Engine API calls, Geth's time answering them. The restart figure also holds the \
-             bench's own polling of Geth's head (every 2 ms) and the log line's write.\n",
+             Engine API calls, Geth's time answering them (since 2026-12-07 three: the next \
+             build's forkchoiceUpdated makes the block head; before, a fourth of its own did). \
+             The restart figure also holds the bench's own polling of Geth's head (every 2 ms), \
+             the log line's write and, since 2026-12-07, the next build's forkchoiceUpdated.\n",
             crate::scenarios::growth::RESTARTS
         )?;
         writeln!(

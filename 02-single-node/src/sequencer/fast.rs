@@ -1,5 +1,5 @@
-//! The loop's last two steps, made fast without changing what they do (the chapter's
-//! "Making it fast"):
+//! The loop's last steps, made fast without changing what they do (the chapter's "Making
+//! it fast"):
 //! - the store commits a block while Geth executes it, and takes it out again when Geth
 //!   does not find it VALID ([`Sequencer::import_and_store`]);
 //! - when the next block is due at once (back to back, or catching up with the clock), no

@@ -475,10 +475,9 @@ async fn stopped_back_to_back_while_geth_executes_a_block_it_leaves_that_block_g
     head_at_least_while(&sequencer, &engine, 3).await;
 
     proxy.hold_new_payload(true);
-    let (number, hash) = eventually("a newPayload answer held back", BLOCKS_TIMEOUT, || async {
-        proxy.held_payloads().first().copied()
-    })
-    .await;
+    let (number, hash) =
+        while_running(&sequencer, "a newPayload answer held back", || async { proxy.held_payloads().first().copied() })
+            .await;
     sequencer.service.signal(libc::SIGTERM);
     eventually("the sequencer to hear the stop", BLOCKS_TIMEOUT, || async {
         sequencer.service.output().contains("shutdown requested").then_some(())

@@ -122,8 +122,9 @@ pub(crate) struct RestartPhases {
     /// 20 ms Geth is given to build, and the sequencer's own work in the block's step.
     pub(crate) between_s: Summary,
     /// The first block's Engine API calls (`engine_us` in its log line): Geth's time
-    /// answering forkchoiceUpdated with attributes, getPayload, newPayload and the
-    /// forkchoiceUpdated that makes the block head.
+    /// answering forkchoiceUpdated with attributes, getPayload and newPayload (back to
+    /// back, the next build's forkchoiceUpdated makes the block head; in runs before
+    /// 2026-12-07 a forkchoiceUpdated of its own did, and was counted here).
     pub(crate) engine_s: Summary,
 }
 
@@ -246,7 +247,8 @@ pub(crate) async fn run(lengths: &[u64]) -> anyhow::Result<Growth> {
                 tokio::time::sleep(Duration::from_millis(2)).await;
             }
             restarts_s.push(started.elapsed().as_secs_f64());
-            // The first block's line is written just after Geth's head moves.
+            // Back to back, the first block's line is written just before the next build's
+            // forkchoiceUpdated moves Geth's head to it.
             let log = wait_for_line(node.log_path(), "block produced").await?;
             let parts = restart_phases(&log, spawned).with_context(|| format!("the log of {label}"))?;
             for (phase, value) in phases.iter_mut().zip(parts) {
