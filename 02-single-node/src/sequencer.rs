@@ -20,7 +20,7 @@ use common::{EngineClient, Head, payload::ExecutableBlock};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use self::fast::{Imported, Produced};
+use self::fast::Imported;
 use crate::{
     clock::{self, sleep_or_cancel, unix_time},
     config::Config,
@@ -29,7 +29,7 @@ use crate::{
     server::Status,
     slot,
     store::Store,
-    timing::Stopwatch,
+    timing::{Stopwatch, Timing},
 };
 
 // ANCHOR: outcome
@@ -45,6 +45,13 @@ enum Outcome {
     Invalid(String),
     /// Shutdown was asked for before the block was taken from Geth; nothing was stored.
     Cancelled,
+}
+
+/// A block made, and where the time went while making it.
+#[derive(Debug)]
+struct Produced {
+    block: ExecutableBlock,
+    timing: Timing,
 }
 // ANCHOR_END: outcome
 
@@ -128,7 +135,7 @@ impl Sequencer {
         let Some(slot) = self.plan(cancel).await else { return Ok(Outcome::Cancelled) };
         let mut stopwatch = Stopwatch::start(&self.status.metrics.engine);
         let building = round::start(&self.engine, &self.head, slot.timestamp, self.config.block.fee_recipient).await?;
-        stopwatch.wait_until(building.started + slot.build_time);
+        stopwatch.not_ours_until(building.started + slot.build_time);
         let Some(block) = round::take(&self.engine, &building, slot.build_time, cancel).await? else {
             return Ok(Outcome::Cancelled);
         };

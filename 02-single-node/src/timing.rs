@@ -35,8 +35,9 @@ impl Stopwatch {
         Self { started: Instant::now(), engine_before: engine.time_in_calls(), build_wait: Duration::ZERO }
     }
 
-    /// The step now waits until `deadline` for Geth to fill the block: not our time.
-    pub fn wait_until(&mut self, deadline: Instant) {
+    /// The step is about to wait until `deadline` for Geth to fill the block
+    /// ([`round::take`](crate::round::take) waits): that time is not ours. Only recorded.
+    pub fn not_ours_until(&mut self, deadline: Instant) {
         self.build_wait = deadline.saturating_duration_since(Instant::now());
     }
 

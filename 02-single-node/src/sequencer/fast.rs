@@ -17,7 +17,6 @@ use crate::{
     fault::Fault,
     round::{self, Verdict},
     slot,
-    timing::Timing,
 };
 
 // ANCHOR: imported
@@ -29,13 +28,6 @@ pub(super) enum Imported {
     Invalid(String),
 }
 // ANCHOR_END: imported
-
-/// A block made, and where the time went while making it.
-#[derive(Debug)]
-pub(super) struct Produced {
-    pub(super) block: ExecutableBlock,
-    pub(super) timing: Timing,
-}
 
 impl Sequencer {
     // ANCHOR: import_and_store

@@ -36,8 +36,9 @@ async fn one_second_blocks_follow_the_wall_clock_and_are_observable() {
         assert_eq!(pair[1].timestamp - pair[0].timestamp, 1, "steady 1 s blocks after the first: {pair:?}");
     }
 
-    // A block the sequencer says it produced is Geth's head already: the forkchoiceUpdated
-    // that makes it head comes before the log line, not with the next block's build.
+    // At one block a second, a block the sequencer says it produced is Geth's head already:
+    // `make_head`'s forkchoiceUpdated comes before the log line (only a block whose
+    // successor is due at once is left to that successor's build to make head).
     let (mut checked, mut last) = (0, head.number);
     let deadline = std::time::Instant::now() + BLOCKS_TIMEOUT;
     while checked < 5 {
