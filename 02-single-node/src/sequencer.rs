@@ -69,7 +69,7 @@ pub struct Sequencer {
     /// When this process last produced a block (or started), for `--max-idle`.
     last_block_at: Instant,
     /// [`Sequencer::make_head`] left making our head Geth's head to the next build's
-    /// forkchoiceUpdated (which may have come since); `run` makes it so on its way out.
+    /// forkchoiceUpdated (which may have come since); `run` makes it so on shutdown.
     head_pending: bool,
 }
 // ANCHOR_END: sequencer
@@ -117,7 +117,7 @@ impl Sequencer {
                 Err(Fault::Fatal(error)) => return Err(error),
             }
         }
-        // The store and Geth agree when we exit: a head left to the next build's
+        // On shutdown the store and Geth agree: a head left to the next build's
         // forkchoiceUpdated is made head now.
         if self.head_pending
             && let Err(fault) = round::finalize(&self.engine, self.head.hash).await
