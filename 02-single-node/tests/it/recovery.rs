@@ -5,7 +5,7 @@ use std::time::Duration;
 use alloy_primitives::Address;
 use common::{
     BlockTag, EngineClient, Head,
-    harness::{Geth, InvalidatingProxy, eventually, free_port, genesis_path},
+    harness::{Geth, InvalidatingProxy, free_port, genesis_path},
     payload::ExecutableBlock,
 };
 use single_node::{
@@ -15,7 +15,7 @@ use single_node::{
 };
 
 use crate::support::{
-    BLOCKS_TIMEOUT, EXIT_TIMEOUT, FinalityWatch, Running, assert_final_kept, get, head_at_least, head_at_least_while,
+    EXIT_TIMEOUT, FinalityWatch, Running, assert_final_kept, get, head_at_least, head_at_least_while,
     keeps_and_extends, linked_chain, running, start, start_with, while_running,
 };
 
@@ -479,7 +479,7 @@ async fn stopped_back_to_back_while_geth_executes_a_block_it_leaves_that_block_g
         while_running(&sequencer, "a newPayload answer held back", || async { proxy.held_payloads().first().copied() })
             .await;
     sequencer.service.signal(libc::SIGTERM);
-    eventually("the sequencer to hear the stop", BLOCKS_TIMEOUT, || async {
+    while_running(&sequencer, "the sequencer to hear the stop", || async {
         sequencer.service.output().contains("shutdown requested").then_some(())
     })
     .await;
