@@ -56,8 +56,8 @@ pub struct Config {
 
     /// How many of the newest blocks the block log keeps (0: every block); the default is
     /// about a day at one block a second. A leader drops older ones every 64 blocks; a node
-    /// whose Geth is further behind syncs it from its peers' Geths (devp2p) up to where the
-    /// log begins, then follows the log.
+    /// whose Geth is further behind syncs it from its peers' Geths (devp2p) up to the log's
+    /// newest block of then, then follows the log.
     #[arg(long, env = "RETAIN_BLOCKS", default_value_t = 100_000)]
     pub retain_blocks: u64,
 

@@ -57,27 +57,29 @@ pub struct Follower {
     store: Store,
     status: Arc<Status>,
     head: Head,
-    /// The block a Geth below the log's anchor is syncing to from its peers.
+    /// The block a Geth below the log's anchor is syncing to from its peers (kept across
+    /// tries: a new target would restart Geth's sync).
     syncing_to: Option<Head>,
     /// Geth failed since we last read its head: read it again before going on.
     stale: bool,
 }
 
 impl Follower {
+    /// A follower of `chain`, not yet attached to this node's Geth.
+    pub const fn new(engine: Arc<EngineClient>, store: Store, status: Arc<Status>, chain: &Chain) -> Self {
+        Self { engine, store, status, head: chain.anchor, syncing_to: None, stale: true }
+    }
+
     /// Checks that this node's Geth is on the stored chain, and follows from its head.
     /// A Geth on another chain, or with blocks the store does not have, is a fatal fault:
-    /// only a person can say which chain is right.
-    pub async fn attach(
-        engine: Arc<EngineClient>,
-        store: Store,
-        status: Arc<Status>,
-        chain: &Chain,
-    ) -> Result<Self, FollowError> {
+    /// only a person can say which chain is right. Retried on the same follower while it
+    /// fails otherwise (a Geth syncing from its peers is asked for the same block each time).
+    pub async fn attach(&mut self, chain: &Chain) -> Result<(), FollowError> {
         // Block 0 from Geth; the chain id, fork id, genesis forks and blob schedule from
         // `--genesis`, which the start checks found Geth to have (of the forks at block 0,
         // Prague and Osaka by name; of the blob parameters, those of its current, next and
         // last fork).
-        let ours = engine.el_chain().await.map_err(engine_fault)?;
+        let ours = self.engine.el_chain().await.map_err(engine_fault)?;
         if !chain.el.admits(&ours) {
             return Err(fatal(anyhow!(
                 "this node's Geth is on another chain than the store's: it has {ours}, the store holds {}; \
@@ -91,9 +93,7 @@ impl Follower {
             let unnamed = unnamed.join(", ");
             warn!(store = %chain.el, unnamed, "the store's chain names less than this version writes (it was made before): this node's Geth is checked on what it names");
         }
-        let mut follower = Self { engine, store, status, head: chain.anchor, syncing_to: None, stale: true };
-        follower.resync().await?;
-        Ok(follower)
+        self.resync().await
     }
 
     // ANCHOR: resync
@@ -107,6 +107,10 @@ impl Follower {
         if geth.number < anchor.number {
             self.sync_from_peers(geth.number, anchor).await?;
             geth = self.engine.head().await.map_err(engine_fault)?;
+        } else {
+            // Geth is within the log (a sync from its peers ended, or took it past the
+            // anchor before it held its target): the log gives it the rest.
+            self.syncing_to = None;
         }
         match self.store.hash_at(geth.number).await.map_err(FollowError::Store)? {
             Some(hash) if hash == geth.hash => {}
@@ -147,19 +151,23 @@ impl Follower {
 
     // ANCHOR: sync_from_peers
     /// Brings a Geth that is below where the log begins (`anchor`: the log dropped the
-    /// blocks it lacks) up to the anchor from its peers: a forkchoiceUpdated naming a block
-    /// Geth does not have makes it fetch that block's header from its peers and sync to it
-    /// over devp2p, executing every block on the way (its own beacon sync). Until Geth
-    /// holds the block it answers SYNCING, and the follower asks again later. It keeps
-    /// asking for the same block while the anchor moves on (a new target would restart
-    /// Geth's sync); once Geth has it, the next target is nearer.
+    /// blocks it lacks) up to the log's newest block from its peers: a forkchoiceUpdated
+    /// naming a block Geth does not have makes it fetch that block's header from its peers
+    /// and sync to it over devp2p, executing every block on the way (its own beacon sync).
+    /// Until Geth holds the block it answers SYNCING, and the follower asks again later,
+    /// for the same block however far the log moves on (a new target would restart Geth's
+    /// sync). Once Geth has it, the log holds the blocks after it (unless the window passed
+    /// it meanwhile: then the next target is the newest block of then, much nearer).
     async fn sync_from_peers(&mut self, geth: u64, anchor: Head) -> Result<(), FollowError> {
-        let target = self.syncing_to.filter(|target| target.number > geth).unwrap_or(anchor);
+        let target = match self.syncing_to.filter(|target| target.number > geth) {
+            Some(target) => target,
+            None => self.store.head().await.map_err(FollowError::Store)?.unwrap_or(anchor),
+        };
         self.syncing_to = Some(target);
         match round::sync_to(&self.engine, target.hash).await {
             Ok(round::Sync::Done) => {
                 self.syncing_to = None;
-                info!(block = target.number, "Geth synced from its peers to where the log began");
+                info!(block = target.number, "Geth synced from its peers");
                 Ok(())
             }
             Ok(round::Sync::Syncing(answer)) => Err(FollowError::Syncing(format!(

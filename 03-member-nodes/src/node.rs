@@ -10,7 +10,7 @@ use std::{sync::Arc, time::Duration};
 use common::{EngineClient, Head};
 use single_node::{
     clock::Backoff,
-    fault::{Fault, retry},
+    fault::{Fault, Retry, retry},
 };
 use tokio::{sync::Notify, sync::watch, time::Instant};
 use tokio_util::sync::CancellationToken;
@@ -58,7 +58,7 @@ enum Following {
     Halted,
     /// Geth or PostgreSQL failed; try again after a backoff.
     Retry,
-    /// Geth is syncing from its peers up to where the log begins: ask again every
+    /// Geth is syncing from its peers, being below where the log begins: ask again every
     /// [`SYNC_RETRY`], whatever blocks are stored meanwhile.
     Syncing,
 }
@@ -165,22 +165,28 @@ impl Node {
         Ok(chain)
     }
 
-    /// A follower on this node's Geth, retried while Geth or PostgreSQL fail.
+    /// A follower on this node's Geth, retried while Geth or PostgreSQL fail, or while
+    /// Geth syncs from its peers (the same follower each time: it asks for the same block).
     async fn attach(&self, chain: &Chain, cancel: &CancellationToken) -> anyhow::Result<Option<Follower>> {
-        let step = || async {
-            Follower::attach(self.engine.clone(), self.store.clone(), self.status.clone(), chain).await.map_err(
-                |error| match error {
-                    FollowError::Engine(fault) => fault,
-                    other => Fault::Passing(other.into()),
-                },
-            )
-        };
-        retry(cancel, step, |waiting| {
-            if waiting.worth_logging() {
-                warn!(error = %format!("{:#}", waiting.error), "cannot attach to the store yet");
+        let mut follower = Follower::new(self.engine.clone(), self.store.clone(), self.status.clone(), chain);
+        let mut retry = Retry::new(cancel);
+        loop {
+            let fault = match follower.attach(chain).await {
+                Ok(()) => return Ok(Some(follower)),
+                Err(FollowError::Engine(fault)) => fault,
+                Err(other) => Fault::Passing(other.into()),
+            };
+            let again = retry
+                .failed(fault, |waiting| {
+                    if waiting.worth_logging() {
+                        warn!(error = %format!("{:#}", waiting.error), "cannot attach to the store yet");
+                    }
+                })
+                .await?;
+            if !again {
+                return Ok(None);
             }
-        })
-        .await
+        }
     }
 
     /// One catch-up, and what it means for `/ready`.

@@ -7,7 +7,7 @@ use alloy_primitives::{Address, B256};
 use alloy_rpc_types_engine::ForkchoiceState;
 use common::{
     BlockTag, EngineClient, Head,
-    harness::{Cast, default_fee_transfer, eventually},
+    harness::{Cast, InvalidatingProxy, default_fee_transfer, eventually},
     payload::ExecutableBlock,
 };
 use member_nodes::block_log::PRUNE_EVERY;
@@ -603,18 +603,23 @@ async fn bad_input_at_start_gets_a_clear_error_and_no_secret_is_printed() {
 
 /// With `--retain-blocks`, the leader drops the log's oldest blocks, and a member whose
 /// Geth is below where the log now begins (here: wiped while the member was stopped) has
-/// it synced by its peers over devp2p up to that block, then follows the log: its Geth
-/// ends with the leader's block at every height.
+/// it synced by its peers over devp2p up to a block the log holds, then follows the log:
+/// its Geth ends with the leader's block at every height. Until its Geth has that block,
+/// the member asks it for that same block at every try, however far the chain moves on
+/// meanwhile (a new target would restart Geth's sync): here its Geth has no peers at first.
 #[tokio::test]
 async fn a_member_behind_the_logs_window_syncs_its_geth_from_its_peers_then_follows() {
-    let args = ["--back-to-back", "--build-time-ms", "20", "--retain-blocks", "128"];
+    // A window of 256 blocks lasts about ten seconds here, longer than the 5 s between a
+    // running node's tries, so the block its Geth syncs to is still in the log at the next.
+    let args = ["--back-to-back", "--build-time-ms", "20", "--retain-blocks", "256"];
     let mut cluster = Cluster::start(&["leader", "member"], &args).await;
     cluster.sole_leader(0).await;
     cluster.head_at_least(1, 3).await;
     cluster.process(1).kill();
     cluster.nodes[1].geth.wipe_and_restart().await.expect("geth comes back empty");
-    // A wiped Geth has a new node key: the peers learn it again, as an operator's would.
-    cluster.nodes[0].geth.link(&cluster.nodes[1].geth).await.expect("the leader's Geth peers with the wiped one");
+    // The member reaches its Geth through the tamper proxy, which records what it is asked.
+    let proxy = InvalidatingProxy::start(cluster.nodes[1].geth.auth_url()).await.expect("proxy");
+    cluster.set_engine_url(1, proxy.url());
 
     let sql = cluster.sql().await;
     let anchor = eventually("the log to drop blocks", TIMEOUT, || async {
@@ -624,13 +629,35 @@ async fn a_member_behind_the_logs_window_syncs_its_geth_from_its_peers_then_foll
     .await;
     let kept: i64 =
         sql.query_one("SELECT count(*) FROM blocks WHERE payload IS NOT NULL", &[]).await.expect("count").get(0);
-    assert!(kept <= 128 + 64, "the log keeps its window and at most one prune's worth more ({kept} blocks)");
+    assert!(kept <= 256 + 64, "the log keeps its window and at most one prune's worth more ({kept} blocks)");
 
+    // A wiped Geth has a new node key, and no peer knows it yet: it answers SYNCING to
+    // every try, while the leader goes on storing blocks.
     cluster.start_node(1);
+    let first = eventually("the member to ask its Geth for a block", TIMEOUT, || async {
+        proxy.forkchoice_heads().first().copied()
+    })
+    .await;
+    let row = sql.query_opt("SELECT number FROM blocks WHERE hash = $1", &[&first.as_slice()]).await.expect("query");
+    let number = row.map(|row| row.get::<_, i64>(0)).expect("the member asked for a block the log holds");
+    let asked_by_then = eventually("the leader to store a block above it", TIMEOUT, || async {
+        let row = sql.query_one("SELECT max(number) FROM blocks", &[]).await.ok()?;
+        (row.get::<_, i64>(0) > number).then(|| proxy.forkchoice_heads().len())
+    })
+    .await;
+    let asked = eventually("the member to ask twice more", TIMEOUT, || async {
+        let heads = proxy.forkchoice_heads();
+        (heads.len() >= asked_by_then + 2).then_some(heads)
+    })
+    .await;
+    assert!(asked.iter().all(|head| *head == first), "the member asked for block {number} at every try: {asked:?}");
+    // The peers learn it, as an operator's would.
+    cluster.nodes[0].geth.link(&cluster.nodes[1].geth).await.expect("the leader's Geth peers with the wiped one");
     let target = cluster.nodes[0].geth.engine().head().await.expect("head").number;
     let head = cluster.head_at_least(1, target).await;
     let output = cluster.process_output(1);
-    assert!(output.contains("below block") && output.contains("it is syncing from its peers"), "{output}");
+    assert!(output.contains("below block") && output.contains(SYNCING), "{output}");
+    applies_the_log_after_its_sync(&cluster).await;
     has_the_leaders_chain(&cluster, head.number, anchor).await;
 
     // Paused (SIGSTOP) while the log's beginning moves past its head, a running member
@@ -638,7 +665,6 @@ async fn a_member_behind_the_logs_window_syncs_its_geth_from_its_peers_then_foll
     // a call to Geth that timed out meanwhile, finds Geth below where the log begins as it
     // starts again from Geth's head), and goes back to syncing its Geth from its peers,
     // then follows again.
-    const SYNCING: &str = "it is syncing from its peers";
     let syncs_seen = cluster.process_output(1).matches(SYNCING).count();
     let paused_at = cluster.nodes[1].geth.engine().head().await.expect("head").number;
     cluster.process(1).signal(libc::SIGSTOP);
@@ -653,7 +679,21 @@ async fn a_member_behind_the_logs_window_syncs_its_geth_from_its_peers_then_foll
     let head = cluster.head_at_least(1, target).await;
     let output = cluster.process_output(1);
     assert!(output.matches(SYNCING).count() > syncs_seen, "the member synced its Geth again: {output}");
+    applies_the_log_after_its_sync(&cluster).await;
     has_the_leaders_chain(&cluster, head.number, anchor).await;
+}
+
+/// What a node logs while its Geth syncs from its peers.
+const SYNCING: &str = "it is syncing from its peers";
+
+/// Waits until node 1 has applied a block from the log since it last asked its Geth to
+/// sync from its peers (that sync alone may have taken its Geth to the leader's head).
+async fn applies_the_log_after_its_sync(cluster: &Cluster) {
+    eventually("the member to apply the log's blocks after its sync", TIMEOUT, || async {
+        let output = cluster.process_output(1);
+        output[output.rfind(SYNCING)?..].contains("applied stored block").then_some(())
+    })
+    .await;
 }
 
 /// Node 1's Geth has node 0's block at every height up to `head`.

@@ -28,7 +28,9 @@
 //!   starts a new sync cycle ([`InvalidatingProxy::answer_reorging`]): code -32000,
 //!   "beacon syncer reorging" (`eth/downloader/skeleton.go`), after Geth saw the update.
 //!
-//! Everything else passes through untouched, after Geth has seen the request.
+//! Everything else passes through untouched, after Geth has seen the request. The proxy
+//! also remembers the head every forkchoiceUpdated named
+//! ([`InvalidatingProxy::forkchoice_heads`]).
 
 use std::{
     collections::{HashMap, HashSet},
@@ -76,6 +78,8 @@ struct Tamper {
     hold_payloads: watch::Sender<bool>,
     /// The blocks (height and hash) whose newPayload answer was held back, in order.
     held_payloads: Mutex<Vec<(u64, B256)>>,
+    /// The head every forkchoiceUpdated named, in order.
+    forkchoice_heads: Mutex<Vec<B256>>,
 }
 
 /// A block Geth holds without its state, as the proxy plays it.
@@ -122,6 +126,7 @@ impl InvalidatingProxy {
             reorging: AtomicU64::new(0),
             hold_payloads: watch::channel(false).0,
             held_payloads: Mutex::default(),
+            forkchoice_heads: Mutex::default(),
         });
         let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
         let shared = tamper.clone();
@@ -217,6 +222,11 @@ impl InvalidatingProxy {
         self.tamper.held_payloads.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
+    /// The head every forkchoiceUpdated named so far, in order, whatever Geth answered.
+    pub fn forkchoice_heads(&self) -> Vec<B256> {
+        self.tamper.forkchoice_heads.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
     /// Answers the next `n` forkchoiceUpdated calls (after Geth has acted on each) with the
     /// error a Geth syncing from its peers gives while it starts a new sync cycle: code
     /// -32000, "beacon syncer reorging".
@@ -239,6 +249,9 @@ async fn forward(
     let request: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
     let method = request["method"].as_str().unwrap_or_default();
     let head: Option<B256> = request["params"][0]["headBlockHash"].as_str().and_then(|h| h.parse().ok());
+    if method.starts_with("engine_forkchoiceUpdated") {
+        tamper.forkchoice_heads.lock().unwrap_or_else(PoisonError::into_inner).extend(head);
+    }
     if method.starts_with("engine_forkchoiceUpdated")
         && let Some(lost) = tamper.lost_state.lock().unwrap_or_else(PoisonError::into_inner).as_ref()
         && !lost.synced
