@@ -169,14 +169,14 @@ impl Node {
     /// Geth syncs from its peers (the same follower each time: it asks for the same block).
     async fn attach(&self, chain: &Chain, cancel: &CancellationToken) -> anyhow::Result<Option<Follower>> {
         let mut follower = Follower::new(self.engine.clone(), self.store.clone(), self.status.clone(), chain);
-        let mut retry = Retry::new(cancel);
+        let mut tries = Retry::new(cancel);
         loop {
             let fault = match follower.attach(chain).await {
                 Ok(()) => return Ok(Some(follower)),
                 Err(FollowError::Engine(fault)) => fault,
                 Err(other) => Fault::Passing(other.into()),
             };
-            let again = retry
+            let again = tries
                 .failed(fault, |waiting| {
                     if waiting.worth_logging() {
                         warn!(error = %format!("{:#}", waiting.error), "cannot attach to the store yet");

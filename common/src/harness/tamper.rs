@@ -249,10 +249,11 @@ async fn forward(
     let request: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
     let method = request["method"].as_str().unwrap_or_default();
     let head: Option<B256> = request["params"][0]["headBlockHash"].as_str().and_then(|h| h.parse().ok());
-    if method.starts_with("engine_forkchoiceUpdated") {
+    let forkchoice = method.starts_with("engine_forkchoiceUpdated");
+    if forkchoice {
         tamper.forkchoice_heads.lock().unwrap_or_else(PoisonError::into_inner).extend(head);
     }
-    if method.starts_with("engine_forkchoiceUpdated")
+    if forkchoice
         && let Some(lost) = tamper.lost_state.lock().unwrap_or_else(PoisonError::into_inner).as_ref()
         && !lost.synced
         && head.is_some()
@@ -279,13 +280,11 @@ async fn forward(
     parts.headers.remove(hyper::header::CONTENT_LENGTH);
     let mut answer = answer.collect().await?.to_bytes();
     let take = |n: u64| (n > 0).then(|| if n == u64::MAX { n } else { n - 1 });
-    if method.starts_with("engine_forkchoiceUpdated")
-        && tamper.reorging.fetch_update(Ordering::SeqCst, Ordering::SeqCst, take).is_ok()
-    {
+    if forkchoice && tamper.reorging.fetch_update(Ordering::SeqCst, Ordering::SeqCst, take).is_ok() {
         let error = serde_json::json!({"code": -32000, "message": "beacon syncer reorging"});
         answer = serde_json::json!({"jsonrpc": "2.0", "id": request["id"], "error": error}).to_string().into();
     }
-    let forkchoice_valid = method.starts_with("engine_forkchoiceUpdated")
+    let forkchoice_valid = forkchoice
         && serde_json::from_slice::<serde_json::Value>(&answer)
             .is_ok_and(|answer| answer["result"]["payloadStatus"]["status"] == "VALID");
     let payload = &request["params"][0];
@@ -330,9 +329,7 @@ async fn forward(
                 Some((at, _)) if method == "engine_newPayloadV4" && at == *number + 1 => {
                     replace("ACCEPTED", None, &tamper.answered_accepted);
                 }
-                _ if method.starts_with("engine_forkchoiceUpdated") && head.is_some_and(|h| *seen == Some(h)) => {
-                    *lost = None
-                }
+                _ if forkchoice && head.is_some_and(|h| *seen == Some(h)) => *lost = None,
                 _ => {}
             }
         }
@@ -345,7 +342,7 @@ async fn forward(
     {
         tamper.fresh.lock().unwrap_or_else(PoisonError::into_inner).insert(hash);
     }
-    if method.starts_with("engine_forkchoiceUpdated")
+    if forkchoice
         && let Some(head) =
             head.filter(|head| tamper.fresh.lock().unwrap_or_else(PoisonError::into_inner).contains(head))
     {
